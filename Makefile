@@ -1,0 +1,47 @@
+# quantfleet: `make demo` and `make test` each set up .venv themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEMO_STAMP := $(VENV)/.installed-demo-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
+BENCH_VENV := bench/.venv
+export RAY_AUTH_MODE ?= disabled
+export RAY_USAGE_STATS_ENABLED ?= 0
+export DO_NOT_TRACK ?= 1
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: demo test lint bench clean install-demo install-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[data,ray]"
+	rm -f $(VENV)/.installed-demo-*; touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-test-* $(VENV)/.installed-demo-*; touch $@ $(DEMO_STAMP)
+
+install-demo: $(DEMO_STAMP)
+install-test: $(TEST_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(VENV)/bin/quantfleet demo
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
+
+test: $(TEST_STAMP) lint
+	$(PY) -m pytest -q
+
+bench: $(TEST_STAMP)
+	bash bench/setup.sh
+	$(BENCH_VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build src/*.egg-info

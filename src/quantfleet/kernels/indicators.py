@@ -1,0 +1,191 @@
+"""Indicator kernels: arrays in, arrays out, NaN where the indicator is not yet defined.
+
+Every function is ``@njit(cache=True)`` and O(bars) unless its docstring says otherwise.
+Strategy kernels compute each unique window once per batch with these and share the result
+across every combo that uses it (see ``unique_windows``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "atr",
+    "ema",
+    "rolling_max",
+    "rolling_min",
+    "rolling_std",
+    "rsi",
+    "sma",
+    "unique_windows",
+]
+
+
+@njit(cache=True)
+def unique_windows(values):
+    """Distinct values and, for each input, the index of its value: ``(uniq, idx)``.
+
+    Parameters
+    ----------
+    values : float64 (combos,)
+
+    Returns
+    -------
+    uniq : float64 (k,) sorted distinct values
+    idx : int64 (combos,) with ``uniq[idx[i]] == values[i]``
+    """
+    uniq = np.unique(values)
+    idx = np.searchsorted(uniq, values)
+    return uniq, idx
+
+
+@njit(cache=True)
+def sma(x, w):
+    """Simple moving average over ``w`` bars; defined from bar ``w - 1``."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    s = 0.0
+    for t in range(n):
+        s += x[t]
+        if t >= w:
+            s -= x[t - w]
+        if t >= w - 1:
+            out[t] = s / w
+    return out
+
+
+@njit(cache=True)
+def ema(x, w):
+    """Exponential moving average, alpha = 2 / (w + 1), seeded with the SMA of the first ``w`` bars.
+
+    Defined from bar ``w - 1`` (as TA-Lib and vectorbt's ``ewm=True`` with ``adjust=False``
+    after an SMA seed).
+    """
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    alpha = 2.0 / (w + 1.0)
+    s = 0.0
+    for t in range(w):
+        s += x[t]
+    v = s / w
+    out[w - 1] = v
+    for t in range(w, n):
+        v = alpha * x[t] + (1.0 - alpha) * v
+        out[t] = v
+    return out
+
+
+@njit(cache=True)
+def rolling_std(x, w):
+    """Rolling sample standard deviation (ddof=1) over ``w`` bars; O(bars * w) for exactness."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 2 or w > n:
+        return out
+    for t in range(w - 1, n):
+        m = 0.0
+        for k in range(t - w + 1, t + 1):
+            m += x[k]
+        m /= w
+        ss = 0.0
+        for k in range(t - w + 1, t + 1):
+            d = x[k] - m
+            ss += d * d
+        out[t] = math.sqrt(ss / (w - 1))
+    return out
+
+
+@njit(cache=True)
+def rolling_max(x, w):
+    """Highest value of the last ``w`` bars (monotone deque, O(bars)); defined from bar ``w - 1``."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    dq = np.empty(n, dtype=np.int64)
+    head = 0
+    tail = 0
+    for t in range(n):
+        while tail > head and x[dq[tail - 1]] <= x[t]:
+            tail -= 1
+        dq[tail] = t
+        tail += 1
+        if dq[head] <= t - w:
+            head += 1
+        if t >= w - 1:
+            out[t] = x[dq[head]]
+    return out
+
+
+@njit(cache=True)
+def rolling_min(x, w):
+    """Lowest value of the last ``w`` bars; defined from bar ``w - 1``."""
+    return -rolling_max(-x, w)
+
+
+@njit(cache=True)
+def atr(high, low, close, w):
+    """Average true range, Wilder's smoothing (alpha = 1 / w) seeded with the mean of the first
+    ``w`` true ranges; the first true range is ``high - low``. Defined from bar ``w - 1``."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    tr = np.empty(n)
+    for t in range(n):
+        hl = high[t] - low[t]
+        if t == 0:
+            tr[t] = hl
+        else:
+            tr[t] = max(hl, abs(high[t] - close[t - 1]), abs(low[t] - close[t - 1]))
+    s = 0.0
+    for t in range(w):
+        s += tr[t]
+    v = s / w
+    out[w - 1] = v
+    for t in range(w, n):
+        v = v + (tr[t] - v) / w
+        out[t] = v
+    return out
+
+
+@njit(cache=True)
+def rsi(close, w):
+    """Relative strength index with Wilder's smoothing; defined from bar ``w``.
+
+    Average gain and loss are seeded with the simple mean of the first ``w`` changes.
+    RSI is 100 when there is no loss and 50 when there is neither gain nor loss.
+    """
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w >= n:
+        return out
+    g = 0.0
+    lo = 0.0
+    for t in range(1, w + 1):
+        d = close[t] - close[t - 1]
+        if d > 0:
+            g += d
+        else:
+            lo -= d
+    g /= w
+    lo /= w
+    for t in range(w, n):
+        if t > w:
+            d = close[t] - close[t - 1]
+            up = d if d > 0 else 0.0
+            dn = -d if d < 0 else 0.0
+            g = (g * (w - 1) + up) / w
+            lo = (lo * (w - 1) + dn) / w
+        if lo == 0.0:
+            out[t] = 50.0 if g == 0.0 else 100.0
+        else:
+            out[t] = 100.0 - 100.0 / (1.0 + g / lo)
+    return out

@@ -1,0 +1,160 @@
+"""Running metric sums: O(1) state per combo, updated once per bar inside the fused kernels.
+
+The state is a tuple of floats so numba keeps it in registers. A strategy kernel calls
+``acc_init()`` once per combo, ``acc_step`` once per bar with the position decided at that
+bar's close, and ``acc_finish`` to write one row of metrics. Conventions: docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "METRIC_NAMES",
+    "N_METRICS",
+    "acc_finish",
+    "acc_init",
+    "acc_step",
+    "bar_returns",
+    "evaluate_positions",
+]
+
+METRIC_NAMES = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "calmar",
+    "n_trades",
+    "win_rate",
+    "exposure",
+    "turnover",
+)
+N_METRICS = len(METRIC_NAMES)
+
+
+@njit(cache=True, inline="always")
+def acc_init():
+    """Fresh state: equity 1, no bars, no trades."""
+    # eq, peak, maxdd, n, sum r, sum r^2, sum min(r,0)^2, entries, wins, closed, entry_eq, exposed, turnover
+    return (1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
+@njit(cache=True, inline="always")
+def acc_step(st, pos_prev, pos, r, fee_rate):
+    """Advance one bar.
+
+    ``pos_prev`` (held over the bar) earns the bar's return ``r``; then the position moves to
+    ``pos`` at the bar's close, paying ``fee_rate * |pos - pos_prev|`` of equity.
+    """
+    eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    eq = eq * (1.0 + pos_prev * r)
+    d = abs(pos - pos_prev)
+    growth = 1.0 + pos_prev * r
+    if d != 0.0:
+        flip = pos * pos_prev < 0.0
+        if pos_prev != 0.0 and (pos == 0.0 or flip):
+            # the old trade's exit pays its share of the fill's fee
+            after_exit = eq * (1.0 - fee_rate * abs(pos_prev))
+            closed += 1.0
+            if after_exit > entry_eq:
+                wins += 1.0
+            if flip:
+                entry_eq = after_exit
+        elif pos != 0.0 and pos_prev == 0.0:
+            entry_eq = eq
+        if pos != 0.0 and (pos_prev == 0.0 or flip):
+            entries += 1.0
+        cost = 1.0 - fee_rate * d
+        eq = eq * cost
+        growth = growth * cost
+        turn += d
+    rb = growth - 1.0
+    n += 1.0
+    mean += rb  # running sum; acc_finish turns sums into moments
+    m2 += rb * rb
+    if rb < 0.0:
+        down2 += rb * rb
+    if eq > peak:
+        peak = eq
+    elif eq < peak * (1.0 - maxdd):
+        # a deeper drawdown than any so far: only then pay for the division
+        maxdd = 1.0 - eq / peak
+    if pos != 0.0:
+        exposed += 1.0
+    return (eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
+@njit(cache=True, inline="always")
+def acc_finish(st, ppy, out):
+    """Write the metric row (order of ``METRIC_NAMES``) into ``out``."""
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    nan = np.nan
+    mean = s1 / n if n > 0.0 else nan
+    m2 = max(s2 - s1 * mean, 0.0) if n > 0.0 else nan
+    out[0] = eq - 1.0
+    if n > 0.0:
+        cagr = eq ** (ppy / n) - 1.0 if eq > 0.0 else -1.0
+    else:
+        cagr = nan
+    out[1] = cagr
+    sd = math.sqrt(m2 / (n - 1.0)) if n > 1.0 else nan
+    out[2] = mean / sd * math.sqrt(ppy) if sd > 0.0 else nan
+    dsd = math.sqrt(down2 / n) if n > 0.0 else nan
+    if dsd > 0.0:
+        out[3] = mean / dsd * math.sqrt(ppy)
+    elif n > 0.0 and mean > 0.0:
+        out[3] = np.inf
+    else:
+        out[3] = nan
+    out[4] = maxdd
+    out[5] = cagr / maxdd if maxdd > 0.0 else nan
+    out[6] = entries
+    out[7] = wins / closed if closed > 0.0 else nan
+    out[8] = exposed / n if n > 0.0 else nan
+    out[9] = turn
+
+
+@njit(cache=True)
+def bar_returns(close):
+    """Close-to-close simple returns, shape (bars,); the first bar's return is 0."""
+    n = close.shape[0]
+    r = np.empty(n)
+    if n:
+        r[0] = 0.0
+    for t in range(1, n):
+        r[t] = close[t] / close[t - 1] - 1.0
+    return r
+
+
+@njit(cache=True)
+def evaluate_positions(close, positions, fee_rate, ppy, start, out, returns_out):
+    """Metrics of given position series: the replay path, and the check on every kernel.
+
+    Parameters
+    ----------
+    close : float64 (bars,)
+    positions : float64 (combos, bars)  target position decided at each bar's close
+    fee_rate : float    (fee_bps + slippage_bps) / 1e4
+    ppy : float         periods per year
+    start : int         first bar counted (equity is 1 at its close; earlier bars only warm up)
+    out : float64 (combos, N_METRICS)
+    returns_out : float64 (combos, bars) or None   per-bar returns when wanted (None compiles
+        a specialization without the stores, which keeps the hot loop in registers)
+    """
+    r = bar_returns(close)
+    n = close.shape[0]
+    for c in range(positions.shape[0]):
+        st = acc_init()
+        prev = 0.0
+        for t in range(start, n):
+            pos = positions[c, t]
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            prev = pos
+        acc_finish(st, ppy, out[c])

@@ -1,0 +1,17 @@
+"""Strategy seeds: numba signal kernels with declared parameter spaces, found by name."""
+
+from quantfleet.strategies.registry import Strategy, all_strategies, get, names, register
+from quantfleet.strategies.space import Choice, Constraint, Float, Int, ParamSpace
+
+__all__ = [
+    "Choice",
+    "Constraint",
+    "Float",
+    "Int",
+    "ParamSpace",
+    "Strategy",
+    "all_strategies",
+    "get",
+    "names",
+    "register",
+]

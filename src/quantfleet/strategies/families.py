@@ -1,0 +1,3 @@
+"""Imports every strategy family module so each registers its strategies."""
+
+from quantfleet.strategies import trend  # noqa: F401

@@ -1,0 +1,64 @@
+"""Trend-following seeds: moving-average crossovers and a trend filter."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.indicators import sma, unique_windows
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
+from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.space import Constraint, Int, ParamSpace
+
+__all__ = ["SMA_CROSS"]
+
+
+@njit(cache=True)
+def _sma_table(close, windows):
+    """SMA of ``close`` for each distinct window: (k, bars)."""
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = sma(close, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                     long_short, start, out, returns_out):
+    """Long 1 while SMA_fast > SMA_slow, else 0 (-1 in long/short mode). params: fast, slow."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    both = np.concatenate((params[:, 0], params[:, 1]))
+    uniq, idx = unique_windows(both)
+    table = _sma_table(close, uniq)
+    m = params.shape[0]
+    low_pos = -1.0 if long_short else 0.0
+    for c in range(m):
+        f = table[idx[c]]
+        s = table[idx[m + c]]
+        warm = int(max(params[c, 0], params[c, 1])) - 1
+        st = acc_init()
+        prev = 0.0
+        for t in range(start, n):
+            pos = 0.0
+            if t >= warm:
+                pos = 1.0 if f[t] > s[t] else low_pos
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+SMA_CROSS = register(Strategy(
+    name="sma_cross",
+    family="trend",
+    description="Long while SMA(fast) > SMA(slow) of close, else flat (short in long/short mode).",
+    space=ParamSpace(
+        dims=(Int("fast", 5, 50, default=10, hard_min=1), Int("slow", 20, 200, default=50, hard_min=2)),
+        constraints=(Constraint("fast", "<", "slow"),),
+        strategy="sma_cross",
+    ),
+    kernel=sma_cross_kernel,
+    warmup=lambda p: int(p["slow"]) - 1,
+))

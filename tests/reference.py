@@ -1,0 +1,121 @@
+"""Slow, obvious numpy references for the engine conventions (docs/conventions.md).
+
+Every kernel and metric in quantfleet is checked against these in the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRIC_NAMES = (
+    "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
+    "n_trades", "win_rate", "exposure", "turnover",
+)
+
+
+def sma(x: np.ndarray, w: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    for t in range(w - 1, len(x)):
+        out[t] = np.mean(x[t - w + 1: t + 1])
+    return out
+
+
+def ema(x: np.ndarray, w: int) -> np.ndarray:
+    out = np.full(len(x), np.nan)
+    if w > len(x):
+        return out
+    a = 2.0 / (w + 1.0)
+    out[w - 1] = np.mean(x[:w])
+    for t in range(w, len(x)):
+        out[t] = a * x[t] + (1 - a) * out[t - 1]
+    return out
+
+
+def equity_returns(close: np.ndarray, pos: np.ndarray, fee_rate: float, start: int = 0) -> np.ndarray:
+    """Per-bar strategy returns over bars [start, n): position pos[t-1] earns close[t]/close[t-1]-1,
+    then the fill to pos[t] costs fee_rate * |pos[t] - pos[t-1]|; flat before start."""
+    c = close[start:]
+    p = pos[start:]
+    prev = np.concatenate([[0.0], p[:-1]])
+    r = np.concatenate([[0.0], c[1:] / c[:-1] - 1.0])
+    return (1.0 + prev * r) * (1.0 - fee_rate * np.abs(p - prev)) - 1.0
+
+
+
+
+def metrics(close: np.ndarray, pos: np.ndarray, fee_rate: float, ppy: float, start: int = 0) -> dict:
+    """Every metric of a position series, computed the slow way."""
+    rb = equity_returns(close, pos, fee_rate, start)
+    p = pos[start:]
+    n = len(rb)
+    eq = np.cumprod(1.0 + rb)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
+    maxdd = float(np.max(1.0 - eq / peak)) if n else 0.0
+    total = float(eq[-1] - 1.0)
+    cagr = float(eq[-1] ** (ppy / n) - 1.0) if eq[-1] > 0 else -1.0
+    sd = np.std(rb, ddof=1)
+    sharpe = float(np.mean(rb) / sd * np.sqrt(ppy)) if sd > 0 else np.nan
+    dsd = np.sqrt(np.mean(np.minimum(rb, 0.0) ** 2))
+    if dsd > 0:
+        sortino = float(np.mean(rb) / dsd * np.sqrt(ppy))
+    else:
+        sortino = np.inf if np.mean(rb) > 0 else np.nan
+    # trades: entries are moves from flat to a position or sign flips; a trade's return runs
+    # from the equity before its entry fill to the equity after its exit's share of the fee
+    prev = np.concatenate([[0.0], p[:-1]])
+    r = np.concatenate([[0.0], close[start:][1:] / close[start:][:-1] - 1.0])
+    entries = 0
+    wins = 0
+    closed = 0
+    e = 1.0
+    entry_eq = 1.0
+    for t in range(n):
+        e = e * (1.0 + prev[t] * r[t])
+        d = abs(p[t] - prev[t])
+        if d:
+            flip = p[t] * prev[t] < 0
+            if prev[t] != 0 and (p[t] == 0 or flip):
+                after = e * (1.0 - fee_rate * abs(prev[t]))
+                closed += 1
+                wins += after > entry_eq
+                if flip:
+                    entry_eq = after
+            elif p[t] != 0 and prev[t] == 0:
+                entry_eq = e
+            if p[t] != 0 and (prev[t] == 0 or flip):
+                entries += 1
+            e = e * (1.0 - fee_rate * d)
+    return {
+        "total_return": total,
+        "cagr": cagr,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "max_drawdown": maxdd,
+        "calmar": cagr / maxdd if maxdd > 0 else np.nan,
+        "n_trades": float(entries),
+        "win_rate": wins / closed if closed else np.nan,
+        "exposure": float(np.mean(p != 0)),
+        "turnover": float(np.sum(np.abs(p - prev))),
+    }
+
+
+def assert_metrics_close(got_row, want: dict, rtol: float = 1e-9, atol: float = 1e-10) -> None:
+    for i, name in enumerate(METRIC_NAMES):
+        g, w = float(got_row[i]), float(want[name])
+        if np.isnan(w):
+            assert np.isnan(g), f"{name}: got {g}, want nan"
+        else:
+            assert np.isclose(g, w, rtol=rtol, atol=atol), f"{name}: got {g}, want {w}"
+
+
+def random_close(rng: np.random.Generator, n: int, vol: float = 0.02) -> np.ndarray:
+    return 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
+
+
+def random_ohlcv(rng: np.random.Generator, n: int) -> dict:
+    close = random_close(rng, n)
+    open_ = close * np.exp(rng.normal(0, 0.005, n))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.01, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
+    volume = rng.uniform(1e5, 1e6, n)
+    return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
