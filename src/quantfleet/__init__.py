@@ -1,0 +1,51 @@
+"""quantfleet: trading-strategy research at scale, on one core or a Ray cluster.
+
+The names a user types are re-exported here and resolved lazily (PEP 562), so
+``import quantfleet.kernels`` on a worker pulls in nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Costs": "quantfleet.research.costs",
+    "MarketData": "quantfleet.data.market",
+    "ParamSpace": "quantfleet.strategies.space",
+    "QuantfleetError": "quantfleet.errors",
+    "Strategy": "quantfleet.strategies.registry",
+    "get_strategy": ("quantfleet.strategies.registry", "get"),
+    "load": "quantfleet.data",
+    "strategy_names": ("quantfleet.strategies.registry", "names"),
+    "sweep": "quantfleet.research.sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantfleet.data import load
+    from quantfleet.data.market import MarketData
+    from quantfleet.errors import QuantfleetError
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.sweep import sweep
+    from quantfleet.strategies.registry import Strategy
+    from quantfleet.strategies.registry import get as get_strategy
+    from quantfleet.strategies.registry import names as strategy_names
+    from quantfleet.strategies.space import ParamSpace
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'quantfleet' has no attribute {name!r}")
+    module, attr = (target, name) if isinstance(target, str) else target
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

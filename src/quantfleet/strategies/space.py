@@ -205,6 +205,17 @@ class ParamSpace:
         combos that satisfy every constraint, and how many were skipped for violating one.
         Every value is checked for validity against ``n_bars``.
         """
+        axes = self.grid_axes(spec, n_bars)
+        total = math.prod(len(a) for a in axes)
+        if total == 0:
+            return np.empty((0, len(self.dims))), 0
+        mesh = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
+        keep = self.feasible(mesh)
+        return np.ascontiguousarray(mesh[keep]), int((~keep).sum())
+
+    def grid_axes(self, spec: Mapping[str, Sequence[Any]] | None = None,
+                  n_bars: int | None = None) -> list[np.ndarray]:
+        """Sorted, validated values per dimension (``names`` order) for a grid ``spec``."""
         spec = dict(spec or {})
         for k in spec:
             self.dim(k)
@@ -217,12 +228,29 @@ class ParamSpace:
             if not vals:
                 raise StrategyError(f"{self.strategy}: empty value list for {d.name}")
             axes.append(np.asarray(sorted(set(vals)), dtype=np.float64))
-        total = math.prod(len(a) for a in axes)
-        if total == 0:
-            return np.empty((0, len(self.dims))), 0
-        mesh = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], axis=1)
-        keep = self.feasible(mesh)
-        return np.ascontiguousarray(mesh[keep]), int((~keep).sum())
+        return axes
+
+    def grid_chunks(self, spec: Mapping[str, Sequence[Any]] | None = None,
+                    n_bars: int | None = None, chunk: int = 4096):
+        """Yield ``(params, skipped)`` chunks of the grid without building it whole.
+
+        Each chunk holds up to ``chunk`` cartesian rows before the constraint filter, so memory
+        stays flat however large the grid is.
+        """
+        axes = self.grid_axes(spec, n_bars)
+        shape = tuple(len(a) for a in axes)
+        total = math.prod(shape)
+        for lo in range(0, total, chunk):
+            flat = np.arange(lo, min(lo + chunk, total))
+            idx = np.unravel_index(flat, shape)
+            rows = np.stack([a[i] for a, i in zip(axes, idx, strict=True)], axis=1)
+            keep = self.feasible(rows)
+            yield np.ascontiguousarray(rows[keep]), int((~keep).sum())
+
+    def grid_size(self, spec: Mapping[str, Sequence[Any]] | None = None,
+                  n_bars: int | None = None) -> int:
+        """Number of cartesian rows of the grid, before constraints."""
+        return math.prod(len(a) for a in self.grid_axes(spec, n_bars))
 
     def feasible(self, params: np.ndarray) -> np.ndarray:
         """Boolean mask of rows of ``params`` (combos, dims) satisfying every constraint."""

@@ -1,0 +1,379 @@
+"""The ``quantfleet`` command line: thin wrappers that parse flags and call the library.
+
+Bad input prints one line on stderr and exits with code 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from quantfleet.errors import QuantfleetError
+
+app = typer.Typer(
+    name="quantfleet",
+    help="Trading-strategy research at scale: backtests, sweeps, tournaments, evolution, portfolios.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect market data sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return v
+
+
+def _print_json(obj: Any) -> None:
+    def clean(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return _jsonable(o)
+
+    typer.echo(json.dumps(clean(obj), indent=2, default=str))
+
+
+def _number(text: str, what: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        _fail(f"{what}: {text!r} is not a number")
+        raise  # unreachable
+
+
+def parse_params(items: list[str]) -> dict[str, int | float]:
+    """``["fast=10", "slow=50"]`` -> ``{"fast": 10, "slow": 50}``."""
+    out: dict[str, int | float] = {}
+    for it in items:
+        if "=" not in it:
+            _fail(f"--param {it!r}: expected KEY=VALUE, e.g. --param fast=10")
+        k, v = it.split("=", 1)
+        out[k.strip()] = _number(v.strip(), f"--param {k.strip()}")
+    return out
+
+
+def parse_grid(items: list[str]) -> dict[str, list[int | float]]:
+    """``K=START:STOP:STEP`` (inclusive) or ``K=v1,v2,...`` for each item."""
+    grid: dict[str, list[int | float]] = {}
+    for it in items:
+        if "=" not in it:
+            _fail(f"--grid {it!r}: expected K=START:STOP:STEP or K=v1,v2")
+        k, v = (s.strip() for s in it.split("=", 1))
+        if ":" in v:
+            parts = v.split(":")
+            if len(parts) not in (2, 3):
+                _fail(f"--grid {it!r}: expected K=START:STOP:STEP (inclusive), e.g. fast=5:49:2")
+            start, stop = (_number(p, f"--grid {k}") for p in parts[:2])
+            step = _number(parts[2], f"--grid {k}") if len(parts) == 3 else 1
+            if step <= 0:
+                _fail(f"--grid {k}: step must be > 0 (got {step})")
+            if stop < start:
+                _fail(f"--grid {k}: stop {stop} is below start {start}")
+            if all(isinstance(x, int) for x in (start, stop, step)):
+                vals: list[int | float] = list(range(start, stop + 1, step))
+            else:
+                n = int(math.floor((stop - start) / step + 1e-9)) + 1
+                vals = [round(start + i * step, 12) for i in range(n)]
+        else:
+            vals = [_number(x.strip(), f"--grid {k}") for x in v.split(",") if x.strip()]
+        if not vals:
+            _fail(f"--grid {k}: no values")
+        grid[k] = vals
+    return grid
+
+
+def _load(source: str):
+    from quantfleet.data import load
+
+    return load(source)
+
+
+@app.command()
+def strategies(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List the strategy seeds and their parameters."""
+    from quantfleet.strategies import all_strategies
+
+    rows = [
+        {"name": s.name, "family": s.family, "description": s.description,
+         "params": s.space.describe(), "constraints": [str(c) for c in s.space.constraints],
+         "needs": list(s.needs) + list(s.extras)}
+        for s in all_strategies()
+    ]
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{len(rows)} strategies")
+    for col in ("name", "family", "parameters (search range, default)", "description"):
+        t.add_column(col)
+    for r in rows:
+        ps = ", ".join(
+            f"{p['name']}[{p['low']}..{p['high']}]={p['default']}" if "low" in p
+            else f"{p['name']}{p['options']}={p['default']}" for p in r["params"]
+        )
+        if r["constraints"]:
+            ps += "; " + ", ".join(r["constraints"])
+        t.add_row(r["name"], r["family"], ps, r["description"])
+    Console().print(t)
+
+
+Fee = Annotated[float, typer.Option("--fee-bps", help="Fee per fill in basis points of traded value.")]
+Slip = Annotated[float, typer.Option("--slippage-bps", help="Slippage per fill in basis points.")]
+Ppy = Annotated[float | None, typer.Option("--periods-per-year", help="Bars per year (default: inferred from timestamps).")]
+LongShort = Annotated[bool, typer.Option("--long-short", help="Allow short positions.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def backtest(
+    data: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = None,
+    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) to test (default: all).")] = None,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    as_json: AsJson = False,
+) -> None:
+    """Backtest one parameter set of one strategy."""
+    import numpy as np
+
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.sweep import _check_history
+    from quantfleet.strategies import get
+
+    strat = get(strategy)
+    params = parse_params(param or [])
+    market = _load(data)
+    costs = Costs(fee_bps, slippage_bps)
+    if periods_per_year is not None and periods_per_year <= 0:
+        _fail(f"--periods-per-year must be > 0 (got {periods_per_year}); e.g. 252 for daily stocks")
+    p = strat.space.validate(params, market.n_bars)
+    rows = list(range(market.n_assets)) if not asset else [market.asset_index(a) for a in asset]
+    _check_history(strat, market, rows, p)
+    ppy = periods_per_year or market.periods_per_year
+    arr = strat.space.to_array([p])
+    results = []
+    first = market.first_valid()
+    for a in rows:
+        m, _ = strat.run_asset(market, a, arr, fee_rate=costs.fee_rate, ppy=ppy, long_short=long_short)
+        results.append({
+            "strategy": strat.name, "asset": market.assets[a], "params": p,
+            "bars": int(market.n_bars - first[a]), "periods_per_year": ppy,
+            "fee_bps": fee_bps, "slippage_bps": slippage_bps, "long_short": long_short,
+            **strat.metrics_dict(np.asarray(m[0])),
+        })
+    if as_json:
+        _print_json(results[0] if len(results) == 1 else results)
+        return
+    _print_rows(results, title=f"{strat.name} {p}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return str(v)
+
+
+def _print_rows(rows: list[dict], title: str = "", skip: tuple[str, ...] = ("params", "strategy")) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        typer.echo("(no rows)")
+        return
+    t = Table(title=title)
+    cols = [c for c in rows[0] if c not in skip]
+    for c in cols:
+        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left")
+    for r in rows:
+        t.add_row(*[_fmt(r[c]) for c in cols])
+    Console().print(t)
+
+
+@app.command()
+def sweep(
+    data: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    grid: Annotated[list[str] | None, typer.Option("--grid", "-g", help="K=START:STOP:STEP (inclusive) or K=v1,v2; repeatable. Missing params use the search range.")] = None,
+    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) (default: all).")] = None,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    metric: Annotated[str, typer.Option("--metric", help="Leaderboard metric.")] = "sharpe",
+    top: Annotated[int, typer.Option("--top", help="Leaderboard rows.")] = 10,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every row to this Parquet file.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")] = "serial",
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Sweep a parameter grid of one strategy over every asset; print the leaderboard."""
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.sweep import sweep as run_sweep
+
+    if top < 1:
+        _fail(f"--top must be >= 1 (got {top})")
+    if out is not None and out.suffix != ".parquet":
+        _fail(f"--out {out}: expected a .parquet file name")
+    if periods_per_year is not None and periods_per_year <= 0:
+        _fail(f"--periods-per-year must be > 0 (got {periods_per_year}); e.g. 252 for daily stocks")
+    g = parse_grid(grid or [])
+    market = _load(data)
+    ex = _executor(executor, workers, ray_address)
+    try:
+        res = run_sweep(market, strategy, g, Costs(fee_bps, slippage_bps), executor=ex,
+                        assets=asset, long_short=long_short, ppy=periods_per_year, out=out,
+                        keep_table=out is None, metric=metric, top=top)
+    finally:
+        if ex is not None:
+            ex.close()
+    board = res.top.to_dict("records") if len(res.top) else []
+    summary = {"strategy": res.strategy, "combos": res.n_combos, "skipped": res.n_skipped,
+               "rows": res.n_rows, "failed": len(res.failed), "assets": len(res.assets),
+               "metric": metric, "out": str(res.path) if res.path else None}
+    if as_json:
+        _print_json({**summary, "top": board})
+        return
+    _print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",))
+    typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
+               f"{res.n_skipped} combos skipped (constraint); {len(res.failed)} failed"
+               + (f"; rows written to {res.path}" if res.path else ""))
+
+
+def _executor(kind: str, workers: int | None, ray_address: str | None):
+    if kind == "serial" and ray_address is None:
+        return None
+    from quantfleet.compute import make_executor
+
+    return make_executor(kind, workers=workers, ray_address=ray_address)
+
+
+@data_app.command("info")
+def data_info(
+    source: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    as_json: AsJson = False,
+) -> None:
+    """Load and validate a data source; print what was loaded."""
+    from quantfleet.data import info
+
+    d = info(_load(source))
+    if as_json:
+        _print_json(d)
+        return
+    for k, v in d.items():
+        if isinstance(v, (list, dict)) and len(v) > 12:
+            v = f"{len(v)} entries"
+        typer.echo(f"{k:>18}: {v}")
+
+
+@app.command()
+def demo(
+    data: Annotated[str, typer.Option("--data", help="Data source.")] = "sp500",
+    combos: Annotated[int, typer.Option("--combos", help="Random parameter sets per strategy.")] = 300,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    fee_bps: Fee = 5.0,
+) -> None:
+    """Sweep every strategy over the bundled data and print a leaderboard."""
+    import time
+
+    import numpy as np
+
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.sweep import evaluate_chunk
+    from quantfleet.strategies import all_strategies
+
+    market = _load(data)
+    typer.echo(f"{market!r}")
+    rng = np.random.default_rng(seed)
+    ppy = market.periods_per_year
+    rows = []
+    t0 = time.perf_counter()
+    total = 0
+    for strat in all_strategies():
+        if any(market.field(f) is None for f in (*strat.needs, *strat.extras)):
+            typer.echo(f"  skip {strat.name}: needs {', '.join((*strat.needs, *strat.extras))}")
+            continue
+        params = strat.space.sample(rng, combos)
+        res = evaluate_chunk(market, (strat.name, list(range(market.n_assets)), params,
+                                      Costs(fee_bps).fee_rate, ppy, False))
+        total += res.shape[0] * res.shape[1]
+        sharpe = res[:, :, 2]
+        mean_sharpe = np.nanmean(np.where(np.isfinite(sharpe), sharpe, np.nan), axis=0)
+        best = int(np.nanargmax(mean_sharpe))
+        rows.append({
+            "strategy": strat.name,
+            "best params": str(strat.space.to_dicts(params[best:best + 1])[0]),
+            "mean sharpe": float(mean_sharpe[best]),
+            "mean total_return": float(np.nanmean(res[:, best, 0])),
+            "mean max_drawdown": float(np.nanmean(res[:, best, 4])),
+        })
+    dt = time.perf_counter() - t0
+    rows.sort(key=lambda r: -r["mean sharpe"] if math.isfinite(r["mean sharpe"]) else math.inf)
+    _print_rows(rows, title=f"Leaderboard: best of {combos} random parameter sets per strategy, "
+                            f"mean over {market.n_assets} assets, fees {fee_bps} bps", skip=())
+    typer.echo(f"{total} backtests of {market.n_bars} bars in {dt:.1f} s "
+               f"({total / dt:,.0f} backtests/s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning quantfleet errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except QuantfleetError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except TypeError as e:
+        if os.environ.get("QUANTFLEET_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e.filename or e}: file not found", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(2)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

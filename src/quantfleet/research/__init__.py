@@ -1,0 +1,1 @@
+"""Layer 3: research drivers (sweeps, tournaments, evolution, overfitting statistics)."""
