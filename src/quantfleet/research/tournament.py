@@ -1,0 +1,262 @@
+"""Backtest tournaments: strategies × assets × walk-forward windows.
+
+In each window every parameter set is evaluated on the train part (in sample) and on the test
+part (out of sample); the best in sample by ``metric`` is marked ``selected``. Keeping every
+combo's out-of-sample metrics is what the overfitting statistics (PBO, deflated Sharpe) need.
+The selected parameters' out-of-sample returns, stitched over windows, feed the leaderboard and
+the portfolio's returns matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError, did_you_mean
+from quantfleet.kernels.metrics import METRIC_NAMES
+from quantfleet.research.costs import Costs
+from quantfleet.research.windows import Window, walk_forward
+from quantfleet.strategies.registry import Strategy, get
+from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
+
+__all__ = ["TournamentResult", "coarse_grid", "evaluate_window", "tournament"]
+
+_LOWER_IS_BETTER = {"max_drawdown", "turnover"}
+
+
+def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
+    """An evenly spaced grid over the search bounds with at most ~``max_combos`` feasible rows.
+
+    Each dimension gets ``k`` values (the same ``k`` for all, the largest that keeps the
+    cartesian product within budget before constraints); choices keep all their options.
+    """
+    n_free = sum(1 for d in space.dims if not isinstance(d, Choice))
+    fixed = math.prod(len(d.options) for d in space.dims if isinstance(d, Choice))
+    k = 2
+    while n_free and (k + 1) ** n_free * fixed <= max_combos * 2:
+        k += 1
+    spec: dict[str, list[Any]] = {}
+    for d in space.dims:
+        if isinstance(d, Choice):
+            spec[d.name] = list(d.options)
+        elif isinstance(d, Int):
+            vals = np.unique(np.round(np.linspace(d.low, d.high, k)).astype(int))
+            spec[d.name] = [int(v) for v in vals]
+        elif isinstance(d, Float):
+            spec[d.name] = [float(v) for v in np.linspace(d.low, d.high, k)]
+    params, _ = space.grid(spec)
+    if params.shape[0] > max_combos:
+        idx = np.unique(np.linspace(0, params.shape[0] - 1, max_combos).round().astype(int))
+        params = params[idx]
+    return params
+
+
+@dataclass
+class TournamentResult:
+    """Rows, leaderboard and stitched out-of-sample returns of a tournament."""
+
+    metric: str
+    windows: list[Window]
+    n_rows: int
+    n_backtests: int
+    table: Any = None  # pyarrow.Table, one row per (strategy, asset, window, params)
+    leaderboard: Any = None  # pandas.DataFrame, one row per (strategy, asset)
+    oos_returns: Any = None  # pandas.DataFrame, timestamps × "strategy/asset"
+    path: Path | None = None
+    failed: list[Any] = field(default_factory=list)
+
+
+def _best(values: np.ndarray, metric: str) -> int:
+    v = np.where(np.isfinite(values), values, np.nan)
+    if np.all(np.isnan(v)):
+        return 0
+    return int(np.nanargmin(v) if metric in _LOWER_IS_BETTER else np.nanargmax(v))
+
+
+def evaluate_window(market: MarketData, item: tuple) -> dict[str, Any]:
+    """Worker body: every combo of one (strategy, asset, window) in and out of sample.
+
+    Returns ``{"is": (combos, M), "oos": (combos, M), "best": int, "returns": (test bars,)}``.
+    """
+    name, asset, params, window, warm, fee_rate, ppy, long_short, metric = item
+    strat = get(name)
+    w = window
+    kw = {"fee_rate": fee_rate, "ppy": ppy, "long_short": long_short}
+    is_m, _ = strat.run_asset(market, asset, params, start=w.train_start, stop=w.train_end,
+                              warm_from=max(0, w.train_start - warm), **kw)
+    oos_m, _ = strat.run_asset(market, asset, params, start=w.test_start, stop=w.test_end,
+                               warm_from=max(0, w.test_start - warm), **kw)
+    best = _best(is_m[:, METRIC_NAMES.index(metric)], metric)
+    _, rets = strat.run_asset(market, asset, params[best:best + 1], start=w.test_start,
+                              stop=w.test_end, warm_from=max(0, w.test_start - warm),
+                              returns=True, **kw)
+    return {"is": is_m, "oos": oos_m, "best": best, "returns": rets[0]}
+
+
+def _rows(strat: Strategy, market: MarketData, asset: int, w: Window, params: np.ndarray,
+          res: Mapping[str, Any]):
+    import pyarrow as pa
+
+    n = params.shape[0]
+    ts = market.timestamps
+    dicts = strat.space.to_dicts(params)
+    sel = np.zeros(n, dtype=bool)
+    sel[res["best"]] = True
+    cols: dict[str, Any] = {
+        "strategy": pa.array([strat.name] * n, pa.string()),
+        "asset": pa.array([market.assets[asset]] * n, pa.string()),
+        "window": pa.array(np.full(n, w.index, dtype=np.int32)),
+        "train_start": pa.array(np.repeat(ts[w.train_start], n)),
+        "test_start": pa.array(np.repeat(ts[w.test_start], n)),
+        "test_end": pa.array(np.repeat(ts[w.test_end - 1], n)),
+        "combo": pa.array(np.arange(n, dtype=np.int32)),
+        "params": pa.array([json.dumps(d, sort_keys=True) for d in dicts], pa.string()),
+        "selected": pa.array(sel),
+    }
+    for prefix, m in (("is_", res["is"]), ("oos_", res["oos"])):
+        for k, name in enumerate(METRIC_NAMES):
+            cols[prefix + name] = pa.array(m[:, k])
+    return pa.table(cols)
+
+
+def tournament(market: MarketData, strategies: Sequence[str], *,
+               assets: Sequence[str] | None = None, train: int | str | None = None,
+               test: int | str | None = None, n_windows: int | None = None,
+               anchored: bool = False, metric: str = "sharpe",
+               grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+               max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
+               ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
+               keep_table: bool = True) -> TournamentResult:
+    """Run every strategy on every asset in every walk-forward window.
+
+    Parameters
+    ----------
+    strategies : names; each uses ``grids[name]`` if given, else ``coarse_grid(space, max_combos)``
+    train, test : window lengths in bars or durations ("2Y"); or ``n_windows`` K alone
+    metric : in-sample selection metric (higher is better; max_drawdown/turnover lower)
+    executor : a ``quantfleet.compute`` Executor (None: in this process); one task per
+        (strategy, asset, window), chunked by the executor
+    out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
+        ``oos_returns.parquet`` are written there
+    """
+    import pandas as pd
+
+    if metric not in METRIC_NAMES:
+        raise QuantfleetError(
+            f"unknown metric {metric!r}{did_you_mean(metric, METRIC_NAMES)}; "
+            f"choose one of {', '.join(METRIC_NAMES)}"
+        )
+    if not strategies:
+        raise QuantfleetError("no strategies given; e.g. --strategies sma_cross,rsi")
+    strats = [get(s) for s in strategies]
+    rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
+    costs = costs or Costs()
+    ppy = float(ppy) if ppy is not None else market.periods_per_year
+    first = int(market.first_valid()[rows].max()) if rows else 0
+    windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
+
+    plan: list[tuple[Strategy, np.ndarray, int]] = []
+    for s in strats:
+        s.check_market(market)
+        if grids and s.name in grids:
+            params, _ = s.space.grid(grids[s.name], market.n_bars)
+        else:
+            params = coarse_grid(s.space, max_combos)
+        if params.shape[0] == 0:
+            raise QuantfleetError(f"{s.name}: the grid has no combo satisfying its constraints")
+        warm = max(s.min_bars(d) for d in s.space.to_dicts(params))
+        plan.append((s, params, warm))
+
+    items = [(s.name, a, params, w, warm, costs.fee_rate, ppy, long_short, metric)
+             for s, params, warm in plan for a in rows for w in windows]
+
+    if executor is None:
+        results: Iterator[Any] = (evaluate_window(market, it) for it in items)
+    else:
+        results = executor.map(evaluate_window, items, shared=market, stage="tournament",
+                               component=[it[0] for it in items])
+
+    out_dir = Path(out) if out is not None else None
+    writer = None
+    tables = []
+    failed: list[Any] = []
+    n_rows = 0
+    n_bt = 0
+    stitched: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+    summary: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    try:
+        for it, res in zip(items, results, strict=True):
+            name, a, params, w = it[0], it[1], it[2], it[3]
+            if not isinstance(res, dict):
+                failed.append(res)
+                continue
+            strat = get(name)
+            tbl = _rows(strat, market, a, w, params, res)
+            n_rows += tbl.num_rows
+            n_bt += 2 * params.shape[0] + 1
+            key = (name, market.assets[a])
+            stitched.setdefault(key, {})[w.index] = res["returns"]
+            k = METRIC_NAMES.index(metric)
+            summary.setdefault(key, []).append((res["is"][res["best"], k], res["oos"][res["best"], k]))
+            if out_dir is not None:
+                if writer is None:
+                    import pyarrow.parquet as pq
+
+                    out_dir.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(out_dir / "results.parquet.partial", tbl.schema)
+                writer.write_table(tbl)
+            if keep_table or out_dir is None:
+                tables.append(tbl)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        (out_dir / "results.parquet.partial").replace(out_dir / "results.parquet")
+
+    # stitched out-of-sample returns of the selected parameters, and the leaderboard
+    ts = market.timestamps
+    oos = pd.DataFrame(index=pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end],
+                                              name="timestamp"))
+    board = []
+    for key, parts in stitched.items():
+        series = np.full(len(oos), np.nan)
+        for wi, r in parts.items():
+            w = windows[wi]
+            series[w.test_start - windows[0].test_start: w.test_end - windows[0].test_start] = r
+        oos[f"{key[0]}/{key[1]}"] = series
+        r = series[np.isfinite(series)]
+        eq = np.cumprod(1.0 + r)
+        sd = r.std(ddof=1) if r.size > 1 else np.nan
+        peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
+        pairs = np.array(summary[key])
+        board.append({
+            "strategy": key[0], "asset": key[1], "windows": len(parts),
+            "oos_total_return": float(eq[-1] - 1.0) if r.size else np.nan,
+            "oos_sharpe": float(r.mean() / sd * math.sqrt(ppy)) if sd and sd > 0 else np.nan,
+            "oos_max_drawdown": float(np.max(1.0 - eq / peak)) if r.size else np.nan,
+            f"mean_is_{metric}": float(np.nanmean(pairs[:, 0])) if np.isfinite(pairs[:, 0]).any() else np.nan,
+            f"mean_oos_{metric}": float(np.nanmean(pairs[:, 1])) if np.isfinite(pairs[:, 1]).any() else np.nan,
+        })
+    leaderboard = pd.DataFrame(board)
+    if len(leaderboard):
+        leaderboard = leaderboard.sort_values(["oos_sharpe", "strategy", "asset"],
+                                              ascending=[False, True, True], na_position="last",
+                                              kind="stable").reset_index(drop=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        leaderboard.to_parquet(out_dir / "leaderboard.parquet", index=False)
+        oos.to_parquet(out_dir / "oos_returns.parquet")
+    import pyarrow as pa
+
+    return TournamentResult(
+        metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
+        table=pa.concat_tables(tables) if tables else None, leaderboard=leaderboard,
+        oos_returns=oos, path=out_dir, failed=failed,
+    )
