@@ -23,7 +23,17 @@ _EXPORTS = {
     "sweep": "quantfleet.research.sweep",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Costs",
+    "MarketData",
+    "ParamSpace",
+    "QuantfleetError",
+    "Strategy",
+    "get_strategy",
+    "load",
+    "strategy_names",
+    "sweep",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantfleet.data import load

@@ -269,12 +269,103 @@ def sweep(
                + (f"; rows written to {res.path}" if res.path else ""))
 
 
-def _executor(kind: str, workers: int | None, ray_address: str | None):
-    if kind == "serial" and ray_address is None:
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _window_len(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+@app.command()
+def tournament(
+    data: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names, or 'all'.")],
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets (default: all).")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="Train length: bars (252) or a duration (2Y, 6M).")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Test length: bars or a duration.")] = None,
+    windows: Annotated[int | None, typer.Option("--windows", help="K equal windows (instead of --train/--test).")] = None,
+    anchored: Annotated[bool, typer.Option("--anchored", help="Anchored (expanding) train windows.")] = False,
+    metric: Annotated[str, typer.Option("--metric", help="In-sample selection metric.")] = "sharpe",
+    max_combos: Annotated[int, typer.Option("--max-combos", help="Parameter sets per strategy (coarse grid).")] = 64,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    executor: Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for results.parquet, leaderboard.parquet, oos_returns.parquet.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also run a sample serially and report speedup and efficiency.")] = False,
+    top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
+    as_json: AsJson = False,
+) -> None:
+    """Strategies x assets x walk-forward windows: pick in sample, score out of sample."""
+    import time
+
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.tournament import tournament as run_tournament
+    from quantfleet.strategies import names
+
+    names_ = names() if strategies.strip() == "all" else _split(strategies)
+    if max_combos < 1:
+        _fail(f"--max-combos must be >= 1 (got {max_combos})")
+    market = _load(data)
+    n_items = len(names_ or []) * (len(_split(assets) or market.assets))
+    ex = _executor(executor, workers, ray_address, n_items_hint=n_items * 20,
+                   checkpoint_dir=resume)
+    t0 = time.perf_counter()
+    try:
+        res = run_tournament(
+            market, names_ or [], assets=_split(assets), train=_window_len(train),
+            test=_window_len(test), n_windows=windows, anchored=anchored, metric=metric,
+            max_combos=max_combos, costs=Costs(fee_bps, slippage_bps), long_short=long_short,
+            ppy=periods_per_year, executor=ex, out=out, keep_table=out is None,
+            baseline=baseline,
+        )
+        wall = time.perf_counter() - t0
+        speed = res.speedup
+    finally:
+        if ex is not None:
+            ex.close()
+    board = res.leaderboard.head(top).to_dict("records") if len(res.leaderboard) else []
+    summary = {
+        "strategies": names_, "assets": len(_split(assets) or market.assets),
+        "windows": len(res.windows), "rows": res.n_rows, "backtests": res.n_backtests,
+        "failed": len(res.failed), "wall_s": round(wall, 3),
+        "executor": getattr(ex, "name", "serial"),
+        "out": str(res.path) if res.path else None,
+    }
+    if speed is not None:
+        summary["baseline"] = speed
+    if as_json:
+        _print_json({**summary, "leaderboard": board,
+                     "failures": [str(f) for f in res.failed]})
+        return
+    _print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
+                skip=())
+    typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {wall:.1f} s on "
+               f"{summary['executor']}; {len(res.failed)} failed"
+               + (f"; results in {res.path}" if res.path else ""))
+    for f in res.failed[:5]:
+        typer.echo(f"  failed: {f}", err=True)
+    if speed is not None:
+        typer.echo(f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial -> "
+                   f"speedup {speed['speedup']:.2f}x, efficiency {speed['efficiency']:.0%} "
+                   f"on {speed['workers']} workers")
+
+
+def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
+    if kind == "serial" and ray_address is None and kw.get("checkpoint_dir") is None:
         return None
     from quantfleet.compute import make_executor
 
-    return make_executor(kind, workers=workers, ray_address=ray_address)
+    return make_executor(kind, workers=workers, ray_address=ray_address, **kw)
 
 
 @data_app.command("info")

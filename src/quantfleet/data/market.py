@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -86,7 +87,7 @@ class MarketData:
     def n_bars(self) -> int:
         return len(self.timestamps)
 
-    @property
+    @cached_property
     def periods_per_year(self) -> float:
         return infer_periods_per_year(self.timestamps)
 
@@ -114,6 +115,10 @@ class MarketData:
 
     def first_valid(self) -> np.ndarray:
         """Index of each asset's first bar with a finite close, shape (assets,)."""
+        return self._first_valid.copy()
+
+    @cached_property
+    def _first_valid(self) -> np.ndarray:
         ok = np.isfinite(self.close)
         idx = np.argmax(ok, axis=1)
         idx[~ok.any(axis=1)] = self.n_bars

@@ -71,6 +71,8 @@ class TournamentResult:
     oos_returns: Any = None  # pandas.DataFrame, timestamps × "strategy/asset"
     path: Path | None = None
     failed: list[Any] = field(default_factory=list)
+    wall_s: float = 0.0
+    speedup: dict[str, Any] | None = None
 
 
 def _best(values: np.ndarray, metric: str) -> int:
@@ -100,13 +102,12 @@ def evaluate_window(market: MarketData, item: tuple) -> dict[str, Any]:
     return {"is": is_m, "oos": oos_m, "best": best, "returns": rets[0]}
 
 
-def _rows(strat: Strategy, market: MarketData, asset: int, w: Window, params: np.ndarray,
+def _rows(strat: Strategy, market: MarketData, asset: int, w: Window, params_json: list[str],
           res: Mapping[str, Any]):
     import pyarrow as pa
 
-    n = params.shape[0]
+    n = len(params_json)
     ts = market.timestamps
-    dicts = strat.space.to_dicts(params)
     sel = np.zeros(n, dtype=bool)
     sel[res["best"]] = True
     cols: dict[str, Any] = {
@@ -117,7 +118,7 @@ def _rows(strat: Strategy, market: MarketData, asset: int, w: Window, params: np
         "test_start": pa.array(np.repeat(ts[w.test_start], n)),
         "test_end": pa.array(np.repeat(ts[w.test_end - 1], n)),
         "combo": pa.array(np.arange(n, dtype=np.int32)),
-        "params": pa.array([json.dumps(d, sort_keys=True) for d in dicts], pa.string()),
+        "params": pa.array(params_json, pa.string()),
         "selected": pa.array(sel),
     }
     for prefix, m in (("is_", res["is"]), ("oos_", res["oos"])):
@@ -133,7 +134,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
                max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
-               keep_table: bool = True) -> TournamentResult:
+               keep_table: bool = True, baseline: bool = False,
+               baseline_budget_s: float = 10.0) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -145,7 +147,12 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         (strategy, asset, window), chunked by the executor
     out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
         ``oos_returns.parquet`` are written there
+    baseline : also run the same work serially in this process (all of it, or an evenly
+        spaced sample within ``baseline_budget_s``, extrapolated and labelled) and report the
+        speedup and parallel efficiency in ``result.speedup``
     """
+    import time
+
     import pandas as pd
 
     if metric not in METRIC_NAMES:
@@ -174,9 +181,12 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         warm = max(s.min_bars(d) for d in s.space.to_dicts(params))
         plan.append((s, params, warm))
 
+    params_json = {s.name: [json.dumps(d, sort_keys=True) for d in s.space.to_dicts(p)]
+                   for s, p, _ in plan}
     items = [(s.name, a, params, w, warm, costs.fee_rate, ppy, long_short, metric)
              for s, params, warm in plan for a in rows for w in windows]
 
+    t_start = time.perf_counter()
     if executor is None:
         results: Iterator[Any] = (evaluate_window(market, it) for it in items)
     else:
@@ -198,7 +208,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                 failed.append(res)
                 continue
             strat = get(name)
-            tbl = _rows(strat, market, a, w, params, res)
+            tbl = _rows(strat, market, a, w, params_json[name], res)
             n_rows += tbl.num_rows
             n_bt += 2 * params.shape[0] + 1
             key = (name, market.assets[a])
@@ -219,6 +229,14 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             writer.close()
     if writer is not None:
         (out_dir / "results.parquet.partial").replace(out_dir / "results.parquet")
+
+    wall = time.perf_counter() - t_start
+    speed = None
+    if baseline:
+        from quantfleet.research.baseline import measure_serial, speedup
+
+        speed = speedup(measure_serial(evaluate_window, market, items, budget_s=baseline_budget_s),
+                        wall, int(getattr(executor, "workers", 1) or 1))
 
     # stitched out-of-sample returns of the selected parameters, and the leaderboard
     ts = market.timestamps
@@ -258,5 +276,5 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=pa.concat_tables(tables) if tables else None, leaderboard=leaderboard,
-        oos_returns=oos, path=out_dir, failed=failed,
+        oos_returns=oos, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
     )

@@ -7,7 +7,6 @@ hard minimum and shorter than the series.
 
 from __future__ import annotations
 
-
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
