@@ -422,7 +422,8 @@ def demo(
         best = int(np.nanargmax(mean_sharpe))
         rows.append({
             "strategy": strat.name,
-            "best params": str(strat.space.to_dicts(params[best:best + 1])[0]),
+            "best params": " ".join(f"{k}={_fmt(v)}" for k, v in
+                                    strat.space.to_dicts(params[best:best + 1])[0].items()),
             "mean sharpe": float(mean_sharpe[best]),
             "mean total_return": float(np.nanmean(res[:, best, 0])),
             "mean max_drawdown": float(np.nanmean(res[:, best, 4])),
@@ -438,7 +439,10 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning quantfleet errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        # click returns the code of typer.Exit instead of raising it when not standalone
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except QuantfleetError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -69,7 +69,7 @@ def test_sweep_errors(market):
         sweep(market, "sma_cross", {"fast": [5], "slow": [600]})
     short = MarketData(market.timestamps, market.assets,
                        np.where(np.arange(500) < 480, np.nan, market.close), source="short.csv")
-    with pytest.raises(DataError, match="asset 'AAA' has 20 bars but strategy sma_cross with fast=5, slow=30 needs 30"):
+    with pytest.raises(DataError, match="short.csv: asset 'AAA' has 20 bars but strategy sma_cross with fast=5, slow=30 needs 30; use shorter windows or more data"):
         sweep(short, "sma_cross", {"fast": [5], "slow": [30]})
 
 

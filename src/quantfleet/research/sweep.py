@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from quantfleet.data.market import MarketData
-from quantfleet.errors import DataError
+from quantfleet.data.validate import require_bars
 from quantfleet.kernels.metrics import METRIC_NAMES
 from quantfleet.research.costs import Costs
 from quantfleet.strategies.registry import Strategy, get
@@ -73,17 +73,10 @@ def results_table(strategy: Strategy, market: MarketData, assets: Sequence[int],
 
 def _check_history(strategy: Strategy, market: MarketData, assets: Sequence[int],
                    worst: Mapping[str, Any]) -> None:
+    """Every asset has the bars the grid's longest warm-up needs (clear error otherwise)."""
     need = strategy.min_bars(worst)
-    first = market.first_valid()
     for a in assets:
-        have = market.n_bars - int(first[a])
-        if have < need:
-            shown = ", ".join(f"{k}={v}" for k, v in worst.items())
-            raise DataError(
-                f"{market.source}: asset {market.assets[a]!r} has {have} bars but strategy "
-                f"{strategy.name} with {shown} needs {need}; use shorter windows, more data, "
-                f"or leave the asset out"
-            )
+        require_bars(market, a, need, strategy.name, worst)
 
 
 def sweep(market: MarketData, strategy: str | Strategy,

@@ -1,0 +1,94 @@
+"""The CLI end to end in subprocesses: output shapes, bad input -> one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests import reference as ref
+
+
+def qf(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", *args], capture_output=True,
+                       text=True, timeout=300)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory) -> str:
+    rng = np.random.default_rng(5)
+    d = ref.random_ohlcv(rng, 400)
+    df = pd.DataFrame({"Date": pd.date_range("2018-01-01", periods=400, freq="B"),
+                       **{k.capitalize(): v for k, v in d.items()}})
+    path = tmp_path_factory.mktemp("cli") / "ACME.csv"
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_backtest_json_matches_reference(csv_path):
+    out = json.loads(qf("backtest", csv_path, "--strategy", "sma_cross", "--param", "fast=5",
+                        "--param", "slow=20", "--fee-bps", "7", "--slippage-bps", "3",
+                        "--periods-per-year", "252", "--json").stdout)
+    assert out["strategy"] == "sma_cross" and out["asset"] == "ACME" and out["bars"] == 400
+    assert out["params"] == {"fast": 5, "slow": 20}
+    close = pd.read_csv(csv_path)["Close"].to_numpy()
+    f, s = ref.sma(close, 5), ref.sma(close, 20)
+    pos = np.where(f > s, 1.0, 0.0)
+    pos[np.isnan(s)] = 0.0
+    want = ref.metrics(close, pos, 0.001, 252.0)
+    for k, v in want.items():
+        assert out[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True) or (
+            out[k] is None and np.isnan(v)), k
+
+
+def test_sweep_json_and_parquet(csv_path, tmp_path):
+    out_file = tmp_path / "s.parquet"
+    res = json.loads(qf("sweep", csv_path, "--strategy", "sma_cross", "--grid", "fast=5:49:2",
+                        "--grid", "slow=20,40,60", "--top", "3", "--out", str(out_file),
+                        "--json").stdout)
+    # fast 5..49 step 2 is 23 values; with slow in {20, 40, 60} and fast < slow
+    n_ok = sum(1 for f in range(5, 50, 2) for s in (20, 40, 60) if f < s)
+    assert res["combos"] == n_ok and res["skipped"] == 23 * 3 - n_ok
+    assert len(res["top"]) == 3
+    assert pd.read_parquet(out_file).shape[0] == n_ok
+
+
+def test_strategies_json_lists_at_least_15():
+    rows = json.loads(qf("strategies", "--json").stdout)
+    names = {r["name"] for r in rows}
+    assert len(rows) >= 15 and "sma_cross" in names
+
+
+def test_data_info(csv_path):
+    out = json.loads(qf("data", "info", csv_path, "--json").stdout)
+    assert out["bars"] == 400 and out["assets"] == ["ACME"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backtest", "{csv}", "--strategy", "sma_crss"], "unknown strategy 'sma_crss' (did you mean 'sma_cross'"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--param", "fats=3"], "unknown parameter 'fats' (did you mean 'fast'?)"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--param", "fast=30", "--param", "slow=20"], "constraint fast < slow violated"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--param", "fast=5", "--param", "slow=500"], "slow=500 needs more than 500 bars but the data has 400"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--param", "fast"], "expected KEY=VALUE"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--param", "fast=abc"], "'abc' is not a number"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--fee-bps", "-5"], "fee_bps must be in [0, 10000)"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--asset", "ACNE"], "unknown asset 'ACNE' (did you mean 'ACME'?)"),
+    (["backtest", "/nonexistent/prices.csv", "--strategy", "sma_cross"], "/nonexistent/prices.csv"),
+    (["sweep", "{csv}", "--strategy", "sma_cross", "--grid", "fast=9:5"], "stop 5 is below start 9"),
+    (["sweep", "{csv}", "--strategy", "sma_cross", "--metric", "sharp"], "unknown metric 'sharp'"),
+    (["sweep", "{csv}", "--strategy", "funding_carry"], "needs a 'funding_rate' column"),
+    (["backtest", "{csv}", "--strategy", "sma_cross", "--periods-per-year", "0"], "--periods-per-year must be > 0"),
+])
+def test_bad_input_one_line_exit_2(csv_path, args, message):
+    p = qf(*[a.replace("{csv}", csv_path) for a in args], ok=False)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
