@@ -15,11 +15,13 @@ from numba import njit
 __all__ = [
     "atr",
     "ema",
+    "midpoint",
     "rolling_max",
     "rolling_min",
     "rolling_std",
     "rsi",
     "sma",
+    "stochastic_k",
     "unique_windows",
 ]
 
@@ -188,4 +190,26 @@ def rsi(close, w):
             out[t] = 50.0 if g == 0.0 else 100.0
         else:
             out[t] = 100.0 - 100.0 / (1.0 + g / lo)
+    return out
+
+
+@njit(cache=True)
+def midpoint(high, low, w):
+    """Donchian midline ``(highest high + lowest low) / 2`` of the last ``w`` bars (current bar
+    included), as Ichimoku's tenkan, kijun and senkou B lines; defined from bar ``w - 1``."""
+    return (rolling_max(high, w) + rolling_min(low, w)) / 2.0
+
+
+@njit(cache=True)
+def stochastic_k(high, low, close, w):
+    """Stochastic %K: ``100 * (close - lowest low) / (highest high - lowest low)`` over the last
+    ``w`` bars (current bar included), 50 when that range is 0; defined from bar ``w - 1``."""
+    hh = rolling_max(high, w)
+    ll = rolling_min(low, w)
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    for t in range(n):
+        if not (np.isnan(hh[t]) or np.isnan(ll[t])):
+            rng = hh[t] - ll[t]
+            out[t] = 50.0 if rng == 0.0 else 100.0 * (close[t] - ll[t]) / rng
     return out

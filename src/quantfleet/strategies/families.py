@@ -1,3 +1,7 @@
 """Imports every strategy family module so each registers its strategies."""
 
-from quantfleet.strategies import trend  # noqa: F401
+from quantfleet.strategies import (  # noqa: F401
+    breakout,
+    oscillator,
+    trend,
+)

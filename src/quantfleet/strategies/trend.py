@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.indicators import sma, unique_windows
+from quantfleet.kernels.indicators import ema, sma, unique_windows
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
 from quantfleet.strategies.registry import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
 
-__all__ = ["SMA_CROSS"]
+__all__ = ["EMA_CROSS", "SMA_CROSS", "SMA_TREND"]
 
 
 @njit(cache=True)
@@ -61,4 +61,93 @@ SMA_CROSS = register(Strategy(
     ),
     kernel=sma_cross_kernel,
     warmup=lambda p: int(p["slow"]) - 1,
+))
+
+
+@njit(cache=True)
+def _ema_table(close, windows):
+    """SMA-seeded EMA of ``close`` for each distinct window: (k, bars)."""
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = ema(close, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                     long_short, start, out, returns_out):
+    """Long 1 while EMA_fast > EMA_slow, else 0 (-1 in long/short mode). params: fast, slow."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    both = np.concatenate((params[:, 0], params[:, 1]))
+    uniq, idx = unique_windows(both)
+    table = _ema_table(close, uniq)
+    m = params.shape[0]
+    low_pos = -1.0 if long_short else 0.0
+    for c in range(m):
+        f = table[idx[c]]
+        s = table[idx[m + c]]
+        warm = int(max(params[c, 0], params[c, 1])) - 1
+        st = acc_init()
+        prev = 0.0
+        for t in range(start, n):
+            pos = 0.0
+            if t >= warm:
+                pos = 1.0 if f[t] > s[t] else low_pos
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+EMA_CROSS = register(Strategy(
+    name="ema_cross",
+    family="trend",
+    description="Long while EMA(fast) > EMA(slow) of close, else flat (short in long/short mode).",
+    space=ParamSpace(
+        dims=(Int("fast", 5, 50, default=12, hard_min=1), Int("slow", 20, 200, default=26, hard_min=2)),
+        constraints=(Constraint("fast", "<", "slow"),),
+        strategy="ema_cross",
+    ),
+    kernel=ema_cross_kernel,
+    warmup=lambda p: int(p["slow"]) - 1,
+))
+
+
+@njit(cache=True)
+def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                     long_short, start, out, returns_out):
+    """Long 1 while close > SMA(window), else 0 (-1 in long/short mode). params: window."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = _sma_table(close, uniq)
+    low_pos = -1.0 if long_short else 0.0
+    for c in range(params.shape[0]):
+        s = table[idx[c]]
+        warm = int(params[c, 0]) - 1
+        st = acc_init()
+        prev = 0.0
+        for t in range(start, n):
+            pos = 0.0
+            if t >= warm:
+                pos = 1.0 if close[t] > s[t] else low_pos
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+SMA_TREND = register(Strategy(
+    name="sma_trend",
+    family="trend",
+    description="Long while close > SMA(window), else flat (short in long/short mode).",
+    space=ParamSpace(
+        dims=(Int("window", 20, 250, step=5, default=200, hard_min=2),),
+        strategy="sma_trend",
+    ),
+    kernel=sma_trend_kernel,
+    warmup=lambda p: int(p["window"]) - 1,
 ))

@@ -1,0 +1,259 @@
+"""Breakout seeds: Donchian channels, an SMA entry with an ATR trailing stop, the Ichimoku cloud.
+
+Stateful rules (donchian, atr_stop) evolve their state from the first bar where every indicator
+is defined, warm-up bars before ``start`` included; long-only mode never enters a short.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.indicators import (
+    atr,
+    midpoint,
+    rolling_max,
+    rolling_min,
+    sma,
+    unique_windows,
+)
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
+from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
+
+__all__ = ["ATR_STOP", "DONCHIAN", "ICHIMOKU"]
+
+
+@njit(cache=True)
+def _channel_tables(high, low, windows):
+    """Highest high and lowest low of the last ``w`` bars for each distinct window: 2 × (k, bars)."""
+    hh = np.empty((windows.shape[0], high.shape[0]))
+    ll = np.empty((windows.shape[0], high.shape[0]))
+    for i in range(windows.shape[0]):
+        hh[i] = rolling_max(high, int(windows[i]))
+        ll[i] = rolling_min(low, int(windows[i]))
+    return hh, ll
+
+
+@njit(cache=True)
+def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                    long_short, start, out, returns_out):
+    """Donchian channel breakout, Turtle style. params: entry, exit.
+
+    Each bar, first the exit: a long exits when close < lowest low of the previous ``exit``
+    bars, a short when close > highest high of the previous ``exit`` bars. Then, when flat
+    (just exited included), the entry: long when close > highest high of the previous
+    ``entry`` bars; short (long/short mode) when close < lowest low of the previous ``entry``
+    bars. The current bar is excluded from both channels.
+    """
+    n = close.shape[0]
+    r = bar_returns(close)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
+    hh, ll = _channel_tables(high, low, uniq)
+    for c in range(m):
+        he = hh[idx[c]]
+        le = ll[idx[c]]
+        hx = hh[idx[m + c]]
+        lx = ll[idx[m + c]]
+        # the channels of the previous w bars exist from bar w
+        warm = int(max(params[c, 0], params[c, 1]))
+        st = acc_init()
+        prev = 0.0
+        state = 0.0
+        for t in range(min(start, warm), n):
+            if t >= warm:
+                x = close[t]
+                if state > 0.0 and x < lx[t - 1]:
+                    state = 0.0
+                elif state < 0.0 and x > hx[t - 1]:
+                    state = 0.0
+                if state == 0.0:
+                    if x > he[t - 1]:
+                        state = 1.0
+                    elif long_short and x < le[t - 1]:
+                        state = -1.0
+            if t >= start:
+                pos = state
+                if returns_out is not None:
+                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                st = acc_step(st, prev, pos, r[t], fee_rate)
+                prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+DONCHIAN = register(Strategy(
+    name="donchian",
+    family="breakout",
+    description="Long on a close above the prior entry-bar high, out below the prior exit-bar low (Turtle).",
+    space=ParamSpace(
+        dims=(Int("entry", 10, 100, default=20, hard_min=1), Int("exit", 5, 50, default=10, hard_min=1)),
+        constraints=(Constraint("exit", "<=", "entry"),),
+        strategy="donchian",
+    ),
+    kernel=donchian_kernel,
+    needs=("high", "low"),
+    warmup=lambda p: max(int(p["entry"]), int(p["exit"])),
+))
+
+
+@njit(cache=True)
+def _sma_table(close, windows):
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = sma(close, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def _atr_table(high, low, close, windows):
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = atr(high, low, close, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                    long_short, start, out, returns_out):
+    """SMA trend entry with an ATR trailing (chandelier) stop. params: trend, atr_window, mult.
+
+    Each bar, first the stop: a long exits when close < highest close since entry
+    - mult * ATR; a short (long/short mode) when close > lowest close since entry + mult * ATR.
+    A side is re-armed by a close on the other side of the SMA (<= for longs, >= for shorts)
+    on any bar since its last stop, the stop bar included; it starts armed. Then, when flat,
+    enter long if armed and close > SMA, or short if armed and close < SMA.
+    """
+    n = close.shape[0]
+    r = bar_returns(close)
+    su, si = unique_windows(params[:, 0].copy())
+    au, ai = unique_windows(params[:, 1].copy())
+    smas = _sma_table(close, su)
+    atrs = _atr_table(high, low, close, au)
+    for c in range(params.shape[0]):
+        s = smas[si[c]]
+        a = atrs[ai[c]]
+        mult = params[c, 2]
+        warm = int(max(params[c, 0], params[c, 1])) - 1
+        st = acc_init()
+        prev = 0.0
+        state = 0.0
+        ext = 0.0
+        armed_long = True
+        armed_short = True
+        for t in range(min(start, warm), n):
+            if t >= warm:
+                x = close[t]
+                if state > 0.0:
+                    ext = max(ext, x)
+                    if x < ext - mult * a[t]:
+                        state = 0.0
+                        armed_long = False
+                elif state < 0.0:
+                    ext = min(ext, x)
+                    if x > ext + mult * a[t]:
+                        state = 0.0
+                        armed_short = False
+                if x <= s[t]:
+                    armed_long = True
+                if x >= s[t]:
+                    armed_short = True
+                if state == 0.0:
+                    if armed_long and x > s[t]:
+                        state = 1.0
+                        ext = x
+                    elif long_short and armed_short and x < s[t]:
+                        state = -1.0
+                        ext = x
+            if t >= start:
+                pos = state
+                if returns_out is not None:
+                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                st = acc_step(st, prev, pos, r[t], fee_rate)
+                prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+ATR_STOP = register(Strategy(
+    name="atr_stop",
+    family="breakout",
+    description="Long above SMA(trend) with a mult × ATR trailing stop; re-entry after a new cross.",
+    space=ParamSpace(
+        dims=(
+            Int("trend", 20, 200, default=50, hard_min=2),
+            Int("atr_window", 5, 50, default=22, hard_min=1),
+            Float("mult", 1.0, 5.0, default=3.0, hard_min=0.0),
+        ),
+        strategy="atr_stop",
+    ),
+    kernel=atr_stop_kernel,
+    needs=("high", "low"),
+    warmup=lambda p: max(int(p["trend"]), int(p["atr_window"])) - 1,
+))
+
+
+@njit(cache=True)
+def _midpoint_table(high, low, windows):
+    table = np.empty((windows.shape[0], high.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = midpoint(high, low, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                    long_short, start, out, returns_out):
+    """Ichimoku cloud filter. params: tenkan, kijun, senkou.
+
+    Long when close is above the cloud and tenkan > kijun; short (long/short mode) when close is
+    below the cloud and tenkan < kijun; else flat. The cloud at bar t is span A = (tenkan +
+    kijun) / 2 and span B = senkou midline, both as of bar t - kijun (no look-ahead).
+    """
+    n = close.shape[0]
+    r = bar_returns(close)
+    m = params.shape[0]
+    # tenkan, kijun and senkou B are all midlines: one table serves the three
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1], params[:, 2])))
+    mid = _midpoint_table(high, low, uniq)
+    for c in range(m):
+        tk = mid[idx[c]]
+        kj = mid[idx[m + c]]
+        sb = mid[idx[2 * m + c]]
+        lag = int(params[c, 1])
+        warm = int(max(params[c, 0], params[c, 1], params[c, 2])) - 1 + lag
+        st = acc_init()
+        prev = 0.0
+        for t in range(start, n):
+            pos = 0.0
+            if t >= warm:
+                a = (tk[t - lag] + kj[t - lag]) / 2.0
+                b = sb[t - lag]
+                x = close[t]
+                if x > max(a, b) and tk[t] > kj[t]:
+                    pos = 1.0
+                elif long_short and x < min(a, b) and tk[t] < kj[t]:
+                    pos = -1.0
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+ICHIMOKU = register(Strategy(
+    name="ichimoku",
+    family="breakout",
+    description="Long above the Ichimoku cloud with tenkan > kijun (short below it with tenkan < kijun).",
+    space=ParamSpace(
+        dims=(
+            Int("tenkan", 5, 20, default=9, hard_min=1),
+            Int("kijun", 15, 60, default=26, hard_min=2),
+            Int("senkou", 30, 120, default=52, hard_min=3),
+        ),
+        constraints=(Constraint("tenkan", "<", "kijun"), Constraint("kijun", "<", "senkou")),
+        strategy="ichimoku",
+    ),
+    kernel=ichimoku_kernel,
+    needs=("high", "low"),
+    warmup=lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["kijun"]),
+))

@@ -1,0 +1,176 @@
+"""Oscillator seeds: mean reversion on RSI and on stochastic %K/%D crosses.
+
+Both rules are stateful: the state evolves from the first bar where every indicator is defined,
+warm-up bars before ``start`` included; long-only mode never enters a short.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.indicators import rsi, sma, stochastic_k, unique_windows
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
+from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
+
+__all__ = ["RSI", "STOCHASTIC"]
+
+
+@njit(cache=True)
+def _rsi_table(close, windows):
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = rsi(close, int(windows[i]))
+    return table
+
+
+@njit(cache=True)
+def rsi_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+               long_short, start, out, returns_out):
+    """RSI mean reversion. params: window, lower, upper.
+
+    Each bar, first the exit: a long exits when RSI > upper, a short when RSI < lower. Then,
+    when flat (just exited included): long when RSI < lower; short (long/short mode) when
+    RSI > upper. In long/short mode a position therefore reverses at the opposite threshold.
+    """
+    n = close.shape[0]
+    r = bar_returns(close)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = _rsi_table(close, uniq)
+    for c in range(params.shape[0]):
+        v = table[idx[c]]
+        lower = params[c, 1]
+        upper = params[c, 2]
+        warm = int(params[c, 0])  # RSI(w) is defined from bar w
+        st = acc_init()
+        prev = 0.0
+        state = 0.0
+        for t in range(min(start, warm), n):
+            if t >= warm:
+                x = v[t]
+                if state > 0.0 and x > upper:
+                    state = 0.0
+                elif state < 0.0 and x < lower:
+                    state = 0.0
+                if state == 0.0:
+                    if x < lower:
+                        state = 1.0
+                    elif long_short and x > upper:
+                        state = -1.0
+            if t >= start:
+                pos = state
+                if returns_out is not None:
+                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                st = acc_step(st, prev, pos, r[t], fee_rate)
+                prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+RSI = register(Strategy(
+    name="rsi",
+    family="oscillator",
+    description="Mean reversion: long when RSI < lower until RSI > upper (short the mirror image).",
+    space=ParamSpace(
+        dims=(
+            Int("window", 5, 30, default=14, hard_min=2),
+            Float("lower", 10.0, 40.0, default=30.0, hard_min=0.0, hard_max=100.0),
+            Float("upper", 60.0, 90.0, default=70.0, hard_min=0.0, hard_max=100.0),
+        ),
+        constraints=(Constraint("lower", "<", "upper"),),
+        strategy="rsi",
+    ),
+    kernel=rsi_kernel,
+    warmup=lambda p: int(p["window"]),
+))
+
+
+@njit(cache=True)
+def _stoch_tables(high, low, close, k_windows, d_windows, pair_keys):
+    """%K for each distinct k window, (k, bars); %D for each distinct (k, d) pair, (p, bars).
+
+    ``pair_keys`` are ``k_index * len(d_windows) + d_index``.
+    """
+    n = close.shape[0]
+    ktab = np.empty((k_windows.shape[0], n))
+    for i in range(k_windows.shape[0]):
+        ktab[i] = stochastic_k(high, low, close, int(k_windows[i]))
+    nd = d_windows.shape[0]
+    dtab = np.full((pair_keys.shape[0], n), np.nan)
+    for j in range(pair_keys.shape[0]):
+        ki = int(pair_keys[j]) // nd
+        di = int(pair_keys[j]) % nd
+        first = int(k_windows[ki]) - 1
+        if first < n:
+            # %K is NaN before ``first``: average only its defined part
+            dtab[j, first:] = sma(ktab[ki, first:], int(d_windows[di]))
+    return ktab, dtab
+
+
+@njit(cache=True)
+def stochastic_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                      long_short, start, out, returns_out):
+    """Stochastic %K/%D crosses. params: k_window, d_window, lower, upper.
+
+    %K crosses above %D at bar t when K[t] > D[t] and K[t-1] <= D[t-1] (below: mirrored).
+    Each bar, first the exit: a long exits on a cross below while D[t] > upper, a short on a
+    cross above while D[t] < lower. Then, when flat (just exited included): long on a cross
+    above while D[t] < lower; short (long/short mode) on a cross below while D[t] > upper.
+    """
+    n = close.shape[0]
+    r = bar_returns(close)
+    ku, ki = unique_windows(params[:, 0].copy())
+    du, di = unique_windows(params[:, 1].copy())
+    keys = (ki * du.shape[0] + di).astype(np.float64)
+    pu, pi = unique_windows(keys)
+    ktab, dtab = _stoch_tables(high, low, close, ku, du, pu)
+    for c in range(params.shape[0]):
+        k = ktab[ki[c]]
+        d = dtab[pi[c]]
+        lower = params[c, 2]
+        upper = params[c, 3]
+        # %D is defined from bar k + d - 2; a cross also needs the bar before
+        warm = int(params[c, 0]) + int(params[c, 1]) - 1
+        st = acc_init()
+        prev = 0.0
+        state = 0.0
+        for t in range(min(start, warm), n):
+            if t >= warm:
+                up = k[t] > d[t] and k[t - 1] <= d[t - 1]
+                down = k[t] < d[t] and k[t - 1] >= d[t - 1]
+                if state > 0.0 and down and d[t] > upper:
+                    state = 0.0
+                elif state < 0.0 and up and d[t] < lower:
+                    state = 0.0
+                if state == 0.0:
+                    if up and d[t] < lower:
+                        state = 1.0
+                    elif long_short and down and d[t] > upper:
+                        state = -1.0
+            if t >= start:
+                pos = state
+                if returns_out is not None:
+                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                st = acc_step(st, prev, pos, r[t], fee_rate)
+                prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+STOCHASTIC = register(Strategy(
+    name="stochastic",
+    family="oscillator",
+    description="Long when %K crosses above %D below lower, out when it crosses below %D above upper.",
+    space=ParamSpace(
+        dims=(
+            Int("k_window", 5, 30, default=14, hard_min=1),
+            Int("d_window", 2, 10, default=3, hard_min=2),
+            Float("lower", 10.0, 40.0, default=20.0, hard_min=0.0, hard_max=100.0),
+            Float("upper", 60.0, 90.0, default=80.0, hard_min=0.0, hard_max=100.0),
+        ),
+        constraints=(Constraint("lower", "<", "upper"),),
+        strategy="stochastic",
+    ),
+    kernel=stochastic_kernel,
+    needs=("high", "low"),
+    warmup=lambda p: int(p["k_window"]) + int(p["d_window"]) - 1,
+))
