@@ -16,12 +16,17 @@ __all__ = [
     "atr",
     "ema",
     "midpoint",
+    "nw_regression",
     "rolling_max",
     "rolling_min",
+    "rolling_pstd",
+    "rolling_quantiles",
     "rolling_std",
+    "rolling_vwap",
     "rsi",
     "sma",
     "stochastic_k",
+    "unique_pairs",
     "unique_windows",
 ]
 
@@ -212,4 +217,151 @@ def stochastic_k(high, low, close, w):
         if not (np.isnan(hh[t]) or np.isnan(ll[t])):
             rng = hh[t] - ll[t]
             out[t] = 50.0 if rng == 0.0 else 100.0 * (close[t] - ll[t]) / rng
+    return out
+
+
+@njit(cache=True)
+def unique_pairs(a, b):
+    """Distinct ``(a, b)`` pairs and, for each input, the index of its pair: ``(ua, ub, idx)``.
+
+    Parameters
+    ----------
+    a, b : float64 (combos,)
+
+    Returns
+    -------
+    ua, ub : float64 (k,) distinct pairs sorted by ``a`` then ``b``
+    idx : int64 (combos,) with ``(ua[idx[i]], ub[idx[i]]) == (a[i], b[i])``
+    """
+    va, ia = unique_windows(a)
+    vb, ib = unique_windows(b)
+    # one exact integer key per pair, as float64 so the same unique_windows specialization
+    # serves (cheap to compile); exact while combos ** 2 < 2 ** 53
+    nb = vb.shape[0]
+    keys, idx = unique_windows((ia * nb + ib).astype(np.float64))
+    k = keys.astype(np.int64)
+    return va[k // nb], vb[k % nb], idx
+
+
+@njit(cache=True)
+def rolling_pstd(x, w):
+    """Rolling population standard deviation (ddof=0, as Bollinger bands in TA-Lib) over ``w``
+    bars; defined from bar ``w - 1``.
+
+    O(bars): a sliding Welford update, recomputed exactly (two passes) every ``w`` bars so
+    rounding cannot build up over a long series; windows up to 16 bars, where a sliding update
+    loses the most to cancellation, are always computed in two passes.
+    """
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    m = 0.0
+    ss = 0.0
+    for t in range(w - 1, n):
+        if w <= 16 or (t - w + 1) % w == 0:
+            m = 0.0
+            for k in range(t - w + 1, t + 1):
+                m += x[k]
+            m /= w
+            ss = 0.0
+            for k in range(t - w + 1, t + 1):
+                d = x[k] - m
+                ss += d * d
+        else:
+            new = x[t]
+            old = x[t - w]
+            m_new = m + (new - old) / w
+            ss += (new - old) * (new - m_new + old - m)
+            m = m_new
+            if ss < 0.0:
+                ss = 0.0
+        out[t] = math.sqrt(ss / w)
+    return out
+
+
+@njit(cache=True)
+def rolling_vwap(price, volume, w):
+    """Rolling volume-weighted average ``sum(price * volume) / sum(volume)`` over the last ``w``
+    bars; defined from bar ``w - 1`` where the window has some volume (NaN where it has none)."""
+    n = price.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n:
+        return out
+    pv = 0.0
+    v = 0.0
+    traded = 0  # bars with volume in the window: an exact zero test despite rounding in v
+    for t in range(n):
+        pv += price[t] * volume[t]
+        v += volume[t]
+        traded += volume[t] > 0.0
+        if t >= w:
+            pv -= price[t - w] * volume[t - w]
+            v -= volume[t - w]
+            traded -= volume[t - w] > 0.0
+        if t >= w - 1 and traded > 0 and v > 0.0:
+            out[t] = pv / v
+    return out
+
+
+@njit(cache=True)
+def nw_regression(x, h, w):
+    """Causal Nadaraya-Watson estimate with a Gaussian kernel: at bar ``t`` the average of
+    ``x[t - k]``, k = 0..w-1, weighted ``exp(-k**2 / (2 h**2))``. Uses no later bar, so it never
+    repaints. O(bars * w); defined from bar ``w - 1``."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    if w < 1 or w > n or not h > 0.0:
+        return out
+    wt = np.empty(w)
+    tot = 0.0
+    for k in range(w):
+        wt[k] = math.exp(-(k * k) / (2.0 * h * h))
+        tot += wt[k]
+    for t in range(w - 1, n):
+        s = 0.0
+        for k in range(w):
+            s += wt[k] * x[t - k]
+        out[t] = s / tot
+    return out
+
+
+@njit(cache=True)
+def rolling_quantiles(x, w, qs):
+    """Quantiles ``qs`` of the last ``w`` values (current bar included) with linear
+    interpolation (numpy's default method): float64 (len(qs), bars). An insertion-sorted window,
+    O(bars * w); defined from bar ``w - 1``."""
+    n = x.shape[0]
+    nq = qs.shape[0]
+    out = np.full((nq, n), np.nan)
+    if w < 1 or w > n:
+        return out
+    buf = np.empty(w)
+    size = 0
+    for t in range(n):
+        if t >= w:
+            # drop x[t - w]: find it, close the gap
+            old = x[t - w]
+            j = 0
+            while j < size - 1 and buf[j] != old:
+                j += 1
+            for k in range(j, size - 1):
+                buf[k] = buf[k + 1]
+            size -= 1
+        v = x[t]
+        j = size
+        while j > 0 and buf[j - 1] > v:
+            buf[j] = buf[j - 1]
+            j -= 1
+        buf[j] = v
+        size += 1
+        if t >= w - 1:
+            for i in range(nq):
+                pos = (w - 1) * qs[i]
+                lo = int(math.floor(pos))
+                if lo >= w - 1:
+                    out[i, t] = buf[w - 1]
+                else:
+                    frac = pos - lo
+                    out[i, t] = buf[lo] + frac * (buf[lo + 1] - buf[lo])
     return out

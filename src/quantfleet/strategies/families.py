@@ -2,6 +2,10 @@
 
 from quantfleet.strategies import (  # noqa: F401
     breakout,
+    carry,
+    learning,
     oscillator,
+    reversion,
     trend,
+    volatility,
 )

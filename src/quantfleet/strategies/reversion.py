@@ -1,0 +1,224 @@
+"""Mean-reversion seeds: fade moves outside a band around a fair value, exit back at the middle.
+
+Each is a state machine (flat / long / short) run from the first bar of the slice, so bars
+before ``start`` warm the state up as well as the indicators; accounting starts at ``start``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.indicators import (
+    nw_regression,
+    rolling_pstd,
+    rolling_vwap,
+    sma,
+    unique_pairs,
+    unique_windows,
+)
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
+from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
+
+__all__ = ["BOLLINGER", "NW_ENVELOPE", "VWAP_REVERSION"]
+
+
+@njit(cache=True, inline="always")
+def band_step(state, x, lower, mid, upper, long_short):
+    """Next state of a band-reversion rule: exits first, then entries.
+
+    A long exits once ``x >= mid``, a short once ``x <= mid``; from flat, ``x < lower`` enters
+    long and (long/short only) ``x > upper`` enters short. A NaN value or band means flat.
+    """
+    if not (x == x and lower == lower and mid == mid and upper == upper):
+        return 0.0
+    if state > 0.0 and x >= mid:
+        state = 0.0
+    elif state < 0.0 and x <= mid:
+        state = 0.0
+    if state == 0.0:
+        if x < lower:
+            state = 1.0
+        elif long_short and x > upper:
+            state = -1.0
+    return state
+
+
+@njit(cache=True)
+def _bollinger_tables(close, windows):
+    """SMA and population std of ``close`` for each distinct window: two (k, bars) tables."""
+    mid = np.empty((windows.shape[0], close.shape[0]))
+    sd = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        mid[i] = sma(close, int(windows[i]))
+        sd[i] = rolling_pstd(close, int(windows[i]))
+    return mid, sd
+
+
+@njit(cache=True)
+def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                     long_short, start, out, returns_out):
+    """Band reversion around SMA(window) +- k * std(window). params: window, k."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    mid, sd = _bollinger_tables(close, uniq)
+    for c in range(params.shape[0]):
+        m = mid[idx[c]]
+        s = sd[idx[c]]
+        k = params[c, 1]
+        st = acc_init()
+        state = 0.0
+        prev = 0.0
+        for t in range(n):
+            state = band_step(state, close[t], m[t] - k * s[t], m[t], m[t] + k * s[t], long_short)
+            if t < start:
+                continue
+            pos = state
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+BOLLINGER = register(Strategy(
+    name="bollinger",
+    family="reversion",
+    description="Long below SMA - k*std, short above SMA + k*std (long/short), exit at the SMA.",
+    space=ParamSpace(
+        dims=(Int("window", 10, 100, default=20, hard_min=2),
+              Float("k", 1.0, 3.0, default=2.0, hard_min=0.0)),
+        strategy="bollinger",
+    ),
+    kernel=bollinger_kernel,
+    warmup=lambda p: int(p["window"]) - 1,
+))
+
+
+@njit(cache=True)
+def vwap_zscore(high, low, close, volume, w):
+    """z-score of close against the rolling VWAP of the typical price ``(h + l + c) / 3``:
+    ``(close - vwap) / std(close - vwap)``, both over ``w`` bars, the std with ddof=0; 0 where
+    that std is 0. Defined from bar ``2 * w - 2`` (the deviation needs ``w - 1`` bars first)."""
+    n = close.shape[0]
+    z = np.full(n, np.nan)
+    if w < 1 or 2 * w - 1 > n:
+        return z
+    tp = (high + low + close) / 3.0
+    dev = close - rolling_vwap(tp, volume, w)
+    sd = np.full(n, np.nan)
+    sd[w - 1:] = rolling_pstd(dev[w - 1:], w)
+    for t in range(2 * w - 2, n):
+        if sd[t] > 0.0:
+            z[t] = dev[t] / sd[t]
+        elif sd[t] == 0.0:
+            z[t] = 0.0
+    return z
+
+
+@njit(cache=True)
+def vwap_reversion_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                          long_short, start, out, returns_out):
+    """Band reversion of the close-vs-VWAP z-score at -+z, exit at 0. params: window, z."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = np.empty((uniq.shape[0], n))
+    for i in range(uniq.shape[0]):
+        table[i] = vwap_zscore(high, low, close, volume, int(uniq[i]))
+    for c in range(params.shape[0]):
+        zs = table[idx[c]]
+        ze = params[c, 1]
+        st = acc_init()
+        state = 0.0
+        prev = 0.0
+        for t in range(n):
+            state = band_step(state, zs[t], -ze, 0.0, ze, long_short)
+            if t < start:
+                continue
+            pos = state
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+VWAP_REVERSION = register(Strategy(
+    name="vwap_reversion",
+    family="reversion",
+    description="Long when close is z std below its rolling VWAP, short z above (long/short), exit at VWAP.",
+    space=ParamSpace(
+        dims=(Int("window", 10, 100, default=20, hard_min=2),
+              Float("z", 1.0, 3.0, default=2.0, hard_min=0.0)),
+        strategy="vwap_reversion",
+    ),
+    kernel=vwap_reversion_kernel,
+    needs=("high", "low", "volume"),
+    warmup=lambda p: 2 * int(p["window"]) - 2,
+))
+
+
+@njit(cache=True)
+def nw_band(close, h, w):
+    """Nadaraya-Watson estimate and its mean absolute deviation: two (bars,) arrays.
+
+    The deviation is the mean over the last ``w`` bars of ``|close - estimate|``, each bar
+    against its own causal estimate (nothing repaints). The estimate is defined from bar
+    ``w - 1``, the deviation from bar ``2 * w - 2``.
+    """
+    n = close.shape[0]
+    est = nw_regression(close, h, w)
+    mad = np.full(n, np.nan)
+    if w <= n:
+        mad[w - 1:] = sma(np.abs(close[w - 1:] - est[w - 1:]), w)
+    return est, mad
+
+
+@njit(cache=True)
+def nw_envelope_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
+                       long_short, start, out, returns_out):
+    """Band reversion around a causal Nadaraya-Watson estimate +- mult * MAD.
+    params: bandwidth, mult, window."""
+    n = close.shape[0]
+    r = bar_returns(close)
+    ub, uw, idx = unique_pairs(params[:, 0].copy(), params[:, 2].copy())
+    est = np.empty((ub.shape[0], n))
+    mad = np.empty((ub.shape[0], n))
+    for i in range(ub.shape[0]):
+        est[i], mad[i] = nw_band(close, ub[i], int(uw[i]))
+    for c in range(params.shape[0]):
+        e = est[idx[c]]
+        d = mad[idx[c]]
+        k = params[c, 1]
+        st = acc_init()
+        state = 0.0
+        prev = 0.0
+        for t in range(n):
+            state = band_step(state, close[t], e[t] - k * d[t], e[t], e[t] + k * d[t], long_short)
+            if t < start:
+                continue
+            pos = state
+            if returns_out is not None:
+                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            st = acc_step(st, prev, pos, r[t], fee_rate)
+            prev = pos
+        acc_finish(st, ppy, out[c])
+
+
+NW_ENVELOPE = register(Strategy(
+    name="nw_envelope",
+    family="reversion",
+    description="Long below a causal Nadaraya-Watson estimate - mult*MAD, short above + (long/short), exit at it.",
+    space=ParamSpace(
+        dims=(Float("bandwidth", 2.0, 16.0, default=8.0, hard_min=0.1),
+              Float("mult", 1.0, 4.0, default=2.0, hard_min=0.0),
+              Int("window", 20, 150, default=50, hard_min=2)),
+        constraints=(Constraint("bandwidth", "<", "window"),),
+        strategy="nw_envelope",
+    ),
+    kernel=nw_envelope_kernel,
+    warmup=lambda p: 2 * int(p["window"]) - 2,
+))
