@@ -1,0 +1,319 @@
+"""Search as an ask/tell state machine (in the spirit of Ray Tune's ``Searcher``).
+
+A searcher proposes trials (``suggest``), is told their fitness (``observe``) and can be
+saved and restored (``state`` / ``from_state``). It never touches execution: ``run_search``
+is the one driver that runs any searcher on any Executor, checkpointing after every round.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError, did_you_mean
+from quantfleet.kernels.metrics import METRIC_NAMES
+from quantfleet.strategies.registry import get
+
+__all__ = [
+    "FALLBACK_FITNESS",
+    "GridSearcher",
+    "RandomSearcher",
+    "SearchResult",
+    "Searcher",
+    "Trial",
+    "evaluate_trials",
+    "run_search",
+]
+
+FALLBACK_FITNESS = -1e9
+"""Fitness given to a failed evaluation (exception, timeout, NaN metric): ranks last, never stops."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate: a strategy seed plus its parameters, numbered in proposal order."""
+
+    id: int
+    strategy: str
+    params: tuple[float, ...]
+    generation: int = 0
+
+    def params_dict(self) -> dict[str, Any]:
+        return get(self.strategy).space.to_dicts(np.array([self.params]))[0]
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """The ask/tell interface every searcher implements."""
+
+    def suggest(self, n: int | None = None) -> list[Trial]:
+        """Up to ``n`` new trials (the searcher's natural batch when None); [] when done."""
+
+    def observe(self, trials: Sequence[Trial], fitness: Sequence[float]) -> None:
+        """Fitness of ``trials`` (higher is better; failures get ``FALLBACK_FITNESS``)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot from which ``from_state`` rebuilds the searcher."""
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Searcher: ...
+
+
+def _best_of(history: Sequence[tuple[Trial, float]]) -> tuple[Trial, float] | None:
+    best = None
+    for t, f in history:
+        if best is None or f > best[1]:
+            best = (t, f)
+    return best
+
+
+class GridSearcher:
+    """Every combo of each strategy's grid, in grid order, in batches of ``batch``."""
+
+    def __init__(self, strategies: Mapping[str, np.ndarray], batch: int = 256) -> None:
+        self._queue = [(s, tuple(float(x) for x in row)) for s, p in strategies.items() for row in p]
+        self._next = 0
+        self._observed = 0
+        self.batch = batch
+        self.history: list[tuple[Trial, float]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._observed >= len(self._queue)
+
+    def suggest(self, n: int | None = None) -> list[Trial]:
+        n = self.batch if n is None else n
+        out = [Trial(i, *self._queue[i]) for i in range(self._next, min(self._next + n, len(self._queue)))]
+        self._next += len(out)
+        return out
+
+    def observe(self, trials: Sequence[Trial], fitness: Sequence[float]) -> None:
+        self.history.extend(zip(trials, (float(f) for f in fitness), strict=True))
+        self._observed += len(trials)
+
+    def best(self) -> tuple[Trial, float] | None:
+        return _best_of(self.history)
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "grid", "queue": self._queue, "next": self._observed,
+                "batch": self.batch, "history": [(asdict(t), f) for t, f in self.history]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> GridSearcher:
+        g = cls({}, state["batch"])
+        g._queue = [(s, tuple(p)) for s, p in state["queue"]]
+        g._next = g._observed = state["next"]
+        g.history = [(Trial(**{**t, "params": tuple(t["params"])}), f) for t, f in state["history"]]
+        return g
+
+
+class RandomSearcher:
+    """``n_trials`` feasible parameter sets drawn uniformly within the search bounds."""
+
+    def __init__(self, strategies: Sequence[str], n_trials: int, seed: int = 0,
+                 batch: int = 256) -> None:
+        self.strategies = list(strategies)
+        self.n_trials = n_trials
+        self.seed = seed
+        self.batch = batch
+        self._rng = np.random.default_rng(seed)
+        self._next = 0
+        self.history: list[tuple[Trial, float]] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.history) >= self.n_trials
+
+    def suggest(self, n: int | None = None) -> list[Trial]:
+        n = min(self.batch if n is None else n, self.n_trials - self._next)
+        out = []
+        for _ in range(max(n, 0)):
+            s = self.strategies[int(self._rng.integers(len(self.strategies)))]
+            row = get(s).space.sample(self._rng, 1)[0]
+            out.append(Trial(self._next, s, tuple(float(x) for x in row)))
+            self._next += 1
+        return out
+
+    def observe(self, trials: Sequence[Trial], fitness: Sequence[float]) -> None:
+        self.history.extend(zip(trials, (float(f) for f in fitness), strict=True))
+
+    def best(self) -> tuple[Trial, float] | None:
+        return _best_of(self.history)
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "random", "strategies": self.strategies, "n_trials": self.n_trials,
+                "seed": self.seed, "batch": self.batch, "next": len(self.history),
+                "rng": self._rng.bit_generator.state,
+                "history": [(asdict(t), f) for t, f in self.history]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RandomSearcher:
+        r = cls(state["strategies"], state["n_trials"], state["seed"], state["batch"])
+        r._rng.bit_generator.state = state["rng"]
+        r._next = state["next"]
+        r.history = [(Trial(**{**t, "params": tuple(t["params"])}), f) for t, f in state["history"]]
+        return r
+
+
+def evaluate_trials(market: MarketData, item: tuple) -> np.ndarray:
+    """Worker body: metrics (assets, trials, N_METRICS) of one strategy's trials on a bar range.
+
+    ``item = (strategy, params (k, dims), assets, fee_rate, ppy, long_short, start, stop, warm)``
+    """
+    name, params, assets, fee_rate, ppy, long_short, start, stop, warm = item
+    strat = get(name)
+    out = np.empty((len(assets), params.shape[0], len(METRIC_NAMES)))
+    for i, a in enumerate(assets):
+        out[i] = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
+                                 long_short=long_short, start=start, stop=stop,
+                                 warm_from=max(0, start - warm))[0]
+    return out
+
+
+@dataclass
+class SearchResult:
+    """What a search run produced: the best trials and the per-round history."""
+
+    best: list[tuple[Trial, float]]
+    history: list[dict[str, Any]]
+    n_evaluations: int
+    n_failed: int
+    n_cached: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh)
+    os.replace(tmp, path)
+
+
+def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
+               assets: Sequence[int] | None = None, start: int = 0, stop: int | None = None,
+               fee_rate: float = 0.0, ppy: float | None = None, long_short: bool = False,
+               executor: Any = None, checkpoint: str | Path | None = None,
+               on_round: Callable[[dict[str, Any]], None] | None = None,
+               stage: str = "search") -> SearchResult:
+    """Drive ``searcher`` until done: suggest → evaluate on ``executor`` → observe → checkpoint.
+
+    Fitness is the mean over ``assets`` of ``metric`` on bars ``[start, stop)``; an
+    evaluation that fails or gives a non-finite value gets ``FALLBACK_FITNESS`` and is counted.
+    Identical (strategy, params) are evaluated once and served from a cache afterwards.
+    ``checkpoint`` (a JSON file) receives the searcher's state after every round; pass the
+    same path to resume.
+    """
+    if metric not in METRIC_NAMES:
+        raise QuantfleetError(f"unknown metric {metric!r}{did_you_mean(metric, METRIC_NAMES)}; "
+                              f"choose one of {', '.join(METRIC_NAMES)}")
+    k = METRIC_NAMES.index(metric)
+    sign = -1.0 if metric in ("max_drawdown", "turnover") else 1.0
+    rows = list(range(market.n_assets)) if assets is None else list(assets)
+    ppy = float(ppy) if ppy is not None else market.periods_per_year
+    stop = market.n_bars if stop is None else stop
+    cache: dict[tuple[str, tuple[float, ...]], float] = {}
+    history: list[dict[str, Any]] = []
+    n_eval = n_failed = n_cached = 0
+    ck = Path(checkpoint) if checkpoint is not None else None
+    if ck is not None and ck.exists():
+        saved = json.loads(ck.read_text())
+        searcher = type(searcher).from_state(saved["searcher"])
+        history = saved["history"]
+        cache = {(s, tuple(p)): f for s, p, f in saved["cache"]}
+        n_eval, n_failed, n_cached = saved["counts"]
+    while not searcher.done:
+        t0, c0 = time.perf_counter(), time.process_time()
+        trials = searcher.suggest()
+        if not trials:
+            break
+        fitness = np.full(len(trials), np.nan)
+        todo: dict[str, list[int]] = {}
+        for i, t in enumerate(trials):
+            hit = cache.get((t.strategy, t.params))
+            if hit is not None:
+                fitness[i] = hit
+                n_cached += 1
+            else:
+                todo.setdefault(t.strategy, []).append(i)
+        items = []
+        for s, idx in todo.items():
+            params = np.array([trials[i].params for i in idx], dtype=np.float64)
+            strat = get(s)
+            # warm-up from the strategy's longest possible window, so a trial's fitness does
+            # not depend on which other trials share its batch
+            w = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
+            items.append(((s, params, rows, fee_rate, ppy, long_short, start, stop, w), idx))
+        if executor is None:
+            results = [_safe(evaluate_trials, market, it) for it, _ in items]
+        else:
+            results = list(executor.map(evaluate_trials, [it for it, _ in items], shared=market,
+                                        stage=stage, component=[it[0] for it, _ in items]))
+        round_failed = 0
+        for (_, idx), res in zip(items, results, strict=True):
+            if not isinstance(res, np.ndarray):
+                vals = np.full(len(idx), np.nan)
+            else:
+                with np.errstate(all="ignore"):
+                    m = res[:, :, k]
+                    vals = np.where(np.isfinite(m).all(axis=0), sign * m.mean(axis=0), np.nan)
+            for j, i in enumerate(idx):
+                f = vals[j]
+                if not math.isfinite(f):
+                    f = FALLBACK_FITNESS
+                    round_failed += 1
+                fitness[i] = f
+                cache[(trials[i].strategy, trials[i].params)] = f
+            n_eval += len(idx)
+        n_failed += round_failed
+        searcher.observe(trials, fitness.tolist())
+        ok = fitness[fitness > FALLBACK_FITNESS]
+        best = searcher.best() if hasattr(searcher, "best") else None
+        rec = {
+            "round": len(history), "trials": len(trials),
+            "evaluated": int(sum(len(i) for _, i in items)),
+            "failed": round_failed,
+            "best": float(ok.max()) if ok.size else None,
+            "mean": float(ok.mean()) if ok.size else None,
+            "median": float(np.median(ok)) if ok.size else None,
+            "best_so_far": best[1] if best else None,
+            "diversity": _diversity(trials),
+            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+        }
+        history.append(rec)
+        if on_round is not None:
+            on_round(rec)
+        if ck is not None:
+            _atomic_json(ck, {"searcher": searcher.state(), "history": history,
+                              "cache": [(s, list(p), f) for (s, p), f in cache.items()],
+                              "counts": [n_eval, n_failed, n_cached]})
+    best_list = sorted(searcher.history, key=lambda tf: -tf[1])[:10] if hasattr(searcher, "history") else []
+    return SearchResult(best=best_list, history=history, n_evaluations=n_eval,
+                        n_failed=n_failed, n_cached=n_cached, state=searcher.state())
+
+
+def _safe(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as e:  # a failed evaluation is recorded, never stops the search
+        return e
+
+
+def _diversity(trials: Sequence[Trial]) -> float:
+    """Fraction of distinct (strategy, params) among the round's trials."""
+    if not trials:
+        return 0.0
+    return len({(t.strategy, t.params) for t in trials}) / len(trials)
