@@ -1,0 +1,740 @@
+"""Overfitting statistics: probabilistic and deflated Sharpe ratios, minimum track record length,
+and the probability of backtest overfitting (PBO) by combinatorially symmetric cross-validation.
+
+Conventions (docs/overfit.md): every Sharpe ratio here is **per period** (per bar, not
+annualized: divide an annualized Sharpe by ``sqrt(periods_per_year)``), and kurtosis is
+**Pearson** kurtosis (a normal distribution has 3; "excess" kurtosis is this minus 3).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from quantfleet.errors import QuantfleetError
+
+__all__ = [
+    "DSR_GOOD",
+    "DSR_LUCK",
+    "PBO_BAD",
+    "PBO_GOOD",
+    "PBOResult",
+    "deflated_sharpe",
+    "deflated_sharpe_from_returns",
+    "expected_max_sharpe",
+    "min_track_record_length",
+    "pbo",
+    "probabilistic_sharpe",
+    "return_moments",
+    "tournament_overfit",
+    "verdict",
+]
+
+#: DSR at or above this: the winner's Sharpe is unlikely to be luck (a one-sided 5% test).
+DSR_GOOD = 0.95
+#: DSR below this: the winner's Sharpe is more likely luck than not.
+DSR_LUCK = 0.5
+#: PBO above this: the in-sample winner usually lands in the bottom half out of sample.
+PBO_BAD = 0.5
+#: PBO at or below this: the in-sample winner usually holds up out of sample.
+PBO_GOOD = 0.25
+
+_N = NormalDist()
+_EULER_GAMMA = 0.5772156649015329
+_LOWER_IS_BETTER = {"max_drawdown", "turnover"}
+_MAX_COMBINATIONS = 1_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharpe-ratio statistics
+
+
+def _finite_returns(returns: Any, what: str) -> np.ndarray:
+    try:
+        r = np.asarray(returns, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a 1-D array of per-bar returns, "
+                        f"got {type(returns).__name__}") from None
+    if r.ndim != 1:
+        raise QuantfleetError(f"{what} must be 1-D (one return per bar), got shape {r.shape}; "
+                              "pass one strategy's returns, e.g. returns[:, k]")
+    return r[np.isfinite(r)]
+
+
+def return_moments(returns: Any) -> tuple[float, int, float, float]:
+    """Per-period Sharpe ratio, bar count, skewness and Pearson kurtosis of a return series.
+
+    Parameters
+    ----------
+    returns : array-like, shape (bars,)
+        Per-bar returns; NaN and inf entries are dropped (bars without data).
+
+    Returns
+    -------
+    (sr, n, skew, kurt)
+        ``sr = mean / std(ddof=1)`` per bar (not annualized; NaN when std is 0), ``n`` the
+        number of finite bars, ``skew = m3 / m2**1.5`` and ``kurt = m4 / m2**2`` from the
+        population central moments ``m_k`` (the defaults of ``scipy.stats.skew`` and
+        ``scipy.stats.kurtosis(fisher=False)``; a normal sample gives about 0 and 3).
+    """
+    r = _finite_returns(returns, "returns")
+    n = int(r.size)
+    if n < 2:
+        raise QuantfleetError(f"returns: need at least 2 finite bars to estimate a Sharpe ratio, "
+                              f"got {n}")
+    d = r - r.mean()
+    m2 = float(np.mean(d * d))
+    if m2 <= 0.0:
+        return math.nan, n, 0.0, 3.0
+    sd = math.sqrt(m2 * n / (n - 1))
+    skew = float(np.mean(d**3)) / m2**1.5
+    kurt = float(np.mean(d**4)) / m2**2
+    return float(r.mean()) / sd, n, skew, kurt
+
+
+def _sr_variance_factor(sr: float, skew: float, kurt: float) -> float:
+    """``1 - skew*SR + (kurt-1)/4*SR^2``: n times the variance of the Sharpe estimator (Mertens)."""
+    if not (math.isfinite(skew) and math.isfinite(kurt)):
+        raise QuantfleetError(f"skew and kurt must be finite, got skew={skew}, kurt={kurt}")
+    if kurt < 1.0 + skew * skew - 1e-9:
+        raise QuantfleetError(
+            f"kurt={kurt:g} is impossible with skew={skew:g} (Pearson kurtosis >= 1 + skew^2); "
+            "kurt is Pearson kurtosis (normal = 3) — if you have excess kurtosis, add 3"
+        )
+    v = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
+    if v <= 0.0:
+        raise QuantfleetError(
+            f"the Sharpe estimator's variance factor 1 - skew*SR + (kurt-1)/4*SR^2 is {v:g} "
+            f"(SR={sr:g}, skew={skew:g}, kurt={kurt:g}); the moments are degenerate"
+        )
+    return v
+
+
+def probabilistic_sharpe(returns: Any = None, sr_benchmark: float = 0.0, *,
+                         sr: float | None = None, n_bars: float | None = None,
+                         skew: float = 0.0, kurt: float = 3.0) -> float:
+    """Probabilistic Sharpe ratio: the probability that the true Sharpe exceeds a benchmark.
+
+    ``PSR = Φ( (SR - SR*) √(n-1) / √(1 - γ3·SR + (γ4-1)/4·SR²) )`` (Bailey & López de Prado
+    2012), where the denominator is the asymptotic standard deviation of the Sharpe
+    estimator under non-normal i.i.d. returns (Mertens 2002).
+
+    Give either ``returns`` (the moments are estimated with :func:`return_moments`) or the
+    moments ``sr``, ``n_bars``, ``skew`` and ``kurt``.
+
+    Parameters
+    ----------
+    returns : array-like, shape (bars,), optional
+        Per-bar returns of one strategy.
+    sr_benchmark : float
+        SR*, **per period** (per bar, not annualized).
+    sr : float, optional
+        Observed Sharpe ratio, **per period**: ``mean / std`` of per-bar returns. An annualized
+        Sharpe ``S`` with ``ppy`` bars a year is ``S / sqrt(ppy)`` per period.
+    n_bars : float, optional
+        Number of returns the Sharpe was estimated on (n > 1; need not be an integer).
+    skew : float
+        Skewness γ3 of the returns (0 for normal).
+    kurt : float
+        **Pearson** kurtosis γ4 of the returns (3 for normal; excess kurtosis + 3).
+
+    Returns
+    -------
+    float in [0, 1]
+
+    References
+    ----------
+    Bailey, D. H. and López de Prado, M. (2012). "The Sharpe Ratio Efficient Frontier".
+    Journal of Risk 15(2), 3–44.
+    Mertens, E. (2002). "Comments on the variance of the IID estimator in Lo (2002)".
+    """
+    if returns is not None:
+        if sr is not None or n_bars is not None:
+            raise QuantfleetError("probabilistic_sharpe: give either returns or (sr, n_bars, "
+                                  "skew, kurt), not both")
+        sr, n_bars, skew, kurt = return_moments(returns)
+    elif sr is None or n_bars is None:
+        raise QuantfleetError("probabilistic_sharpe: give returns, or sr= and n_bars= "
+                              "(with skew= and kurt= for non-normal returns)")
+    return _psr(float(sr), float(n_bars), float(skew), float(kurt), float(sr_benchmark))
+
+
+def _psr(sr: float, n: float, skew: float, kurt: float, sr0: float) -> float:
+    if not n > 1:
+        raise QuantfleetError(f"n_bars must be > 1 (the number of returns), got {n:g}")
+    if not (math.isfinite(sr) and math.isfinite(sr0)):
+        return math.nan
+    z = (sr - sr0) * math.sqrt(n - 1.0) / math.sqrt(_sr_variance_factor(sr, skew, kurt))
+    return _N.cdf(z)
+
+
+def expected_max_sharpe(n_trials: int, var_trials: float) -> float:
+    """Expected maximum of ``n_trials`` Sharpe estimates whose true Sharpe is 0.
+
+    ``E[max SR] ≈ √V · ((1-γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e)))`` with γ the Euler–Mascheroni
+    constant (Bailey, Borwein, López de Prado & Zhu 2014, "False Strategy" theorem; Bailey &
+    López de Prado 2014). It is the Sharpe a researcher should expect from the best of N
+    independent skill-less trials; the deflated Sharpe ratio uses it as the benchmark SR*.
+
+    Parameters
+    ----------
+    n_trials : int
+        N >= 1, the number of (independent) trials run. One trial means no selection: 0.
+    var_trials : float
+        V, the variance of the trials' Sharpe ratios, in the same units as the answer
+        (per-period Sharpe ratios give a per-period answer).
+
+    Returns
+    -------
+    float
+        The expected maximum Sharpe ratio (same units as ``sqrt(var_trials)``).
+
+    References
+    ----------
+    Bailey, D. H., Borwein, J. M., López de Prado, M. and Zhu, Q. J. (2014). "Pseudo-mathematics
+    and financial charlatanism". Notices of the AMS 61(5), 458–471.
+    Bailey, D. H. and López de Prado, M. (2014). "The Deflated Sharpe Ratio". Journal of
+    Portfolio Management 40(5), 94–107.
+    """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int | np.integer | float):
+        raise TypeError(f"n_trials must be an int, got {type(n_trials).__name__}")
+    if not (math.isfinite(n_trials) and n_trials >= 1 and float(n_trials) == int(n_trials)):
+        raise QuantfleetError(f"n_trials must be a whole number >= 1 (the number of trials "
+                              f"run), got {n_trials}")
+    v = float(var_trials)
+    if not (math.isfinite(v) and v >= 0.0):
+        raise QuantfleetError(f"var_trials must be a finite variance >= 0, got {var_trials}; "
+                              "it is the variance of the trials' Sharpe ratios")
+    n = int(n_trials)
+    if n == 1:
+        return 0.0
+    g = _EULER_GAMMA
+    return math.sqrt(v) * ((1.0 - g) * _N.inv_cdf(1.0 - 1.0 / n)
+                           + g * _N.inv_cdf(1.0 - 1.0 / (n * math.e)))
+
+
+def deflated_sharpe(sr: float, n_bars: float, skew: float, kurt: float, n_trials: int,
+                    var_trials: float) -> float:
+    """Deflated Sharpe ratio: the PSR of the selected strategy against the expected best of N.
+
+    ``DSR = PSR(SR* = E[max SR])`` with ``E[max SR] = expected_max_sharpe(n_trials,
+    var_trials)`` (Bailey & López de Prado 2014). It is the probability that the
+    winner's true Sharpe is positive once the selection among ``n_trials`` trials, the track
+    record length and the non-normality of the returns are accounted for.
+
+    Parameters
+    ----------
+    sr : float
+        The selected strategy's Sharpe ratio, **per period** (not annualized).
+    n_bars : float
+        Number of returns ``sr`` was estimated on.
+    skew, kurt : float
+        Skewness and **Pearson** kurtosis (normal = 3) of the selected strategy's returns.
+    n_trials : int
+        Number of trials run before picking the winner (every one, not only the good ones).
+    var_trials : float
+        Variance of the trials' Sharpe ratios, **per period** (an annualized variance divided
+        by ``periods_per_year``).
+
+    Returns
+    -------
+    float in [0, 1]; ``DSR >= 0.95`` is the paper's usual bar.
+
+    References
+    ----------
+    Bailey, D. H. and López de Prado, M. (2014). "The Deflated Sharpe Ratio: Correcting for
+    Selection Bias, Backtest Overfitting and Non-Normality". Journal of Portfolio Management
+    40(5), 94–107.
+    """
+    sr0 = expected_max_sharpe(n_trials, var_trials)
+    return _psr(float(sr), float(n_bars), float(skew), float(kurt), sr0)
+
+
+def deflated_sharpe_from_returns(winner_returns: Any, trial_sharpes: Any, *,
+                                 periods_per_year: float | None = None) -> float:
+    """Deflated Sharpe ratio of a winner, from its returns and the Sharpe of every trial run.
+
+    The winner's per-period Sharpe, bar count, skewness and kurtosis come from
+    :func:`return_moments`; N is ``len(trial_sharpes)`` (NaN entries included: a trial that
+    could not be scored was still tried) and V is the sample variance (ddof=1) of the finite
+    trial Sharpes.
+
+    Parameters
+    ----------
+    winner_returns : array-like, shape (bars,)
+        Per-bar returns of the selected strategy (NaN bars dropped).
+    trial_sharpes : array-like, shape (trials,)
+        Sharpe ratio of every trial, the winner's included, **per period** — unless
+        ``periods_per_year`` is given, in which case they are annualized with it.
+    periods_per_year : float, optional
+        Bars per year the ``trial_sharpes`` were annualized with.
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    s = np.asarray(trial_sharpes, dtype=np.float64).ravel()
+    if s.size < 1:
+        raise QuantfleetError("trial_sharpes is empty; pass the Sharpe ratio of every trial run")
+    if periods_per_year is not None:
+        if not (math.isfinite(periods_per_year) and periods_per_year > 0):
+            raise QuantfleetError(f"periods_per_year must be > 0, got {periods_per_year}; "
+                                  "e.g. 252 for daily stock bars, 365 for daily crypto")
+        s = s / math.sqrt(periods_per_year)
+    fin = s[np.isfinite(s)]
+    var = float(np.var(fin, ddof=1)) if fin.size > 1 else 0.0
+    sr, n, skew, kurt = return_moments(winner_returns)
+    return deflated_sharpe(sr, n, skew, kurt, int(s.size), var)
+
+
+def min_track_record_length(sr: float, skew: float = 0.0, kurt: float = 3.0,
+                            sr_benchmark: float = 0.0, confidence: float = 0.95) -> float:
+    """Minimum track record length: bars needed for ``PSR(sr_benchmark) >= confidence``.
+
+    ``MinTRL = 1 + (1 - γ3·SR + (γ4-1)/4·SR²) · (Φ⁻¹(confidence) / (SR - SR*))²``
+    (Bailey & López de Prado 2012). By construction
+    ``probabilistic_sharpe(sr=sr, n_bars=MinTRL, ...) == confidence``.
+
+    Parameters
+    ----------
+    sr : float
+        Observed Sharpe ratio, **per period**.
+    skew, kurt : float
+        Skewness and **Pearson** kurtosis (normal = 3) of the returns.
+    sr_benchmark : float
+        SR*, per period.
+    confidence : float
+        In (0, 1), e.g. 0.95.
+
+    Returns
+    -------
+    float
+        Number of bars (not rounded; ``math.ceil`` it for a count). ``inf`` when
+        ``sr <= sr_benchmark``: no track record is long enough.
+
+    References
+    ----------
+    Bailey, D. H. and López de Prado, M. (2012). "The Sharpe Ratio Efficient Frontier".
+    Journal of Risk 15(2), 3–44.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise QuantfleetError(f"confidence must be in (0, 1), got {confidence}; e.g. 0.95")
+    sr, sr0 = float(sr), float(sr_benchmark)
+    v = _sr_variance_factor(sr, float(skew), float(kurt))
+    if not sr > sr0:
+        return math.inf
+    return 1.0 + v * (_N.inv_cdf(confidence) / (sr - sr0)) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Probability of backtest overfitting (CSCV)
+
+
+@dataclass(frozen=True, eq=False)
+class PBOResult:
+    """Probability of backtest overfitting and the per-combination detail behind it.
+
+    Attributes
+    ----------
+    pbo : float
+        Fraction of combinations whose logit is <= 0 (the in-sample best trial ranks at or
+        below the out-of-sample median).
+    logits : ndarray, shape (combinations,)
+        λ_c = ln(ω̄_c / (1 - ω̄_c)), ω̄_c the out-of-sample relative rank of the IS-best trial.
+    relative_rank : ndarray, shape (combinations,)
+        ω̄_c = rank / (N + 1), rank 1 = worst out of sample, N = best (ties: average rank).
+    best_trial : ndarray of int, shape (combinations,)
+        Column index (in the input) of the in-sample best trial of each combination.
+    is_perf, oos_perf : ndarray, shape (combinations,)
+        The metric of the IS-best trial in sample and out of sample (the pairs for the
+        performance-degradation plot).
+    degradation_slope, degradation_intercept : float
+        OLS fit ``oos_perf ≈ intercept + slope · is_perf`` over the combinations (NaN if
+        undefined); a negative slope means a better in-sample score predicts a worse
+        out-of-sample one.
+    prob_loss : float
+        Fraction of combinations whose IS-best trial has ``oos_perf < 0``.
+    n_splits, n_trials, n_combinations : int
+        S, N (after dropping all-NaN trials) and C(S, S/2).
+    rows_dropped : int
+        Rows dropped at the start so that the S blocks are equal (T mod S).
+    trials_dropped : tuple
+        Labels (DataFrame columns) or indices of trials dropped for having no finite return.
+    metric : str
+    """
+
+    pbo: float
+    logits: np.ndarray
+    relative_rank: np.ndarray
+    best_trial: np.ndarray
+    is_perf: np.ndarray
+    oos_perf: np.ndarray
+    degradation_slope: float
+    degradation_intercept: float
+    prob_loss: float
+    n_splits: int
+    n_trials: int
+    n_combinations: int
+    rows_dropped: int
+    trials_dropped: tuple
+    metric: str
+
+    def __repr__(self) -> str:
+        return (f"PBOResult(pbo={self.pbo:.3f}, n_trials={self.n_trials}, "
+                f"n_splits={self.n_splits}, n_combinations={self.n_combinations}, "
+                f"slope={self.degradation_slope:.3f}, prob_loss={self.prob_loss:.3f})")
+
+
+def _perf_from_sums(metric: str, n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                    m0: np.ndarray) -> np.ndarray:
+    """Metric of every (combination, trial) from counts and sums of returns centred at ``m0``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = s1 / n
+        mean = m0 + dev
+        if metric == "mean":
+            return np.where(n >= 1, mean, np.nan)
+        var = (s2 - n * dev * dev) / (n - 1.0)
+        ok = (n >= 2) & (var > 0.0)
+        return np.where(ok, mean / np.sqrt(np.where(ok, var, 1.0)), np.nan)
+
+
+def _relative_rank(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IS-best column per row (NaN never wins, ties: first) and its OOS rank / (N + 1).
+
+    Rank 1 is the worst out of sample and N the best; NaN ranks below everything and ties
+    share their average rank.
+    """
+    n = is_perf.shape[1]
+    best = np.argmax(np.where(np.isnan(is_perf), -np.inf, is_perf), axis=1)
+    v = np.where(np.isnan(oos_perf), -np.inf, oos_perf)
+    x = v[np.arange(v.shape[0]), best][:, None]
+    rank = (v < x).sum(axis=1) + ((v == x).sum(axis=1) + 1) / 2.0
+    return best, rank / (n + 1.0)
+
+
+def _as_matrix(returns: Any) -> tuple[np.ndarray, list[Any]]:
+    cols = getattr(returns, "columns", None)
+    try:
+        x = np.asarray(returns, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("returns must be a (bars, trials) array or DataFrame of per-bar returns, "
+                        f"got {type(returns).__name__}") from None
+    if x.ndim != 2:
+        raise QuantfleetError(f"returns must be 2-D (bars × trials), got shape {x.shape}; "
+                              "put one trial per column")
+    labels = list(cols) if cols is not None else list(range(x.shape[1]))
+    return x, labels
+
+
+def pbo(returns: Any, n_splits: int = 16,
+        metric: str | Callable[[np.ndarray], np.ndarray] = "sharpe") -> PBOResult:
+    """Probability of backtest overfitting by combinatorially symmetric cross-validation (CSCV).
+
+    The T rows are cut into S equal contiguous blocks. For each of the C(S, S/2) ways to pick
+    half of the blocks, the picked blocks (in time order) are the in-sample set and the rest
+    the out-of-sample set; the trial with the best in-sample metric is located in the
+    out-of-sample ranking, ω̄ = rank / (N + 1), and λ = ln(ω̄ / (1 - ω̄)). PBO is the fraction of
+    combinations with λ <= 0: how often the in-sample winner is at or below the out-of-sample
+    median. Pure noise gives about 0.5 (exactly (N+1)/(2N) in expectation for odd N, since the
+    median rank itself counts); a trial that truly dominates gives about 0.
+
+    For ``"sharpe"`` and ``"mean"`` the per-block counts and sums of returns are computed once
+    and combined with one matrix product per chunk of combinations, so S = 16 (12,870
+    combinations) costs O(C · S · N) flops. A callable metric is evaluated on every
+    combination's rows (slow).
+
+    Parameters
+    ----------
+    returns : array or DataFrame, shape (T bars, N trials)
+        Per-bar returns of every trial (one column each), aligned in time.
+    n_splits : int
+        S, even, >= 2 (paper: 16). The first ``T mod S`` rows are dropped so that the blocks
+        are equal; ``rows_dropped`` reports how many.
+    metric : "sharpe", "mean" or callable
+        ``"sharpe"``: per-period ``mean / std(ddof=1)`` (NaN when std is 0 or fewer than 2
+        finite bars); ``"mean"``: mean return; a callable maps a (rows, N) array (NaN =
+        missing bar) to N scores. Higher is better. NaN scores never win in sample and rank
+        below every other trial out of sample.
+
+    Returns
+    -------
+    PBOResult
+
+    Notes
+    -----
+    NaN returns are missing bars: each trial's metric uses its finite bars only. Trials with
+    no finite return at all are dropped (``trials_dropped``). The result is deterministic.
+
+    References
+    ----------
+    Bailey, D. H., Borwein, J. M., López de Prado, M. and Zhu, Q. J. (2017, SSRN 2015). "The
+    Probability of Backtest Overfitting". Journal of Computational Finance 20(4), 39–69.
+    """
+    x, labels = _as_matrix(returns)
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer):
+        raise TypeError(f"n_splits must be an int, got {type(n_splits).__name__}")
+    s = int(n_splits)
+    if s < 2 or s % 2:
+        raise QuantfleetError(f"n_splits must be an even number >= 2 (in and out of sample take "
+                              f"half the blocks each), got {s}; the paper uses 16")
+    if math.comb(s, s // 2) > _MAX_COMBINATIONS:
+        raise QuantfleetError(f"n_splits={s} gives {math.comb(s, s // 2):,} combinations; use "
+                              "n_splits <= 20 (16 is the usual choice)")
+    if callable(metric):
+        name = getattr(metric, "__name__", "custom")
+    elif metric in ("sharpe", "mean"):
+        name = metric
+    else:
+        raise QuantfleetError(f"unknown metric {metric!r}; use 'sharpe', 'mean' or a callable "
+                              "mapping a (rows, trials) array to one score per trial")
+
+    keep = np.isfinite(x).any(axis=0)
+    dropped = tuple(lab for lab, k in zip(labels, keep, strict=True) if not k)
+    x = x[:, keep]
+    kept_idx = np.flatnonzero(keep)
+    n_trials = x.shape[1]
+    if n_trials < 2:
+        raise QuantfleetError(f"pbo needs at least 2 trials with data (columns), got {n_trials}"
+                              + (f" after dropping {len(dropped)} all-NaN" if dropped else "")
+                              + "; PBO measures selection among several trials")
+    t = x.shape[0]
+    block = t // s
+    if block < 1 or block * (s // 2) < 2:
+        raise QuantfleetError(f"returns has {t} rows, too few for n_splits={s}; need at least "
+                              f"{max(s, 4)} rows, or a smaller n_splits")
+    rows_dropped = t - block * s
+    x = x[rows_dropped:]
+    combos = np.array(list(itertools.combinations(range(s), s // 2)), dtype=np.intp)
+    n_comb = combos.shape[0]
+    mask = np.zeros((n_comb, s), dtype=bool)
+    mask[np.arange(n_comb)[:, None], combos] = True
+
+    if callable(metric):
+        is_p = np.empty((n_comb, n_trials))
+        oos_p = np.empty((n_comb, n_trials))
+        blocks = x.reshape(s, block, n_trials)
+        for c in range(n_comb):
+            is_p[c] = np.asarray(metric(blocks[mask[c]].reshape(-1, n_trials)), dtype=np.float64)
+            oos_p[c] = np.asarray(metric(blocks[~mask[c]].reshape(-1, n_trials)), dtype=np.float64)
+        best, omega = _relative_rank(is_p, oos_p)
+        rows = np.arange(n_comb)
+        is_best, oos_best = is_p[rows, best], oos_p[rows, best]
+    else:
+        fin = np.isfinite(x)
+        with np.errstate(invalid="ignore"):
+            m0 = np.nanmean(x, axis=0)  # centring keeps the sums of squares well conditioned
+        y = np.where(fin, x - m0, 0.0).reshape(s, block, n_trials)
+        cnt = fin.reshape(s, block, n_trials).sum(axis=1).astype(np.float64)  # (S, N)
+        s1 = y.sum(axis=1)
+        s2 = (y * y).sum(axis=1)
+        tot = (cnt.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0))
+        best = np.empty(n_comb, dtype=np.intp)
+        omega = np.empty(n_comb)
+        is_best = np.empty(n_comb)
+        oos_best = np.empty(n_comb)
+        chunk = max(1, 2_000_000 // max(n_trials, 1))
+        for lo in range(0, n_comb, chunk):
+            hi = min(n_comb, lo + chunk)
+            m = mask[lo:hi].astype(np.float64)
+            parts = (m @ cnt, m @ s1, m @ s2)
+            is_p = _perf_from_sums(name, *parts, m0)
+            oos_p = _perf_from_sums(name, *(a - b for a, b in zip(tot, parts, strict=True)), m0)
+            b, w = _relative_rank(is_p, oos_p)
+            r = np.arange(hi - lo)
+            best[lo:hi], omega[lo:hi] = b, w
+            is_best[lo:hi], oos_best[lo:hi] = is_p[r, b], oos_p[r, b]
+
+    logits = np.log(omega / (1.0 - omega))
+    ok = np.isfinite(is_best) & np.isfinite(oos_best)
+    slope = intercept = math.nan
+    if ok.sum() >= 2 and np.ptp(is_best[ok]) > 0:
+        slope, intercept = (float(v) for v in np.polyfit(is_best[ok], oos_best[ok], 1))
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0.0)), logits=logits, relative_rank=omega,
+        best_trial=kept_idx[best], is_perf=is_best, oos_perf=oos_best,
+        degradation_slope=slope, degradation_intercept=intercept,
+        prob_loss=float(np.mean(oos_best < 0.0)), n_splits=s, n_trials=n_trials,
+        n_combinations=n_comb, rows_dropped=rows_dropped, trials_dropped=dropped, metric=name,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain words
+
+
+def verdict(dsr: float | None = None, pbo: float | None = None, *,
+            n_trials: int | None = None) -> str:
+    """Plain-words reading of a deflated Sharpe ratio and/or a PBO.
+
+    Thresholds: DSR >= ``DSR_GOOD`` (0.95) unlikely luck; ``DSR_LUCK`` (0.5) <= DSR < 0.95
+    inconclusive; DSR < 0.5 likely luck. PBO <= ``PBO_GOOD`` (0.25) holds up out of sample;
+    0.25 < PBO <= ``PBO_BAD`` (0.5) some overfitting; PBO > 0.5 likely overfit.
+
+    Parameters
+    ----------
+    dsr : float, optional
+        Deflated Sharpe ratio in [0, 1].
+    pbo : float or PBOResult, optional
+        Probability of backtest overfitting in [0, 1].
+    n_trials : int, optional
+        Number of trials behind the DSR, quoted in the sentence.
+
+    Returns
+    -------
+    str
+        One sentence per statistic given, joined by "; " (e.g. ``"DSR 0.97: the winner's
+        Sharpe is unlikely to be luck among 994 trials"``).
+    """
+    if dsr is None and pbo is None:
+        raise QuantfleetError("verdict needs dsr= and/or pbo=")
+    among = f" among {n_trials} trials" if n_trials is not None else ""
+    parts = []
+    if dsr is not None:
+        d = float(dsr)
+        if not math.isfinite(d):
+            parts.append("DSR n/a: too little data to judge the winner's Sharpe")
+        elif d >= DSR_GOOD:
+            parts.append(f"DSR {d:.2f}: the winner's Sharpe is unlikely to be luck{among}")
+        elif d >= DSR_LUCK:
+            parts.append(f"DSR {d:.2f}: inconclusive — the winner's Sharpe could be luck{among}; "
+                         "a longer record or fewer trials would tell")
+        else:
+            parts.append(f"DSR {d:.2f}: the winner's Sharpe is likely luck{among}")
+    if pbo is not None:
+        p = float(getattr(pbo, "pbo", pbo))
+        if not math.isfinite(p):
+            parts.append("PBO n/a: too few windows or trials to judge overfitting")
+        elif p <= PBO_GOOD:
+            parts.append(f"PBO {p:.2f}: the in-sample winner usually holds up out of sample")
+        elif p <= PBO_BAD:
+            parts.append(f"PBO {p:.2f}: the in-sample winner often lands in the bottom half out "
+                         "of sample — some overfitting")
+        else:
+            parts.append(f"PBO {p:.2f}: the in-sample winner usually underperforms out of "
+                         "sample — likely overfit")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tournament tables
+
+
+def _walk_forward_logits(g: Any, metric: str, sign: float) -> np.ndarray:
+    """λ per window of one (strategy, asset): the IS-best combo's OOS rank among the combos."""
+    out = []
+    for _, w in g.groupby("window", sort=True):
+        w = w.sort_values("combo", kind="stable")
+        oos = sign * w[f"oos_{metric}"].to_numpy(dtype=np.float64)
+        if len(w) < 2:
+            continue
+        if "selected" in w.columns and w["selected"].to_numpy(dtype=bool).sum() == 1:
+            best = int(np.flatnonzero(w["selected"].to_numpy(dtype=bool))[0])
+        else:
+            is_ = sign * w[f"is_{metric}"].to_numpy(dtype=np.float64)
+            best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
+        v = np.where(np.isnan(oos), -np.inf, oos)
+        rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
+        omega = rank / (len(v) + 1.0)
+        out.append(math.log(omega / (1.0 - omega)))
+    return np.asarray(out)
+
+
+def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sharpe",
+                       periods_per_year: float | None = None) -> Any:
+    """PBO (walk-forward variant) and deflated Sharpe per (strategy, asset) of a tournament.
+
+    **PBO, walk-forward variant.** The tournament's windows play the role of CSCV's
+    combinations: in each window the in-sample best combo (the row marked ``selected``, else
+    the best ``is_<metric>``) is ranked among all combos by ``oos_<metric>``, ω̄ = rank/(N+1),
+    λ = ln(ω̄/(1-ω̄)), and PBO is the fraction of windows with λ <= 0 — the IS-best ranks at or
+    below the OOS median. Unlike CSCV the splits are the walk-forward train/test pairs (train
+    before test, not all C(S, S/2) symmetric splits), so with few windows the estimate is
+    coarse: with W windows it moves in steps of 1/W.
+
+    **Deflated Sharpe.** The selected combos' out-of-sample returns stitched over the windows
+    (``oos_returns[f"{strategy}/{asset}"]``) are deflated with N = number of combos tried per
+    window and V = variance across combos of each combo's mean out-of-sample Sharpe over the
+    windows (converted to per period with ``periods_per_year``), a proxy for each combo's
+    Sharpe over the stitched span.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or pyarrow.Table
+        ``TournamentResult.table`` / ``results.parquet``: one row per (strategy, asset, window,
+        combo) with columns ``strategy, asset, window, combo, is_<metric>, oos_<metric>`` and
+        optionally ``selected``.
+    oos_returns : pandas.DataFrame, optional
+        ``TournamentResult.oos_returns`` / ``oos_returns.parquet``: timestamps × "strategy/asset"
+        per-bar returns. Without it the DSR columns are NaN.
+    metric : str
+        The selection metric whose ranks define PBO (higher is better; ``max_drawdown`` and
+        ``turnover`` lower). The DSR always uses Sharpe.
+    periods_per_year : float, optional
+        Bars per year the table's Sharpe ratios were annualized with; inferred from the
+        ``oos_returns`` timestamps when omitted (needed only for the DSR).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (strategy, asset): ``strategy, asset, n_windows, n_combos, pbo,
+        mean_logit, sharpe`` (per period, stitched OOS), ``n_bars, skew, kurt, sr0`` (expected
+        max Sharpe, per period), ``dsr, verdict``; sorted by strategy and asset.
+    """
+    import pandas as pd
+
+    if hasattr(table, "to_pandas") and not isinstance(table, pd.DataFrame):
+        table = table.to_pandas()
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame or pyarrow Table, "
+                        f"got {type(table).__name__}")
+    need = ["strategy", "asset", "window", "combo", f"is_{metric}", f"oos_{metric}"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise QuantfleetError(f"tournament table lacks column(s) {', '.join(missing)}; pass "
+                              "TournamentResult.table or results.parquet (with metric= one of "
+                              "its is_/oos_ metrics)")
+    need_sharpe = oos_returns is not None
+    if need_sharpe and "oos_sharpe" not in table.columns:
+        raise QuantfleetError("tournament table lacks oos_sharpe, needed for the deflated Sharpe")
+    sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
+    ppy = periods_per_year
+    if need_sharpe and ppy is None:
+        from quantfleet.data.market import infer_periods_per_year
+
+        ppy = infer_periods_per_year(np.asarray(oos_returns.index))
+    rows = []
+    for (strat, asset), g in table.groupby(["strategy", "asset"], sort=True):
+        logits = _walk_forward_logits(g, metric, sign)
+        n_combos = int(g.groupby("window")["combo"].nunique().max())
+        row: dict[str, Any] = {
+            "strategy": strat, "asset": asset, "n_windows": int(g["window"].nunique()),
+            "n_combos": n_combos,
+            "pbo": float(np.mean(logits <= 0.0)) if logits.size else math.nan,
+            "mean_logit": float(np.mean(logits)) if logits.size else math.nan,
+            "sharpe": math.nan, "n_bars": 0, "skew": math.nan, "kurt": math.nan,
+            "sr0": math.nan, "dsr": math.nan,
+        }
+        col = f"{strat}/{asset}"
+        if need_sharpe and col in oos_returns.columns:
+            r = oos_returns[col].to_numpy(dtype=np.float64)
+            r = r[np.isfinite(r)]
+            per_combo = g.groupby("combo")["oos_sharpe"].mean().to_numpy(dtype=np.float64)
+            per_combo = per_combo[np.isfinite(per_combo)] / math.sqrt(ppy)
+            var = float(np.var(per_combo, ddof=1)) if per_combo.size > 1 else 0.0
+            if r.size >= 2:
+                sr, n, skew, kurt = return_moments(r)
+                sr0 = expected_max_sharpe(n_combos, var)
+                row.update(sharpe=sr, n_bars=n, skew=skew, kurt=kurt, sr0=sr0,
+                           dsr=_psr(sr, n, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
+        row["verdict"] = verdict(row["dsr"] if need_sharpe else None, row["pbo"],
+                                 n_trials=n_combos)
+        rows.append(row)
+    cols = ["strategy", "asset", "n_windows", "n_combos", "pbo", "mean_logit", "sharpe",
+            "n_bars", "skew", "kurt", "sr0", "dsr", "verdict"]
+    return pd.DataFrame(rows, columns=cols)
