@@ -259,7 +259,8 @@ def sweep(
     board = res.top.to_dict("records") if len(res.top) else []
     summary = {"strategy": res.strategy, "combos": res.n_combos, "skipped": res.n_skipped,
                "rows": res.n_rows, "failed": len(res.failed), "assets": len(res.assets),
-               "metric": metric, "out": str(res.path) if res.path else None}
+               "metric": metric, "out": str(res.path) if res.path else None,
+               "overfit": res.overfit}
     if as_json:
         _print_json({**summary, "top": board})
         return
@@ -267,6 +268,8 @@ def sweep(
     typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
                f"{res.n_skipped} combos skipped (constraint); {len(res.failed)} failed"
                + (f"; rows written to {res.path}" if res.path else ""))
+    if res.overfit:
+        typer.echo(f"winner on {res.overfit['asset']}: {res.overfit['verdict']}")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -348,12 +351,15 @@ def tournament(
                      "failures": [str(f) for f in res.failed]})
         return
     _print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
-                skip=())
+                skip=("verdict",))
     typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {wall:.1f} s on "
                f"{summary['executor']}; {len(res.failed)} failed"
                + (f"; results in {res.path}" if res.path else ""))
     for f in res.failed[:5]:
         typer.echo(f"  failed: {f}", err=True)
+    if board and "verdict" in board[0]:
+        w = board[0]
+        typer.echo(f"winner {w['strategy']}/{w['asset']}: {w['verdict']}")
     if speed is not None:
         typer.echo(f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial -> "
                    f"speedup {speed['speedup']:.2f}x, efficiency {speed['efficiency']:.0%} "

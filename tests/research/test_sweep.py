@@ -79,3 +79,26 @@ def test_costs_validation():
     with pytest.raises(TypeError, match="slippage_bps must be a number"):
         Costs(slippage_bps="3")  # type: ignore[arg-type]
     assert Costs(7, 3).fee_rate == pytest.approx(0.001)
+
+
+def test_sweep_reports_deflated_sharpe_and_pbo_of_the_winner(market):
+    from quantfleet.research.overfit import deflated_sharpe_from_returns, pbo
+    from quantfleet.strategies import get
+
+    grid = {"fast": [3, 5, 8, 12], "slow": [20, 30, 50]}
+    res = sweep(market, "sma_cross", grid, ppy=252.0)
+    of = res.overfit
+    assert of["n_trials"] == res.n_combos == 12
+    win = res.top.iloc[0]
+    df = res.table.to_pandas()
+    trial_sr = df[df["asset"] == win["asset"]]["sharpe"].to_numpy()
+    a = market.asset_index(win["asset"])
+    strat = get("sma_cross")
+    _, r = strat.run_asset(market, a, np.array([[win["fast"], win["slow"]]], float), ppy=252.0,
+                           returns=True)
+    assert of["dsr"] == pytest.approx(
+        deflated_sharpe_from_returns(r[0], trial_sr, periods_per_year=252.0), rel=1e-9)
+    params, _ = strat.space.grid(grid)
+    _, all_r = strat.run_asset(market, a, params, ppy=252.0, returns=True)
+    assert of["pbo"] == pytest.approx(pbo(all_r.T, n_splits=16).pbo)
+    assert "DSR" in of["verdict"] and "PBO" in of["verdict"]

@@ -37,6 +37,7 @@ class SweepResult:
     table: Any = None  # pyarrow.Table
     path: Path | None = None
     failed: list[Any] = field(default_factory=list)
+    overfit: dict[str, Any] | None = None  # DSR (and PBO) of the winner, with a verdict
 
 
 def evaluate_chunk(market: MarketData, item: tuple) -> np.ndarray:
@@ -84,7 +85,7 @@ def sweep(market: MarketData, strategy: str | Strategy,
           executor: Any = None, assets: Sequence[str] | None = None, long_short: bool = False,
           ppy: float | None = None, out: str | Path | None = None, keep_table: bool = True,
           metric: str = "sharpe", top: int = 10, chunk: int = 4096,
-          progress: bool = False) -> SweepResult:
+          pbo_max_trials: int = 2000) -> SweepResult:
     """Evaluate every combo of ``grid`` (a dict of value lists; missing names use the search
     values of the strategy's ParamSpace) on every asset.
 
@@ -99,6 +100,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
     keep_table : also return the whole Arrow table (set False for huge sweeps with ``out``)
     metric, top : leaderboard column and length (higher is better; max_drawdown lower)
     chunk : cartesian rows per work item
+    pbo_max_trials : PBO of the winner's asset is computed when the grid has at most this many
+        combos (it needs every combo's per-bar returns); the deflated Sharpe always is
     """
     import pandas as pd
 
@@ -121,14 +124,12 @@ def sweep(market: MarketData, strategy: str | Strategy,
     spec = {d.name: list(a) for d, a in zip(space.dims, axes, strict=True)}
 
     skipped = 0
-    chunks: list[np.ndarray] = []
 
     def items() -> Iterator[tuple]:
         nonlocal skipped
         for params, sk in space.grid_chunks(spec, market.n_bars, chunk):
             skipped += sk
             if params.shape[0]:
-                chunks.append(params)
                 yield (strat.name, rows, params, costs.fee_rate, ppy, long_short)
 
     writer = None
@@ -138,18 +139,22 @@ def sweep(market: MarketData, strategy: str | Strategy,
     n_rows = 0
     failed: list[Any] = []
     ascending = metric == "max_drawdown"
+    # running (count, mean, M2) of each asset's finite Sharpes: the trial variance DSR needs
+    sr_stats = np.zeros((len(rows), 3))
     if executor is None:
-        results: Iterator[Any] = (evaluate_chunk(market, it) for it in items())
+        pairs: Iterator[tuple[tuple, Any]] = ((it, evaluate_chunk(market, it)) for it in items())
     else:
-        results = executor.map(evaluate_chunk, list(items()), shared=market,
-                               stage="sweep", component=strat.name)
+        work = list(items())
+        pairs = zip(work, executor.map(evaluate_chunk, work, shared=market, stage="sweep",
+                                       component=strat.name), strict=True)
     try:
-        for i, res in enumerate(results):
-            params = chunks[i]
+        for it, res in pairs:
+            params = it[2]
             if not isinstance(res, np.ndarray):
                 failed.append(res)
                 continue
             tbl = results_table(strat, market, rows, params, res)
+            _merge_moments(sr_stats, res[:, :, METRIC_NAMES.index("sharpe")])
             n_combos += params.shape[0]
             n_rows += tbl.num_rows
             if out is not None:
@@ -177,8 +182,57 @@ def sweep(market: MarketData, strategy: str | Strategy,
     if len(board):
         board = board.sort_values(metric, ascending=ascending, kind="stable").head(top)
         board = board.reset_index(drop=True)
+    overfit = None
+    if len(board):
+        overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec,
+                                  costs.fee_rate, ppy, long_short, n_combos, pbo_max_trials)
     return SweepResult(
         strategy=strat.name, metric=metric, n_combos=n_combos, n_skipped=skipped, n_rows=n_rows,
         assets=tuple(market.assets[a] for a in rows), top=board, table=table,
-        path=Path(out) if out is not None else None, failed=failed,
+        path=Path(out) if out is not None else None, failed=failed, overfit=overfit,
     )
+
+
+def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
+    """Fold a chunk's Sharpes (assets, combos) into per-asset (count, mean, M2) (Chan et al.)."""
+    for i in range(sharpe.shape[0]):
+        x = sharpe[i][np.isfinite(sharpe[i])]
+        if not x.size:
+            continue
+        n_b, mean_b = x.size, float(x.mean())
+        m2_b = float(((x - mean_b) ** 2).sum())
+        n_a, mean_a, m2_a = stats[i]
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        stats[i] = (n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
+
+
+def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequence[int],
+                    sr_stats: np.ndarray, spec: Mapping[str, Sequence[Any]], fee_rate: float,
+                    ppy: float, long_short: bool, n_combos: int,
+                    pbo_max_trials: int) -> dict[str, Any]:
+    """Deflated Sharpe of the leaderboard's winner (N = combos tried on its asset) and, when the
+    grid is small enough to hold every combo's per-bar returns, PBO on that asset."""
+    from quantfleet.research.overfit import deflated_sharpe, pbo, return_moments, verdict
+
+    a = market.asset_index(str(winner["asset"]))
+    i = list(rows).index(a)
+    n_trials, _, m2 = sr_stats[i]
+    var_trials = m2 / (n_trials - 1) / ppy if n_trials > 1 else 0.0  # per-bar Sharpe variance
+    params = np.array([[float(winner[d.name]) for d in strat.space.dims]])
+    _, rets = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
+                              long_short=long_short, returns=True)
+    sr, n, skew, kurt = return_moments(rets[0])
+    dsr = deflated_sharpe(sr, n, skew, kurt, int(n_combos), var_trials)
+    out: dict[str, Any] = {"asset": market.assets[a], "n_trials": int(n_combos),
+                           "dsr": dsr, "pbo": None, "pbo_note": None}
+    if n_combos <= pbo_max_trials:
+        grid, _ = strat.space.grid(spec, market.n_bars)
+        _, all_rets = strat.run_asset(market, a, grid, fee_rate=fee_rate, ppy=ppy,
+                                      long_short=long_short, returns=True)
+        out["pbo"] = pbo(all_rets.T, n_splits=16).pbo
+    else:
+        out["pbo_note"] = (f"PBO skipped: {n_combos} trials exceed pbo_max_trials="
+                           f"{pbo_max_trials} (per-bar returns of every trial are needed)")
+    out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=int(n_combos))
+    return out

@@ -217,7 +217,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             summary.setdefault(key, []).append((res["is"][res["best"], k], res["oos"][res["best"], k]))
             if out_dir is not None:
                 if writer is None:
-                    import pyarrow.parquet as pq
+                    import pyarrow.parquet as pq  # noqa: F811
 
                     out_dir.mkdir(parents=True, exist_ok=True)
                     writer = pq.ParquetWriter(out_dir / "results.parquet.partial", tbl.schema)
@@ -237,6 +237,9 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
         speed = speedup(measure_serial(evaluate_window, market, items, budget_s=baseline_budget_s),
                         wall, int(getattr(executor, "workers", 1) or 1))
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     # stitched out-of-sample returns of the selected parameters, and the leaderboard
     ts = market.timestamps
@@ -267,14 +270,21 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         leaderboard = leaderboard.sort_values(["oos_sharpe", "strategy", "asset"],
                                               ascending=[False, True, True], na_position="last",
                                               kind="stable").reset_index(drop=True)
+    table = pa.concat_tables(tables) if tables else None
+    if len(leaderboard):
+        from quantfleet.research.overfit import tournament_overfit
+
+        source = table if table is not None else pq.read_table(out_dir / "results.parquet")
+        of = tournament_overfit(source, oos, metric=metric, periods_per_year=ppy)
+        leaderboard = leaderboard.merge(of[["strategy", "asset", "pbo", "dsr", "verdict"]],
+                                        on=["strategy", "asset"], how="left")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         leaderboard.to_parquet(out_dir / "leaderboard.parquet", index=False)
         oos.to_parquet(out_dir / "oos_returns.parquet")
-    import pyarrow as pa
 
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
-        table=pa.concat_tables(tables) if tables else None, leaderboard=leaderboard,
+        table=table, leaderboard=leaderboard,
         oos_returns=oos, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
     )
