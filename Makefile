@@ -14,6 +14,13 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: demo test lint bench clean install-demo install-test
 
+# numba's on-disk cache is keyed by each function's own file, but strategy kernels inline the
+# accumulator and indicators of src/quantfleet/kernels: when those change, drop every cache.
+NUMBA_STAMP := src/quantfleet/.numba-stamp-$(shell cat src/quantfleet/kernels/*.py | sha256sum | cut -c1-12)
+$(NUMBA_STAMP):
+	find src -name '*.nbi' -delete -o -name '*.nbc' -delete
+	rm -f src/quantfleet/.numba-stamp-*; touch $@
+
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -26,20 +33,20 @@ $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e ".[test]"
 	rm -f $(VENV)/.installed-test-* $(VENV)/.installed-demo-*; touch $@ $(DEMO_STAMP)
 
-install-demo: $(DEMO_STAMP)
+install-demo: $(DEMO_STAMP) $(NUMBA_STAMP)
 install-test: $(TEST_STAMP)
 
-demo: $(DEMO_STAMP)
+demo: $(DEMO_STAMP) $(NUMBA_STAMP)
 	$(VENV)/bin/quantfleet demo
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
 
-test: $(TEST_STAMP) lint
+test: $(TEST_STAMP) $(NUMBA_STAMP) lint
 	$(PY) -m pytest -q
 
-bench: $(TEST_STAMP)
+bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	bash bench/setup.sh
 	$(BENCH_VENV)/bin/python bench/run.py
 

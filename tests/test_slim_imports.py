@@ -41,3 +41,13 @@ def test_running_a_backtest_stays_slim():
 def test_import_quantfleet_has_no_side_effects():
     mods = _modules_after("import quantfleet")
     assert "numba" not in mods and "pandas" not in mods
+
+
+def test_first_backtest_path_does_not_import_pandas():
+    # MarketData + a strategy kernel is all a worker's first backtest needs
+    mods = _modules_after(
+        "from quantfleet.data.market import MarketData\n"
+        "from quantfleet.strategies import get\n"
+        "get('sma_cross')"
+    )
+    assert "pandas" not in mods and "pyarrow" not in mods

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 import quantfleet.data
-from quantfleet.data import datasets, info, load
+from quantfleet.data import dataset_names, info, load
 from quantfleet.errors import DataError
 
 
 def test_exports_sorted():
     assert quantfleet.data.__all__ == sorted(quantfleet.data.__all__)
-    assert {"MarketData", "datasets", "info", "load"} <= set(quantfleet.data.__all__)
+    assert {"MarketData", "dataset_names", "info", "load"} <= set(quantfleet.data.__all__)
 
 
 def test_dataset_names():
-    assert datasets() == ["nasdaq_ohlcv", "sp500", "sp500_index", "sp500_ohlcv"]
+    assert dataset_names() == ["nasdaq_ohlcv", "sp500", "sp500_index", "sp500_ohlcv"]
 
 
 def test_sp500_shape():

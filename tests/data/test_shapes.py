@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from quantfleet.data import MarketData, from_frame, load
-from quantfleet.data.load import read_table
+from quantfleet.data.loaders import read_table
 
 
 def write(tmp_path, name: str, text: str):

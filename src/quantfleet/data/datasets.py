@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantfleet.errors import DataError, did_you_mean
 
-__all__ = ["DATASETS", "Dataset", "datasets", "locate"]
+__all__ = ["DATASETS", "Dataset", "dataset_names", "locate"]
 
 INSTALL_HINT = "pip install 'quantfleet[data]'"
 
@@ -61,7 +61,7 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def datasets() -> list[str]:
+def dataset_names() -> list[str]:
     """Names of the bundled datasets, sorted (descriptions in ``DATASETS[name].description``)."""
     return sorted(DATASETS)
 
@@ -72,7 +72,7 @@ def locate(name: str) -> tuple[Dataset, Path]:
     if ds is None:
         raise DataError(
             f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; "
-            f"available: {', '.join(datasets())}"
+            f"available: {', '.join(dataset_names())}"
         )
     spec = importlib.util.find_spec(ds.package)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []

@@ -16,6 +16,7 @@ __all__ = [
     "METRIC_NAMES",
     "N_METRICS",
     "acc_finish",
+    "acc_flat",
     "acc_init",
     "acc_step",
     "bar_returns",
@@ -52,6 +53,11 @@ def acc_step(st, pos_prev, pos, r, fee_rate):
     ``pos`` at the bar's close, paying ``fee_rate * |pos - pos_prev|`` of equity.
     """
     eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    if pos_prev == 0.0 and pos == 0.0:
+        # flat before and after (a third of the bars for a long-only crossover): only the bar
+        # count moves, and skipping the rest is the single biggest saving of the hot loop
+        return (eq, peak, maxdd, n + 1.0, mean, m2, down2, entries, wins, closed, entry_eq,
+                exposed, turn)
     eq = eq * (1.0 + pos_prev * r)
     d = abs(pos - pos_prev)
     growth = 1.0 + pos_prev * r
@@ -87,6 +93,14 @@ def acc_step(st, pos_prev, pos, r, fee_rate):
     if pos != 0.0:
         exposed += 1.0
     return (eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
+@njit(cache=True, inline="always")
+def acc_flat(st, k):
+    """Advance ``k`` bars that are flat before and after (the warm-up): only the count moves."""
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    return (eq, peak, maxdd, n + max(k, 0), s1, s2, down2, entries, wins, closed, entry_eq,
+            exposed, turn)
 
 
 @njit(cache=True, inline="always")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -285,6 +285,30 @@ class ParamSpace:
     def to_array(self, params: Iterable[Mapping[str, Any]]) -> np.ndarray:
         rows = [[float(p[n]) for n in self.names] for p in params]
         return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form; ``ParamSpace.from_dict`` rebuilds it."""
+        dims = []
+        for d in self.dims:
+            item = {f.name: getattr(d, f.name) for f in fields(d) if f.init}
+            item["kind"] = d.kind
+            if isinstance(d, Choice):
+                item["options"] = list(d.options)
+            dims.append(item)
+        return {"strategy": self.strategy, "dims": dims,
+                "constraints": [[c.left, c.op, c.right] for c in self.constraints]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParamSpace:
+        kinds = {"int": Int, "float": Float, "choice": Choice}
+        dims = []
+        for item in data["dims"]:
+            kw = {k: v for k, v in item.items() if k != "kind"}
+            if item["kind"] == "choice":
+                kw["options"] = tuple(kw["options"])
+            dims.append(kinds[item["kind"]](**kw))
+        return cls(tuple(dims), tuple(Constraint(*c) for c in data["constraints"]),
+                   data["strategy"])
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import ema, sma, unique_windows
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
+from quantfleet.kernels.metrics import acc_finish, acc_flat, acc_init, acc_step, bar_returns
 from quantfleet.strategies.registry import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
 
@@ -25,24 +25,30 @@ def _sma_table(close, windows):
 @njit(cache=True)
 def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                      long_short, start, out, returns_out):
-    """Long 1 while SMA_fast > SMA_slow, else 0 (-1 in long/short mode). params: fast, slow."""
+    """Long 1 while SMA_fast > SMA_slow, else 0 (-1 in long/short mode). params: fast, slow.
+
+    Both SMAs come from one prefix sum of close shared by every combo (O(bars) memory however
+    many distinct windows the batch has): SMA_w[t] = (cs[t+1] - cs[t+1-w]) / w.
+    """
     n = close.shape[0]
     r = bar_returns(close)
-    both = np.concatenate((params[:, 0], params[:, 1]))
-    uniq, idx = unique_windows(both)
-    table = _sma_table(close, uniq)
-    m = params.shape[0]
+    cs = np.empty(n + 1)
+    cs[0] = 0.0
+    for t in range(n):
+        cs[t + 1] = cs[t] + close[t]
     low_pos = -1.0 if long_short else 0.0
-    for c in range(m):
-        f = table[idx[c]]
-        s = table[idx[m + c]]
-        warm = int(max(params[c, 0], params[c, 1])) - 1
-        st = acc_init()
+    for c in range(params.shape[0]):
+        fw = int(params[c, 0])
+        sw = int(params[c, 1])
+        ff = float(fw)
+        sf = float(sw)
+        t0 = max(start, max(fw, sw) - 1)
+        st = acc_flat(acc_init(), float(min(t0, n) - start))
         prev = 0.0
-        for t in range(start, n):
-            pos = 0.0
-            if t >= warm:
-                pos = 1.0 if f[t] > s[t] else low_pos
+        for t in range(t0, n):
+            # SMA_f > SMA_s  <=>  sum_f * sw > sum_s * fw  (no division in the hot loop)
+            hi = cs[t + 1]
+            pos = 1.0 if (hi - cs[t + 1 - fw]) * sf > (hi - cs[t + 1 - sw]) * ff else low_pos
             if returns_out is not None:
                 returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)

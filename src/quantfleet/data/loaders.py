@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Not ``from quantfleet.data import datasets``: the package re-exports a function by that name.
-from quantfleet.data.datasets import DATASETS, locate
-from quantfleet.data.datasets import datasets as dataset_names
+from quantfleet.data.datasets import DATASETS, dataset_names, locate
 from quantfleet.data.market import MarketData
 from quantfleet.data.synthetic import from_url
 from quantfleet.data.validate import Where, validate_market
@@ -63,7 +61,7 @@ def load(source: str | os.PathLike[str]) -> MarketData:
     ----------
     source : str or path
         A CSV or Parquet file (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``), a bundled dataset
-        name (``datasets()``), or a synthetic URL such as ``synthetic:gbm?bars=1000&assets=3``.
+        name (``dataset_names()``), or a synthetic URL such as ``synthetic:gbm?bars=1000&assets=3``.
 
     Returns
     -------
