@@ -366,6 +366,70 @@ def tournament(
                    f"on {speed['workers']} workers")
 
 
+@app.command()
+def evolve(
+    data: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names (a mixed population), or 'all'.")],
+    population: Annotated[int, typer.Option("--population", help="Individuals per generation.")] = 100,
+    generations: Annotated[int, typer.Option("--generations", help="Generations.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed: same seed, same evolution on every executor.")] = 0,
+    metric: Annotated[str, typer.Option("--metric", help="Fitness metric (mean over assets, in sample).")] = "sharpe",
+    train_frac: Annotated[float, typer.Option("--train-frac", help="Fraction of bars in sample; the rest checks the winners.")] = 0.7,
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets (default: all).")] = None,
+    mutation: Annotated[float, typer.Option("--mutation", help="Per-parameter mutation probability.")] = 0.25,
+    crossover: Annotated[float, typer.Option("--crossover", help="Crossover probability.")] = 0.8,
+    elite: Annotated[int, typer.Option("--elite", help="Elites kept per generation.")] = 2,
+    immigrants: Annotated[float, typer.Option("--immigrants", help="Fraction of fresh random individuals per generation.")] = 0.1,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    executor: Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")] = "serial",
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: written after every generation; an interrupted run resumes from it.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Winners checked out of sample.")] = 5,
+    as_json: AsJson = False,
+) -> None:
+    """Evolve strategy parameters with a genetic algorithm; check the winners out of sample."""
+    from quantfleet.research.costs import Costs
+    from quantfleet.research.evolve import evolve as run_evolve
+    from quantfleet.strategies import names
+
+    names_ = names() if strategies.strip() == "all" else (_split(strategies) or [])
+    market = _load(data)
+    ex = _executor(executor, workers, ray_address)
+    try:
+        res = run_evolve(market, names_, population=population, generations=generations,
+                         seed=seed, metric=metric, train_frac=train_frac,
+                         costs=Costs(fee_bps, slippage_bps), long_short=long_short,
+                         ppy=periods_per_year, assets=_split(assets), executor=ex,
+                         checkpoint_dir=resume, top=top, mutation=mutation,
+                         crossover=crossover, elite=elite, immigrants=immigrants)
+    finally:
+        if ex is not None:
+            ex.close()
+    summary = {"strategies": names_, "population": population, "generations": generations,
+               "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
+               "failed": res.n_failed, "in_sample_bars": res.split,
+               "executor": getattr(ex, "name", "serial"), "overfit": res.overfit}
+    if as_json:
+        _print_json({**summary, "winners": res.winners, "history": res.history})
+        return
+    shown = ("round", "evaluated", "failed", "best", "mean", "median", "diversity", "wall_s")
+    _print_rows([{k: h[k] for k in shown} for h in res.history],
+                title="Evolution history (fitness = mean in-sample " + metric + ")", skip=())
+    rows = [{"strategy": w["strategy"],
+             "params": " ".join(f"{k}={_fmt(v)}" for k, v in w["params"].items()),
+             **{k: w[k] for k in w if k.startswith(("is_", "oos_")) and not k.startswith("oos_mean_")}}
+            for w in res.winners]
+    _print_rows(rows, title="Winners: in sample vs out of sample", skip=())
+    typer.echo(f"{res.n_evaluations} evaluations ({res.n_cached} served from cache, "
+               f"{res.n_failed} failed)")
+    if res.overfit:
+        typer.echo(res.overfit["verdict"])
+
+
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
     if kind == "serial" and ray_address is None and kw.get("checkpoint_dir") is None:
         return None

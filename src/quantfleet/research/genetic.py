@@ -39,6 +39,9 @@ class GeneticSearcher:
     immigrants : fraction of each generation drawn fresh at random
     min_diversity : when the distinct fraction of a generation falls below this, the
         immigrant fraction doubles for the next one
+    species_share : fraction of each generation reserved for the strategies, split equally,
+        each slot bred from its own strategy's individuals: a mixed population keeps every
+        seed alive instead of letting the early leader take over (niching)
     spaces : optional ParamSpace per strategy replacing its default search space (e.g. to
         search exactly a sweep's grid)
     """
@@ -46,7 +49,7 @@ class GeneticSearcher:
     def __init__(self, strategies: Sequence[str], population: int = 100, generations: int = 20,
                  seed: int = 0, elite: int = 2, tournament: int = 3, crossover: float = 0.8,
                  mutation: float = 0.25, immigrants: float = 0.1,
-                 min_diversity: float = 0.5,
+                 min_diversity: float = 0.5, species_share: float = 0.2,
                  spaces: Mapping[str, ParamSpace] | None = None) -> None:
         if not strategies:
             raise QuantfleetError("no strategies given; e.g. --strategies sma_cross,rsi")
@@ -55,6 +58,7 @@ class GeneticSearcher:
         if generations < 1:
             raise QuantfleetError(f"generations must be >= 1 (got {generations}); typical: 10-50")
         for name, v in (("crossover", crossover), ("mutation", mutation),
+                        ("species_share", species_share),
                         ("immigrants", immigrants), ("min_diversity", min_diversity)):
             if not 0.0 <= v <= 1.0:
                 raise QuantfleetError(f"{name} must be in [0, 1] (got {v})")
@@ -68,6 +72,7 @@ class GeneticSearcher:
         self.elite, self.tournament = elite, tournament
         self.crossover, self.mutation = crossover, mutation
         self.immigrants, self.min_diversity = immigrants, min_diversity
+        self.species_share = species_share
         self.rng = np.random.default_rng(seed)
         self.generation = 0
         self.next_id = 0
@@ -122,6 +127,15 @@ class GeneticSearcher:
         best = min(idx, key=lambda i: (-scored[i][1], i))
         return scored[int(best)][0]
 
+    def _child(self, scored: Sequence[tuple[Trial, float]]) -> Trial:
+        a, b = self._select(scored), self._select(scored)
+        space = self._space(a.strategy)
+        child = np.array(a.params)
+        if b.strategy == a.strategy and self.rng.random() < self.crossover:
+            child = self._cross(space, np.array(a.params), np.array(b.params))
+        child = self._mutate(space, child)
+        return self._trial(a.strategy, child)
+
     def _breed(self, scored: Sequence[tuple[Trial, float]]) -> list[Trial]:
         ranked = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))
         diversity = len({(t.strategy, t.params) for t, _ in scored}) / len(scored)
@@ -130,14 +144,14 @@ class GeneticSearcher:
                     int(round(self.immigrants * self.boost * self.population)))
         nxt = [self._trial(scored[i][0].strategy, scored[i][0].params) for i in ranked[:self.elite]]
         nxt += self._random(n_imm)
+        if len(self.strategies) > 1:
+            per = int(self.species_share * self.population) // len(self.strategies)
+            for s in self.strategies:
+                own = [tf for tf in scored if tf[0].strategy == s]
+                for _ in range(min(per, self.population - len(nxt))):
+                    nxt.append(self._child(own) if own else self._random(1)[0])
         while len(nxt) < self.population:
-            a, b = self._select(scored), self._select(scored)
-            space = self._space(a.strategy)
-            child = np.array(a.params)
-            if b.strategy == a.strategy and self.rng.random() < self.crossover:
-                child = self._cross(space, np.array(a.params), np.array(b.params))
-            child = self._mutate(space, child)
-            nxt.append(self._trial(a.strategy, child))
+            nxt.append(self._child(scored))
         return nxt
 
     def _cross(self, space: ParamSpace, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,6 +198,7 @@ class GeneticSearcher:
                        "tournament": self.tournament, "crossover": self.crossover,
                        "mutation": self.mutation, "immigrants": self.immigrants,
                        "min_diversity": self.min_diversity,
+                       "species_share": self.species_share,
                        "spaces": {k: v.to_dict() for k, v in self.spaces.items()}},
             "rng": self.rng.bit_generator.state,
             "generation": self.generation,

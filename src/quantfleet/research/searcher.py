@@ -12,6 +12,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = [
     "evaluate_trials",
     "run_search",
 ]
+
+_ZERO_WHEN_UNDEFINED = ("sharpe", "sortino", "calmar", "total_return", "cagr")
 
 FALLBACK_FITNESS = -1e9
 """Fitness given to a failed evaluation (exception, timeout, NaN metric): ranks last, never stops."""
@@ -211,8 +214,10 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
                stage: str = "search") -> SearchResult:
     """Drive ``searcher`` until done: suggest → evaluate on ``executor`` → observe → checkpoint.
 
-    Fitness is the mean over ``assets`` of ``metric`` on bars ``[start, stop)``; an
-    evaluation that fails or gives a non-finite value gets ``FALLBACK_FITNESS`` and is counted.
+    Fitness is the mean over ``assets`` of ``metric`` on bars ``[start, stop)`` (an asset on
+    which a ratio is undefined because the trial never trades counts as 0; other undefined
+    values are left out of the mean); an evaluation that raises, times out or has no finite
+    value on any asset gets ``FALLBACK_FITNESS`` and is counted as failed.
     Identical (strategy, params) are evaluated once and served from a cache afterwards.
     ``checkpoint`` (a JSON file) receives the searcher's state after every round; pass the
     same path to resume.
@@ -267,9 +272,13 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
             if not isinstance(res, np.ndarray):
                 vals = np.full(len(idx), np.nan)
             else:
-                with np.errstate(all="ignore"):
-                    m = res[:, :, k]
-                    vals = np.where(np.isfinite(m).all(axis=0), sign * m.mean(axis=0), np.nan)
+                m = res[:, :, k]
+                if metric in _ZERO_WHEN_UNDEFINED:
+                    # a ratio is undefined (NaN) when an asset never trades: that asset earns 0
+                    m = np.where(np.isnan(m), 0.0, m)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    vals = sign * np.nanmean(np.where(np.isfinite(m), m, np.nan), axis=0)
             for j, i in enumerate(idx):
                 f = vals[j]
                 if not math.isfinite(f):

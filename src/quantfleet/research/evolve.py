@@ -1,0 +1,204 @@
+"""Genetic evolution of strategy parameters: in-sample fitness, out-of-sample check of winners.
+
+``evolve`` runs a ``GeneticSearcher`` through the shared search driver on any Executor. With a
+Ray executor the searcher lives in a coordinator actor (``executor.host``) that holds the
+population state while evaluations run as stateless batched tasks; elsewhere it lives in the
+driver. Checkpoints after every generation make ``--resume`` end exactly where an uninterrupted
+run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.metrics import METRIC_NAMES
+from quantfleet.research.costs import Costs
+from quantfleet.research.genetic import GeneticSearcher
+from quantfleet.research.searcher import FALLBACK_FITNESS, evaluate_trials, run_search
+from quantfleet.strategies.registry import get
+from quantfleet.strategies.space import ParamSpace
+
+__all__ = ["EvolveResult", "evolve"]
+
+CHECKPOINT = "evolve.json"
+
+
+@dataclass
+class EvolveResult:
+    """Winners (in and out of sample), per-generation history and overfitting statistics."""
+
+    winners: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    n_evaluations: int
+    n_failed: int
+    n_cached: int
+    split: int
+    overfit: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _config(strategies, population, generations, seed, metric, train_frac, costs, long_short,
+            assets, ga) -> dict[str, Any]:
+    return {"strategies": list(strategies), "population": population,
+            "generations": generations, "seed": seed, "metric": metric,
+            "train_frac": train_frac, "fee_rate": costs.fee_rate, "long_short": long_short,
+            "assets": list(assets), "ga": dict(sorted(ga.items()))}
+
+
+def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 100,
+           generations: int = 20, seed: int = 0, metric: str = "sharpe",
+           train_frac: float = 0.7, costs: Costs | None = None, long_short: bool = False,
+           ppy: float | None = None, assets: Sequence[str] | None = None,
+           executor: Any = None, checkpoint_dir: str | Path | None = None, top: int = 5,
+           spaces: Mapping[str, ParamSpace] | None = None, **ga: Any) -> EvolveResult:
+    """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
+
+    Fitness is the mean over assets of ``metric`` in sample; the ``top`` distinct winners are
+    then evaluated on the remaining bars (out of sample). ``checkpoint_dir`` keeps
+    ``evolve.json`` after every generation; running again with the same settings resumes from
+    it (different settings: a clear error). Further keyword arguments go to GeneticSearcher
+    (elite, tournament, crossover, mutation, immigrants, min_diversity).
+    """
+    if not 0.0 < train_frac <= 1.0:
+        raise QuantfleetError(f"train_frac must be in (0, 1] (got {train_frac}); e.g. 0.7")
+    costs = costs or Costs()
+    rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
+    names = [get(s).name for s in strategies]
+    for s in names:
+        get(s).check_market(market)
+    ppy = float(ppy) if ppy is not None else market.periods_per_year
+    split = int(round(market.n_bars * train_frac))
+    if split < 10:
+        raise QuantfleetError(f"the in-sample part has {split} bars; use more data or a larger train_frac")
+    cfg = _config(names, population, generations, seed, metric, train_frac, costs, long_short,
+                  [market.assets[a] for a in rows], ga)
+    searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
+    ck = None
+    if checkpoint_dir is not None:
+        ck = Path(checkpoint_dir) / CHECKPOINT
+        meta = Path(checkpoint_dir) / "evolve.config.json"
+        if meta.exists():
+            old = json.loads(meta.read_text())
+            if old != cfg:
+                diff = [k for k in cfg if old.get(k) != cfg[k]]
+                raise QuantfleetError(
+                    f"{checkpoint_dir}: the checkpoint there was made with other settings "
+                    f"({', '.join(diff)} differ); use another directory or the same settings"
+                )
+        else:
+            meta.parent.mkdir(parents=True, exist_ok=True)
+            meta.write_text(json.dumps(cfg))
+    host = getattr(executor, "host", None)
+    if host is not None:
+        searcher = host(searcher)
+    res = run_search(searcher, market, metric=metric, assets=rows, start=0, stop=split,
+                     fee_rate=costs.fee_rate, ppy=ppy, long_short=long_short,
+                     executor=executor, checkpoint=ck, stage="evolve")
+    winners = _out_of_sample(res.best, market, rows, split, metric, costs.fee_rate, ppy,
+                             long_short, top)
+    overfit = _winner_dsr(winners, market, rows, split, costs.fee_rate, ppy, long_short,
+                          res, metric)
+    return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
+                        n_failed=res.n_failed, n_cached=res.n_cached, split=split,
+                        overfit=overfit, config=cfg)
+
+
+def _out_of_sample(best, market, rows, split, metric, fee_rate, ppy, long_short, top):
+    k = METRIC_NAMES.index(metric)
+    sign = -1.0 if metric in ("max_drawdown", "turnover") else 1.0
+    seen = set()
+    out = []
+    for trial, fit in best:
+        key = (trial.strategy, trial.params)
+        if key in seen or fit <= FALLBACK_FITNESS:
+            continue
+        seen.add(key)
+        row: dict[str, Any] = {"strategy": trial.strategy, "params": trial.params_dict(),
+                               "generation": trial.generation, f"is_{metric}": sign * fit}
+        if split < market.n_bars:
+            strat = get(trial.strategy)
+            warm = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
+            m = evaluate_trials(market, (trial.strategy, np.array([trial.params]), rows,
+                                         fee_rate, ppy, long_short, split, market.n_bars, warm))
+            with np.errstate(all="ignore"):
+                vals = m[:, 0, :].mean(axis=0)
+            row[f"oos_{metric}"] = float(vals[k])
+            for j, name in enumerate(METRIC_NAMES):
+                row[f"oos_mean_{name}"] = float(vals[j])
+        out.append(row)
+        if len(out) >= top:
+            break
+    return out
+
+
+def _pooled_returns(market, rows, strategy, params, split, fee_rate, ppy, long_short):
+    """Per-bar in-sample returns of each params row, averaged over the assets: (k, bars)."""
+    strat = get(strategy)
+    acc = None
+    for a in rows:
+        _, r = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
+                               long_short=long_short, stop=split, returns=True)
+        r = r[:, -split:] if r.shape[1] >= split else np.pad(r, ((0, 0), (split - r.shape[1], 0)))
+        acc = r if acc is None else acc + r
+    return acc / len(rows)
+
+
+def _winner_dsr(winners, market, rows, split, fee_rate, ppy, long_short, res, metric,
+                max_trials: int = 400):
+    """Deflated Sharpe of the winner, N = evaluations actually run.
+
+    The statistic is the Sharpe of the winner's in-sample returns averaged over the assets
+    (an equal-weight book), and the variance of trial Sharpes is measured on the same
+    statistic for up to ``max_trials`` distinct evaluated individuals (evenly sampled).
+    """
+    if not winners:
+        return None
+    from quantfleet.research.overfit import deflated_sharpe, return_moments, verdict
+
+    hist = [(t, f) for t, f in _history(res) if f > FALLBACK_FITNESS]
+    uniq = list(dict.fromkeys((t.strategy, t.params) for t, _ in hist))
+    w = winners[0]
+    wkey = (w["strategy"], tuple(float(x) for x in get(w["strategy"]).space.to_array([w["params"]])[0]))
+    if len(uniq) > max_trials:
+        idx = np.unique(np.linspace(0, len(uniq) - 1, max_trials).round().astype(int))
+        uniq = [uniq[i] for i in idx]
+    if wkey not in uniq:
+        uniq.append(wkey)
+    by_strategy: dict[str, list[tuple[float, ...]]] = {}
+    for s, p in uniq:
+        by_strategy.setdefault(s, []).append(p)
+    sharpes = []
+    winner_series = None
+    for s, plist in by_strategy.items():
+        pooled = _pooled_returns(market, rows, s, np.array(plist), split, fee_rate, ppy, long_short)
+        for p, series in zip(plist, pooled, strict=True):
+            sr = return_moments(series)[0]
+            if math.isfinite(sr):
+                sharpes.append(sr)
+            if (s, p) == wkey:
+                winner_series = series
+    sr, nb, skew, kurt = return_moments(winner_series)
+    var = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    n_trials = max(res.n_evaluations, 1)
+    dsr = deflated_sharpe(sr, nb, skew, kurt, n_trials, var)
+    return {"dsr": dsr, "n_trials": n_trials, "sharpe_per_bar": sr, "var_trials": var,
+            "sampled_trials": len(sharpes),
+            "verdict": verdict(dsr=dsr, n_trials=n_trials)}
+
+
+def _history(res):
+    from quantfleet.research.searcher import Trial
+
+    out = []
+    for t, f in res.state.get("history", []):
+        out.append((Trial(**{**t, "params": tuple(t["params"])}), f))
+    return out
