@@ -1,0 +1,48 @@
+"""Run ``fn(shared, item)`` over many items: serially, on a local process pool, or on Ray.
+
+``make_executor`` picks one; every executor yields the same results in the same order.
+``RayExecutor`` is resolved lazily so importing this package never imports ray.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quantfleet.compute.chunking import ChunkPlan, ChunkStore, fingerprint, plan_chunk_size
+from quantfleet.compute.executor import (
+    AUTO_RAY_MIN_S,
+    AUTO_SERIAL_MAX_S,
+    Executor,
+    Failed,
+    MapSummary,
+    SerialExecutor,
+    make_executor,
+)
+from quantfleet.compute.processes import ProcessExecutor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantfleet.compute.ray import RayExecutor
+
+__all__ = [
+    "AUTO_RAY_MIN_S",
+    "AUTO_SERIAL_MAX_S",
+    "ChunkPlan",
+    "ChunkStore",
+    "Executor",
+    "Failed",
+    "MapSummary",
+    "ProcessExecutor",
+    "RayExecutor",
+    "SerialExecutor",
+    "fingerprint",
+    "make_executor",
+    "plan_chunk_size",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RayExecutor":
+        from quantfleet.compute.ray import RayExecutor
+
+        return RayExecutor
+    raise AttributeError(f"module 'quantfleet.compute' has no attribute {name!r}")

@@ -1,0 +1,180 @@
+"""How a map's items are cut into tasks, and where finished chunks are checkpointed.
+
+A task costs fixed overhead (Ray ~1 ms, a process pool ~0.1-0.3 ms, measured on 2 cores),
+so each task carries enough items to run for about ``target_task_s``; the size is capped so
+every worker still gets several tasks (load balance, progress, checkpoint granularity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantfleet.errors import ExecutionError
+
+__all__ = [
+    "DEFAULT_TARGET_TASK_S",
+    "MIN_TASKS_PER_WORKER",
+    "ChunkPlan",
+    "ChunkStore",
+    "fingerprint",
+    "plan_chunk_size",
+]
+
+DEFAULT_TARGET_TASK_S = 0.1
+"""Aimed-for task duration: Ray's ~1 ms per task stays ~1% of the work."""
+
+MIN_TASKS_PER_WORKER = 4
+"""Chunks are capped at ``n_items / (workers * 4)`` items so the slowest task ends near the rest."""
+
+
+def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None, *,
+                    target_task_s: float = DEFAULT_TARGET_TASK_S, min_size: int = 1,
+                    max_size: int | None = None,
+                    min_tasks_per_worker: int = MIN_TASKS_PER_WORKER) -> int:
+    """Items per task.
+
+    ``ceil(target_task_s / item_cost_s)``, capped at ``ceil(n_items / (workers *
+    min_tasks_per_worker))`` and clamped to ``[min_size, max_size]``. Without a cost estimate
+    the cap alone decides.
+
+    Parameters
+    ----------
+    n_items : items in the map
+    workers : parallel workers (1 for serial)
+    item_cost_s : measured or estimated seconds per item, or None
+    target_task_s : aimed-for seconds per task
+    min_size, max_size : bounds on the result
+    min_tasks_per_worker : tasks each worker should get at least, for balance
+    """
+    if n_items < 0 or workers < 1:
+        raise ExecutionError(f"plan_chunk_size: need n_items >= 0 and workers >= 1 "
+                             f"(got {n_items}, {workers})")
+    if target_task_s <= 0:
+        raise ExecutionError(f"target_task_s must be positive (got {target_task_s}); "
+                             f"typical values: 0.05-1 s")
+    cap = max(1, math.ceil(n_items / (workers * max(1, min_tasks_per_worker))))
+    size = cap
+    if item_cost_s is not None and item_cost_s > 0 and math.isfinite(item_cost_s):
+        size = min(cap, max(1, math.ceil(target_task_s / item_cost_s)))
+    size = max(size, max(1, min_size))
+    if max_size is not None:
+        size = min(size, max(1, max_size))
+    return int(size)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Chunk boundaries: ``head`` probe items (0 or 1) as chunk 0, then chunks of ``size``."""
+
+    n_items: int
+    size: int
+    head: int = 0
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` covering ``range(n_items)`` in order."""
+        out: list[tuple[int, int]] = []
+        pos = 0
+        if self.head and self.n_items:
+            out.append((0, min(self.head, self.n_items)))
+            pos = out[-1][1]
+        while pos < self.n_items:
+            out.append((pos, min(pos + self.size, self.n_items)))
+            pos = out[-1][1]
+        return out
+
+    def to_dict(self) -> dict[str, int]:
+        return {"n_items": self.n_items, "size": self.size, "head": self.head}
+
+
+def _qualname(fn: Any) -> str:
+    mod = getattr(fn, "__module__", None) or type(fn).__module__
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{mod}:{name}"
+
+
+def fingerprint(fn: Any, items: Sequence[Any], shared: Any = None, key: str = "") -> str:
+    """A hex digest naming a unit of work: fn's qualified name, the pickled items, the
+    pickled ``shared`` object and an optional caller ``key``.
+
+    Items and shared must pickle deterministically (tuples, numbers, strings, numpy arrays,
+    dicts built in the same order do; sets of strings do not across processes).
+    """
+    h = hashlib.sha256()
+    h.update(_qualname(fn).encode())
+    h.update(b"\0" + key.encode() + b"\0")
+    h.update(str(len(items)).encode())
+    for it in items:
+        b = pickle.dumps(it, protocol=5)
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    if shared is not None:
+        h.update(b"shared")
+        h.update(pickle.dumps(shared, protocol=5))
+    return h.hexdigest()[:32]
+
+
+class ChunkStore:
+    """Finished chunks of one map on local disk, written atomically (temp file + rename).
+
+    Layout: ``DIR/<fingerprint>/plan.json`` (chunk boundaries, written before any chunk) and
+    ``DIR/<fingerprint>/chunk-000042.pkl`` (a pickle, protocol 5, of ``{"fingerprint", "index",
+    "start", "stop", "results"}``; failed items are stored as their ``Failed`` records).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], fp: str) -> None:
+        self.fingerprint = fp
+        self.dir = Path(root) / fp
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def load_plan(self) -> ChunkPlan | None:
+        p = self.dir / "plan.json"
+        if not p.exists():
+            return None
+        d = json.loads(p.read_text())
+        return ChunkPlan(n_items=int(d["n_items"]), size=int(d["size"]), head=int(d["head"]))
+
+    def save_plan(self, plan: ChunkPlan, meta: dict[str, Any] | None = None) -> None:
+        d = {**plan.to_dict(), "fingerprint": self.fingerprint, **(meta or {})}
+        self._atomic_write(self.dir / "plan.json", json.dumps(d, indent=1).encode())
+
+    def path(self, index: int) -> Path:
+        return self.dir / f"chunk-{index:06d}.pkl"
+
+    def done(self) -> list[int]:
+        """Indices of chunks on disk."""
+        if not self.dir.exists():
+            return []
+        return sorted(int(p.stem.split("-")[1]) for p in self.dir.glob("chunk-*.pkl"))
+
+    def save(self, index: int, start: int, stop: int, results: list[Any]) -> None:
+        rec = {"fingerprint": self.fingerprint, "index": index, "start": start, "stop": stop,
+               "results": results}
+        self._atomic_write(self.path(index), pickle.dumps(rec, protocol=5))
+
+    def load(self, index: int, start: int, stop: int) -> list[Any] | None:
+        """The chunk's results, or None when absent or not matching (then it is recomputed)."""
+        try:
+            with open(self.path(index), "rb") as f:
+                rec = pickle.load(f)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
+        if (rec.get("fingerprint") != self.fingerprint or rec.get("start") != start
+                or rec.get("stop") != stop or len(rec.get("results", ())) != stop - start):
+            return None
+        return list(rec["results"])

@@ -1,0 +1,668 @@
+"""The Executor protocol, the driver loop every backend shares, the serial backend and the factory.
+
+``map(fn, items, shared)`` calls ``fn(shared, item)`` for every item and yields the results
+in submission order, whatever the backend (serial, a process pool, Ray). Items travel in
+chunks (see :mod:`quantfleet.compute.chunking`); an exception in ``fn`` is retried, then
+yields a :class:`Failed` record in the item's place; a task that hangs past its timeout or
+whose worker dies is cancelled and resubmitted, then recorded as failed. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import math
+import os
+import socket
+import time
+import traceback
+import warnings
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from quantfleet.compute.chunking import (
+    DEFAULT_TARGET_TASK_S,
+    ChunkPlan,
+    ChunkStore,
+    fingerprint,
+    plan_chunk_size,
+)
+from quantfleet.errors import ExecutionError
+from quantfleet.observe.spans import Span, SpanRecorder, SpanTimer
+
+__all__ = [
+    "AUTO_RAY_MIN_S",
+    "AUTO_SERIAL_MAX_S",
+    "BaseExecutor",
+    "ChunkResult",
+    "ChunkTask",
+    "Executor",
+    "Failed",
+    "Lost",
+    "MapSummary",
+    "SerialExecutor",
+    "make_executor",
+    "run_chunk",
+]
+
+AUTO_SERIAL_MAX_S = 2.0
+"""auto: estimated total work below this runs serially (a spawned pool takes ~1 s to start)."""
+
+AUTO_RAY_MIN_S = 600.0
+"""auto: estimated total work above this runs on local Ray (7 s start-up is then ~1%; the
+object store shares ``shared`` zero-copy instead of one copy per worker process)."""
+
+
+# ---------------------------------------------------------------- records that cross processes
+
+@dataclass(frozen=True)
+class Failed:
+    """The result in place of an item whose every attempt failed.
+
+    Attributes
+    ----------
+    index : the item's position in the map's input
+    error_type : exception class name, e.g. ``"ValueError"``; ``"TimeoutError"`` for a task
+        cancelled after ``timeout_s``; a Ray error name (``"WorkerCrashedError"``, ...) or
+        ``"WorkerDied"`` when the worker process was lost
+    message : ``str(exception)`` or what the driver saw
+    attempts : executions of the item before giving up
+    traceback : the worker's formatted traceback of the last attempt (not compared)
+    """
+
+    index: int
+    error_type: str
+    message: str
+    attempts: int
+    traceback: str = field(default="", compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return (f"item {self.index} failed after {self.attempts} attempt(s): "
+                f"{self.error_type}: {self.message}")
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """What a worker receives: items ``start .. start+len(items)`` of a map, one attempt."""
+
+    uid: int
+    chunk: int
+    start: int
+    items: list[Any]
+    attempt: int
+    retries: int
+    stage: str
+    component: str
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What a worker returns: one value (or Failed) per item, the task's span, retries done."""
+
+    uid: int
+    values: list[Any]
+    span: Span
+    retried: int
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A task that returned nothing: timed out, cancelled, or its worker/node died."""
+
+    error_type: str
+    message: str
+
+
+def run_chunk(fn: Callable[[Any, Any], Any], shared: Any, task: ChunkTask, *,
+              worker: str, node: str) -> ChunkResult:
+    """Run one task on a worker: ``fn(shared, item)`` per item, exceptions retried in place
+    up to ``task.retries`` times then turned into :class:`Failed`; measured as one Span."""
+    timer = SpanTimer()
+    values: list[Any] = []
+    retried = 0
+    ok = True
+    for j, item in enumerate(task.items):
+        for attempt in range(1, task.retries + 2):
+            try:
+                values.append(fn(shared, item))
+                break
+            except Exception as e:  # noqa: BLE001 - every failure becomes a record
+                if attempt > task.retries:
+                    ok = False
+                    values.append(Failed(
+                        index=task.start + j, error_type=type(e).__name__, message=str(e),
+                        attempts=task.attempt - 1 + attempt,
+                        traceback="".join(traceback.format_exception(e)),
+                    ))
+                else:
+                    retried += 1
+    span = timer.finish(stage=task.stage, component=task.component, worker=worker, node=node,
+                        items=len(task.items), ok=ok, attempt=task.attempt)
+    return ChunkResult(uid=task.uid, values=values, span=span, retried=retried)
+
+
+def unpicklable_result(task: ChunkTask, res: ChunkResult, err: BaseException) -> ChunkResult:
+    """``res`` with every value replaced by a Failed record (its values could not be sent)."""
+    vals = [v if isinstance(v, Failed) else Failed(
+        index=task.start + j, error_type=type(err).__name__,
+        message=f"result could not be pickled: {err}", attempts=task.attempt)
+        for j, v in enumerate(res.values)]
+    span = Span(**{**res.span.to_dict(), "ok": False})
+    return ChunkResult(uid=res.uid, values=vals, span=span, retried=res.retried)
+
+
+# ---------------------------------------------------------------- summary and progress
+
+@dataclass
+class MapSummary:
+    """Counts of the last ``map``.
+
+    items : items in the map; ok / failed : items that ended with a value / a Failed record
+    retried : re-executions (an exception retried in the worker, or a lost task resubmitted)
+    tasks : tasks submitted (resubmissions included); lost : tasks timed out or whose worker died
+    chunks / resumed_chunks / resumed_items : the chunk plan and what a checkpoint supplied
+    wall_s : driver seconds from the first ``next()`` to the last result
+    """
+
+    items: int = 0
+    ok: int = 0
+    failed: int = 0
+    retried: int = 0
+    tasks: int = 0
+    lost: int = 0
+    chunks: int = 0
+    resumed_chunks: int = 0
+    resumed_items: int = 0
+    chunk_size: int = 0
+    wall_s: float = 0.0
+    complete: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Progress:
+    """A rich progress bar (items, chunks, items/s, ETA); a no-op unless enabled."""
+
+    def __init__(self, enabled: bool, label: str, n_items: int) -> None:
+        self._p = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._p = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("items  {task.fields[chunks]} tasks"),
+            TextColumn("{task.fields[rate]} items/s"), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+        )
+        self._p.start()
+        self._t0 = time.perf_counter()
+        self._id = self._p.add_task(label, total=n_items, chunks="0/?", rate="-")
+
+    def update(self, done_items: int, done_chunks: int, n_chunks: int | None) -> None:
+        if self._p is None:
+            return
+        dt = time.perf_counter() - self._t0
+        rate = f"{done_items / dt:,.1f}" if dt > 0 else "-"
+        self._p.update(self._id, completed=done_items,
+                       chunks=f"{done_chunks}/{n_chunks if n_chunks else '?'}", rate=rate)
+
+    def stop(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+            self._p = None
+
+
+# ---------------------------------------------------------------- the protocol
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs ``fn(shared, item)`` over items; serial, a process pool and Ray implement it."""
+
+    name: str
+    spans: SpanRecorder
+    summary: MapSummary
+
+    @property
+    def workers(self) -> int: ...
+
+    def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None, *,
+            stage: str = "map", component: str | None = None, retries: int = 1,
+            timeout_s: float | None = None, chunk_size: int | None = None,
+            item_cost_s: float | None = None, target_task_s: float = DEFAULT_TARGET_TASK_S,
+            checkpoint_dir: str | os.PathLike[str] | None = None, checkpoint_key: str = "",
+            progress: bool = False, recorder: SpanRecorder | None = None) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@dataclass
+class _Unit:
+    chunk: int
+    start: int
+    stop: int
+    attempt: int
+
+
+class _Unset:
+    __slots__ = ()
+
+
+_UNSET = _Unset()
+_HOST = socket.gethostname()
+
+
+def _component_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+class BaseExecutor:
+    """The driver loop shared by every backend: chunk planning, submission within the
+    backend's capacity, deadlines, retries of lost tasks, checkpoints, spans, ordering.
+
+    A backend implements ``_open`` (ship fn and shared), ``_capacity`` (tasks it can take
+    now), ``_submit``, ``_poll`` (finished tasks as ``(uid, ChunkResult | Lost)``),
+    ``_cancel`` (kill one running task), ``_abandon`` (drop all in-flight work) and ``close``.
+    """
+
+    name = "base"
+    supports_timeout = True
+    timeout_grace_s = 1.0
+    """Added once to each task's deadline: dispatch and a fresh worker's first imports."""
+
+    def __init__(self, recorder: SpanRecorder | None = None) -> None:
+        self.spans = recorder if recorder is not None else SpanRecorder()
+        self.summary = MapSummary()
+        self._closed = False
+        self._uid = 0
+        self._deadlines = False
+
+    # -- backend hooks
+    @property
+    def workers(self) -> int:
+        raise NotImplementedError
+
+    def _open(self, fn: Callable[[Any, Any], Any], shared: Any) -> None:
+        raise NotImplementedError
+
+    def _capacity(self) -> int:
+        raise NotImplementedError
+
+    def _submit(self, task: ChunkTask) -> None:
+        raise NotImplementedError
+
+    def _poll(self, timeout: float | None) -> list[tuple[Hashable, ChunkResult | Lost]]:
+        raise NotImplementedError
+
+    def _cancel(self, uid: int) -> None:
+        raise NotImplementedError
+
+    def _abandon(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> BaseExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+    # -- the public call
+    def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None, *,
+            stage: str = "map", component: str | None = None, retries: int = 1,
+            timeout_s: float | None = None, chunk_size: int | None = None,
+            item_cost_s: float | None = None, target_task_s: float = DEFAULT_TARGET_TASK_S,
+            checkpoint_dir: str | os.PathLike[str] | None = None, checkpoint_key: str = "",
+            progress: bool = False, recorder: SpanRecorder | None = None) -> Iterator[Any]:
+        """Yield ``fn(shared, item)`` for each item, in the order of ``items``.
+
+        Parameters
+        ----------
+        fn : callable ``fn(shared, item) -> result``; must pickle (module-level functions do)
+        items : the work; materialized into a list
+        shared : read-only context sent once per worker (None allowed)
+        stage, component : labels on every Span (component defaults to fn's qualname)
+        retries : extra attempts for an item whose fn raised, or a task that was lost
+        timeout_s : seconds one item may take; a task of k items is cancelled after
+            ``k * timeout_s + timeout_grace_s`` (then split into single items, each retried,
+            then Failed)
+        chunk_size : items per task; default: measured (see chunking)
+        item_cost_s : caller's estimate of seconds per item (skips the probe task)
+        target_task_s : aimed-for seconds per task when sizing chunks
+        checkpoint_dir : write each finished chunk there and skip chunks already written
+        checkpoint_key : extra text mixed into the checkpoint fingerprint
+        progress : show a rich progress bar
+        recorder : where spans go (default ``self.spans``)
+
+        The work starts at the first ``next()``; ``self.summary`` is final once exhausted.
+        """
+        if self._closed:
+            raise ExecutionError(f"{type(self).__name__} is closed; create a new executor")
+        if not callable(fn):
+            raise TypeError(f"map: fn must be callable fn(shared, item), got {type(fn).__name__}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ExecutionError(f"map: retries must be an int >= 0 (got {retries!r}); typical 0-3")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ExecutionError(f"map: timeout_s must be positive or None (got {timeout_s!r})")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+            raise ExecutionError(f"map: chunk_size must be >= 1 or None (got {chunk_size!r})")
+        if timeout_s is not None and not self.supports_timeout:
+            warnings.warn(f"{type(self).__name__} cannot cancel a running function; timeout_s is "
+                          f"ignored (use ProcessExecutor or RayExecutor)", stacklevel=2)
+            timeout_s = None
+        items = items if isinstance(items, list) else list(items)
+        return self._run(fn, items, shared, stage=stage,
+                         component=component or _component_of(fn), retries=retries,
+                         timeout_s=timeout_s, chunk_size=chunk_size, item_cost_s=item_cost_s,
+                         target_task_s=target_task_s, checkpoint_dir=checkpoint_dir,
+                         checkpoint_key=checkpoint_key, progress=progress,
+                         recorder=recorder if recorder is not None else self.spans)
+
+    def _run(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, *,
+             stage: str, component: str, retries: int, timeout_s: float | None,
+             chunk_size: int | None, item_cost_s: float | None, target_task_s: float,
+             checkpoint_dir: Any, checkpoint_key: str, progress: bool,
+             recorder: SpanRecorder) -> Iterator[Any]:
+        n = len(items)
+        summary = self.summary = MapSummary(items=n)
+        t0 = time.perf_counter()
+        if n == 0:
+            summary.complete = True
+            return
+        store = (ChunkStore(checkpoint_dir, fingerprint(fn, items, shared, checkpoint_key))
+                 if checkpoint_dir is not None else None)
+        results: list[Any] = [_UNSET] * n
+        ranges: list[tuple[int, int]] = []
+        starts: list[int] = []
+        left: dict[int, int] = {}  # chunk -> items still without a result
+        complete: set[int] = set()
+        pending: deque[_Unit] = deque()
+        plan: ChunkPlan | None = store.load_plan() if store is not None else None
+        if plan is not None and plan.n_items != n:
+            plan = None
+        probe_span: list[Span] = []
+        bar = _Progress(progress, f"{stage or 'map'} [{self.name}]", n)
+        done_items = 0
+
+        def adopt(p: ChunkPlan) -> None:
+            nonlocal ranges, starts
+            ranges = p.ranges()
+            starts = [a for a, _ in ranges]
+            summary.chunks = len(ranges)
+            summary.chunk_size = p.size
+            for i, (a, b) in enumerate(ranges):
+                if i in left or i in complete:
+                    continue
+                got = store.load(i, a, b) if store is not None else None
+                if got is not None:
+                    results[a:b] = got
+                    complete.add(i)
+                    summary.resumed_chunks += 1
+                    summary.resumed_items += b - a
+                    for v in got:
+                        if isinstance(v, Failed):
+                            summary.failed += 1
+                        else:
+                            summary.ok += 1
+                else:
+                    left[i] = b - a
+                    pending.append(_Unit(i, a, b, 1))
+
+        if plan is not None:
+            adopt(plan)
+        elif chunk_size is not None or item_cost_s is not None or n == 1:
+            size = int(chunk_size) if chunk_size is not None else plan_chunk_size(
+                n, self.workers, item_cost_s, target_task_s=target_task_s)
+            plan = ChunkPlan(n, size, 0)
+            if store is not None:
+                store.save_plan(plan, {"fn": component, "executor": self.name})
+            adopt(plan)
+        else:
+            # probe: item 0 alone; its measured duration sizes the remaining chunks
+            ranges, starts = [(0, 1)], [0]
+            left[0] = 1
+            pending.append(_Unit(0, 0, 1, 1))
+
+        def finish_chunk(i: int) -> None:
+            nonlocal plan
+            complete.add(i)
+            left.pop(i, None)
+            if plan is None:  # the probe finished
+                cost = probe_span[0].duration if probe_span else None
+                size = plan_chunk_size(n - 1, self.workers, cost, target_task_s=target_task_s)
+                plan = ChunkPlan(n, size, 1)
+                if store is not None:
+                    store.save_plan(plan, {"fn": component, "executor": self.name,
+                                           "probe_s": cost})
+                adopt(plan)
+            a, b = ranges[i]
+            if store is not None:
+                store.save(i, a, b, results[a:b])
+            for k in range(a, min(b, next_yield)):
+                results[k] = None  # already yielded; free it
+
+        inflight: dict[int, tuple[_Unit, float, float | None]] = {}
+        next_yield = 0
+        try:
+            self._deadlines = timeout_s is not None  # backends may queue deeper without them
+            self._open(fn, shared)
+            while next_yield < n:
+                # submit within capacity
+                cap = self._capacity()
+                while pending and cap > 0:
+                    u = pending.popleft()
+                    self._uid += 1
+                    task = ChunkTask(uid=self._uid, chunk=u.chunk, start=u.start,
+                                     items=list(items[u.start:u.stop]), attempt=u.attempt,
+                                     retries=retries, stage=stage, component=component)
+                    self._submit(task)
+                    now = time.time()
+                    deadline = (None if timeout_s is None
+                                else now + timeout_s * (u.stop - u.start) + self.timeout_grace_s)
+                    inflight[task.uid] = (u, now, deadline)
+                    summary.tasks += 1
+                    cap -= 1
+                if not inflight and not pending and results[next_yield] is _UNSET:
+                    raise ExecutionError(  # pragma: no cover - a bug in this loop
+                        f"{self.name}: nothing in flight but item {next_yield} has no result")
+                # wait for completions or the nearest deadline
+                deadlines = [d for _, _, d in inflight.values() if d is not None]
+                wait = None if not deadlines else max(0.0, min(deadlines) - time.time())
+                events = self._poll(wait) if inflight or pending else []  # pending: workers starting
+                for uid, out in events:
+                    if uid not in inflight:
+                        continue  # a task we already gave up on
+                    u, t_sub, _ = inflight.pop(uid)
+                    if isinstance(out, ChunkResult):
+                        recorder.add(out.span)
+                        summary.retried += out.retried
+                        if plan is None and u.chunk == 0:
+                            probe_span.append(out.span)
+                        for j, v in enumerate(out.values):
+                            results[u.start + j] = v
+                            if isinstance(v, Failed):
+                                summary.failed += 1
+                            else:
+                                summary.ok += 1
+                        left[u.chunk] -= u.stop - u.start
+                        if left[u.chunk] == 0:
+                            finish_chunk(u.chunk)
+                    else:
+                        self._lost(u, out, t_sub, retries, stage, component, recorder, pending,
+                                   results, left, finish_chunk)
+                now = time.time()
+                for uid, (u, t_sub, d) in list(inflight.items()):
+                    if d is not None and now >= d:
+                        self._cancel(uid)
+                        del inflight[uid]
+                        lost = Lost("TimeoutError",
+                                    f"task of {u.stop - u.start} item(s) exceeded "
+                                    f"{timeout_s * (u.stop - u.start):g} s "
+                                    f"(timeout_s={timeout_s:g} per item, plus "
+                                    f"{self.timeout_grace_s:g} s grace) and was cancelled")
+                        self._lost(u, lost, t_sub, retries, stage, component, recorder,
+                                   pending, results, left, finish_chunk)
+                # yield the finished prefix, in order
+                while next_yield < n and results[next_yield] is not _UNSET:
+                    v = results[next_yield]
+                    i = bisect.bisect_right(starts, next_yield) - 1
+                    if i in complete:
+                        results[next_yield] = None
+                    next_yield += 1
+                    done_items += 1
+                    yield v
+                bar.update(summary.ok + summary.failed, len(complete), len(ranges) if plan else None)
+            summary.complete = True
+        finally:
+            if inflight:
+                self._abandon()
+            summary.wall_s = time.perf_counter() - t0
+            bar.stop()
+
+    def _lost(self, u: _Unit, lost: Lost, t_sub: float, retries: int, stage: str,
+              component: str, recorder: SpanRecorder, pending: deque[_Unit],
+              results: list[Any], left: dict[int, int],
+              finish_chunk: Callable[[int], None]) -> None:
+        """A task came back empty: record it, then split it, resubmit it or give up."""
+        summary = self.summary
+        summary.lost += 1
+        recorder.add(Span(stage=stage, component=component, worker="", node="", start=t_sub,
+                          end=time.time(), cpu_s=math.nan, items=u.stop - u.start, ok=False,
+                          attempt=u.attempt))
+        if u.stop - u.start > 1:
+            # which item hung is unknown: run them one by one (a re-plan, not a retry)
+            for k in range(u.stop - 1, u.start - 1, -1):
+                pending.appendleft(_Unit(u.chunk, k, k + 1, u.attempt))
+            return
+        if u.attempt <= retries:
+            summary.retried += 1
+            pending.appendleft(_Unit(u.chunk, u.start, u.stop, u.attempt + 1))
+            return
+        results[u.start] = Failed(index=u.start, error_type=lost.error_type, message=lost.message,
+                                  attempts=u.attempt)
+        summary.failed += 1
+        left[u.chunk] -= 1
+        if left[u.chunk] == 0:
+            finish_chunk(u.chunk)
+
+
+# ---------------------------------------------------------------- serial
+
+class SerialExecutor(BaseExecutor):
+    """Runs every task in the calling process, one after another.
+
+    The reference for results; spans name this process (pid) and host. It cannot cancel a
+    running function, so ``timeout_s`` is ignored with a warning.
+    """
+
+    name = "serial"
+    supports_timeout = False
+
+    def __init__(self, recorder: SpanRecorder | None = None) -> None:
+        super().__init__(recorder)
+        self._queue: deque[ChunkTask] = deque()
+        self._fn: Callable[[Any, Any], Any] | None = None
+        self._shared: Any = None
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def _open(self, fn: Callable[[Any, Any], Any], shared: Any) -> None:
+        self._fn, self._shared = fn, shared
+        self._queue.clear()
+
+    def _capacity(self) -> int:
+        return 0 if self._queue else 1
+
+    def _submit(self, task: ChunkTask) -> None:
+        self._queue.append(task)
+
+    def _poll(self, timeout: float | None) -> list[tuple[Hashable, ChunkResult | Lost]]:
+        task = self._queue.popleft()
+        assert self._fn is not None
+        res = run_chunk(self._fn, self._shared, task, worker=str(os.getpid()), node=_HOST)
+        return [(task.uid, res)]
+
+    def _cancel(self, uid: int) -> None:  # pragma: no cover - never has a deadline
+        pass
+
+    def _abandon(self) -> None:
+        self._queue.clear()
+
+    def close(self) -> None:
+        self._fn = self._shared = None
+        super().close()
+
+
+# ---------------------------------------------------------------- factory
+
+def make_executor(kind: str = "auto", workers: int | None = None, ray_address: str | None = None,
+                  n_items_hint: int | None = None, *, item_cost_s: float | None = None,
+                  timeout_s: float | None = None, recorder: SpanRecorder | None = None,
+                  **options: Any) -> BaseExecutor:
+    """An executor by name, or the one that fits the workload (``kind="auto"``).
+
+    auto, in order:
+
+    1. ``ray_address`` or ``RAY_ADDRESS`` set -> ``RayExecutor`` on that cluster;
+    2. one CPU, or ``n_items_hint <= 1``, or an estimated total (``n_items_hint *
+       item_cost_s``) under ``AUTO_SERIAL_MAX_S`` (2 s) -> ``SerialExecutor``, unless a
+       ``timeout_s`` is asked for (serial cannot cancel) -> ``ProcessExecutor``;
+    3. an estimated total over ``AUTO_RAY_MIN_S`` (600 s) with Ray installed -> local
+       ``RayExecutor``;
+    4. otherwise -> ``ProcessExecutor``.
+
+    ``options`` go to the executor's constructor (``start_method``, ``max_retries``,
+    ``init_kwargs``...).
+    """
+    kinds = ("auto", "serial", "processes", "ray")
+    if kind not in kinds:
+        from quantfleet.errors import did_you_mean
+
+        raise ExecutionError(f"unknown executor kind {kind!r}{did_you_mean(kind, kinds)}; "
+                             f"choose one of {', '.join(kinds)}")
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise ExecutionError(f"workers must be >= 1 or None (got {workers!r})")
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    if kind == "auto":
+        cpus = workers or os.cpu_count() or 1
+        est = (n_items_hint * item_cost_s
+               if n_items_hint is not None and item_cost_s is not None else None)
+        if address:
+            kind = "ray"
+        elif cpus <= 1 or (n_items_hint is not None and n_items_hint <= 1) or (
+                est is not None and est < AUTO_SERIAL_MAX_S):
+            kind = "processes" if timeout_s is not None else "serial"
+        elif est is not None and est >= AUTO_RAY_MIN_S and importlib.util.find_spec("ray"):
+            kind = "ray"
+        else:
+            kind = "processes"
+    if kind == "serial":
+        return SerialExecutor(recorder=recorder, **options)
+    if kind == "processes":
+        from quantfleet.compute.processes import ProcessExecutor
+
+        return ProcessExecutor(workers, recorder=recorder, **options)
+    from quantfleet.compute.ray import RayExecutor
+
+    return RayExecutor(workers, address=address, recorder=recorder, **options)

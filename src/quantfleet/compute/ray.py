@@ -1,0 +1,214 @@
+"""RayExecutor: tasks on an embedded local Ray or an existing cluster.
+
+The only module that imports ray, and only inside functions, so importing
+``quantfleet.compute`` stays slim. ``shared`` goes into the object store with one
+``ray.put`` per distinct object; tasks receive the ObjectRef inside a list (so Ray does not
+resolve it per task) and each worker process deserializes it once and caches it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from quantfleet.compute.executor import (
+    BaseExecutor,
+    ChunkResult,
+    ChunkTask,
+    Lost,
+    run_chunk,
+    unpicklable_result,
+)
+from quantfleet.errors import ExecutionError
+from quantfleet.observe.spans import SpanRecorder
+
+__all__ = ["RayExecutor"]
+
+# worker-side cache: ObjectRef hex -> deserialized object (the latest fn and shared only)
+_CACHE: dict[str, tuple[str, Any]] = {}
+_REMOTE: Any = None
+
+
+def _resolve(slot: str, ref: Any) -> Any:
+    import ray
+
+    if ref is None:
+        return None
+    key = ref.hex()
+    hit = _CACHE.get(slot)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    _CACHE.pop(slot, None)  # drop the previous object before fetching the next
+    value = ray.get(ref)
+    _CACHE[slot] = (key, value)
+    return value
+
+
+def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
+    """The Ray task body: returns the pickled ChunkResult (plain, writable arrays on the
+    driver, like the other backends; an unpicklable result becomes Failed records)."""
+    import ray
+
+    fn = _resolve("fn", refs[0])
+    shared = _resolve("shared", refs[1])
+    ctx = ray.get_runtime_context()
+    res = run_chunk(fn, shared, task, worker=ctx.get_worker_id(), node=ctx.get_node_id())
+    try:
+        return pickle.dumps(res, protocol=5)
+    except Exception as e:  # noqa: BLE001
+        return pickle.dumps(unpicklable_result(task, res, e), protocol=5)
+
+
+def _remote() -> Any:
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        _REMOTE = ray.remote(_ray_chunk)
+    return _REMOTE
+
+
+class RayExecutor(BaseExecutor):
+    """Run tasks on Ray.
+
+    Parameters
+    ----------
+    workers : tasks in flight at once; default: the cluster's CPUs / ``num_cpus_per_task``
+        (read at each map, so added nodes are used). For the embedded Ray, also its CPUs.
+    address : ``None`` -> ``RAY_ADDRESS`` if set, else an embedded local Ray
+        (``ray.init(address="local", num_cpus=workers, include_dashboard=False)``);
+        ``"auto"`` -> the cluster running on this machine; ``"ray://host:10001"`` -> Ray Client.
+        If Ray is already initialized in this process it is used as is, and left running.
+    max_retries : Ray's own retries of a task whose worker or node died (system failures)
+    num_cpus_per_task : CPUs Ray reserves per task
+    init_kwargs : extra ``ray.init`` arguments
+    """
+
+    name = "ray"
+    timeout_grace_s = 2.0  # a force-cancelled task's worker is replaced by a cold process
+
+    def __init__(self, workers: int | None = None, address: str | None = None, *,
+                 max_retries: int = 3, num_cpus_per_task: float = 1.0,
+                 init_kwargs: dict[str, Any] | None = None,
+                 recorder: SpanRecorder | None = None) -> None:
+        super().__init__(recorder)
+        import ray
+
+        if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+            raise ExecutionError(f"RayExecutor: workers must be >= 1 or None (got {workers!r})")
+        self._n = int(workers) if workers is not None else None
+        self.max_retries = int(max_retries)
+        self.num_cpus_per_task = float(num_cpus_per_task)
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._owns = False
+        if not ray.is_initialized():
+            kw = dict(init_kwargs or {})
+            try:
+                if address:
+                    ray.init(address=address, **kw)
+                else:
+                    kw.setdefault("include_dashboard", False)
+                    ray.init(address="local", num_cpus=self._n or os.cpu_count() or 1, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise ExecutionError(
+                    f"RayExecutor: cannot start or reach Ray at "
+                    f"{address or 'local (embedded)'}: {e}; check the address / RAY_ADDRESS, "
+                    f"or unset it to start an embedded Ray") from e
+            self._owns = True
+        self._refs: dict[Any, int] = {}
+        self._by_uid: dict[int, Any] = {}
+        self._shared_obj: Any = None
+        self._shared_ref: Any = None
+        self._fn_ref: Any = None
+        self._slots = 1
+        self.puts = 0  # ray.put calls made, for tests and the curious
+
+    @property
+    def workers(self) -> int:
+        if self._n is not None:
+            return self._n
+        import ray
+
+        cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        return max(1, int(cpus // self.num_cpus_per_task))
+
+    def _open(self, fn: Callable[[Any, Any], Any], shared: Any) -> None:
+        import ray
+
+        if shared is None:
+            self._shared_obj, self._shared_ref = None, None
+        elif self._shared_ref is None or shared is not self._shared_obj:
+            self._shared_ref = ray.put(shared)
+            self._shared_obj = shared
+            self.puts += 1
+        self._fn_ref = ray.put(fn)
+        self.puts += 1
+        # in flight: one task per worker when deadlines run from submission (a queued task
+        # would use up its timeout waiting), else two per worker to hide Ray's round trip
+        self._slots = self.workers * (1 if self._deadlines else 2)
+        self._task = _remote().options(num_cpus=self.num_cpus_per_task,
+                                       max_retries=self.max_retries, retry_exceptions=False)
+
+    def _capacity(self) -> int:
+        return self._slots - len(self._refs)
+
+    def _submit(self, task: ChunkTask) -> None:
+        ref = self._task.remote([self._fn_ref, self._shared_ref], task)
+        self._refs[ref] = task.uid
+        self._by_uid[task.uid] = ref
+
+    def _poll(self, timeout: float | None) -> list[tuple[Hashable, ChunkResult | Lost]]:
+        import ray
+
+        refs = list(self._refs)
+        if not refs:
+            return []
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        events: list[tuple[Hashable, ChunkResult | Lost]] = []
+        for ref in ready:
+            uid = self._refs.pop(ref)
+            self._by_uid.pop(uid, None)
+            try:
+                out: ChunkResult | Lost = pickle.loads(ray.get(ref))
+            except ray.exceptions.RayError as e:
+                msg = str(e).strip().splitlines()
+                out = Lost(type(e).__name__, msg[0] if msg else type(e).__name__)
+            events.append((uid, out))
+        return events
+
+    def _cancel(self, uid: int) -> None:
+        import ray
+
+        ref = self._by_uid.pop(uid, None)
+        if ref is None:
+            return
+        self._refs.pop(ref, None)
+        try:
+            ray.cancel(ref, force=True)  # kills the worker process: numba code cannot be interrupted
+        except Exception:  # noqa: BLE001 - already finished or gone
+            pass
+
+    def _abandon(self) -> None:
+        import ray
+
+        for ref in list(self._refs):
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:  # noqa: BLE001
+                pass
+        self._refs.clear()
+        self._by_uid.clear()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._abandon()
+            self._shared_obj = self._shared_ref = self._fn_ref = None
+            if self._owns:
+                import ray
+
+                ray.shutdown()
+        super().close()

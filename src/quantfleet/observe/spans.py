@@ -1,0 +1,160 @@
+"""Timing spans: one record per executed task, measured where the task ran.
+
+Layer 1 (workers import it): standard library at import time; pyarrow and pandas are
+imported only by the conversion methods that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["SPAN_FIELDS", "Span", "SpanRecorder", "SpanTimer", "span_schema"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where one task's time went.
+
+    Attributes
+    ----------
+    stage : pipeline stage, e.g. ``"sweep"``
+    component : what ran, e.g. the mapped function's qualified name
+    worker : who ran it: a pid (processes, serial) or a Ray worker id; ``""`` when the
+        task was lost (timed out, worker died) and the driver recorded the span
+    node : where it ran: a hostname (processes, serial) or a Ray node id
+    start, end : wall-clock epoch seconds (``time.time()``) on the worker
+    cpu_s : CPU seconds the worker process spent (``time.process_time()``); NaN when lost
+    items : work items the task carried
+    ok : every item succeeded
+    attempt : 1 for the first execution, 2 for the first retry, ...
+    """
+
+    stage: str
+    component: str
+    worker: str
+    node: str
+    start: float
+    end: float
+    cpu_s: float
+    items: int
+    ok: bool
+    attempt: int
+
+    @property
+    def duration(self) -> float:
+        """Wall seconds, ``end - start``."""
+        return self.end - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Span:
+        """A Span from a mapping with (at least) every field; extra keys are ignored."""
+        missing = [f for f in SPAN_FIELDS if f not in d]
+        if missing:
+            raise KeyError(f"span record lacks {', '.join(missing)}; got keys {sorted(d)}")
+        return cls(
+            stage=str(d["stage"]), component=str(d["component"]), worker=str(d["worker"]),
+            node=str(d["node"]), start=float(d["start"]), end=float(d["end"]),
+            cpu_s=float(d["cpu_s"]), items=int(d["items"]), ok=bool(d["ok"]),
+            attempt=int(d["attempt"]),
+        )
+
+
+SPAN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Span))
+
+
+def span_schema() -> Any:
+    """The Arrow schema of a span table (one row per Span, columns in field order)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("stage", pa.string()), ("component", pa.string()), ("worker", pa.string()),
+        ("node", pa.string()), ("start", pa.float64()), ("end", pa.float64()),
+        ("cpu_s", pa.float64()), ("items", pa.int64()), ("ok", pa.bool_()),
+        ("attempt", pa.int64()),
+    ])
+
+
+class SpanTimer:
+    """Measure a task on the worker: create it when the task starts, ``finish`` at the end."""
+
+    __slots__ = ("start", "cpu0")
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.cpu0 = time.process_time()
+
+    def finish(self, *, stage: str, component: str, worker: str, node: str, items: int,
+               ok: bool, attempt: int) -> Span:
+        return Span(stage=stage, component=component, worker=worker, node=node,
+                    start=self.start, end=time.time(), cpu_s=time.process_time() - self.cpu0,
+                    items=items, ok=ok, attempt=attempt)
+
+
+class SpanRecorder:
+    """Collects spans on the driver, in arrival order; converts to dicts, Arrow or pandas."""
+
+    def __init__(self, spans: Iterable[Span] = ()) -> None:
+        self._spans: list[Span] = list(spans)
+
+    def add(self, span: Span) -> None:
+        if not isinstance(span, Span):
+            raise TypeError(f"SpanRecorder.add expects a Span, got {type(span).__name__}")
+        self._spans.append(span)
+
+    def extend(self, spans: Iterable[Span]) -> None:
+        for s in spans:
+            self.add(s)
+
+    def clear(self) -> None:
+        self._spans.clear()
+
+    @property
+    def spans(self) -> list[Span]:
+        """A copy of the recorded spans."""
+        return list(self._spans)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __iter__(self) -> Iterator[Span]:
+        return iter(list(self._spans))
+
+    def total(self, key: str = "duration") -> float:
+        """Sum of ``duration``, ``cpu_s`` (NaN ignored) or ``items`` over the spans."""
+        vals = [getattr(s, key) for s in self._spans]
+        return float(sum(v for v in vals if not (isinstance(v, float) and math.isnan(v))))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self._spans]
+
+    @classmethod
+    def from_dicts(cls, rows: Iterable[Mapping[str, Any]]) -> SpanRecorder:
+        return cls(Span.from_dict(r) for r in rows)
+
+    def to_arrow(self) -> Any:
+        """A ``pyarrow.Table`` with :func:`span_schema`."""
+        import pyarrow as pa
+
+        cols = {f: [getattr(s, f) for s in self._spans] for f in SPAN_FIELDS}
+        return pa.Table.from_pydict(cols, schema=span_schema())
+
+    @classmethod
+    def from_arrow(cls, table: Any) -> SpanRecorder:
+        missing = [f for f in SPAN_FIELDS if f not in table.column_names]
+        if missing:
+            raise KeyError(f"span table lacks column(s) {', '.join(missing)}; "
+                           f"has {', '.join(table.column_names)}")
+        return cls.from_dicts(table.select(list(SPAN_FIELDS)).to_pylist())
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+    def __repr__(self) -> str:
+        return f"SpanRecorder({len(self._spans)} spans)"
