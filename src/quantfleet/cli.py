@@ -320,8 +320,7 @@ def tournament(
         _fail(f"--max-combos must be >= 1 (got {max_combos})")
     market = _load(data)
     n_items = len(names_ or []) * (len(_split(assets) or market.assets))
-    ex = _executor(executor, workers, ray_address, n_items_hint=n_items * 20,
-                   checkpoint_dir=resume)
+    ex = _executor(executor, workers, ray_address, n_items_hint=n_items * 20)
     t0 = time.perf_counter()
     try:
         res = run_tournament(
@@ -329,7 +328,7 @@ def tournament(
             test=_window_len(test), n_windows=windows, anchored=anchored, metric=metric,
             max_combos=max_combos, costs=Costs(fee_bps, slippage_bps), long_short=long_short,
             ppy=periods_per_year, executor=ex, out=out, keep_table=out is None,
-            baseline=baseline,
+            baseline=baseline, checkpoint_dir=resume,
         )
         wall = time.perf_counter() - t0
         speed = res.speedup
@@ -431,7 +430,7 @@ def evolve(
 
 
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
-    if kind == "serial" and ray_address is None and kw.get("checkpoint_dir") is None:
+    if kind == "serial" and ray_address is None:
         return None
     from quantfleet.compute import make_executor
 

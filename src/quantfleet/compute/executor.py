@@ -328,7 +328,7 @@ class BaseExecutor:
 
     # -- the public call
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None, *,
-            stage: str = "map", component: str | None = None, retries: int = 1,
+            stage: str = "map", component: str | Sequence[str] | None = None, retries: int = 1,
             timeout_s: float | None = None, chunk_size: int | None = None,
             item_cost_s: float | None = None, target_task_s: float = DEFAULT_TARGET_TASK_S,
             checkpoint_dir: str | os.PathLike[str] | None = None, checkpoint_key: str = "",
@@ -340,7 +340,9 @@ class BaseExecutor:
         fn : callable ``fn(shared, item) -> result``; must pickle (module-level functions do)
         items : the work; materialized into a list
         shared : read-only context sent once per worker (None allowed)
-        stage, component : labels on every Span (component defaults to fn's qualname)
+        stage, component : labels on every Span (component defaults to fn's qualname); a
+            list gives one label per item, and a task's span carries the distinct labels of
+            its items joined by "+" (e.g. the strategy of each tournament item)
         retries : extra attempts for an item whose fn raised, or a task that was lost
         timeout_s : seconds one item may take; a task of k items is cancelled after
             ``k * timeout_s + timeout_grace_s`` (then split into single items, each retried,
@@ -370,6 +372,11 @@ class BaseExecutor:
                           f"ignored (use ProcessExecutor or RayExecutor)", stacklevel=2)
             timeout_s = None
         items = items if isinstance(items, list) else list(items)
+        if component is not None and not isinstance(component, str):
+            component = list(component)
+            if len(component) != len(items):
+                raise ExecutionError(f"map: {len(component)} component labels for "
+                                     f"{len(items)} items; give one per item or a single string")
         return self._run(fn, items, shared, stage=stage,
                          component=component or _component_of(fn), retries=retries,
                          timeout_s=timeout_s, chunk_size=chunk_size, item_cost_s=item_cost_s,
@@ -378,10 +385,19 @@ class BaseExecutor:
                          recorder=recorder if recorder is not None else self.spans)
 
     def _run(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, *,
-             stage: str, component: str, retries: int, timeout_s: float | None,
+             stage: str, component: str | list[str], retries: int, timeout_s: float | None,
              chunk_size: int | None, item_cost_s: float | None, target_task_s: float,
              checkpoint_dir: Any, checkpoint_key: str, progress: bool,
              recorder: SpanRecorder) -> Iterator[Any]:
+        labels = component if isinstance(component, list) else None
+        if labels is not None:
+            component = _component_of(fn)
+
+        def label(a: int, b: int) -> str:
+            if labels is None:
+                return component
+            return "+".join(dict.fromkeys(labels[a:b]))
+
         n = len(items)
         summary = self.summary = MapSummary(items=n)
         t0 = time.perf_counter()
@@ -473,7 +489,8 @@ class BaseExecutor:
                     self._uid += 1
                     task = ChunkTask(uid=self._uid, chunk=u.chunk, start=u.start,
                                      items=list(items[u.start:u.stop]), attempt=u.attempt,
-                                     retries=retries, stage=stage, component=component)
+                                     retries=retries, stage=stage,
+                                     component=label(u.start, u.stop))
                     self._submit(task)
                     now = time.time()
                     deadline = (None if timeout_s is None
@@ -507,7 +524,7 @@ class BaseExecutor:
                         if left[u.chunk] == 0:
                             finish_chunk(u.chunk)
                     else:
-                        self._lost(u, out, t_sub, retries, stage, component, recorder, pending,
+                        self._lost(u, out, t_sub, retries, stage, label(u.start, u.stop), recorder, pending,
                                    results, left, finish_chunk)
                 now = time.time()
                 for uid, (u, t_sub, d) in list(inflight.items()):
@@ -519,7 +536,7 @@ class BaseExecutor:
                                     f"{timeout_s * (u.stop - u.start):g} s "
                                     f"(timeout_s={timeout_s:g} per item, plus "
                                     f"{self.timeout_grace_s:g} s grace) and was cancelled")
-                        self._lost(u, lost, t_sub, retries, stage, component, recorder,
+                        self._lost(u, lost, t_sub, retries, stage, label(u.start, u.stop), recorder,
                                    pending, results, left, finish_chunk)
                 # yield the finished prefix, in order
                 while next_yield < n and results[next_yield] is not _UNSET:

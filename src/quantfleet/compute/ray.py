@@ -24,7 +24,7 @@ from quantfleet.compute.executor import (
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["RayExecutor"]
+__all__ = ["HostedState", "RayExecutor"]
 
 # worker-side cache: ObjectRef hex -> deserialized object (the latest fn and shared only)
 _CACHE: dict[str, tuple[str, Any]] = {}
@@ -68,6 +68,70 @@ def _remote() -> Any:
 
         _REMOTE = ray.remote(_ray_chunk)
     return _REMOTE
+
+
+class _Host:
+    """The actor body: holds one stateful object (e.g. a GeneticSearcher) and runs its methods."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def call(self, name: str, *args: Any) -> Any:
+        return getattr(self.obj, name)(*args)
+
+    def get(self, name: str) -> Any:
+        return getattr(self.obj, name)
+
+    def restore(self, state: Any) -> None:
+        self.obj = type(self.obj).from_state(state)
+
+
+class HostedState:
+    """Driver-side handle of a stateful ask/tell object living in a Ray actor.
+
+    Exposes the searcher interface (``suggest``, ``observe``, ``done``, ``best``, ``state``,
+    ``history``, ``restore``): the population stays in the coordinator actor while
+    evaluations run as stateless tasks, so the driver holds only what it is handed.
+    """
+
+    def __init__(self, actor: Any, kind: type) -> None:
+        self._actor = actor
+        self.kind = kind
+
+    def _call(self, name: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(self._actor.call.remote(name, *args))
+
+    @property
+    def done(self) -> bool:
+        import ray
+
+        return bool(ray.get(self._actor.get.remote("done")))
+
+    @property
+    def history(self) -> Any:
+        import ray
+
+        return ray.get(self._actor.get.remote("history"))
+
+    def suggest(self, n: int | None = None) -> Any:
+        return self._call("suggest", n)
+
+    def observe(self, trials: Any, fitness: Any) -> None:
+        self._call("observe", list(trials), list(fitness))
+
+    def best(self) -> Any:
+        return self._call("best")
+
+    def state(self) -> Any:
+        return self._call("state")
+
+    def restore(self, state: Any) -> HostedState:
+        import ray
+
+        ray.get(self._actor.restore.remote(state))
+        return self
 
 
 class RayExecutor(BaseExecutor):
@@ -124,6 +188,16 @@ class RayExecutor(BaseExecutor):
         self._fn_ref: Any = None
         self._slots = 1
         self.puts = 0  # ray.put calls made, for tests and the curious
+
+    def host(self, obj: Any) -> HostedState:
+        """Put a stateful object (a searcher) in a coordinator actor; return its handle.
+
+        The actor reserves no CPU, so it never takes a slot from the evaluation tasks.
+        """
+        import ray
+
+        actor = ray.remote(num_cpus=0)(_Host).remote(obj)
+        return HostedState(actor, type(obj))
 
     @property
     def workers(self) -> int:

@@ -15,12 +15,14 @@ from numba import njit
 __all__ = [
     "METRIC_NAMES",
     "N_METRICS",
+    "RETURN_METRIC_NAMES",
     "acc_finish",
     "acc_flat",
     "acc_init",
     "acc_step",
     "bar_returns",
     "evaluate_positions",
+    "metrics_from_returns",
 ]
 
 METRIC_NAMES = (
@@ -157,7 +159,8 @@ def evaluate_positions(close, positions, fee_rate, ppy, start, out, returns_out)
     ppy : float         periods per year
     start : int         first bar counted (equity is 1 at its close; earlier bars only warm up)
     out : float64 (combos, N_METRICS)
-    returns_out : float64 (combos, bars) or None   per-bar returns when wanted (None compiles
+    returns_out : float64 (combos, 2, bars) or None   per-bar returns [:, 0] and positions [:, 1]
+        when wanted (None compiles
         a specialization without the stores, which keeps the hot loop in registers)
     """
     r = bar_returns(close)
@@ -169,6 +172,62 @@ def evaluate_positions(close, positions, fee_rate, ppy, start, out, returns_out)
             pos = positions[c, t]
             st = acc_step(st, prev, pos, r[t], fee_rate)
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             prev = pos
         acc_finish(st, ppy, out[c])
+
+
+RETURN_METRIC_NAMES = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar")
+
+
+@njit(cache=True)
+def metrics_from_returns(returns, ppy):
+    """Metrics of a per-bar return series (a portfolio's, a strategy's), conventions as above.
+
+    Parameters
+    ----------
+    returns : float64 (bars,)  finite per-bar simple returns; equity starts at 1 before bar 0
+    ppy : float                periods per year
+
+    Returns float64 (6,) in the order of ``RETURN_METRIC_NAMES``.
+    """
+    out = np.empty(6)
+    n = returns.shape[0]
+    eq = 1.0
+    peak = 1.0
+    maxdd = 0.0
+    s1 = 0.0
+    down2 = 0.0
+    for t in range(n):
+        r = returns[t]
+        eq *= 1.0 + r
+        s1 += r
+        if r < 0.0:
+            down2 += r * r
+        if eq > peak:
+            peak = eq
+        elif 1.0 - eq / peak > maxdd:
+            maxdd = 1.0 - eq / peak
+    mean = s1 / n if n > 0 else np.nan
+    ss = 0.0
+    for t in range(n):
+        ss += (returns[t] - mean) ** 2
+    out[0] = eq - 1.0
+    if n > 0:
+        cagr = eq ** (ppy / n) - 1.0 if eq > 0.0 else -1.0
+    else:
+        cagr = np.nan
+    out[1] = cagr
+    sd = math.sqrt(ss / (n - 1.0)) if n > 1 else np.nan
+    out[2] = mean / sd * math.sqrt(ppy) if sd > 0.0 else np.nan
+    dsd = math.sqrt(down2 / n) if n > 0 else np.nan
+    if dsd > 0.0:
+        out[3] = mean / dsd * math.sqrt(ppy)
+    elif n > 0 and mean > 0.0:
+        out[3] = np.inf
+    else:
+        out[3] = np.nan
+    out[4] = maxdd
+    out[5] = cagr / maxdd if maxdd > 0.0 else np.nan
+    return out

@@ -236,7 +236,9 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     ck = Path(checkpoint) if checkpoint is not None else None
     if ck is not None and ck.exists():
         saved = json.loads(ck.read_text())
-        searcher = type(searcher).from_state(saved["searcher"])
+        restore = getattr(searcher, "restore", None)  # a searcher hosted in an actor
+        searcher = (restore(saved["searcher"]) if restore is not None
+                    else type(searcher).from_state(saved["searcher"]))
         history = saved["history"]
         cache = {(s, tuple(p)): f for s, p, f in saved["cache"]}
         n_eval, n_failed, n_cached = saved["counts"]

@@ -135,7 +135,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
                keep_table: bool = True, baseline: bool = False,
-               baseline_budget_s: float = 10.0) -> TournamentResult:
+               baseline_budget_s: float = 10.0,
+               checkpoint_dir: str | Path | None = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -147,6 +148,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         (strategy, asset, window), chunked by the executor
     out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
         ``oos_returns.parquet`` are written there
+    checkpoint_dir : finished chunks are kept there; running the same tournament again with
+        the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process (all of it, or an evenly
         spaced sample within ``baseline_budget_s``, extrapolated and labelled) and report the
         speedup and parallel efficiency in ``result.speedup``
@@ -187,11 +190,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
              for s, params, warm in plan for a in rows for w in windows]
 
     t_start = time.perf_counter()
+    if executor is None and checkpoint_dir is not None:
+        from quantfleet.compute import SerialExecutor
+
+        executor = SerialExecutor()
     if executor is None:
         results: Iterator[Any] = (evaluate_window(market, it) for it in items)
     else:
         results = executor.map(evaluate_window, items, shared=market, stage="tournament",
-                               component=[it[0] for it in items])
+                               component=[it[0] for it in items],
+                               checkpoint_dir=checkpoint_dir)
 
     out_dir = Path(out) if out is not None else None
     writer = None

@@ -76,7 +76,8 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
             if t >= start:
                 pos = state
                 if returns_out is not None:
-                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                    returns_out[c, 1, t] = pos
+                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
                 st = acc_step(st, prev, pos, r[t], fee_rate)
                 prev = pos
         acc_finish(st, ppy, out[c])
@@ -168,7 +169,8 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
             if t >= start:
                 pos = state
                 if returns_out is not None:
-                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                    returns_out[c, 1, t] = pos
+                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
                 st = acc_step(st, prev, pos, r[t], fee_rate)
                 prev = pos
         acc_finish(st, ppy, out[c])
@@ -234,7 +236,8 @@ def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
                 elif long_short and x < min(a, b) and tk[t] < kj[t]:
                     pos = -1.0
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])

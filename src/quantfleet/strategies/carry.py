@@ -52,7 +52,8 @@ def funding_carry_kernel(open_, high, low, close, volume, extra, params, fee_rat
             elif mf[t] < -th - TIE:
                 pos = 1.0
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * radj[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * radj[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, radj[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])

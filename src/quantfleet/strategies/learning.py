@@ -115,7 +115,8 @@ def linear_classifier_kernel(open_, high, low, close, volume, extra, params, fee
             elif f[t] < 0.0:
                 pos = low_pos
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
@@ -172,7 +173,8 @@ def quantile_regime_kernel(open_, high, low, close, volume, extra, params, fee_r
                 elif long_short and close[t] < lw[t - 1]:
                     pos = -1.0
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])

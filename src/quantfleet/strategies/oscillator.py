@@ -61,7 +61,8 @@ def rsi_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
             if t >= start:
                 pos = state
                 if returns_out is not None:
-                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                    returns_out[c, 1, t] = pos
+                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
                 st = acc_step(st, prev, pos, r[t], fee_rate)
                 prev = pos
         acc_finish(st, ppy, out[c])
@@ -150,7 +151,8 @@ def stochastic_kernel(open_, high, low, close, volume, extra, params, fee_rate, 
             if t >= start:
                 pos = state
                 if returns_out is not None:
-                    returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                    returns_out[c, 1, t] = pos
+                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
                 st = acc_step(st, prev, pos, r[t], fee_rate)
                 prev = pos
         acc_finish(st, ppy, out[c])

@@ -13,8 +13,9 @@ ppy         : float                     -- periods per year
 long_short  : bool                      -- False: negative target positions become 0
 start       : int                       -- first bar counted; earlier bars only warm indicators up
 out         : float64 (combos, N_METRICS)   -- metric rows written by the kernel
-returns_out : float64 (combos, bars) or None -- per-bar strategy returns, when wanted;
-              test it with ``if returns_out is not None`` so numba prunes the branch
+returns_out : float64 (combos, 2, bars) or None -- per-bar strategy returns ([:, 0]) and
+              target positions ([:, 1]), when wanted; test it with
+              ``if returns_out is not None`` so numba prunes the branch
 
 The kernel computes each distinct indicator window once, then runs one fused pass per combo
 (signal -> position -> P&L -> running metric sums) with O(1) state per combo.
@@ -89,13 +90,14 @@ class Strategy:
     def run_asset(self, market: MarketData, asset: int, params: np.ndarray, *,
                   fee_rate: float = 0.0, ppy: float | None = None, long_short: bool = False,
                   start: int = 0, stop: int | None = None, warm_from: int | None = None,
-                  returns: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                  returns: bool = False, positions: bool = False):
         """Evaluate ``params`` (combos, dims) on one asset over bars ``[start, stop)``.
 
         ``warm_from`` (default: the asset's first valid bar) is where indicators start
         computing; bars in ``[warm_from, start)`` only warm them up.
 
-        Returns ``(metrics (combos, N_METRICS), returns (combos, stop - start) or None)``.
+        Returns ``(metrics (combos, N_METRICS), returns (combos, stop - start) or None)``, and
+        with ``positions=True`` a third item: the target positions (combos, stop - start).
         """
         self.check_market(market)
         params = np.ascontiguousarray(params, dtype=np.float64)
@@ -122,11 +124,15 @@ class Strategy:
         )
         out = np.empty((params.shape[0], N_METRICS))
         n = close.shape[0]
-        rets = np.zeros((params.shape[0], n)) if returns else None
+        rets = np.zeros((params.shape[0], 2, n)) if (returns or positions) else None
         self.kernel(col("open"), col("high"), col("low"), close, col("volume"), extra, params,
                     float(fee_rate), float(ppy if ppy is not None else market.periods_per_year),
                     bool(long_short), int(start - lo), out, rets)
-        return out, (rets[:, start - lo:] if returns else None)
+        k = start - lo
+        r_out = rets[:, 0, k:] if returns else None
+        if positions:
+            return out, r_out, rets[:, 1, k:]
+        return out, r_out
 
     def run(self, market: MarketData, params: np.ndarray, **kwargs: Any) -> np.ndarray:
         """Metrics for every asset × combo: float64 (assets, combos, N_METRICS)."""

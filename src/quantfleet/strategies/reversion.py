@@ -77,7 +77,8 @@ def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
                 continue
             pos = state
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
@@ -140,7 +141,8 @@ def vwap_reversion_kernel(open_, high, low, close, volume, extra, params, fee_ra
                 continue
             pos = state
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
@@ -202,7 +204,8 @@ def nw_envelope_kernel(open_, high, low, close, volume, extra, params, fee_rate,
                 continue
             pos = state
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])

@@ -50,7 +50,8 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
             hi = cs[t + 1]
             pos = 1.0 if (hi - cs[t + 1 - fw]) * sf > (hi - cs[t + 1 - sw]) * ff else low_pos
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
@@ -101,7 +102,8 @@ def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
             if t >= warm:
                 pos = 1.0 if f[t] > s[t] else low_pos
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
@@ -140,7 +142,8 @@ def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
             if t >= warm:
                 pos = 1.0 if close[t] > s[t] else low_pos
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])

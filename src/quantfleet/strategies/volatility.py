@@ -59,7 +59,8 @@ def vol_scaling_kernel(open_, high, low, close, volume, extra, params, fee_rate,
                 elif long_short and close[t] < s[t]:
                     pos = -size
             if returns_out is not None:
-                returns_out[c, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+                returns_out[c, 1, t] = pos
+                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             st = acc_step(st, prev, pos, r[t], fee_rate)
             prev = pos
         acc_finish(st, ppy, out[c])
