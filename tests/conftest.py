@@ -1,4 +1,8 @@
-"""Test environment: quiet, local-only services (Ray without auth, no telemetry)."""
+"""Test environment: quiet, local-only services (Ray without auth, no telemetry).
+
+One local Ray per test session (2 CPUs, no dashboard), started by the first test that asks
+for it; Ray-free tests never start it.
+"""
 
 from __future__ import annotations
 
@@ -9,3 +13,27 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.pop("RAY_ADDRESS", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def ray_executor(ray_session):
+    """A RayExecutor on the session's local Ray."""
+    from quantfleet.compute.ray import RayExecutor
+
+    ex = RayExecutor(workers=2)
+    yield ex
+    ex.close()

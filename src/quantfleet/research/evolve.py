@@ -23,7 +23,12 @@ from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import METRIC_NAMES
 from quantfleet.research.costs import Costs
 from quantfleet.research.genetic import GeneticSearcher
-from quantfleet.research.searcher import FALLBACK_FITNESS, evaluate_trials, run_search
+from quantfleet.research.searcher import (
+    FALLBACK_FITNESS,
+    evaluate_trials,
+    mean_over_assets,
+    run_search,
+)
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
@@ -129,11 +134,11 @@ def _out_of_sample(best, market, rows, split, metric, fee_rate, ppy, long_short,
             warm = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
             m = evaluate_trials(market, (trial.strategy, np.array([trial.params]), rows,
                                          fee_rate, ppy, long_short, split, market.n_bars, warm))
-            with np.errstate(all="ignore"):
-                vals = m[:, 0, :].mean(axis=0)
-            row[f"oos_{metric}"] = float(vals[k])
+            vals = [float(mean_over_assets(m[:, :1, j], name)[0])
+                    for j, name in enumerate(METRIC_NAMES)]
+            row[f"oos_{metric}"] = vals[k]
             for j, name in enumerate(METRIC_NAMES):
-                row[f"oos_mean_{name}"] = float(vals[j])
+                row[f"oos_mean_{name}"] = vals[j]
         out.append(row)
         if len(out) >= top:
             break

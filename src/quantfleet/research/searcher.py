@@ -274,13 +274,7 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
             if not isinstance(res, np.ndarray):
                 vals = np.full(len(idx), np.nan)
             else:
-                m = res[:, :, k]
-                if metric in _ZERO_WHEN_UNDEFINED:
-                    # a ratio is undefined (NaN) when an asset never trades: that asset earns 0
-                    m = np.where(np.isnan(m), 0.0, m)
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    vals = sign * np.nanmean(np.where(np.isfinite(m), m, np.nan), axis=0)
+                vals = sign * mean_over_assets(res[:, :, k], metric)
             for j, i in enumerate(idx):
                 f = vals[j]
                 if not math.isfinite(f):
@@ -314,6 +308,21 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     best_list = sorted(searcher.history, key=lambda tf: -tf[1])[:10] if hasattr(searcher, "history") else []
     return SearchResult(best=best_list, history=history, n_evaluations=n_eval,
                         n_failed=n_failed, n_cached=n_cached, state=searcher.state())
+
+
+def mean_over_assets(values: np.ndarray, metric: str) -> np.ndarray:
+    """Mean over assets (axis 0) of one metric, (assets, trials) -> (trials,).
+
+    A ratio that is undefined because a trial never trades on an asset (Sharpe of all-zero
+    returns) counts as 0 there; other undefined values are left out; NaN only when no asset
+    has a value.
+    """
+    m = values
+    if metric in _ZERO_WHEN_UNDEFINED:
+        m = np.where(np.isnan(m), 0.0, m)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.where(np.isfinite(m), m, np.nan), axis=0)
 
 
 def _safe(fn: Callable[..., Any], *args: Any) -> Any:

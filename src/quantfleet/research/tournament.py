@@ -136,7 +136,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
                keep_table: bool = True, baseline: bool = False,
                baseline_budget_s: float = 10.0,
-               checkpoint_dir: str | Path | None = None) -> TournamentResult:
+               checkpoint_dir: str | Path | None = None,
+               map_options: Mapping[str, Any] | None = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -148,6 +149,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         (strategy, asset, window), chunked by the executor
     out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
         ``oos_returns.parquet`` are written there
+    map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process (all of it, or an evenly
@@ -199,7 +201,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     else:
         results = executor.map(evaluate_window, items, shared=market, stage="tournament",
                                component=[it[0] for it in items],
-                               checkpoint_dir=checkpoint_dir)
+                               checkpoint_dir=checkpoint_dir, **dict(map_options or {}))
 
     out_dir = Path(out) if out is not None else None
     writer = None
