@@ -60,8 +60,9 @@ def parse_member(text: str) -> Member:
 
 
 @njit(cache=True)
-def _replay_kernel(r, positions, weights, fee_rate, ppy, start, out):
+def _replay_kernel(close, positions, weights, fee_rate, ppy, start, out):
     """Metrics of ensembles: weights (k, members) over positions (members, bars) of one asset."""
+    r = bar_returns(close)
     n = r.shape[0]
     m = positions.shape[0]
     for c in range(weights.shape[0]):
@@ -83,7 +84,7 @@ class SignalBook:
     members: list[Member]
     market: MarketData
     positions: np.ndarray
-    returns: np.ndarray  # (assets, bars) close-to-close returns
+    close: np.ndarray  # (assets, bars), contiguous rows
     start: int
     fee_rate: float
     ppy: float
@@ -113,9 +114,10 @@ class SignalBook:
                 _, _, p = strat.run_asset(market, a, params, ppy=ppy, long_short=long_short,
                                           positions=True)
                 pos[i, a] = p[0]
-        rets = np.stack([bar_returns(np.ascontiguousarray(market.close[a]))
-                         for a in range(market.n_assets)])
-        return cls(list(members), market, pos, rets, int(start), float(fee_rate),
+        # the close itself, not returns computed here: numba's cache can fail to hand a
+        # cached callee's array back to Python ("descr is NULL"), so returns stay in the kernel
+        close = np.ascontiguousarray(market.close, dtype=np.float64)
+        return cls(list(members), market, pos, close, int(start), float(fee_rate),
                    float(ppy if ppy is not None else market.periods_per_year),
                    time.perf_counter() - t0)
 
@@ -126,7 +128,7 @@ class SignalBook:
             raise QuantfleetError(f"weights have {w.shape[1]} columns for {len(self.members)} members")
         out = np.empty((self.positions.shape[1], w.shape[0], N_METRICS))
         for a in range(self.positions.shape[1]):
-            _replay_kernel(self.returns[a], np.ascontiguousarray(self.positions[:, a, :]), w,
+            _replay_kernel(self.close[a], np.ascontiguousarray(self.positions[:, a, :]), w,
                            self.fee_rate, self.ppy, self.start, out[a])
         return out
 
