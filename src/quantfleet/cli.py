@@ -429,6 +429,71 @@ def evolve(
         typer.echo(res.overfit["verdict"])
 
 
+@app.command()
+def portfolio(
+    data: Annotated[str, typer.Argument(help="Prices (dataset name, CSV/Parquet, synthetic:gbm?...) or a tournament's oos_returns.parquet / --out directory.")],
+    profiles: Annotated[str, typer.Option("--profiles", help="Comma-separated: hrp, herc, max_sharpe, min_variance, risk_parity, max_diversification, inverse_volatility, equal_weight.")] = "hrp,max_sharpe,min_variance,risk_parity,equal_weight",
+    kind: Annotated[str, typer.Option("--kind", help="auto|assets|strategies: what DATA holds.")] = "auto",
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets or strategy/asset columns (default: all).")] = None,
+    train: Annotated[int, typer.Option("--train", help="Train window in bars.")] = 252,
+    test: Annotated[int, typer.Option("--test", help="Test (holding) window in bars.")] = 10,
+    fee_bps: Annotated[float, typer.Option("--fee-bps", help="Cost per unit of traded weight at each rebalance, in basis points.")] = 0.0,
+    fixed_weights: Annotated[bool, typer.Option("--fixed-weights", help="Trade back to target every bar instead of buy-and-hold inside the window.")] = False,
+    covariance: Annotated[str, typer.Option("--covariance", help="empirical|ledoit_wolf|oas|shrunk|ew|gerber|denoise|detone")] = "empirical",
+    linkage: Annotated[str, typer.Option("--linkage", help="Linkage of hrp/herc: ward|single|complete|average|...")] = "ward",
+    risk_free_rate: Annotated[float, typer.Option("--risk-free-rate", help="Annual risk-free rate for max_sharpe.")] = 0.0,
+    min_weight: Annotated[float, typer.Option("--min-weight", help="Lower bound per asset.")] = 0.0,
+    max_weight: Annotated[float, typer.Option("--max-weight", help="Upper bound per asset.")] = 1.0,
+    periods_per_year: Ppy = None,
+    executor: Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for weights, returns, log, metrics, spans (Parquet) and run.json.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Walk-forward portfolio optimization of several profiles, in parallel on the executor."""
+    from quantfleet.portfolio import parse_profiles, rebalance, returns_matrix
+
+    if periods_per_year is not None and periods_per_year <= 0:
+        _fail(f"--periods-per-year must be > 0 (got {periods_per_year}); e.g. 252 for daily stocks")
+    profs = parse_profiles(profiles, covariance=covariance, linkage=linkage,
+                           risk_free_rate=risk_free_rate, min_weights=min_weight,
+                           max_weights=max_weight)
+    matrix = returns_matrix(data, _split(assets), kind=kind)
+    n_windows = max(0, (len(matrix.returns) - train) // max(test, 1))
+    ex = _executor(executor, workers, ray_address, n_items_hint=n_windows * len(profs),
+                   item_cost_s=0.03)
+    try:
+        res = rebalance(matrix, profs, train=train, test=test, fee_bps=fee_bps,
+                        drift=not fixed_weights, executor=ex, ppy=periods_per_year)
+    finally:
+        if ex is not None:
+            ex.close()
+    if out is not None:
+        res.write(out)
+    metrics = res.metrics.to_dict("records")
+    timing = res.timing().to_dict("records")
+    summary = {"source": matrix.provenance.get("source"), "kind": matrix.provenance.get("kind"),
+               "columns": len(matrix.columns), "rows": len(matrix.returns), "train": train,
+               "test": test, "windows": len(res.windows), "fee_bps": fee_bps,
+               "drift": not fixed_weights, "executor": res.provenance["executor"],
+               "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}
+    if as_json:
+        _print_json({**summary, "metrics": metrics, "timing": timing,
+                     "fallbacks": res.log[res.log["fallback"] != ""].to_dict("records")})
+        return
+    shown = ("profile", "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
+             "turnover_per_year", "costs", "fallbacks")
+    _print_rows([{k: m[k] for k in shown} for m in metrics],
+                title=f"Portfolio profiles, out of sample ({len(res.windows)} windows of "
+                      f"{train}/{test} bars, fees {fee_bps} bps)", skip=())
+    _print_rows(timing, title="Optimizer cost per window", skip=())
+    n_fb = int((res.log["fallback"] != "").sum())
+    typer.echo(f"{len(res.windows)} windows x {len(profs)} profiles in {res.wall_s:.1f} s on "
+               f"{summary['executor']}; {n_fb} fits used a fallback"
+               + (f"; results in {out}" if out else ""))
+
+
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
     if kind == "serial" and ray_address is None:
         return None

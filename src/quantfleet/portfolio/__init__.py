@@ -1,0 +1,41 @@
+"""Portfolios from assets or tournament winners: returns matrix, profiles, walk-forward rebalancing.
+
+skfolio is imported only when a profile is built or fitted, never by importing this package.
+"""
+
+from __future__ import annotations
+
+from quantfleet.portfolio.profiles import PROFILE_KINDS, Profile, fit_profile, parse_profiles
+from quantfleet.portfolio.rebalance import (
+    Allocation,
+    RebalanceResult,
+    optimize,
+    portfolio_returns,
+    rebalance,
+    walk_forward_windows,
+)
+from quantfleet.portfolio.returns import (
+    ReturnsMatrix,
+    from_assets,
+    from_strategies,
+    read_returns,
+    returns_matrix,
+)
+
+__all__ = [
+    "PROFILE_KINDS",
+    "Allocation",
+    "Profile",
+    "RebalanceResult",
+    "ReturnsMatrix",
+    "fit_profile",
+    "from_assets",
+    "from_strategies",
+    "optimize",
+    "parse_profiles",
+    "portfolio_returns",
+    "read_returns",
+    "rebalance",
+    "returns_matrix",
+    "walk_forward_windows",
+]

@@ -1,0 +1,413 @@
+"""Walk-forward rebalancing of several profiles at once, fanned out on an Executor.
+
+Each (profile, batch of windows) is one task; each window's fit leaves a timing Span. The
+driver resolves fallbacks in window order (so results do not depend on batching or the
+backend), then computes the out-of-sample portfolio returns, turnover, costs and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from quantfleet.errors import ConfigError, DataError
+from quantfleet.kernels.metrics import RETURN_METRIC_NAMES, metrics_from_returns
+from quantfleet.observe.spans import Span, SpanRecorder, SpanTimer
+from quantfleet.portfolio.profiles import Profile, fit_profile, inverse_volatility, parse_profiles
+from quantfleet.portfolio.returns import ReturnsMatrix, returns_matrix
+
+__all__ = [
+    "Allocation",
+    "RebalanceResult",
+    "fit_windows",
+    "optimize",
+    "portfolio_returns",
+    "rebalance",
+    "walk_forward_windows",
+]
+
+MAX_BATCH = 16
+"""Most windows per task (~0.5-1 s of the slower optimizers): keeps load balance and spans."""
+
+_HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every task shares: the returns, the profiles and the windows' train rows."""
+
+    values: np.ndarray  # float64 (rows, assets)
+    profiles: tuple[Profile, ...]
+    train_rows: np.ndarray  # int64 (windows, 2): [start, stop) of each train window
+    ppy: float
+    stage: str = "portfolio"
+
+
+def fit_windows(job: _Job, item: tuple[int, int, int]) -> list[tuple[Any, str, str, Span]]:
+    """The task body: fit profile ``item[0]`` on windows ``item[1]:item[2]``.
+
+    Returns one ``(weights or None, fallback, error, span)`` per window.
+    """
+    pi, lo, hi = item
+    p = job.profiles[pi]
+    import skfolio.optimization  # noqa: F401 - first import (~2 s) outside the timed fits
+
+    out: list[tuple[Any, str, str, Span]] = []
+    for k in range(lo, hi):
+        a, b = job.train_rows[k]
+        x = np.array(job.values[a:b], dtype=np.float64)  # writable copy (Ray's are read-only)
+        timer = SpanTimer()
+        w, fb, err = fit_profile(p, x, job.ppy)
+        span = timer.finish(stage=job.stage, component=f"portfolio.{p.name}",
+                            worker=str(os.getpid()), node=_HOST, items=1,
+                            ok=w is not None and fb == "", attempt=1)
+        out.append((w, fb, err, span))
+    return out
+
+
+def walk_forward_windows(n_rows: int, train: int, test: int) -> np.ndarray:
+    """Rolling windows as skfolio's ``WalkForward(train_size, test_size)`` cuts them.
+
+    Returns int64 (windows, 4): train_start, train_stop, test_start, test_stop (row indices,
+    stops exclusive). Window k trains on rows ``[k*test, k*test+train)`` and holds over the
+    next ``test`` rows; trailing rows that do not fill a whole test window are not traded.
+    """
+    for name, v in (("train", train), ("test", test)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ConfigError(f"{name} must be a whole number of bars >= 1 (got {v!r}); "
+                              f"e.g. train=252, test=10 for daily data")
+    if train < 2:
+        raise ConfigError(f"train must be >= 2 bars to estimate a covariance (got {train}); "
+                          f"typical values 126-756 for daily data")
+    n = (n_rows - train) // test
+    if n < 1:
+        raise DataError(f"{n_rows} rows of returns cannot hold one window of train={train} + "
+                        f"test={test} bars; use shorter windows or more history")
+    k = np.arange(n, dtype=np.int64) * test
+    return np.stack([k, k + train, k + train, k + train + test], axis=1)
+
+
+def _batch_size(n_windows: int, n_profiles: int, workers: int) -> int:
+    per_profile = max(1, math.ceil(4 * workers / max(1, n_profiles)))
+    return int(min(MAX_BATCH, max(1, math.ceil(n_windows / per_profile))))
+
+
+def _run_fits(job: _Job, executor: Any, batch: int | None) -> tuple[list[list[tuple]], Any, str]:
+    """Every (profile, window) fit on the executor; per profile, one record per window."""
+    from quantfleet.compute import Failed, SerialExecutor
+
+    own = executor is None
+    ex = SerialExecutor() if own else executor
+    n_w, n_p = len(job.train_rows), len(job.profiles)
+    try:
+        size = batch if batch is not None else _batch_size(n_w, n_p, ex.workers)
+        if isinstance(size, bool) or int(size) < 1:
+            raise ConfigError(f"batch must be >= 1 window per task (got {batch!r})")
+        size = int(size)
+        items = [(pi, lo, min(lo + size, n_w)) for lo in range(0, n_w, size)
+                 for pi in range(n_p)]
+        per: list[list[tuple]] = [[None] * n_w for _ in range(n_p)]  # type: ignore[list-item]
+        labels = [f"portfolio.{job.profiles[pi].name}" for pi, _, _ in items]
+        results = ex.map(fit_windows, items, job, stage=job.stage, component=labels,
+                         chunk_size=1)
+        for (pi, lo, hi), res in zip(items, results, strict=True):
+            if isinstance(res, Failed):
+                for k in range(lo, hi):
+                    per[pi][k] = (None, "failed", f"task failed: {res.error_type}: "
+                                  f"{res.message}"[:300], None)
+            else:
+                per[pi][lo:hi] = res
+        return per, ex.summary, ex.name
+    finally:
+        if own:
+            ex.close()
+
+
+def _resolve(job: _Job, records: list[tuple]) -> tuple[np.ndarray, list[str], list[str]]:
+    """Weights per window after the fallback chain's driver-side steps: previous window's
+    weights, else inverse volatility of the train window."""
+    n_w = len(records)
+    n_a = job.values.shape[1]
+    W = np.empty((n_w, n_a))
+    fbs: list[str] = []
+    errs: list[str] = []
+    prev: np.ndarray | None = None
+    for k, (w, fb, err, _) in enumerate(records):
+        if w is None:
+            if prev is not None:
+                w, fb = prev, "previous"
+            else:
+                a, b = job.train_rows[k]
+                w, fb = inverse_volatility(job.values[a:b]), "inverse_volatility"
+        W[k] = w
+        prev = W[k]
+        fbs.append(fb)
+        errs.append(err)
+    return W, fbs, errs
+
+
+def portfolio_returns(values: np.ndarray, weights: np.ndarray, test_rows: np.ndarray,
+                      fee_rate: float = 0.0, drift: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-sample returns of a walk-forward allocation.
+
+    At the start of each test window the book trades to ``weights[k]`` (from cash before the
+    first window). With ``drift=True`` the holdings then drift with prices until the next
+    rebalance (buy and hold inside the window); with ``drift=False`` they are traded back to
+    ``weights[k]`` at every bar (fixed weights, skfolio's convention). A trade of
+    ``sum |w_target - w_held|`` costs ``fee_rate`` times that fraction of equity, booked in the
+    return of the first bar held after it: ``r_p = (1 + w_held . r) * (1 - fee_rate * traded) - 1``.
+
+    Parameters
+    ----------
+    values : float64 (rows, assets) simple returns
+    weights : float64 (windows, assets) target weights, each summing to 1
+    test_rows : int (windows, 2) [start, stop) rows each window holds
+    fee_rate : fee per unit of traded weight (fee_bps / 1e4)
+    drift : buy and hold inside the window (True) or fixed weights (False)
+
+    Returns ``(returns (sum of test lengths,), turnover (windows,), costs (windows,))``;
+    turnover and costs of a window include the trades back to target inside it when
+    ``drift=False``.
+    """
+    n_w, n_a = weights.shape
+    lengths = test_rows[:, 1] - test_rows[:, 0]
+    out = np.empty(int(lengths.sum()))
+    turnover = np.zeros(n_w)
+    costs = np.zeros(n_w)
+    held = np.zeros(n_a)  # cash before the first window
+    pos = 0
+    for k in range(n_w):
+        target = weights[k]
+        a, b = int(test_rows[k, 0]), int(test_rows[k, 1])
+        for t in range(a, b):
+            traded = 0.0
+            if t == a or not drift:
+                traded = float(np.abs(target - held).sum())
+                held = target.copy()
+            r = values[t]
+            gross = float(held @ r)
+            fee = fee_rate * traded
+            out[pos] = (1.0 + gross) * (1.0 - fee) - 1.0
+            turnover[k] += traded
+            costs[k] += fee
+            pos += 1
+            growth = 1.0 + gross
+            held = held * (1.0 + r) / growth if growth > 0.0 else np.zeros(n_a)
+    return out, turnover, costs
+
+
+@dataclass
+class Allocation:
+    """One fit of every profile on the whole returns matrix.
+
+    weights : DataFrame (profile, asset); log : DataFrame (profile: fallback, error, fit_s)
+    """
+
+    weights: pd.DataFrame
+    log: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+    spans: SpanRecorder = field(default_factory=SpanRecorder)
+
+
+def _prepare(returns: Any, profiles: Any, ppy: float | None,
+             **settings: Any) -> tuple[ReturnsMatrix, list[Profile], float]:
+    rm = returns_matrix(returns)
+    profs = parse_profiles(profiles, **settings)
+    ppy = float(ppy) if ppy is not None else rm.periods_per_year
+    if not ppy > 0:
+        raise ConfigError(f"ppy (periods per year) must be > 0 (got {ppy}); e.g. 252")
+    return rm, profs, ppy
+
+
+def optimize(returns: Any, profiles: Any, *, executor: Any = None, ppy: float | None = None,
+             **settings: Any) -> Allocation:
+    """Fit every profile once on all rows of ``returns``, one task per profile.
+
+    Parameters
+    ----------
+    returns : ReturnsMatrix, MarketData, an oos_returns DataFrame or a path (see returns_matrix)
+    profiles : "hrp,max_sharpe", a list of names / dicts / Profiles
+    executor : a quantfleet Executor (default: serial in this process)
+    ppy : periods per year (default: from the returns' timestamps)
+    settings : Profile settings applied to profiles given by name
+    """
+    rm, profs, ppy = _prepare(returns, profiles, ppy, **settings)
+    values = rm.values()
+    job = _Job(values, tuple(profs), np.array([[0, len(values)]], dtype=np.int64), ppy)
+    per, _, name = _run_fits(job, executor, 1)
+    rows, log, spans = [], [], SpanRecorder()
+    for p, recs in zip(profs, per, strict=True):
+        W, fbs, errs = _resolve(job, recs)
+        rows.append(W[0])
+        span = recs[0][3]
+        if span is not None:
+            spans.add(span)
+        log.append({"profile": p.name, "fallback": fbs[0], "error": errs[0],
+                    "fit_s": span.duration if span is not None else math.nan})
+    weights = pd.DataFrame(np.array(rows), index=pd.Index([p.name for p in profs], name="profile"),
+                           columns=rm.columns)
+    prov = {"returns": rm.provenance, "profiles": [p.to_dict() for p in profs], "ppy": ppy,
+            "executor": name}
+    return Allocation(weights, pd.DataFrame(log), prov, spans)
+
+
+@dataclass
+class RebalanceResult:
+    """A walk-forward of several profiles.
+
+    Attributes
+    ----------
+    profiles : the Profiles run
+    windows : DataFrame, one row per window: train_start, train_end, test_start, test_end
+        (timestamps, ends inclusive)
+    weights : profile name -> DataFrame (test_start timestamp, asset) of the weights bought
+    returns : DataFrame (timestamp, profile) of net out-of-sample portfolio returns
+    log : DataFrame, one row per (profile, window): fallback, error, turnover, cost, fit_s
+    metrics : DataFrame, one row per profile (total_return ... calmar, turnover, costs, ...)
+    spans : one Span per (profile, window) fit, component ``portfolio.<profile>``
+    provenance : returns provenance and every setting, JSON-ready
+    """
+
+    profiles: list[Profile]
+    windows: pd.DataFrame
+    weights: dict[str, pd.DataFrame]
+    returns: pd.DataFrame
+    log: pd.DataFrame
+    metrics: pd.DataFrame
+    spans: SpanRecorder
+    provenance: dict[str, Any]
+    matrix: ReturnsMatrix | None = None
+    wall_s: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def timing(self) -> pd.DataFrame:
+        """Per profile: windows fitted, total / mean / median / p95 fit time, CPU seconds."""
+        rows = []
+        by: dict[str, list[Span]] = {}
+        for s in self.spans:
+            by.setdefault(s.component.removeprefix("portfolio."), []).append(s)
+        for p in self.profiles:
+            sp = by.get(p.name, [])
+            d = np.array([s.duration for s in sp]) if sp else np.array([np.nan])
+            rows.append({"profile": p.name, "windows": len(sp), "fit_s": float(np.nansum(d)),
+                         "mean_ms": float(np.nanmean(d) * 1e3),
+                         "median_ms": float(np.nanmedian(d) * 1e3),
+                         "p95_ms": float(np.nanpercentile(d, 95) * 1e3),
+                         "cpu_s": float(sum(s.cpu_s for s in sp))})
+        return pd.DataFrame(rows)
+
+    def weights_long(self) -> pd.DataFrame:
+        """Every weight in one table: profile, test_start, then one column per asset."""
+        parts = [w.reset_index().assign(profile=name) for name, w in self.weights.items()]
+        df = pd.concat(parts, ignore_index=True)
+        return df[["profile", *[c for c in df.columns if c != "profile"]]]
+
+    def write(self, out_dir: str | Path) -> Path:
+        """weights.parquet, returns.parquet, log.parquet, metrics.parquet, spans.parquet,
+        windows.parquet, returns_matrix.parquet (with provenance) and run.json."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.weights_long().to_parquet(out / "weights.parquet", index=False)
+        self.returns.to_parquet(out / "returns.parquet")
+        self.log.to_parquet(out / "log.parquet", index=False)
+        self.metrics.to_parquet(out / "metrics.parquet", index=False)
+        self.windows.to_parquet(out / "windows.parquet", index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(self.spans.to_arrow(), out / "spans.parquet")
+        if self.matrix is not None:
+            self.matrix.to_parquet(out / "returns_matrix.parquet")
+        run = {**self.provenance, "wall_s": self.wall_s, "summary": self.summary,
+               "metrics": self.metrics.to_dict("records")}
+        (out / "run.json").write_text(json.dumps(run, indent=1, default=_json_default))
+        return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float | np.floating) and not math.isfinite(o):
+        return None
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def rebalance(returns: Any, profiles: Any, *, train: int = 252, test: int = 10,
+              fee_bps: float = 0.0, drift: bool = True, executor: Any = None,
+              ppy: float | None = None, batch: int | None = None,
+              **settings: Any) -> RebalanceResult:
+    """Walk-forward optimization of every profile: fit on ``train`` rows, hold ``test`` rows.
+
+    Parameters
+    ----------
+    returns : ReturnsMatrix, MarketData, an oos_returns DataFrame or a path (see returns_matrix)
+    profiles : "hrp,max_sharpe", a list of names / dicts / Profiles
+    train, test : window lengths in rows of returns (bars)
+    fee_bps : cost per unit of traded weight, in basis points, at every rebalance (drift
+        included, see :func:`portfolio_returns`)
+    drift : buy and hold inside each test window (default) or fixed weights each bar
+    executor : a quantfleet Executor (default: serial in this process); every (profile,
+        batch of windows) is one task
+    ppy : periods per year (default: from the returns' timestamps)
+    batch : windows per task (default: up to 16, at least ~4 tasks per worker)
+    settings : Profile settings applied to profiles given by name (covariance, linkage,
+        risk_free_rate, min_weights, max_weights, solver)
+    """
+    t0 = time.perf_counter()
+    if not isinstance(fee_bps, (int, float)) or isinstance(fee_bps, bool) or not (
+            math.isfinite(fee_bps) and fee_bps >= 0):
+        raise ConfigError(f"fee_bps must be a finite number >= 0 (got {fee_bps!r}); e.g. 5")
+    rm, profs, ppy = _prepare(returns, profiles, ppy, **settings)
+    values = rm.values()
+    rows = walk_forward_windows(len(values), train, test)
+    job = _Job(values, tuple(profs), np.ascontiguousarray(rows[:, :2]), ppy)
+    per, summary, ex_name = _run_fits(job, executor, batch)
+
+    ts = rm.returns.index
+    test_start = pd.DatetimeIndex(ts[rows[:, 2]], name="test_start")
+    windows = pd.DataFrame({"window": np.arange(len(rows)), "train_start": ts[rows[:, 0]],
+                            "train_end": ts[rows[:, 1] - 1], "test_start": ts[rows[:, 2]],
+                            "test_end": ts[rows[:, 3] - 1]})
+    oos_index = pd.DatetimeIndex(ts[rows[0, 2]:rows[-1, 3]], name="timestamp")
+    fee_rate = float(fee_bps) / 1e4
+    weights, rets, logs, mets = {}, {}, [], []
+    spans = SpanRecorder()
+    for p, recs in zip(profs, per, strict=True):
+        W, fbs, errs = _resolve(job, recs)
+        r, turn, cost = portfolio_returns(values, W, rows[:, 2:], fee_rate, drift)
+        weights[p.name] = pd.DataFrame(W, index=test_start, columns=rm.columns)
+        rets[p.name] = r
+        fit_s = []
+        for rec in recs:
+            if rec[3] is not None:
+                spans.add(rec[3])
+            fit_s.append(rec[3].duration if rec[3] is not None else math.nan)
+        logs.append(pd.DataFrame({"profile": p.name, "window": np.arange(len(rows)),
+                                  "test_start": test_start, "fallback": fbs, "error": errs,
+                                  "turnover": turn, "cost": cost, "fit_s": fit_s}))
+        m = dict(zip(RETURN_METRIC_NAMES, metrics_from_returns(r, ppy).tolist(), strict=True))
+        years = len(r) / ppy
+        mets.append({"profile": p.name, **m, "turnover": float(turn.sum()),
+                     "turnover_per_year": float(turn.sum() / years) if years > 0 else math.nan,
+                     "costs": float(cost.sum()), "windows": len(rows),
+                     "fallbacks": int(sum(1 for f in fbs if f)),
+                     "fit_s": float(np.nansum(fit_s))})
+    returns_df = pd.DataFrame(rets, index=oos_index)
+    prov = {"returns": rm.provenance, "profiles": [p.to_dict() for p in profs], "train": train,
+            "test": test, "fee_bps": float(fee_bps), "drift": drift, "ppy": ppy,
+            "windows": len(rows), "executor": ex_name, "batch": batch}
+    return RebalanceResult(
+        profiles=profs, windows=windows, weights=weights, returns=returns_df,
+        log=pd.concat(logs, ignore_index=True), metrics=pd.DataFrame(mets), spans=spans,
+        provenance=prov, matrix=rm, wall_s=time.perf_counter() - t0,
+        summary=summary.to_dict() if summary is not None else {},
+    )
