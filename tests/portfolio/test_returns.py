@@ -16,7 +16,6 @@ from quantfleet.portfolio import (
 
 
 def _market(close: np.ndarray) -> MarketData:
-    ts = np.arange("2020-01-01", close.shape[1], dtype="datetime64[D]").astype("datetime64[ns]")
     ts = np.datetime64("2020-01-01", "ns") + np.arange(close.shape[1]) * np.timedelta64(1, "D")
     return MarketData(timestamps=ts, assets=tuple(f"A{i}" for i in range(close.shape[0])),
                       close=close, source="test")
