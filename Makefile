@@ -49,6 +49,10 @@ test: $(TEST_STAMP) $(NUMBA_STAMP) lint
 bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	bash bench/setup.sh
 	$(BENCH_VENV)/bin/python bench/run.py
+	@# executors, GA and replay (project venv; ~6 min; BENCH_FLAGS=--quick for a ~2 min smoke run)
+	$(PY) bench/tournament_bench.py $(BENCH_FLAGS)
+	$(PY) bench/ga_bench.py $(BENCH_FLAGS)
+	$(PY) bench/replay_bench.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build src/*.egg-info
