@@ -168,6 +168,9 @@ class RayExecutor(BaseExecutor):
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._owns = False
         if not ray.is_initialized():
+            # Ray starts its workers at nice 15: on a shared machine they then lose the CPU to
+            # everything else and a parallel run can be slower than serial
+            os.environ.setdefault("RAY_worker_niceness", "0")
             kw = dict(init_kwargs or {})
             try:
                 if address:
