@@ -102,29 +102,53 @@ def evaluate_window(market: MarketData, item: tuple) -> dict[str, Any]:
     return {"is": is_m, "oos": oos_m, "best": best, "returns": rets[0]}
 
 
-def _rows(strat: Strategy, market: MarketData, asset: int, w: Window, params_json: list[str],
-          res: Mapping[str, Any]):
-    import pyarrow as pa
+class _RowBuffer:
+    """Collects finished items and turns every ``flush_at`` of them into one Arrow table
+    (a table per item costs the driver more than the backtests of small windows)."""
 
-    n = len(params_json)
-    ts = market.timestamps
-    sel = np.zeros(n, dtype=bool)
-    sel[res["best"]] = True
-    cols: dict[str, Any] = {
-        "strategy": pa.array([strat.name] * n, pa.string()),
-        "asset": pa.array([market.assets[asset]] * n, pa.string()),
-        "window": pa.array(np.full(n, w.index, dtype=np.int32)),
-        "train_start": pa.array(np.repeat(ts[w.train_start], n)),
-        "test_start": pa.array(np.repeat(ts[w.test_start], n)),
-        "test_end": pa.array(np.repeat(ts[w.test_end - 1], n)),
-        "combo": pa.array(np.arange(n, dtype=np.int32)),
-        "params": pa.array(params_json, pa.string()),
-        "selected": pa.array(sel),
-    }
-    for prefix, m in (("is_", res["is"]), ("oos_", res["oos"])):
-        for k, name in enumerate(METRIC_NAMES):
-            cols[prefix + name] = pa.array(m[:, k])
-    return pa.table(cols)
+    def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
+                 flush_at: int = 256) -> None:
+        self.market = market
+        self.params_json = params_json
+        self.flush_at = flush_at
+        self.parts: list[tuple[str, int, Window, Mapping[str, Any]]] = []
+
+    def add(self, name: str, asset: int, w: Window, res: Mapping[str, Any]):
+        self.parts.append((name, asset, w, res))
+        return self.flush() if len(self.parts) >= self.flush_at else None
+
+    def flush(self):
+        import pyarrow as pa
+
+        if not self.parts:
+            return None
+        ts = self.market.timestamps
+        counts = [len(self.params_json[p[0]]) for p in self.parts]
+        n = sum(counts)
+        rep = np.repeat
+        sel = np.zeros(n, dtype=bool)
+        off = np.cumsum([0, *counts[:-1]])
+        for o, p in zip(off, self.parts, strict=True):
+            sel[o + p[3]["best"]] = True
+        cols: dict[str, Any] = {
+            "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
+            "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
+                              pa.string()),
+            "window": pa.array(rep(np.array([p[2].index for p in self.parts], np.int32), counts)),
+            "train_start": pa.array(rep(ts[[p[2].train_start for p in self.parts]], counts)),
+            "test_start": pa.array(rep(ts[[p[2].test_start for p in self.parts]], counts)),
+            "test_end": pa.array(rep(ts[[p[2].test_end - 1 for p in self.parts]], counts)),
+            "combo": pa.array(np.concatenate([np.arange(c, dtype=np.int32) for c in counts])),
+            "params": pa.array([j for p in self.parts for j in self.params_json[p[0]]],
+                               pa.string()),
+            "selected": pa.array(sel),
+        }
+        for prefix, part in (("is_", "is"), ("oos_", "oos")):
+            m = np.concatenate([p[3][part] for p in self.parts])
+            for k, name in enumerate(METRIC_NAMES):
+                cols[prefix + name] = pa.array(m[:, k])
+        self.parts = []
+        return pa.table(cols)
 
 
 def tournament(market: MarketData, strategies: Sequence[str], *,
@@ -199,9 +223,13 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     if executor is None:
         results: Iterator[Any] = (evaluate_window(market, it) for it in items)
     else:
+        opts = dict(map_options or {})
+        # explicit chunks (about 8 tasks per worker): the executor's own probe would time a
+        # cold first item (numba cache load) and cut the work into single-item tasks
+        opts.setdefault("chunk_size", max(1, math.ceil(len(items) / (8 * max(executor.workers, 1)))))
         results = executor.map(evaluate_window, items, shared=market, stage="tournament",
                                component=[it[0] for it in items],
-                               checkpoint_dir=checkpoint_dir, **dict(map_options or {}))
+                               checkpoint_dir=checkpoint_dir, **opts)
 
     out_dir = Path(out) if out is not None else None
     writer = None
@@ -211,29 +239,36 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     n_bt = 0
     stitched: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     summary: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    buffer = _RowBuffer(market, params_json)
+    k = METRIC_NAMES.index(metric)
+
+    def emit(tbl: Any) -> None:
+        nonlocal writer, n_rows
+        if tbl is None:
+            return
+        n_rows += tbl.num_rows
+        if out_dir is not None:
+            if writer is None:
+                import pyarrow.parquet as pq
+
+                out_dir.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(out_dir / "results.parquet.partial", tbl.schema)
+            writer.write_table(tbl)
+        if keep_table or out_dir is None:
+            tables.append(tbl)
+
     try:
         for it, res in zip(items, results, strict=True):
             name, a, params, w = it[0], it[1], it[2], it[3]
             if not isinstance(res, dict):
                 failed.append(res)
                 continue
-            strat = get(name)
-            tbl = _rows(strat, market, a, w, params_json[name], res)
-            n_rows += tbl.num_rows
             n_bt += 2 * params.shape[0] + 1
             key = (name, market.assets[a])
             stitched.setdefault(key, {})[w.index] = res["returns"]
-            k = METRIC_NAMES.index(metric)
             summary.setdefault(key, []).append((res["is"][res["best"], k], res["oos"][res["best"], k]))
-            if out_dir is not None:
-                if writer is None:
-                    import pyarrow.parquet as pq  # noqa: F811
-
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(out_dir / "results.parquet.partial", tbl.schema)
-                writer.write_table(tbl)
-            if keep_table or out_dir is None:
-                tables.append(tbl)
+            emit(buffer.add(name, a, w, res))
+        emit(buffer.flush())
     finally:
         if writer is not None:
             writer.close()
@@ -253,15 +288,15 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     # stitched out-of-sample returns of the selected parameters, and the leaderboard
     ts = market.timestamps
-    oos = pd.DataFrame(index=pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end],
-                                              name="timestamp"))
+    index = pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end], name="timestamp")
+    columns: dict[str, np.ndarray] = {}
     board = []
     for key, parts in stitched.items():
-        series = np.full(len(oos), np.nan)
+        series = np.full(len(index), np.nan)
         for wi, r in parts.items():
             w = windows[wi]
             series[w.test_start - windows[0].test_start: w.test_end - windows[0].test_start] = r
-        oos[f"{key[0]}/{key[1]}"] = series
+        columns[f"{key[0]}/{key[1]}"] = series
         r = series[np.isfinite(series)]
         eq = np.cumprod(1.0 + r)
         sd = r.std(ddof=1) if r.size > 1 else np.nan
@@ -275,6 +310,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             f"mean_is_{metric}": float(np.nanmean(pairs[:, 0])) if np.isfinite(pairs[:, 0]).any() else np.nan,
             f"mean_oos_{metric}": float(np.nanmean(pairs[:, 1])) if np.isfinite(pairs[:, 1]).any() else np.nan,
         })
+    oos = pd.DataFrame(columns, index=index)
     leaderboard = pd.DataFrame(board)
     if len(leaderboard):
         leaderboard = leaderboard.sort_values(["oos_sharpe", "strategy", "asset"],
