@@ -494,6 +494,84 @@ def portfolio(
                + (f"; results in {out}" if out else ""))
 
 
+@app.command()
+def profile(
+    run: Annotated[str, typer.Argument(help="Run directory holding spans.parquet and run.json.")],
+    top: Annotated[int, typer.Option("--top", help="Components shown in the heatmap.")] = 8,
+    as_json: AsJson = False,
+) -> None:
+    """Where a run's time went: stage x component heatmap, bottlenecks, speedup."""
+    from quantfleet.observe.heatmap import bottlenecks, format_profile, heatmap, utilisation
+    from quantfleet.observe.speedup import explain_speedup, load_run
+
+    if top < 1:
+        _fail(f"--top must be >= 1 (got {top})")
+    r = load_run(run)
+    if not as_json:
+        typer.echo(format_profile(r.spans, r.wall_s, r.workers, r.baseline, top=top,
+                                  title=f"{run} ({r.executor or 'executor?'})"))
+        return
+    hm = heatmap(r.spans)
+    sp = explain_speedup(r.spans, r.wall_s, r.workers, r.baseline)
+    util = utilisation(r.spans, bins=1, wall_s=r.wall_s)
+    _print_json({"run": str(run), "executor": r.executor, "wall_s": r.wall_s,
+                 "workers": r.workers, "spans": len(r.spans),
+                 "heatmap": {str(i): {str(c): float(v) for c, v in row.items()}
+                             for i, row in hm.iterrows()},
+                 "utilisation": {str(w): float(u) for w, u in util.iloc[:, 0].items()}
+                 if not util.empty else {},
+                 "bottlenecks": [f.to_dict() for f in bottlenecks(r.spans, r.wall_s, r.baseline,
+                                                                  workers=r.workers)],
+                 "speedup": {k: v for k, v in sp.items() if k != "text"}})
+
+
+@app.command()
+def cost(
+    run: Annotated[str, typer.Argument(help="Run directory holding spans.parquet and run.json.")],
+    instance: Annotated[str, typer.Option("--instance", help="Instance type from the catalog, e.g. c7i.2xlarge, c3-standard-8, F8s_v2.")] = "c7i.2xlarge",
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Node count (default: a table for 1, 2, 4, ..., 32).")] = None,
+    spot: Annotated[bool, typer.Option("--spot", help="Spot prices instead of on-demand.")] = False,
+    laptop_usd_per_h: Annotated[float, typer.Option("--laptop-usd-per-h", help="Cost of the local machine per hour (0: marginal).")] = 0.0,
+    as_json: AsJson = False,
+) -> None:
+    """What the run would cost, and how long it would take, on N cloud nodes."""
+    from quantfleet.observe import cost as qc
+    from quantfleet.observe.speedup import load_run
+
+    if nodes is not None and nodes < 1:
+        _fail(f"--nodes must be >= 1 (got {nodes})")
+    if laptop_usd_per_h < 0:
+        _fail(f"--laptop-usd-per-h must be >= 0 (got {laptop_usd_per_h})")
+    catalog = qc.load_catalog()
+    inst = qc.get_instance(instance, catalog)
+    r = load_run(run)
+    inputs = qc.run_inputs(r.spans, r.wall_s, r.workers)
+    counts = [nodes] if nodes is not None else list(qc.DEFAULT_NODES)
+    table = qc.what_if(**inputs, instance=inst["name"], nodes=counts, spot=spot,
+                    laptop_usd_per_h=laptop_usd_per_h, catalog=catalog)
+    be = qc.break_even(**inputs, instance=inst["name"], nodes=counts, spot=spot,
+                    laptop_usd_per_h=laptop_usd_per_h, catalog=catalog)
+    prices = {k: catalog[k] for k in ("version", "date", "source")}
+    if as_json:
+        _print_json({"run": str(run), "inputs": inputs, "instance": inst, "spot": spot,
+                     "catalog": prices, "table": table.to_dict("records"), "break_even": be})
+        return
+    shown = [{"nodes": "local" if t["nodes"] == 0 else t["nodes"], "workers": t["workers"],
+              "wall_s": t["wall_s"], "speedup": t["speedup"], "billed_s": t["billed_s"],
+              "cost_usd": t["cost_usd"]} for t in table.to_dict("records")]
+    _print_rows(shown,
+                title=f"{inst['name']} ({inst['vcpus']} vCPU, {inst.get('provider', '')} "
+                      f"{'spot' if spot else 'on-demand'} ${table['usd_per_h'].iloc[-1]:.4g}/h)",
+                skip=())
+    if be["best_nodes"] is None:
+        typer.echo("No node count is faster than the local run.")
+    else:
+        typer.echo(f"Most time saved per dollar: {be['best_nodes']} node(s), "
+                   f"${be['best_usd_per_hour_saved']:.3g} per hour of waiting saved.")
+    typer.echo(f"Prices: catalog v{catalog['version']} of {catalog['date']}, approximate "
+               f"list prices (see quantfleet/observe/instances.json 'source').")
+
+
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
     if kind == "serial" and ray_address is None:
         return None

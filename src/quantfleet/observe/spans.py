@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -98,15 +98,24 @@ class SpanTimer:
 
 
 class SpanRecorder:
-    """Collects spans on the driver, in arrival order; converts to dicts, Arrow or pandas."""
+    """Collects spans on the driver, in arrival order; converts to dicts, Arrow or pandas.
 
-    def __init__(self, spans: Iterable[Span] = ()) -> None:
+    ``on_add``: optional callable invoked with each span as it is added (a live feed, e.g.
+    ``observe.metrics.RunMetrics``); not called for the initial ``spans``. An exception it
+    raises propagates to the caller of ``add``.
+    """
+
+    def __init__(self, spans: Iterable[Span] = (),
+                 on_add: Callable[[Span], Any] | None = None) -> None:
         self._spans: list[Span] = list(spans)
+        self.on_add = on_add
 
     def add(self, span: Span) -> None:
         if not isinstance(span, Span):
             raise TypeError(f"SpanRecorder.add expects a Span, got {type(span).__name__}")
         self._spans.append(span)
+        if self.on_add is not None:
+            self.on_add(span)
 
     def extend(self, spans: Iterable[Span]) -> None:
         for s in spans:

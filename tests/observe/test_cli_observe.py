@@ -1,0 +1,78 @@
+"""`quantfleet profile` and `quantfleet cost` on a run directory, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from quantfleet.observe.speedup import save_run
+from tests.observe.spanset import decomposition_case
+
+
+def qf(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "quantfleet.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("obs") / "run1"
+    save_run(d, decomposition_case(), 10.0, 2, "processes",
+             {"baseline_kind": "measured", "serial_s": 7.0})
+    return str(d)
+
+
+def test_profile_text_and_json(run_dir):
+    p = qf("profile", run_dir)
+    assert p.returncode == 0, p.stderr
+    assert "Time by stage × component" in p.stdout and "Bottlenecks" in p.stdout
+    assert "0.70× on 2 workers" in p.stdout
+    p = qf("profile", run_dir, "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["workers"] == 2 and out["spans"] == 7
+    assert out["heatmap"]["sweep"]["sma_cross"] == pytest.approx(5.5)
+    assert out["speedup"]["loss_seconds"]["serial"] == pytest.approx(5.0)
+    first = out["bottlenecks"][0]
+    assert (first["kind"], first["subject"]) == ("component", "sma_cross")  # 6.5 of 20 s
+    assert out["bottlenecks"][1]["kind"] == "serial"  # 5 of 20 worker-seconds
+
+
+def test_cost_table_and_json(run_dir):
+    p = qf("cost", run_dir, "--instance", "c7i.xlarge")
+    assert p.returncode == 0, p.stderr
+    assert "c7i.xlarge" in p.stdout and "catalog v1" in p.stdout
+    p = qf("cost", run_dir, "--instance", "F8s_v2", "--nodes", "4", "--spot", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["instance"]["name"] == "F8s_v2" and out["spot"] is True
+    assert [r["nodes"] for r in out["table"]] == [0, 4]
+    assert out["table"][1]["usd_per_h"] == out["instance"]["spot_usd_h"]
+    assert out["catalog"]["date"] and out["inputs"]["workers_local"] == 2
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("cost", "RUN", "--instance", "c7i.2xlarg"),
+     "error: unknown instance type 'c7i.2xlarg'; did you mean c7i.2xlarge"),
+    (("cost", "RUN", "--nodes", "0"), "error: --nodes must be >= 1 (got 0)"),
+    (("profile", "MISSING"), "no such directory"),
+    (("cost", "MISSING"), "no such directory"),
+    (("profile", "RUN", "--top", "0"), "error: --top must be >= 1"),
+])
+def test_bad_input_one_line_exit_2(run_dir, tmp_path, args, msg):
+    args = tuple(run_dir if a == "RUN" else str(tmp_path / "nope") if a == "MISSING" else a
+                 for a in args)
+    p = qf(*args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0], p.stderr
+
+
+def test_run_dir_without_spans(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"wall_s": 1.0}))
+    p = qf("profile", str(tmp_path))
+    assert p.returncode == 2 and "spans.parquet is missing" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
