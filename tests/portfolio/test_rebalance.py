@@ -87,7 +87,8 @@ def test_forced_solver_failure_falls_back_without_crashing(small):
 def test_spans_one_per_profile_window(small):
     res = rebalance(small, "hrp,equal_weight", train=TRAIN, test=TEST, batch=3)
     comps = [s.component for s in res.spans]
-    assert sorted(comps) == sorted(["portfolio.hrp"] * 4 + ["portfolio.equal_weight"] * 4)
+    assert sorted(comps) == sorted([f"portfolio.hrp/w:{k}" for k in range(4)]
+                                   + [f"portfolio.equal_weight/w:{k}" for k in range(4)])
     assert all(s.items == 1 and s.stage == "portfolio" for s in res.spans)
     t = res.timing().set_index("profile")
     assert t.loc["hrp", "windows"] == 4 and t.loc["hrp", "fit_s"] > 0

@@ -67,7 +67,7 @@ def fit_windows(job: _Job, item: tuple[int, int, int]) -> list[tuple[Any, str, s
         x = np.array(job.values[a:b], dtype=np.float64)  # writable copy (Ray's are read-only)
         timer = SpanTimer()
         w, fb, err = fit_profile(p, x, job.ppy)
-        span = timer.finish(stage=job.stage, component=f"portfolio.{p.name}",
+        span = timer.finish(stage=job.stage, component=f"portfolio.{p.name}/w:{k}",
                             worker=str(os.getpid()), node=_HOST, items=1,
                             ok=w is not None and fb == "", attempt=1)
         out.append((w, fb, err, span))
@@ -274,7 +274,7 @@ class RebalanceResult:
     returns : DataFrame (timestamp, profile) of net out-of-sample portfolio returns
     log : DataFrame, one row per (profile, window): fallback, error, turnover, cost, fit_s
     metrics : DataFrame, one row per profile (total_return ... calmar, turnover, costs, ...)
-    spans : one Span per (profile, window) fit, component ``portfolio.<profile>``
+    spans : one Span per (profile, window) fit, component ``portfolio.<profile>/w:<window>``
     provenance : returns provenance and every setting, JSON-ready
     """
 
@@ -295,7 +295,7 @@ class RebalanceResult:
         rows = []
         by: dict[str, list[Span]] = {}
         for s in self.spans:
-            by.setdefault(s.component.removeprefix("portfolio."), []).append(s)
+            by.setdefault(s.component.removeprefix("portfolio.").split("/")[0], []).append(s)
         for p in self.profiles:
             sp = by.get(p.name, [])
             d = np.array([s.duration for s in sp]) if sp else np.array([np.nan])

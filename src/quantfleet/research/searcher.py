@@ -268,7 +268,8 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
             results = [_safe(evaluate_trials, market, it) for it, _ in items]
         else:
             results = list(executor.map(evaluate_trials, [it for it, _ in items], shared=market,
-                                        stage=stage, component=[it[0] for it, _ in items]))
+                                        stage=f"{stage}/gen:{len(history)}",
+                                        component=[it[0] for it, _ in items]))
         round_failed = 0
         for (_, idx), res in zip(items, results, strict=True):
             if not isinstance(res, np.ndarray):
