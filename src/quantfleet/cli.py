@@ -598,54 +598,129 @@ def data_info(
         typer.echo(f"{k:>18}: {v}")
 
 
+def _run_config(config: Any, as_json: bool) -> None:
+    from quantfleet.pipeline.flow import run_pipeline
+    from quantfleet.pipeline.report import write_report
+
+    out = run_pipeline(config, log=(lambda m: None) if as_json else typer.echo)
+    report = write_report(out) if config.report.enabled else None
+    summary = {"run_id": out.run_id, "run_dir": str(out.run_dir), "store": out.store_url,
+               "report": str(report) if report else None, "wall_s": round(out.wall_s, 2),
+               "stages": {k: {"cached": v["cached"], "outputs": v["outputs"],
+                              "summary": v["summary"]} for k, v in out.stages.items()}}
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(f"run {out.run_id} finished in {out.wall_s:.1f} s")
+    typer.echo(f"  artifacts: {out.store_url} (manifest runs/{out.run_id}/manifest.json)")
+    typer.echo(f"  run dir:   {out.run_dir}")
+    if report:
+        typer.echo(f"  report:    {report}")
+        if config.report.open:
+            import webbrowser
+
+            webbrowser.open(report.as_uri())
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML); see docs/pipeline.md.")],
+    store: Annotated[str | None, typer.Option("--store", help="Artifact store URL (store).")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (executor.kind).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="executor.workers")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="executor.ray_address")] = None,
+    prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API URL (prefect.api_url); default: embedded local API.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="data.source")] = None,
+    fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="costs.fee_bps")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="costs.slippage_bps")] = None,
+    open_report: Annotated[bool | None, typer.Option("--open/--no-open", help="report.open")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any field: KEY=VALUE with a dotted key, e.g. --set tournament.max_combos=8 (value parsed as TOML).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run the pipeline of CONFIG: data, tournament, evolution, portfolio, report."""
+    from quantfleet.pipeline.config import load_config
+
+    cfg = load_config(config)
+    cfg = cfg.with_overrides({**_parse_sets(set_ or []), "store": store, "executor.kind": executor,
+                              "executor.workers": workers, "executor.ray_address": ray_address,
+                              "prefect.api_url": prefect_api, "data.source": data,
+                              "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
+                              "report.open": open_report})
+    _run_config(cfg, as_json)
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            _fail(f"--set {it!r}: expected KEY=VALUE, e.g. --set tournament.max_combos=8")
+        k, v = (x.strip() for x in it.split("=", 1))
+        try:
+            out[k] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[k] = v
+    return out
+
+
 @app.command()
 def demo(
-    data: Annotated[str, typer.Option("--data", help="Data source.")] = "sp500",
-    combos: Annotated[int, typer.Option("--combos", help="Random parameter sets per strategy.")] = 300,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
-    fee_bps: Fee = 5.0,
+    executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (default: ray).")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Artifact store URL.")] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Sweep every strategy over the bundled data and print a leaderboard."""
-    import time
+    """Run the bundled demo config: every strategy x the 20 sp500 stocks, an evolution,
+    5 portfolio profiles walk-forward, on local Ray; writes report.html."""
+    from importlib.resources import files
 
-    import numpy as np
+    from quantfleet.pipeline.config import load_config
 
-    from quantfleet.research.costs import Costs
-    from quantfleet.research.sweep import evaluate_chunk
-    from quantfleet.strategies import all_strategies
+    path = files("quantfleet.pipeline").joinpath("demo.toml")
+    cfg = load_config(Path(str(path)))
+    cfg = cfg.with_overrides({"executor.kind": executor, "store": store})
+    _run_config(cfg, as_json)
 
-    market = _load(data)
-    typer.echo(f"{market!r}")
-    rng = np.random.default_rng(seed)
-    ppy = market.periods_per_year
-    rows = []
-    t0 = time.perf_counter()
-    total = 0
-    for strat in all_strategies():
-        if any(market.field(f) is None for f in (*strat.needs, *strat.extras)):
-            typer.echo(f"  skip {strat.name}: needs {', '.join((*strat.needs, *strat.extras))}")
-            continue
-        params = strat.space.sample(rng, combos)
-        res = evaluate_chunk(market, (strat.name, list(range(market.n_assets)), params,
-                                      Costs(fee_bps).fee_rate, ppy, False))
-        total += res.shape[0] * res.shape[1]
-        sharpe = res[:, :, 2]
-        mean_sharpe = np.nanmean(np.where(np.isfinite(sharpe), sharpe, np.nan), axis=0)
-        best = int(np.nanargmax(mean_sharpe))
-        rows.append({
-            "strategy": strat.name,
-            "best params": " ".join(f"{k}={_fmt(v)}" for k, v in
-                                    strat.space.to_dicts(params[best:best + 1])[0].items()),
-            "mean sharpe": float(mean_sharpe[best]),
-            "mean total_return": float(np.nanmean(res[:, best, 0])),
-            "mean max_drawdown": float(np.nanmean(res[:, best, 4])),
-        })
-    dt = time.perf_counter() - t0
-    rows.sort(key=lambda r: -r["mean sharpe"] if math.isfinite(r["mean sharpe"]) else math.inf)
-    _print_rows(rows, title=f"Leaderboard: best of {combos} random parameter sets per strategy, "
-                            f"mean over {market.n_assets} assets, fees {fee_bps} bps", skip=())
-    typer.echo(f"{total} backtests of {market.n_bars} bars in {dt:.1f} s "
-               f"({total / dt:,.0f} backtests/s)")
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Prefect UI port on 127.0.0.1.")] = 4200,
+) -> None:
+    """Start the Prefect server (UI) on 127.0.0.1 and print the Prefect and Ray dashboards."""
+    import subprocess
+
+    from quantfleet.pipeline.flow import prefect_env, state_dir
+
+    home = state_dir()
+    prefect_env(home)
+    exe = Path(sys.executable).with_name("prefect")
+    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(f"Prefect UI:     http://127.0.0.1:{port}  (state in {home / 'prefect'})")
+    typer.echo("Ray dashboard:  http://127.0.0.1:8265  (when a Ray cluster with the dashboard "
+               "runs; see docs/deploy.md)")
+    typer.echo(f"point runs at it with --prefect-api http://127.0.0.1:{port}/api; Ctrl-C stops")
+    try:
+        subprocess.run(cmd, check=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def health(
+    store: Annotated[str | None, typer.Option("--store", help="Store URL to check (default: lakehouse).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to check (default: embedded local Ray).")] = None,
+    prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API to check (default: embedded local API).")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="store|ray|prefect; repeatable.")] = None,
+) -> None:
+    """Functional checks, not pings: store round trip, a backtest as a Ray task, a tiny flow."""
+    from quantfleet.pipeline.health import run_checks
+
+    results = run_checks(store=store or "lakehouse", ray_address=ray_address,
+                         prefect_api=prefect_api, skip=set(skip or []))
+    for r in results:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<8} {r.detail} ({r.seconds:.1f} s)")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,2 @@
+"""Layer 5: the Prefect pipeline (config, stages, flow, health checks). Prefect is imported
+only inside the functions that run a flow."""

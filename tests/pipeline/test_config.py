@@ -1,0 +1,46 @@
+"""The pipeline config: one TOML file, one pydantic model, errors naming file and key."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from quantfleet.errors import ConfigError
+from quantfleet.pipeline.config import PipelineConfig, load_config
+
+
+def test_bundled_demo_config_is_valid():
+    cfg = load_config(Path(str(files("quantfleet.pipeline").joinpath("demo.toml"))))
+    assert cfg.tournament.strategies == ["all"] and cfg.data.source == "sp500"
+    assert len(cfg.portfolio.profiles) == 5 and cfg.executor.kind == "ray"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[tournament]\nmax_combo = 3\n", "unknown key 'tournament.max_combo' (did you mean 'max_combos'?)"),
+    ("[evolution]\npopulation = 2\n", "evolution.population: Input should be greater than or equal to 4"),
+    ("[executor]\nkind = 'slurm'\n", "executor.kind: Input should be 'serial', 'processes', 'ray' or 'auto'"),
+    ("storee = 'x'\n", "unknown key 'storee' (did you mean 'store'"),
+    ("[data\nsource = 1\n", "not valid TOML"),
+])
+def test_bad_config_one_clear_error(tmp_path, text, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(str(p)) and message in str(e.value)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        load_config("nope.toml")
+
+
+def test_overrides_map_flags_to_fields():
+    cfg = PipelineConfig().with_overrides({"executor.kind": "serial", "store": "s3://b/p",
+                                           "tournament.max_combos": 4, "costs.fee_bps": None})
+    assert cfg.executor.kind == "serial" and cfg.store == "s3://b/p"
+    assert cfg.tournament.max_combos == 4 and cfg.costs.fee_bps == 5.0
+    with pytest.raises(ConfigError, match=r"<overrides>: costs.fee_bps"):
+        PipelineConfig().with_overrides({"costs.fee_bps": -1})
