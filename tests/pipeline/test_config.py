@@ -44,3 +44,17 @@ def test_overrides_map_flags_to_fields():
     assert cfg.tournament.max_combos == 4 and cfg.costs.fee_bps == 5.0
     with pytest.raises(ConfigError, match=r"<overrides>: costs.fee_bps"):
         PipelineConfig().with_overrides({"costs.fee_bps": -1})
+
+
+def test_preflight_names_the_key_before_any_work():
+    from quantfleet.pipeline.flow import _preflight
+
+    cfg = PipelineConfig().with_overrides({"evolution.strategies": ["sma_cross", "donchian"]})
+    with pytest.raises(ConfigError, match=r"evolution.strategies: donchian needs high, low but "
+                                          r"sp500 has close"):
+        _preflight(cfg)
+    cfg = PipelineConfig().with_overrides({"tournament.strategies": ["sma_crss"]})
+    with pytest.raises(ConfigError, match=r"tournament.strategies: unknown strategy 'sma_crss'"):
+        _preflight(cfg)
+    with pytest.raises(ConfigError, match=r"data.source: .sp501. is neither a file nor a bundled dataset"):
+        _preflight(PipelineConfig().with_overrides({"data.source": "sp501"}))

@@ -72,11 +72,23 @@ def make_stage_task(name: str, body: Callable[..., dict[str, Any]], *, retries: 
     def cache_key(_context: Any, parameters: dict[str, Any]) -> str:
         return parameters["key"]
 
+    def transient(_task: Any, _run: Any, state: Any) -> bool:
+        """Retry what may pass next time; bad input (a QuantfleetError) never will."""
+        from quantfleet.errors import QuantfleetError
+
+        try:
+            state.result()
+        except QuantfleetError:
+            return False
+        except Exception:
+            return True
+        return True
+
     return task(
         body, name=name, retries=retries,
         retry_delay_seconds=[retry_delay_s * 2 ** i for i in range(max(retries, 1))],
         cache_key_fn=cache_key, persist_result=True, result_storage=result_dir,
-        result_serializer="json", cache_result_in_memory=False,
+        result_serializer="json", cache_result_in_memory=False, retry_condition_fn=transient,
     )
 
 
@@ -106,6 +118,7 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None,
     from quantfleet.pipeline.stages import STAGES, RunContext, stage_key
     from quantfleet.store.artifacts import Store
 
+    _preflight(config)
     run_id = run_id or new_run_id()
     run_dir = home / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +192,38 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None,
     store.finish_run(manifest, timing={"wall_s": outcome.wall_s, "spans": len(ctx.spans.spans)},
                      metrics={k: v.get("summary") for k, v in outcome.stages.items()})
     return outcome
+
+
+def _preflight(config: PipelineConfig) -> None:
+    """Bad input fails before the flow starts, with one line naming the config key."""
+    from quantfleet.data import load
+    from quantfleet.errors import ConfigError, QuantfleetError
+    from quantfleet.strategies import get
+
+    try:
+        market = load(config.data.source)
+        if config.data.assets:
+            market = market.select(config.data.assets)
+    except QuantfleetError as e:
+        raise ConfigError(f"data.source: {e}") from None
+    for section in ("tournament", "evolution"):
+        sec = getattr(config, section)
+        if not sec.enabled:
+            continue
+        names = sec.strategies
+        if names == ["all"]:
+            continue  # the tournament keeps the seeds the data can feed
+        for n in names:
+            try:
+                s = get(n)
+            except QuantfleetError as e:
+                raise ConfigError(f"{section}.strategies: {e}") from None
+            missing = [f for f in (*s.needs, *s.extras) if market.field(f) is None]
+            if missing:
+                raise ConfigError(
+                    f"{section}.strategies: {n} needs {', '.join(missing)} but "
+                    f"{config.data.source} has {', '.join(market.columns())}; remove it or "
+                    f"use OHLC data")
 
 
 def _start_metrics(log: Callable[[str], None]) -> Any:
