@@ -26,7 +26,7 @@ $(VENV)/bin/python:
 	$(PY) -m pip install -q --upgrade pip
 
 $(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e ".[data,ray]"
+	$(PY) -m pip install -q -e ".[all]"
 	rm -f $(VENV)/.installed-demo-*; touch $@
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
