@@ -12,7 +12,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint bench clean install-demo install-test
+.PHONY: demo test lint bench clean install-demo install-test browser
 
 # numba's on-disk cache is keyed by each function's own file, but strategy kernels inline the
 # accumulator and indicators of src/quantfleet/kernels: when those change, drop every cache.
@@ -43,7 +43,14 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports
 
-test: $(TEST_STAMP) $(NUMBA_STAMP) lint
+# The report's browser test loads the HTML in headless Chromium (Debian's package).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	else echo "make browser: /usr/bin/chromium is missing; install it as root with" \
+	  "'apt-get update && apt-get install -y chromium' (the report's browser test is skipped without it)"; fi
+
+test: browser $(TEST_STAMP) $(NUMBA_STAMP) lint
 	$(PY) -m pytest -q
 
 bench: $(TEST_STAMP) $(NUMBA_STAMP)

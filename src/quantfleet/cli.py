@@ -572,6 +572,33 @@ def cost(
                f"list prices (see quantfleet/observe/instances.json 'source').")
 
 
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run directory written by RunView.save (view.json + <part>.parquet).")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: RUN/report.html).")] = None,
+    top: Annotated[int, typer.Option("--top", help="Equity curves of this many leaderboard rows.")] = 5,
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Build the run's HTML report: one self-contained file that opens offline."""
+    from quantfleet.report import report_from_dir
+
+    if not Path(run).is_dir():
+        _fail(f"{run}: no such run directory; pass a directory written by RunView.save "
+              "(view.json + <part>.parquet)")
+    if top < 1:
+        _fail(f"--top must be >= 1 (got {top}); e.g. 5")
+    path = report_from_dir(run, out, top=top).resolve()
+    if as_json:
+        _print_json({"run": run, "report": str(path), "bytes": path.stat().st_size})
+    else:
+        typer.echo(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(path.as_uri())
+
+
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):
     if kind == "serial" and ray_address is None:
         return None
