@@ -26,6 +26,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect market data sources.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+from quantfleet.cluster import app as cluster_app  # noqa: E402  (typer only; ray lazily)
+
+app.add_typer(cluster_app, name="cluster")
+
 
 def _fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
@@ -496,7 +500,7 @@ def portfolio(
 
 @app.command()
 def profile(
-    run: Annotated[str, typer.Argument(help="Run directory holding spans.parquet and run.json.")],
+    run: Annotated[str, typer.Argument(help="Run id (of 'quantfleet run') or a directory holding spans.parquet and run.json.")],
     top: Annotated[int, typer.Option("--top", help="Components shown in the heatmap.")] = 8,
     as_json: AsJson = False,
 ) -> None:
@@ -506,7 +510,7 @@ def profile(
 
     if top < 1:
         _fail(f"--top must be >= 1 (got {top})")
-    r = load_run(run)
+    r = load_run(_run_dir(run))
     if not as_json:
         typer.echo(format_profile(r.spans, r.wall_s, r.workers, r.baseline, top=top,
                                   title=f"{run} ({r.executor or 'executor?'})"))
@@ -527,7 +531,7 @@ def profile(
 
 @app.command()
 def cost(
-    run: Annotated[str, typer.Argument(help="Run directory holding spans.parquet and run.json.")],
+    run: Annotated[str, typer.Argument(help="Run id (of 'quantfleet run') or a directory holding spans.parquet and run.json.")],
     instance: Annotated[str, typer.Option("--instance", help="Instance type from the catalog, e.g. c7i.2xlarge, c3-standard-8, F8s_v2.")] = "c7i.2xlarge",
     nodes: Annotated[int | None, typer.Option("--nodes", help="Node count (default: a table for 1, 2, 4, ..., 32).")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="Spot prices instead of on-demand.")] = False,
@@ -544,7 +548,7 @@ def cost(
         _fail(f"--laptop-usd-per-h must be >= 0 (got {laptop_usd_per_h})")
     catalog = qc.load_catalog()
     inst = qc.get_instance(instance, catalog)
-    r = load_run(run)
+    r = load_run(_run_dir(run))
     inputs = qc.run_inputs(r.spans, r.wall_s, r.workers)
     counts = [nodes] if nodes is not None else list(qc.DEFAULT_NODES)
     table = qc.what_if(**inputs, instance=inst["name"], nodes=counts, spot=spot,
@@ -574,7 +578,7 @@ def cost(
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="Run directory written by RunView.save (view.json + <part>.parquet).")],
+    run: Annotated[str, typer.Argument(help="Run id (of 'quantfleet run'), its directory, or a directory written by RunView.save.")],
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: RUN/report.html).")] = None,
     top: Annotated[int, typer.Option("--top", help="Equity curves of this many leaderboard rows.")] = 5,
     open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
@@ -583,9 +587,14 @@ def report(
     """Build the run's HTML report: one self-contained file that opens offline."""
     from quantfleet.report import report_from_dir
 
-    if not Path(run).is_dir():
-        _fail(f"{run}: no such run directory; pass a directory written by RunView.save "
-              "(view.json + <part>.parquet)")
+    d = _run_dir(run)
+    if (d / "view").is_dir() and not (d / "view.json").exists():
+        d = d / "view"  # a pipeline run directory keeps its RunView in view/
+        out = out or (d.parent / "report.html")
+    if not (d / "view.json").exists():
+        _fail(f"{run}: no view.json there; pass a run id, a run directory of "
+              "'quantfleet run', or a directory written by RunView.save")
+    run = str(d)
     if top < 1:
         _fail(f"--top must be >= 1 (got {top}); e.g. 5")
     path = report_from_dir(run, out, top=top).resolve()
@@ -597,6 +606,25 @@ def report(
         import webbrowser
 
         webbrowser.open(path.as_uri())
+
+
+def _run_dir(run: str) -> Path:
+    """A run id (or unique prefix) of ``$QUANTFLEET_HOME/runs``, or a directory as given."""
+    p = Path(run)
+    if p.is_dir():
+        return p
+    from quantfleet.pipeline.flow import state_dir
+
+    runs = state_dir() / "runs"
+    hits = sorted(runs.glob(f"{run}*")) if runs.is_dir() else []
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        _fail(f"run {run!r} is ambiguous: {', '.join(h.name for h in hits[:5])}")
+    recent = sorted(runs.iterdir())[-3:] if runs.is_dir() else []
+    _fail(f"{run}: neither a directory nor a run id under {runs}"
+          + (f"; recent runs: {', '.join(r.name for r in recent)}" if recent else ""))
+    raise AssertionError  # unreachable
 
 
 def _executor(kind: str, workers: int | None, ray_address: str | None, **kw: Any):

@@ -89,10 +89,17 @@ def run_view(run_dir: str | Path, store: Any = None) -> Any:
                                     DEFAULT_INSTANCE)
         view.break_even = break_even(inp["cpu_s"], inp["wall_s"], inp["workers_local"],
                                      DEFAULT_INSTANCE)
-        if run.baseline:
-            sp = explain_speedup(spans, run.wall_s, run.workers, run.baseline)
-            view.speedup = {k: v for k, v in sp.items()
-                            if not isinstance(v, float) or np.isfinite(v)}
+        base = (meta.get("stage_baselines") or {}).get("tournament")
+        if base:
+            # the tournament stage's own baseline, against its own tasks and wall time
+            from quantfleet.observe.spans import SpanRecorder
+
+            tspans = SpanRecorder([sp for sp in spans.spans
+                                   if sp.stage.split("/")[0] == "tournament"])
+            sp = explain_speedup(tspans, base["wall_s"], run.workers, base)
+            view.speedup = {"scope": "tournament stage",
+                            **{k: v for k, v in sp.items()
+                               if not isinstance(v, float) or np.isfinite(v)}}
     return view
 
 
