@@ -625,26 +625,6 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
 # Tournament tables
 
 
-def _walk_forward_logits(g: Any, metric: str, sign: float) -> np.ndarray:
-    """λ per window of one (strategy, asset): the IS-best combo's OOS rank among the combos."""
-    out = []
-    for _, w in g.groupby("window", sort=True):
-        w = w.sort_values("combo", kind="stable")
-        oos = sign * w[f"oos_{metric}"].to_numpy(dtype=np.float64)
-        if len(w) < 2:
-            continue
-        if "selected" in w.columns and w["selected"].to_numpy(dtype=bool).sum() == 1:
-            best = int(np.flatnonzero(w["selected"].to_numpy(dtype=bool))[0])
-        else:
-            is_ = sign * w[f"is_{metric}"].to_numpy(dtype=np.float64)
-            best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
-        v = np.where(np.isnan(oos), -np.inf, oos)
-        rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
-        omega = rank / (len(v) + 1.0)
-        out.append(math.log(omega / (1.0 - omega)))
-    return np.asarray(out)
-
-
 def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sharpe",
                        periods_per_year: float | None = None) -> Any:
     """PBO (walk-forward variant) and deflated Sharpe per (strategy, asset) of a tournament.
@@ -708,15 +688,52 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
         from quantfleet.data.market import infer_periods_per_year
 
         ppy = infer_periods_per_year(np.asarray(oos_returns.index))
+    # one sort, then numpy slices per (strategy, asset) and per window: a groupby per group
+    # cost more than the tournament's backtests on small windows
+    t = table.sort_values(["strategy", "asset", "window", "combo"], kind="stable")
+    strat_a = t["strategy"].to_numpy(dtype=object)
+    asset_a = t["asset"].to_numpy(dtype=object)
+    win_a = t["window"].to_numpy()
+    combo_a = t["combo"].to_numpy()
+    is_a = sign * t[f"is_{metric}"].to_numpy(dtype=np.float64)
+    oos_a = sign * t[f"oos_{metric}"].to_numpy(dtype=np.float64)
+    sel_a = t["selected"].to_numpy(dtype=bool) if "selected" in t.columns else None
+    osr_a = t["oos_sharpe"].to_numpy(dtype=np.float64) if need_sharpe else None
+    n = len(t)
+    pair_break = np.ones(n, dtype=bool)
+    win_break = np.ones(n, dtype=bool)
+    if n:
+        pair_break[1:] = (strat_a[1:] != strat_a[:-1]) | (asset_a[1:] != asset_a[:-1])
+        win_break[1:] = pair_break[1:] | (win_a[1:] != win_a[:-1])
+    pair_starts = np.flatnonzero(pair_break)
     rows = []
-    for (strat, asset), g in table.groupby(["strategy", "asset"], sort=True):
-        logits = _walk_forward_logits(g, metric, sign)
-        n_combos = int(g.groupby("window")["combo"].nunique().max())
+    for gi, a0 in enumerate(pair_starts):
+        a1 = pair_starts[gi + 1] if gi + 1 < len(pair_starts) else n
+        strat, asset = strat_a[a0], asset_a[a0]
+        wstarts = a0 + np.flatnonzero(win_break[a0:a1])
+        logits = []
+        n_combos = 0
+        for wi, w0 in enumerate(wstarts):
+            w1 = wstarts[wi + 1] if wi + 1 < len(wstarts) else a1
+            n_combos = max(n_combos, len(np.unique(combo_a[w0:w1])))
+            if w1 - w0 < 2:
+                continue
+            sel = sel_a[w0:w1] if sel_a is not None else None
+            if sel is not None and sel.sum() == 1:
+                best = int(np.flatnonzero(sel)[0])
+            else:
+                is_ = is_a[w0:w1]
+                best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
+            v = np.where(np.isnan(oos_a[w0:w1]), -np.inf, oos_a[w0:w1])
+            rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
+            omega = rank / (len(v) + 1.0)
+            logits.append(math.log(omega / (1.0 - omega)))
+        lg = np.asarray(logits)
         row: dict[str, Any] = {
-            "strategy": strat, "asset": asset, "n_windows": int(g["window"].nunique()),
+            "strategy": strat, "asset": asset, "n_windows": int(len(wstarts)),
             "n_combos": n_combos,
-            "pbo": float(np.mean(logits <= 0.0)) if logits.size else math.nan,
-            "mean_logit": float(np.mean(logits)) if logits.size else math.nan,
+            "pbo": float(np.mean(lg <= 0.0)) if lg.size else math.nan,
+            "mean_logit": float(np.mean(lg)) if lg.size else math.nan,
             "sharpe": math.nan, "n_bars": 0, "skew": math.nan, "kurt": math.nan,
             "sr0": math.nan, "dsr": math.nan,
         }
@@ -724,14 +741,22 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
         if need_sharpe and col in oos_returns.columns:
             r = oos_returns[col].to_numpy(dtype=np.float64)
             r = r[np.isfinite(r)]
-            per_combo = g.groupby("combo")["oos_sharpe"].mean().to_numpy(dtype=np.float64)
+            # mean out-of-sample Sharpe of each combo over the windows (NaN left out)
+            c = combo_a[a0:a1]
+            x = osr_a[a0:a1]
+            ok = np.isfinite(x)
+            ids, inv = np.unique(c, return_inverse=True)
+            tot = np.bincount(inv, weights=np.where(ok, x, 0.0), minlength=len(ids))
+            cnt = np.bincount(inv, weights=ok.astype(float), minlength=len(ids))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_combo = tot / cnt
             per_combo = per_combo[np.isfinite(per_combo)] / math.sqrt(ppy)
             var = float(np.var(per_combo, ddof=1)) if per_combo.size > 1 else 0.0
             if r.size >= 2:
-                sr, n, skew, kurt = return_moments(r)
+                sr, nb, skew, kurt = return_moments(r)
                 sr0 = expected_max_sharpe(n_combos, var)
-                row.update(sharpe=sr, n_bars=n, skew=skew, kurt=kurt, sr0=sr0,
-                           dsr=_psr(sr, n, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
+                row.update(sharpe=sr, n_bars=nb, skew=skew, kurt=kurt, sr0=sr0,
+                           dsr=_psr(sr, nb, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
         row["verdict"] = verdict(row["dsr"] if need_sharpe else None, row["pbo"],
                                  n_trials=n_combos)
         rows.append(row)
