@@ -257,19 +257,27 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
             else:
                 todo.setdefault(t.strategy, []).append(i)
         items = []
+        # split each strategy's trials into batches: about 4 tasks per worker per round, so a
+        # generation does not wait on one big task per strategy (the results do not depend on
+        # the batching: the warm-up below is per strategy, not per batch)
+        workers = int(getattr(executor, "workers", 1) or 1) if executor is not None else 1
+        total = sum(len(i) for i in todo.values())
+        size = max(8, math.ceil(total / (4 * workers)))
         for s, idx in todo.items():
-            params = np.array([trials[i].params for i in idx], dtype=np.float64)
             strat = get(s)
             # warm-up from the strategy's longest possible window, so a trial's fitness does
             # not depend on which other trials share its batch
             w = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
-            items.append(((s, params, rows, fee_rate, ppy, long_short, start, stop, w), idx))
+            for lo in range(0, len(idx), size):
+                part = idx[lo:lo + size]
+                params = np.array([trials[i].params for i in part], dtype=np.float64)
+                items.append(((s, params, rows, fee_rate, ppy, long_short, start, stop, w), part))
         if executor is None:
             results = [_safe(evaluate_trials, market, it) for it, _ in items]
         else:
             results = list(executor.map(evaluate_trials, [it for it, _ in items], shared=market,
                                         stage=f"{stage}/gen:{len(history)}",
-                                        component=[it[0] for it, _ in items]))
+                                        component=[it[0] for it, _ in items], chunk_size=1))
         round_failed = 0
         for (_, idx), res in zip(items, results, strict=True):
             if not isinstance(res, np.ndarray):
