@@ -1,0 +1,78 @@
+"""Dynamic provisioning for real: Ray's autoscaler (fake_multinode provider) adds worker nodes
+while a quantfleet tournament waits for CPUs and removes them once idle.
+
+The head is started by ``quantfleet cluster up`` (``RAY_FAKE_CLUSTER=1 ray start --head
+--num-cpus=0 --autoscaling-config=... --block`` on a free port, its own temp dir) and the
+driver runs in a subprocess (``python -m tests.deploy.autoscale_driver``), so this pytest
+process never calls ``ray.init``. The head is stopped by its PID; never ``ray stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantfleet.cluster import _live_pids, stop_head
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    return env
+
+
+def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "quantfleet.cli", "cluster", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env())
+
+
+@pytest.mark.integration
+def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
+    state_dir = tmp_path / "cluster"
+    state_file = state_dir / "state.json"
+    up = None
+    try:
+        up = _cli("up", "--state-dir", str(state_dir), "--json")
+        assert up.returncode == 0, up.stderr
+        state = json.loads(up.stdout)
+        assert state["pid"] > 0 and state["port"] != 6379
+
+        st = _cli("status", "--state-dir", str(state_dir), "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["alive"] == 1  # the 0-CPU head alone
+
+        drv = subprocess.run([sys.executable, "-m", "tests.deploy.autoscale_driver",
+                              state["address"]], capture_output=True, text=True, cwd=ROOT,
+                             env=_env(), timeout=240)
+        line = [ln for ln in drv.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert line, f"driver failed ({drv.returncode}):\n{drv.stderr[-3000:]}"
+        r = json.loads(line[0].removeprefix("RESULT "))
+        print("autoscaling:", json.dumps(r))
+        assert drv.returncode == 0, r
+        assert r["head_nodes"] == 1
+        # nodes were added on demand: the head has no CPU, so every backtest ran on them
+        assert r["max_alive"] >= 2 and r["workers_seen"] >= 1
+        assert r["spans_on_head"] == 0 and r["span_nodes"] >= 1
+        assert r["failed"] == 0 and r["backtests"] > 0 and r["identical"]
+        # ...and removed after the idle timeout (6 s): back to the head alone
+        assert r["back_to_head_at"] is not None, r["timeline"]
+        assert r["timeline"][-1][1] == 1
+
+        down = _cli("down", "--state-dir", str(state_dir), "--json")
+        assert down.returncode == 0, down.stderr
+        assert not state_file.exists()
+        assert not _live_pids(lambda cmd, _pg: state["temp_dir"] in cmd)
+    finally:
+        if state_file.exists():  # the test failed midway: stop the head by its PID
+            s = json.loads(state_file.read_text())
+            stop_head(int(s["pid"]), s.get("temp_dir"))
+        elif up is not None and up.returncode != 0:
+            pass  # local_up stops a head that failed to start
