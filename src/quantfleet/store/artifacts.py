@@ -1,0 +1,709 @@
+"""The artifact store: content-addressed tables, JSON documents and bytes over one fsspec URL.
+
+``file://`` (or a plain path; default ``./lakehouse``), ``s3://bucket/prefix`` through s3fs
+(AWS, MinIO, any S3 endpoint) and ``memory://`` (tests) behave the same. Artifacts are named by
+the sha256 of their canonical bytes, written once and atomically, and verified on every read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any
+
+from quantfleet.errors import CorruptArtifactError, StoreError, did_you_mean
+from quantfleet.store.keys import (
+    FORMATS,
+    REFS,
+    artifact_key,
+    check_hash,
+    check_kind,
+    manifest_key,
+    ref_key,
+)
+from quantfleet.store.redact import is_secret_option, redact, redact_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from quantfleet.store.manifest import RunManifest
+
+__all__ = [
+    "DEFAULT_URL",
+    "PARQUET_OPTIONS",
+    "ArtifactRef",
+    "Store",
+    "canonical_json",
+    "table_bytes",
+]
+
+DEFAULT_URL = "./lakehouse"
+
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "row_group_size": 1 << 20,
+    "version": "2.6",
+    "data_page_version": "1.0",
+    "use_dictionary": True,
+    "write_statistics": True,
+    "store_schema": True,
+    "write_page_index": False,
+    "write_page_checksum": False,
+}
+"""Fixed writer options: the same table gives the same bytes (for one pyarrow version)."""
+
+
+# ---------------------------------------------------------------- canonical bytes
+
+def table_bytes(table: Any) -> tuple[bytes, int]:
+    """Deterministic Parquet bytes and row count of a ``pyarrow.Table`` / ``RecordBatch`` /
+    ``pandas.DataFrame``.
+
+    Parquet itself records no timestamps; the writer's options are fixed
+    (:data:`PARQUET_OPTIONS`) and chunks are combined first, so equal tables give equal bytes.
+    A DataFrame keeps its index the way ``DataFrame.to_parquet`` does (a RangeIndex as
+    metadata, any other index as columns).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    elif not isinstance(table, pa.Table):
+        if type(table).__name__ == "DataFrame" and hasattr(table, "columns"):
+            table = pa.Table.from_pandas(table)
+        else:
+            raise TypeError(f"put_table expects a pyarrow.Table, RecordBatch or pandas.DataFrame "
+                            f"(got {type(table).__name__}); use put_json for dicts and lists")
+    table = table.combine_chunks()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    return sink.getvalue().to_pybytes(), table.num_rows
+
+
+def _clean(v: Any, where: str) -> Any:
+    if v is None or isinstance(v, (bool, str, int)):
+        return v
+    if isinstance(v, float):
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return 0.0 if v == 0 else v  # -0.0 and 0.0 are one value
+    if isinstance(v, Mapping):
+        out = {}
+        for k, x in v.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise TypeError(f"put_json: key {k!r} at {where} is a {type(k).__name__}; "
+                                f"JSON object keys must be str (or int)")
+            out[str(k)] = _clean(x, f"{where}.{k}")
+        return out
+    if isinstance(v, (list, tuple)):
+        return [_clean(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if isinstance(v, (set, frozenset)):
+        return sorted((_clean(x, f"{where}[]") for x in v), key=repr)
+    if isinstance(v, (_dt.datetime, _dt.date)):
+        return v.isoformat()
+    if isinstance(v, PurePath):
+        return str(v)
+    if hasattr(v, "tolist") and callable(v.tolist):  # numpy scalars and arrays
+        return _clean(v.tolist(), where)
+    raise TypeError(f"put_json: value at {where} is a {type(v).__name__}, which JSON cannot hold; "
+                    f"convert it to str, a number, a list or a dict first")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no whitespace, UTF-8; NaN -> null, ±inf -> "inf"/"-inf",
+    numpy values -> Python values, tuples -> lists. One document has one byte string."""
+    return json.dumps(_clean(obj, "$"), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------- references
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """What a put returns: enough to read the artifact back and to describe it in a manifest.
+
+    Attributes
+    ----------
+    hash : sha256 hex digest of the stored bytes (the artifact's address)
+    key : object key under the store root, ``artifacts/sha256/<hh>/<hash>.<ext>``
+    kind : the family the artifact belongs to (``"tournament_results"``); a catalog view name
+    format : ``"parquet"``, ``"json"`` or ``"bytes"``
+    bytes : size of the stored object
+    rows : rows of a table, ``None`` otherwise
+    """
+
+    hash: str
+    key: str
+    kind: str
+    format: str
+    bytes: int
+    rows: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ArtifactRef:
+        return cls(hash=d["hash"], key=d["key"], kind=d.get("kind", ""),
+                   format=d.get("format", "bytes"), bytes=int(d.get("bytes", 0)),
+                   rows=d.get("rows"))
+
+
+def _hash_of(ref: Any) -> str:
+    return ref.hash if isinstance(ref, ArtifactRef) else check_hash(ref)
+
+
+# ---------------------------------------------------------------- the store
+
+def _parse(url: str) -> tuple[str, str, str]:
+    """``url`` -> (protocol, canonical url, root path for the filesystem)."""
+    if "://" in url:
+        protocol, rest = url.split("://", 1)
+        protocol = protocol.lower()
+    else:
+        protocol, rest = "file", url
+    if "@" in rest.split("/", 1)[0]:
+        raise StoreError(f"store URL {redact(url)}: credentials in the URL are not accepted; set "
+                         f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment (or pass "
+                         f"key=/secret= to Store.open) instead")
+    if protocol == "file":
+        root = os.path.abspath(os.path.expanduser(rest or "."))
+        return "file", "file://" + root, root
+    if protocol in ("s3", "s3a"):
+        rest = rest.strip("/")
+        if not rest:
+            raise StoreError(f"store URL {url!r} names no bucket; expected s3://bucket/prefix, "
+                             f"e.g. s3://research/quantfleet")
+        return "s3", "s3://" + rest, rest
+    rest = rest.strip("/")
+    if protocol == "memory":
+        return "memory", "memory://" + rest, "/" + (rest or "quantfleet")
+    return protocol, f"{protocol}://{rest}", rest
+
+
+def _make_fs(protocol: str, options: Mapping[str, Any]):
+    import fsspec
+
+    opts = dict(options)
+    if protocol == "file":
+        return fsspec.filesystem("file")
+    if protocol == "s3":
+        try:
+            import s3fs
+        except ImportError as e:  # pragma: no cover - s3fs ships with quantfleet[state]
+            raise StoreError("an s3:// store needs s3fs: pip install 'quantfleet[state]'") from e
+        region = opts.pop("region", None) or opts.pop("region_name", None)
+        if region:
+            opts["client_kwargs"] = {**opts.get("client_kwargs", {}), "region_name": region}
+        endpoint = (opts.pop("endpoint", None) or opts.get("endpoint_url")
+                    or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        if endpoint:
+            opts["endpoint_url"] = endpoint
+        # other writers add objects at any time: never answer exists() from a stale listing
+        opts.setdefault("use_listings_cache", False)
+        return s3fs.S3FileSystem(**opts)
+    try:
+        return fsspec.filesystem(protocol, **opts)
+    except (ImportError, ValueError) as e:
+        raise StoreError(f"store protocol {protocol!r} is not available: {redact(e)}; "
+                         f"use file://, s3:// or memory://") from e
+
+
+class Store:
+    """One artifact store at one URL. Open with :meth:`Store.open`.
+
+    Picklable: a copy sent to a Ray worker carries the URL and the non-secret storage options
+    and re-opens its filesystem there; credentials come from the worker's environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ...).
+    """
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self._protocol, self._url, self._root = _parse(url)
+        self._options = dict(storage_options or {})
+        self._fs: Any = None
+        self._lock = threading.Lock()
+        self._located: dict[str, tuple[str, str]] = {}  # hash -> (key, format)
+
+    @classmethod
+    def open(cls, url: str | os.PathLike | Store | None = None, **storage_options: Any) -> Store:
+        """Open the store at ``url``.
+
+        Parameters
+        ----------
+        url : ``./lakehouse`` by default; a path, ``file:///abs/dir``, ``s3://bucket/prefix``
+            or ``memory://name``. An open :class:`Store` is returned as is.
+        **storage_options : passed to the fsspec filesystem. For S3: ``endpoint_url``
+            (default ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``), ``region``, ``key``,
+            ``secret``, ``token``, ``profile``, ``anon``, ``client_kwargs``. Credentials
+            default to the standard AWS chain (environment, ``~/.aws``, instance role).
+        """
+        if isinstance(url, Store):
+            return url
+        if url is None:
+            url = DEFAULT_URL
+        if isinstance(url, os.PathLike):
+            url = os.fspath(url)
+        if not isinstance(url, str):
+            raise TypeError(f"store URL must be a str or a path (got {type(url).__name__})")
+        return cls(url, storage_options)
+
+    # -- identity
+
+    @property
+    def url(self) -> str:
+        """The store's URL, credentials redacted."""
+        return redact(self._url)
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    @property
+    def fs(self):
+        """The fsspec filesystem (opened on first use, also after unpickling)."""
+        if self._fs is None:
+            with self._lock:
+                if self._fs is None:
+                    try:
+                        self._fs = _make_fs(self._protocol, self._options)
+                    except StoreError:
+                        raise
+                    except Exception as e:
+                        raise StoreError(f"cannot open store {self.url}: {type(e).__name__}: "
+                                         f"{redact(e)}") from None
+        return self._fs
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Store) and other._url == self._url
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # secrets never travel: the receiving process takes credentials from its environment
+        return {"url": self._url,
+                "options": {k: v for k, v in self._options.items() if not is_secret_option(k)}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["options"])
+
+    def describe(self) -> dict[str, Any]:
+        """URL and non-secret options, for manifests and logs."""
+        return {"url": self.url, "protocol": self._protocol,
+                "options": redact_options(self._options)}
+
+    # -- paths and raw I/O
+
+    def _path(self, key: str) -> str:
+        return f"{self._root.rstrip('/')}/{key}"
+
+    def uri(self, ref: Any) -> str:
+        """A URL of the artifact's object that DuckDB, pandas or pyarrow can read
+        (a plain local path for a ``file://`` store)."""
+        key = ref.key if isinstance(ref, ArtifactRef) else self._locate(_hash_of(ref))[0]
+        return self._uri_of(key)
+
+    def _uri_of(self, key: str) -> str:
+        p = self._path(key)
+        if self._protocol == "file":
+            return p
+        if self._protocol == "memory":
+            return "memory://" + p
+        return f"{self._protocol}://{p}"
+
+    def _fail(self, action: str, key: str, e: BaseException) -> StoreError:
+        return StoreError(redact(
+            f"{action} {key} in store {self._url} failed: {type(e).__name__}: {e}; check the "
+            f"store URL, the endpoint (AWS_ENDPOINT_URL) and the credentials "
+            f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"))
+
+    def _size(self, key: str) -> int | None:
+        try:
+            info = self.fs.info(self._path(key))
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise self._fail("checking", key, e) from None
+        if info.get("type") == "directory":
+            return None
+        return int(info.get("size") or 0)
+
+    def _read(self, key: str) -> bytes:
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise
+        except IsADirectoryError:
+            raise FileNotFoundError(key) from None
+        except Exception as e:
+            raise self._fail("reading", key, e) from None
+
+    def _create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if absent, atomically. False if it already existed."""
+        path = self._path(key)
+        try:
+            if self._protocol == "file":
+                return self._create_local(path, data)
+            try:
+                # S3: PutObject with IfNoneMatch="*" -> 412 PreconditionFailed if present
+                self.fs.pipe_file(path, data, mode="create")
+            except TypeError:  # a filesystem without exclusive create
+                if self.fs.exists(path):
+                    return False
+                self.fs.pipe_file(path, data)
+            return True
+        except FileExistsError:
+            return False
+        except Exception as e:
+            if self._size(key) is not None:  # e.g. 409 ConditionalRequestConflict: someone won
+                return False
+            raise self._fail("writing", key, e) from None
+
+    @staticmethod
+    def _create_local(path: str, data: bytes) -> bool:
+        d = os.path.dirname(path)
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: readers see all bytes or nothing
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here; equal bytes make a racing replace harmless
+            os.replace(tmp, path)
+            return True
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _overwrite(self, key: str, data: bytes) -> None:
+        """Replace a mutable object (a manifest, a ref) atomically."""
+        path = self._path(key)
+        try:
+            if self._protocol == "file":
+                d = os.path.dirname(path)
+                os.makedirs(d, exist_ok=True)
+                tmp = os.path.join(d, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                self.fs.pipe_file(path, data)
+        except Exception as e:
+            raise self._fail("writing", key, e) from None
+
+    def _list(self, prefix: str) -> list[str]:
+        """Names (last path part) directly under ``prefix``; [] if it does not exist."""
+        try:
+            entries = self.fs.ls(self._path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        except Exception as e:
+            raise self._fail("listing", prefix, e) from None
+        return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in entries)
+
+    # -- content-addressed artifacts
+
+    def _corrupt(self, key: str, h: str, data: bytes) -> CorruptArtifactError:
+        return CorruptArtifactError(redact(
+            f"artifact {h} at {self._url}/{key} is corrupt: its {len(data)} bytes hash to "
+            f"{_sha256(data)[:16]}..., not {h[:16]}...; it was changed or truncated after it was "
+            f"written. Fix: delete it (store.delete('{h}')) and re-run the step that made it "
+            f"(store.lineage('{h}') names it), or restore the previous object version"))
+
+    def _put(self, data: bytes, fmt: str, kind: str, rows: int | None) -> ArtifactRef:
+        kind = check_kind(kind)
+        h = _sha256(data)
+        key = artifact_key(h, fmt)
+        ref = ArtifactRef(h, key, kind, fmt, len(data), rows)
+        size = self._size(key)
+        if size is None:
+            if not self._create(key, data):
+                # a concurrent writer of the same artifact won the race: check its bytes
+                got = self._read(key)
+                if _sha256(got) != h:
+                    raise self._corrupt(key, h, got)
+        elif size != len(data):
+            raise CorruptArtifactError(redact(
+                f"artifact {h} at {self._url}/{key} is corrupt: the stored object has {size} "
+                f"bytes, the artifact {len(data)}. Fix: delete it (store.delete('{h}')) and put "
+                f"it again"))
+        self._located[h] = (key, fmt)
+        return ref
+
+    def _locate(self, h: str, fmt: str | None = None) -> tuple[str, str]:
+        if h in self._located and (fmt is None or self._located[h][1] == fmt):
+            return self._located[h]
+        for f in ([fmt] if fmt else list(FORMATS)):
+            key = artifact_key(h, f)
+            if self._size(key) is not None:
+                self._located[h] = (key, f)
+                return key, f
+        if fmt is not None:
+            for f in FORMATS:
+                if f != fmt and self._size(artifact_key(h, f)) is not None:
+                    reader = {"parquet": "get_table", "json": "get_json", "bytes": "get_bytes"}[f]
+                    raise StoreError(f"artifact {h} in {self.url} is {f}, not {fmt}; "
+                                     f"read it with store.{reader}()")
+        raise StoreError(f"no artifact {h} in store {self.url}; check the hash and the store URL "
+                         f"(`quantfleet runs show RUN` lists a run's artifacts)")
+
+    def _fetch(self, ref: Any, fmt: str | None) -> tuple[bytes, str]:
+        if isinstance(ref, ArtifactRef):
+            h, key = ref.hash, ref.key
+            if fmt is not None and ref.format != fmt and fmt != "bytes":
+                raise StoreError(f"artifact {h} ({ref.kind}) is {ref.format}, not {fmt}")
+        else:
+            h = check_hash(ref)
+            key = self._locate(h, fmt if fmt != "bytes" else None)[0]
+        try:
+            data = self._read(key)
+        except FileNotFoundError:
+            self._located.pop(h, None)
+            raise StoreError(f"no artifact {h} in store {self.url} (key {key}); it was deleted "
+                             f"or the store URL is wrong") from None
+        if _sha256(data) != h:
+            raise self._corrupt(key, h, data)
+        return data, h
+
+    def put_table(self, table: Any, kind: str = "table") -> ArtifactRef:
+        """Store a ``pyarrow.Table`` / ``DataFrame`` as deterministic Parquet; same table, same hash."""
+        data, rows = table_bytes(table)
+        return self._put(data, "parquet", kind, rows)
+
+    def get_table(self, ref: ArtifactRef | str) -> pa.Table:
+        """Read a table by :class:`ArtifactRef` or hash; raises ``CorruptArtifactError`` if the
+        bytes no longer match the hash."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        data, _ = self._fetch(ref, "parquet")
+        return pq.read_table(pa.BufferReader(data))
+
+    def put_json(self, obj: Any, kind: str = "document") -> ArtifactRef:
+        """Store a JSON-able value as canonical JSON (see :func:`canonical_json`)."""
+        return self._put(canonical_json(obj), "json", kind, None)
+
+    def get_json(self, ref: ArtifactRef | str) -> Any:
+        data, _ = self._fetch(ref, "json")
+        return json.loads(data)
+
+    def put_bytes(self, data: bytes | bytearray | memoryview, kind: str = "blob") -> ArtifactRef:
+        """Store raw bytes as they are."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"put_bytes expects bytes (got {type(data).__name__}); "
+                            f"use put_table for tables and put_json for dicts")
+        return self._put(bytes(data), "bytes", kind, None)
+
+    def get_bytes(self, ref: ArtifactRef | str) -> bytes:
+        """The stored bytes of any artifact (verified)."""
+        return self._fetch(ref, "bytes")[0]
+
+    def exists(self, ref: ArtifactRef | str) -> bool:
+        """True if the artifact's object is in the store (not verified; reads verify)."""
+        h = _hash_of(ref)
+        if isinstance(ref, ArtifactRef):
+            return self._size(ref.key) is not None
+        try:
+            self._locate(h)
+            return True
+        except StoreError:
+            return False
+
+    def stat(self, ref: ArtifactRef | str) -> ArtifactRef:
+        """Key, format and size of a stored artifact (kind unknown: ``""``)."""
+        h = _hash_of(ref)
+        key, fmt = self._locate(h)
+        return ArtifactRef(h, key, ref.kind if isinstance(ref, ArtifactRef) else "", fmt,
+                           self._size(key) or 0, ref.rows if isinstance(ref, ArtifactRef) else None)
+
+    def delete(self, ref: ArtifactRef | str) -> None:
+        """Remove an artifact's object, e.g. a corrupt one before putting it again."""
+        h = _hash_of(ref)
+        key, _ = self._locate(h)
+        try:
+            self.fs.rm_file(self._path(key))
+        except Exception as e:
+            raise self._fail("deleting", key, e) from None
+        self._located.pop(h, None)
+
+    # -- named refs (mutable pointers)
+
+    def set_ref(self, name: str, ref: ArtifactRef | str) -> None:
+        """Point ``name`` (e.g. ``"latest/tournament"``) at an artifact; overwrites."""
+        h = _hash_of(ref)
+        doc: dict[str, Any] = {"hash": h, "updated": _now()}
+        if isinstance(ref, ArtifactRef):
+            doc.update(ref.to_dict())
+        self._overwrite(ref_key(name), canonical_json(doc))
+
+    def get_ref(self, name: str) -> ArtifactRef:
+        """The artifact ``name`` points at."""
+        key = ref_key(name)
+        try:
+            doc = json.loads(self._read(key))
+        except FileNotFoundError:
+            raise StoreError(f"no ref {name!r} in store {self.url}"
+                             + did_you_mean(name, self.refs())) from None
+        if "key" in doc:
+            return ArtifactRef.from_dict(doc)
+        return self.stat(doc["hash"])
+
+    def refs(self) -> list[str]:
+        """Names of all refs."""
+        out: list[str] = []
+        try:
+            for p in self.fs.find(self._path(REFS)):
+                rel = str(p)[len(self._path(REFS)) + 1:]
+                if rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith("."):
+                    out.append(rel[: -len(".json")])
+        except FileNotFoundError:
+            return []
+        except Exception as e:
+            raise self._fail("listing", REFS, e) from None
+        return sorted(out)
+
+    # -- runs (see quantfleet.store.manifest)
+
+    def save_run(self, manifest: RunManifest) -> None:
+        """Write ``runs/<run_id>/manifest.json`` (overwrites the run's previous state)."""
+        self._overwrite(manifest_key(manifest.run_id), canonical_json(manifest.to_dict()))
+
+    def start_run(self, command: str, *, config: Mapping[str, Any] | None = None,
+                  executor: Mapping[str, Any] | None = None,
+                  run_id: str | None = None) -> RunManifest:
+        """A new ``running`` manifest, already saved."""
+        from quantfleet.store.manifest import RunManifest
+
+        m = RunManifest.new(command, config=config, executor=executor, run_id=run_id)
+        m.store = self.url
+        self.save_run(m)
+        return m
+
+    def finish_run(self, manifest: RunManifest, *, status: str = "succeeded",
+                   metrics: Mapping[str, Any] | None = None,
+                   timing: Mapping[str, Any] | None = None,
+                   error: BaseException | str | None = None) -> str:
+        """Close a run: fill in its status, metrics and timing, put the manifest as a
+        content-addressed ``run_manifest`` artifact and save it under ``runs/<run_id>/``.
+        Returns the archived manifest's hash."""
+        manifest.close(status, metrics=metrics, timing=timing, error=error)
+        for h, meta in list(manifest.artifacts.items()):
+            if not meta.get("key"):  # recorded by hash only: describe it from the store
+                try:
+                    manifest.artifacts[h] = {**meta, **{k: v for k, v in
+                                             self.stat(h).to_dict().items()
+                                             if k not in ("hash", "kind")}}
+                except StoreError:
+                    pass
+        manifest.archived = None
+        ref = self.put_json(manifest.to_dict(), kind="run_manifest")
+        manifest.archived = ref.hash
+        self.save_run(manifest)
+        return ref.hash
+
+    @contextmanager
+    def run(self, command: str, *, config: Mapping[str, Any] | None = None,
+            executor: Mapping[str, Any] | None = None,
+            run_id: str | None = None) -> Iterator[RunManifest]:
+        """``with store.run("tournament", config=cfg) as run: ...``: a manifest saved as
+        ``running`` now, closed as ``succeeded`` (or ``failed``, with the error) at the end.
+        Set ``run.metrics`` / ``run.timing`` inside the block."""
+        m = self.start_run(command, config=config, executor=executor, run_id=run_id)
+        try:
+            yield m
+        except BaseException as e:
+            self.finish_run(m, status="failed", error=e)
+            raise
+        self.finish_run(m)
+
+    def get_run(self, run_id: str) -> RunManifest:
+        """A run's manifest by id, unique id prefix, or ``"latest"``."""
+        from quantfleet.store.manifest import RunManifest
+
+        rid = self.resolve_run(run_id)
+        try:
+            return RunManifest.from_dict(json.loads(self._read(manifest_key(rid))))
+        except FileNotFoundError:
+            raise StoreError(f"run {rid!r} has no manifest in {self.url}") from None
+
+    def run_ids(self) -> list[str]:
+        """Ids of all runs, oldest first (ids sort by creation time)."""
+        return [r for r in self._list("runs") if not r.startswith(".")]
+
+    def resolve_run(self, run_id: str) -> str:
+        ids = self.run_ids()
+        if run_id == "latest":
+            if not ids:
+                raise StoreError(f"no runs in store {self.url} yet")
+            return ids[-1]
+        if run_id in ids:
+            return run_id
+        hits = [r for r in ids if r.startswith(run_id)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise StoreError(f"run {run_id!r} is ambiguous in {self.url}: matches "
+                             f"{', '.join(hits[:5])}{'...' if len(hits) > 5 else ''}")
+        raise StoreError(f"no run {run_id!r} in store {self.url}" + did_you_mean(run_id, ids)
+                         + "; `quantfleet runs list` shows the runs")
+
+    def list_runs(self, run_ids: list[str] | None = None) -> list[RunManifest]:
+        """Every run's manifest (or those of ``run_ids``), oldest first (fetched concurrently
+        on S3)."""
+        from quantfleet.store.manifest import RunManifest
+
+        ids = self.run_ids() if run_ids is None else list(run_ids)
+        if not ids:
+            return []
+        paths = [self._path(manifest_key(r)) for r in ids]
+        try:
+            got = self.fs.cat(paths, on_error="omit")
+        except Exception as e:
+            raise self._fail("reading", "runs/*/manifest.json", e) from None
+        if isinstance(got, bytes):
+            got = {paths[0]: got}
+        out = []
+        for p in paths:
+            data = got.get(p)
+            if data is None:
+                alt = [v for k, v in got.items() if str(k).rstrip("/").endswith(p.lstrip("/"))]
+                data = alt[0] if alt else None
+            if data is not None:
+                out.append(RunManifest.from_dict(json.loads(data)))
+        return out
+
+    def lineage(self, ref: ArtifactRef | str) -> dict[str, Any]:
+        """Where an artifact came from: the runs and steps that output it, their settings, and
+        (recursively) the lineage of their inputs. See :func:`quantfleet.store.manifest.lineage`."""
+        from quantfleet.store.manifest import lineage
+
+        return lineage(self.list_runs(), _hash_of(ref))

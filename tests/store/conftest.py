@@ -1,0 +1,110 @@
+"""Store fixtures: unique memory:// and file:// stores, and a real S3 endpoint (moto's standalone
+server in its own process on 127.0.0.1) with a versioned bucket and dummy credentials."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+BUCKET = "quantfleet-test"
+ACCESS_KEY = "AKIAQFTESTKEY0000001"
+SECRET_KEY = "qf-Test-Secret-NEVER-LOGGED-7f3a9c"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """``http://127.0.0.1:PORT`` of a moto S3 server (a separate process) with BUCKET in it."""
+    exe = Path(sys.executable).with_name("moto_server")
+    exe_s = str(exe) if exe.exists() else shutil.which("moto_server")
+    if not exe_s:
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([exe_s, "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"moto_server exited with {proc.returncode}")
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("moto_server did not answer within 30 s")
+                time.sleep(0.1)
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture()
+def s3_env(s3_endpoint, monkeypatch):
+    """Standard AWS environment variables pointing at the moto endpoint."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in aws_env(s3_endpoint).items():
+        monkeypatch.setenv(k, v)
+    return s3_endpoint
+
+
+@pytest.fixture()
+def s3_client(s3_env):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+
+
+@pytest.fixture()
+def s3_url(s3_env) -> str:
+    return f"s3://{BUCKET}/t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request, tmp_path):
+    """The same API on memory:// and file://."""
+    from quantfleet.store import Store
+
+    if request.param == "memory":
+        url = f"memory://qf-{uuid.uuid4().hex[:10]}"
+        yield Store.open(url)
+        import fsspec
+
+        fs = fsspec.filesystem("memory")
+        if fs.exists(url):
+            fs.rm(url, recursive=True)
+    else:
+        yield Store.open(os.fspath(tmp_path / "lake"))
