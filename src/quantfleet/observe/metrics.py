@@ -128,22 +128,30 @@ class RunMetrics:
 
     # -- endpoint -----------------------------------------------------------------------
 
-    def serve(self, port: int | None = None) -> str:
-        """Serve ``/metrics`` on 127.0.0.1 (``port`` None or 0: a free port); returns the URL."""
+    def serve(self, port: int | None = None, host: str | None = None) -> str:
+        """Serve ``/metrics`` on 127.0.0.1 (``port`` None or 0: a free port); returns the URL.
+
+        ``host`` (default ``$QUANTFLEET_METRICS_HOST`` or 127.0.0.1) is the bind address; the
+        compose stack sets ``0.0.0.0`` so Prometheus can scrape the driver's container.
+        """
+        import os
+
         from prometheus_client import start_http_server
 
+        host = host or os.environ.get("QUANTFLEET_METRICS_HOST", "127.0.0.1")
         if self._server is not None:
             return self.url or ""
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)
                                  or not 0 <= port <= 65535):
             raise QuantfleetError(f"metrics port must be 0-65535 or None (got {port!r})")
         try:
-            self._server, self._thread = start_http_server(port or 0, addr="127.0.0.1",
+            self._server, self._thread = start_http_server(port or 0, addr=host,
                                                            registry=self.registry)
         except OSError as e:
-            raise QuantfleetError(f"metrics endpoint: cannot listen on 127.0.0.1:{port} "
+            raise QuantfleetError(f"metrics endpoint: cannot listen on {host}:{port} "
                                   f"({e.strerror or e}); pick another port or None") from None
-        self.url = f"http://127.0.0.1:{self._server.server_port}/metrics"
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        self.url = f"http://{shown}:{self._server.server_port}/metrics"
         return self.url
 
     def stop(self) -> None:
