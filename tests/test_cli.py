@@ -92,3 +92,19 @@ def test_bad_input_one_line_exit_2(csv_path, args, message):
     assert message in p.stderr
     assert "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_store_flag_records_outputs_and_lineage(csv_path, tmp_path):
+    lake = tmp_path / "lake"
+    res = json.loads(qf("tournament", csv_path, "--strategies", "sma_cross,rsi", "--windows",
+                        "3", "--max-combos", "4", "--executor", "serial", "--store", str(lake),
+                        "--json").stdout)
+    from quantfleet.store import Store
+
+    store = Store.open(str(lake))
+    m = store.get_run(res["run_id"])
+    assert m.status == "succeeded" and m.command == "tournament"
+    outs = m.outputs
+    assert {"results", "leaderboard", "oos_returns"} <= set(outs)
+    assert store.get_table(outs["results"]).num_rows == res["rows"]
+    assert "market" in json.dumps(store.lineage(outs["leaderboard"]))

@@ -238,6 +238,7 @@ def sweep(
     executor: Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")] = "serial",
     workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Record inputs, outputs and a run manifest in this artifact store (path, file://, s3://, memory://).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Sweep a parameter grid of one strategy over every asset; print the leaderboard."""
@@ -265,6 +266,14 @@ def sweep(
                "rows": res.n_rows, "failed": len(res.failed), "assets": len(res.assets),
                "metric": metric, "out": str(res.path) if res.path else None,
                "overfit": res.overfit}
+    if store:
+        summary["run_id"] = _record(store, "sweep", market,
+                                    {"results": res.table if res.table is not None else res.path,
+                                     "leaderboard": res.top},
+                                    {"data": data, "strategy": strategy, "grid": g,
+                                     "fee_bps": fee_bps, "slippage_bps": slippage_bps,
+                                     "long_short": long_short, "metric": metric},
+                                    {"combos": res.n_combos, "overfit": res.overfit}, ex)
     if as_json:
         _print_json({**summary, "top": board})
         return
@@ -310,6 +319,7 @@ def tournament(
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also run a sample serially and report speedup and efficiency.")] = False,
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
+    store: Annotated[str | None, typer.Option("--store", help="Record inputs, outputs and a run manifest in this artifact store (path, file://, s3://, memory://).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Strategies x assets x walk-forward windows: pick in sample, score out of sample."""
@@ -349,6 +359,18 @@ def tournament(
     }
     if speed is not None:
         summary["baseline"] = speed
+    if store:
+        outs = {"results": res.table if res.table is not None else res.path / "results.parquet",
+                "leaderboard": res.leaderboard, "oos_returns": res.oos_returns.reset_index()}
+        summary["run_id"] = _record(store, "tournament", market, outs,
+                                    {"data": data, "strategies": names_, "assets": assets,
+                                     "train": train, "test": test, "windows": windows,
+                                     "anchored": anchored, "metric": metric,
+                                     "max_combos": max_combos, "fee_bps": fee_bps,
+                                     "slippage_bps": slippage_bps, "long_short": long_short},
+                                    {"backtests": res.n_backtests, "failed": len(res.failed),
+                                     "winner": board[0] if board else None}, ex,
+                                    timing={"wall_s": wall, "baseline": speed})
     if as_json:
         _print_json({**summary, "leaderboard": board,
                      "failures": [str(f) for f in res.failed]})
@@ -392,6 +414,7 @@ def evolve(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: written after every generation; an interrupted run resumes from it.")] = None,
     top: Annotated[int, typer.Option("--top", help="Winners checked out of sample.")] = 5,
+    store: Annotated[str | None, typer.Option("--store", help="Record inputs, outputs and a run manifest in this artifact store (path, file://, s3://, memory://).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Evolve strategy parameters with a genetic algorithm; check the winners out of sample."""
@@ -416,6 +439,13 @@ def evolve(
                "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
                "failed": res.n_failed, "in_sample_bars": res.split,
                "executor": getattr(ex, "name", "serial"), "overfit": res.overfit}
+    if store:
+        summary["run_id"] = _record(store, "evolve", market,
+                                    {"evolution": {"winners": res.winners,
+                                                   "history": res.history}},
+                                    {"data": data, **res.config},
+                                    {"evaluations": res.n_evaluations, "overfit": res.overfit,
+                                     "winner": res.winners[0] if res.winners else None}, ex)
     if as_json:
         _print_json({**summary, "winners": res.winners, "history": res.history})
         return
@@ -453,6 +483,7 @@ def portfolio(
     workers: Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for weights, returns, log, metrics, spans (Parquet) and run.json.")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Record inputs, outputs and a run manifest in this artifact store (path, file://, s3://, memory://).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Walk-forward portfolio optimization of several profiles, in parallel on the executor."""
@@ -482,6 +513,14 @@ def portfolio(
                "test": test, "windows": len(res.windows), "fee_bps": fee_bps,
                "drift": not fixed_weights, "executor": res.provenance["executor"],
                "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}
+    if store:
+        summary["run_id"] = _record(store, "portfolio", None,
+                                    {"returns_matrix": matrix.returns.reset_index(),
+                                     "weights": res.weights_long(),
+                                     "returns": res.returns.reset_index(),
+                                     "metrics": res.metrics},
+                                    {"data": data, **res.provenance},
+                                    {"metrics": metrics}, ex, timing={"wall_s": res.wall_s})
     if as_json:
         _print_json({**summary, "metrics": metrics, "timing": timing,
                      "fallbacks": res.log[res.log["fallback"] != ""].to_dict("records")})
@@ -606,6 +645,25 @@ def report(
         import webbrowser
 
         webbrowser.open(path.as_uri())
+
+
+def _record(store: str, command: str, market: Any, outputs: dict[str, Any],
+            config: dict[str, Any], metrics: dict[str, Any], ex: Any,
+            timing: dict[str, Any] | None = None) -> str:
+    """Put a command's outputs (and its input data) in the store with a run manifest."""
+    from quantfleet.store import record_run
+
+    inputs = {}
+    if market is not None:
+        from quantfleet.pipeline.stages import _market_table
+
+        inputs["market"] = _market_table(market)
+    m = record_run(store, command, outputs=outputs, inputs=inputs, config=config,
+                   metrics=json.loads(json.dumps(metrics, default=str)), timing=timing,
+                   executor={"name": getattr(ex, "name", "serial"),
+                             "workers": getattr(ex, "workers", 1)})
+    typer.echo(f"recorded run {m.run_id} in {store}", err=True)
+    return m.run_id
 
 
 def _run_dir(run: str) -> Path:
