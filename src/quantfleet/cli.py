@@ -343,6 +343,8 @@ def tournament(
             max_combos=max_combos, costs=Costs(fee_bps, slippage_bps), long_short=long_short,
             ppy=periods_per_year, executor=ex, out=out, keep_table=out is None,
             baseline=baseline, checkpoint_dir=resume,
+            # a rich progress bar (tasks, items/s, ETA) on an interactive terminal only
+            map_options={"progress": sys.stderr.isatty() and not as_json},
         )
         wall = time.perf_counter() - t0
         speed = res.speedup
