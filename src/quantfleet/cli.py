@@ -676,13 +676,15 @@ def _run_dir(run: str) -> Path:
     from quantfleet.pipeline.flow import state_dir
 
     runs = state_dir() / "runs"
+    if "/" in run or os.sep in run or run.startswith("."):
+        _fail(f"{run}: no such directory (a run directory or a run id under {runs})")
     hits = sorted(runs.glob(f"{run}*")) if runs.is_dir() else []
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
         _fail(f"run {run!r} is ambiguous: {', '.join(h.name for h in hits[:5])}")
     recent = sorted(runs.iterdir())[-3:] if runs.is_dir() else []
-    _fail(f"{run}: neither a directory nor a run id under {runs}"
+    _fail(f"{run}: no such directory, nor a run id under {runs}"
           + (f"; recent runs: {', '.join(r.name for r in recent)}" if recent else ""))
     raise AssertionError  # unreachable
 

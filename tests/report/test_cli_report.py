@@ -37,7 +37,7 @@ def test_missing_dir_is_one_line_and_exit_2(tmp_path):
     p = qf("report", str(tmp_path / "no-such-run"))
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no such run directory" in lines[0], p.stderr
+    assert len(lines) == 1 and "no such directory" in lines[0], p.stderr
     assert "Traceback" not in p.stderr
 
 
