@@ -109,7 +109,8 @@ def main() -> None:
         spans = [sp for r in parts for sp in r.spans]
         rows = []
         for p in parts[0].profiles:
-            d = np.array([sp.duration for sp in spans if sp.component == f"portfolio.{p.name}"])
+            d = np.array([sp.duration for sp in spans
+                          if sp.component.split("/")[0] == f"portfolio.{p.name}"])
             rows.append({"profile": p.name, "mean_ms": d.mean() * 1e3,
                          "median_ms": np.median(d) * 1e3,
                          "p95_ms": np.percentile(d, 95) * 1e3, "fit_s": d.sum()})
