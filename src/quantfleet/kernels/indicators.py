@@ -25,6 +25,7 @@ __all__ = [
     "rolling_vwap",
     "rsi",
     "sma",
+    "sma_table",
     "stochastic_k",
     "unique_pairs",
     "unique_windows",
@@ -64,6 +65,15 @@ def sma(x, w):
         if t >= w - 1:
             out[t] = s / w
     return out
+
+
+@njit(cache=True)
+def sma_table(close, windows):
+    """SMA of ``close`` for each distinct window, float64 (k, bars): one row per window."""
+    table = np.empty((windows.shape[0], close.shape[0]))
+    for i in range(windows.shape[0]):
+        table[i] = sma(close, int(windows[i]))
+    return table
 
 
 @njit(cache=True)

@@ -14,7 +14,7 @@ from quantfleet.kernels.indicators import (
     midpoint,
     rolling_max,
     rolling_min,
-    sma,
+    sma_table,
     unique_windows,
 )
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
@@ -99,14 +99,6 @@ DONCHIAN = register(Strategy(
 
 
 @njit(cache=True)
-def _sma_table(close, windows):
-    table = np.empty((windows.shape[0], close.shape[0]))
-    for i in range(windows.shape[0]):
-        table[i] = sma(close, int(windows[i]))
-    return table
-
-
-@njit(cache=True)
 def _atr_table(high, low, close, windows):
     table = np.empty((windows.shape[0], close.shape[0]))
     for i in range(windows.shape[0]):
@@ -129,7 +121,7 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
     r = bar_returns(close)
     su, si = unique_windows(params[:, 0].copy())
     au, ai = unique_windows(params[:, 1].copy())
-    smas = _sma_table(close, su)
+    smas = sma_table(close, su)
     atrs = _atr_table(high, low, close, au)
     for c in range(params.shape[0]):
         s = smas[si[c]]

@@ -5,21 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.indicators import ema, sma, unique_windows
+from quantfleet.kernels.indicators import ema, sma_table, unique_windows
 from quantfleet.kernels.metrics import acc_finish, acc_flat, acc_init, acc_step, bar_returns
 from quantfleet.strategies.registry import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
 
 __all__ = ["EMA_CROSS", "SMA_CROSS", "SMA_TREND"]
-
-
-@njit(cache=True)
-def _sma_table(close, windows):
-    """SMA of ``close`` for each distinct window: (k, bars)."""
-    table = np.empty((windows.shape[0], close.shape[0]))
-    for i in range(windows.shape[0]):
-        table[i] = sma(close, int(windows[i]))
-    return table
 
 
 @njit(cache=True)
@@ -130,7 +121,7 @@ def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
     n = close.shape[0]
     r = bar_returns(close)
     uniq, idx = unique_windows(params[:, 0].copy())
-    table = _sma_table(close, uniq)
+    table = sma_table(close, uniq)
     low_pos = -1.0 if long_short else 0.0
     for c in range(params.shape[0]):
         s = table[idx[c]]
