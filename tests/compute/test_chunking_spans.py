@@ -37,6 +37,24 @@ def test_chunk_plan_ranges_cover_items_once():
     assert ChunkPlan(10, 3, 1).ranges()[:2] == [(0, 1), (1, 4)]
 
 
+@pytest.mark.parametrize("n,size,head,workers", [(180, 23, 0, 2), (180, 23, 1, 2), (5, 9, 0, 4),
+                                                 (1000, 40, 1, 8), (0, 3, 0, 2)])
+def test_guided_plan_shrinks_chunks_towards_the_end(n, size, head, workers):
+    r = ChunkPlan(n, size, head, guided=workers).ranges()
+    assert [i for a, b in r for i in range(a, b)] == list(range(n))
+    sizes = [b - a for a, b in r[head:]]
+    assert all(s <= size for s in sizes)
+    assert sizes == sorted(sizes, reverse=True) or sizes[-1] < math.ceil(size / 8)  # a short rest
+    # each chunk takes ceil(remaining / (2 W)) items within [ceil(size / 8), size]
+    pos = r[head][0] if len(r) > head else n
+    for a, b in r[head:]:
+        want = max(math.ceil(size / 8), min(size, math.ceil((n - pos) / (2 * workers))))
+        assert b - a == min(want, n - pos)
+        pos = b
+    assert ChunkPlan(180, 23, 0, guided=2).ranges()[:1] == [(0, 23)]
+    assert len(ChunkPlan(180, 23, 0, guided=2).ranges()) < len(ChunkPlan(180, 3, 0).ranges())
+
+
 def _span(**kw):
     base = dict(stage="s", component="c", worker="1", node="h", start=1.0, end=3.5,
                 cpu_s=2.0, items=4, ok=True, attempt=1)

@@ -66,6 +66,18 @@ def test_results_are_in_submission_order_with_small_chunks(procs):
     assert got == [i * i for i in range(50)]
 
 
+def test_guided_schedule_same_results_in_order(procs, ray_executor):
+    items = list(range(101))
+    want = [x * x for x in items]
+    for ex in (SerialExecutor(), procs, ray_executor):
+        got = list(ex.map(wl.counted, items, chunk_size=20, schedule="guided"))
+        assert got == want, ex.name
+        sizes = [s.items for s in ex.spans.spans[-ex.summary.tasks:]]
+        assert max(sizes) == 20 and min(sizes) < 20 and ex.summary.tasks > 101 // 20
+    with pytest.raises(ExecutionError, match="schedule must be 'fixed' or 'guided'"):
+        SerialExecutor().map(wl.counted, items, schedule="dynamic")
+
+
 def test_shared_is_deserialized_once_per_process_worker(procs):
     shared = wl.SharedPayload(uuid.uuid4().hex, np.arange(10.0))
     seen = defaultdict(set)

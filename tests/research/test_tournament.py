@@ -62,6 +62,27 @@ def test_tournament_several_strategies(market):
     assert res.oos_returns.shape[1] == 4
 
 
+def test_overfit_computed_in_the_tasks_equals_the_table_level_statistics(market):
+    from quantfleet.research.overfit import tournament_overfit
+
+    for metric in ("sharpe", "max_drawdown"):
+        res = tournament(market, ["sma_cross", "rsi"], n_windows=4, max_combos=12, ppy=252.0,
+                         metric=metric)
+        want = tournament_overfit(res.table, res.oos_returns, metric=metric, periods_per_year=252.0)
+        assert res.overfit.equals(want), metric
+        assert len(want) == 4 and want["pbo"].notna().all() and want["dsr"].notna().all()
+        board = res.leaderboard.set_index(["strategy", "asset"])
+        for row in want.itertuples():
+            b = board.loc[(row.strategy, row.asset)]
+            assert b["pbo"] == row.pbo and b["verdict"] == row.verdict
+            assert b["dsr"] == row.dsr
+        # the leaderboard's stitched record, recomputed from oos_returns
+        for row in res.leaderboard.itertuples():
+            r = res.oos_returns[f"{row.strategy}/{row.asset}"].dropna().to_numpy()
+            assert np.isclose(row.oos_total_return, np.prod(1 + r) - 1, rtol=1e-12)
+            assert np.isclose(row.oos_sharpe, r.mean() / r.std(ddof=1) * np.sqrt(252.0), rtol=1e-12)
+
+
 def test_coarse_grid_respects_budget_and_constraints():
     space = get("sma_cross").space
     g = coarse_grid(space, 40)

@@ -72,11 +72,18 @@ def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """Chunk boundaries: ``head`` probe items (0 or 1) as chunk 0, then chunks of ``size``."""
+    """Chunk boundaries: ``head`` probe items (0 or 1) as chunk 0, then chunks of ``size``.
+
+    With ``guided`` = W > 0 the chunks shrink towards the end (OpenMP's *guided* schedule):
+    each takes ``ceil(remaining / (2 W))`` items, at most ``size`` and at least
+    ``ceil(size / 8)``. Few, long tasks while much work is left (little per-task overhead),
+    short ones at the end, so no worker idles while another finishes a long last task.
+    """
 
     n_items: int
     size: int
     head: int = 0
+    guided: int = 0
 
     def ranges(self) -> list[tuple[int, int]]:
         """``[(start, stop), ...]`` covering ``range(n_items)`` in order."""
@@ -85,13 +92,18 @@ class ChunkPlan:
         if self.head and self.n_items:
             out.append((0, min(self.head, self.n_items)))
             pos = out[-1][1]
+        floor = max(1, math.ceil(self.size / 8))
         while pos < self.n_items:
-            out.append((pos, min(pos + self.size, self.n_items)))
+            step = self.size
+            if self.guided > 0:
+                step = max(floor, min(self.size, math.ceil((self.n_items - pos) / (2 * self.guided))))
+            out.append((pos, min(pos + step, self.n_items)))
             pos = out[-1][1]
         return out
 
     def to_dict(self) -> dict[str, int]:
-        return {"n_items": self.n_items, "size": self.size, "head": self.head}
+        return {"n_items": self.n_items, "size": self.size, "head": self.head,
+                "guided": self.guided}
 
 
 def _qualname(fn: Any) -> str:
@@ -147,7 +159,8 @@ class ChunkStore:
         if not p.exists():
             return None
         d = json.loads(p.read_text())
-        return ChunkPlan(n_items=int(d["n_items"]), size=int(d["size"]), head=int(d["head"]))
+        return ChunkPlan(n_items=int(d["n_items"]), size=int(d["size"]), head=int(d["head"]),
+                         guided=int(d.get("guided", 0)))
 
     def save_plan(self, plan: ChunkPlan, meta: dict[str, Any] | None = None) -> None:
         d = {**plan.to_dict(), "fingerprint": self.fingerprint, **(meta or {})}

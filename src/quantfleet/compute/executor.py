@@ -240,6 +240,7 @@ class Executor(Protocol):
             stage: str = "map", component: str | None = None, retries: int = 1,
             timeout_s: float | None = None, chunk_size: int | None = None,
             item_cost_s: float | None = None, target_task_s: float = DEFAULT_TARGET_TASK_S,
+            schedule: str = "fixed",
             checkpoint_dir: str | os.PathLike[str] | None = None, checkpoint_key: str = "",
             progress: bool = False, recorder: SpanRecorder | None = None) -> Iterator[Any]: ...
 
@@ -331,6 +332,7 @@ class BaseExecutor:
             stage: str = "map", component: str | Sequence[str] | None = None, retries: int = 1,
             timeout_s: float | None = None, chunk_size: int | None = None,
             item_cost_s: float | None = None, target_task_s: float = DEFAULT_TARGET_TASK_S,
+            schedule: str = "fixed",
             checkpoint_dir: str | os.PathLike[str] | None = None, checkpoint_key: str = "",
             progress: bool = False, recorder: SpanRecorder | None = None) -> Iterator[Any]:
         """Yield ``fn(shared, item)`` for each item, in the order of ``items``.
@@ -350,6 +352,9 @@ class BaseExecutor:
         chunk_size : items per task; default: measured (see chunking)
         item_cost_s : caller's estimate of seconds per item (skips the probe task)
         target_task_s : aimed-for seconds per task when sizing chunks
+        schedule : "fixed" (every chunk of the planned size) or "guided" (the planned size
+            is the largest; chunks shrink towards the end so the workers finish together,
+            see :class:`~quantfleet.compute.chunking.ChunkPlan`)
         checkpoint_dir : write each finished chunk there and skip chunks already written
         checkpoint_key : extra text mixed into the checkpoint fingerprint
         progress : show a rich progress bar
@@ -367,6 +372,8 @@ class BaseExecutor:
             raise ExecutionError(f"map: timeout_s must be positive or None (got {timeout_s!r})")
         if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
             raise ExecutionError(f"map: chunk_size must be >= 1 or None (got {chunk_size!r})")
+        if schedule not in ("fixed", "guided"):
+            raise ExecutionError(f"map: schedule must be 'fixed' or 'guided' (got {schedule!r})")
         if timeout_s is not None and not self.supports_timeout:
             warnings.warn(f"{type(self).__name__} cannot cancel a running function; timeout_s is "
                           f"ignored (use ProcessExecutor or RayExecutor)", stacklevel=2)
@@ -380,14 +387,15 @@ class BaseExecutor:
         return self._run(fn, items, shared, stage=stage,
                          component=component or _component_of(fn), retries=retries,
                          timeout_s=timeout_s, chunk_size=chunk_size, item_cost_s=item_cost_s,
-                         target_task_s=target_task_s, checkpoint_dir=checkpoint_dir,
+                         target_task_s=target_task_s, schedule=schedule,
+                         checkpoint_dir=checkpoint_dir,
                          checkpoint_key=checkpoint_key, progress=progress,
                          recorder=recorder if recorder is not None else self.spans)
 
     def _run(self, fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any, *,
              stage: str, component: str | list[str], retries: int, timeout_s: float | None,
              chunk_size: int | None, item_cost_s: float | None, target_task_s: float,
-             checkpoint_dir: Any, checkpoint_key: str, progress: bool,
+             schedule: str, checkpoint_dir: Any, checkpoint_key: str, progress: bool,
              recorder: SpanRecorder) -> Iterator[Any]:
         labels = component if isinstance(component, list) else None
         if labels is not None:
@@ -399,6 +407,7 @@ class BaseExecutor:
             return "+".join(dict.fromkeys(labels[a:b]))
 
         n = len(items)
+        guided = max(1, int(self.workers)) if schedule == "guided" else 0
         summary = self.summary = MapSummary(items=n)
         t0 = time.perf_counter()
         if n == 0:
@@ -448,7 +457,7 @@ class BaseExecutor:
         elif chunk_size is not None or item_cost_s is not None or n == 1:
             size = int(chunk_size) if chunk_size is not None else plan_chunk_size(
                 n, self.workers, item_cost_s, target_task_s=target_task_s)
-            plan = ChunkPlan(n, size, 0)
+            plan = ChunkPlan(n, size, 0, guided=guided)
             if store is not None:
                 store.save_plan(plan, {"fn": component, "executor": self.name})
             adopt(plan)
@@ -465,7 +474,7 @@ class BaseExecutor:
             if plan is None:  # the probe finished
                 cost = probe_span[0].duration if probe_span else None
                 size = plan_chunk_size(n - 1, self.workers, cost, target_task_s=target_task_s)
-                plan = ChunkPlan(n, size, 1)
+                plan = ChunkPlan(n, size, 1, guided=guided)
                 if store is not None:
                     store.save_plan(plan, {"fn": component, "executor": self.name,
                                            "probe_s": cost})

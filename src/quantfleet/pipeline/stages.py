@@ -137,7 +137,6 @@ def _strategy_names(names: list[str]) -> list[str]:
 
 
 def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    from quantfleet.research.overfit import tournament_overfit
     from quantfleet.research.tournament import tournament
 
     cfg = ctx.config.tournament
@@ -149,8 +148,7 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      long_short=cfg.long_short, executor=ctx.executor,
                      checkpoint_dir=ctx.run_dir.parent.parent / "checkpoints" / "tournament",
                      baseline=True, baseline_budget_s=5.0)
-    overfit = ctx.timed("tournament", "overfit", tournament_overfit, res.table, res.oos_returns,
-                        metric=cfg.metric)
+    overfit = res.overfit  # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
     out = {
         "results": ctx.store.put_table(res.table, kind="tournament_results").hash,
         "leaderboard": ctx.store.put_table(res.leaderboard, kind="leaderboard").hash,

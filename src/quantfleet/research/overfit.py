@@ -22,6 +22,7 @@ from quantfleet.errors import QuantfleetError
 __all__ = [
     "DSR_GOOD",
     "DSR_LUCK",
+    "OVERFIT_COLUMNS",
     "PBO_BAD",
     "PBO_GOOD",
     "PBOResult",
@@ -29,6 +30,7 @@ __all__ = [
     "deflated_sharpe_from_returns",
     "expected_max_sharpe",
     "min_track_record_length",
+    "pair_overfit",
     "pbo",
     "probabilistic_sharpe",
     "return_moments",
@@ -701,65 +703,106 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
     osr_a = t["oos_sharpe"].to_numpy(dtype=np.float64) if need_sharpe else None
     n = len(t)
     pair_break = np.ones(n, dtype=bool)
-    win_break = np.ones(n, dtype=bool)
     if n:
         pair_break[1:] = (strat_a[1:] != strat_a[:-1]) | (asset_a[1:] != asset_a[:-1])
-        win_break[1:] = pair_break[1:] | (win_a[1:] != win_a[:-1])
     pair_starts = np.flatnonzero(pair_break)
     rows = []
     for gi, a0 in enumerate(pair_starts):
         a1 = pair_starts[gi + 1] if gi + 1 < len(pair_starts) else n
         strat, asset = strat_a[a0], asset_a[a0]
-        wstarts = a0 + np.flatnonzero(win_break[a0:a1])
-        logits = []
-        n_combos = 0
-        for wi, w0 in enumerate(wstarts):
-            w1 = wstarts[wi + 1] if wi + 1 < len(wstarts) else a1
-            n_combos = max(n_combos, len(np.unique(combo_a[w0:w1])))
-            if w1 - w0 < 2:
-                continue
-            sel = sel_a[w0:w1] if sel_a is not None else None
-            if sel is not None and sel.sum() == 1:
-                best = int(np.flatnonzero(sel)[0])
-            else:
-                is_ = is_a[w0:w1]
-                best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
-            v = np.where(np.isnan(oos_a[w0:w1]), -np.inf, oos_a[w0:w1])
-            rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
-            omega = rank / (len(v) + 1.0)
-            logits.append(math.log(omega / (1.0 - omega)))
-        lg = np.asarray(logits)
-        row: dict[str, Any] = {
-            "strategy": strat, "asset": asset, "n_windows": int(len(wstarts)),
-            "n_combos": n_combos,
-            "pbo": float(np.mean(lg <= 0.0)) if lg.size else math.nan,
-            "mean_logit": float(np.mean(lg)) if lg.size else math.nan,
-            "sharpe": math.nan, "n_bars": 0, "skew": math.nan, "kurt": math.nan,
-            "sr0": math.nan, "dsr": math.nan,
-        }
         col = f"{strat}/{asset}"
+        r = None
         if need_sharpe and col in oos_returns.columns:
             r = oos_returns[col].to_numpy(dtype=np.float64)
-            r = r[np.isfinite(r)]
-            # mean out-of-sample Sharpe of each combo over the windows (NaN left out)
-            c = combo_a[a0:a1]
-            x = osr_a[a0:a1]
-            ok = np.isfinite(x)
-            ids, inv = np.unique(c, return_inverse=True)
-            tot = np.bincount(inv, weights=np.where(ok, x, 0.0), minlength=len(ids))
-            cnt = np.bincount(inv, weights=ok.astype(float), minlength=len(ids))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_combo = tot / cnt
-            per_combo = per_combo[np.isfinite(per_combo)] / math.sqrt(ppy)
-            var = float(np.var(per_combo, ddof=1)) if per_combo.size > 1 else 0.0
-            if r.size >= 2:
-                sr, nb, skew, kurt = return_moments(r)
-                sr0 = expected_max_sharpe(n_combos, var)
-                row.update(sharpe=sr, n_bars=nb, skew=skew, kurt=kurt, sr0=sr0,
-                           dsr=_psr(sr, nb, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
-        row["verdict"] = verdict(row["dsr"] if need_sharpe else None, row["pbo"],
-                                 n_trials=n_combos)
-        rows.append(row)
-    cols = ["strategy", "asset", "n_windows", "n_combos", "pbo", "mean_logit", "sharpe",
-            "n_bars", "skew", "kurt", "sr0", "dsr", "verdict"]
-    return pd.DataFrame(rows, columns=cols)
+        rows.append(pair_overfit(
+            strat, asset, win_a[a0:a1], combo_a[a0:a1], is_a[a0:a1], oos_a[a0:a1],
+            sel_a[a0:a1] if sel_a is not None else None,
+            osr_a[a0:a1] if need_sharpe else None, r, periods_per_year=ppy,
+            judge_dsr=need_sharpe, signed=True))
+    return pd.DataFrame(rows, columns=list(OVERFIT_COLUMNS))
+
+
+OVERFIT_COLUMNS = ("strategy", "asset", "n_windows", "n_combos", "pbo", "mean_logit", "sharpe",
+                   "n_bars", "skew", "kurt", "sr0", "dsr", "verdict")
+"""Columns of :func:`tournament_overfit`'s frame and of each :func:`pair_overfit` row."""
+
+
+def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarray,
+                 is_metric: np.ndarray, oos_metric: np.ndarray, selected: np.ndarray | None,
+                 oos_sharpe: np.ndarray | None, returns: np.ndarray | None, *,
+                 metric: str = "sharpe", periods_per_year: float | None = None,
+                 judge_dsr: bool | None = None, signed: bool = False) -> dict[str, Any]:
+    """One (strategy, asset)'s row of :func:`tournament_overfit`, from its own rows.
+
+    The rows must be sorted by window, then combo. The tournament computes this inside each
+    worker task (one task item = one strategy on one asset over all windows), so the driver
+    only concatenates; :func:`tournament_overfit` calls it per group of a finished table.
+
+    Parameters
+    ----------
+    window, combo : the rows' window index and combo index
+    is_metric, oos_metric : the selection metric in and out of sample (as stored, unless
+        ``signed``: already multiplied by -1 for lower-is-better metrics)
+    selected : the rows marked selected, or None (then the best ``is_metric`` per window)
+    oos_sharpe : per-row out-of-sample Sharpe (annualized), or None (no DSR)
+    returns : the selected combos' stitched out-of-sample returns (NaN where no data), or None
+    periods_per_year : bars per year the Sharpe ratios were annualized with (for the DSR)
+    judge_dsr : whether the verdict speaks of the DSR (default: returns given)
+    """
+    if not signed and metric in _LOWER_IS_BETTER:
+        is_metric, oos_metric = -np.asarray(is_metric, float), -np.asarray(oos_metric, float)
+    n = len(window)
+    brk = np.ones(n, dtype=bool)
+    if n:
+        brk[1:] = window[1:] != window[:-1]
+    wstarts = np.flatnonzero(brk)
+    logits = []
+    n_combos = 0
+    for wi, w0 in enumerate(wstarts):
+        w1 = wstarts[wi + 1] if wi + 1 < len(wstarts) else n
+        n_combos = max(n_combos, len(np.unique(combo[w0:w1])))
+        if w1 - w0 < 2:
+            continue
+        sel = selected[w0:w1] if selected is not None else None
+        if sel is not None and sel.sum() == 1:
+            best = int(np.flatnonzero(sel)[0])
+        else:
+            is_ = is_metric[w0:w1]
+            best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
+        v = np.where(np.isnan(oos_metric[w0:w1]), -np.inf, oos_metric[w0:w1])
+        rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
+        omega = rank / (len(v) + 1.0)
+        logits.append(math.log(omega / (1.0 - omega)))
+    lg = np.asarray(logits)
+    row: dict[str, Any] = {
+        "strategy": strategy, "asset": asset, "n_windows": int(len(wstarts)),
+        "n_combos": n_combos,
+        "pbo": float(np.mean(lg <= 0.0)) if lg.size else math.nan,
+        "mean_logit": float(np.mean(lg)) if lg.size else math.nan,
+        "sharpe": math.nan, "n_bars": 0, "skew": math.nan, "kurt": math.nan,
+        "sr0": math.nan, "dsr": math.nan,
+    }
+    if judge_dsr is None:
+        judge_dsr = returns is not None
+    if returns is not None and oos_sharpe is not None:
+        if periods_per_year is None:
+            raise QuantfleetError("pair_overfit: periods_per_year is needed for the deflated "
+                                  "Sharpe (e.g. 252 for daily bars)")
+        r = np.asarray(returns, dtype=np.float64)
+        r = r[np.isfinite(r)]
+        # mean out-of-sample Sharpe of each combo over the windows (NaN left out)
+        ok = np.isfinite(oos_sharpe)
+        ids, inv = np.unique(combo, return_inverse=True)
+        tot = np.bincount(inv, weights=np.where(ok, oos_sharpe, 0.0), minlength=len(ids))
+        cnt = np.bincount(inv, weights=ok.astype(float), minlength=len(ids))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_combo = tot / cnt
+        per_combo = per_combo[np.isfinite(per_combo)] / math.sqrt(periods_per_year)
+        var = float(np.var(per_combo, ddof=1)) if per_combo.size > 1 else 0.0
+        if r.size >= 2:
+            sr, nb, skew, kurt = return_moments(r)
+            sr0 = expected_max_sharpe(n_combos, var)
+            row.update(sharpe=sr, n_bars=nb, skew=skew, kurt=kurt, sr0=sr0,
+                       dsr=_psr(sr, nb, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
+    row["verdict"] = verdict(row["dsr"] if judge_dsr else None, row["pbo"], n_trials=n_combos)
+    return row

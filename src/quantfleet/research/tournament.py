@@ -26,7 +26,7 @@ from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
 
-__all__ = ["TournamentResult", "coarse_grid", "evaluate_window", "tournament"]
+__all__ = ["TournamentResult", "coarse_grid", "evaluate_pair", "evaluate_window", "tournament"]
 
 _LOWER_IS_BETTER = {"max_drawdown", "turnover"}
 
@@ -69,6 +69,7 @@ class TournamentResult:
     table: Any = None  # pyarrow.Table, one row per (strategy, asset, window, params)
     leaderboard: Any = None  # pandas.DataFrame, one row per (strategy, asset)
     oos_returns: Any = None  # pandas.DataFrame, timestamps × "strategy/asset"
+    overfit: Any = None  # pandas.DataFrame, research.overfit.tournament_overfit's columns
     path: Path | None = None
     failed: list[Any] = field(default_factory=list)
     wall_s: float = 0.0
@@ -102,19 +103,80 @@ def evaluate_window(market: MarketData, item: tuple) -> dict[str, Any]:
     return {"is": is_m, "oos": oos_m, "best": best, "returns": rets[0]}
 
 
+def evaluate_pair(market: MarketData, item: tuple) -> dict[str, Any]:
+    """Worker body: one strategy on one asset over every walk-forward window.
+
+    Runs :func:`evaluate_window` per window, then everything the result needs from this pair
+    alone, so the driver only concatenates: the result rows' columns, the selected combos'
+    out-of-sample returns stitched over the windows, the leaderboard row and the overfitting
+    row (PBO, deflated Sharpe; :func:`~quantfleet.research.overfit.pair_overfit`).
+
+    ``item = (strategy, asset row, params, windows, warm-up bars, fee rate, periods per year,
+    long_short, metric)``.
+    """
+    from quantfleet.research.overfit import pair_overfit
+
+    name, asset, params, windows, warm, fee_rate, ppy, long_short, metric = item
+    ts = market.timestamps
+    k = METRIC_NAMES.index(metric)
+    n_c = params.shape[0]
+    t0 = windows[0].test_start
+    series = np.full(windows[-1].test_end - t0, np.nan)
+    is_parts, oos_parts, best_pairs = [], [], []
+    sel = np.zeros(n_c * len(windows), dtype=bool)
+    for j, w in enumerate(windows):
+        res = evaluate_window(market, (name, asset, params, w, warm, fee_rate, ppy, long_short,
+                                       metric))
+        is_parts.append(res["is"])
+        oos_parts.append(res["oos"])
+        sel[j * n_c + res["best"]] = True
+        series[w.test_start - t0:w.test_end - t0] = res["returns"]
+        best_pairs.append((res["is"][res["best"], k], res["oos"][res["best"], k]))
+    is_m, oos_m = np.concatenate(is_parts), np.concatenate(oos_parts)
+    win_col = np.repeat(np.array([w.index for w in windows], np.int32), n_c)
+    combo_col = np.tile(np.arange(n_c, dtype=np.int32), len(windows))
+    cols = {
+        "window": win_col,
+        "train_start": np.repeat(ts[[w.train_start for w in windows]], n_c),
+        "test_start": np.repeat(ts[[w.test_start for w in windows]], n_c),
+        "test_end": np.repeat(ts[[w.test_end - 1 for w in windows]], n_c),
+        "combo": combo_col, "selected": sel, "is": is_m, "oos": oos_m,
+    }
+    asset_name = market.assets[asset]
+    # leaderboard row: the stitched out-of-sample record of the selected parameters
+    r = series[np.isfinite(series)]
+    eq = np.cumprod(1.0 + r)
+    sd = r.std(ddof=1) if r.size > 1 else np.nan
+    peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
+    pairs = np.array(best_pairs)
+    board = {
+        "strategy": name, "asset": asset_name, "windows": len(windows),
+        "oos_total_return": float(eq[-1] - 1.0) if r.size else np.nan,
+        "oos_sharpe": float(r.mean() / sd * math.sqrt(ppy)) if sd and sd > 0 else np.nan,
+        "oos_max_drawdown": float(np.max(1.0 - eq / peak)) if r.size else np.nan,
+        f"mean_is_{metric}": float(np.nanmean(pairs[:, 0])) if np.isfinite(pairs[:, 0]).any() else np.nan,
+        f"mean_oos_{metric}": float(np.nanmean(pairs[:, 1])) if np.isfinite(pairs[:, 1]).any() else np.nan,
+    }
+    overfit = pair_overfit(name, asset_name, win_col, combo_col, is_m[:, k], oos_m[:, k], sel,
+                           oos_m[:, METRIC_NAMES.index("sharpe")], series, metric=metric,
+                           periods_per_year=ppy)
+    return {"cols": cols, "returns": series, "board": board, "overfit": overfit,
+            "n_backtests": len(windows) * (2 * n_c + 1)}
+
+
 class _RowBuffer:
-    """Collects finished items and turns every ``flush_at`` of them into one Arrow table
-    (a table per item costs the driver more than the backtests of small windows)."""
+    """Collects finished (strategy, asset) results and turns every ``flush_at`` of them into
+    one Arrow table (a table per item costs the driver more than small windows' backtests)."""
 
     def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
-                 flush_at: int = 256) -> None:
+                 flush_at: int = 128) -> None:
         self.market = market
         self.params_json = params_json
         self.flush_at = flush_at
-        self.parts: list[tuple[str, int, Window, Mapping[str, Any]]] = []
+        self.parts: list[tuple[str, int, Mapping[str, Any]]] = []
 
-    def add(self, name: str, asset: int, w: Window, res: Mapping[str, Any]):
-        self.parts.append((name, asset, w, res))
+    def add(self, name: str, asset: int, res: Mapping[str, Any]):
+        self.parts.append((name, asset, res["cols"]))
         return self.flush() if len(self.parts) >= self.flush_at else None
 
     def flush(self):
@@ -122,29 +184,23 @@ class _RowBuffer:
 
         if not self.parts:
             return None
-        ts = self.market.timestamps
-        counts = [len(self.params_json[p[0]]) for p in self.parts]
-        n = sum(counts)
+        counts = [len(p[2]["combo"]) for p in self.parts]
         rep = np.repeat
-        sel = np.zeros(n, dtype=bool)
-        off = np.cumsum([0, *counts[:-1]])
-        for o, p in zip(off, self.parts, strict=True):
-            sel[o + p[3]["best"]] = True
+        cat = np.concatenate
         cols: dict[str, Any] = {
             "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
             "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
                               pa.string()),
-            "window": pa.array(rep(np.array([p[2].index for p in self.parts], np.int32), counts)),
-            "train_start": pa.array(rep(ts[[p[2].train_start for p in self.parts]], counts)),
-            "test_start": pa.array(rep(ts[[p[2].test_start for p in self.parts]], counts)),
-            "test_end": pa.array(rep(ts[[p[2].test_end - 1 for p in self.parts]], counts)),
-            "combo": pa.array(np.concatenate([np.arange(c, dtype=np.int32) for c in counts])),
-            "params": pa.array([j for p in self.parts for j in self.params_json[p[0]]],
-                               pa.string()),
-            "selected": pa.array(sel),
         }
+        for c in ("window", "train_start", "test_start", "test_end", "combo"):
+            cols[c] = pa.array(cat([p[2][c] for p in self.parts]))
+        pj = self.params_json
+        cols["params"] = pa.array([j for p in self.parts
+                                   for j in pj[p[0]] * (len(p[2]["combo"]) // len(pj[p[0]]))],
+                                  pa.string())
+        cols["selected"] = pa.array(cat([p[2]["selected"] for p in self.parts]))
         for prefix, part in (("is_", "is"), ("oos_", "oos")):
-            m = np.concatenate([p[3][part] for p in self.parts])
+            m = cat([p[2][part] for p in self.parts])
             for k, name in enumerate(METRIC_NAMES):
                 cols[prefix + name] = pa.array(m[:, k])
         self.parts = []
@@ -169,8 +225,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     strategies : names; each uses ``grids[name]`` if given, else ``coarse_grid(space, max_combos)``
     train, test : window lengths in bars or durations ("2Y"); or ``n_windows`` K alone
     metric : in-sample selection metric (higher is better; max_drawdown/turnover lower)
-    executor : a ``quantfleet.compute`` Executor (None: in this process); one task per
-        (strategy, asset, window), chunked by the executor
+    executor : a ``quantfleet.compute`` Executor (None: in this process); one task item per
+        (strategy, asset) over all windows (:func:`evaluate_pair`), chunked by the executor
     out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
         ``oos_returns.parquet`` are written there
     map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
@@ -212,8 +268,9 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     params_json = {s.name: [json.dumps(d, sort_keys=True) for d in s.space.to_dicts(p)]
                    for s, p, _ in plan}
-    items = [(s.name, a, params, w, warm, costs.fee_rate, ppy, long_short, metric)
-             for s, params, warm in plan for a in rows for w in windows]
+    wins = tuple(windows)
+    items = [(s.name, a, params, wins, warm, costs.fee_rate, ppy, long_short, metric)
+             for s, params, warm in plan for a in rows]
 
     t_start = time.perf_counter()
     if executor is None and checkpoint_dir is not None:
@@ -221,13 +278,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
         executor = SerialExecutor()
     if executor is None:
-        results: Iterator[Any] = (evaluate_window(market, it) for it in items)
+        results: Iterator[Any] = (evaluate_pair(market, it) for it in items)
     else:
         opts = dict(map_options or {})
-        # explicit chunks (about 8 tasks per worker): the executor's own probe would time a
-        # cold first item (numba cache load) and cut the work into single-item tasks
-        opts.setdefault("chunk_size", max(1, math.ceil(len(items) / (8 * max(executor.workers, 1)))))
-        results = executor.map(evaluate_window, items, shared=market, stage="tournament",
+        # explicit chunks: the executor's own probe would time a cold first item (numba cache
+        # load) and cut the work into single-item tasks. Guided: chunks of up to a quarter of
+        # a worker's share, shrinking towards the end, so few tasks pay the per-task overhead
+        # and the workers finish together although items differ ~20x in cost
+        opts.setdefault("chunk_size", max(1, math.ceil(len(items) / (4 * max(executor.workers, 1)))))
+        opts.setdefault("schedule", "guided")
+        results = executor.map(evaluate_pair, items, shared=market, stage="tournament",
                                component=[it[0] for it in items],
                                checkpoint_dir=checkpoint_dir, **opts)
 
@@ -237,10 +297,10 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     failed: list[Any] = []
     n_rows = 0
     n_bt = 0
-    stitched: dict[tuple[str, str], dict[int, np.ndarray]] = {}
-    summary: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    columns: dict[str, np.ndarray] = {}
+    board: list[dict[str, Any]] = []
+    of_rows: list[dict[str, Any]] = []
     buffer = _RowBuffer(market, params_json)
-    k = METRIC_NAMES.index(metric)
 
     def emit(tbl: Any) -> None:
         nonlocal writer, n_rows
@@ -259,15 +319,14 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     try:
         for it, res in zip(items, results, strict=True):
-            name, a, params, w = it[0], it[1], it[2], it[3]
             if not isinstance(res, dict):
                 failed.append(res)
                 continue
-            n_bt += 2 * params.shape[0] + 1
-            key = (name, market.assets[a])
-            stitched.setdefault(key, {})[w.index] = res["returns"]
-            summary.setdefault(key, []).append((res["is"][res["best"], k], res["oos"][res["best"], k]))
-            emit(buffer.add(name, a, w, res))
+            n_bt += res["n_backtests"]
+            columns[f"{it[0]}/{market.assets[it[1]]}"] = res["returns"]
+            board.append(res["board"])
+            of_rows.append(res["overfit"])
+            emit(buffer.add(it[0], it[1], res))
         emit(buffer.flush())
     finally:
         if writer is not None:
@@ -280,50 +339,29 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     if baseline:
         from quantfleet.research.baseline import measure_serial, speedup
 
-        speed = speedup(measure_serial(evaluate_window, market, items, budget_s=baseline_budget_s),
+        speed = speedup(measure_serial(evaluate_pair, market, items, budget_s=baseline_budget_s),
                         wall, int(getattr(executor, "workers", 1) or 1))
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    # stitched out-of-sample returns of the selected parameters, and the leaderboard
+    from quantfleet.research.overfit import OVERFIT_COLUMNS
+
+    # stitched out-of-sample returns of the selected parameters, the leaderboard and the
+    # overfitting statistics: each pair's part was computed in its task
     ts = market.timestamps
     index = pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end], name="timestamp")
-    columns: dict[str, np.ndarray] = {}
-    board = []
-    for key, parts in stitched.items():
-        series = np.full(len(index), np.nan)
-        for wi, r in parts.items():
-            w = windows[wi]
-            series[w.test_start - windows[0].test_start: w.test_end - windows[0].test_start] = r
-        columns[f"{key[0]}/{key[1]}"] = series
-        r = series[np.isfinite(series)]
-        eq = np.cumprod(1.0 + r)
-        sd = r.std(ddof=1) if r.size > 1 else np.nan
-        peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
-        pairs = np.array(summary[key])
-        board.append({
-            "strategy": key[0], "asset": key[1], "windows": len(parts),
-            "oos_total_return": float(eq[-1] - 1.0) if r.size else np.nan,
-            "oos_sharpe": float(r.mean() / sd * math.sqrt(ppy)) if sd and sd > 0 else np.nan,
-            "oos_max_drawdown": float(np.max(1.0 - eq / peak)) if r.size else np.nan,
-            f"mean_is_{metric}": float(np.nanmean(pairs[:, 0])) if np.isfinite(pairs[:, 0]).any() else np.nan,
-            f"mean_oos_{metric}": float(np.nanmean(pairs[:, 1])) if np.isfinite(pairs[:, 1]).any() else np.nan,
-        })
     oos = pd.DataFrame(columns, index=index)
     leaderboard = pd.DataFrame(board)
+    overfit = pd.DataFrame(of_rows, columns=list(OVERFIT_COLUMNS))
+    if len(overfit):
+        overfit = overfit.sort_values(["strategy", "asset"], kind="stable").reset_index(drop=True)
     if len(leaderboard):
         leaderboard = leaderboard.sort_values(["oos_sharpe", "strategy", "asset"],
                                               ascending=[False, True, True], na_position="last",
                                               kind="stable").reset_index(drop=True)
-    table = pa.concat_tables(tables) if tables else None
-    if len(leaderboard):
-        from quantfleet.research.overfit import tournament_overfit
-
-        source = table if table is not None else pq.read_table(out_dir / "results.parquet")
-        of = tournament_overfit(source, oos, metric=metric, periods_per_year=ppy)
-        leaderboard = leaderboard.merge(of[["strategy", "asset", "pbo", "dsr", "verdict"]],
+        leaderboard = leaderboard.merge(overfit[["strategy", "asset", "pbo", "dsr", "verdict"]],
                                         on=["strategy", "asset"], how="left")
+    table = pa.concat_tables(tables) if tables else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         leaderboard.to_parquet(out_dir / "leaderboard.parquet", index=False)
@@ -332,5 +370,5 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
-        oos_returns=oos, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
+        oos_returns=oos, overfit=overfit, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
     )
