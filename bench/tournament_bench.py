@@ -178,13 +178,42 @@ def fresh_latency(kind: str, n: int) -> list[dict]:
     return out
 
 
+# ------------------------------------------------------------------ machine ceiling
+
+def _spin(n: int) -> float:
+    """A CPU-bound pure-Python loop that touches no memory to speak of; its seconds."""
+    t = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.perf_counter() - t
+
+
+def machine_ceiling(reps: int = 5, n: int = 10_000_000) -> dict:
+    """What this machine gives two independent CPU-bound processes, with no framework at all.
+
+    Alternates: the loop alone in one process, then the same loop in two processes at once;
+    the ceiling for any 2-worker speed-up is ``2 x alone / slower of the pair``.
+    """
+    import multiprocessing as mp
+
+    alone, pair = [], []
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [1000, 1000])
+        for _ in range(reps):
+            alone.append(pool.apply(_spin, (n,)))
+            pair.append(max(pool.map(_spin, [n, n], chunksize=1)))
+    return {"alone_s": alone, "pair_s": pair,
+            "ceiling": 2 * statistics.median(alone) / statistics.median(pair)}
+
+
 # ------------------------------------------------------------------ report
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def render(meta, results, noop, fresh) -> str:
+def render(meta, results, noop, fresh, ceiling=None) -> str:
     L = []
     L.append("## Tournament: serial vs processes vs Ray (bench/tournament_bench.py)\n")
     L.append(f"- command: `{meta['command']}`; date {meta['date']}; took {meta['took_min']:.1f} min")
@@ -193,13 +222,15 @@ def render(meta, results, noop, fresh) -> str:
     L.append(f"- work: `tournament(load('sp500'), strategies, n_windows=3, max_combos=K, executor=...)`, "
              f"{len(meta['strategies'])} strategies that need only close "
              f"({', '.join(meta['strategies'])}) x 20 stocks x 3 walk-forward windows; one task item = "
-             f"(strategy, stock, window), every combo in and out of sample")
+             f"(strategy, stock) over the 3 windows, every combo in and out of sample, plus that "
+             f"pair's result rows, leaderboard row and PBO/DSR (`evaluate_pair`)")
     L.append("- executors: `make_executor('serial')`, `make_executor('processes', workers=2)`, "
-             "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), default chunking "
-             "(probe task, then planned chunks); each warmed up by one untimed run, then "
+             "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
+             "default chunking (guided: chunks of up to n/(4 x workers) items, shrinking towards "
+             "the end); each warmed up by one untimed run, then "
              f"{meta['reps']} repetitions alternating the three (order rotates); medians\n")
     L.append("| size | backtests | items | executor | tournament() wall s | speed-up | efficiency "
-             "| map phase s | map speed-up | tasks (chunk) | overhead / task | worker busy s (max/min) "
+             "| map phase s | map speed-up | tasks (largest chunk) | overhead / task | worker busy s (max/min) "
              "| driver CPU s |")
     L.append("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, r in results.items():
@@ -251,6 +282,13 @@ def render(meta, results, noop, fresh) -> str:
              "worker had its core to itself): " + "; ".join(
                  f"{label} " + ", ".join(f"{k} {med(r[k]['cpu_share']):.2f}" for k in ("serial", "processes", "ray"))
                  for label, r in results.items()) + ".\n")
+    if ceiling:
+        L.append("Machine ceiling (no framework): a CPU-bound pure-Python loop in one process vs "
+                 "the same loop in two processes at once, alternating, before and after the "
+                 f"runs above, median of {len(ceiling['alone_s'])}: alone {med(ceiling['alone_s']):.2f} s, pair (slower "
+                 f"of the two) {med(ceiling['pair_s']):.2f} s: two workers can give at most "
+                 f"**{ceiling['ceiling']:.2f}x** on this machine at the time of the run (the two "
+                 "vCPUs share a physical host with other work).\n")
     L.append("No-op map (`operator.add(0, x)` over 1,000 items, `chunk_size=1`, after a warm-up map): "
              + ", ".join(f"{k} {v['ms_per_task']:.2f} ms/task" for k, v in noop.items()) + ".\n")
     for kind, runs in fresh.items():
@@ -272,7 +310,7 @@ def render(meta, results, noop, fresh) -> str:
     return "\n".join(L) + "\n"
 
 
-def analysis(results) -> str:
+def analysis(results, ceiling=None) -> str:
     """Goal check and what limits it, worded from the numbers."""
     out = []
     for label, r in results.items():
@@ -286,11 +324,16 @@ def analysis(results) -> str:
         out.append(
             f"- Goal >= 1.8x for Ray on 2 cores, {label}: {sp:.2f}x end to end, {msp:.2f}x for the "
             f"map phase: {verdict}. What bounds it: `tournament()` spends {post:.2f} s of its "
-            f"{med(ser['total_s']):.2f} s serial time outside the map (per-item Arrow tables, "
-            f"leaderboard, PBO/DSR), which stays serial in the driver ({drv:.2f} s with Ray), so even "
+            f"{med(ser['total_s']):.2f} s serial time outside the map (concatenating the tasks' "
+            f"rows into Arrow tables, the returns frame), which stays in the driver ({drv:.2f} s with Ray), so even "
             f"a perfect 2x map gives at most {bound:.2f}x (Amdahl); the map itself has "
             f"{r['ray']['tasks']} tasks of {r['ray']['chunk_size']} items whose costs differ "
-            f"(worker busy {max(ray['worker_busy_last']):.2f} vs {min(ray['worker_busy_last']):.2f} s), "
+            f"(worker busy {max(ray['worker_busy_last']):.2f} vs {min(ray['worker_busy_last']):.2f} s; "
+            f"summed, median over the runs, {med(ray['busy_s']):.2f} s against "
+            f"{med(ser['busy_s']):.2f} s for the same work serially: the two workers computing at "
+            f"once run {med(ray['busy_s']) / med(ser['busy_s']) - 1:+.0%} slower per item"
+            + (f"; the machine itself gives two plain CPU-bound processes at most "
+               f"{ceiling['ceiling']:.2f}x" if ceiling else "") + "), "
             f"Ray's per-task overhead (no-op) and the driver's own CPU "
             f"({med(ray['driver_cpu_s']):.2f} s) compete with both workers for 2 cores, and other "
             f"work on the machine took CPU from the workers (task CPU/wall "
@@ -309,7 +352,7 @@ def main() -> None:
         print(json.dumps(probe_fresh(args.probe_fresh)))
         return
     t_all = time.perf_counter()
-    reps = args.reps or (2 if args.quick else 3)
+    reps = args.reps or (2 if args.quick else 5)
     configs = CONFIGS[:1] if args.quick else CONFIGS
 
     import numpy as np
@@ -321,13 +364,15 @@ def main() -> None:
     strategies = close_only_strategies(market)
     log(f"strategies: {strategies}")
     kinds = ["serial", "processes", "ray"]
+    before = machine_ceiling(2 if args.quick else 3)  # measured again at the end
     log("starting executors")
     exs = {k: make(k) for k in kinds}
     results: dict[str, dict] = {}
     noop: dict[str, dict] = {}
     try:
         for label, nw, mc in configs:
-            acc = {k: {"total_s": [], "map_s": [], "overhead_ms": [], "driver_cpu_s": []} for k in kinds}
+            acc = {k: {"total_s": [], "map_s": [], "overhead_ms": [], "driver_cpu_s": [], "busy_s": []}
+                   for k in kinds}
             last: dict[str, dict] = {}
             warm: dict[str, dict] = {}
             for k in kinds:  # warm-up: pool start, shared put, numba cache loads in workers
@@ -339,7 +384,7 @@ def main() -> None:
                 order = kinds[rep % 3:] + kinds[:rep % 3]
                 for k in order:
                     x = run_once(exs[k], market, strategies, nw, mc)
-                    for f in ("total_s", "map_s", "driver_cpu_s"):
+                    for f in ("total_s", "map_s", "driver_cpu_s", "busy_s"):
                         acc[k][f].append(x[f])
                     acc[k]["overhead_ms"].append(x["overhead_per_task_ms"])
                     acc[k].setdefault("loadavg", []).append(x["loadavg"])
@@ -370,6 +415,11 @@ def main() -> None:
     finally:
         for ex in exs.values():
             ex.close()
+    after = machine_ceiling(2 if args.quick else 3)
+    alone, pair = before["alone_s"] + after["alone_s"], before["pair_s"] + after["pair_s"]
+    ceiling = {"alone_s": alone, "pair_s": pair,
+               "ceiling": 2 * statistics.median(alone) / statistics.median(pair)}
+    log(f"machine ceiling: {ceiling}")
     n_probe = 1 if args.quick else 3
     fresh = {k: fresh_latency(k, n_probe) for k in ("ray", "processes")}
     log(f"fresh: {fresh}")
@@ -380,13 +430,15 @@ def main() -> None:
         "strategies": strategies, "took_min": (time.perf_counter() - t_all) / 60,
         "analysis": analysis(results),
     }
-    text = render(meta, results, noop, fresh)
+    meta["analysis"] = analysis(results, ceiling)
+    text = render(meta, results, noop, fresh, ceiling)
     print(text)
     out = ROOT / "bench" / ".out"
     out.mkdir(exist_ok=True)
     slim = results
     (out / "tournament_bench.json").write_text(json.dumps(
-        {"meta": meta, "results": slim, "noop": noop, "fresh": fresh}, indent=1, default=str))
+        {"meta": meta, "results": slim, "noop": noop, "fresh": fresh, "ceiling": ceiling},
+        indent=1, default=str))
     if not args.no_doc:
         write_section(SECTION, text)
         log(f"wrote {DOC}")
