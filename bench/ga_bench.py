@@ -26,13 +26,13 @@ import json  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from docsection import DOC, logger, write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "ga"
 warnings.filterwarnings("ignore")
 
@@ -41,23 +41,7 @@ POPULATIONS = [12, 16, 20, 24]
 THROUGHPUT_STRATEGIES = ["sma_cross", "ema_cross", "rsi", "bollinger", "sma_trend"]
 
 
-def log(msg: str) -> None:
-    print(f"[ga {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def write_section(name: str, text: str, path: Path = DOC) -> None:
-    """Replace the text between this section's markers, or append the section at the end."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else ""
-    i, j = old.find(start), old.find(end)
-    if i >= 0 and j > i:
-        new = old[:i] + block + old[j + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+log = logger("ga")
 
 
 def sma_space():

@@ -15,7 +15,6 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -25,25 +24,10 @@ os.environ.pop("RAY_ADDRESS", None)
 os.environ.setdefault("RAY_worker_niceness", "0")
 
 import numpy as np  # noqa: E402
+from docsection import DOC, write_section  # noqa: E402
 
 import quantfleet  # noqa: E402
 from quantfleet.portfolio import from_assets, rebalance  # noqa: E402
-
-START = "<!-- portfolio:start -->"
-END = "<!-- portfolio:end -->"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
-
-
-def _update_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOC.write_text(text)
 
 
 def main() -> None:
@@ -166,7 +150,7 @@ def main() -> None:
     print()
     print(section)
     if not args.no_write:
-        _update_doc(section)
+        write_section("portfolio", section)
         print(f"\nwrote the Portfolio section of {DOC}")
 
 

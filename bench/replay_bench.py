@@ -19,12 +19,12 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
+from docsection import DOC, logger, write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "replay"
 
 MEMBERS = ["sma_cross", "sma_cross:fast=20,slow=100", "ema_cross", "sma_trend", "rsi",
@@ -32,23 +32,7 @@ MEMBERS = ["sma_cross", "sma_cross:fast=20,slow=100", "ema_cross", "sma_trend", 
 FEE = 0.001
 
 
-def log(msg: str) -> None:
-    print(f"[replay {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def write_section(name: str, text: str, path: Path = DOC) -> None:
-    """Replace the text between this section's markers, or append the section at the end."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else ""
-    i, j = old.find(start), old.find(end)
-    if i >= 0 and j > i:
-        new = old[:i] + block + old[j + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+log = logger("replay")
 
 
 def scratch(market, members, weights, fee_rate, ppy, start):

@@ -30,8 +30,9 @@ import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from docsection import DOC, logger, write_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "tournament"
 warnings.filterwarnings("ignore")
 
@@ -40,23 +41,7 @@ warnings.filterwarnings("ignore")
 CONFIGS = [("~10k", 3, 9), ("~70k", 3, 64)]
 
 
-def log(msg: str) -> None:
-    print(f"[tournament {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def write_section(name: str, text: str, path: Path = DOC) -> None:
-    """Replace the text between this section's markers, or append the section at the end."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    old = path.read_text() if path.exists() else ""
-    i, j = old.find(start), old.find(end)
-    if i >= 0 and j > i:
-        new = old[:i] + block + old[j + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+log = logger("tournament")
 
 
 def close_only_strategies(market) -> list[str]:
