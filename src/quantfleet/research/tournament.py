@@ -160,8 +160,7 @@ def evaluate_pair(market: MarketData, item: tuple) -> dict[str, Any]:
     overfit = pair_overfit(name, asset_name, win_col, combo_col, is_m[:, k], oos_m[:, k], sel,
                            oos_m[:, METRIC_NAMES.index("sharpe")], series, metric=metric,
                            periods_per_year=ppy)
-    return {"cols": cols, "returns": series, "board": board, "overfit": overfit,
-            "n_backtests": len(windows) * (2 * n_c + 1)}
+    return {"cols": cols, "returns": series, "board": board, "overfit": overfit}
 
 
 class _RowBuffer:
@@ -322,7 +321,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             if not isinstance(res, dict):
                 failed.append(res)
                 continue
-            n_bt += res["n_backtests"]
+            n_bt += len(wins) * (2 * it[2].shape[0] + 1)  # in and out of sample, selected again
             columns[f"{it[0]}/{market.assets[it[1]]}"] = res["returns"]
             board.append(res["board"])
             of_rows.append(res["overfit"])
