@@ -264,19 +264,20 @@ class RayExecutor(BaseExecutor):
         if ref is None:
             return
         self._refs.pop(ref, None)
+        done, _ = ray.wait([ref], timeout=0)
+        if done:  # finished just now: cancelling it would race Ray's completion callback
+            return
         try:
             ray.cancel(ref, force=True)  # kills the worker process: numba code cannot be interrupted
         except Exception:  # noqa: BLE001 - already finished or gone
             pass
 
     def _abandon(self) -> None:
-        import ray
-
-        for ref in list(self._refs):
-            try:
-                ray.cancel(ref, force=False)
-            except Exception:  # noqa: BLE001
-                pass
+        # the tasks in flight (at most two per worker) are left to finish and their results
+        # dropped with the references: ray.cancel on a task that is completing at that moment
+        # crashes the driver in Ray 2.60 ("Check failed: it != submissible_tasks_.end() Tried
+        # to complete task that was not pending", ray-project/ray#54846), seen here after a
+        # KeyboardInterrupt mid-map
         self._refs.clear()
         self._by_uid.clear()
 
