@@ -211,8 +211,8 @@ def render(meta, results, noop, fresh, ceiling=None) -> str:
              f"pair's result rows, leaderboard row and PBO/DSR (`evaluate_pair`)")
     L.append("- executors: `make_executor('serial')`, `make_executor('processes', workers=2)`, "
              "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
-             "default chunking (guided: chunks of up to n/(4 x workers) items, shrinking towards "
-             "the end); each warmed up by one untimed run, then "
+             "default chunking (items asset by asset cycling through the strategies, four equal "
+             "chunks per worker); each warmed up by one untimed run, then "
              f"{meta['reps']} repetitions alternating the three (order rotates); medians\n")
     L.append("| size | backtests | items | executor | tournament() wall s | speed-up | efficiency "
              "| map phase s | map speed-up | tasks (largest chunk) | overhead / task | worker busy s (max/min) "

@@ -36,7 +36,7 @@ def main() -> int:
     def run(executor):
         return tournament(market, ["sma_cross", "rsi", "bollinger"], train=300, test=100,
                           max_combos=40, executor=executor,
-                          map_options={"chunk_size": 4, "retries": 2})
+                          map_options={"chunk_size": 1, "retries": 2})
 
     want = run(None)
     cluster = Cluster(initialize_head=True, head_node_args={

@@ -62,6 +62,35 @@ def test_tournament_several_strategies(market):
     assert res.oos_returns.shape[1] == 4
 
 
+def test_rows_cycle_strategies_per_asset_and_derived_columns_match_the_windows(market):
+    # grids of different sizes per strategy: the driver derives window, dates, combo, params
+    # and selected from each pair's grid size and its per-window best combo
+    names = ["sma_trend", "sma_cross", "rsi"]
+    res = tournament(market, names, n_windows=3, max_combos=10)
+    df = res.table.to_pandas()
+    pairs = list(dict.fromkeys(zip(df["asset"], df["strategy"], strict=True)))
+    assert pairs == [(a, s) for a in market.assets for s in names]
+    assert list(res.oos_returns.columns) == [f"{s}/{a}" for s in names for a in market.assets]
+    ts = market.timestamps
+    for (a, s), g in df.groupby(["asset", "strategy"], sort=False):
+        params = coarse_grid(get(s).space, 10)
+        n_c = params.shape[0]
+        assert len(g) == n_c * len(res.windows)
+        assert list(g["window"]) == [w.index for w in res.windows for _ in range(n_c)]
+        assert list(g["combo"]) == list(range(n_c)) * len(res.windows)
+        want = [json.dumps(d, sort_keys=True) for d in get(s).space.to_dicts(params)]
+        assert list(g["params"]) == want * len(res.windows)
+        for w in res.windows:
+            gw = g[g["window"] == w.index]
+            assert (gw["train_start"] == ts[w.train_start]).all()
+            assert (gw["test_start"] == ts[w.test_start]).all()
+            assert (gw["test_end"] == ts[w.test_end - 1]).all()
+            v = gw["is_sharpe"].to_numpy()
+            v = np.where(np.isfinite(v), v, np.nan)
+            best = int(np.nanargmax(v)) if np.isfinite(v).any() else 0
+            assert list(gw["selected"]) == [c == best for c in range(n_c)], (a, s, w.index)
+
+
 def test_overfit_computed_in_the_tasks_equals_the_table_level_statistics(market):
     from quantfleet.research.overfit import tournament_overfit
 

@@ -242,9 +242,9 @@ class RayExecutor(BaseExecutor):
         refs = list(self._refs)
         if not refs:
             return []
+        # one result per call: the map polls again at once, and a second ray.wait to sweep
+        # up the others cost more driver CPU (~0.6 ms a call) than it saved
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        if ready:
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         events: list[tuple[Hashable, ChunkResult | Lost]] = []
         for ref in ready:
             uid = self._refs.pop(ref)

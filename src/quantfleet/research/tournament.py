@@ -117,12 +117,11 @@ def evaluate_pair(market: MarketData, item: tuple) -> dict[str, Any]:
     from quantfleet.research.overfit import pair_overfit
 
     name, asset, params, windows, warm, fee_rate, ppy, long_short, metric = item
-    ts = market.timestamps
     k = METRIC_NAMES.index(metric)
     n_c = params.shape[0]
     t0 = windows[0].test_start
     series = np.full(windows[-1].test_end - t0, np.nan)
-    is_parts, oos_parts, best_pairs = [], [], []
+    is_parts, oos_parts, best_pairs, best_idx = [], [], [], []
     sel = np.zeros(n_c * len(windows), dtype=bool)
     for j, w in enumerate(windows):
         res = evaluate_window(market, (name, asset, params, w, warm, fee_rate, ppy, long_short,
@@ -132,16 +131,13 @@ def evaluate_pair(market: MarketData, item: tuple) -> dict[str, Any]:
         sel[j * n_c + res["best"]] = True
         series[w.test_start - t0:w.test_end - t0] = res["returns"]
         best_pairs.append((res["is"][res["best"], k], res["oos"][res["best"], k]))
+        best_idx.append(res["best"])
     is_m, oos_m = np.concatenate(is_parts), np.concatenate(oos_parts)
     win_col = np.repeat(np.array([w.index for w in windows], np.int32), n_c)
     combo_col = np.tile(np.arange(n_c, dtype=np.int32), len(windows))
-    cols = {
-        "window": win_col,
-        "train_start": np.repeat(ts[[w.train_start for w in windows]], n_c),
-        "test_start": np.repeat(ts[[w.test_start for w in windows]], n_c),
-        "test_end": np.repeat(ts[[w.test_end - 1 for w in windows]], n_c),
-        "combo": combo_col, "selected": sel, "is": is_m, "oos": oos_m,
-    }
+    # only what the driver cannot derive: window, dates and combo columns follow from the
+    # windows and the grid size, so the driver builds them for many pairs at once
+    cols = {"best": np.array(best_idx, np.int32), "is": is_m, "oos": oos_m}
     asset_name = market.assets[asset]
     # leaderboard row: the stitched out-of-sample record of the selected parameters
     r = series[np.isfinite(series)]
@@ -168,8 +164,9 @@ class _RowBuffer:
     one Arrow table (a table per item costs the driver more than small windows' backtests)."""
 
     def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
-                 flush_at: int = 128) -> None:
+                 windows: Sequence[Window], flush_at: int = 128) -> None:
         self.market = market
+        self.windows = tuple(windows)
         self.params_json = params_json
         self.flush_at = flush_at
         self.parts: list[tuple[str, int, Mapping[str, Any]]] = []
@@ -183,21 +180,35 @@ class _RowBuffer:
 
         if not self.parts:
             return None
-        counts = [len(p[2]["combo"]) for p in self.parts]
+        wins = self.windows
+        n_w = len(wins)
+        pj = self.params_json
+        n_c = np.array([len(pj[p[0]]) for p in self.parts])  # combos of each pair's strategy
+        counts = n_c * n_w
         rep = np.repeat
         cat = np.concatenate
+        ts = self.market.timestamps
+        # per row: its window (position in wins) and combo, from the pairs' grid sizes
+        w_pos = rep(np.tile(np.arange(n_w), len(self.parts)), rep(n_c, n_w))
+        starts = np.cumsum(counts) - counts
+        row_pair = rep(np.arange(len(self.parts)), counts)
+        combo = (np.arange(int(counts.sum())) - starts[row_pair]) % rep(n_c, counts)
+        best = cat([p[2]["best"] for p in self.parts]).astype(np.int64)
+        sel = np.zeros(combo.shape[0], dtype=bool)
+        sel[rep(starts, n_w) + np.tile(np.arange(n_w), len(self.parts)) * rep(n_c, n_w)
+            + best] = True
         cols: dict[str, Any] = {
             "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
             "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
                               pa.string()),
+            "window": pa.array(np.array([w.index for w in wins], np.int32)[w_pos]),
+            "train_start": pa.array(ts[np.array([w.train_start for w in wins])][w_pos]),
+            "test_start": pa.array(ts[np.array([w.test_start for w in wins])][w_pos]),
+            "test_end": pa.array(ts[np.array([w.test_end - 1 for w in wins])][w_pos]),
+            "combo": pa.array(combo.astype(np.int32)),
         }
-        for c in ("window", "train_start", "test_start", "test_end", "combo"):
-            cols[c] = pa.array(cat([p[2][c] for p in self.parts]))
-        pj = self.params_json
-        cols["params"] = pa.array([j for p in self.parts
-                                   for j in pj[p[0]] * (len(p[2]["combo"]) // len(pj[p[0]]))],
-                                  pa.string())
-        cols["selected"] = pa.array(cat([p[2]["selected"] for p in self.parts]))
+        cols["params"] = pa.array([j for p in self.parts for j in pj[p[0]] * n_w], pa.string())
+        cols["selected"] = pa.array(sel)
         for prefix, part in (("is_", "is"), ("oos_", "oos")):
             m = cat([p[2][part] for p in self.parts])
             for k, name in enumerate(METRIC_NAMES):
@@ -268,8 +279,11 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     params_json = {s.name: [json.dumps(d, sort_keys=True) for d in s.space.to_dicts(p)]
                    for s, p, _ in plan}
     wins = tuple(windows)
+    # asset-major: consecutive items cycle through the strategies, so any run of items holds
+    # every strategy once per asset and equal chunks cost about the same, although one
+    # strategy's pair can cost ~20x another's; equal chunks then need no shrinking tail
     items = [(s.name, a, params, wins, warm, costs.fee_rate, ppy, long_short, metric)
-             for s, params, warm in plan for a in rows]
+             for a in rows for s, params, warm in plan]
 
     t_start = time.perf_counter()
     if executor is None and checkpoint_dir is not None:
@@ -281,11 +295,10 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     else:
         opts = dict(map_options or {})
         # explicit chunks: the executor's own probe would time a cold first item (numba cache
-        # load) and cut the work into single-item tasks. Guided: chunks of up to a quarter of
-        # a worker's share, shrinking towards the end, so few tasks pay the per-task overhead
-        # and the workers finish together although items differ ~20x in cost
+        # load) and cut the work into single-item tasks. Four equal chunks per worker: few
+        # tasks pay Ray's ~5 ms per task, and a worker that falls behind costs at most a
+        # quarter of its share
         opts.setdefault("chunk_size", max(1, math.ceil(len(items) / (4 * max(executor.workers, 1)))))
-        opts.setdefault("schedule", "guided")
         results = executor.map(evaluate_pair, items, shared=market, stage="tournament",
                                component=[it[0] for it in items],
                                checkpoint_dir=checkpoint_dir, **opts)
@@ -299,7 +312,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     columns: dict[str, np.ndarray] = {}
     board: list[dict[str, Any]] = []
     of_rows: list[dict[str, Any]] = []
-    buffer = _RowBuffer(market, params_json)
+    buffer = _RowBuffer(market, params_json, wins)
 
     def emit(tbl: Any) -> None:
         nonlocal writer, n_rows
@@ -349,7 +362,13 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     # overfitting statistics: each pair's part was computed in its task
     ts = market.timestamps
     index = pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end], name="timestamp")
-    oos = pd.DataFrame(columns, index=index)
+    # one 2-D block: a frame built from a dict of 1-D columns costs ~1 ms per column
+    # columns strategy by strategy (the order given), assets in data order within each
+    names = [f"{s.name}/{market.assets[a]}" for s, _, _ in plan for a in rows]
+    names = [c for c in names if c in columns]
+    block = (np.column_stack([columns[c] for c in names]) if names
+             else np.empty((len(index), 0)))
+    oos = pd.DataFrame(block, index=index, columns=pd.Index(names, dtype=object))
     leaderboard = pd.DataFrame(board)
     overfit = pd.DataFrame(of_rows, columns=list(OVERFIT_COLUMNS))
     if len(overfit):
