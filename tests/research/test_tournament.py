@@ -123,3 +123,18 @@ def test_tournament_errors(market):
         tournament(market, ["sma_cross"], n_windows=2, metric="sharp")
     with pytest.raises(QuantfleetError, match="no strategies given"):
         tournament(market, [], n_windows=2)
+
+
+def test_packed_returns_round_trip_bit_for_bit():
+    from quantfleet.research.tournament import pack_returns, unpack_returns
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 8, 9, 1000):
+        x = rng.normal(0, 0.01, n)
+        x[rng.random(n) < 0.5] = 0.0
+        if n >= 8:
+            x[[1, 3, 5]] = [-0.0, np.nan, np.inf]
+        n_out, mask, values = pack_returns(x)
+        assert n_out == n and values.shape[0] == int(np.count_nonzero(x.view(np.int64)))
+        y = unpack_returns((n_out, mask, values))
+        assert y.dtype == np.float64 and y.tobytes() == x.tobytes()
