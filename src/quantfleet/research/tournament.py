@@ -214,15 +214,17 @@ class _RowBuffer:
         rep = np.repeat
         cat = np.concatenate
         ts = self.market.timestamps
-        # per row: its window (position in wins) and combo, from the pairs' grid sizes
-        w_pos = rep(np.tile(np.arange(n_w), len(self.parts)), rep(n_c, n_w))
+        # per (pair, window): window position and the pair's grid size; per row: its window
+        # and combo, from the pairs' grid sizes
+        pw_win = np.tile(np.arange(n_w), len(self.parts))
+        pw_nc = rep(n_c, n_w)
+        w_pos = rep(pw_win, pw_nc)
         starts = np.cumsum(counts) - counts
         row_pair = rep(np.arange(len(self.parts)), counts)
         combo = (np.arange(int(counts.sum())) - starts[row_pair]) % rep(n_c, counts)
         best = cat([p[2]["best"] for p in self.parts]).astype(np.int64)
         sel = np.zeros(combo.shape[0], dtype=bool)
-        sel[rep(starts, n_w) + np.tile(np.arange(n_w), len(self.parts)) * rep(n_c, n_w)
-            + best] = True
+        sel[rep(starts, n_w) + pw_win * pw_nc + best] = True
         cols: dict[str, Any] = {
             "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
             "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
@@ -325,7 +327,10 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         # tasks pay Ray's ~5 ms per task, and a worker that falls behind costs at most a
         # quarter of its share
         opts.setdefault("chunk_size", max(1, math.ceil(len(items) / (4 * max(executor.workers, 1)))))
-        fn = evaluate_pair if getattr(executor, "name", "") == "serial" else evaluate_pair_packed
+        from quantfleet.compute import SerialExecutor
+
+        # results that cross a process boundary travel packed; in this process they need not
+        fn = evaluate_pair if isinstance(executor, SerialExecutor) else evaluate_pair_packed
         results = executor.map(fn, items, shared=market, stage="tournament",
                                component=[it[0] for it in items],
                                checkpoint_dir=checkpoint_dir, **opts)
