@@ -22,10 +22,16 @@ def ray_session():
     os.environ.pop("RAY_ADDRESS", None)
     import ray
 
+    owner = None
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        from quantfleet.compute.ray import RayExecutor
+
+        # started the way RayExecutor starts an embedded Ray, so tests run its settings
+        owner = RayExecutor(workers=2, init_kwargs={"log_to_driver": False,
+                                                    "configure_logging": False})
     yield ray
+    if owner is not None:
+        owner.close()
     ray.shutdown()
 
 

@@ -99,6 +99,23 @@ def test_shared_goes_through_one_ray_put_and_is_deserialized_once_per_worker(ray
     assert [v for _, _, v in res] == [45.0 + i for i in range(24)]
 
 
+def test_embedded_ray_returns_results_inline_and_collects_no_metrics(ray_executor):
+    """The session's Ray was started by a RayExecutor (tests/conftest.py): its settings for a
+    small machine are in Ray's own system config, and a ~1.6 MB result still comes back
+    whole and writable."""
+    import ray
+
+    from quantfleet.compute.ray import embedded_system_config
+
+    cfg = ray._private.state.state.get_system_config()
+    assert cfg["max_direct_call_object_size"] == 8 * 1024 * 1024
+    assert cfg["enable_metrics_collection"] is False
+    assert embedded_system_config(dashboard=True) == {"max_direct_call_object_size": 8 * 1024 * 1024}
+    out = list(ray_executor.map(wl.big_result, [200_000, 3], shared=None, chunk_size=1))
+    assert [o.shape for o in out] == [(200_000,), (3,)]
+    assert out[0].flags.writeable and float(out[0].sum()) == 200_000.0
+
+
 def test_exception_is_retried_then_recorded_and_the_run_completes(procs, ray_executor):
     outs = {}
     for name, ex in _all(procs, ray_executor).items():

@@ -57,6 +57,10 @@ def flaky(shared: str, item: int) -> int:
     return item * 10
 
 
+def big_result(shared: object, item: int) -> np.ndarray:
+    return np.ones(item)
+
+
 def hang(shared: object, item: int) -> int:
     if item == 4:
         time.sleep(60)

@@ -24,7 +24,7 @@ from quantfleet.compute.executor import (
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["HostedState", "RayExecutor"]
+__all__ = ["HostedState", "RayExecutor", "embedded_system_config"]
 
 # worker-side cache: ObjectRef hex -> deserialized object (the latest fn and shared only)
 _CACHE: dict[str, tuple[str, Any]] = {}
@@ -59,6 +59,23 @@ def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
         return pickle.dumps(res, protocol=5)
     except Exception as e:  # noqa: BLE001
         return pickle.dumps(unpicklable_result(task, res, e), protocol=5)
+
+
+def embedded_system_config(dashboard: bool) -> dict[str, Any]:
+    """Ray system settings for an embedded local Ray (``init_kwargs["_system_config"]``
+    overrides them).
+
+    On a small machine Ray's own processes take CPU from the tasks: measured per ~10k-backtest
+    tournament on 2 cores, the raylet used ~20 ms of CPU and the metrics agent ~8 ms. Task
+    results up to 8 MB return inline to the driver instead of through the shared-memory object
+    store (halves the raylet's share), and without a dashboard nothing reads Ray's metrics, so
+    they are not collected (the agent drops to ~1 ms). In 7 of 7 alternating sessions on 2 cores
+    the 10k tournament's speed-up over serial went up by 0.02-0.04 (about 1.5%).
+    """
+    cfg: dict[str, Any] = {"max_direct_call_object_size": 8 * 1024 * 1024}
+    if not dashboard:
+        cfg["enable_metrics_collection"] = False
+    return cfg
 
 
 def _remote() -> Any:
@@ -142,7 +159,8 @@ class RayExecutor(BaseExecutor):
     workers : tasks in flight at once; default: the cluster's CPUs / ``num_cpus_per_task``
         (read at each map, so added nodes are used). For the embedded Ray, also its CPUs.
     address : ``None`` -> ``RAY_ADDRESS`` if set, else an embedded local Ray
-        (``ray.init(address="local", num_cpus=workers, include_dashboard=False)``);
+        (``ray.init(address="local", num_cpus=workers, include_dashboard=False)`` with
+        :func:`embedded_system_config`: results inline, no metrics without a dashboard);
         ``"auto"`` -> the cluster running on this machine; ``"ray://host:10001"`` -> Ray Client.
         If Ray is already initialized in this process it is used as is, and left running.
     max_retries : Ray's own retries of a task whose worker or node died (system failures)
@@ -177,6 +195,8 @@ class RayExecutor(BaseExecutor):
                     ray.init(address=address, **kw)
                 else:
                     kw.setdefault("include_dashboard", False)
+                    kw["_system_config"] = {**embedded_system_config(bool(kw["include_dashboard"])),
+                                            **(kw.get("_system_config") or {})}
                     ray.init(address="local", num_cpus=self._n or os.cpu_count() or 1, **kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise ExecutionError(
