@@ -156,3 +156,21 @@ def test_packed_returns_round_trip_bit_for_bit():
                 unpack_returns(pack_returns(x, ref))
 
 
+
+
+def test_leaderboard_order_is_the_pandas_sort():
+    import pandas as pd
+
+    from quantfleet.research.tournament import leaderboard_order
+
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 5, 200):
+        sh = rng.choice([np.nan, 0.0, -0.0, 1.5, -2.0, np.inf, -np.inf, 0.25], n)
+        sh = np.where(rng.random(n) < 0.3, rng.normal(0, 1, n), sh)
+        board = [{"strategy": str(rng.choice(["rsi", "sma_cross", "b", "Z"])),
+                  "asset": str(rng.choice(["AAPL", "MSFT", "aa", "X1"])), "oos_sharpe": float(v),
+                  "i": i} for i, v in enumerate(sh)]
+        df = pd.DataFrame(board, columns=["strategy", "asset", "oos_sharpe", "i"])
+        want = df.sort_values(["oos_sharpe", "strategy", "asset"], ascending=[False, True, True],
+                              na_position="last", kind="stable")["i"].tolist()
+        assert leaderboard_order(board) == want

@@ -27,8 +27,8 @@ from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
 
 __all__ = ["TournamentResult", "bar_returns", "coarse_grid", "evaluate_pair",
-           "evaluate_pair_packed", "evaluate_window", "pack_returns", "tournament",
-           "unpack_returns"]
+           "evaluate_pair_packed", "evaluate_window", "leaderboard_order", "pack_returns",
+           "tournament", "unpack_returns"]
 
 _LOWER_IS_BETTER = {"max_drawdown", "turnover"}
 
@@ -224,6 +224,20 @@ def evaluate_pair_packed(market: MarketData, item: tuple) -> dict[str, Any]:
     each task's result at ~3-4 ms per MB on this 2-core machine); the driver unpacks them bit
     for bit."""
     return evaluate_pair(market, item, pack=True)
+
+
+def leaderboard_order(board: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Row order of the leaderboard: best out-of-sample Sharpe first (NaN last), then
+    strategy, then asset, ties in the given order — what ``DataFrame.sort_values(["oos_sharpe",
+    "strategy", "asset"], ascending=[False, True, True], na_position="last", kind="stable")``
+    gives, without building and sorting a frame (~2 ms of the driver's serial tail at 10k)."""
+    def rank(i: int) -> tuple[bool, float, str, str]:
+        b = board[i]
+        sh = float(b["oos_sharpe"])
+        nan = sh != sh
+        return nan, 0.0 if nan else -sh, b["strategy"], b["asset"]
+
+    return sorted(range(len(board)), key=rank)
 
 
 class _RowBuffer:
@@ -467,14 +481,12 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     overfit = pd.DataFrame({c: [of_rows[i][c] for i in order] for c in OVERFIT_COLUMNS},
                            columns=list(OVERFIT_COLUMNS))
     if board:
+        order = leaderboard_order(board)
         # board[i] and of_rows[i] are the same pair: the overfitting verdict joins by position
-        cols_b: dict[str, list[Any]] = {k: [b[k] for b in board] for k in board[0]}
+        cols_b: dict[str, list[Any]] = {k: [board[i][k] for i in order] for k in board[0]}
         for k in ("pbo", "dsr", "verdict"):
-            cols_b[k] = [r[k] for r in of_rows]
+            cols_b[k] = [of_rows[i][k] for i in order]
         leaderboard = pd.DataFrame(cols_b)
-        leaderboard = leaderboard.sort_values(["oos_sharpe", "strategy", "asset"],
-                                              ascending=[False, True, True], na_position="last",
-                                              kind="stable").reset_index(drop=True)
     else:
         leaderboard = pd.DataFrame()
     table = pa.concat_tables(tables) if tables else None
