@@ -237,7 +237,7 @@ def render(meta, results, noop, fresh, ceiling=None) -> str:
              f"pair's result rows, leaderboard row and PBO/DSR (`evaluate_pair`)")
     L.append("- executors: `make_executor('serial')`, `make_executor('processes', workers=2)`, "
              "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
-             "default chunking (items asset by asset cycling through the strategies, four equal "
+             "default chunking (items asset by asset cycling through the strategies, two equal "
              "chunks per worker); each warmed up by one untimed run, then "
              f"{meta['reps']} repetitions alternating the three (order rotates); medians\n")
     L.append("| size | backtests | items | executor | tournament() wall s | speed-up | efficiency "
