@@ -97,6 +97,23 @@ def test_shared_goes_through_one_ray_put_and_is_deserialized_once_per_worker(ray
         seen[pid].add(loads)
     assert all(v == {1} for v in seen.values()), dict(seen)
     assert [v for _, _, v in res] == [45.0 + i for i in range(24)]
+    # the next map with the same module-level fn and shared object puts nothing again and
+    # its workers reuse what they deserialized
+    res = list(ray_executor.map(wl.count_loads, range(6), shared, chunk_size=1))
+    assert ray_executor.puts == 2 and {loads for _, loads, _ in res} == {1}
+
+
+def test_closures_are_put_for_every_map_module_functions_once(ray_executor):
+    from quantfleet.compute.ray import _by_reference
+
+    assert _by_reference(wl.count_loads) and _by_reference(np.add)
+    factor = [2]
+    fn = lambda shared, x: x * factor[0]  # noqa: E731 - a closure pickles by value
+    assert not _by_reference(fn)
+    assert list(ray_executor.map(fn, [1, 2], shared=None)) == [2, 4]
+    factor[0] = 3  # state captured by value at the put: the next map must see the change
+    assert list(ray_executor.map(fn, [1, 2], shared=None)) == [3, 6]
+    assert ray_executor.puts == 2
 
 
 def test_embedded_ray_returns_results_inline_and_collects_no_metrics(ray_executor):

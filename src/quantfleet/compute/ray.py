@@ -61,6 +61,20 @@ def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
         return pickle.dumps(unpicklable_result(task, res, e), protocol=5)
 
 
+def _by_reference(fn: Any) -> bool:
+    """True if pickle stores ``fn`` as its module and name (a module-level function)."""
+    import sys
+
+    mod = getattr(fn, "__module__", None)
+    name = getattr(fn, "__qualname__", None)
+    if not mod or not name or mod == "__main__" or "<" in name:
+        return False
+    obj: Any = sys.modules.get(mod)
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+    return obj is fn
+
+
 def embedded_system_config(dashboard: bool) -> dict[str, Any]:
     """Ray system settings for an embedded local Ray (``init_kwargs["_system_config"]``
     overrides them).
@@ -209,6 +223,7 @@ class RayExecutor(BaseExecutor):
         self._shared_obj: Any = None
         self._shared_ref: Any = None
         self._fn_ref: Any = None
+        self._fn_obj: Any = None
         self._slots = 1
         self.puts = 0  # ray.put calls made, for tests and the curious
 
@@ -240,8 +255,13 @@ class RayExecutor(BaseExecutor):
             self._shared_ref = ray.put(shared)
             self._shared_obj = shared
             self.puts += 1
-        self._fn_ref = ray.put(fn)
-        self.puts += 1
+        if fn is not self._fn_obj or not _by_reference(fn):
+            # a function importable by name pickles to its name, so its reference can be
+            # reused by the next map (workers then skip fetching it again); anything else (a
+            # closure, a lambda) is put anew, it may capture state that changed
+            self._fn_ref = ray.put(fn)
+            self._fn_obj = fn
+            self.puts += 1
         # in flight: one task per worker when deadlines run from submission (a queued task
         # would use up its timeout waiting), else two per worker to hide Ray's round trip
         self._slots = self.workers * (1 if self._deadlines else 2)
@@ -304,7 +324,7 @@ class RayExecutor(BaseExecutor):
     def close(self) -> None:
         if not self._closed:
             self._abandon()
-            self._shared_obj = self._shared_ref = self._fn_ref = None
+            self._shared_obj = self._shared_ref = self._fn_ref = self._fn_obj = None
             if self._owns:
                 import ray
 
