@@ -36,9 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "tournament"
 warnings.filterwarnings("ignore")
 
-# (label, n_windows, max_combos): the ~10,000-backtest headline, and a 7x larger one that shows
-# how the ratios move when per-task work grows
-CONFIGS = [("~10k", 3, 9), ("~70k", 3, 64)]
+# (label, n_windows, max_combos, repetitions): the ~10,000-backtest headline (cheap, so more
+# repetitions: a run or two that the shared host slows then moves the median less), and a 7x
+# larger one that shows how the ratios move when per-task work grows
+CONFIGS = [("~10k", 3, 9, 9), ("~70k", 3, 64, 5)]
 
 
 log = logger("tournament")
@@ -239,7 +240,7 @@ def render(meta, results, noop, fresh, ceiling=None) -> str:
              "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
              "default chunking (items asset by asset cycling through the strategies, two equal "
              "chunks per worker); each warmed up by one untimed run, then "
-             f"{meta['reps']} repetitions alternating the three (order rotates); medians\n")
+             f"repetitions ({meta['reps']}) alternating the three (order rotates); medians\n")
     L.append("| size | backtests | items | executor | tournament() wall s | speed-up | efficiency "
              "| map phase s | map speed-up | tasks (largest chunk) | overhead / task | worker busy s (max/min) "
              "| driver CPU s |")
@@ -381,8 +382,8 @@ def main() -> None:
         print(json.dumps(probe_fresh(args.probe_fresh)))
         return
     t_all = time.perf_counter()
-    reps = args.reps or (2 if args.quick else 5)
     configs = CONFIGS[:1] if args.quick else CONFIGS
+    configs = [(label, nw, mc, args.reps or (2 if args.quick else r)) for label, nw, mc, r in configs]
 
     import numpy as np
     import ray
@@ -402,7 +403,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     noop: dict[str, dict] = {}
     try:
-        for label, nw, mc in configs:
+        for label, nw, mc, reps in configs:
             acc = {k: {"total_s": [], "map_s": [], "overhead_ms": [], "driver_cpu_s": [], "busy_s": []}
                    for k in kinds}
             last: dict[str, dict] = {}
@@ -445,7 +446,8 @@ def main() -> None:
                         "warmup": warm[k]}
             results[label] = r
             r["pair_s"] = pairs
-        results[configs[0][0]]["per_strategy_us"] = per_strategy_cost(market, strategies, *configs[0][1:])
+            r["reps"] = reps
+        results[configs[0][0]]["per_strategy_us"] = per_strategy_cost(market, strategies, *configs[0][1:3])
         for k in kinds:
             noop[k] = noop_cost(exs[k])
             log(f"no-op {k}: {noop[k]['ms_per_task']:.3f} ms/task")
@@ -464,7 +466,8 @@ def main() -> None:
     meta = {
         "command": ".venv/bin/python bench/tournament_bench.py" + (" --quick" if args.quick else ""),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "ray": ray.__version__, "reps": reps,
+        "python": platform.python_version(), "ray": ray.__version__,
+        "reps": ", ".join(f"{label} {r}" for label, _, _, r in configs),
         "strategies": strategies, "took_min": (time.perf_counter() - t_all) / 60,
         "analysis": analysis(results),
     }
