@@ -20,8 +20,11 @@ __all__ = [
     "acc_flat",
     "acc_init",
     "acc_step",
+    "LOWER_IS_BETTER",
     "bar_returns",
+    "check_metric",
     "evaluate_positions",
+    "metric_sign",
     "metrics_from_returns",
 ]
 
@@ -38,6 +41,26 @@ METRIC_NAMES = (
     "turnover",
 )
 N_METRICS = len(METRIC_NAMES)
+
+LOWER_IS_BETTER = frozenset({"max_drawdown", "turnover"})
+"""Metrics where a smaller value is the better one (``max_drawdown`` is a positive fraction);
+every other metric is higher-is-better. The one definition every ranking uses."""
+
+
+def metric_sign(name: str) -> float:
+    """``+1.0`` for a higher-is-better metric, ``-1.0`` for one in :data:`LOWER_IS_BETTER`:
+    ``sign * value`` is then always higher-is-better."""
+    return -1.0 if name in LOWER_IS_BETTER else 1.0
+
+
+def check_metric(name: str, choices: tuple[str, ...] = METRIC_NAMES) -> str:
+    """``name`` if it is one of ``choices``; else the one unknown-metric error everyone raises."""
+    if name in choices:
+        return name
+    from quantfleet.errors import QuantfleetError, did_you_mean
+
+    raise QuantfleetError(f"unknown metric {name!r}{did_you_mean(str(name), choices)}; "
+                          f"choose one of {', '.join(choices)}")
 
 
 @njit(cache=True, inline="always")
