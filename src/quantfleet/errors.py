@@ -28,6 +28,7 @@ __all__ = [
     "StoreError",
     "StrategyError",
     "did_you_mean",
+    "printable",
 ]
 
 
@@ -65,3 +66,17 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def printable(value: object, limit: int = 60) -> str:
+    """``value`` as text safe to print on one terminal line: control characters, invalid
+    bytes and other unprintable characters become ``\\xNN``-style escapes, and text longer
+    than ``limit`` characters is cut with ``...``. Error messages quote user input through it
+    so that a binary file never puts raw bytes on the terminal."""
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", errors="backslashreplace")
+    else:
+        text = str(value)
+    out = "".join(c if c.isprintable() else (repr(c)[1:-1] if ord(c) < 0x10000 else "?")
+                  for c in text)
+    return out if len(out) <= limit else out[:limit] + "..."

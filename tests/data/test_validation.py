@@ -261,3 +261,45 @@ def test_require_bars_counts_from_first_price():
     m = MarketData(timestamps=ts, assets=("X",), close=close)
     with pytest.raises(DataError, match="has 6 bars"):
         require_bars(m, 0, 7, "rsi")
+
+
+# -- binary and non-text input: one line, no raw bytes echoed --------------------------------
+
+def _one_clean_line(msg: str) -> None:
+    assert "\n" not in msg and "\r" not in msg
+    assert all(c.isprintable() for c in msg), repr(msg)
+
+
+def test_binary_file_named_csv_is_refused_without_echoing_it(tmp_path):
+    path = tmp_path / "prices.csv"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)
+    with pytest.raises(DataError, match=r"prices\.csv: not a text CSV file \(binary byte 0x00 "
+                                        r"at offset 7\); give a UTF-8 CSV or a \.parquet file"
+                       ) as info:
+        load(path)
+    _one_clean_line(str(info.value))
+
+
+def test_parquet_named_csv(tmp_path):
+    path = tmp_path / "p.csv"
+    pd.DataFrame({"date": pd.to_datetime(["2024-01-01"]), "close": [1.0]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"p\.csv: this is a Parquet file with a \.csv name"):
+        load(path)
+
+
+def test_invalid_utf8_deep_in_the_file_names_its_row(tmp_path):
+    rows = [f"{d.date()},{i + 1}" for i, d in enumerate(pd.date_range("2000-01-01", periods=5000))]
+    body = ("date,close\n" + "\n".join(rows) + "\n").encode() + b"2011-01-01,\xff\xfe1\n"
+    assert len(body) > 65536  # past the sniffed head: found by the column check
+    path = tmp_path / "late.csv"
+    path.write_bytes(body)
+    with pytest.raises(DataError, match=r"late\.csv: row 5001, column 'close': not valid UTF-8 "
+                                        r"text; save the file as UTF-8 CSV") as info:
+        load(path)
+    _one_clean_line(str(info.value))
+
+
+def test_control_characters_in_a_value_are_escaped(tmp_path):
+    msg = fails(tmp_path, "esc.csv", "date,close\n2024-01-01,1\n2024-01-02,\x1b[31mred\n",
+                r"esc\.csv: row 2, column 'close': '\\x1b\[31mred' is not a number")
+    _one_clean_line(msg)

@@ -20,7 +20,7 @@ from quantfleet.data.datasets import DATASETS, dataset_names, locate
 from quantfleet.data.market import MarketData
 from quantfleet.data.synthetic import from_url
 from quantfleet.data.validate import Where, validate_market
-from quantfleet.errors import DataError, did_you_mean
+from quantfleet.errors import DataError, did_you_mean, printable
 
 __all__ = ["from_frame", "info", "load", "read_table"]
 
@@ -221,15 +221,64 @@ def _read(path: Path, name: str) -> pd.DataFrame:
     )
 
 
+_SNIFF_BYTES = 1 << 16
+
+
+def _check_text(path: Path, name: str) -> None:
+    """A plain .csv must be text: a NUL byte or invalid UTF-8 at the start means a binary file
+    (an executable, a spreadsheet, a Parquet file renamed), reported without echoing it."""
+    if path.name.lower().endswith((".gz", ".bz2", ".zst")):
+        return  # compressed: pyarrow decompresses, the column checks below catch bytes
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if head.startswith(b"PAR1"):
+        raise DataError(f"{name}: this is a Parquet file with a .csv name; rename it to .parquet")
+    bad = head.find(b"\x00")
+    if bad < 0:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            # a multi-byte character cut at the end of the sniffed block is not an error
+            if e.start < len(head) - 4:
+                bad = e.start
+    if bad >= 0:
+        raise DataError(f"{name}: not a text CSV file (binary byte 0x{head[bad]:02x} at offset "
+                        f"{bad}); give a UTF-8 CSV or a .parquet file")
+
+
+def _not_utf8(v: object) -> bool:
+    if not isinstance(v, (bytes, bytearray)):
+        return False
+    try:
+        bytes(v).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _no_bytes(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """pyarrow reads a column holding invalid UTF-8 as binary: name its first bad row."""
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object:
+            bad = s.map(_not_utf8).to_numpy(dtype=bool)
+            if bad.any():
+                r = int(np.argmax(bad))
+                raise DataError(f"{name}: row {r + 1}, column {printable(col)!r}: "
+                                f"not valid UTF-8 text; save the file as UTF-8 CSV")
+    return frame
+
+
 def _read_csv(path: Path, name: str) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    _check_text(path, name)
     try:
         opts = pcsv.ConvertOptions(strings_can_be_null=True)  # an empty cell is missing
-        return pcsv.read_csv(path, convert_options=opts).to_pandas()
+        return _no_bytes(pcsv.read_csv(path, convert_options=opts).to_pandas(), name)
     except pa.ArrowInvalid as exc:
-        msg = str(exc)
+        msg = printable(str(exc), limit=200)
         if "Empty CSV file" in msg:
             raise DataError(
                 f"{name}: the file is empty; expected a header row (e.g. date,close) and data rows"
@@ -241,7 +290,8 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str)
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{name}: cannot parse the CSV ({exc}); check quoting and column counts") from None
+        raise DataError(f"{name}: cannot parse the CSV ({printable(exc, limit=200)}); check "
+                        "quoting and column counts") from None
 
 
 def _read_parquet(path: Path, name: str) -> pd.DataFrame:
@@ -344,7 +394,7 @@ def _timestamps(frame: pd.DataFrame, col: str | tuple[str, str], source: str) ->
             r = int(np.argmax(bad))
             raise DataError(
                 f"{source}: row {r + 1}, column {label!r}: cannot parse timestamp "
-                f"{str(s.iloc[r])!r}; {_TS_HINT}"
+                f"'{printable(s.iloc[r])}'; {_TS_HINT}"
             )
     missing = dt.isna().to_numpy()
     if missing.any():
@@ -401,22 +451,22 @@ def _numeric(s: pd.Series, label: str, source: str, kind: str = "price") -> np.n
         return v
     n_ok = int((~np.isnan(v)).sum())
     i = int(np.argmax(bad))
-    row, value = i + 1, str(s.iloc[i])
+    row, value = i + 1, printable(s.iloc[i])
     if n_ok == 0 and kind == "extra":
         return None
     if n_ok == 0 and kind == "asset":
         raise DataError(
-            f"{source}: column {label!r} is not numeric (row {row}: {value!r}); a wide table "
+            f"{source}: column {label!r} is not numeric (row {row}: '{value}'); a wide table "
             "has a timestamp column and one numeric price column per asset (drop the column, "
             "or add an asset/symbol column for a long table)"
         )
     if n_ok == 0:
         raise DataError(
-            f"{source}: column {label!r} is not numeric (row {row}: {value!r}); "
+            f"{source}: column {label!r} is not numeric (row {row}: '{value}'); "
             "prices and volume must be numbers"
         )
     raise DataError(
-        f"{source}: row {row}, column {label!r}: {value!r} is not a number; "
+        f"{source}: row {row}, column {label!r}: '{value}' is not a number; "
         "clean the value (or leave it empty for a missing one)"
     )
 
