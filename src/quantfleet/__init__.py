@@ -23,17 +23,7 @@ _EXPORTS = {
     "sweep": "quantfleet.research.sweep",
 }
 
-__all__ = [
-    "Costs",
-    "MarketData",
-    "ParamSpace",
-    "QuantfleetError",
-    "Strategy",
-    "get_strategy",
-    "load",
-    "strategy_names",
-    "sweep",
-]
+__all__ = sorted(_EXPORTS)  # the names are listed once, above
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantfleet.data import load
