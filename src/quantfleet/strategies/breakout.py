@@ -18,10 +18,17 @@ from quantfleet.kernels.indicators import (
     unique_windows,
 )
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["ATR_STOP", "DONCHIAN", "ICHIMOKU"]
+__all__ = [
+    "ATR_STOP",
+    "DONCHIAN",
+    "ICHIMOKU",
+    "atr_stop_kernel",
+    "donchian_kernel",
+    "ichimoku_kernel",
+]
 
 
 @njit(cache=True)

@@ -15,10 +15,10 @@ from numba import njit
 
 from quantfleet.kernels.indicators import sma, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Float, Int, ParamSpace
 
-__all__ = ["FUNDING_CARRY", "TIE"]
+__all__ = ["FUNDING_CARRY", "TIE", "funding_carry_kernel"]
 
 TIE = 1e-12
 

@@ -11,10 +11,16 @@ from numba import njit
 
 from quantfleet.kernels.indicators import rolling_quantiles, unique_pairs
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["LINEAR_CLASSIFIER", "QUANTILE_REGIME"]
+__all__ = [
+    "LINEAR_CLASSIFIER",
+    "QUANTILE_REGIME",
+    "ar_forecast",
+    "linear_classifier_kernel",
+    "quantile_regime_kernel",
+]
 
 
 @njit(cache=True, inline="always")

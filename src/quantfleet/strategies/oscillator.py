@@ -11,10 +11,10 @@ from numba import njit
 
 from quantfleet.kernels.indicators import rsi, sma, stochastic_k, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["RSI", "STOCHASTIC"]
+__all__ = ["RSI", "STOCHASTIC", "rsi_kernel", "stochastic_kernel"]
 
 
 @njit(cache=True)

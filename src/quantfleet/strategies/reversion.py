@@ -18,10 +18,20 @@ from quantfleet.kernels.indicators import (
     unique_windows,
 )
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["BOLLINGER", "NW_ENVELOPE", "VWAP_REVERSION"]
+__all__ = [
+    "BOLLINGER",
+    "NW_ENVELOPE",
+    "VWAP_REVERSION",
+    "band_step",
+    "bollinger_kernel",
+    "nw_band",
+    "nw_envelope_kernel",
+    "vwap_reversion_kernel",
+    "vwap_zscore",
+]
 
 
 @njit(cache=True, inline="always")

@@ -7,10 +7,17 @@ from numba import njit
 
 from quantfleet.kernels.indicators import ema, sma_table, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
 
-__all__ = ["EMA_CROSS", "SMA_CROSS", "SMA_TREND"]
+__all__ = [
+    "EMA_CROSS",
+    "SMA_CROSS",
+    "SMA_TREND",
+    "ema_cross_kernel",
+    "sma_cross_kernel",
+    "sma_trend_kernel",
+]
 
 
 @njit(cache=True)

@@ -9,10 +9,10 @@ from numba import njit
 
 from quantfleet.kernels.indicators import rolling_std, sma, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Float, Int, ParamSpace
 
-__all__ = ["VOL_SCALING"]
+__all__ = ["VOL_SCALING", "realized_vol", "vol_scaling_kernel"]
 
 
 @njit(cache=True)
