@@ -2,6 +2,8 @@
 
 Nothing here is used by quantfleet: these are experiments for the kernel owner. Every variant
 must reproduce the shipped kernel's metrics (checked in ``measure``) before its time counts.
+The shipped kernel has since taken two of them: the flat-bar skip (in ``acc_step``, under the
+shared per-bar tail ``kernels.metrics.tail_step``) and the prefix sum of ``prefix``.
 
 - ``shipped``    quantfleet.strategies.trend.sma_cross_kernel as it is
 - ``copy``       the same loop compiled here (a control: same code, this module's compile)
@@ -25,9 +27,9 @@ import time
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.indicators import unique_windows
+from quantfleet.kernels.indicators import sma_table, unique_windows
 from quantfleet.kernels.metrics import N_METRICS, acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.trend import _sma_table, sma_cross_kernel
+from quantfleet.strategies.trend import sma_cross_kernel
 
 
 @njit(cache=True, inline="always")
@@ -76,7 +78,7 @@ def _with_n(st, n):
 def _prep(close, params):
     both = np.concatenate((params[:, 0], params[:, 1]))
     uniq, idx = unique_windows(both)
-    return bar_returns(close), _sma_table(close, uniq), idx
+    return bar_returns(close), sma_table(close, uniq), idx
 
 
 @njit(cache=True)

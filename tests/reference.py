@@ -119,3 +119,61 @@ def random_ohlcv(rng: np.random.Generator, n: int) -> dict:
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
     volume = rng.uniform(1e5, 1e6, n)
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+
+
+def book_metrics(pos: np.ndarray, r: np.ndarray, fee_rate: float, ppy: float) -> tuple[dict, np.ndarray]:
+    """Every metric of target positions ``pos`` over bars with returns ``r`` (the book is flat
+    before bar 0), written from docs/conventions.md one definition at a time: equity bar by bar,
+    then each metric from the whole series; trades found as segments of the position path.
+
+    Returns ``(metrics, per-bar strategy returns)``.
+    """
+    pos = np.asarray(pos, float)
+    r = np.asarray(r, float)
+    n = len(pos)
+    held = np.concatenate([[0.0], pos[:-1]])  # position held over each bar
+    rb = (1.0 + held * r) * (1.0 - fee_rate * np.abs(pos - held)) - 1.0
+    marked = np.empty(n)  # equity after the bar's move, before the close's fill
+    equity = np.empty(n)  # equity after the fill
+    e = 1.0
+    for t in range(n):
+        marked[t] = e * (1.0 + held[t] * r[t])
+        e = equity[t] = marked[t] * (1.0 - fee_rate * abs(pos[t] - held[t]))
+    final = equity[-1] if n else 1.0
+    m: dict = {"total_return": final - 1.0}
+    if n == 0:
+        m["cagr"] = np.nan
+    else:
+        m["cagr"] = final ** (ppy / n) - 1.0 if final > 0 else -1.0
+    mean = float(np.mean(rb)) if n else np.nan
+    sd = float(np.std(rb, ddof=1)) if n > 1 else np.nan
+    m["sharpe"] = mean / sd * np.sqrt(ppy) if sd > 0 else np.nan
+    down = float(np.sqrt(np.mean(np.minimum(rb, 0.0) ** 2))) if n else np.nan
+    if down > 0:
+        m["sortino"] = mean / down * np.sqrt(ppy)
+    else:
+        m["sortino"] = np.inf if n and mean > 0 else np.nan
+    peak = np.maximum(1.0, np.maximum.accumulate(equity)) if n else np.ones(0)
+    m["max_drawdown"] = float(np.max(1.0 - equity / peak)) if n else 0.0
+    m["calmar"] = m["cagr"] / m["max_drawdown"] if m["max_drawdown"] > 0 else np.nan
+    # a trade is a run of bars whose position keeps one sign; it is entered at the fill that
+    # opens it and exited at the fill that flattens or flips it (none if still open at the end)
+    sign = np.sign(pos)
+    prev_sign = np.concatenate([[0.0], sign[:-1]])
+    entries = [t for t in range(n) if sign[t] != 0 and sign[t] != prev_sign[t]]
+    wins = closed = 0
+    for t_in in entries:
+        if prev_sign[t_in] == 0:
+            start_eq = marked[t_in]  # from flat: equity just before the entry fill
+        else:  # a flip: the old trade's exit share of the fee is paid first
+            start_eq = marked[t_in] * (1.0 - fee_rate * abs(held[t_in]))
+        t_out = next((t for t in range(t_in + 1, n) if sign[t] != sign[t_in]), None)
+        if t_out is None:
+            continue
+        closed += 1
+        wins += marked[t_out] * (1.0 - fee_rate * abs(held[t_out])) > start_eq
+    m["n_trades"] = float(len(entries))
+    m["win_rate"] = wins / closed if closed else np.nan
+    m["exposure"] = float(np.mean(pos != 0)) if n else np.nan
+    m["turnover"] = float(np.sum(np.abs(pos - held)))
+    return m, rb

@@ -1,8 +1,10 @@
-"""Running metric sums: O(1) state per combo, updated once per bar inside the fused kernels.
+"""The metrics (names, directions) and the per-bar tail every fused kernel shares.
 
-The state is a tuple of floats so numba keeps it in registers. A strategy kernel calls
-``acc_init()`` once per combo, ``acc_step`` once per bar with the position decided at that
-bar's close, and ``acc_finish`` to write one row of metrics. Conventions: docs/conventions.md.
+A strategy kernel runs one pass per combo: ``tail_init()`` (or ``tail_flat`` after bars known
+to be flat), ``tail_step`` once per bar with the position decided at that bar's close (P&L,
+running metric sums, optional per-bar stores), and ``tail_finish`` to write one row of metrics.
+The ``acc_*`` functions underneath keep the running sums as a tuple of floats, which numba
+keeps in registers. Conventions: docs/conventions.md.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "LOWER_IS_BETTER",
     "METRIC_NAMES",
     "N_METRICS",
     "RETURN_METRIC_NAMES",
@@ -20,12 +23,15 @@ __all__ = [
     "acc_flat",
     "acc_init",
     "acc_step",
-    "LOWER_IS_BETTER",
     "bar_returns",
     "check_metric",
     "evaluate_positions",
     "metric_sign",
     "metrics_from_returns",
+    "tail_finish",
+    "tail_flat",
+    "tail_init",
+    "tail_step",
 ]
 
 METRIC_NAMES = (
@@ -79,8 +85,7 @@ def acc_step(st, pos_prev, pos, r, fee_rate):
     """
     eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
     if pos_prev == 0.0 and pos == 0.0:
-        # flat before and after (a third of the bars for a long-only crossover): only the bar
-        # count moves, and skipping the rest is the single biggest saving of the hot loop
+        # flat before and after (common for long-only rules): only the bar count moves
         return (eq, peak, maxdd, n + 1.0, mean, m2, down2, entries, wins, closed, entry_eq,
                 exposed, turn)
     eq = eq * (1.0 + pos_prev * r)
@@ -158,6 +163,41 @@ def acc_finish(st, ppy, out):
     out[9] = turn
 
 
+@njit(cache=True, inline="always")
+def tail_init():
+    """Fresh per-combo state of a fused pass: ``(accumulator, position held)``, flat."""
+    return acc_init(), 0.0
+
+
+@njit(cache=True, inline="always")
+def tail_flat(tail, k):
+    """Skip ``k`` bars known to be flat before and after (the warm-up of a combo)."""
+    st, prev = tail
+    return acc_flat(st, k), prev
+
+
+@njit(cache=True, inline="always")
+def tail_step(tail, pos, r, fee_rate, returns_out, c, t):
+    """Advance bar ``t`` of combo ``c``: the position held earns the bar's return ``r``, then
+    moves to ``pos`` at the close (docs/conventions.md).
+
+    ``returns_out`` (combos, 2, bars) gets the bar's strategy return ([c, 0, t]) and ``pos``
+    ([c, 1, t]); a ``None`` there compiles a specialization without the stores, which keeps
+    the hot loop in registers.
+    """
+    st, prev = tail
+    if returns_out is not None:
+        returns_out[c, 1, t] = pos
+        returns_out[c, 0, t] = (1.0 + prev * r) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+    return acc_step(st, prev, pos, r, fee_rate), pos
+
+
+@njit(cache=True, inline="always")
+def tail_finish(tail, ppy, out):
+    """Write the combo's metric row (order of ``METRIC_NAMES``) into ``out``."""
+    acc_finish(tail[0], ppy, out)
+
+
 @njit(cache=True)
 def bar_returns(close):
     """Close-to-close simple returns, shape (bars,); the first bar's return is 0."""
@@ -183,22 +223,15 @@ def evaluate_positions(close, positions, fee_rate, ppy, start, out, returns_out)
     start : int         first bar counted (equity is 1 at its close; earlier bars only warm up)
     out : float64 (combos, N_METRICS)
     returns_out : float64 (combos, 2, bars) or None   per-bar returns [:, 0] and positions [:, 1]
-        when wanted (None compiles
-        a specialization without the stores, which keeps the hot loop in registers)
+        when wanted (see ``tail_step``)
     """
     r = bar_returns(close)
     n = close.shape[0]
     for c in range(positions.shape[0]):
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
-            pos = positions[c, t]
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, positions[c, t], r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 RETURN_METRIC_NAMES = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar")

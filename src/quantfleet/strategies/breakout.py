@@ -17,11 +17,18 @@ from quantfleet.kernels.indicators import (
     sma_table,
     unique_windows,
 )
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["ATR_STOP", "DONCHIAN", "ICHIMOKU"]
+__all__ = [
+    "ATR_STOP",
+    "DONCHIAN",
+    "ICHIMOKU",
+    "atr_stop_kernel",
+    "donchian_kernel",
+    "ichimoku_kernel",
+]
 
 
 @njit(cache=True)
@@ -58,8 +65,7 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         lx = ll[idx[m + c]]
         # the channels of the previous w bars exist from bar w
         warm = int(max(params[c, 0], params[c, 1]))
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         state = 0.0
         for t in range(min(start, warm), n):
             if t >= warm:
@@ -74,13 +80,8 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
                     elif long_short and x < le[t - 1]:
                         state = -1.0
             if t >= start:
-                pos = state
-                if returns_out is not None:
-                    returns_out[c, 1, t] = pos
-                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-                st = acc_step(st, prev, pos, r[t], fee_rate)
-                prev = pos
-        acc_finish(st, ppy, out[c])
+                tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 DONCHIAN = register(Strategy(
@@ -128,8 +129,7 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         a = atrs[ai[c]]
         mult = params[c, 2]
         warm = int(max(params[c, 0], params[c, 1])) - 1
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         state = 0.0
         ext = 0.0
         armed_long = True
@@ -159,13 +159,8 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
                         state = -1.0
                         ext = x
             if t >= start:
-                pos = state
-                if returns_out is not None:
-                    returns_out[c, 1, t] = pos
-                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-                st = acc_step(st, prev, pos, r[t], fee_rate)
-                prev = pos
-        acc_finish(st, ppy, out[c])
+                tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 ATR_STOP = register(Strategy(
@@ -215,8 +210,7 @@ def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         sb = mid[idx[2 * m + c]]
         lag = int(params[c, 1])
         warm = int(max(params[c, 0], params[c, 1], params[c, 2])) - 1 + lag
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if t >= warm:
@@ -227,12 +221,8 @@ def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
                     pos = 1.0
                 elif long_short and x < min(a, b) and tk[t] < kj[t]:
                     pos = -1.0
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 ICHIMOKU = register(Strategy(

@@ -14,11 +14,11 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import sma, unique_windows
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Float, Int, ParamSpace
 
-__all__ = ["FUNDING_CARRY", "TIE"]
+__all__ = ["FUNDING_CARRY", "TIE", "funding_carry_kernel"]
 
 TIE = 1e-12
 
@@ -43,20 +43,15 @@ def funding_carry_kernel(open_, high, low, close, volume, extra, params, fee_rat
     for c in range(params.shape[0]):
         mf = table[idx[c]]
         th = params[c, 1]
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if mf[t] > th + TIE:
                 pos = low_pos
             elif mf[t] < -th - TIE:
                 pos = 1.0
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * radj[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, radj[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, radj[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 FUNDING_CARRY = register(Strategy(

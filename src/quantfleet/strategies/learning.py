@@ -10,11 +10,17 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import rolling_quantiles, unique_pairs
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["LINEAR_CLASSIFIER", "QUANTILE_REGIME"]
+__all__ = [
+    "LINEAR_CLASSIFIER",
+    "QUANTILE_REGIME",
+    "ar_forecast",
+    "linear_classifier_kernel",
+    "quantile_regime_kernel",
+]
 
 
 @njit(cache=True, inline="always")
@@ -106,20 +112,15 @@ def linear_classifier_kernel(open_, high, low, close, volume, extra, params, fee
     low_pos = -1.0 if long_short else 0.0
     for c in range(params.shape[0]):
         f = table[idx[c]]
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if f[t] > 0.0:
                 pos = 1.0
             elif f[t] < 0.0:
                 pos = low_pos
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 LINEAR_CLASSIFIER = register(Strategy(
@@ -163,8 +164,7 @@ def quantile_regime_kernel(open_, high, low, close, volume, extra, params, fee_r
     for c in range(params.shape[0]):
         h = hi[idx[c]]
         lw = lo[idx[c]]
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if t >= 1:
@@ -172,12 +172,8 @@ def quantile_regime_kernel(open_, high, low, close, volume, extra, params, fee_r
                     pos = 1.0
                 elif long_short and close[t] < lw[t - 1]:
                     pos = -1.0
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 QUANTILE_REGIME = register(Strategy(

@@ -10,11 +10,11 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import rsi, sma, stochastic_k, unique_windows
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["RSI", "STOCHASTIC"]
+__all__ = ["RSI", "STOCHASTIC", "rsi_kernel", "stochastic_kernel"]
 
 
 @njit(cache=True)
@@ -43,8 +43,7 @@ def rsi_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
         lower = params[c, 1]
         upper = params[c, 2]
         warm = int(params[c, 0])  # RSI(w) is defined from bar w
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         state = 0.0
         for t in range(min(start, warm), n):
             if t >= warm:
@@ -59,13 +58,8 @@ def rsi_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                     elif long_short and x > upper:
                         state = -1.0
             if t >= start:
-                pos = state
-                if returns_out is not None:
-                    returns_out[c, 1, t] = pos
-                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-                st = acc_step(st, prev, pos, r[t], fee_rate)
-                prev = pos
-        acc_finish(st, ppy, out[c])
+                tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 RSI = register(Strategy(
@@ -132,8 +126,7 @@ def stochastic_kernel(open_, high, low, close, volume, extra, params, fee_rate, 
         upper = params[c, 3]
         # %D is defined from bar k + d - 2; a cross also needs the bar before
         warm = int(params[c, 0]) + int(params[c, 1]) - 1
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         state = 0.0
         for t in range(min(start, warm), n):
             if t >= warm:
@@ -149,13 +142,8 @@ def stochastic_kernel(open_, high, low, close, volume, extra, params, fee_rate, 
                     elif long_short and down and d[t] > upper:
                         state = -1.0
             if t >= start:
-                pos = state
-                if returns_out is not None:
-                    returns_out[c, 1, t] = pos
-                    returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-                st = acc_step(st, prev, pos, r[t], fee_rate)
-                prev = pos
-        acc_finish(st, ppy, out[c])
+                tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 STOCHASTIC = register(Strategy(

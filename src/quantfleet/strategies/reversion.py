@@ -17,11 +17,21 @@ from quantfleet.kernels.indicators import (
     unique_pairs,
     unique_windows,
 )
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["BOLLINGER", "NW_ENVELOPE", "VWAP_REVERSION"]
+__all__ = [
+    "BOLLINGER",
+    "NW_ENVELOPE",
+    "VWAP_REVERSION",
+    "band_step",
+    "bollinger_kernel",
+    "nw_band",
+    "nw_envelope_kernel",
+    "vwap_reversion_kernel",
+    "vwap_zscore",
+]
 
 
 @njit(cache=True, inline="always")
@@ -68,20 +78,14 @@ def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         m = mid[idx[c]]
         s = sd[idx[c]]
         k = params[c, 1]
-        st = acc_init()
+        tail = tail_init()
         state = 0.0
-        prev = 0.0
         for t in range(n):
             state = band_step(state, close[t], m[t] - k * s[t], m[t], m[t] + k * s[t], long_short)
             if t < start:
                 continue
-            pos = state
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 BOLLINGER = register(Strategy(
@@ -132,20 +136,14 @@ def vwap_reversion_kernel(open_, high, low, close, volume, extra, params, fee_ra
     for c in range(params.shape[0]):
         zs = table[idx[c]]
         ze = params[c, 1]
-        st = acc_init()
+        tail = tail_init()
         state = 0.0
-        prev = 0.0
         for t in range(n):
             state = band_step(state, zs[t], -ze, 0.0, ze, long_short)
             if t < start:
                 continue
-            pos = state
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 VWAP_REVERSION = register(Strategy(
@@ -195,20 +193,14 @@ def nw_envelope_kernel(open_, high, low, close, volume, extra, params, fee_rate,
         e = est[idx[c]]
         d = mad[idx[c]]
         k = params[c, 1]
-        st = acc_init()
+        tail = tail_init()
         state = 0.0
-        prev = 0.0
         for t in range(n):
             state = band_step(state, close[t], e[t] - k * d[t], e[t], e[t] + k * d[t], long_short)
             if t < start:
                 continue
-            pos = state
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, state, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 NW_ENVELOPE = register(Strategy(

@@ -16,7 +16,7 @@ import numpy as np
 
 from quantfleet.errors import StrategyError, did_you_mean
 
-__all__ = ["Choice", "Constraint", "Float", "Int", "ParamSpace"]
+__all__ = ["Choice", "Constraint", "Dim", "Float", "Int", "ParamSpace"]
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,18 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import ema, sma_table, unique_windows
-from quantfleet.kernels.metrics import acc_finish, acc_flat, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
 
-__all__ = ["EMA_CROSS", "SMA_CROSS", "SMA_TREND"]
+__all__ = [
+    "EMA_CROSS",
+    "SMA_CROSS",
+    "SMA_TREND",
+    "ema_cross_kernel",
+    "sma_cross_kernel",
+    "sma_trend_kernel",
+]
 
 
 @njit(cache=True)
@@ -34,18 +41,13 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         ff = float(fw)
         sf = float(sw)
         t0 = max(start, max(fw, sw) - 1)
-        st = acc_flat(acc_init(), float(min(t0, n) - start))
-        prev = 0.0
+        tail = tail_flat(tail_init(), float(min(t0, n) - start))
         for t in range(t0, n):
             # SMA_f > SMA_s  <=>  sum_f * sw > sum_s * fw  (no division in the hot loop)
             hi = cs[t + 1]
             pos = 1.0 if (hi - cs[t + 1 - fw]) * sf > (hi - cs[t + 1 - sw]) * ff else low_pos
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 SMA_CROSS = register(Strategy(
@@ -86,18 +88,13 @@ def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         f = table[idx[c]]
         s = table[idx[m + c]]
         warm = int(max(params[c, 0], params[c, 1])) - 1
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if t >= warm:
                 pos = 1.0 if f[t] > s[t] else low_pos
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 EMA_CROSS = register(Strategy(
@@ -126,18 +123,13 @@ def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
     for c in range(params.shape[0]):
         s = table[idx[c]]
         warm = int(params[c, 0]) - 1
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if t >= warm:
                 pos = 1.0 if close[t] > s[t] else low_pos
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 SMA_TREND = register(Strategy(

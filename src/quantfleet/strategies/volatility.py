@@ -8,11 +8,11 @@ import numpy as np
 from numba import njit
 
 from quantfleet.kernels.indicators import rolling_std, sma, unique_windows
-from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step, bar_returns
-from quantfleet.strategies.registry import Strategy, register
+from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
+from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Float, Int, ParamSpace
 
-__all__ = ["VOL_SCALING"]
+__all__ = ["VOL_SCALING", "realized_vol", "vol_scaling_kernel"]
 
 
 @njit(cache=True)
@@ -46,8 +46,7 @@ def vol_scaling_kernel(open_, high, low, close, volume, extra, params, fee_rate,
         s = trend[it[c]]
         target = params[c, 1]
         cap = params[c, 3]
-        st = acc_init()
-        prev = 0.0
+        tail = tail_init()
         for t in range(start, n):
             pos = 0.0
             if v[t] == v[t] and s[t] == s[t]:
@@ -58,12 +57,8 @@ def vol_scaling_kernel(open_, high, low, close, volume, extra, params, fee_rate,
                     pos = size
                 elif long_short and close[t] < s[t]:
                     pos = -size
-            if returns_out is not None:
-                returns_out[c, 1, t] = pos
-                returns_out[c, 0, t] = (1.0 + prev * r[t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            st = acc_step(st, prev, pos, r[t], fee_rate)
-            prev = pos
-        acc_finish(st, ppy, out[c])
+            tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
+        tail_finish(tail, ppy, out[c])
 
 
 VOL_SCALING = register(Strategy(
