@@ -78,7 +78,7 @@ def check_ray(address: str | None) -> str:
 
 def check_prefect(api_url: str | None) -> str:
     """Run a tiny flow with one task against the Prefect API and read its result."""
-    from quantfleet.pipeline.flow import prefect_env, state_dir
+    from quantfleet.pipeline.home import prefect_env, state_dir
 
     prefect_env(state_dir(), api_url)
     from prefect import flow, task
