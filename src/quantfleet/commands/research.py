@@ -68,11 +68,9 @@ def backtest(
     out = run_research(cfg, "backtest", no_store=no_store)
     results = out.results["backtest"]
     if as_json:
-        doc = results[0] if len(results) == 1 else results
-        if out.run_id:
-            doc = ({**doc, "run_id": out.run_id} if isinstance(doc, dict)
-                   else {"run_id": out.run_id, "results": doc})
-        print_json(doc)
+        # one row per asset, each naming the run (a single asset: the row itself)
+        rows = [_with_run(r, out) for r in results]
+        print_json(rows[0] if len(rows) == 1 else rows)
         return
     print_rows(results, title=f"{results[0]['strategy']} {results[0]['params']}" if results else "")
 
