@@ -180,9 +180,9 @@ def test_ray_task_reads_and_writes_through_the_store(s3_url, s3_env, ray_session
 
 def test_catalog_over_s3(s3_url):
     s = Store.open(s3_url)
-    a = record_run(s, "tournament", outputs={"results": _table(20, n=10)},
+    a = record_run(s, "tournament", outputs={"tournament_results": _table(20, n=10)},
                    config={"fee_bps": 0}, metrics={"sharpe": 1.0})
-    b = record_run(s, "tournament", outputs={"results": _table(21, n=5)},
+    b = record_run(s, "tournament", outputs={"tournament_results": _table(21, n=5)},
                    config={"fee_bps": 5}, metrics={"sharpe": 0.2})
     with Catalog(s) as cat:
         assert cat.views == ["tournament_results"]

@@ -25,7 +25,7 @@ def profile(
     from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
     from quantfleet.observe.profile import format_profile
     from quantfleet.observe.speedup import explain_speedup
-    from quantfleet.pipeline.record import load_run
+    from quantfleet.pipeline.run_record import load_run
 
     if top < 1:
         fail(f"--top must be >= 1 (got {top})")
@@ -62,7 +62,7 @@ def cost(
 ) -> None:
     """What the run would cost, and how long it would take, on N cloud nodes."""
     from quantfleet.observe import cost as qc
-    from quantfleet.pipeline.record import load_run
+    from quantfleet.pipeline.run_record import load_run
 
     if nodes is not None and nodes < 1:
         fail(f"--nodes must be >= 1 (got {nodes})")

@@ -114,7 +114,7 @@ def report_path(run_id: str) -> Path:
 def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5) -> Path:
     """The HTML report of ``run`` (id, prefix or ``latest``) of ``store``: from its
     ``report_view`` artifact, built and recorded first if the run has none."""
-    from quantfleet.pipeline.record import load_run
+    from quantfleet.pipeline.run_record import load_run
     from quantfleet.report import build
     from quantfleet.report.view import load_view
 

@@ -370,8 +370,8 @@ def record_run(store: Store | str | os.PathLike | None, command: str, *,
     config : the command's settings (flags, config file): what ``runs diff`` compares
     settings : the step's own settings (default: ``config``)
     metrics, timing, executor : headline numbers, timing-span summary, executor/cluster facts
-    kinds : ``{name: kind}``; default kind is ``f"{command}_{name}"``, so a tournament's
-        ``results`` table lands in the catalog view ``tournament_results``
+    kinds : ``{name: kind}``; by default an artifact's kind is its name (name outputs for what
+        they are: ``leaderboard``, ``tournament_results``, ...), whichever command made it
     step : the step's name (default: ``command``)
 
     Returns the finished, saved :class:`RunManifest` (``.run_id``, ``.archived``).
@@ -382,7 +382,7 @@ def record_run(store: Store | str | os.PathLike | None, command: str, *,
     m.store = st.url
 
     def put(side: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {n: _put_value(st, v, check_kind(kinds.get(n, f"{command}_{n}")))
+        return {n: _put_value(st, v, check_kind(kinds.get(n, n)))
                 for n, v in dict(side or {}).items()}
 
     m.record(step or command, inputs=put(inputs), outputs=put(outputs),
