@@ -177,8 +177,9 @@ def save_view(view: RunView, store: Any) -> Any:
         if getattr(view, name) is not None:
             frames[name] = put(getattr(view, name), name)
     if view.portfolio_weights is not None:
-        frames["portfolio_weights"] = {str(p): put(df, f"portfolio_weights[{p!r}]")
-                                       for p, df in view.portfolio_weights.items()}
+        # a list, not an object: the store's canonical JSON sorts keys, profiles keep order
+        frames["portfolio_weights"] = [[str(p), put(df, f"portfolio_weights[{p!r}]")]
+                                       for p, df in view.portfolio_weights.items()]
     doc["frames"] = frames
     return store.put_json(doc, kind="report_view")
 
@@ -197,5 +198,5 @@ def load_view(store: Any, ref: Any) -> RunView:
             kw[name] = _frame_from(store.get_bytes(frames[name]["hash"]), frames[name])
     if "portfolio_weights" in frames:
         kw["portfolio_weights"] = {p: _frame_from(store.get_bytes(m["hash"]), m)
-                                   for p, m in frames["portfolio_weights"].items()}
+                                   for p, m in frames["portfolio_weights"]}
     return RunView(run_id=str(doc["run_id"]), **kw)
