@@ -169,7 +169,9 @@ def research_config(section: str, settings: dict[str, Any], *, data: str, store:
     """The pipeline config of a research command: ``section`` on with ``settings``, every
     other research section off, no report."""
     from quantfleet.pipeline.config import validate_config
+    from quantfleet.research.costs import Costs
 
+    Costs(fee_bps, slippage_bps)  # its errors name the flag's range and a typical value
     doc: dict[str, Any] = {
         "name": section, "store": store_url(store), "data": {"source": data},
         "executor": {"kind": executor, "workers": workers, "ray_address": ray_address},
