@@ -42,7 +42,7 @@ def check_store(url: str) -> str:
     """Write a small table, read it back by hash, and verify the bytes hash to the address."""
     import pandas as pd
 
-    from quantfleet.store.artifacts import Store
+    from quantfleet.store import Store
 
     store = Store.open(url)
     df = pd.DataFrame({"t": np.arange(5), "x": np.linspace(0, 1, 5), "stamp": time.time()})
