@@ -86,8 +86,8 @@ def test_a_failed_run_is_recorded_as_failed(store_url):
 
 
 def test_load_run_errors(store_url):
-    from quantfleet.pipeline.run_record import load_run
     from quantfleet.errors import StoreError
+    from quantfleet.pipeline.run_record import load_run
     from quantfleet.store import record_run
 
     with pytest.raises(StoreError, match="no runs in store"):
