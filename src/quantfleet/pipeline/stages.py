@@ -116,13 +116,11 @@ class RunContext:
         return self.home / "checkpoints" / stage if value == "auto" else Path(value)
 
     def put(self, value: Any, kind: str) -> Any:
-        """Put a table (DataFrame / Arrow / a .parquet path) or a JSON document as ``kind``."""
+        """Put a table (DataFrame / Arrow / a .parquet file) or a JSON document as ``kind``."""
         if isinstance(value, (dict, list)):
             return self.store.put_json(value, kind=kind)
         if isinstance(value, (str, Path)):
-            import pyarrow.parquet as pq
-
-            value = pq.read_table(value)
+            return self.store.put_parquet_file(value, kind=kind)
         return self.store.put_table(value, kind=kind)
 
     def timed(self, stage: str, component: str, fn: Any, *args: Any, **kw: Any) -> Any:

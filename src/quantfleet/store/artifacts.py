@@ -499,6 +499,16 @@ class ArtifactStore:
         data, rows = table_bytes(table)
         return self._put(data, "parquet", kind, rows)
 
+    def put_parquet_file(self, path: str | os.PathLike, kind: str = "table") -> ArtifactRef:
+        """Store a Parquet file's bytes as they are (no table in memory: a result a driver
+        streamed to disk stays streamed); its hash is that of the file."""
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(path).metadata.num_rows
+        with open(path, "rb") as f:
+            data = f.read()
+        return self._put(data, "parquet", kind, rows)
+
     def get_table(self, ref: ArtifactRef | str) -> pa.Table:
         """Read a table by :class:`ArtifactRef` or hash; raises ``CorruptArtifactError`` if the
         bytes no longer match the hash."""
