@@ -58,3 +58,14 @@ def test_unknown_run_is_one_line_and_exit_2(lake):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no run 'no-such-run' in store")
     assert "Traceback" not in p.stderr
+
+
+def test_a_view_added_later_is_archived_with_the_run(lake, tmp_path):
+    from quantfleet.store import Store
+
+    url, run_id = lake
+    assert qf("report", run_id, "--store", url, "--out", str(tmp_path / "x.html")).returncode == 0
+    st = Store.open(url)
+    m = st.get_run(run_id)
+    archived = st.get_json(m.archived)
+    assert m.output("report_view") in archived["steps"][0]["outputs"].values()

@@ -142,12 +142,14 @@ def close_run(ctx: RunContext, outcome: RunOutcome, error: BaseException | None 
     summary = run_summary(ctx, outcome)
     m.attach("summary", st.put_json(summary, kind="run_summary"))
     if error is None and ctx.config.report.enabled:
-        from quantfleet.pipeline.report import attach_view
+        from quantfleet.pipeline.report import run_view
+        from quantfleet.report.view import save_view
 
-        # the view is an artifact of the run, archived with its manifest; closed first so
-        # the view shows its final status
+        # the view is an artifact of the run, archived with its manifest below; closed first
+        # so the view shows the run's final status
         m.close("succeeded")
-        attach_view(RunRecord(manifest=m, store=st, spans=ctx.spans, summary=summary))
+        view = run_view(RunRecord(manifest=m, store=st, spans=ctx.spans, summary=summary))
+        m.attach("report_view", save_view(view, st))
     if error is not None:
         st.finish_run(m, status="failed", error=error,
                       timing={"wall_s": outcome.wall_s, "spans": len(ctx.spans.spans)})

@@ -93,14 +93,17 @@ def run_view(run: Any) -> Any:
 
 
 def attach_view(run: Any) -> Any:
-    """Build the run's view and record it as its ``report_view`` artifact (the manifest is
-    saved again); returns the view."""
+    """Build the run's view and record it as its ``report_view`` artifact; returns the view.
+    A finished run's manifest is amended (archived again), a running one just saved."""
     from quantfleet.report.view import save_view
 
     view = run_view(run)
     ref = save_view(view, run.store)
     run.manifest.attach("report_view", ref)
-    run.store.save_run(run.manifest)
+    if run.manifest.status == "running":
+        run.store.save_run(run.manifest)
+    else:
+        run.store.amend_run(run.manifest)
     return view
 
 

@@ -429,6 +429,12 @@ class Store(ArtifactStore):
                                              if k not in ("hash", "kind")}}
                 except StoreError:
                     pass
+        return self.amend_run(manifest)
+
+    def amend_run(self, manifest: RunManifest) -> str:
+        """Save a finished run after adding to it (e.g. its report view, built later): the
+        ``run_manifest`` artifact is put again and ``archived`` points at the new one.
+        Returns its hash."""
         manifest.archived = None
         ref = self.put_json(manifest.to_dict(), kind="run_manifest")
         manifest.archived = ref.hash
