@@ -66,6 +66,7 @@ class RunContext:
     results: dict[str, Any] = field(default_factory=dict)
     _executor: Any = None
     _closed: bool = False
+    _workers: int | None = None
 
     def executor(self, n_items_hint: int | None = None, item_cost_s: float | None = None) -> Any:
         """The run's Executor, started on first use (Ray starts only if a stage computes);
@@ -88,11 +89,15 @@ class RunContext:
 
     @property
     def workers(self) -> int:
-        return int(getattr(self._executor, "workers", None) or self.config.executor.workers
-                   or os.cpu_count() or 1)
+        """The run's parallelism (kept at close: a closed Ray executor cannot be asked)."""
+        if self._workers is None:
+            self._workers = int(getattr(self._executor, "workers", None)
+                                or self.config.executor.workers or os.cpu_count() or 1)
+        return self._workers
 
     def close(self) -> None:
         if self._executor is not None and not self._closed:
+            _ = self.workers
             self._executor.close()
             self._closed = True
 
