@@ -97,3 +97,25 @@ def test_load_run_errors(store_url):
         load_run(store_url, m.run_id)
     with pytest.raises(StoreError, match="no run 'zz-no-such' in store"):
         load_run(store_url, "zz-no-such")
+
+
+def test_the_worker_count_outlives_the_executor(store_url):
+    """A closed Ray executor cannot be asked for its workers; the run summary still needs it."""
+    from quantfleet.pipeline.stages import RunContext
+
+    class Closing:
+        name, closed = "fake", False
+
+        @property
+        def workers(self) -> int:
+            if self.closed:
+                raise RuntimeError("closed")
+            return 3
+
+        def close(self) -> None:
+            self.closed = True
+
+    ctx = RunContext(config=_config(store_url), store=None, home=None)
+    ctx._executor = Closing()
+    ctx.close()
+    assert ctx.workers == 3 and ctx.executor_name == "fake"
