@@ -85,6 +85,21 @@ def test_flow_end_to_end_then_served_from_cache(prefect_harness, tmp_path):
 
 
 @pytest.mark.integration
+def test_an_unrecorded_flow_keeps_nothing(prefect_harness, tmp_path):
+    from quantfleet.pipeline.flow import run_pipeline
+    from quantfleet.store import Store
+
+    cfg = small_config(tmp_path).with_overrides({"evolution.enabled": False,
+                                                 "portfolio.enabled": False})
+    out = run_pipeline(cfg, record=False, log=lambda m: None)
+    assert out.run_id is None and list(out.stages) == ["data", "tournament"]
+    assert not any(s["cached"] for s in out.stages.values())
+    assert Store.open(cfg.store).run_ids() == []
+    again = run_pipeline(cfg, record=False, log=lambda m: None)
+    assert not any(s["cached"] for s in again.stages.values())  # its artifacts are gone
+
+
+@pytest.mark.integration
 def test_a_stage_that_fails_twice_is_retried(prefect_harness, tmp_path):
     from prefect import flow
 

@@ -9,23 +9,31 @@ from typing import Annotated, Any
 
 import typer
 
-from quantfleet.commands.options import AsJson, StoreUrl, fail, print_json
+from quantfleet.commands.options import AsJson, NoStore, StoreUrl, fail, print_json
 
 __all__ = ["demo", "health", "run", "ui"]
 
 
-def _run_config(config: Any, as_json: bool) -> None:
+def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
     from quantfleet.pipeline.flow import run_pipeline
     from quantfleet.pipeline.report import write_report
 
-    out = run_pipeline(config, log=(lambda m: None) if as_json else typer.echo)
-    report = write_report(out.store_url, out.run_id) if config.report.enabled else None
-    summary = {"run_id": out.run_id, "store": out.store_url,
-               "report": str(report) if report else None, "wall_s": round(out.wall_s, 2),
+    out = run_pipeline(config, record=not no_store,
+                       log=(lambda m: None) if as_json else typer.echo)
+    # the report is drawn from the recorded run: none without one
+    report = (write_report(out.store_url, out.run_id)
+              if config.report.enabled and out.run_id else None)
+    summary = {"store": out.store_url, "report": str(report) if report else None,
+               "wall_s": round(out.wall_s, 2),
                "stages": {k: {"cached": v["cached"], "outputs": v["outputs"],
                               "summary": v["summary"]} for k, v in out.stages.items()}}
+    if out.run_id:
+        summary = {"run_id": out.run_id, **summary}
     if as_json:
         print_json(summary)
+        return
+    if not out.run_id:
+        typer.echo(f"run finished in {out.wall_s:.1f} s (not recorded: --no-store)")
         return
     typer.echo(f"run {out.run_id} finished in {out.wall_s:.1f} s")
     typer.echo(f"  recorded:  {out.store_url} (runs/{out.run_id}/manifest.json)")
@@ -64,6 +72,7 @@ def run(
     slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="costs.slippage_bps")] = None,
     open_report: Annotated[bool | None, typer.Option("--open/--no-open", help="report.open")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any field: KEY=VALUE with a dotted key, e.g. --set tournament.max_combos=8 (value parsed as TOML).")] = None,
+    no_store: NoStore = False,
     as_json: AsJson = False,
 ) -> None:
     """Run the pipeline of CONFIG: data, tournament, evolution, portfolio, report.
@@ -79,12 +88,13 @@ def run(
                               "prefect.api_url": prefect_api, "data.source": data,
                               "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
                               "report.open": open_report})
-    _run_config(cfg, as_json)
+    _run_config(cfg, as_json, no_store)
 
 
 def demo(
     executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (default: ray).")] = None,
     store: StoreUrl = None,
+    no_store: NoStore = False,
     as_json: AsJson = False,
 ) -> None:
     """Run the bundled demo config: every strategy x the 20 sp500 stocks, an evolution,
@@ -97,7 +107,7 @@ def demo(
     path = files("quantfleet.pipeline").joinpath("demo.toml")
     cfg = load_config(Path(str(path)))
     cfg = cfg.with_overrides({"executor.kind": executor, "store": store_url(store)})
-    _run_config(cfg, as_json)
+    _run_config(cfg, as_json, no_store)
 
 
 def ui(

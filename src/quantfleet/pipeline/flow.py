@@ -54,10 +54,11 @@ def make_stage_task(name: str, body: Callable[..., dict[str, Any]], *, retries: 
     )
 
 
-def run_pipeline(config: PipelineConfig, *, run_id: str | None = None,
+def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: bool = True,
                  log: Callable[[str], None] = print) -> RunOutcome:
     """Run every enabled stage of ``config`` as a Prefect flow, recorded as one run in
-    ``config.store``; return what each stage did."""
+    ``config.store`` (``record=False``: nothing kept, no stage served from or kept in the
+    cache, whose artifacts would be gone); return what each stage did."""
     home = state_dir()
     prefect_env(home, config.prefect.api_url)
     from prefect import flow
@@ -76,12 +77,17 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None,
 
     _preflight(config)
     metrics = _start_metrics(log)
-    ctx = open_run(config, "run", run_id=run_id, log=log,
+    ctx = open_run(config, "run", run_id=run_id, log=log, record=record,
                    spans=metrics.recorder() if metrics is not None else None)
-    outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url, context=ctx)
+    outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
+                         context=ctx)
     result_dir = home / "prefect-results"
     result_dir.mkdir(parents=True, exist_ok=True)
     code = code_version()["source"]
+    if not record:  # its artifacts live in a throwaway store: a cache entry would dangle
+        import uuid
+
+        code = f"{code}-unrecorded-{uuid.uuid4().hex}"
 
     def body(ctx: Any, stage: str, inputs: dict[str, str], key: str) -> dict[str, Any]:
         return {**execute_stage(ctx, stage, inputs), "key": key}
@@ -91,7 +97,8 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None,
                                 retry_delay_s=config.prefect.retry_delay_s,
                                 result_dir=result_dir) for s in stages}
 
-    @flow(name=config.name, flow_run_name=ctx.run_id, log_prints=False, persist_result=True,
+    @flow(name=config.name, flow_run_name=ctx.run_id or "unrecorded", log_prints=False,
+          persist_result=True,
           result_storage=result_dir)
     def pipeline() -> dict[str, Any]:
         done: dict[str, dict[str, Any]] = {}
