@@ -103,7 +103,7 @@ def test_an_unrecorded_flow_keeps_nothing(prefect_harness, tmp_path):
 def test_a_stage_that_fails_twice_is_retried(prefect_harness, tmp_path):
     from prefect import flow
 
-    from quantfleet.pipeline.flow import make_stage_task
+    from quantfleet.pipeline.prefect_flow import make_stage_task
 
     calls = []
 

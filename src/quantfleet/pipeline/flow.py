@@ -1,4 +1,5 @@
-"""The Prefect flow: one task per stage, heavy fan-out inside the stages on the Executor.
+"""``run_pipeline``: a config's stages as the Prefect flow of prefect_flow.py, recorded as one
+run; heavy fan-out stays inside the stages on the Executor.
 
 Orchestration wraps logic, never holds it: each task body runs a plain stage function
 (stages.py) through the same recording code a research command uses (record.py). A stage is
@@ -13,45 +14,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from quantfleet.pipeline.config import PipelineConfig
 from quantfleet.pipeline.home import prefect_env, state_dir
 from quantfleet.pipeline.record import RunOutcome
 
-__all__ = ["RunOutcome", "make_stage_task", "prefect_env", "run_pipeline", "state_dir"]
-
-
-def make_stage_task(name: str, body: Callable[..., dict[str, Any]], *, retries: int,
-                    retry_delay_s: float, result_dir: Path) -> Any:
-    """A Prefect task around ``body(..., key)`` cached under its ``key`` parameter.
-
-    Retries back off exponentially (delay, 2·delay, 4·delay, ...).
-    """
-    from prefect import task
-
-    def cache_key(_context: Any, parameters: dict[str, Any]) -> str:
-        return parameters["key"]
-
-    def transient(_task: Any, _run: Any, state: Any) -> bool:
-        """Retry what may pass next time; bad input (a QuantfleetError) never will."""
-        from quantfleet.errors import QuantfleetError
-
-        try:
-            state.result()
-        except QuantfleetError:
-            return False
-        except Exception:
-            return True
-        return True
-
-    return task(
-        body, name=name, retries=retries,
-        retry_delay_seconds=[retry_delay_s * 2 ** i for i in range(max(retries, 1))],
-        cache_key_fn=cache_key, persist_result=True, result_storage=result_dir,
-        result_serializer="json", cache_result_in_memory=False, retry_condition_fn=transient,
-    )
+__all__ = ["RunOutcome", "prefect_env", "run_pipeline", "state_dir"]
 
 
 def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: bool = True,
@@ -61,18 +30,8 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: b
     cache, whose artifacts would be gone); return what each stage did."""
     home = state_dir()
     prefect_env(home, config.prefect.api_url)
-    from prefect import flow
-
-    from quantfleet.pipeline.record import (
-        close_run,
-        enabled_stages,
-        execute_stage,
-        open_run,
-        record_stage,
-        stage_inputs,
-        stage_settings,
-    )
-    from quantfleet.pipeline.stages import stage_key
+    from quantfleet.pipeline.prefect_flow import FlowRun, run_flow
+    from quantfleet.pipeline.record import close_run, enabled_stages, open_run
     from quantfleet.store import code_version
 
     _preflight(config)
@@ -88,36 +47,11 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: b
         import uuid
 
         code = f"{code}-unrecorded-{uuid.uuid4().hex}"
-
-    def body(ctx: Any, stage: str, inputs: dict[str, str], key: str) -> dict[str, Any]:
-        return {**execute_stage(ctx, stage, inputs), "key": key}
-
-    stages = enabled_stages(config)
-    tasks = {s: make_stage_task(s, body, retries=config.prefect.retries,
-                                retry_delay_s=config.prefect.retry_delay_s,
-                                result_dir=result_dir) for s in stages}
-
-    @flow(name=config.name, flow_run_name=ctx.run_id or "unrecorded", log_prints=False,
-          persist_result=True,
-          result_storage=result_dir)
-    def pipeline() -> dict[str, Any]:
-        done: dict[str, dict[str, Any]] = {}
-        for stage in stages:
-            inputs = stage_inputs(config, stage, done)
-            settings = stage_settings(config, stage)
-            key = stage_key(stage, inputs, settings, code)
-            state = tasks[stage](ctx, stage, inputs, key, return_state=True)
-            result = state.result()
-            cached = state.name == "Cached"
-            done[stage] = record_stage(ctx, stage, inputs, result, cached=cached,
-                                       settings={**settings, "cache_key": key, "code": code})
-            log(f"stage {stage}: " + (f"served from cache (computed in {result['seconds']:.1f} s)"
-                                      if cached else f"done in {result['seconds']:.1f} s"))
-        return done
-
+    run = FlowRun(ctx=ctx, stages=enabled_stages(config), code=code, result_dir=result_dir,
+                  log=log)
     t0 = time.time()
     try:
-        outcome.stages = pipeline()
+        outcome.stages = run_flow(run, config.name, ctx.run_id or "unrecorded")
     except BaseException as e:
         outcome.wall_s = time.time() - t0
         close_run(ctx, outcome, error=e)
