@@ -1,4 +1,4 @@
-"""`quantfleet profile` and `quantfleet cost` on a run directory, in subprocesses."""
+"""`quantfleet profile` and `quantfleet cost` on a run recorded in a store, in subprocesses."""
 
 from __future__ import annotations
 
@@ -8,21 +8,30 @@ import sys
 
 import pytest
 
-from quantfleet.observe.speedup import save_run
+from tests.observe.recorded import recorded_run
 from tests.observe.spanset import decomposition_case
+
+STORE: dict[str, str] = {}
 
 
 def qf(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "quantfleet.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "quantfleet.cli", *args, "--store",
+                           STORE["url"]], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> str:
-    d = tmp_path_factory.mktemp("obs") / "run1"
-    save_run(d, decomposition_case(), 10.0, 2, "processes",
-             {"baseline_kind": "measured", "serial_s": 7.0})
-    return str(d)
+    """The id of a recorded run (found by id like any command's run)."""
+    STORE["url"] = str(tmp_path_factory.mktemp("obs") / "lake")
+    return recorded_run(STORE["url"], decomposition_case(), 10.0, 2, "processes",
+                        {"baseline_kind": "measured", "serial_s": 7.0})
+
+
+def test_a_unique_prefix_and_latest_find_the_run(run_dir):
+    for ref in (run_dir[:12], "latest"):
+        p = qf("profile", ref, "--json")
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["run_id"] == run_dir
 
 
 def test_profile_text_and_json(run_dir):
@@ -58,21 +67,23 @@ def test_cost_table_and_json(run_dir):
     (("cost", "RUN", "--instance", "c7i.2xlarg"),
      "error: unknown instance type 'c7i.2xlarg'; did you mean c7i.2xlarge"),
     (("cost", "RUN", "--nodes", "0"), "error: --nodes must be >= 1 (got 0)"),
-    (("profile", "MISSING"), "no such directory"),
-    (("cost", "MISSING"), "no such directory"),
+    (("profile", "MISSING"), "error: no run 'nope' in store"),
+    (("cost", "MISSING"), "error: no run 'nope' in store"),
     (("profile", "RUN", "--top", "0"), "error: --top must be >= 1"),
 ])
 def test_bad_input_one_line_exit_2(run_dir, tmp_path, args, msg):
-    args = tuple(run_dir if a == "RUN" else str(tmp_path / "nope") if a == "MISSING" else a
-                 for a in args)
+    args = tuple(run_dir if a == "RUN" else "nope" if a == "MISSING" else a for a in args)
     p = qf(*args)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and msg in lines[0], p.stderr
 
 
-def test_run_dir_without_spans(tmp_path):
-    (tmp_path / "run.json").write_text(json.dumps({"wall_s": 1.0}))
-    p = qf("profile", str(tmp_path))
-    assert p.returncode == 2 and "spans.parquet is missing" in p.stderr
+def test_run_without_spans_is_one_line(tmp_path):
+    from quantfleet.store import record_run
+
+    m = record_run(str(tmp_path / "lake"), "sweep", outputs={"sweep_results": {"a": 1}})
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", "profile", m.run_id, "--store",
+                        str(tmp_path / "lake")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "has no spans and summary" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1

@@ -12,13 +12,13 @@ from quantfleet.errors import QuantfleetError
 from quantfleet.observe.heatmap import (
     Label,
     bottlenecks,
-    format_profile,
     heatmap,
     parse_label,
     span_frame,
     timeline,
     utilisation,
 )
+from quantfleet.observe.profile import format_profile
 from quantfleet.observe.spans import SpanRecorder
 from tests.observe.spanset import span
 

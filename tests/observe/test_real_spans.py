@@ -8,7 +8,8 @@ import time
 import pytest
 
 from quantfleet.compute import ProcessExecutor, SerialExecutor
-from quantfleet.observe.heatmap import bottlenecks, format_profile, heatmap, utilisation
+from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
+from quantfleet.observe.profile import format_profile
 from quantfleet.observe.speedup import LOSS_PARTS, explain_speedup
 from quantfleet.research.baseline import measure_serial
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
 from quantfleet.errors import QuantfleetError
 from quantfleet.observe.spans import SpanRecorder
-from quantfleet.observe.speedup import LOSS_PARTS, explain_speedup, load_run, save_run
+from quantfleet.observe.speedup import LOSS_PARTS, explain_speedup
 from tests.observe.spanset import decomposition_case, span
 
 MEASURED = {"baseline_kind": "measured", "serial_s": 7.0, "items": 10, "sampled": 10}
@@ -69,38 +68,3 @@ def test_explain_speedup_bad_input():
         explain_speedup(decomposition_case(), 0.0, 2, MEASURED)
     with pytest.raises(QuantfleetError, match="baseline lacks a finite serial_s"):
         explain_speedup(decomposition_case(), 10.0, 2, {"baseline_kind": "measured"})
-
-
-def test_run_directory_round_trip(tmp_path):
-    rec = decomposition_case()
-    save_run(tmp_path / "r", rec, 10.0, 2, "processes", MEASURED, run_id="abc")
-    run = load_run(tmp_path / "r")
-    assert run.spans.spans == rec.spans and run.wall_s == 10.0 and run.workers == 2
-    assert run.executor == "processes" and run.baseline == MEASURED
-    assert run.meta["run_id"] == "abc"
-
-
-def test_load_run_defaults_and_errors(tmp_path):
-    d = save_run(tmp_path / "r", decomposition_case(), 10.0, 2)
-    (d / "run.json").write_text(json.dumps({"wall_s": 5}))  # like portfolio --out
-    run = load_run(d)
-    assert run.workers == 2 and run.baseline is None and run.executor == ""
-    with pytest.raises(QuantfleetError, match="no such directory"):
-        load_run(tmp_path / "missing")
-    with pytest.raises(QuantfleetError, match="is a file, not a directory"):
-        load_run(d / "run.json")
-    (d / "run.json").write_text("{not json")
-    with pytest.raises(QuantfleetError, match="run.json is not valid JSON"):
-        load_run(d)
-    (d / "run.json").write_text(json.dumps({"wall_s": -1}))
-    with pytest.raises(QuantfleetError, match="wall_s must be a number > 0"):
-        load_run(d)
-    (d / "run.json").write_text(json.dumps({"wall_s": 1, "workers": 0}))
-    with pytest.raises(QuantfleetError, match="workers must be a whole number"):
-        load_run(d)
-    (d / "run.json").write_text(json.dumps({"wall_s": 1, "baseline": {"x": 1}}))
-    with pytest.raises(QuantfleetError, match="baseline must be null or an object"):
-        load_run(d)
-    (d / "spans.parquet").unlink()
-    with pytest.raises(QuantfleetError, match="spans.parquet is missing"):
-        load_run(d)

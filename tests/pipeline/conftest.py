@@ -1,4 +1,5 @@
-"""One Prefect test harness per session (its start costs ~15-25 s), isolated state dirs."""
+"""One Prefect test harness per session (its start is slow; see docs/BENCHMARKS.md), isolated
+state dirs."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ def small_config(tmp_path: Path) -> PipelineConfig:
 def test_flow_end_to_end_then_served_from_cache(prefect_harness, tmp_path):
     from quantfleet.pipeline.flow import run_pipeline
     from quantfleet.pipeline.report import write_report
-    from quantfleet.store.artifacts import Store
+    from quantfleet.store import Catalog, Store
 
     cfg = small_config(tmp_path)
     first = run_pipeline(cfg, log=lambda m: None)
@@ -62,11 +62,21 @@ def test_flow_end_to_end_then_served_from_cache(prefect_harness, tmp_path):
     store = Store.open(cfg.store)
     manifest = store.get_run(first.run_id)
     assert manifest.status == "succeeded"
-    assert [s["step"] for s in manifest.steps] == list(first.stages)
+    assert [s["step"] for s in manifest.steps if s["step"] != "run"] == list(first.stages)
     weights = first.stages["portfolio"]["outputs"]["weights"]
     trace = store.lineage(weights)
     assert "portfolio" in json.dumps(trace) and "returns" in json.dumps(trace)
-    report = write_report(first)
+    # every artifact has its kind: the catalog has a view per kind with this run's rows
+    assert all(a.get("kind") for a in manifest.artifacts.values())
+    for kind in ("spans", "run_summary", "config", "report_view"):
+        assert manifest.output(kind), kind
+    with Catalog(store) as cat:
+        assert {"leaderboard", "tournament_results", "evolution", "weights",
+                "portfolio_returns", "spans"} <= set(cat.views)
+        rows = cat.rows("select strategy, asset, oos_sharpe, run_id from leaderboard "
+                        "order by oos_sharpe desc limit 5")
+    assert rows and {r["run_id"] for r in rows} == {first.run_id}
+    report = write_report(cfg.store, first.run_id, tmp_path / "report.html")
     assert report.exists() and 'id="leaderboard"' in report.read_text()
 
     second = run_pipeline(cfg, log=lambda m: None)
@@ -75,10 +85,25 @@ def test_flow_end_to_end_then_served_from_cache(prefect_harness, tmp_path):
 
 
 @pytest.mark.integration
+def test_an_unrecorded_flow_keeps_nothing(prefect_harness, tmp_path):
+    from quantfleet.pipeline.flow import run_pipeline
+    from quantfleet.store import Store
+
+    cfg = small_config(tmp_path).with_overrides({"evolution.enabled": False,
+                                                 "portfolio.enabled": False})
+    out = run_pipeline(cfg, record=False, log=lambda m: None)
+    assert out.run_id is None and list(out.stages) == ["data", "tournament"]
+    assert not any(s["cached"] for s in out.stages.values())
+    assert Store.open(cfg.store).run_ids() == []
+    again = run_pipeline(cfg, record=False, log=lambda m: None)
+    assert not any(s["cached"] for s in again.stages.values())  # its artifacts are gone
+
+
+@pytest.mark.integration
 def test_a_stage_that_fails_twice_is_retried(prefect_harness, tmp_path):
     from prefect import flow
 
-    from quantfleet.pipeline.flow import make_stage_task
+    from quantfleet.pipeline.prefect_flow import make_stage_task
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""report.build: sections, absent parts, escaping, self-containment, RunView save/load."""
+"""report.build: sections, absent parts, escaping, self-containment; RunView kept in the store."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 
 from quantfleet.errors import QuantfleetError
-from quantfleet.report import SECTIONS, RunView, build
+from quantfleet.report import SECTIONS, RunView, build, load_view, save_view
 from tests.report.synthetic import realistic_view
 
 # the package's ``build`` is the function; the module of the same name comes from sys.modules
 build_mod = importlib.import_module("quantfleet.report.build")
+view_mod = importlib.import_module("quantfleet.report.view")
 
 IDS = ["summary", "lineage", "leaderboard", "equity", "evolution", "portfolio", "latency",
        "utilisation", "cost", "speedup"]
@@ -71,6 +72,11 @@ def test_numbers_are_formatted(full_page):
     assert "unlikely to be luck" in lb  # overfit verdict line
     assert "$" in _section(full_page, "cost")
     assert "4.14× faster" in _section(full_page, "speedup")
+
+
+def test_speedup_reads_the_keys_explain_speedup_writes(full_page):
+    sp = _section(full_page, "speedup")
+    assert "than the measured baseline" in sp and "Where the speed-up was lost" in sp
 
 
 @pytest.mark.parametrize("v, col, want", [
@@ -143,50 +149,50 @@ def test_runview_parts_are_all_persisted():
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(RunView)}
-    assert names == {"run_id", *build_mod._JSON_PARTS, *build_mod._FRAME_PARTS,
+    assert names == {"run_id", *view_mod._JSON_PARTS, *view_mod._FRAME_PARTS,
                      "portfolio_weights"}
 
 
-def test_save_load_round_trip(tmp_path):
+@pytest.fixture
+def store():
+    import uuid
+
+    from quantfleet.store import Store
+
+    s = Store.open(f"memory://view-{uuid.uuid4().hex}")
+    yield s
+    s.fs.rm(s._root, recursive=True)
+
+
+def test_save_load_round_trip(store):
     view = realistic_view()
     view.leaderboard["params"] = [{"fast": i, "slow": 2 * i} if i % 2 else {"window": i}
                                   for i in range(len(view.leaderboard))]
     view.utilisation.columns = pd.date_range("2025-03-01 02:00", periods=30, freq="30s")
-    d = view.save(tmp_path / "run")
-    assert (d / "view.json").is_file() and (d / "leaderboard.parquet").is_file()
-    back = RunView.load(d)
+    ref = save_view(view, store)
+    assert ref.kind == "report_view"
+    back = load_view(store, ref)
     assert back.run_id == view.run_id
-    for name in build_mod._JSON_PARTS:
+    for name in view_mod._JSON_PARTS:
         assert json.loads(json.dumps(getattr(back, name))) == json.loads(
             json.dumps(getattr(view, name))), name
-    for name in build_mod._FRAME_PARTS:
+    for name in view_mod._FRAME_PARTS:
         pd.testing.assert_frame_equal(getattr(back, name), getattr(view, name),
                                       check_freq=False, obj=name)
     assert list(back.portfolio_weights) == list(view.portfolio_weights)
     for p, df in view.portfolio_weights.items():
         pd.testing.assert_frame_equal(back.portfolio_weights[p], df, check_freq=False)
     # integer column labels come back as integers too
-    RunView("r", heatmap=pd.DataFrame([[1.0, 2.0]], columns=[3, 4])).save(tmp_path / "i")
-    assert list(RunView.load(tmp_path / "i").heatmap.columns) == [3, 4]
+    ref = save_view(RunView("r", heatmap=pd.DataFrame([[1.0, 2.0]], columns=[3, 4])), store)
+    assert list(load_view(store, ref).heatmap.columns) == [3, 4]
 
 
-def test_save_load_of_an_empty_view(tmp_path):
-    back = RunView.load(RunView("only-id").save(tmp_path / "e"))
-    assert back == RunView("only-id")
+def test_save_load_of_an_empty_view(store):
+    assert load_view(store, save_view(RunView("only-id"), store)) == RunView("only-id")
 
 
-def test_load_errors_name_the_fix(tmp_path):
-    with pytest.raises(QuantfleetError, match="no such run directory"):
-        RunView.load(tmp_path / "nope")
-    with pytest.raises(QuantfleetError, match=r"no view\.json.*RunView\.save"):
-        RunView.load(tmp_path)
-    (tmp_path / "view.json").write_text("{not json")
-    with pytest.raises(QuantfleetError, match="not valid JSON"):
-        RunView.load(tmp_path)
-    (tmp_path / "view.json").write_text(json.dumps({"run_id": "x"}))
-    with pytest.raises(QuantfleetError, match="not a report view"):
-        RunView.load(tmp_path)
-    d = RunView("r", heatmap=pd.DataFrame({"a": [1.0]})).save(tmp_path / "m")
-    (d / "heatmap.parquet").unlink()
-    with pytest.raises(QuantfleetError, match=r"heatmap\.parquet: missing"):
-        RunView.load(d)
+def test_load_errors_name_the_fix(store):
+    with pytest.raises(QuantfleetError, match=r"not a report view.*quantfleet report RUN"):
+        load_view(store, store.put_json({"run_id": "x"}, kind="report_view"))
+    with pytest.raises(TypeError, match="RunView.heatmap must be a pandas DataFrame"):
+        save_view(RunView("r", heatmap=[1, 2]), store)

@@ -203,10 +203,22 @@ def test_public_surface_and_slim_import():
     import quantfleet.store as qs
 
     assert qs.__all__ == sorted(qs.__all__) == [
-        "ArtifactRef", "Catalog", "RunManifest", "Store", "canonical_json", "new_run_id",
-        "record_run", "table_bytes"]
+        "ArtifactRef", "Catalog", "RunManifest", "Store", "canonical_json", "code_version",
+        "new_run_id", "record_run", "table_bytes"]
     code = ("import sys, json, quantfleet.store\n"
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not mods & {"duckdb", "s3fs", "fsspec", "pyarrow", "pandas", "ray", "numba"}, mods
+
+
+def test_a_parquet_file_is_put_as_it_is(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"a": list(range(10))}), path)
+    ref = store.put_parquet_file(path, kind="sweep_results")
+    assert ref.rows == 10 and ref.format == "parquet" and ref.bytes == path.stat().st_size
+    assert store.get_table(ref).column("a").to_pylist() == list(range(10))
+    assert store.get_bytes(ref) == path.read_bytes()

@@ -180,9 +180,9 @@ def test_ray_task_reads_and_writes_through_the_store(s3_url, s3_env, ray_session
 
 def test_catalog_over_s3(s3_url):
     s = Store.open(s3_url)
-    a = record_run(s, "tournament", outputs={"results": _table(20, n=10)},
+    a = record_run(s, "tournament", outputs={"tournament_results": _table(20, n=10)},
                    config={"fee_bps": 0}, metrics={"sharpe": 1.0})
-    b = record_run(s, "tournament", outputs={"results": _table(21, n=5)},
+    b = record_run(s, "tournament", outputs={"tournament_results": _table(21, n=5)},
                    config={"fee_bps": 5}, metrics={"sharpe": 0.2})
     with Catalog(s) as cat:
         assert cat.views == ["tournament_results"]
@@ -201,3 +201,34 @@ def test_unique_prefixes_do_not_see_each_other(s3_env):
     ref = a.put_json({"x": 1}, kind="doc")
     assert a.exists(ref) and not b.exists(ref.hash)
     assert b.list_runs() == [] and b.refs() == []
+
+
+def test_a_commands_run_on_s3_is_one_record_the_catalog_and_profile_read(s3_url, tmp_path):
+    """A tournament command's one-stage run recorded on S3: its outputs by kind in the
+    catalog (with run_id), its spans and summary read back by id prefix."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from quantfleet.pipeline.run_record import load_run
+
+    csv = tmp_path / "ACME.csv"
+    rng = np.random.default_rng(3)
+    pd.DataFrame({"Date": pd.bdate_range("2019-01-01", periods=600),
+                  "Close": 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 600)))}).to_csv(
+        csv, index=False)
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", "tournament", str(csv),
+                        "--strategies", "sma_cross,rsi", "--windows", "3", "--max-combos", "4",
+                        "--executor", "serial", "--store", s3_url, "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    run_id = json.loads(p.stdout)["run_id"]
+    with Catalog(s3_url) as cat:
+        assert {"leaderboard", "tournament_results", "oos_returns", "market",
+                "spans"} <= set(cat.views)
+        rows = cat.rows("select strategy, asset, oos_sharpe, run_id from leaderboard "
+                        "order by oos_sharpe desc limit 5")
+    assert rows and {r["run_id"] for r in rows} == {run_id}
+    rec = load_run(s3_url, run_id[:16])
+    assert rec.run_id == run_id and len(rec.spans) >= 1 and rec.summary["wall_s"] > 0

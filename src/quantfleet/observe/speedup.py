@@ -1,22 +1,15 @@
-"""How much faster a run was than its sequential baseline, and where the rest went.
-
-Layer 4. Also the run directory reader (:func:`load_run`) that ``quantfleet profile`` and
-``quantfleet cost`` use — the one place that knows how a run is found.
+"""How much faster a run was than its sequential baseline, and where the rest went (layer 4).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from quantfleet.errors import QuantfleetError
 from quantfleet.observe.heatmap import _pct, _secs, span_frame, timeline
-from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["LOSS_PARTS", "RunData", "explain_speedup", "load_run", "save_run"]
+__all__ = ["LOSS_PARTS", "explain_speedup"]
 
 #: the parts of the efficiency loss, in the order they are reported
 LOSS_PARTS = ("serial", "overhead", "imbalance", "transfer", "retries", "work_inflation")
@@ -107,82 +100,3 @@ def _speedup_text(r: dict[str, Any]) -> str:
     body = ", ".join(f"{k.replace('_', ' ')} {_pct(v)}" for k, v in parts.items()
                      if abs(v) >= 0.0005)
     return head + (": " if r["serial_s"] is None else " ") + (body or "nothing measurable")
-
-
-# ----------------------------------------------------------------------------- run dirs
-
-
-@dataclass
-class RunData:
-    """What ``profile`` and ``cost`` need of a run."""
-
-    path: Path
-    spans: SpanRecorder
-    wall_s: float
-    workers: int
-    executor: str = ""
-    baseline: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def load_run(path: str | Path) -> RunData:
-    """Read a run directory: ``spans.parquet`` (``SpanRecorder.to_arrow``) and ``run.json``
-    with ``wall_s`` (required), ``workers`` (default: distinct workers in the spans),
-    ``executor`` and ``baseline`` (a ``research.baseline`` dict or null).
-
-    The single place that resolves RUN for the CLI (artifact-store ids later).
-    """
-    p = Path(path)
-    hint = "a run directory holds spans.parquet and run.json (e.g. a pipeline run's folder)"
-    if not p.exists():
-        raise QuantfleetError(f"run {str(path)!r}: no such directory; {hint}")
-    if not p.is_dir():
-        raise QuantfleetError(f"run {str(path)!r} is a file, not a directory; {hint}")
-    for name in ("spans.parquet", "run.json"):
-        if not (p / name).is_file():
-            raise QuantfleetError(f"run {str(path)!r}: {name} is missing; {hint}")
-    try:
-        meta = json.loads((p / "run.json").read_text())
-    except (OSError, ValueError) as e:
-        raise QuantfleetError(f"run {str(path)!r}: run.json is not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise QuantfleetError(f"run {str(path)!r}: run.json must hold an object with wall_s")
-    try:
-        import pyarrow.parquet as pq
-
-        spans = SpanRecorder.from_arrow(pq.read_table(p / "spans.parquet"))
-    except (OSError, KeyError, ValueError) as e:
-        raise QuantfleetError(f"run {str(path)!r}: spans.parquet cannot be read as spans "
-                              f"({e})") from None
-    wall = meta.get("wall_s")
-    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not (
-            math.isfinite(wall) and wall > 0):
-        raise QuantfleetError(f"run {str(path)!r}: run.json wall_s must be a number > 0 "
-                              f"(got {wall!r})")
-    workers = meta.get("workers")
-    if workers is None:
-        workers = max(1, len({s.worker for s in spans if s.worker}))
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise QuantfleetError(f"run {str(path)!r}: run.json workers must be a whole number "
-                              f">= 1 (got {workers!r})")
-    baseline = meta.get("baseline")
-    if baseline is not None and not (isinstance(baseline, dict) and "serial_s" in baseline):
-        raise QuantfleetError(f"run {str(path)!r}: run.json baseline must be null or an "
-                              f"object with serial_s (got {baseline!r})"[:300])
-    return RunData(path=p, spans=spans, wall_s=float(wall), workers=workers,
-                   executor=str(meta.get("executor") or ""), baseline=baseline, meta=meta)
-
-
-def save_run(path: str | Path, spans: SpanRecorder, wall_s: float, workers: int,
-             executor: str = "", baseline: dict[str, Any] | None = None,
-             **meta: Any) -> Path:
-    """Write a run directory that :func:`load_run` reads (creates ``path``)."""
-    import pyarrow.parquet as pq
-
-    p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
-    pq.write_table(spans.to_arrow(), p / "spans.parquet")
-    run = {**meta, "wall_s": float(wall_s), "workers": int(workers), "executor": executor,
-           "baseline": baseline}
-    (p / "run.json").write_text(json.dumps(run, indent=1, default=str))
-    return p

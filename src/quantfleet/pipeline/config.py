@@ -1,6 +1,8 @@
 """The pipeline's one configuration file (TOML), validated by one pydantic model.
 
-Every CLI flag of ``quantfleet run`` maps to a field here; errors name the file and the key.
+Every CLI flag of ``quantfleet run`` and of the research commands (``backtest``, ``sweep``,
+``tournament``, ``evolve``, ``portfolio``: one-stage runs of the same stages) maps to a field
+here; errors name the file and the key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quantfleet.errors import ConfigError
 
-__all__ = ["PipelineConfig", "load_config"]
+__all__ = ["PipelineConfig", "load_config", "validate_config"]
 
 
 class _Section(BaseModel):
@@ -36,35 +38,98 @@ class CostsConfig(_Section):
     slippage_bps: float = Field(default=0.0, ge=0, lt=10_000)
 
 
+Number = int | float
+Checkpoint = str | None
+"""A checkpoint directory; ``"auto"``: ``$QUANTFLEET_HOME/checkpoints/<stage>``; None: none."""
+
+
+class BacktestConfig(_Section):
+    """One parameter set of one strategy (``quantfleet backtest``)."""
+
+    enabled: bool = False
+    strategy: str = "sma_cross"
+    params: dict[str, Number] = Field(default_factory=dict)
+    assets: list[str] = Field(default_factory=list, description="subset; empty: all")
+    long_short: bool = False
+    periods_per_year: float | None = Field(default=None, gt=0)
+
+
+class SweepConfig(_Section):
+    """A parameter grid of one strategy on every asset (``quantfleet sweep``)."""
+
+    enabled: bool = False
+    strategy: str = "sma_cross"
+    grid: dict[str, list[Number]] = Field(default_factory=dict,
+                                          description="missing params use the search range")
+    assets: list[str] = Field(default_factory=list)
+    metric: str = "sharpe"
+    top: int = Field(default=10, ge=1)
+    out: str | None = Field(default=None, description="also write every row to this Parquet")
+    long_short: bool = False
+    periods_per_year: float | None = Field(default=None, gt=0)
+
+
 class TournamentConfig(_Section):
     enabled: bool = True
     strategies: list[str] = Field(default_factory=lambda: ["all"])
-    train: int | str = 504
-    test: int | str = 126
+    assets: list[str] = Field(default_factory=list)
+    train: int | str | None = 504
+    test: int | str | None = 126
+    windows: int | None = Field(default=None, ge=1, description="K equal windows instead")
     anchored: bool = False
     max_combos: int = Field(default=16, ge=1, le=100_000)
     metric: str = "sharpe"
     long_short: bool = False
+    periods_per_year: float | None = Field(default=None, gt=0)
+    out: str | None = None
+    checkpoint: Checkpoint = "auto"
+    baseline: bool = True
+    baseline_budget_s: float = Field(default=5.0, gt=0)
 
 
 class EvolutionConfig(_Section):
     enabled: bool = True
     strategies: list[str] = Field(default_factory=lambda: ["sma_cross", "ema_cross", "rsi"])
+    assets: list[str] = Field(default_factory=list)
     population: int = Field(default=40, ge=4, le=100_000)
     generations: int = Field(default=6, ge=1, le=10_000)
     seed: int = 7
     metric: str = "sharpe"
     train_frac: float = Field(default=0.7, gt=0, le=1)
+    top: int = Field(default=5, ge=1, description="winners checked out of sample")
+    long_short: bool = False
+    periods_per_year: float | None = Field(default=None, gt=0)
+    # None: the GeneticSearcher's default
+    mutation: float | None = None
+    crossover: float | None = None
+    elite: int | None = None
+    immigrants: float | None = None
+    checkpoint: Checkpoint = "auto"
 
 
 class PortfolioConfig(_Section):
     enabled: bool = True
     profiles: list[str] = Field(default_factory=lambda: [
         "hrp", "max_sharpe", "min_variance", "risk_parity", "equal_weight"])
-    source: Literal["strategies", "assets"] = "strategies"
+    source: Literal["strategies", "assets", "data"] = Field(
+        default="strategies", description="tournament winners, the market's assets, or "
+        "data.source read as a returns matrix (prices or an oos_returns file)")
+    kind: Literal["auto", "assets", "strategies"] = "auto"
+    assets: list[str] = Field(default_factory=list, description="columns; empty: all")
     winners: int = Field(default=10, ge=2, description="strategy/asset series in the matrix")
     train: int = Field(default=252, ge=20)
     test: int = Field(default=21, ge=1)
+    fee_bps: float | None = Field(default=None, ge=0,
+                                  description="None: costs.fee_bps + costs.slippage_bps")
+    drift: bool = True
+    periods_per_year: float | None = Field(default=None, gt=0)
+    out: str | None = None
+    # None: the profile's default
+    covariance: str | None = None
+    linkage: str | None = None
+    risk_free_rate: float | None = None
+    min_weight: float | None = None
+    max_weight: float | None = None
 
 
 class ReportConfig(_Section):
@@ -86,6 +151,8 @@ class PipelineConfig(_Section):
     executor: ExecutorConfig = ExecutorConfig()
     store: str = "lakehouse"
     costs: CostsConfig = CostsConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    sweep: SweepConfig = SweepConfig()
     tournament: TournamentConfig = TournamentConfig()
     evolution: EvolutionConfig = EvolutionConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
@@ -111,6 +178,11 @@ class PipelineConfig(_Section):
                 node = node[p]
             node[parts[-1]] = value
         return _validate(data, "<overrides>")
+
+
+def validate_config(data: dict[str, Any], where: str) -> PipelineConfig:
+    """A config from a dict (e.g. a command's options); errors name ``where`` and the key."""
+    return _validate(data, where)
 
 
 def _validate(data: dict[str, Any], where: str) -> PipelineConfig:

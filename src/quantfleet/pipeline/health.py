@@ -42,7 +42,7 @@ def check_store(url: str) -> str:
     """Write a small table, read it back by hash, and verify the bytes hash to the address."""
     import pandas as pd
 
-    from quantfleet.store.artifacts import Store
+    from quantfleet.store import Store
 
     store = Store.open(url)
     df = pd.DataFrame({"t": np.arange(5), "x": np.linspace(0, 1, 5), "stamp": time.time()})
@@ -78,7 +78,7 @@ def check_ray(address: str | None) -> str:
 
 def check_prefect(api_url: str | None) -> str:
     """Run a tiny flow with one task against the Prefect API and read its result."""
-    from quantfleet.pipeline.flow import prefect_env, state_dir
+    from quantfleet.pipeline.home import prefect_env, state_dir
 
     prefect_env(state_dir(), api_url)
     from prefect import flow, task

@@ -1,4 +1,5 @@
-"""Turn a finished run (its artifacts, spans and run.json) into the RunView the report draws."""
+"""Turn a recorded run (its artifacts by kind, spans and summary) into the RunView the report
+draws, keep that view as the run's ``report_view`` artifact, and write the HTML."""
 
 from __future__ import annotations
 
@@ -6,77 +7,65 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = ["run_view", "write_report"]
+__all__ = ["DEFAULT_INSTANCE", "attach_view", "report_path", "run_view", "write_report"]
 
 DEFAULT_INSTANCE = "c7i.2xlarge"
 
 
-def _table(store: Any, h: str | None) -> Any:
-    if not h:
-        return None
-    return store.get_table(h).to_pandas()
+def run_view(run: Any) -> Any:
+    """The RunView of ``run`` (a :class:`~quantfleet.pipeline.record.RunRecord`), whichever
+    command recorded it: tables are found by kind (``leaderboard``, ``evolution``, ...)."""
+    import numpy as np
 
-
-def run_view(run_dir: str | Path, store: Any = None) -> Any:
-    """The RunView of the run in ``run_dir`` (reads ``run.json``, ``spans.parquet`` and the
-    stage outputs from the run's store)."""
     from quantfleet.observe.cost import break_even, run_inputs, what_if
     from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
-    from quantfleet.observe.speedup import explain_speedup, load_run
-    from quantfleet.report.build import RunView
-    from quantfleet.store.artifacts import Store
+    from quantfleet.observe.speedup import explain_speedup
+    from quantfleet.report.view import RunView
 
-    run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
-    store = store or Store.open(meta["store"])
-    run = load_run(run_dir)
-    stages = meta.get("stages", {})
+    m, store, meta = run.manifest, run.store, run.summary
 
-    def out(stage: str, name: str) -> str | None:
-        return (stages.get(stage) or {}).get("outputs", {}).get(name)
+    def table(kind: str) -> Any:
+        h = m.output(kind)
+        return store.get_table(h).to_pandas() if h else None
 
-    manifest = store.get_run(meta["run_id"])
-    cfg = meta.get("config", {})
+    cfg = m.config or {}
     view = RunView(
-        run_id=meta["run_id"],
-        summary={"name": cfg.get("name"), "status": manifest.status,
-                 "created": manifest.created, "finished": manifest.finished,
-                 "executor": meta.get("executor"), "workers": meta.get("workers"),
-                 "data_source": (cfg.get("data") or {}).get("source"),
-                 "store_url": meta.get("store"), "code_version": meta.get("code"),
-                 "wall_s": meta.get("wall_s"),
+        run_id=m.run_id,
+        summary={"name": cfg.get("name"), "command": m.command, "status": m.status,
+                 "created": m.created, "finished": m.finished, "executor": run.executor,
+                 "workers": run.workers, "data_source": (cfg.get("data") or {}).get("source"),
+                 "store_url": store.url, "code_version": m.code, "wall_s": run.wall_s,
                  "stages": {k: ("served from cache" if v.get("cached") else "computed")
-                            for k, v in stages.items()},
+                            for k, v in (meta.get("stages") or {}).items()},
                  "config": cfg},
         lineage=[{"step": s["step"], "inputs": s.get("inputs", {}),
                   "outputs": s.get("outputs", {}), "settings": s.get("settings", {})}
-                 for s in manifest.to_dict().get("steps", [])],
+                 for s in m.steps],
     )
-    board = _table(store, out("tournament", "leaderboard"))
+    board = table("leaderboard")
     if board is not None:
         view.leaderboard = board
-        oos = _table(store, out("tournament", "oos_returns"))
+        oos = table("oos_returns")
         view.oos_returns = oos.set_index("timestamp") if oos is not None else None
         verdicts = [str(v) for v in board.head(3).get("verdict", [])]
         view.overfit = {"verdict": [f"{r.strategy}/{r.asset}: {v}" for r, v in
                                     zip(board.head(3).itertuples(), verdicts, strict=False)]}
-    evo_h = out("evolution", "evolution")
-    if evo_h:
-        evo = store.get_json(evo_h)
-        view.evolution_history = evo.get("history")
-        view.evolution_winners = evo.get("winners")
+    winners = table("evolution")
+    if winners is not None:
+        view.evolution_winners = [{**w, "params": json.loads(w["params"])}
+                                  for w in winners.to_dict("records")]
+        hist = table("evolution_history")
+        view.evolution_history = hist.to_dict("records") if hist is not None else None
+        evo = ((meta.get("stages") or {}).get("evolution") or {}).get("summary") or {}
         if evo.get("overfit"):
-            view.overfit = {**(view.overfit or {}),
-                            "evolution": evo["overfit"].get("verdict")}
-    w = _table(store, out("portfolio", "weights"))
+            view.overfit = {**(view.overfit or {}), "evolution": evo["overfit"].get("verdict")}
+    w = table("weights")
     if w is not None:
         view.portfolio_weights = {p: g.drop(columns=["profile"]).set_index("test_start")
                                   for p, g in w.groupby("profile", sort=False)}
-        r = _table(store, out("portfolio", "returns"))
+        r = table("portfolio_returns")
         view.portfolio_returns = r.set_index("timestamp") if r is not None else None
-        view.portfolio_metrics = _table(store, out("portfolio", "metrics"))
+        view.portfolio_metrics = table("portfolio_metrics")
     spans = run.spans
     if len(spans.spans):
         view.heatmap = heatmap(spans)
@@ -103,10 +92,36 @@ def run_view(run_dir: str | Path, store: Any = None) -> Any:
     return view
 
 
-def write_report(outcome: Any) -> Path:
-    """Build ``report.html`` in the run's directory and save the RunView next to it."""
-    from quantfleet.report.build import build
+def attach_view(run: Any) -> Any:
+    """Build the run's view and record it as its ``report_view`` artifact; returns the view.
+    A finished run's manifest is amended (archived again), a running one just saved."""
+    from quantfleet.report.view import save_view
 
-    view = run_view(outcome.run_dir)
-    view.save(outcome.run_dir / "view")
-    return build(view, outcome.run_dir / "report.html")
+    view = run_view(run)
+    ref = save_view(view, run.store)
+    run.manifest.attach("report_view", ref)
+    if run.manifest.status == "running":
+        run.store.save_run(run.manifest)
+    else:
+        run.store.amend_run(run.manifest)
+    return view
+
+
+def report_path(run_id: str) -> Path:
+    """Where a run's HTML report goes by default: ``$QUANTFLEET_HOME/reports/<run_id>.html``."""
+    from quantfleet.pipeline.home import state_dir
+
+    return state_dir() / "reports" / f"{run_id}.html"
+
+
+def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5) -> Path:
+    """The HTML report of ``run`` (id, prefix or ``latest``) of ``store``: from its
+    ``report_view`` artifact, built and recorded first if the run has none."""
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import build
+    from quantfleet.report.view import load_view
+
+    rec = load_run(store, run)
+    h = rec.manifest.output("report_view")
+    view = load_view(rec.store, h) if h else attach_view(rec)
+    return build(view, out if out is not None else report_path(rec.run_id), top=top)

@@ -1,8 +1,10 @@
-"""The pipeline's stages as plain functions: each reads its inputs from the store, runs one
-research step (heavy fan-out on the run's Executor) and writes its outputs back.
+"""The pipeline's stages as plain functions: the only code that loads data, builds an executor,
+calls a research driver and puts its outputs in the store, each with its kind.
 
-Prefect wraps these (flow.py) for retries, caching and state; they never need Prefect
-themselves, so a stage is testable and callable on its own (DESIGN.md convention 7).
+A stage is ``(ctx, inputs {name: hash}) -> (outputs {name: ArtifactRef}, summary dict)``.
+A research command is a one-stage run of these functions (``pipeline/record.run_stages``); the
+Prefect flow (flow.py) wraps the same functions for retries, caching and state, so a stage
+never needs Prefect and is testable on its own (DESIGN.md convention 7).
 """
 
 from __future__ import annotations
@@ -11,33 +13,34 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from quantfleet.observe.spans import Span, SpanRecorder
 from quantfleet.pipeline.config import PipelineConfig
 
-__all__ = ["STAGES", "RunContext", "code_version", "stage_key"]
+__all__ = ["DEPENDS", "ORDER", "STAGES", "RunContext", "market_table", "stage_key"]
 
+ORDER = ("data", "backtest", "sweep", "tournament", "evolution", "returns", "portfolio")
+"""Stages in the order a run executes them."""
 
-def code_version() -> str:
-    """Package version plus a hash of the installed quantfleet sources (changes with any edit)."""
-    import quantfleet
-
-    root = Path(quantfleet.__file__).parent
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
-    return f"{quantfleet.__version__}+{h.hexdigest()[:12]}"
+DEPENDS: dict[str, dict[str, tuple[str, str]]] = {
+    "data": {},
+    "backtest": {"market": ("data", "market")},
+    "sweep": {"market": ("data", "market")},
+    "tournament": {"market": ("data", "market")},
+    "evolution": {"market": ("data", "market")},
+    "returns": {"leaderboard": ("tournament", "leaderboard"),
+                "oos_returns": ("tournament", "oos_returns")},
+    "portfolio": {"returns_matrix": ("returns", "returns_matrix")},
+}
+"""``{stage: {input name: (producing stage, its output name)}}``."""
 
 
 def stage_key(stage: str, inputs: dict[str, str], settings: dict[str, Any], code: str) -> str:
-    """Cache key of a stage: its name, input artifact hashes, settings and code version."""
+    """Cache key of a stage: its name, input artifact hashes, settings and source fingerprint."""
     blob = json.dumps({"stage": stage, "inputs": inputs, "settings": settings, "code": code},
                       sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:32]}"
@@ -45,39 +48,58 @@ def stage_key(stage: str, inputs: dict[str, str], settings: dict[str, Any], code
 
 @dataclass
 class RunContext:
-    """What every stage of one run shares: config, store, executor (started on first use)."""
+    """What every stage of one run shares: config, store, run record, spans, executor.
+
+    ``manifest`` is None for a run that is not recorded (``--no-store``): its stages then put
+    their outputs in a throwaway ``memory://`` store. ``results`` keeps each stage's driver
+    result in this process, for the command that prints it.
+    """
 
     config: PipelineConfig
-    run_id: str
-    run_dir: Path
     store: Any
-    spans: SpanRecorder | None = None
+    home: Path
+    run_id: str | None = None
+    manifest: Any = None
+    spans: SpanRecorder = field(default_factory=SpanRecorder)
     log: Any = print
+    progress: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
     _executor: Any = None
+    _closed: bool = False
+    _workers: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.spans is None:
-            self.spans = SpanRecorder()
-
-    @cached_property
-    def code(self) -> str:
-        return code_version()
-
-    @property
-    def executor(self) -> Any:
-        """The run's Executor; Ray starts only if a stage actually computes."""
+    def executor(self, n_items_hint: int | None = None, item_cost_s: float | None = None) -> Any:
+        """The run's Executor, started on first use (Ray starts only if a stage computes);
+        the hints let ``kind = "auto"`` size it to the first stage's work."""
         if self._executor is None:
             from quantfleet.compute import make_executor
 
             ex = self.config.executor
+            kw: dict[str, Any] = {"recorder": self.spans}
+            if item_cost_s is not None:
+                kw["item_cost_s"] = item_cost_s
             self._executor = make_executor(ex.kind, workers=ex.workers,
-                                           ray_address=ex.ray_address, recorder=self.spans)
+                                           ray_address=ex.ray_address,
+                                           n_items_hint=n_items_hint, **kw)
         return self._executor
 
+    @property
+    def executor_name(self) -> str:
+        return getattr(self._executor, "name", self.config.executor.kind)
+
+    @property
+    def workers(self) -> int:
+        """The run's parallelism (kept at close: a closed Ray executor cannot be asked)."""
+        if self._workers is None:
+            self._workers = int(getattr(self._executor, "workers", None)
+                                or self.config.executor.workers or os.cpu_count() or 1)
+        return self._workers
+
     def close(self) -> None:
-        if self._executor is not None:
+        if self._executor is not None and not self._closed:
+            _ = self.workers
             self._executor.close()
-            self._executor = None
+            self._closed = True
 
     @cached_property
     def market(self) -> Any:
@@ -93,6 +115,19 @@ class RunContext:
 
         return Costs(self.config.costs.fee_bps, self.config.costs.slippage_bps)
 
+    def checkpoint(self, value: str | None, stage: str) -> Path | None:
+        if value is None:
+            return None
+        return self.home / "checkpoints" / stage if value == "auto" else Path(value)
+
+    def put(self, value: Any, kind: str) -> Any:
+        """Put a table (DataFrame / Arrow / a .parquet file) or a JSON document as ``kind``."""
+        if isinstance(value, (dict, list)):
+            return self.store.put_json(value, kind=kind)
+        if isinstance(value, (str, Path)):
+            return self.store.put_parquet_file(value, kind=kind)
+        return self.store.put_table(value, kind=kind)
+
     def timed(self, stage: str, component: str, fn: Any, *args: Any, **kw: Any) -> Any:
         """Run a driver-side step and leave a span for it (serial time in the heatmap)."""
         t0, c0 = time.time(), time.process_time()
@@ -104,7 +139,7 @@ class RunContext:
                                 cpu_s=time.process_time() - c0, items=1, ok=True, attempt=1))
 
 
-def _market_table(market: Any) -> Any:
+def market_table(market: Any) -> Any:
     """The market as one long table: timestamp, asset, open, high, low, close, volume, extras."""
     import pandas as pd
 
@@ -117,14 +152,46 @@ def _market_table(market: Any) -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
-# -- stages: (ctx, inputs {name: hash}) -> (outputs {name: hash}, summary dict) ----------------
+# -- stages ------------------------------------------------------------------------------------
 
-def data_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+def data_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     m = ctx.market
-    ref = ctx.store.put_table(_market_table(m), kind="market")
-    return {"market": ref.hash}, {"source": m.source, "assets": m.n_assets, "bars": m.n_bars,
-                                  "start": str(m.timestamps[0])[:10],
-                                  "end": str(m.timestamps[-1])[:10]}
+    return {"market": ctx.put(market_table(m), "market")}, {
+        "source": m.source, "assets": m.n_assets, "bars": m.n_bars,
+        "start": str(m.timestamps[0])[:10], "end": str(m.timestamps[-1])[:10]}
+
+
+def backtest_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from quantfleet.research.backtest import backtest
+
+    cfg = ctx.config.backtest
+    rows = ctx.timed("backtest", f"backtest.{cfg.strategy}", backtest, ctx.market, cfg.strategy,
+                     cfg.params, ctx.costs(), assets=cfg.assets or None,
+                     long_short=cfg.long_short, ppy=cfg.periods_per_year)
+    ctx.results["backtest"] = rows
+    import pandas as pd
+
+    table = pd.DataFrame([{**{k: v for k, v in r.items() if k != "params"},
+                           "params": json.dumps(r["params"], sort_keys=True)} for r in rows])
+    return {"results": ctx.put(table, "backtest_results")}, {
+        "strategy": cfg.strategy, "assets": len(rows), "params": rows[0]["params"] if rows else {}}
+
+
+def sweep_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from quantfleet.research.sweep import sweep
+
+    cfg = ctx.config.sweep
+    res = sweep(ctx.market, cfg.strategy, cfg.grid, ctx.costs(), executor=ctx.executor(),
+                assets=cfg.assets or None, long_short=cfg.long_short,
+                ppy=cfg.periods_per_year, out=cfg.out, keep_table=cfg.out is None,
+                metric=cfg.metric, top=cfg.top)
+    ctx.results["sweep"] = res
+    table = res.table if res.table is not None else res.path
+    return {"results": ctx.put(table, "sweep_results"),
+            "leaderboard": ctx.put(res.top, "sweep_leaderboard")}, {
+        "strategy": res.strategy, "combos": res.n_combos, "skipped": res.n_skipped,
+        "rows": res.n_rows, "failed": len(res.failed), "assets": len(res.assets),
+        "metric": cfg.metric, "overfit": res.overfit}
 
 
 def _strategy_names(names: list[str]) -> list[str]:
@@ -136,30 +203,6 @@ def _strategy_names(names: list[str]) -> list[str]:
     return [get(n).name for n in names]
 
 
-def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    from quantfleet.research.tournament import tournament
-
-    cfg = ctx.config.tournament
-    m = ctx.market
-    names = [s for s in _strategy_names(cfg.strategies)
-             if all(m.field(f) is not None for f in _needs(s))]
-    res = tournament(m, names, train=cfg.train, test=cfg.test, anchored=cfg.anchored,
-                     metric=cfg.metric, max_combos=cfg.max_combos, costs=ctx.costs(),
-                     long_short=cfg.long_short, executor=ctx.executor,
-                     checkpoint_dir=ctx.run_dir.parent.parent / "checkpoints" / "tournament",
-                     baseline=True, baseline_budget_s=5.0)
-    overfit = res.overfit  # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
-    out = {
-        "results": ctx.store.put_table(res.table, kind="tournament_results").hash,
-        "leaderboard": ctx.store.put_table(res.leaderboard, kind="leaderboard").hash,
-        "oos_returns": ctx.store.put_table(res.oos_returns.reset_index(), kind="oos_returns").hash,
-        "overfit": ctx.store.put_table(overfit, kind="overfit").hash,
-    }
-    return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
-                 "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
-                 "baseline": res.speedup}
-
-
 def _needs(name: str) -> tuple[str, ...]:
     from quantfleet.strategies import get
 
@@ -167,63 +210,125 @@ def _needs(name: str) -> tuple[str, ...]:
     return (*s.needs, *s.extras)
 
 
-def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from quantfleet.research.tournament import tournament
+
+    cfg = ctx.config.tournament
+    m = ctx.market
+    names = [s for s in _strategy_names(cfg.strategies)
+             if all(m.field(f) is not None for f in _needs(s))]
+    n_items = len(names) * len(cfg.assets or m.assets)
+    res = tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
+                     n_windows=cfg.windows, anchored=cfg.anchored, metric=cfg.metric,
+                     max_combos=cfg.max_combos, costs=ctx.costs(), long_short=cfg.long_short,
+                     ppy=cfg.periods_per_year, executor=ctx.executor(n_items_hint=n_items * 20),
+                     out=cfg.out, keep_table=cfg.out is None,
+                     checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
+                     baseline=cfg.baseline, baseline_budget_s=cfg.baseline_budget_s,
+                     map_options={"progress": ctx.progress})
+    ctx.results["tournament"] = res
+    table = res.table if res.table is not None else Path(res.path) / "results.parquet"
+    out = {
+        "results": ctx.put(table, "tournament_results"),
+        "leaderboard": ctx.put(res.leaderboard, "leaderboard"),
+        "oos_returns": ctx.put(res.oos_returns.reset_index(), "oos_returns"),
+        # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
+        "overfit": ctx.put(res.overfit, "overfit"),
+    }
+    return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
+                 "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
+                 "baseline": res.speedup}
+
+
+CLOCK = ("wall_s", "cpu_s")
+"""Measured clock fields, kept out of result artifacts so equal runs give equal hashes."""
+
+
+def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import pandas as pd
+
     from quantfleet.research.evolve import evolve
 
     cfg = ctx.config.evolution
+    ga = {k: getattr(cfg, k) for k in ("mutation", "crossover", "elite", "immigrants")
+          if getattr(cfg, k) is not None}
     res = evolve(ctx.market, _strategy_names(cfg.strategies), population=cfg.population,
                  generations=cfg.generations, seed=cfg.seed, metric=cfg.metric,
-                 train_frac=cfg.train_frac, costs=ctx.costs(), executor=ctx.executor,
-                 checkpoint_dir=ctx.run_dir.parent.parent / "checkpoints" / "evolution")
-    clock = ("wall_s", "cpu_s")
-    history = [{k: v for k, v in h.items() if k not in clock} for h in res.history]
-    doc = {"winners": res.winners, "history": history, "overfit": res.overfit,
-           "evaluations": res.n_evaluations, "cached": res.n_cached, "failed": res.n_failed}
-    timing = [{"round": h["round"], **{k: h[k] for k in clock}} for h in res.history]
-    return ({"evolution": ctx.store.put_json(doc, kind="evolution").hash,
-             "timing_evolution": ctx.store.put_json(timing, kind="evolution_timing").hash},
-            {"evaluations": res.n_evaluations, "best": res.winners[0] if res.winners else None})
+                 train_frac=cfg.train_frac, costs=ctx.costs(), long_short=cfg.long_short,
+                 ppy=cfg.periods_per_year, assets=cfg.assets or None, executor=ctx.executor(),
+                 checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "evolution"), top=cfg.top, **ga)
+    ctx.results["evolution"] = res
+    winners = pd.DataFrame([{**w, "params": json.dumps(w["params"], sort_keys=True)}
+                            for w in res.winners])
+    history = pd.DataFrame([{k: v for k, v in h.items() if k not in CLOCK}
+                            for h in res.history])
+    timing = pd.DataFrame([{"round": h["round"], **{k: h[k] for k in CLOCK}}
+                           for h in res.history])
+    return ({"evolution": ctx.put(winners, "evolution"),
+             "history": ctx.put(history, "evolution_history"),
+             "timing_evolution": ctx.put(timing, "evolution_timing")},
+            {"evaluations": res.n_evaluations, "cached": res.n_cached, "failed": res.n_failed,
+             "best": res.winners[0] if res.winners else None, "overfit": res.overfit})
 
 
-def returns_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    from quantfleet.portfolio.returns import from_assets, from_strategies
+def returns_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import numpy as np
+
+    from quantfleet.portfolio.returns import from_assets, from_strategies, returns_matrix
 
     cfg = ctx.config.portfolio
     if cfg.source == "assets":
         mat = from_assets(ctx.market)
+    elif cfg.source == "data":
+        mat = returns_matrix(ctx.config.data.source, cfg.assets or None, kind=cfg.kind)
     else:
         board = ctx.store.get_table(inputs["leaderboard"]).to_pandas()
         oos = ctx.store.get_table(inputs["oos_returns"]).to_pandas().set_index("timestamp")
         board = board[np.isfinite(board["oos_sharpe"])]
         cols = [f"{r.strategy}/{r.asset}" for r in board.head(cfg.winners).itertuples()]
         mat = from_strategies(oos, cols, source=f"tournament winners ({inputs['oos_returns'][:12]})")
-    ref = ctx.store.put_table(mat.returns.reset_index(), kind="returns_matrix")
-    prov = ctx.store.put_json(mat.provenance, kind="returns_matrix_provenance")
-    return {"returns_matrix": ref.hash, "provenance": prov.hash}, {
+    ctx.results["returns"] = mat
+    return {"returns_matrix": ctx.put(mat.returns.reset_index(), "returns_matrix"),
+            "provenance": ctx.put(mat.provenance, "returns_matrix_provenance")}, {
         "columns": mat.columns, "rows": len(mat.returns)}
 
 
-def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from quantfleet.portfolio import parse_profiles
     from quantfleet.portfolio.rebalance import rebalance
 
     cfg = ctx.config.portfolio
-    mat = ctx.store.get_table(inputs["returns_matrix"]).to_pandas().set_index("timestamp")
-    res = rebalance(mat, cfg.profiles, train=cfg.train, test=cfg.test,
-                    fee_bps=ctx.config.costs.fee_bps + ctx.config.costs.slippage_bps,
-                    executor=ctx.executor)
+    mat = ctx.results.get("returns")
+    if mat is None:  # a resumed flow: the returns stage was served from cache
+        mat = ctx.store.get_table(inputs["returns_matrix"]).to_pandas().set_index("timestamp")
+    settings = {k: v for k, v in {"covariance": cfg.covariance, "linkage": cfg.linkage,
+                                  "risk_free_rate": cfg.risk_free_rate,
+                                  "min_weights": cfg.min_weight,
+                                  "max_weights": cfg.max_weight}.items() if v is not None}
+    profiles = parse_profiles(cfg.profiles, **settings)
+    fee = cfg.fee_bps if cfg.fee_bps is not None else (
+        ctx.config.costs.fee_bps + ctx.config.costs.slippage_bps)
+    n_windows = max(0, (len(getattr(mat, "returns", mat)) - cfg.train) // max(cfg.test, 1))
+    res = rebalance(mat, profiles, train=cfg.train, test=cfg.test, fee_bps=fee, drift=cfg.drift,
+                    executor=ctx.executor(n_items_hint=n_windows * len(profiles),
+                                          item_cost_s=0.03),
+                    ppy=cfg.periods_per_year)
+    if cfg.out is not None:
+        res.write(cfg.out)
+    ctx.results["portfolio"] = res
     clock = [c for c in ("fit_s", "cpu_s") if c in res.log.columns]
     out = {
-        "weights": ctx.store.put_table(res.weights_long(), kind="portfolio_weights").hash,
-        "returns": ctx.store.put_table(res.returns.reset_index(), kind="portfolio_returns").hash,
-        "metrics": ctx.store.put_table(res.metrics.drop(columns=[c for c in ("fit_s",) if c in
-                                                                 res.metrics.columns]),
-                                       kind="portfolio_metrics").hash,
-        "log": ctx.store.put_table(res.log.drop(columns=clock), kind="portfolio_log").hash,
+        "weights": ctx.put(res.weights_long(), "weights"),
+        "returns": ctx.put(res.returns.reset_index(), "portfolio_returns"),
+        "metrics": ctx.put(res.metrics.drop(columns=[c for c in ("fit_s",)
+                                                     if c in res.metrics.columns]),
+                           "portfolio_metrics"),
+        "log": ctx.put(res.log.drop(columns=clock), "portfolio_log"),
         # timing_*: measured clocks, different on every run (results above are reproducible);
         # per-(profile, window) fit spans give the optimizer cost by window bucket, kept apart
         # from the run's task spans, which already cover this time
-        "timing_fit_spans": ctx.store.put_table(res.spans.to_arrow(), kind="portfolio_spans").hash,
-        "timing_profiles": ctx.store.put_table(res.timing(), kind="portfolio_timing").hash,
+        "timing_fit_spans": ctx.put(res.spans.to_arrow(), "portfolio_spans"),
+        "timing_profiles": ctx.put(res.timing(), "portfolio_timing"),
     }
     return out, {"profiles": [p.name for p in res.profiles], "windows": len(res.windows),
                  "wall_s": res.wall_s, "fallbacks": int((res.log["fallback"] != "").sum())
@@ -232,6 +337,8 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
 
 STAGES = {
     "data": data_stage,
+    "backtest": backtest_stage,
+    "sweep": sweep_stage,
     "tournament": tournament_stage,
     "evolution": evolution_stage,
     "returns": returns_stage,

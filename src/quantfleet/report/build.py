@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
 from quantfleet.errors import QuantfleetError
+from quantfleet.report.view import _FRAME_PARTS, RunView, _check_frame
 
-if TYPE_CHECKING:  # pandas only when a report is built or a view is loaded
+if TYPE_CHECKING:  # pandas only when a report is built
     import pandas as pd
 
-__all__ = ["SECTIONS", "RunView", "build", "report_from_dir"]
+__all__ = ["SECTIONS", "build"]
 
 #: Section ids in page order, with their headings. The ids are stable: links and tests use them.
 SECTIONS: dict[str, str] = {
@@ -44,212 +43,6 @@ ABSENT = "Not part of this run."
 # Same thresholds as quantfleet.research.overfit (a test pins them); duplicated so that
 # rendering a report does not import the research layer.
 DSR_GOOD, DSR_LUCK, PBO_GOOD, PBO_BAD = 0.95, 0.5, 0.25, 0.5
-
-VIEW_FILE = "view.json"
-FORMAT = "quantfleet.report.view/1"
-
-_JSON_PARTS = ("summary", "lineage", "evolution_history", "evolution_winners", "overfit",
-               "bottlenecks", "break_even", "speedup")
-_FRAME_PARTS = ("leaderboard", "oos_returns", "portfolio_returns", "portfolio_metrics", "heatmap",
-                "utilisation", "cost_what_if")
-
-
-@dataclass
-class RunView:
-    """What one run produced, as the report reads it. Every part but ``run_id`` is optional.
-
-    Parameters
-    ----------
-    run_id : str
-        The run's id (shown in the title).
-    summary : dict
-        ``name, status, created, finished, config (dict), executor, workers, data_source,
-        store_url, code_version``; any other keys are shown too.
-    lineage : list of dict
-        One per pipeline step: ``step, inputs {name: hash}, outputs {name: hash}, settings``.
-    leaderboard : DataFrame, optional
-        One row per strategy x asset, best first: ``strategy, asset, windows,
-        oos_total_return, oos_sharpe, oos_max_drawdown, mean_is_sharpe, mean_oos_sharpe, pbo,
-        dsr, verdict`` (any subset; other columns are shown as they are).
-    oos_returns : DataFrame, optional
-        DatetimeIndex x "strategy/asset" per-bar out-of-sample returns; the report draws the
-        equity curves of the top ``top`` leaderboard rows.
-    evolution_history : list of dict, optional
-        Per generation: ``round, best, mean, median, diversity, evaluated, failed, wall_s``.
-    evolution_winners : list of dict, optional
-        ``strategy, params (dict), is_sharpe, oos_sharpe``.
-    overfit : dict, optional
-        Overfitting statistics and their plain-words ``verdict`` line(s) (str or list of str).
-    portfolio_weights : dict of str to DataFrame, optional
-        Profile -> (window start x asset) target weights.
-    portfolio_returns : DataFrame, optional
-        DatetimeIndex x profile out-of-sample per-bar returns.
-    portfolio_metrics : DataFrame, optional
-        Profile (index, or a ``profile`` column) x metrics.
-    heatmap : DataFrame, optional
-        Stage (index) x component (columns), seconds.
-    utilisation : DataFrame, optional
-        Worker (index) x time bin (columns), busy fraction in [0, 1].
-    bottlenecks : list of dict, optional
-        Each ``title, text, value``.
-    cost_what_if : DataFrame, optional
-        One row per cluster size: ``nodes, wall_s, cost_usd, ...``.
-    break_even : dict, optional
-        Break-even figures (e.g. ``nodes, wall_s, cost_usd, text``), shown as a table.
-    speedup : dict, optional
-        ``baseline_kind, serial_s, wall_s, workers, speedup, efficiency, losses {name: s}``.
-    """
-
-    run_id: str
-    summary: dict = field(default_factory=dict)
-    lineage: list[dict] = field(default_factory=list)
-    leaderboard: pd.DataFrame | None = None
-    oos_returns: pd.DataFrame | None = None
-    evolution_history: list[dict] | None = None
-    evolution_winners: list[dict] | None = None
-    overfit: dict | None = None
-    portfolio_weights: dict[str, pd.DataFrame] | None = None
-    portfolio_returns: pd.DataFrame | None = None
-    portfolio_metrics: pd.DataFrame | None = None
-    heatmap: pd.DataFrame | None = None
-    utilisation: pd.DataFrame | None = None
-    bottlenecks: list[dict] | None = None
-    cost_what_if: pd.DataFrame | None = None
-    break_even: dict | None = None
-    speedup: dict | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.run_id, str) or not self.run_id:
-            raise TypeError(f"RunView.run_id must be a non-empty str (got {self.run_id!r})")
-
-    # -- persistence ---------------------------------------------------------------------------
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the view to ``directory``: ``view.json`` plus one Parquet file per table.
-
-        Layout: ``view.json`` holds ``run_id``, the JSON parts and a ``frames`` map from part
-        name to its Parquet file (``leaderboard.parquet``, ..., and
-        ``portfolio_weights/<n>.parquet`` per profile). Returns the directory.
-        """
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        doc: dict[str, Any] = {"format": FORMAT, "run_id": self.run_id}
-        for name in _JSON_PARTS:
-            value = getattr(self, name)
-            if value is not None:
-                doc[name] = value
-        frames: dict[str, Any] = {}
-        for name in _FRAME_PARTS:
-            df = getattr(self, name)
-            if df is not None:
-                _check_frame(df, name)
-                frames[name] = _write_frame(df, d / f"{name}.parquet")
-        if self.portfolio_weights is not None:
-            pw = {}
-            for i, (profile, df) in enumerate(self.portfolio_weights.items()):
-                _check_frame(df, f"portfolio_weights[{profile!r}]")
-                (d / "portfolio_weights").mkdir(exist_ok=True)
-                pw[str(profile)] = _write_frame(df, d / "portfolio_weights" / f"{i}.parquet")
-            frames["portfolio_weights"] = pw
-        doc["frames"] = frames
-        tmp = d / (VIEW_FILE + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1, default=_json_default), encoding="utf-8")
-        tmp.replace(d / VIEW_FILE)
-        return d
-
-    @classmethod
-    def load(cls, directory: str | Path) -> RunView:
-        """Read a view written by ``save``; files not named in ``view.json`` are ignored."""
-        d = Path(directory)
-        if not d.is_dir():
-            raise QuantfleetError(f"{d}: no such run directory; pass a directory written by "
-                                  "RunView.save (view.json + <part>.parquet)")
-        vf = d / VIEW_FILE
-        if not vf.is_file():
-            raise QuantfleetError(f"{d}: no {VIEW_FILE} in the run directory; it is written by "
-                                  "RunView.save(dir)")
-        try:
-            doc = json.loads(vf.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise QuantfleetError(f"{vf}: not valid JSON ({e}); rewrite it with "
-                                  "RunView.save(dir)") from None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not doc.get("run_id"):
-            raise QuantfleetError(f"{vf}: not a report view (expected format {FORMAT!r} and a "
-                                  "run_id); rewrite it with RunView.save(dir)")
-        kw: dict[str, Any] = {name: doc[name] for name in _JSON_PARTS if doc.get(name) is not None}
-        frames = doc.get("frames") or {}
-        for name in _FRAME_PARTS:
-            if name in frames:
-                kw[name] = _read_frame(d, frames[name])
-        if "portfolio_weights" in frames:
-            kw["portfolio_weights"] = {p: _read_frame(d, meta)
-                                       for p, meta in frames["portfolio_weights"].items()}
-        return cls(run_id=str(doc["run_id"]), **kw)
-
-
-def _check_frame(df: Any, name: str) -> None:
-    import pandas as pd
-
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"RunView.{name} must be a pandas DataFrame or None "
-                        f"(got {type(df).__name__})")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "isoformat"):
-        return o.isoformat()
-    if hasattr(o, "tolist"):  # numpy arrays and scalars
-        return o.tolist()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o, key=str)
-    return str(o)
-
-
-def _write_frame(df: pd.DataFrame, path: Path) -> dict[str, Any]:
-    """Parquet needs string column names and plain cells: record what to undo on read."""
-    import pandas as pd
-
-    meta: dict[str, Any] = {"file": path.relative_to(path.parent.parent
-                                                     if path.parent.name == "portfolio_weights"
-                                                     else path.parent).as_posix()}
-    out = df.copy()
-    if isinstance(out.columns, pd.MultiIndex):
-        out.columns = ["/".join(map(str, c)) for c in out.columns]
-    cols = out.columns
-    if not all(isinstance(c, str) for c in cols):
-        meta["columns"] = ("datetime" if isinstance(cols, pd.DatetimeIndex)
-                           else "int" if pd.api.types.is_integer_dtype(cols)
-                           else "float" if pd.api.types.is_float_dtype(cols) else "str")
-        out.columns = [c.isoformat() if hasattr(c, "isoformat") else str(c) for c in cols]
-    json_cols = [c for c in out.columns if out[c].dtype == object
-                 and out[c].map(lambda v: isinstance(v, (dict, list, tuple))).any()]
-    for c in json_cols:
-        out[c] = out[c].map(lambda v: None if v is None else json.dumps(v, default=_json_default))
-    if json_cols:
-        meta["json_columns"] = json_cols
-    out.to_parquet(path)
-    return meta
-
-
-def _read_frame(d: Path, meta: dict[str, Any]) -> pd.DataFrame:
-    import pandas as pd
-
-    path = d / meta["file"]
-    if not path.is_file():
-        raise QuantfleetError(f"{path}: missing; {d / VIEW_FILE} names it; rewrite the run "
-                              "directory with RunView.save(dir)")
-    df = pd.read_parquet(path)
-    for c in meta.get("json_columns", []):
-        df[c] = df[c].map(lambda v: None if v is None else json.loads(v))
-    kind = meta.get("columns")
-    if kind == "datetime":
-        df.columns = pd.to_datetime(df.columns)
-    elif kind == "int":
-        df.columns = df.columns.astype("int64")
-    elif kind == "float":
-        df.columns = df.columns.astype("float64")
-    return df
-
 
 # -- formatting ------------------------------------------------------------------------------
 
@@ -689,16 +482,27 @@ def _speedup(view: RunView, figs: _Figures) -> str:
     sp = view.speedup
     if not _present(sp):
         return ""
+    # the keys of observe.speedup.explain_speedup
     sp = dict(sp)
-    losses = sp.pop("losses", None) or sp.pop("loss_breakdown", None)
+    loss_seconds = sp.pop("loss_seconds", None)
+    sp.pop("loss_parts", None)
+    text, notes = sp.pop("text", None), sp.pop("notes", None)
     parts = []
     s, w = sp.get("speedup"), sp.get("workers")
     if _numeric(s) and _numeric(w):
         parts.append(f'<p class="headline">{esc(fmt(float(s)))}× faster than the '
-                     f"{esc(sp.get('baseline_kind', 'sequential'))} baseline on "
+                     f"{esc(sp.get('baseline_label', 'sequential'))} baseline on "
                      f"{esc(fmt(w))} workers (ideal {esc(fmt(w))}×).</p>")
+    if text:
+        parts.append(f"<p>{esc(text)}</p>")
     parts.append(kv_table(sp))
-    if isinstance(losses, dict) and losses:
+    if notes:
+        parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    losses = None
+    if isinstance(loss_seconds, dict) and _numeric(w) and float(w) > 0:
+        # worker-seconds over W workers: wall seconds lost against ideal scaling
+        losses = {k: float(v) / float(w) for k, v in loss_seconds.items() if _numeric(v)}
+    if losses:
         ideal = None
         if _numeric(sp.get("serial_s")) and _numeric(w) and float(w) > 0:
             ideal = float(sp["serial_s"]) / float(w)
@@ -785,12 +589,3 @@ def build(view: RunView, path: str | Path, *, top: int = 5) -> Path:
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
     return out
-
-
-def report_from_dir(run_dir: str | Path, out: str | Path | None = None, *,
-                    top: int = 5) -> Path:
-    """Load the ``RunView`` saved in ``run_dir`` and build its report (default
-    ``<run_dir>/report.html``); returns the HTML file's path."""
-    view = RunView.load(run_dir)
-    return build(view, Path(run_dir) / "report.html" if out is None else out, top=top)
-

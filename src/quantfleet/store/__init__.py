@@ -1,14 +1,15 @@
-"""The artifact store, run manifests and the SQL catalog (layer 4).
+"""The artifact store, the run record and the SQL catalog (layer 4).
 
 ``Store.open(url)`` gives one API over ``file://``, ``s3://`` and ``memory://``: content-addressed
-tables, JSON and bytes, named refs and run manifests; ``record_run`` stores a command's outputs
-and manifest in one call; ``Catalog`` queries runs and artifacts with DuckDB. See docs/store.md.
+tables, JSON and bytes, named refs and runs (``store/runs.py``: one manifest per run, every
+artifact recorded with its kind); ``record_run`` stores a command's outputs and manifest in one
+call; ``Catalog`` queries runs and artifacts with DuckDB. See docs/store.md.
 """
 
 from __future__ import annotations
 
-from quantfleet.store.artifacts import ArtifactRef, Store, canonical_json, table_bytes
-from quantfleet.store.manifest import RunManifest, new_run_id, record_run
+from quantfleet.store.artifacts import ArtifactRef, canonical_json, table_bytes
+from quantfleet.store.runs import RunManifest, Store, code_version, new_run_id, record_run
 
 __all__ = [
     "ArtifactRef",
@@ -16,6 +17,7 @@ __all__ = [
     "RunManifest",
     "Store",
     "canonical_json",
+    "code_version",
     "new_run_id",
     "record_run",
     "table_bytes",

@@ -14,8 +14,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,6 @@ from quantfleet.store.keys import (
     artifact_key,
     check_hash,
     check_kind,
-    manifest_key,
     ref_key,
 )
 from quantfleet.store.redact import is_secret_option, redact, redact_options
@@ -35,13 +33,11 @@ from quantfleet.store.redact import is_secret_option, redact, redact_options
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-    from quantfleet.store.manifest import RunManifest
-
 __all__ = [
     "DEFAULT_URL",
     "PARQUET_OPTIONS",
     "ArtifactRef",
-    "Store",
+    "ArtifactStore",
     "canonical_json",
     "table_bytes",
 ]
@@ -230,8 +226,9 @@ def _make_fs(protocol: str, options: Mapping[str, Any]):
                          f"use file://, s3:// or memory://") from e
 
 
-class Store:
-    """One artifact store at one URL. Open with :meth:`Store.open`.
+class ArtifactStore:
+    """One artifact store at one URL: artifacts and named refs. Open with ``Store.open``
+    (:class:`quantfleet.store.runs.Store` adds the run records on top of this class).
 
     Picklable: a copy sent to a Ray worker carries the URL and the non-secret storage options
     and re-opens its filesystem there; credentials come from the worker's environment
@@ -246,20 +243,23 @@ class Store:
         self._located: dict[str, tuple[str, str]] = {}  # hash -> (key, format)
 
     @classmethod
-    def open(cls, url: str | os.PathLike | Store | None = None, **storage_options: Any) -> Store:
+    def open(cls, url: str | os.PathLike | ArtifactStore | None = None,
+             **storage_options: Any) -> Any:
         """Open the store at ``url``.
 
         Parameters
         ----------
         url : ``./lakehouse`` by default; a path, ``file:///abs/dir``, ``s3://bucket/prefix``
-            or ``memory://name``. An open :class:`Store` is returned as is.
+            or ``memory://name``. An open store of this class is returned as is.
         **storage_options : passed to the fsspec filesystem. For S3: ``endpoint_url``
             (default ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``), ``region``, ``key``,
             ``secret``, ``token``, ``profile``, ``anon``, ``client_kwargs``. Credentials
             default to the standard AWS chain (environment, ``~/.aws``, instance role).
         """
-        if isinstance(url, Store):
+        if isinstance(url, cls):
             return url
+        if isinstance(url, ArtifactStore):
+            return cls(url._url, url._options)
         if url is None:
             url = DEFAULT_URL
         if isinstance(url, os.PathLike):
@@ -298,7 +298,7 @@ class Store:
         return f"Store({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Store) and other._url == self._url
+        return isinstance(other, ArtifactStore) and other._url == self._url
 
     def __hash__(self) -> int:
         return hash(self._url)
@@ -499,6 +499,16 @@ class Store:
         data, rows = table_bytes(table)
         return self._put(data, "parquet", kind, rows)
 
+    def put_parquet_file(self, path: str | os.PathLike, kind: str = "table") -> ArtifactRef:
+        """Store a Parquet file's bytes as they are (no table in memory: a result a driver
+        streamed to disk stays streamed); its hash is that of the file."""
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(path).metadata.num_rows
+        with open(path, "rb") as f:
+            data = f.read()
+        return self._put(data, "parquet", kind, rows)
+
     def get_table(self, ref: ArtifactRef | str) -> pa.Table:
         """Read a table by :class:`ArtifactRef` or hash; raises ``CorruptArtifactError`` if the
         bytes no longer match the hash."""
@@ -590,120 +600,3 @@ class Store:
         except Exception as e:
             raise self._fail("listing", REFS, e) from None
         return sorted(out)
-
-    # -- runs (see quantfleet.store.manifest)
-
-    def save_run(self, manifest: RunManifest) -> None:
-        """Write ``runs/<run_id>/manifest.json`` (overwrites the run's previous state)."""
-        self._overwrite(manifest_key(manifest.run_id), canonical_json(manifest.to_dict()))
-
-    def start_run(self, command: str, *, config: Mapping[str, Any] | None = None,
-                  executor: Mapping[str, Any] | None = None,
-                  run_id: str | None = None) -> RunManifest:
-        """A new ``running`` manifest, already saved."""
-        from quantfleet.store.manifest import RunManifest
-
-        m = RunManifest.new(command, config=config, executor=executor, run_id=run_id)
-        m.store = self.url
-        self.save_run(m)
-        return m
-
-    def finish_run(self, manifest: RunManifest, *, status: str = "succeeded",
-                   metrics: Mapping[str, Any] | None = None,
-                   timing: Mapping[str, Any] | None = None,
-                   error: BaseException | str | None = None) -> str:
-        """Close a run: fill in its status, metrics and timing, put the manifest as a
-        content-addressed ``run_manifest`` artifact and save it under ``runs/<run_id>/``.
-        Returns the archived manifest's hash."""
-        manifest.close(status, metrics=metrics, timing=timing, error=error)
-        for h, meta in list(manifest.artifacts.items()):
-            if not meta.get("key"):  # recorded by hash only: describe it from the store
-                try:
-                    manifest.artifacts[h] = {**meta, **{k: v for k, v in
-                                             self.stat(h).to_dict().items()
-                                             if k not in ("hash", "kind")}}
-                except StoreError:
-                    pass
-        manifest.archived = None
-        ref = self.put_json(manifest.to_dict(), kind="run_manifest")
-        manifest.archived = ref.hash
-        self.save_run(manifest)
-        return ref.hash
-
-    @contextmanager
-    def run(self, command: str, *, config: Mapping[str, Any] | None = None,
-            executor: Mapping[str, Any] | None = None,
-            run_id: str | None = None) -> Iterator[RunManifest]:
-        """``with store.run("tournament", config=cfg) as run: ...``: a manifest saved as
-        ``running`` now, closed as ``succeeded`` (or ``failed``, with the error) at the end.
-        Set ``run.metrics`` / ``run.timing`` inside the block."""
-        m = self.start_run(command, config=config, executor=executor, run_id=run_id)
-        try:
-            yield m
-        except BaseException as e:
-            self.finish_run(m, status="failed", error=e)
-            raise
-        self.finish_run(m)
-
-    def get_run(self, run_id: str) -> RunManifest:
-        """A run's manifest by id, unique id prefix, or ``"latest"``."""
-        from quantfleet.store.manifest import RunManifest
-
-        rid = self.resolve_run(run_id)
-        try:
-            return RunManifest.from_dict(json.loads(self._read(manifest_key(rid))))
-        except FileNotFoundError:
-            raise StoreError(f"run {rid!r} has no manifest in {self.url}") from None
-
-    def run_ids(self) -> list[str]:
-        """Ids of all runs, oldest first (ids sort by creation time)."""
-        return [r for r in self._list("runs") if not r.startswith(".")]
-
-    def resolve_run(self, run_id: str) -> str:
-        ids = self.run_ids()
-        if run_id == "latest":
-            if not ids:
-                raise StoreError(f"no runs in store {self.url} yet")
-            return ids[-1]
-        if run_id in ids:
-            return run_id
-        hits = [r for r in ids if r.startswith(run_id)]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise StoreError(f"run {run_id!r} is ambiguous in {self.url}: matches "
-                             f"{', '.join(hits[:5])}{'...' if len(hits) > 5 else ''}")
-        raise StoreError(f"no run {run_id!r} in store {self.url}" + did_you_mean(run_id, ids)
-                         + "; `quantfleet runs list` shows the runs")
-
-    def list_runs(self, run_ids: list[str] | None = None) -> list[RunManifest]:
-        """Every run's manifest (or those of ``run_ids``), oldest first (fetched concurrently
-        on S3)."""
-        from quantfleet.store.manifest import RunManifest
-
-        ids = self.run_ids() if run_ids is None else list(run_ids)
-        if not ids:
-            return []
-        paths = [self._path(manifest_key(r)) for r in ids]
-        try:
-            got = self.fs.cat(paths, on_error="omit")
-        except Exception as e:
-            raise self._fail("reading", "runs/*/manifest.json", e) from None
-        if isinstance(got, bytes):
-            got = {paths[0]: got}
-        out = []
-        for p in paths:
-            data = got.get(p)
-            if data is None:
-                alt = [v for k, v in got.items() if str(k).rstrip("/").endswith(p.lstrip("/"))]
-                data = alt[0] if alt else None
-            if data is not None:
-                out.append(RunManifest.from_dict(json.loads(data)))
-        return out
-
-    def lineage(self, ref: ArtifactRef | str) -> dict[str, Any]:
-        """Where an artifact came from: the runs and steps that output it, their settings, and
-        (recursively) the lineage of their inputs. See :func:`quantfleet.store.manifest.lineage`."""
-        from quantfleet.store.manifest import lineage
-
-        return lineage(self.list_runs(), _hash_of(ref))

@@ -14,9 +14,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from quantfleet.errors import StoreError
-from quantfleet.store.artifacts import Store
 from quantfleet.store.keys import RESERVED_KINDS
 from quantfleet.store.redact import redact
+from quantfleet.store.runs import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa

@@ -1,39 +1,43 @@
-"""Run manifests: what a run was asked to do, on what code and machines, and which artifacts
-it read and wrote at each step — enough to trace any artifact back to its origin.
+"""The one run record: a run is one manifest in the store, and everything it read or made
+(config, inputs, outputs, spans, summary, report view) is an artifact of it, with a kind.
 
 A manifest lives at ``runs/<run_id>/manifest.json`` (rewritten while the run goes on) and,
 when the run finishes, also as a content-addressed ``run_manifest`` artifact whose hash is
-kept in the saved manifest's ``archived`` field.
+kept in the saved manifest's ``archived`` field. :class:`Store` is the artifact store plus its
+runs: start, record, finish, find by id / unique prefix / ``latest``, list, trace lineage.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import os
 import secrets
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from quantfleet.errors import StoreError
-from quantfleet.store.keys import check_hash, check_kind
+from quantfleet.errors import StoreError, did_you_mean
+from quantfleet.store.artifacts import ArtifactRef, ArtifactStore, _hash_of, canonical_json
+from quantfleet.store.keys import check_hash, check_kind, manifest_key
 from quantfleet.store.redact import is_secret_option, redact
-
-if TYPE_CHECKING:  # pragma: no cover
-    from quantfleet.store.artifacts import ArtifactRef, Store
 
 __all__ = [
     "PACKAGES",
     "STATUSES",
     "RunManifest",
+    "Store",
     "code_version",
     "lineage",
     "new_run_id",
     "package_versions",
     "record_run",
     "scrub",
+    "source_fingerprint",
 ]
 
 SCHEMA = "quantfleet.run/1"
@@ -77,14 +81,29 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 _CODE: dict[str, Any] | None = None
 
 
+def source_fingerprint() -> str:
+    """sha256 (first 12 hex digits) of the installed quantfleet sources: it changes with any
+    edit, so a stage cache key that holds it never serves results of other code."""
+    import quantfleet
+
+    root = Path(quantfleet.__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def code_version() -> dict[str, Any]:
-    """``{"version", "git_commit", "git_dirty"}`` of the quantfleet code that runs (git facts
-    only when it runs from a checkout; ``QUANTFLEET_GIT_COMMIT`` overrides, e.g. in images)."""
+    """``{"version", "source", "git_commit", "git_dirty"}`` of the quantfleet code that runs:
+    ``source`` is :func:`source_fingerprint`; git facts only when it runs from a checkout
+    (``QUANTFLEET_GIT_COMMIT`` overrides, e.g. in images)."""
     global _CODE
     if _CODE is None:
         import quantfleet
 
         info: dict[str, Any] = {"version": getattr(quantfleet, "__version__", None),
+                                "source": source_fingerprint(),
                                 "git_commit": os.environ.get("QUANTFLEET_GIT_COMMIT"),
                                 "git_dirty": None}
         if info["git_commit"] is None:
@@ -117,8 +136,6 @@ def scrub(value: Any) -> Any:
 
 
 def _hash_and_meta(v: Any, where: str) -> tuple[str, dict[str, Any] | None]:
-    from quantfleet.store.artifacts import ArtifactRef
-
     if isinstance(v, ArtifactRef):
         d = v.to_dict()
         d.pop("hash")
@@ -131,7 +148,8 @@ def _hash_and_meta(v: Any, where: str) -> tuple[str, dict[str, Any] | None]:
 @dataclass
 class RunManifest:
     """The record of one run. Build with :meth:`new` (or ``store.start_run``), add steps with
-    :meth:`record`, close with ``store.finish_run``.
+    :meth:`record`, attach run-level artifacts (spans, summary, report view) with
+    :meth:`attach`, close with ``store.finish_run``.
 
     Attributes
     ----------
@@ -195,6 +213,28 @@ class RunManifest:
                     self.artifacts.setdefault(h, {})
         self.steps.append(rec)
         return rec
+
+    def attach(self, name: str, ref: ArtifactRef) -> None:
+        """Record a run-level artifact (``spans``, ``summary``, ``report_view``, ``config``) as
+        an output of the step ``run``, so the catalog and lineage see it like any other."""
+        run_step = next((s for s in self.steps if s["step"] == "run"), None)
+        if run_step is None:
+            run_step = {"step": "run", "inputs": {}, "outputs": {}, "settings": {},
+                        "at": _now()}
+            self.steps.append(run_step)
+        run_step["outputs"][name] = ref.hash
+        meta = ref.to_dict()
+        meta.pop("hash")
+        self.artifacts[ref.hash] = {**self.artifacts.get(ref.hash, {}), **meta}
+
+    def output(self, kind: str) -> str | None:
+        """Hash of the last output of ``kind`` (e.g. ``"leaderboard"``), or None."""
+        found = None
+        for s in self.steps:
+            for h in s["outputs"].values():
+                if self.artifacts.get(h, {}).get("kind") == kind:
+                    found = h
+        return found
 
     def close(self, status: str, *, metrics: Mapping[str, Any] | None = None,
               timing: Mapping[str, Any] | None = None,
@@ -285,9 +325,7 @@ def lineage(manifests: list[RunManifest], h: str, *, max_depth: int = 32) -> dic
 
 # ---------------------------------------------------------------- one call per command
 
-def _put_value(store: Store, v: Any, kind: str) -> ArtifactRef | str:
-    from quantfleet.store.artifacts import ArtifactRef
-
+def _put_value(store: ArtifactStore, v: Any, kind: str) -> ArtifactRef | str:
     if isinstance(v, ArtifactRef):
         return v
     if isinstance(v, str):
@@ -301,8 +339,6 @@ def _put_value(store: Store, v: Any, kind: str) -> ArtifactRef | str:
 
             return store.put_table(pq.read_table(p), kind=kind)
         if p.suffix == ".json":
-            import json
-
             return store.put_json(json.loads(p.read_text()), kind=kind)
         return store.put_bytes(p.read_bytes(), kind=kind)
     if isinstance(v, (dict, list, tuple)):
@@ -334,24 +370,145 @@ def record_run(store: Store | str | os.PathLike | None, command: str, *,
     config : the command's settings (flags, config file): what ``runs diff`` compares
     settings : the step's own settings (default: ``config``)
     metrics, timing, executor : headline numbers, timing-span summary, executor/cluster facts
-    kinds : ``{name: kind}``; default kind is ``f"{command}_{name}"``, so a tournament's
-        ``results`` table lands in the catalog view ``tournament_results``
+    kinds : ``{name: kind}``; by default an artifact's kind is its name (name outputs for what
+        they are: ``leaderboard``, ``tournament_results``, ...), whichever command made it
     step : the step's name (default: ``command``)
 
     Returns the finished, saved :class:`RunManifest` (``.run_id``, ``.archived``).
     """
-    from quantfleet.store.artifacts import Store
-
     st = Store.open(store)
     kinds = dict(kinds or {})
     m = RunManifest.new(command, config=config, executor=executor)
     m.store = st.url
 
     def put(side: Mapping[str, Any] | None) -> dict[str, Any]:
-        return {n: _put_value(st, v, check_kind(kinds.get(n, f"{command}_{n}")))
+        return {n: _put_value(st, v, check_kind(kinds.get(n, n)))
                 for n, v in dict(side or {}).items()}
 
     m.record(step or command, inputs=put(inputs), outputs=put(outputs),
              settings=settings if settings is not None else config)
     st.finish_run(m, status=status, metrics=metrics, timing=timing, error=error)
     return m
+
+
+# ---------------------------------------------------------------- the store with its runs
+
+class Store(ArtifactStore):
+    """The artifact store at one URL with its runs: ``Store.open(url)``.
+
+    ``url`` defaults to ``./lakehouse``; commands pass ``--store``, else ``QUANTFLEET_STORE``.
+    """
+
+
+    def save_run(self, manifest: RunManifest) -> None:
+        """Write ``runs/<run_id>/manifest.json`` (overwrites the run's previous state)."""
+        self._overwrite(manifest_key(manifest.run_id), canonical_json(manifest.to_dict()))
+
+    def start_run(self, command: str, *, config: Mapping[str, Any] | None = None,
+                  executor: Mapping[str, Any] | None = None,
+                  run_id: str | None = None) -> RunManifest:
+        """A new ``running`` manifest, already saved."""
+        m = RunManifest.new(command, config=config, executor=executor, run_id=run_id)
+        m.store = self.url
+        self.save_run(m)
+        return m
+
+    def finish_run(self, manifest: RunManifest, *, status: str = "succeeded",
+                   metrics: Mapping[str, Any] | None = None,
+                   timing: Mapping[str, Any] | None = None,
+                   error: BaseException | str | None = None) -> str:
+        """Close a run: fill in its status, metrics and timing, put the manifest as a
+        content-addressed ``run_manifest`` artifact and save it under ``runs/<run_id>/``.
+        Returns the archived manifest's hash."""
+        manifest.close(status, metrics=metrics, timing=timing, error=error)
+        for h, meta in list(manifest.artifacts.items()):
+            if not meta.get("key"):  # recorded by hash only: describe it from the store
+                try:
+                    manifest.artifacts[h] = {**meta, **{k: v for k, v in
+                                             self.stat(h).to_dict().items()
+                                             if k not in ("hash", "kind")}}
+                except StoreError:
+                    pass
+        return self.amend_run(manifest)
+
+    def amend_run(self, manifest: RunManifest) -> str:
+        """Save a finished run after adding to it (e.g. its report view, built later): the
+        ``run_manifest`` artifact is put again and ``archived`` points at the new one.
+        Returns its hash."""
+        manifest.archived = None
+        ref = self.put_json(manifest.to_dict(), kind="run_manifest")
+        manifest.archived = ref.hash
+        self.save_run(manifest)
+        return ref.hash
+
+    @contextmanager
+    def run(self, command: str, *, config: Mapping[str, Any] | None = None,
+            executor: Mapping[str, Any] | None = None,
+            run_id: str | None = None) -> Iterator[RunManifest]:
+        """``with store.run("tournament", config=cfg) as run: ...``: a manifest saved as
+        ``running`` now, closed as ``succeeded`` (or ``failed``, with the error) at the end.
+        Set ``run.metrics`` / ``run.timing`` inside the block."""
+        m = self.start_run(command, config=config, executor=executor, run_id=run_id)
+        try:
+            yield m
+        except BaseException as e:
+            self.finish_run(m, status="failed", error=e)
+            raise
+        self.finish_run(m)
+
+    def get_run(self, run_id: str) -> RunManifest:
+        """A run's manifest by id, unique id prefix, or ``"latest"``."""
+        rid = self.resolve_run(run_id)
+        try:
+            return RunManifest.from_dict(json.loads(self._read(manifest_key(rid))))
+        except FileNotFoundError:
+            raise StoreError(f"run {rid!r} has no manifest in {self.url}") from None
+
+    def run_ids(self) -> list[str]:
+        """Ids of all runs, oldest first (ids sort by creation time)."""
+        return [r for r in self._list("runs") if not r.startswith(".")]
+
+    def resolve_run(self, run_id: str) -> str:
+        ids = self.run_ids()
+        if run_id == "latest":
+            if not ids:
+                raise StoreError(f"no runs in store {self.url} yet")
+            return ids[-1]
+        if run_id in ids:
+            return run_id
+        hits = [r for r in ids if r.startswith(run_id)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise StoreError(f"run {run_id!r} is ambiguous in {self.url}: matches "
+                             f"{', '.join(hits[:5])}{'...' if len(hits) > 5 else ''}")
+        raise StoreError(f"no run {run_id!r} in store {self.url}" + did_you_mean(run_id, ids)
+                         + "; `quantfleet runs list` shows the runs")
+
+    def list_runs(self, run_ids: list[str] | None = None) -> list[RunManifest]:
+        """Every run's manifest (or those of ``run_ids``), oldest first (fetched concurrently
+        on S3)."""
+        ids = self.run_ids() if run_ids is None else list(run_ids)
+        if not ids:
+            return []
+        paths = [self._path(manifest_key(r)) for r in ids]
+        try:
+            got = self.fs.cat(paths, on_error="omit")
+        except Exception as e:
+            raise self._fail("reading", "runs/*/manifest.json", e) from None
+        if isinstance(got, bytes):
+            got = {paths[0]: got}
+        out = []
+        for p in paths:
+            data = got.get(p)
+            if data is None:
+                alt = [v for k, v in got.items() if str(k).rstrip("/").endswith(p.lstrip("/"))]
+                data = alt[0] if alt else None
+            if data is not None:
+                out.append(RunManifest.from_dict(json.loads(data)))
+        return out
+
+    def lineage(self, ref: ArtifactRef | str) -> dict[str, Any]:
+        """Where an artifact came from: the runs and steps that output it, their settings, and
+        (recursively) the lineage of their inputs. See :func:`lineage`."""
+        return lineage(self.list_runs(), _hash_of(ref))

@@ -11,7 +11,7 @@ import pytest
 
 from quantfleet.errors import StoreError
 from quantfleet.store import Catalog, RunManifest, Store, new_run_id, record_run
-from quantfleet.store.manifest import package_versions
+from quantfleet.store.runs import package_versions
 
 
 def _results(sharpe: float, n: int = 4) -> pa.Table:
@@ -68,14 +68,14 @@ def test_failed_run_records_the_error(store):
 def test_lineage_walks_back_through_runs(store):
     market = store.put_table(_results(0.0), kind="market")
     first = record_run(store, "tournament", inputs={"market": market},
-                       outputs={"results": _results(1.0)}, config={"train": 252})
-    res = first.outputs["results"]
+                       outputs={"tournament_results": _results(1.0)}, config={"train": 252})
+    res = first.outputs["tournament_results"]
     second = record_run(store, "portfolio", inputs={"winners": res},
                         outputs={"weights": _results(2.0)}, config={"profiles": "hrp"},
                         settings={"profile": "hrp"})
     w = second.outputs["weights"]
     tree = store.lineage(w)
-    assert tree["kind"] == "portfolio_weights"
+    assert tree["kind"] == "weights"
     (prod,) = tree["produced_by"]
     assert prod["run_id"] == second.run_id and prod["step"] == "portfolio"
     assert prod["settings"] == {"profile": "hrp"}
@@ -97,8 +97,9 @@ def test_record_run_puts_every_kind_of_value(store, tmp_path):
         "results": _results(1.0).to_pandas(), "leaderboard": p, "summary": {"n": 4},
         "log": b"text"}, kinds={"log": "tournament_log"}, metrics={"sharpe": 1.0})
     kinds = {n: m.artifacts[h]["kind"] for n, h in m.outputs.items()}
-    assert kinds == {"results": "tournament_results", "leaderboard": "tournament_leaderboard",
-                     "summary": "tournament_summary", "log": "tournament_log"}
+    # a kind is what the artifact is, whichever command made it: by default its name
+    assert kinds == {"results": "results", "leaderboard": "leaderboard",
+                     "summary": "summary", "log": "tournament_log"}
     assert store.get_table(m.outputs["leaderboard"]).equals(_results(3.0))
     assert store.get_json(m.outputs["summary"]) == {"n": 4}
     with pytest.raises(StoreError, match="use a lowercase SQL identifier"):
@@ -119,9 +120,9 @@ def test_secrets_never_reach_the_manifest(store):
 
 
 def test_catalog_views_and_incremental_refresh(store, tmp_path):
-    a = record_run(store, "tournament", outputs={"results": _results(1.0)},
+    a = record_run(store, "tournament", outputs={"tournament_results": _results(1.0)},
                    config={"fee_bps": 0}, metrics={"sharpe": 1.0})
-    b = record_run(store, "tournament", outputs={"results": _results(2.0, n=2)},
+    b = record_run(store, "tournament", outputs={"tournament_results": _results(2.0, n=2)},
                    config={"fee_bps": 5}, metrics={"sharpe": 0.5})
     cat = Catalog(store, path=tmp_path / "state" / "catalog.duckdb")
     assert "tournament_results" in cat.views
@@ -133,14 +134,14 @@ def test_catalog_views_and_incremental_refresh(store, tmp_path):
     assert [r["fee"] for r in runs] == ["0", "5"]
     assert cat.rows("select count(*) n from lineage where direction = 'output'") == [{"n": 2}]
     assert cat.refresh() == 0  # nothing new, finished runs are not re-read
-    c = record_run(store, "tournament", outputs={"results": _results(9.0, n=1)})
+    c = record_run(store, "tournament", outputs={"tournament_results": _results(9.0, n=1)})
     assert cat.refresh() == 1
     assert cat.rows("select count(*) n from tournament_results") == [{"n": 7}]
     cat.close()
     # a persistent catalog opens again without re-reading
     again = Catalog(store, path=tmp_path / "state" / "catalog.duckdb", refresh=False)
     assert again.rows("select count(*) n from runs") == [{"n": 3}]
-    uri = store.uri(c.outputs["results"])
+    uri = store.uri(c.outputs["tournament_results"])
     assert again.rows(f"select sharpe from read_parquet('{uri}')") == [{"sharpe": 9.0}]
     with pytest.raises(StoreError, match=r"query failed: .*tables: runs, artifacts, lineage; "
                                          r"views: tournament_results"):
@@ -176,9 +177,9 @@ def _qf(*args: str) -> subprocess.CompletedProcess:
 def test_cli_runs_and_query(tmp_path):
     url = str(tmp_path / "lake")
     s = Store.open(url)
-    a = record_run(s, "tournament", outputs={"results": _results(1.0)},
+    a = record_run(s, "tournament", outputs={"tournament_results": _results(1.0)},
                    config={"fee_bps": 0, "train": 252}, metrics={"sharpe": 1.0})
-    b = record_run(s, "tournament", outputs={"results": _results(2.0)},
+    b = record_run(s, "tournament", outputs={"tournament_results": _results(2.0)},
                    config={"fee_bps": 5, "train": 252}, metrics={"sharpe": 0.5})
     listed = json.loads(_qf("runs", "list", "--store", url, "--json").stdout)
     assert [r["run_id"] for r in listed] == [a.run_id, b.run_id]

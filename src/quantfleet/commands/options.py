@@ -1,0 +1,196 @@
+"""Options and parsing every command shares, defined once: ``--grid``, ``--param``, costs,
+executor options, ``--store`` / ``--no-store``, ``--json``; output helpers; and the config a
+research command runs as (a one-stage run of the pipeline's stages)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Annotated, Any
+
+import typer
+
+__all__ = [
+    "DEFAULT_STORE", "AsJson", "DataArg", "Executor", "Fee", "LongShort", "NoStore", "Ppy",
+    "RayAddress", "Slip", "StoreUrl", "Workers", "check_ppy", "fail", "fmt", "parse_grid",
+    "parse_params", "print_json", "print_rows", "research_config", "run_research", "split",
+    "store_url", "window_len",
+]
+
+DEFAULT_STORE = "./lakehouse"
+
+DataArg = Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")]
+Fee = Annotated[float, typer.Option("--fee-bps", help="Fee per fill in basis points of traded value.")]
+Slip = Annotated[float, typer.Option("--slippage-bps", help="Slippage per fill in basis points.")]
+Ppy = Annotated[float | None, typer.Option("--periods-per-year", help="Bars per year (default: inferred from timestamps).")]
+LongShort = Annotated[bool, typer.Option("--long-short", help="Allow short positions.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Executor = Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")]
+RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")]
+StoreUrl = Annotated[str | None, typer.Option("--store", help=f"Store URL: a folder, file://..., s3://bucket/prefix, memory://... (default: env QUANTFLEET_STORE, else {DEFAULT_STORE}).")]
+NoStore = Annotated[bool, typer.Option("--no-store", help="Do not record the run in the store.")]
+
+
+def store_url(store: str | None) -> str:
+    """``--store``, else ``$QUANTFLEET_STORE``, else ``./lakehouse``: the one default."""
+    return store or os.environ.get("QUANTFLEET_STORE") or DEFAULT_STORE
+
+
+def fail(msg: str) -> None:
+    """Bad input: one line on stderr, exit code 2."""
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def check_ppy(ppy: float | None) -> None:
+    if ppy is not None and ppy <= 0:
+        fail(f"--periods-per-year must be > 0 (got {ppy}); e.g. 252 for daily stocks")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return v
+
+
+def print_json(obj: Any) -> None:
+    def clean(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return _jsonable(o)
+
+    typer.echo(json.dumps(clean(obj), indent=2, default=str))
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+    return str(v)
+
+
+def print_rows(rows: list[dict], title: str = "", skip: tuple[str, ...] = ("params", "strategy")) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        typer.echo("(no rows)")
+        return
+    t = Table(title=title)
+    cols = [c for c in rows[0] if c not in skip]
+    for c in cols:
+        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left")
+    for r in rows:
+        t.add_row(*[fmt(r[c]) for c in cols])
+    Console().print(t)
+
+
+def _number(text: str, what: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        fail(f"{what}: {text!r} is not a number")
+        raise  # unreachable
+
+
+def parse_params(items: list[str]) -> dict[str, int | float]:
+    """``["fast=10", "slow=50"]`` -> ``{"fast": 10, "slow": 50}``."""
+    out: dict[str, int | float] = {}
+    for it in items:
+        if "=" not in it:
+            fail(f"--param {it!r}: expected KEY=VALUE, e.g. --param fast=10")
+        k, v = it.split("=", 1)
+        out[k.strip()] = _number(v.strip(), f"--param {k.strip()}")
+    return out
+
+
+def parse_grid(items: list[str]) -> dict[str, list[int | float]]:
+    """``K=START:STOP:STEP`` (inclusive) or ``K=v1,v2,...`` for each item."""
+    grid: dict[str, list[int | float]] = {}
+    for it in items:
+        if "=" not in it:
+            fail(f"--grid {it!r}: expected K=START:STOP:STEP or K=v1,v2")
+        k, v = (s.strip() for s in it.split("=", 1))
+        if ":" in v:
+            parts = v.split(":")
+            if len(parts) not in (2, 3):
+                fail(f"--grid {it!r}: expected K=START:STOP:STEP (inclusive), e.g. fast=5:49:2")
+            start, stop = (_number(p, f"--grid {k}") for p in parts[:2])
+            step = _number(parts[2], f"--grid {k}") if len(parts) == 3 else 1
+            if step <= 0:
+                fail(f"--grid {k}: step must be > 0 (got {step})")
+            if stop < start:
+                fail(f"--grid {k}: stop {stop} is below start {start}")
+            if all(isinstance(x, int) for x in (start, stop, step)):
+                vals: list[int | float] = list(range(start, stop + 1, step))
+            else:
+                n = int(math.floor((stop - start) / step + 1e-9)) + 1
+                vals = [round(start + i * step, 12) for i in range(n)]
+        else:
+            vals = [_number(x.strip(), f"--grid {k}") for x in v.split(",") if x.strip()]
+        if not vals:
+            fail(f"--grid {k}: no values")
+        grid[k] = vals
+    return grid
+
+
+def split(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    if text is None:
+        return None
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def window_len(text: str | None) -> int | str | None:
+    """A window length: bars (``252``) or a duration (``2Y``)."""
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text.strip()
+
+
+_OFF = {"backtest", "sweep", "tournament", "evolution", "portfolio"}
+
+
+def research_config(section: str, settings: dict[str, Any], *, data: str, store: str | None,
+                    executor: str = "serial", workers: int | None = None,
+                    ray_address: str | None = None, fee_bps: float = 0.0,
+                    slippage_bps: float = 0.0, **sections: dict[str, Any]) -> Any:
+    """The pipeline config of a research command: ``section`` on with ``settings``, every
+    other research section off, no report."""
+    from quantfleet.pipeline.config import validate_config
+    from quantfleet.research.costs import Costs
+
+    Costs(fee_bps, slippage_bps)  # its errors name the flag's range and a typical value
+    doc: dict[str, Any] = {
+        "name": section, "store": store_url(store), "data": {"source": data},
+        "executor": {"kind": executor, "workers": workers, "ray_address": ray_address},
+        "costs": {"fee_bps": fee_bps, "slippage_bps": slippage_bps},
+        "report": {"enabled": False},
+        **{s: {"enabled": False} for s in _OFF},
+    }
+    doc[section] = {"enabled": True, **settings}
+    for name, extra in sections.items():
+        doc[name] = {**doc.get(name, {}), **extra}
+    return validate_config(doc, "options")
+
+
+def run_research(config: Any, command: str, *, no_store: bool, quiet: bool = False,
+                 progress: bool = False) -> Any:
+    """Run a research command's stages (no Prefect) and record the run unless ``no_store``."""
+    from quantfleet.pipeline.record import run_stages
+
+    out = run_stages(config, command, record=not no_store, log=lambda m: None, progress=progress)
+    if out.run_id:
+        typer.echo(f"recorded run {out.run_id} in {out.store_url}", err=True)
+    return out

@@ -1,0 +1,150 @@
+"""``run``, ``demo``, ``ui`` and ``health``: the Prefect pipeline and its services."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from quantfleet.commands.options import AsJson, NoStore, StoreUrl, fail, print_json
+
+__all__ = ["demo", "health", "run", "ui"]
+
+
+def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
+    from quantfleet.pipeline.flow import run_pipeline
+    from quantfleet.pipeline.report import write_report
+
+    out = run_pipeline(config, record=not no_store,
+                       log=(lambda m: None) if as_json else typer.echo)
+    # the report is drawn from the recorded run: none without one
+    report = (write_report(out.store_url, out.run_id)
+              if config.report.enabled and out.run_id else None)
+    summary = {"store": out.store_url, "report": str(report) if report else None,
+               "wall_s": round(out.wall_s, 2),
+               "stages": {k: {"cached": v["cached"], "outputs": v["outputs"],
+                              "summary": v["summary"]} for k, v in out.stages.items()}}
+    if out.run_id:
+        summary = {"run_id": out.run_id, **summary}
+    if as_json:
+        print_json(summary)
+        return
+    if not out.run_id:
+        typer.echo(f"run finished in {out.wall_s:.1f} s (not recorded: --no-store)")
+        return
+    typer.echo(f"run {out.run_id} finished in {out.wall_s:.1f} s")
+    typer.echo(f"  recorded:  {out.store_url} (runs/{out.run_id}/manifest.json)")
+    if report:
+        typer.echo(f"  report:    {report}")
+        if config.report.open:
+            import webbrowser
+
+            webbrowser.open(report.as_uri())
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            fail(f"--set {it!r}: expected KEY=VALUE, e.g. --set tournament.max_combos=8")
+        k, v = (x.strip() for x in it.split("=", 1))
+        try:
+            out[k] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[k] = v
+    return out
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML); see docs/pipeline.md.")],
+    store: StoreUrl = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (executor.kind).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="executor.workers")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="executor.ray_address")] = None,
+    prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API URL (prefect.api_url); default: embedded local API.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="data.source")] = None,
+    fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="costs.fee_bps")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="costs.slippage_bps")] = None,
+    open_report: Annotated[bool | None, typer.Option("--open/--no-open", help="report.open")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Any field: KEY=VALUE with a dotted key, e.g. --set tournament.max_combos=8 (value parsed as TOML).")] = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run the pipeline of CONFIG: data, tournament, evolution, portfolio, report.
+
+    The run is recorded in --store, else $QUANTFLEET_STORE, else the config's store."""
+    from quantfleet.pipeline.config import load_config
+
+    cfg = load_config(config)
+    cfg = cfg.with_overrides({**_parse_sets(set_ or []),
+                              "store": store or os.environ.get("QUANTFLEET_STORE"),
+                              "executor.kind": executor, "executor.workers": workers,
+                              "executor.ray_address": ray_address,
+                              "prefect.api_url": prefect_api, "data.source": data,
+                              "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
+                              "report.open": open_report})
+    _run_config(cfg, as_json, no_store)
+
+
+def demo(
+    executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (default: ray).")] = None,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run the bundled demo config: every strategy x the 20 sp500 stocks, an evolution,
+    5 portfolio profiles walk-forward, on local Ray; records the run and writes its report."""
+    from importlib.resources import files
+
+    from quantfleet.commands.options import store_url
+    from quantfleet.pipeline.config import load_config
+
+    path = files("quantfleet.pipeline").joinpath("demo.toml")
+    cfg = load_config(Path(str(path)))
+    cfg = cfg.with_overrides({"executor.kind": executor, "store": store_url(store)})
+    _run_config(cfg, as_json, no_store)
+
+
+def ui(
+    port: Annotated[int, typer.Option("--port", help="Prefect UI port on 127.0.0.1.")] = 4200,
+) -> None:
+    """Start the Prefect server (UI) on 127.0.0.1 and print the Prefect and Ray dashboards."""
+    import subprocess
+
+    from quantfleet.pipeline.home import prefect_env, state_dir
+
+    home = state_dir()
+    prefect_env(home)
+    exe = Path(sys.executable).with_name("prefect")
+    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(f"Prefect UI:     http://127.0.0.1:{port}  (state in {home / 'prefect'})")
+    typer.echo("Ray dashboard:  http://127.0.0.1:8265  (when a Ray cluster with the dashboard "
+               "runs; see docs/deploy.md)")
+    typer.echo(f"point runs at it with --prefect-api http://127.0.0.1:{port}/api; Ctrl-C stops")
+    try:
+        subprocess.run(cmd, check=False)
+    except KeyboardInterrupt:
+        pass
+
+
+def health(
+    store: StoreUrl = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to check (default: embedded local Ray).")] = None,
+    prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API to check (default: embedded local API).")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="store|ray|prefect; repeatable.")] = None,
+) -> None:
+    """Functional checks, not pings: store round trip, a backtest as a Ray task, a tiny flow."""
+    from quantfleet.commands.options import store_url
+    from quantfleet.pipeline.health import run_checks
+
+    results = run_checks(store=store_url(store), ray_address=ray_address,
+                         prefect_api=prefect_api, skip=set(skip or []))
+    for r in results:
+        typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<8} {r.detail} ({r.seconds:.1f} s)")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,339 @@
+"""The research commands: ``backtest``, ``sweep``, ``tournament``, ``evolve``, ``portfolio``.
+
+Each is a one-stage run of the pipeline's stage functions (its options mapped onto the config
+section of the same stage), recorded in the store like ``quantfleet run``; it prints from the
+driver's result.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from quantfleet.commands.options import (
+    AsJson,
+    DataArg,
+    Executor,
+    Fee,
+    LongShort,
+    NoStore,
+    Ppy,
+    RayAddress,
+    Slip,
+    StoreUrl,
+    Workers,
+    check_ppy,
+    fail,
+    fmt,
+    parse_grid,
+    parse_params,
+    print_json,
+    print_rows,
+    research_config,
+    run_research,
+    split,
+    window_len,
+)
+
+__all__ = ["backtest", "evolve", "portfolio", "sweep", "tournament"]
+
+
+def _with_run(summary: dict, outcome) -> dict:
+    return {**summary, "run_id": outcome.run_id} if outcome.run_id else summary
+
+
+def backtest(
+    data: DataArg,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = None,
+    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) to test (default: all).")] = None,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Backtest one parameter set of one strategy."""
+    params = parse_params(param or [])
+    check_ppy(periods_per_year)
+    cfg = research_config("backtest", {"strategy": strategy, "params": params,
+                                       "assets": asset or [], "long_short": long_short,
+                                       "periods_per_year": periods_per_year},
+                          data=data, store=store, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    out = run_research(cfg, "backtest", no_store=no_store)
+    results = out.results["backtest"]
+    if as_json:
+        # one row per asset, each naming the run (a single asset: the row itself)
+        rows = [_with_run(r, out) for r in results]
+        print_json(rows[0] if len(rows) == 1 else rows)
+        return
+    print_rows(results, title=f"{results[0]['strategy']} {results[0]['params']}" if results else "")
+
+
+def sweep(
+    data: DataArg,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    grid: Annotated[list[str] | None, typer.Option("--grid", "-g", help="K=START:STOP:STEP (inclusive) or K=v1,v2; repeatable. Missing params use the search range.")] = None,
+    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) (default: all).")] = None,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    metric: Annotated[str, typer.Option("--metric", help="Leaderboard metric.")] = "sharpe",
+    top: Annotated[int, typer.Option("--top", help="Leaderboard rows.")] = 10,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every row to this Parquet file.")] = None,
+    executor: Executor = "serial",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Sweep a parameter grid of one strategy over every asset; print the leaderboard."""
+    if top < 1:
+        fail(f"--top must be >= 1 (got {top})")
+    if out is not None and out.suffix != ".parquet":
+        fail(f"--out {out}: expected a .parquet file name")
+    check_ppy(periods_per_year)
+    g = parse_grid(grid or [])
+    cfg = research_config("sweep", {"strategy": strategy, "grid": g, "assets": asset or [],
+                                    "metric": metric, "top": top,
+                                    "out": str(out) if out is not None else None,
+                                    "long_short": long_short,
+                                    "periods_per_year": periods_per_year},
+                          data=data, store=store, executor=executor, workers=workers,
+                          ray_address=ray_address, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    run = run_research(cfg, "sweep", no_store=no_store)
+    res = run.results["sweep"]
+    board = res.top.to_dict("records") if len(res.top) else []
+    summary = _with_run({"strategy": res.strategy, "combos": res.n_combos,
+                         "skipped": res.n_skipped, "rows": res.n_rows,
+                         "failed": len(res.failed), "assets": len(res.assets), "metric": metric,
+                         "out": str(res.path) if res.path else None, "overfit": res.overfit},
+                        run)
+    if as_json:
+        print_json({**summary, "top": board})
+        return
+    print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",))
+    typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
+               f"{res.n_skipped} combos skipped (constraint); {len(res.failed)} failed"
+               + (f"; rows written to {res.path}" if res.path else ""))
+    if res.overfit:
+        typer.echo(f"winner on {res.overfit['asset']}: {res.overfit['verdict']}")
+
+
+def tournament(
+    data: DataArg,
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names, or 'all'.")],
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets (default: all).")] = None,
+    train: Annotated[str | None, typer.Option("--train", help="Train length: bars (252) or a duration (2Y, 6M).")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="Test length: bars or a duration.")] = None,
+    windows: Annotated[int | None, typer.Option("--windows", help="K equal windows (instead of --train/--test).")] = None,
+    anchored: Annotated[bool, typer.Option("--anchored", help="Anchored (expanding) train windows.")] = False,
+    metric: Annotated[str, typer.Option("--metric", help="In-sample selection metric.")] = "sharpe",
+    max_combos: Annotated[int, typer.Option("--max-combos", help="Parameter sets per strategy (coarse grid).")] = 64,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    executor: Executor = "auto",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for results.parquet, leaderboard.parquet, oos_returns.parquet.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also run a sample serially and report speedup and efficiency.")] = False,
+    top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Strategies x assets x walk-forward windows: pick in sample, score out of sample."""
+    names_ = ["all"] if strategies.strip() == "all" else (split(strategies) or [])
+    if max_combos < 1:
+        fail(f"--max-combos must be >= 1 (got {max_combos})")
+    check_ppy(periods_per_year)
+    cfg = research_config(
+        "tournament",
+        {"strategies": names_, "assets": split(assets) or [], "train": window_len(train),
+         "test": window_len(test), "windows": windows, "anchored": anchored, "metric": metric,
+         "max_combos": max_combos, "long_short": long_short,
+         "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
+         "checkpoint": str(resume) if resume is not None else None, "baseline": baseline,
+         # the driver's own budget for a command's sample (the pipeline's is 5 s)
+         "baseline_budget_s": 10.0},
+        data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
+        fee_bps=fee_bps, slippage_bps=slippage_bps)
+    # a rich progress bar (tasks, items/s, ETA) on an interactive terminal only
+    run = run_research(cfg, "tournament", no_store=no_store,
+                       progress=sys.stderr.isatty() and not as_json)
+    res = run.results["tournament"]
+    ctx = run.context
+    speed = res.speedup
+    board = res.leaderboard.head(top).to_dict("records") if len(res.leaderboard) else []
+    stage = run.stages["tournament"]
+    summary = {
+        "strategies": stage["summary"]["strategies"] if names_ == ["all"] else names_,
+        "assets": len(split(assets) or ctx.market.assets),
+        "windows": len(res.windows), "rows": res.n_rows, "backtests": res.n_backtests,
+        "failed": len(res.failed), "wall_s": round(stage["seconds"], 3),
+        "executor": ctx.executor_name,
+        "out": str(res.path) if res.path else None,
+    }
+    if speed is not None:
+        summary["baseline"] = speed
+    summary = _with_run(summary, run)
+    if as_json:
+        print_json({**summary, "leaderboard": board,
+                    "failures": [str(f) for f in res.failed]})
+        return
+    print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
+               skip=("verdict",))
+    typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {stage['seconds']:.1f} s on "
+               f"{summary['executor']}; {len(res.failed)} failed"
+               + (f"; results in {res.path}" if res.path else ""))
+    for f in res.failed[:5]:
+        typer.echo(f"  failed: {f}", err=True)
+    if board and "verdict" in board[0]:
+        w = board[0]
+        typer.echo(f"winner {w['strategy']}/{w['asset']}: {w['verdict']}")
+    if speed is not None:
+        typer.echo(f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial -> "
+                   f"speedup {speed['speedup']:.2f}x, efficiency {speed['efficiency']:.0%} "
+                   f"on {speed['workers']} workers")
+
+
+def evolve(
+    data: DataArg,
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names (a mixed population), or 'all'.")],
+    population: Annotated[int, typer.Option("--population", help="Individuals per generation.")] = 100,
+    generations: Annotated[int, typer.Option("--generations", help="Generations.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed: same seed, same evolution on every executor.")] = 0,
+    metric: Annotated[str, typer.Option("--metric", help="Fitness metric (mean over assets, in sample).")] = "sharpe",
+    train_frac: Annotated[float, typer.Option("--train-frac", help="Fraction of bars in sample; the rest checks the winners.")] = 0.7,
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets (default: all).")] = None,
+    mutation: Annotated[float, typer.Option("--mutation", help="Per-parameter mutation probability.")] = 0.25,
+    crossover: Annotated[float, typer.Option("--crossover", help="Crossover probability.")] = 0.8,
+    elite: Annotated[int, typer.Option("--elite", help="Elites kept per generation.")] = 2,
+    immigrants: Annotated[float, typer.Option("--immigrants", help="Fraction of fresh random individuals per generation.")] = 0.1,
+    fee_bps: Fee = 0.0,
+    slippage_bps: Slip = 0.0,
+    periods_per_year: Ppy = None,
+    long_short: LongShort = False,
+    executor: Executor = "serial",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: written after every generation; an interrupted run resumes from it.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Winners checked out of sample.")] = 5,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Evolve strategy parameters with a genetic algorithm; check the winners out of sample."""
+    names_ = ["all"] if strategies.strip() == "all" else (split(strategies) or [])
+    check_ppy(periods_per_year)
+    if not names_:
+        fail("--strategies: no strategy names given; e.g. --strategies sma_cross,rsi")
+    cfg = research_config(
+        "evolution",
+        {"strategies": names_, "assets": split(assets) or [], "population": population,
+         "generations": generations, "seed": seed, "metric": metric, "train_frac": train_frac,
+         "top": top, "long_short": long_short, "periods_per_year": periods_per_year,
+         "mutation": mutation, "crossover": crossover, "elite": elite, "immigrants": immigrants,
+         "checkpoint": str(resume) if resume is not None else None},
+        data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
+        fee_bps=fee_bps, slippage_bps=slippage_bps)
+    run = run_research(cfg, "evolve", no_store=no_store)
+    res = run.results["evolution"]
+    summary = _with_run({"strategies": res.config.get("strategies", names_),
+                         "population": population, "generations": generations,
+                         "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
+                         "failed": res.n_failed, "in_sample_bars": res.split,
+                         "executor": run.context.executor_name, "overfit": res.overfit}, run)
+    if as_json:
+        print_json({**summary, "winners": res.winners, "history": res.history})
+        return
+    shown = ("round", "evaluated", "failed", "best", "mean", "median", "diversity", "wall_s")
+    print_rows([{k: h[k] for k in shown} for h in res.history],
+               title="Evolution history (fitness = mean in-sample " + metric + ")", skip=())
+    rows = [{"strategy": w["strategy"],
+             "params": " ".join(f"{k}={fmt(v)}" for k, v in w["params"].items()),
+             **{k: w[k] for k in w if k.startswith(("is_", "oos_")) and not k.startswith("oos_mean_")}}
+            for w in res.winners]
+    print_rows(rows, title="Winners: in sample vs out of sample", skip=())
+    typer.echo(f"{res.n_evaluations} evaluations ({res.n_cached} served from cache, "
+               f"{res.n_failed} failed)")
+    if res.overfit:
+        typer.echo(res.overfit["verdict"])
+
+
+def portfolio(
+    data: Annotated[str, typer.Argument(help="Prices (dataset name, CSV/Parquet, synthetic:gbm?...) or a tournament's oos_returns.parquet / --out directory.")],
+    profiles: Annotated[str, typer.Option("--profiles", help="Comma-separated: hrp, herc, max_sharpe, min_variance, risk_parity, max_diversification, inverse_volatility, equal_weight.")] = "hrp,max_sharpe,min_variance,risk_parity,equal_weight",
+    kind: Annotated[str, typer.Option("--kind", help="auto|assets|strategies: what DATA holds.")] = "auto",
+    assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets or strategy/asset columns (default: all).")] = None,
+    train: Annotated[int, typer.Option("--train", help="Train window in bars.")] = 252,
+    test: Annotated[int, typer.Option("--test", help="Test (holding) window in bars.")] = 10,
+    fee_bps: Annotated[float, typer.Option("--fee-bps", help="Cost per unit of traded weight at each rebalance, in basis points.")] = 0.0,
+    fixed_weights: Annotated[bool, typer.Option("--fixed-weights", help="Trade back to target every bar instead of buy-and-hold inside the window.")] = False,
+    covariance: Annotated[str, typer.Option("--covariance", help="empirical|ledoit_wolf|oas|shrunk|ew|gerber|denoise|detone")] = "empirical",
+    linkage: Annotated[str, typer.Option("--linkage", help="Linkage of hrp/herc: ward|single|complete|average|...")] = "ward",
+    risk_free_rate: Annotated[float, typer.Option("--risk-free-rate", help="Annual risk-free rate for max_sharpe.")] = 0.0,
+    min_weight: Annotated[float, typer.Option("--min-weight", help="Lower bound per asset.")] = 0.0,
+    max_weight: Annotated[float, typer.Option("--max-weight", help="Upper bound per asset.")] = 1.0,
+    periods_per_year: Ppy = None,
+    executor: Executor = "auto",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for weights, returns, log, metrics, spans (Parquet) and run.json.")] = None,
+    store: StoreUrl = None,
+    no_store: NoStore = False,
+    as_json: AsJson = False,
+) -> None:
+    """Walk-forward portfolio optimization of several profiles, in parallel on the executor."""
+    from quantfleet.errors import ConfigError
+
+    check_ppy(periods_per_year)
+    if kind not in ("auto", "assets", "strategies"):
+        raise ConfigError(f"kind={kind!r}: choose 'auto', 'assets' or 'strategies'")
+    names = split(profiles) or []
+    if not names:
+        from quantfleet.portfolio import parse_profiles
+
+        parse_profiles(profiles)  # raises the one-line "no portfolio profiles given"
+    cfg = research_config(
+        "portfolio",
+        {"profiles": names, "source": "data", "kind": kind, "assets": split(assets) or [],
+         "train": train, "test": test, "fee_bps": fee_bps, "drift": not fixed_weights,
+         "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
+         "covariance": covariance, "linkage": linkage, "risk_free_rate": risk_free_rate,
+         "min_weight": min_weight, "max_weight": max_weight},
+        data=data, store=store, executor=executor, workers=workers, ray_address=ray_address)
+    run = run_research(cfg, "portfolio", no_store=no_store)
+    matrix, res = run.results["returns"], run.results["portfolio"]
+    metrics = res.metrics.to_dict("records")
+    timing = res.timing().to_dict("records")
+    summary = _with_run(
+        {"source": matrix.provenance.get("source"), "kind": matrix.provenance.get("kind"),
+         "columns": len(matrix.columns), "rows": len(matrix.returns), "train": train,
+         "test": test, "windows": len(res.windows), "fee_bps": fee_bps,
+         "drift": not fixed_weights, "executor": res.provenance["executor"],
+         "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}, run)
+    if as_json:
+        print_json({**summary, "metrics": metrics, "timing": timing,
+                    "fallbacks": res.log[res.log["fallback"] != ""].to_dict("records")})
+        return
+    shown = ("profile", "total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar",
+             "turnover_per_year", "costs", "fallbacks")
+    print_rows([{k: m[k] for k in shown} for m in metrics],
+               title=f"Portfolio profiles, out of sample ({len(res.windows)} windows of "
+                     f"{train}/{test} bars, fees {fee_bps} bps)", skip=())
+    print_rows(timing, title="Optimizer cost per window", skip=())
+    n_fb = int((res.log["fallback"] != "").sum())
+    typer.echo(f"{len(res.windows)} windows x {len(res.profiles)} profiles in {res.wall_s:.1f} s "
+               f"on {summary['executor']}; {n_fb} fits used a fallback"
+               + (f"; results in {out}" if out else ""))

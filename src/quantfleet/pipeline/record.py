@@ -1,0 +1,197 @@
+"""Opening, recording and closing a run in the store, and reading one back.
+
+The one place a run is recorded: a research command (a one-stage run, :func:`run_stages`) and
+the Prefect flow (flow.py) both open a run here, record each stage's inputs and outputs, and
+close it with its spans (kind ``spans``) and summary (kind ``run_summary``) as artifacts.
+``profile``, ``cost`` and ``report`` read a run back with ``run_record.load_run``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quantfleet.observe.spans import SpanRecorder
+from quantfleet.pipeline.config import PipelineConfig
+from quantfleet.pipeline.run_record import RunRecord
+from quantfleet.pipeline.stages import DEPENDS, ORDER, STAGES, RunContext
+
+__all__ = ["RunOutcome", "close_run", "enabled_stages", "execute_stage", "open_run",
+           "record_stage", "run_stages", "stage_inputs", "stage_settings"]
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: its id (None when not recorded), store and each stage's result."""
+
+    run_id: str | None
+    store_url: str | None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall_s: float = 0.0
+    context: RunContext | None = None
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The drivers' result objects by stage (this process only)."""
+        return self.context.results if self.context is not None else {}
+
+
+def enabled_stages(config: PipelineConfig) -> list[str]:
+    """The stages ``config`` turns on, in run order."""
+    p = config.portfolio
+    on = {"backtest": config.backtest.enabled, "sweep": config.sweep.enabled,
+          "tournament": config.tournament.enabled, "evolution": config.evolution.enabled,
+          "returns": p.enabled and (p.source != "strategies" or config.tournament.enabled),
+          "portfolio": p.enabled}
+    on["data"] = (on["backtest"] or on["sweep"] or on["tournament"] or on["evolution"]
+                  or (on["returns"] and p.source == "assets"))
+    return [s for s in ORDER if on[s]]
+
+
+def stage_inputs(config: PipelineConfig, stage: str,
+                 done: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """``{name: hash}`` of the artifacts ``stage`` reads, from the stages already done."""
+    if stage == "returns" and config.portfolio.source != "strategies":
+        return {"market": done["data"]["outputs"]["market"]} if "data" in done else {}
+    return {name: done[src]["outputs"][out] for name, (src, out) in DEPENDS[stage].items()
+            if src in done}
+
+
+def stage_settings(config: PipelineConfig, stage: str) -> dict[str, Any]:
+    """What shapes a stage's outputs besides its inputs (part of its cache key)."""
+    base = {"costs": config.costs.model_dump(), "data": config.data.model_dump()}
+    section = {"data": None, "backtest": config.backtest, "sweep": config.sweep,
+               "tournament": config.tournament, "evolution": config.evolution,
+               "returns": config.portfolio, "portfolio": config.portfolio}[stage]
+    if section is not None:
+        base[stage] = section.model_dump()
+    return base
+
+
+def open_run(config: PipelineConfig, command: str, *, record: bool = True,
+             run_id: str | None = None, log: Callable[[str], None] = print,
+             spans: SpanRecorder | None = None, progress: bool = False) -> RunContext:
+    """A context for a new run; with ``record`` its manifest is saved as ``running`` in
+    ``config.store`` (the config is its first artifact), without it the stages write to a
+    throwaway ``memory://`` store and nothing is kept."""
+    from quantfleet.pipeline.home import state_dir
+    from quantfleet.store import Store
+
+    home = state_dir()
+    if record:
+        store = Store.open(config.store)
+        manifest = store.start_run(command, config=config.model_dump(), run_id=run_id,
+                                   executor=config.executor.model_dump())
+        manifest.attach("config", store.put_json(config.model_dump(), kind="config"))
+        store.save_run(manifest)
+        run_id = manifest.run_id
+    else:
+        store = Store.open(f"memory://unrecorded-{uuid.uuid4().hex}")
+        manifest = None
+    return RunContext(config=config, store=store, home=home, run_id=run_id, manifest=manifest,
+                      spans=spans if spans is not None else SpanRecorder(), log=log,
+                      progress=progress)
+
+
+def execute_stage(ctx: RunContext, stage: str, inputs: dict[str, str]) -> dict[str, Any]:
+    """Run one stage; its result as JSON-able data (what Prefect persists for its cache):
+    ``{"outputs": {name: ArtifactRef dict}, "summary", "seconds"}``."""
+    t0 = time.time()
+    # no span around the whole stage: its tasks leave their own, and a span wrapping them
+    # would count the same seconds twice in the heatmap
+    outputs, summary = STAGES[stage](ctx, inputs)
+    return {"outputs": {n: r.to_dict() for n, r in outputs.items()},
+            "summary": json.loads(json.dumps(summary, default=str)),
+            "seconds": time.time() - t0}
+
+
+def record_stage(ctx: RunContext, stage: str, inputs: dict[str, str], result: dict[str, Any],
+                 *, cached: bool = False, settings: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """Add a stage's step to the run's manifest (outputs with their kinds) and save it.
+    Returns the stage's entry for :class:`RunOutcome` (outputs as ``{name: hash}``)."""
+    from quantfleet.store import ArtifactRef
+
+    refs = {n: ArtifactRef.from_dict(d) for n, d in result["outputs"].items()}
+    if ctx.manifest is not None:
+        ctx.manifest.record(stage, inputs=inputs, outputs=refs, settings={
+            **(settings if settings is not None else stage_settings(ctx.config, stage)),
+            "cached": cached})
+        ctx.store.save_run(ctx.manifest)
+    return {"outputs": {n: r.hash for n, r in refs.items()}, "summary": result["summary"],
+            "seconds": result["seconds"], "inputs": inputs, "cached": cached}
+
+
+def close_run(ctx: RunContext, outcome: RunOutcome, error: BaseException | None = None) -> None:
+    """Finish the run: put its spans and summary as artifacts and close the manifest
+    (``failed`` with the error's first line if ``error``). An unrecorded run's throwaway
+    store is emptied."""
+    ctx.close()
+    if ctx.manifest is None:
+        try:
+            ctx.store.fs.rm(ctx.store._root, recursive=True)
+        except FileNotFoundError:
+            pass
+        return
+    st, m = ctx.store, ctx.manifest
+    m.attach("spans", st.put_table(ctx.spans.to_arrow(), kind="spans"))
+    summary = run_summary(ctx, outcome)
+    m.attach("summary", st.put_json(summary, kind="run_summary"))
+    if error is None and ctx.config.report.enabled:
+        from quantfleet.pipeline.report import run_view
+        from quantfleet.report.view import save_view
+
+        # the view is an artifact of the run, archived with its manifest below; closed first
+        # so the view shows the run's final status
+        m.close("succeeded")
+        view = run_view(RunRecord(manifest=m, store=st, spans=ctx.spans, summary=summary))
+        m.attach("report_view", save_view(view, st))
+    if error is not None:
+        st.finish_run(m, status="failed", error=error,
+                      timing={"wall_s": outcome.wall_s, "spans": len(ctx.spans.spans)})
+        return
+    st.finish_run(m, timing={"wall_s": outcome.wall_s, "spans": len(ctx.spans.spans)},
+                  metrics={k: v.get("summary") for k, v in outcome.stages.items()})
+
+
+def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
+    """What profile, cost and the report need besides spans: wall time, workers, executor and
+    the serial baselines (measured for the tournament stage only: its scope is its map)."""
+    tour = outcome.stages.get("tournament") or {}
+    stage_baselines = {}
+    if (tour.get("summary") or {}).get("baseline") and not tour.get("cached"):
+        stage_baselines["tournament"] = {**tour["summary"]["baseline"], "scope": "tournament"}
+    return {"run_id": outcome.run_id, "command": ctx.manifest.command if ctx.manifest else None,
+            "wall_s": outcome.wall_s, "workers": ctx.workers, "executor": ctx.executor_name,
+            "store": ctx.store.url, "name": ctx.config.name,
+            # no whole-run serial baseline is measured (only the tournament's, above)
+            "baseline": None, "stage_baselines": stage_baselines,
+            "stages": {k: {"cached": v.get("cached", False), "outputs": v["outputs"],
+                           "summary": v["summary"], "seconds": v.get("seconds")}
+                       for k, v in outcome.stages.items()}}
+
+
+def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
+               log: Callable[[str], None] = print, progress: bool = False) -> RunOutcome:
+    """Run ``config``'s enabled stages in this process, without Prefect: what a research
+    command does (``quantfleet sweep`` is the data and sweep stages of a one-section config)."""
+    ctx = open_run(config, command, record=record, log=log, progress=progress)
+    outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
+                         context=ctx)
+    t0 = time.time()
+    try:
+        for stage in enabled_stages(config):
+            inputs = stage_inputs(config, stage, outcome.stages)
+            outcome.stages[stage] = record_stage(ctx, stage, inputs,
+                                                 execute_stage(ctx, stage, inputs))
+    except BaseException as e:
+        outcome.wall_s = time.time() - t0
+        close_run(ctx, outcome, error=e)
+        raise
+    outcome.wall_s = time.time() - t0
+    close_run(ctx, outcome)
+    return outcome

@@ -1,0 +1,73 @@
+"""The report built from a real run of the pipeline's stages (tournament, evolution,
+portfolio on the bundled data, serial), not from a synthetic view: what the stages write is
+what the report reads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+SMALL = {
+    "name": "small", "executor": {"kind": "serial"},
+    "data": {"source": "sp500", "assets": ["AAPL", "AMD", "BAC", "XOM"]},
+    "tournament": {"strategies": ["sma_cross", "rsi"], "train": 1500, "test": 750,
+                   "max_combos": 4, "checkpoint": None},
+    "evolution": {"strategies": ["sma_cross"], "population": 6, "generations": 2,
+                  "checkpoint": None},
+    "portfolio": {"profiles": ["hrp", "equal_weight"], "winners": 4, "train": 252,
+                  "test": 126},
+}
+
+
+def _section(page: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', page, re.S)
+    assert m, sid
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    import os
+
+    from quantfleet.pipeline.config import validate_config
+    from quantfleet.pipeline.record import run_stages
+
+    tmp = tmp_path_factory.mktemp("fromrun")
+    os.environ.setdefault("QUANTFLEET_HOME", str(tmp / "home"))
+    cfg = validate_config({**SMALL, "store": str(tmp / "lake")}, "test")
+    return cfg, run_stages(cfg, "run", log=lambda m: None)
+
+
+def test_every_section_of_a_real_run_renders(run, tmp_path):
+    from quantfleet.pipeline.report import write_report
+    from quantfleet.store import Store
+
+    cfg, out = run
+    m = Store.open(cfg.store).get_run(out.run_id)
+    assert m.output("report_view")  # recorded with the run (report.enabled)
+    page = write_report(cfg.store, out.run_id, tmp_path / "r.html").read_text(encoding="utf-8")
+    for sid in ("summary", "lineage", "leaderboard", "equity", "evolution", "portfolio",
+                "latency", "utilisation", "cost"):
+        body = _section(page, sid)
+        assert "Not part of this run." not in body and "Could not render" not in body, sid
+    assert "sma_cross" in _section(page, "leaderboard")
+    assert "hrp" in _section(page, "portfolio")
+    # the tournament measured its serial baseline: the speedup section reads its keys
+    sp = _section(page, "speedup")
+    assert "than the measured baseline" in sp and "Where the speed-up was lost" in sp
+
+
+def test_the_view_holds_what_the_stages_wrote(run):
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    view = load_view(rec.store, rec.manifest.output("report_view"))
+    res = out.results
+    assert list(view.leaderboard["strategy"]) == list(res["tournament"].leaderboard["strategy"])
+    assert [w["params"] for w in view.evolution_winners] == [
+        w["params"] for w in res["evolution"].winners]
+    assert set(view.portfolio_weights) == {"hrp", "equal_weight"}
+    assert view.summary["status"] == "succeeded" and view.summary["command"] == "run"
