@@ -7,7 +7,7 @@ The names a user types are re-exported here and resolved lazily (PEP 562), so
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -24,17 +24,6 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)  # the names are listed once, above
-
-if TYPE_CHECKING:  # pragma: no cover
-    from quantfleet.data import load
-    from quantfleet.data.market import MarketData
-    from quantfleet.errors import QuantfleetError
-    from quantfleet.research.costs import Costs
-    from quantfleet.research.sweep import sweep
-    from quantfleet.strategies.registry import Strategy
-    from quantfleet.strategies.registry import get as get_strategy
-    from quantfleet.strategies.registry import names as strategy_names
-    from quantfleet.strategies.space import ParamSpace
 
 
 def __getattr__(name: str) -> Any:
