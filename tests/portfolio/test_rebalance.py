@@ -134,6 +134,6 @@ def test_write(tmp_path, small):
     out = res.write(tmp_path / "run")
     names = {p.name for p in out.iterdir()}
     assert {"weights.parquet", "returns.parquet", "log.parquet", "metrics.parquet",
-            "spans.parquet", "windows.parquet", "returns_matrix.parquet", "run.json"} <= names
+            "spans.parquet", "windows.parquet", "returns_matrix.parquet", "provenance.json"} <= names
     w = pd.read_parquet(out / "weights.parquet")
     assert list(w.columns[:2]) == ["profile", "test_start"] and len(w) == 4

@@ -289,7 +289,7 @@ def portfolio(
     executor: Executor = "auto",
     workers: Workers = None,
     ray_address: RayAddress = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for weights, returns, log, metrics, spans (Parquet) and run.json.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for weights, returns, log, metrics, spans (Parquet) and provenance.json.")] = None,
     store: StoreUrl = None,
     no_store: NoStore = False,
     as_json: AsJson = False,

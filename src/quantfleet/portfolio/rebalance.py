@@ -314,7 +314,8 @@ class RebalanceResult:
 
     def write(self, out_dir: str | Path) -> Path:
         """weights.parquet, returns.parquet, log.parquet, metrics.parquet, spans.parquet,
-        windows.parquet, returns_matrix.parquet (with provenance) and run.json."""
+        windows.parquet, returns_matrix.parquet (with provenance) and provenance.json (settings,
+        metrics: a result export; the run itself is recorded in the store)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.weights_long().to_parquet(out / "weights.parquet", index=False)
@@ -329,7 +330,7 @@ class RebalanceResult:
             self.matrix.to_parquet(out / "returns_matrix.parquet")
         run = {**self.provenance, "wall_s": self.wall_s, "summary": self.summary,
                "metrics": self.metrics.to_dict("records")}
-        (out / "run.json").write_text(json.dumps(run, indent=1, default=_json_default))
+        (out / "provenance.json").write_text(json.dumps(run, indent=1, default=_json_default))
         return out
 
 
