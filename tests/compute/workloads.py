@@ -112,6 +112,22 @@ def slow(shared: float, item: int) -> float:
     return float(item) ** 0.5
 
 
+def sqrt_gated(shared: tuple[str, int], item: int) -> float:
+    """``sqrt(item)``; items from ``shared[1]`` on first write ``blocked`` into the directory
+    ``shared[0]`` and wait there until a ``release`` file appears (a driver to be killed
+    mid-map is then always mid-map when it is killed)."""
+    root, first_blocked = shared
+    release = os.path.join(root, "release")
+    if item >= first_blocked and not os.path.exists(release):
+        open(os.path.join(root, "blocked"), "w").close()
+        stop = time.monotonic() + 600  # only a test that never kills or releases waits this long
+        while not os.path.exists(release):
+            if time.monotonic() > stop:
+                raise RuntimeError("sqrt_gated: never released")
+            time.sleep(0.05)
+    return float(item) ** 0.5
+
+
 def market(n_assets: int = 3, n_bars: int = 400, seed: int = 7) -> MarketData:
     rng = np.random.default_rng(seed)
     rets = rng.normal(0.0003, 0.01, size=(n_assets, n_bars))
