@@ -59,7 +59,7 @@ def main() -> int:
     want = run(None)
     gate = NodeGate(tempfile.mkdtemp(prefix="qf-gate-"))
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0,
+        "num_cpus": 0, "include_dashboard": False,  # no fixed dashboard port to collide on
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
                            "health_check_timeout_ms": 500},
     })
