@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +170,7 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def gated(fn, root: str, shared: object, pair: tuple[int, object]):  # noqa: ANN001, ANN201
+def gated(fn: Callable[[Any, Any], Any], root: str, shared: Any, pair: tuple[int, Any]) -> Any:
     """``fn(shared, item)`` for ``pair = (index, item)``, behind the gate in ``root``."""
     index, item = pair
     node, pid = _node_id(), os.getpid()
@@ -196,12 +199,12 @@ class NodeGate:
         self.root = root
         os.makedirs(root, exist_ok=True)
 
-    def wrap(self, fn, items):  # noqa: ANN001, ANN201
-        import functools
-
+    def wrap(self, fn: Callable[[Any, Any], Any], items: Iterable[Any]
+             ) -> tuple[Callable[[Any, Any], Any], list[tuple[int, Any]]]:
+        """``fn`` behind the gate, and the items paired with their index."""
         return functools.partial(gated, fn, self.root), list(enumerate(items))
 
-    def wait_claim(self, alive, timeout_s: float = 300.0) -> dict:  # noqa: ANN001
+    def wait_claim(self, alive: Callable[[], bool], timeout_s: float = 300.0) -> dict:
         """The claim, once a worker wrote it; fails if ``alive()`` turns false first (the map
         ended without a gated task running) or after ``timeout_s`` (a broken run)."""
         path = os.path.join(self.root, "claim.json")
