@@ -16,6 +16,18 @@ os.environ.pop("RAY_ADDRESS", None)
 
 import pytest  # noqa: E402
 
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass
+else:
+    # no verdict from the clock: no per-example deadline (a loaded machine runs an example past
+    # 200 ms) and no "data generation is too slow" health check; a test's own @settings
+    # inherits both
+    settings.register_profile("quantfleet", deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("quantfleet")
+
 
 @pytest.fixture(scope="session")
 def ray_session():

@@ -54,31 +54,39 @@ def test_failed_items_are_checkpointed_too(tmp_path):
 
 
 def test_sigkilled_driver_resumes_on_another_executor(tmp_path):
+    """The driver is killed while it runs item 8 (chunk 4 of 2-item chunks): it says so by a
+    file and blocks there, so chunks 0-3 and only those are on disk, however fast it ran."""
     items = list(range(40))
+    ckpt, gate = tmp_path / "ckpt", tmp_path / "gate"
+    gate.mkdir()
+    shared = (str(gate), 8)
     code = textwrap.dedent(f"""
         from quantfleet.compute import SerialExecutor
         from tests.compute import workloads as wl
-        for _ in SerialExecutor().map(wl.slow, {items!r}, 0.05, chunk_size=2,
-                                      checkpoint_dir={str(tmp_path)!r}):
+        for _ in SerialExecutor().map(wl.sqrt_gated, {items!r}, {shared!r}, chunk_size=2,
+                                      checkpoint_dir={str(ckpt)!r}):
             pass
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
-    store = ChunkStore(tmp_path, fingerprint(wl.slow, items, 0.05))
-    deadline = time.monotonic() + 60
-    while len(store.done()) < 4 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_before = store.done()
-    assert 4 <= len(done_before) < 20, done_before
+    try:
+        deadline = time.monotonic() + 300  # fails a broken run only
+        while not (gate / "blocked").exists():
+            assert proc.poll() is None, f"the driver exited ({proc.returncode}) before item 8"
+            assert time.monotonic() < deadline, "the driver never reached item 8"
+            time.sleep(0.02)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    store = ChunkStore(ckpt, fingerprint(wl.sqrt_gated, items, shared))
+    assert store.done() == [0, 1, 2, 3]
+    (gate / "release").touch()
     with ProcessExecutor(2) as ex:
-        got = list(ex.map(wl.slow, items, 0.05, checkpoint_dir=tmp_path))
+        got = list(ex.map(wl.sqrt_gated, items, shared, checkpoint_dir=ckpt))
         s = ex.summary
     assert got == [float(i) ** 0.5 for i in items]
-    assert s.resumed_chunks >= len(done_before) and s.chunk_size == 2
-    assert s.tasks == 20 - s.resumed_chunks
-    assert not list(store.dir.glob(".*tmp*")) or True  # a killed write may leave a temp file
+    assert (s.resumed_chunks, s.resumed_items, s.chunk_size) == (4, 8, 2)
+    assert s.tasks == 20 - 4
 
 
 def test_ray_interrupted_then_resumed(tmp_path, ray_executor):

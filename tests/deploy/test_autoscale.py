@@ -51,15 +51,16 @@ def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
 
         drv = subprocess.run([sys.executable, "-m", "tests.deploy.autoscale_driver",
                               state["address"]], capture_output=True, text=True, cwd=ROOT,
-                             env=_env(), timeout=240)
+                             env=_env(), timeout=600)  # fails a hung run only
         line = [ln for ln in drv.stdout.splitlines() if ln.startswith("RESULT ")]
         assert line, f"driver failed ({drv.returncode}):\n{drv.stderr[-3000:]}"
         r = json.loads(line[0].removeprefix("RESULT "))
         print("autoscaling:", json.dumps(r))
         assert drv.returncode == 0, r
         assert r["head_nodes"] == 1
-        # nodes were added on demand: the head has no CPU, so every backtest ran on them
-        assert r["max_alive"] >= 2 and r["workers_seen"] >= 1
+        # nodes were added on demand: the head has no CPU, so every backtest ran on them (read
+        # from the spans: the sampled timeline may miss a node that came and went in between)
+        assert r["workers_seen"] >= 1
         assert r["spans_on_head"] == 0 and r["span_nodes"] >= 1
         assert r["failed"] == 0 and r["backtests"] > 0 and r["identical"]
         # ...and removed after the idle timeout (6 s): back to the head alone

@@ -55,11 +55,29 @@ def test_task_file_validates_with_skypilot_in_its_own_venv(sky_venv, tmp_path):
                            capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode != 0 and "num_nodez" in r.stderr
     finally:
-        # stop an API server SkyPilot may have started under this HOME
-        subprocess.run([str(sky_venv / "bin" / "sky"), "api", "stop"], env=env,
-                       capture_output=True, timeout=120)
-        for pid in _live_pids(lambda cmd, _pg: str(home) in cmd):
-            os.kill(pid, 9)
+        # stop an API server SkyPilot may have started under this HOME, and nothing else:
+        # `sky api stop` would kill any SkyPilot API server on the default port of this
+        # machine (another test run's, a user's), whatever its HOME
+        for pid in _started_under(home) + _live_pids(lambda cmd, _pg: str(home) in cmd):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def _started_under(home: Path) -> list[int]:
+    """Processes of this user whose environment has ``HOME=home``."""
+    want = f"HOME={home}".encode()
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            if want in (p / "environ").read_bytes().split(b"\0"):
+                out.append(int(p.name))
+        except OSError:
+            continue
+    return out
 
 
 @pytest.mark.skypilot

@@ -1,16 +1,20 @@
 """Driver for the multi-node tournament test, in its own process (never the session's Ray).
 
-A 0-CPU head and two 1-CPU worker nodes; once the tournament's first tasks have finished, one
-worker node is SIGKILLed and a replacement added; prints one JSON line with the outcome.
+A 0-CPU head and two 1-CPU worker nodes. The tournament's map goes through a gate
+(``tests.compute.workloads.NodeGate``): the first of its tasks to start writes where it runs
+and blocks. That node is then SIGKILLed, a replacement added and the gate released, so the
+kill always hits a node that is running a task of the map, however fast the machine is.
+Prints one JSON line with the outcome.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
-import time
 
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -26,6 +30,7 @@ def main() -> int:
     from quantfleet.data.market import MarketData
     from quantfleet.research.tournament import tournament
     from tests import reference as ref
+    from tests.compute.workloads import NodeGate
     from tests.research.test_distributed import table_bytes
 
     rng = np.random.default_rng(4)
@@ -33,52 +38,77 @@ def main() -> int:
     ts = (np.datetime64("2010-01-01") + np.arange(1500)).astype("datetime64[ns]")
     market = MarketData(ts, ("W", "X", "Y", "Z"), close, source="cluster")
 
+    class GatedRayExecutor(RayExecutor):
+        """The tournament's own map, each task behind the gate."""
+
+        def __init__(self, gate: NodeGate, **kw) -> None:
+            super().__init__(**kw)
+            self.gate = gate
+            self.maps = 0
+
+        def map(self, fn, items, shared=None, **kw):
+            self.maps += 1
+            fn, pairs = self.gate.wrap(fn, items)
+            return super().map(fn, pairs, shared, **kw)
+
     def run(executor):
         return tournament(market, ["sma_cross", "rsi", "bollinger"], train=300, test=100,
                           max_combos=40, executor=executor,
                           map_options={"chunk_size": 1, "retries": 2})
 
     want = run(None)
+    gate = NodeGate(tempfile.mkdtemp(prefix="qf-gate-"))
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0,
+        "num_cpus": 0, "include_dashboard": False,  # no fixed dashboard port to collide on
         "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
                            "health_check_timeout_ms": 500},
     })
     try:
-        nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        nodes = {n.node_id: n for n in (cluster.add_node(num_cpus=1) for _ in range(2))}
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
-        ex = RayExecutor(max_retries=3)
+        ex = GatedRayExecutor(gate, max_retries=3)
         # the tournament drives Ray from a thread; the node is killed from the main thread
-        # (ray.cluster_utils needs it) once the first tasks have finished
+        # (ray.cluster_utils needs it) once a task of the map says it runs there
         box: dict = {}
-        th = threading.Thread(target=lambda: box.update(got=run(ex)), daemon=True)
-        t0 = time.time()
+
+        def drive():
+            try:
+                box["got"] = run(ex)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                box["error"] = repr(e)
+
+        th = threading.Thread(target=drive, daemon=True)
         th.start()
-        killed = False
-        victim = nodes[0].node_id
-        while th.is_alive():
-            # kill the node once it has finished work of its own, mid-tournament
-            if not killed and any(sp.node == victim for sp in list(ex.spans.spans)):
-                cluster.remove_node(nodes[0], allow_graceful=False)
-                cluster.add_node(num_cpus=1)
-                killed = True
-            time.sleep(0.02)
-        th.join()
+        try:
+            claim = gate.wait_claim(th.is_alive)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; map thread: {box.get('error', 'still running')}") from None
+        assert claim["node"] in nodes, (claim, list(nodes))
+        cluster.remove_node(nodes[claim["node"]], allow_graceful=False)
+        cluster.add_node(num_cpus=1)
+        gate.release()  # the victim's worker is gone; nothing must stay blocked either way
+        th.join(timeout=600)
+        assert not th.is_alive(), "the tournament did not finish within 600 s of the kill"
+        assert "got" in box, box.get("error")
         got = box["got"]
+        runs = gate.runs()
+        again = [r for r in runs if r["index"] == claim["index"] and r["node"] != claim["node"]]
         nodes_used = {sp.node for sp in ex.spans.spans if sp.node}
         print("RESULT " + json.dumps({
-            "killed": killed,
+            "maps": ex.maps, "claim": claim,
+            "victim_task_rerun_elsewhere": len(again),
             "identical": table_bytes(got.table) == table_bytes(want.table),
-            "failed": len(got.failed), "lost": ex.summary.lost, "wall_s": time.time() - t0,
+            "failed": len(got.failed), "lost": ex.summary.lost,
             "nodes_used": len(nodes_used), "backtests": got.n_backtests,
-            "victim_spans": sum(sp.node == victim for sp in ex.spans.spans),
+            "victim_ok_spans": sum(sp.node == claim["node"] and sp.ok for sp in ex.spans.spans),
         }))
         ex.close()
         return 0
     finally:
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(gate.root, ignore_errors=True)
 
 
 if __name__ == "__main__":

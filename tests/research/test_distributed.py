@@ -86,14 +86,20 @@ def test_evolution_identical_on_serial_processes_and_ray_coordinator(market, pro
 
 @pytest.mark.integration
 def test_tournament_survives_a_killed_worker_node():
+    """The node is killed while it runs a task of the tournament's map (a worker-side signal
+    says so, see cluster_tournament.py); that task runs again on another node and the result
+    equals serial."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_AUTH_MODE": "disabled",
            "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
+    # the bound only fails a hung run; a correct run takes ~40-60 s on 2 cores
     out = subprocess.run([sys.executable, "-m", "tests.research.cluster_tournament"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=150)
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     assert line, out.stdout[-3000:] + out.stderr[-3000:]
     res = json.loads(line[-1][len("RESULT "):])
-    assert res["killed"] and res["identical"] and res["failed"] == 0, res
+    assert res["maps"] == 1, res  # the kill happened inside the tournament's one map
+    assert res["victim_task_rerun_elsewhere"] >= 1, res
+    assert res["identical"] and res["failed"] == 0, res
     assert res["nodes_used"] >= 2, res
