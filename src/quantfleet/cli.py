@@ -16,6 +16,8 @@ import typer
 from quantfleet.commands import data, observe, pipeline, research, runs
 from quantfleet.errors import QuantfleetError
 
+__all__ = ["main", "one_line"]
+
 app = typer.Typer(
     name="quantfleet",
     help="Trading-strategy research at scale: backtests, sweeps, tournaments, evolution, portfolios.",

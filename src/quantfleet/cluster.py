@@ -31,14 +31,19 @@ __all__ = [
     "SKYPILOT_SPEC",
     "app",
     "deploy_dir",
+    "down_cmd",
     "ensure_skypilot_venv",
     "local_down",
     "local_scale",
     "local_status",
     "local_up",
     "provider_commands",
+    "render_local_config",
+    "scale_cmd",
     "skypilot_venv_path",
+    "status_cmd",
     "stop_head",
+    "up_cmd",
 ]
 
 PROVIDERS = ("local", "aws", "kuberay", "skypilot")

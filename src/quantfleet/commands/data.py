@@ -8,7 +8,7 @@ import typer
 
 from quantfleet.commands.options import AsJson, print_json
 
-__all__ = ["app", "strategies"]
+__all__ = ["app", "data_info", "strategies"]
 
 app = typer.Typer(help="Inspect market data sources.", no_args_is_help=True)
 

@@ -8,7 +8,13 @@ import typer
 
 from quantfleet.commands.options import AsJson, StoreUrl, fmt, print_json, print_rows, store_url
 
-__all__ = ["app", "query"]
+__all__ = [
+    "app",
+    "query",
+    "runs_diff",
+    "runs_list",
+    "runs_show",
+]
 
 app = typer.Typer(help="Runs recorded in a store: list, show, diff.", no_args_is_help=True)
 

@@ -24,10 +24,12 @@ __all__ = [
     "TRANSFER_STAGES",
     "Finding",
     "Label",
+    "Timeline",
     "bottlenecks",
     "heatmap",
     "parse_label",
     "span_frame",
+    "timeline",
     "utilisation",
 ]
 

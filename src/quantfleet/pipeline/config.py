@@ -15,7 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from quantfleet.errors import ConfigError
 
-__all__ = ["PipelineConfig", "load_config", "validate_config"]
+__all__ = [
+    "BacktestConfig",
+    "CostsConfig",
+    "DataConfig",
+    "EvolutionConfig",
+    "ExecutorConfig",
+    "PipelineConfig",
+    "PortfolioConfig",
+    "PrefectConfig",
+    "ReportConfig",
+    "SweepConfig",
+    "TournamentConfig",
+    "load_config",
+    "validate_config",
+]
 
 
 class _Section(BaseModel):

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Check", "run_checks"]
+__all__ = [
+    "Check",
+    "check_prefect",
+    "check_ray",
+    "check_store",
+    "run_checks",
+]
 
 
 @dataclass

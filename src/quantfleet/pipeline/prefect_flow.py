@@ -19,7 +19,13 @@ from prefect import flow, task
 from quantfleet.pipeline.record import execute_stage, record_stage, stage_inputs, stage_settings
 from quantfleet.pipeline.stages import RunContext, stage_key
 
-__all__ = ["FlowRun", "make_stage_task", "pipeline_flow", "stage_task"]
+__all__ = [
+    "FlowRun",
+    "make_stage_task",
+    "pipeline_flow",
+    "run_flow",
+    "stage_task",
+]
 
 
 def _cache_key(_context: Any, parameters: dict[str, Any]) -> str:

@@ -20,8 +20,18 @@ from quantfleet.pipeline.config import PipelineConfig
 from quantfleet.pipeline.run_record import RunRecord
 from quantfleet.pipeline.stages import DEPENDS, ORDER, STAGES, RunContext
 
-__all__ = ["RunOutcome", "close_run", "enabled_stages", "execute_stage", "open_run",
-           "record_stage", "run_stages", "stage_inputs", "stage_settings"]
+__all__ = [
+    "RunOutcome",
+    "close_run",
+    "enabled_stages",
+    "execute_stage",
+    "open_run",
+    "record_stage",
+    "run_stages",
+    "run_summary",
+    "stage_inputs",
+    "stage_settings",
+]
 
 
 @dataclass

@@ -21,7 +21,21 @@ from typing import Any
 from quantfleet.observe.spans import Span, SpanRecorder
 from quantfleet.pipeline.config import PipelineConfig
 
-__all__ = ["DEPENDS", "ORDER", "STAGES", "RunContext", "market_table", "stage_key"]
+__all__ = [
+    "DEPENDS",
+    "ORDER",
+    "STAGES",
+    "RunContext",
+    "backtest_stage",
+    "data_stage",
+    "evolution_stage",
+    "market_table",
+    "portfolio_stage",
+    "returns_stage",
+    "stage_key",
+    "sweep_stage",
+    "tournament_stage",
+]
 
 ORDER = ("data", "backtest", "sweep", "tournament", "evolution", "returns", "portfolio")
 """Stages in the order a run executes them."""

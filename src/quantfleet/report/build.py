@@ -22,7 +22,15 @@ from quantfleet.report.view import _FRAME_PARTS, RunView, _check_frame
 if TYPE_CHECKING:  # pandas only when a report is built
     import pandas as pd
 
-__all__ = ["SECTIONS", "build"]
+__all__ = [
+    "SECTIONS",
+    "build",
+    "esc",
+    "fmt",
+    "frame_rows",
+    "kv_table",
+    "table",
+]
 
 #: Section ids in page order, with their headings. The ids are stable: links and tests use them.
 SECTIONS: dict[str, str] = {

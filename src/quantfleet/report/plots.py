@@ -10,6 +10,18 @@ from __future__ import annotations
 import html
 from typing import Any
 
+__all__ = [
+    "cost",
+    "cumulative",
+    "equity",
+    "evolution",
+    "label",
+    "latency",
+    "losses",
+    "utilisation",
+    "weights",
+]
+
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
