@@ -62,7 +62,7 @@ def test_sigkilled_driver_resumes_on_another_executor(tmp_path):
                                       checkpoint_dir={str(tmp_path)!r}):
             pass
     """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
     store = ChunkStore(tmp_path, fingerprint(wl.slow, items, 0.05))
     deadline = time.monotonic() + 60

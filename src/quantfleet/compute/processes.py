@@ -24,14 +24,9 @@ from collections.abc import Callable, Hashable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from quantfleet.compute.executor import (
-    BaseExecutor,
-    ChunkResult,
-    ChunkTask,
-    Lost,
-    run_chunk,
-    unpicklable_result,
-)
+from quantfleet.compute.codec import dumps as dumps_result
+from quantfleet.compute.executor import BaseExecutor
+from quantfleet.compute.tasks import ChunkResult, ChunkTask, Lost, run_chunk, unpicklable_result
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
@@ -83,9 +78,9 @@ def _worker_main(conn: Connection) -> None:
         assert fn is not None
         res = run_chunk(fn, shared, task, worker=pid, node=host)
         try:
-            out = pickle.dumps(("result", res), protocol=5)
+            out = dumps_result(("result", res))
         except Exception as e:  # noqa: BLE001
-            out = pickle.dumps(("result", unpicklable_result(task, res, e)), protocol=5)
+            out = dumps_result(("result", unpicklable_result(task, res, e)))
         try:
             conn.send_bytes(out)
         except (BrokenPipeError, OSError):

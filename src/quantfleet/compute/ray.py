@@ -13,14 +13,9 @@ import pickle
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from quantfleet.compute.executor import (
-    BaseExecutor,
-    ChunkResult,
-    ChunkTask,
-    Lost,
-    run_chunk,
-    unpicklable_result,
-)
+from quantfleet.compute.codec import dumps as dumps_result
+from quantfleet.compute.executor import BaseExecutor
+from quantfleet.compute.tasks import ChunkResult, ChunkTask, Lost, run_chunk, unpicklable_result
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
@@ -47,8 +42,9 @@ def _resolve(slot: str, ref: Any) -> Any:
 
 
 def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
-    """The Ray task body: returns the pickled ChunkResult (plain, writable arrays on the
-    driver, like the other backends; an unpicklable result becomes Failed records)."""
+    """The Ray task body: returns the ChunkResult as :func:`codec.dumps` bytes (plain,
+    writable arrays on the driver, like the other backends; an unpicklable result becomes
+    Failed records)."""
     import ray
 
     fn = _resolve("fn", refs[0])
@@ -56,9 +52,9 @@ def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
     ctx = ray.get_runtime_context()
     res = run_chunk(fn, shared, task, worker=ctx.get_worker_id(), node=ctx.get_node_id())
     try:
-        return pickle.dumps(res, protocol=5)
+        return dumps_result(res)
     except Exception as e:  # noqa: BLE001
-        return pickle.dumps(unpicklable_result(task, res, e), protocol=5)
+        return dumps_result(unpicklable_result(task, res, e))
 
 
 def _by_reference(fn: Any) -> bool:
