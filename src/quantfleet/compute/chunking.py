@@ -1,7 +1,7 @@
 """How a map's items are cut into tasks, and where finished chunks are checkpointed.
 
-A task costs fixed overhead (Ray ~1 ms, a process pool ~0.1-0.3 ms, measured on 2 cores),
-so each task carries enough items to run for about ``target_task_s``; the size is capped so
+A task costs a fixed overhead (dispatch and a round trip to the worker), so each task
+carries enough items to run for about ``target_task_s``; the size is capped so
 every worker still gets several tasks (load balance, progress, checkpoint granularity).
 """
 
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 DEFAULT_TARGET_TASK_S = 0.1
-"""Aimed-for task duration: Ray's ~1 ms per task stays ~1% of the work."""
+"""Aimed-for task duration: long enough that the per-task overhead is a small share of it."""
 
 CHECKPOINT_FORMAT = "chunks-2"
 """Names what a chunk file holds (the decoded results, whatever coding carried them from the

@@ -14,11 +14,12 @@ from quantfleet.observe.spans import SpanRecorder
 __all__ = ["AUTO_RAY_MIN_S", "AUTO_SERIAL_MAX_S", "make_executor"]
 
 AUTO_SERIAL_MAX_S = 2.0
-"""auto: estimated total work below this runs serially (a spawned pool takes ~1 s to start)."""
+"""auto: estimated total work below this runs serially (starting a spawned pool would cost
+more than it saves)."""
 
 AUTO_RAY_MIN_S = 600.0
-"""auto: estimated total work above this runs on local Ray (7 s start-up is then ~1%; the
-object store shares ``shared`` zero-copy instead of one copy per worker process)."""
+"""auto: estimated total work above this runs on local Ray (its start-up is then a small share;
+the object store shares ``shared`` zero-copy instead of one copy per worker process)."""
 
 
 def make_executor(kind: str = "auto", workers: int | None = None, ray_address: str | None = None,

@@ -8,8 +8,9 @@ replaces exactly the worker whose task ran past its deadline or died.
 Start method: ``spawn`` by default (``forkserver`` allowed). ``fork`` is refused: forking a
 driver that runs threads (Ray's gRPC and object-store clients, numba's threading layer,
 rich's refresh thread) can copy a lock held by another thread and deadlock the child.
-Spawn behaves the same on Linux, macOS and Windows; it costs ~0.5-1 s per worker at pool
-start (interpreter + imports), paid once per ``shared`` object, not per task.
+Spawn behaves the same on Linux, macOS and Windows; it costs an interpreter start and the
+imports per worker at pool start, paid once per ``shared`` object, not per task. Results come
+back through :func:`quantfleet.compute.codec.dumps`.
 """
 
 from __future__ import annotations
