@@ -27,8 +27,8 @@ __all__ = ["FORMAT", "MIN_SIZE", "dumps"]
 FORMAT = "f64-codes-1"
 """Names this coding; mixed into checkpoint fingerprints so another coding never resumes them."""
 
-MIN_SIZE = 64
-"""Arrays with fewer values travel as plain pickles (codes would not pay for their overhead)."""
+MIN_SIZE = 1024
+"""Arrays with fewer values travel as plain pickles: coding them costs more CPU than their bytes."""
 
 
 class _Reference:
@@ -51,36 +51,39 @@ class _Reference:
         return d
 
 
+_SIGN = np.int64(-(2**63))  # the sign bit of a float64, as int64
+
+
 def _encode(x: np.ndarray, ref: _Reference) -> tuple[Any, ...]:
     flat = x.reshape(-1)
-    n = flat.shape[0]
-    d = ref.get(n)
+    d = ref.get(flat.shape[0]).view(np.int64)  # magnitudes: sign bit clear
     bits = flat.view(np.int64)
-    code = np.full(n, 3, np.uint8)
-    code[bits == np.negative(d).view(np.int64)] = 2
-    code[bits == d.view(np.int64)] = 1
-    code[bits == 0] = 0
-    lit = code == 3
+    zero = bits == 0
+    pos = bits == d
+    pos &= ~zero
+    neg = bits == (d | _SIGN)
+    neg &= ~zero
+    lit = np.flatnonzero(~(zero | pos | neg))
     values = flat[lit]
-    d[lit] = np.abs(values)
+    d[lit] = (values.view(np.int64) & ~_SIGN)
+    pos[lit] = True
+    neg[lit] = True
     # the literals as bytes, not an array: an array would be coded itself, out of order
-    return (ref, x.shape, np.packbits(code & 1), np.packbits(code >> 1), values.tobytes())
+    return (ref, x.shape, np.packbits(pos), np.packbits(neg), values.tobytes())
 
 
 def _decode(ref: _Reference, shape: tuple[int, ...], lo: np.ndarray, hi: np.ndarray,
             literals: bytes) -> np.ndarray:
     n = int(np.prod(shape, dtype=np.int64))
-    a = np.unpackbits(lo, count=n).view(bool)  # code 1 or 3
-    b = np.unpackbits(hi, count=n).view(bool)  # code 2 or 3
-    d = ref.get(n)
-    out = np.zeros(n)
-    values = np.frombuffer(literals, dtype=np.float64)
-    lit = a & b
-    np.copyto(out, d, where=a & ~lit)
-    np.negative(d, out=out, where=b & ~lit)
+    a = np.unpackbits(lo, count=n).view(bool)  # +D or literal
+    b = np.unpackbits(hi, count=n).view(bool)  # -D or literal
+    d = ref.get(n).view(np.int64)
+    out = (d | (b.astype(np.int64) << 63)) * (a | b)  # 0 -> +0.0, +D, -D
+    lit = np.flatnonzero(a & b)
+    values = np.frombuffer(literals, dtype=np.int64)
     out[lit] = values
-    d[lit] = np.abs(values)
-    return out.reshape(shape)
+    d[lit] = values & ~_SIGN
+    return out.view(np.float64).reshape(shape)
 
 
 class _Pickler(pickle.Pickler):

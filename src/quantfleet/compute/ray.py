@@ -4,7 +4,8 @@ The only module that imports ray, and only inside functions, so importing
 ``quantfleet.compute`` stays slim. ``shared`` goes into the object store with one
 ``ray.put`` per distinct object; tasks receive the ObjectRef inside a list (so Ray does not
 resolve it per task) and each worker process deserializes it once and caches it. Results
-come back as :func:`quantfleet.compute.codec.dumps` bytes.
+come back as :func:`quantfleet.compute.codec.dumps` bytes: they pass through Ray's transport
+(and a network, on a cluster), where fewer bytes pay for the coding.
 """
 
 from __future__ import annotations
