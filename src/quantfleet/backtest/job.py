@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.terms import Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import METRIC_NAMES, N_METRICS, check_metric, metric_sign
@@ -21,6 +22,8 @@ from quantfleet.strategies.registry import get
 
 __all__ = ["KEEP", "BacktestJob", "JobBatch", "JobResult", "Select", "best_combo", "evaluate",
            "evaluate_jobs"]
+
+_FREE = Terms()
 
 KEEP = ("metrics", "returns", "positions")
 """What a job returns besides metrics: nothing, per-bar returns or per-bar target positions."""
@@ -64,22 +67,20 @@ class BacktestJob:
     start: int = 0
     stop: int | None = None
     warm_from: int | None = None
-    terms: Any = None  # Terms; None: free trading at the market's periods per year
+    terms: Terms | None = None  # None: free trading at the market's periods per year
     keep: str = "metrics"
     combos: tuple[int, ...] | None = None
     select: Select | None = None
 
     def __post_init__(self) -> None:
-        from quantfleet.backtest.terms import Terms
-
         params = np.ascontiguousarray(self.params, dtype=np.float64)
         if params.ndim != 2:
             raise QuantfleetError(f"BacktestJob({self.strategy}): params must be a 2-D block "
                                   f"(combos, dims), got shape {params.shape}")
         object.__setattr__(self, "params", params)
-        object.__setattr__(self, "assets", tuple(int(a) for a in self.assets))
+        object.__setattr__(self, "assets", tuple(map(int, self.assets)))
         if self.terms is None:
-            object.__setattr__(self, "terms", Terms())
+            object.__setattr__(self, "terms", _FREE)
         if self.keep not in KEEP:
             raise QuantfleetError(f"BacktestJob: keep must be one of {', '.join(KEEP)} "
                                   f"(got {self.keep!r})")
