@@ -68,3 +68,12 @@ def test_shape_and_memo_are_kept():
     a[0, 0, 0] = -0.0
     got = pickle.loads(dumps([a, a, a[1]]))
     assert same(got[0], a) and got[0] is got[1] and same(got[2], a[1])
+
+
+def test_checkpoint_fingerprint_names_the_chunk_format(monkeypatch):
+    from quantfleet.compute import chunking
+
+    items = [1, 2, 3]
+    before = chunking.fingerprint(same, items, None, "k")
+    monkeypatch.setattr(chunking, "CHECKPOINT_FORMAT", "chunks-older")
+    assert chunking.fingerprint(same, items, None, "k") != before
