@@ -73,11 +73,14 @@ class BacktestJob:
     select: Select | None = None
 
     def __post_init__(self) -> None:
-        params = np.ascontiguousarray(self.params, dtype=np.float64)
+        params = self.params
+        if not (type(params) is np.ndarray and params.dtype == np.float64
+                and params.flags.c_contiguous):
+            params = np.ascontiguousarray(params, dtype=np.float64)
+            object.__setattr__(self, "params", params)
         if params.ndim != 2:
             raise QuantfleetError(f"BacktestJob({self.strategy}): params must be a 2-D block "
                                   f"(combos, dims), got shape {params.shape}")
-        object.__setattr__(self, "params", params)
         object.__setattr__(self, "assets", tuple(map(int, self.assets)))
         if self.terms is None:
             object.__setattr__(self, "terms", _FREE)
@@ -88,6 +91,11 @@ class BacktestJob:
             object.__setattr__(self, "combos", tuple(int(c) for c in self.combos))
         if self.select is not None and self.combos is not None:
             raise QuantfleetError("BacktestJob: give combos or select, not both")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the field values in order, not a dict of them: a task carries many jobs
+        return (BacktestJob, (self.strategy, self.assets, self.params, self.start, self.stop,
+                              self.warm_from, self.terms, self.keep, self.combos, self.select))
 
     @property
     def n_backtests(self) -> int:

@@ -9,6 +9,7 @@ the portfolio's returns matrix.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,9 +91,14 @@ def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[W
     return tuple(
         BacktestJob(strategy, (asset,), params, start=w.test_start, stop=w.test_end,
                     warm_from=max(0, w.test_start - warm), terms=terms, keep="returns",
-                    select=Select(metric, w.train_start, w.train_end,
-                                  max(0, w.train_start - warm)))
+                    select=_select(metric, w.train_start, w.train_end, max(0, w.train_start - warm)))
         for w in windows)
+
+
+@functools.lru_cache(maxsize=4096)
+def _select(metric: str, start: int, stop: int, warm_from: int) -> Select:
+    # one object per (strategy warm-up, window), shared by every asset's job: a task pickles it once
+    return Select(metric, start, stop, warm_from)
 
 
 def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
@@ -106,7 +112,7 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
 
     first = jobs[0]
     name, asset, metric = first.strategy, first.assets[0], first.select.metric
-    ppy = first.terms.ppy
+    ppy = first.terms.ppy if first.terms.ppy is not None else market.periods_per_year
     k = METRIC_NAMES.index(metric)
     n_c = first.params.shape[0]
     t0 = first.start
@@ -316,6 +322,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     failed: list[Any] = []
     n_rows = 0
     n_bt = 0
+    bt_per_pair: dict[str, int] = {}  # every asset's batch of a strategy has as many backtests
     # stitched out-of-sample returns, one row per pair, strategy by strategy (the order
     # given) and assets in data order within each: results are written in place
     n_s, n_a = len(plan), len(rows)
@@ -345,7 +352,10 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             if not isinstance(res, dict):
                 failed.append(res)
                 continue
-            n_bt += it.n_backtests  # in and out of sample, the selected combo again
+            sname = pairs[k][0]
+            if sname not in bt_per_pair:
+                bt_per_pair[sname] = it.n_backtests  # in and out of sample, the selected again
+            n_bt += bt_per_pair[sname]
             row = (k % n_s) * n_a + k // n_s  # items are asset-major, rows strategy-major
             block[row] = res["returns"]
             done[row] = True
