@@ -119,8 +119,9 @@ def frame_of(table):
 
 def probe_fresh(kind: str) -> dict:
     """In this (fresh) process: start an executor, submit one tournament item, time the result."""
+    from quantfleet.backtest import JobBatch, Terms, evaluate_jobs
     from quantfleet.data import load
-    from quantfleet.research.tournament import coarse_grid, evaluate_window
+    from quantfleet.research.tournament import coarse_grid, pair_jobs
     from quantfleet.research.windows import walk_forward
     from quantfleet.strategies.registry import get
 
@@ -129,7 +130,8 @@ def probe_fresh(kind: str) -> dict:
     params = coarse_grid(s.space, 9)
     w = walk_forward(market.timestamps, None, None, 3, False, start=0)[0]
     warm = max(s.min_bars(d) for d in s.space.to_dicts(params))
-    item = ("sma_cross", 0, params, w, warm, 0.0, market.periods_per_year, False, "sharpe")
+    item = JobBatch(pair_jobs("sma_cross", 0, params, [w], warm,
+                              Terms(ppy=market.periods_per_year), "sharpe"))
     t0 = time.perf_counter()
     if kind == "ray":
         from quantfleet.compute.ray import RayExecutor
@@ -140,10 +142,10 @@ def probe_fresh(kind: str) -> dict:
 
         ex = ProcessExecutor(workers=2)
     t1 = time.perf_counter()
-    next(iter(ex.map(evaluate_window, [item], shared=market, chunk_size=1)))
+    next(iter(ex.map(evaluate_jobs, [item], shared=market, chunk_size=1)))
     t2 = time.perf_counter()
     first_span = ex.spans.spans[-1].duration
-    next(iter(ex.map(evaluate_window, [item], shared=market, chunk_size=1)))
+    next(iter(ex.map(evaluate_jobs, [item], shared=market, chunk_size=1)))
     t3 = time.perf_counter()
     warm_span = ex.spans.spans[-1].duration
     ex.close()
@@ -235,7 +237,8 @@ def render(meta, results, noop, fresh, ceiling=None) -> str:
              f"{len(meta['strategies'])} strategies that need only close "
              f"({', '.join(meta['strategies'])}) x 20 stocks x 3 walk-forward windows; one task item = "
              f"(strategy, stock) over the 3 windows, every combo in and out of sample, plus that "
-             f"pair's result rows, leaderboard row and PBO/DSR (`evaluate_pair`)")
+             f"pair's result rows, leaderboard row and PBO/DSR (`pair_jobs` combined by `pair_summary`, "
+             f"mapped as `evaluate_jobs`)")
     L.append("- executors: `make_executor('serial')`, `make_executor('processes', workers=2)`, "
              "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
              "default chunking (items asset by asset cycling through the strategies, two equal "

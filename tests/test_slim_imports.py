@@ -30,10 +30,10 @@ def test_running_a_backtest_stays_slim():
     mods = _modules_after(
         "import numpy as np\n"
         "from quantfleet.data.market import MarketData\n"
-        "from quantfleet.research.sweep import evaluate_chunk\n"
+        "from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate_jobs\n"
         "ts = (np.datetime64('2020-01-01') + np.arange(300)).astype('datetime64[ns]')\n"
         "m = MarketData(ts, ('A',), 100 + np.cumsum(np.ones((1, 300)), axis=1))\n"
-        "evaluate_chunk(m, ('sma_cross', [0], np.array([[5.0, 20.0]]), 0.0, 252.0, False))"
+        "evaluate_jobs(m, JobBatch((BacktestJob('sma_cross', (0,), np.array([[5.0, 20.0]])),)))"
     )
     assert not (mods & set(HEAVY)), sorted(mods & set(HEAVY))
 

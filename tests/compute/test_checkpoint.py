@@ -67,7 +67,7 @@ def test_sigkilled_driver_resumes_on_another_executor(tmp_path):
                                       checkpoint_dir={str(ckpt)!r}):
             pass
     """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 300  # fails a broken run only

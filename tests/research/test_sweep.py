@@ -102,3 +102,21 @@ def test_sweep_reports_deflated_sharpe_and_pbo_of_the_winner(market):
     _, all_r = strat.run_asset(market, a, params, ppy=252.0, returns=True)
     assert of["pbo"] == pytest.approx(pbo(all_r.T, n_splits=16).pbo)
     assert "DSR" in of["verdict"] and "PBO" in of["verdict"]
+
+
+def test_one_combo_is_a_sweep_whose_verdict_says_pbo_needs_two_trials(market):
+    res = sweep(market, "sma_cross", {"fast": [5], "slow": [20]}, ppy=252.0)
+    assert res.n_combos == 1 and res.n_rows == 2
+    of = res.overfit
+    assert of["pbo"] is None and of["n_trials"] == 1
+    assert "at least 2" in of["pbo_note"]
+    assert "PBO n/a: it needs at least 2 trials" in of["verdict"] and "DSR" in of["verdict"]
+
+
+def test_leaderboard_by_turnover_puts_the_least_trading_first(market):
+    grid = {"fast": [2, 3, 5, 10], "slow": [20, 40]}
+    res = sweep(market, "sma_cross", grid, metric="turnover", top=3)
+    df = res.table.to_pandas()
+    want = df.sort_values("turnover", kind="stable")["turnover"].head(3).tolist()
+    assert res.top["turnover"].tolist() == want
+    assert want[0] <= want[-1]

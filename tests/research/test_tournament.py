@@ -125,39 +125,6 @@ def test_tournament_errors(market):
         tournament(market, [], n_windows=2)
 
 
-def test_packed_returns_round_trip_bit_for_bit():
-    from quantfleet.research.tournament import pack_returns, unpack_returns
-
-    rng = np.random.default_rng(3)
-    for n in (0, 1, 7, 8, 9, 1000):
-        ref = rng.normal(0, 0.01, n)
-        x = rng.normal(0, 0.01, n)
-        u = rng.random(n)
-        x[u < 0.4] = 0.0
-        x[(u >= 0.4) & (u < 0.6)] = ref[(u >= 0.4) & (u < 0.6)]
-        x[(u >= 0.6) & (u < 0.8)] = -ref[(u >= 0.6) & (u < 0.8)]
-        if n >= 8:
-            ref[[1, 2, 6, 7]] = [np.nan, 0.0, np.nan, 0.0]
-            x[[1, 3, 5, 2, 6, 7]] = [np.nan, np.nan, np.inf, -0.0, -np.nan, 0.0]
-        for r in (ref, None):
-            n_out, lo, hi, values = pack_returns(x, r)
-            bits, rbits = x.view(np.int64), None if r is None else r.view(np.int64)
-            coded = bits == 0
-            if r is not None:
-                coded |= (bits == rbits) | (bits == (-r).view(np.int64))
-            assert n_out == n and values.shape[0] == int(np.count_nonzero(~coded))
-            y = unpack_returns((n_out, lo, hi, values), r)
-            assert y.dtype == np.float64 and y.tobytes() == x.tobytes()
-            out = np.full(n, 7.0)
-            assert unpack_returns((n_out, lo, hi, values), r, out=out) is out
-            assert out.tobytes() == x.tobytes()
-        if n >= 8:  # coded against a reference, so it cannot be unpacked without one
-            with pytest.raises(ValueError, match="pass the same ref"):
-                unpack_returns(pack_returns(x, ref))
-
-
-
-
 def test_leaderboard_order_is_the_pandas_sort():
     import pandas as pd
 

@@ -1,7 +1,9 @@
 """Run ``fn(shared, item)`` over many items: serially, on a local process pool, or on Ray.
 
 ``make_executor`` picks one; every executor yields the same results in the same order.
-``RayExecutor`` is resolved lazily so importing this package never imports ray.
+``RayExecutor`` is resolved lazily so importing this package never imports ray. Modules:
+tasks (what crosses to a worker and back), executor (protocol and driver loop), serial,
+processes, ray (backends), codec (how results cross processes), chunking, factory.
 """
 
 from __future__ import annotations
@@ -9,16 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from quantfleet.compute.chunking import ChunkPlan, ChunkStore, fingerprint, plan_chunk_size
-from quantfleet.compute.executor import (
-    AUTO_RAY_MIN_S,
-    AUTO_SERIAL_MAX_S,
-    Executor,
-    Failed,
-    MapSummary,
-    SerialExecutor,
-    make_executor,
-)
+from quantfleet.compute.executor import Executor, MapSummary
+from quantfleet.compute.factory import AUTO_RAY_MIN_S, AUTO_SERIAL_MAX_S, make_executor
 from quantfleet.compute.processes import ProcessExecutor
+from quantfleet.compute.serial import SerialExecutor
+from quantfleet.compute.tasks import Failed
 
 if TYPE_CHECKING:  # pragma: no cover
     from quantfleet.compute.ray import RayExecutor

@@ -1,25 +1,23 @@
-"""The Executor protocol, the driver loop every backend shares, the serial backend and the factory.
+"""The Executor protocol and the driver loop every backend shares.
 
 ``map(fn, items, shared)`` calls ``fn(shared, item)`` for every item and yields the results
 in submission order, whatever the backend (serial, a process pool, Ray). Items travel in
 chunks (see :mod:`quantfleet.compute.chunking`); an exception in ``fn`` is retried, then
-yields a :class:`Failed` record in the item's place; a task that hangs past its timeout or
-whose worker dies is cancelled and resubmitted, then recorded as failed. Nothing is dropped.
+yields a :class:`~quantfleet.compute.tasks.Failed` record in the item's place; a task that
+hangs past its timeout or whose worker dies is cancelled and resubmitted, then recorded as
+failed. Nothing is dropped.
 """
 
 from __future__ import annotations
 
 import bisect
-import importlib.util
 import math
 import os
-import socket
 import time
-import traceback
 import warnings
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from quantfleet.compute.chunking import (
@@ -29,128 +27,11 @@ from quantfleet.compute.chunking import (
     fingerprint,
     plan_chunk_size,
 )
+from quantfleet.compute.tasks import ChunkResult, ChunkTask, Failed, Lost
 from quantfleet.errors import ExecutionError
-from quantfleet.observe.spans import Span, SpanRecorder, SpanTimer
+from quantfleet.observe.spans import Span, SpanRecorder
 
-__all__ = [
-    "AUTO_RAY_MIN_S",
-    "AUTO_SERIAL_MAX_S",
-    "BaseExecutor",
-    "ChunkResult",
-    "ChunkTask",
-    "Executor",
-    "Failed",
-    "Lost",
-    "MapSummary",
-    "SerialExecutor",
-    "make_executor",
-    "run_chunk",
-]
-
-AUTO_SERIAL_MAX_S = 2.0
-"""auto: estimated total work below this runs serially (a spawned pool takes ~1 s to start)."""
-
-AUTO_RAY_MIN_S = 600.0
-"""auto: estimated total work above this runs on local Ray (7 s start-up is then ~1%; the
-object store shares ``shared`` zero-copy instead of one copy per worker process)."""
-
-
-# ---------------------------------------------------------------- records that cross processes
-
-@dataclass(frozen=True)
-class Failed:
-    """The result in place of an item whose every attempt failed.
-
-    Attributes
-    ----------
-    index : the item's position in the map's input
-    error_type : exception class name, e.g. ``"ValueError"``; ``"TimeoutError"`` for a task
-        cancelled after ``timeout_s``; a Ray error name (``"WorkerCrashedError"``, ...) or
-        ``"WorkerDied"`` when the worker process was lost
-    message : ``str(exception)`` or what the driver saw
-    attempts : executions of the item before giving up
-    traceback : the worker's formatted traceback of the last attempt (not compared)
-    """
-
-    index: int
-    error_type: str
-    message: str
-    attempts: int
-    traceback: str = field(default="", compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return (f"item {self.index} failed after {self.attempts} attempt(s): "
-                f"{self.error_type}: {self.message}")
-
-
-@dataclass(frozen=True)
-class ChunkTask:
-    """What a worker receives: items ``start .. start+len(items)`` of a map, one attempt."""
-
-    uid: int
-    chunk: int
-    start: int
-    items: list[Any]
-    attempt: int
-    retries: int
-    stage: str
-    component: str
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """What a worker returns: one value (or Failed) per item, the task's span, retries done."""
-
-    uid: int
-    values: list[Any]
-    span: Span
-    retried: int
-
-
-@dataclass(frozen=True)
-class Lost:
-    """A task that returned nothing: timed out, cancelled, or its worker/node died."""
-
-    error_type: str
-    message: str
-
-
-def run_chunk(fn: Callable[[Any, Any], Any], shared: Any, task: ChunkTask, *,
-              worker: str, node: str) -> ChunkResult:
-    """Run one task on a worker: ``fn(shared, item)`` per item, exceptions retried in place
-    up to ``task.retries`` times then turned into :class:`Failed`; measured as one Span."""
-    timer = SpanTimer()
-    values: list[Any] = []
-    retried = 0
-    ok = True
-    for j, item in enumerate(task.items):
-        for attempt in range(1, task.retries + 2):
-            try:
-                values.append(fn(shared, item))
-                break
-            except Exception as e:  # noqa: BLE001 - every failure becomes a record
-                if attempt > task.retries:
-                    ok = False
-                    values.append(Failed(
-                        index=task.start + j, error_type=type(e).__name__, message=str(e),
-                        attempts=task.attempt - 1 + attempt,
-                        traceback="".join(traceback.format_exception(e)),
-                    ))
-                else:
-                    retried += 1
-    span = timer.finish(stage=task.stage, component=task.component, worker=worker, node=node,
-                        items=len(task.items), ok=ok, attempt=task.attempt)
-    return ChunkResult(uid=task.uid, values=values, span=span, retried=retried)
-
-
-def unpicklable_result(task: ChunkTask, res: ChunkResult, err: BaseException) -> ChunkResult:
-    """``res`` with every value replaced by a Failed record (its values could not be sent)."""
-    vals = [v if isinstance(v, Failed) else Failed(
-        index=task.start + j, error_type=type(err).__name__,
-        message=f"result could not be pickled: {err}", attempts=task.attempt)
-        for j, v in enumerate(res.values)]
-    span = Span(**{**res.span.to_dict(), "ok": False})
-    return ChunkResult(uid=res.uid, values=vals, span=span, retried=res.retried)
+__all__ = ["BaseExecutor", "Executor", "MapSummary"]
 
 
 # ---------------------------------------------------------------- summary and progress
@@ -264,7 +145,6 @@ class _Unset:
 
 
 _UNSET = _Unset()
-_HOST = socket.gethostname()
 
 
 def _component_of(fn: Any) -> str:
@@ -589,106 +469,3 @@ class BaseExecutor:
         left[u.chunk] -= 1
         if left[u.chunk] == 0:
             finish_chunk(u.chunk)
-
-
-# ---------------------------------------------------------------- serial
-
-class SerialExecutor(BaseExecutor):
-    """Runs every task in the calling process, one after another.
-
-    The reference for results; spans name this process (pid) and host. It cannot cancel a
-    running function, so ``timeout_s`` is ignored with a warning.
-    """
-
-    name = "serial"
-    supports_timeout = False
-
-    def __init__(self, recorder: SpanRecorder | None = None) -> None:
-        super().__init__(recorder)
-        self._queue: deque[ChunkTask] = deque()
-        self._fn: Callable[[Any, Any], Any] | None = None
-        self._shared: Any = None
-
-    @property
-    def workers(self) -> int:
-        return 1
-
-    def _open(self, fn: Callable[[Any, Any], Any], shared: Any) -> None:
-        self._fn, self._shared = fn, shared
-        self._queue.clear()
-
-    def _capacity(self) -> int:
-        return 0 if self._queue else 1
-
-    def _submit(self, task: ChunkTask) -> None:
-        self._queue.append(task)
-
-    def _poll(self, timeout: float | None) -> list[tuple[Hashable, ChunkResult | Lost]]:
-        task = self._queue.popleft()
-        assert self._fn is not None
-        res = run_chunk(self._fn, self._shared, task, worker=str(os.getpid()), node=_HOST)
-        return [(task.uid, res)]
-
-    def _cancel(self, uid: int) -> None:  # pragma: no cover - never has a deadline
-        pass
-
-    def _abandon(self) -> None:
-        self._queue.clear()
-
-    def close(self) -> None:
-        self._fn = self._shared = None
-        super().close()
-
-
-# ---------------------------------------------------------------- factory
-
-def make_executor(kind: str = "auto", workers: int | None = None, ray_address: str | None = None,
-                  n_items_hint: int | None = None, *, item_cost_s: float | None = None,
-                  timeout_s: float | None = None, recorder: SpanRecorder | None = None,
-                  **options: Any) -> BaseExecutor:
-    """An executor by name, or the one that fits the workload (``kind="auto"``).
-
-    auto, in order:
-
-    1. ``ray_address`` or ``RAY_ADDRESS`` set -> ``RayExecutor`` on that cluster;
-    2. one CPU, or ``n_items_hint <= 1``, or an estimated total (``n_items_hint *
-       item_cost_s``) under ``AUTO_SERIAL_MAX_S`` (2 s) -> ``SerialExecutor``, unless a
-       ``timeout_s`` is asked for (serial cannot cancel) -> ``ProcessExecutor``;
-    3. an estimated total over ``AUTO_RAY_MIN_S`` (600 s) with Ray installed -> local
-       ``RayExecutor``;
-    4. otherwise -> ``ProcessExecutor``.
-
-    ``options`` go to the executor's constructor (``start_method``, ``max_retries``,
-    ``init_kwargs``...).
-    """
-    kinds = ("auto", "serial", "processes", "ray")
-    if kind not in kinds:
-        from quantfleet.errors import did_you_mean
-
-        raise ExecutionError(f"unknown executor kind {kind!r}{did_you_mean(kind, kinds)}; "
-                             f"choose one of {', '.join(kinds)}")
-    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-        raise ExecutionError(f"workers must be >= 1 or None (got {workers!r})")
-    address = ray_address or os.environ.get("RAY_ADDRESS") or None
-    if kind == "auto":
-        cpus = workers or os.cpu_count() or 1
-        est = (n_items_hint * item_cost_s
-               if n_items_hint is not None and item_cost_s is not None else None)
-        if address:
-            kind = "ray"
-        elif cpus <= 1 or (n_items_hint is not None and n_items_hint <= 1) or (
-                est is not None and est < AUTO_SERIAL_MAX_S):
-            kind = "processes" if timeout_s is not None else "serial"
-        elif est is not None and est >= AUTO_RAY_MIN_S and importlib.util.find_spec("ray"):
-            kind = "ray"
-        else:
-            kind = "processes"
-    if kind == "serial":
-        return SerialExecutor(recorder=recorder, **options)
-    if kind == "processes":
-        from quantfleet.compute.processes import ProcessExecutor
-
-        return ProcessExecutor(workers, recorder=recorder, **options)
-    from quantfleet.compute.ray import RayExecutor
-
-    return RayExecutor(workers, address=address, recorder=recorder, **options)

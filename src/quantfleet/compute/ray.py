@@ -3,7 +3,9 @@
 The only module that imports ray, and only inside functions, so importing
 ``quantfleet.compute`` stays slim. ``shared`` goes into the object store with one
 ``ray.put`` per distinct object; tasks receive the ObjectRef inside a list (so Ray does not
-resolve it per task) and each worker process deserializes it once and caches it.
+resolve it per task) and each worker process deserializes it once and caches it. Results
+come back as :func:`quantfleet.compute.codec.dumps` bytes: they pass through Ray's transport
+(and a network, on a cluster), where fewer bytes pay for the coding.
 """
 
 from __future__ import annotations
@@ -13,14 +15,9 @@ import pickle
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from quantfleet.compute.executor import (
-    BaseExecutor,
-    ChunkResult,
-    ChunkTask,
-    Lost,
-    run_chunk,
-    unpicklable_result,
-)
+from quantfleet.compute.codec import dumps as dumps_result
+from quantfleet.compute.executor import BaseExecutor
+from quantfleet.compute.tasks import ChunkResult, ChunkTask, Lost, run_chunk, unpicklable_result
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
@@ -47,8 +44,9 @@ def _resolve(slot: str, ref: Any) -> Any:
 
 
 def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
-    """The Ray task body: returns the pickled ChunkResult (plain, writable arrays on the
-    driver, like the other backends; an unpicklable result becomes Failed records)."""
+    """The Ray task body: returns the ChunkResult as :func:`codec.dumps` bytes (plain,
+    writable arrays on the driver, like the other backends; an unpicklable result becomes
+    Failed records)."""
     import ray
 
     fn = _resolve("fn", refs[0])
@@ -56,9 +54,9 @@ def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
     ctx = ray.get_runtime_context()
     res = run_chunk(fn, shared, task, worker=ctx.get_worker_id(), node=ctx.get_node_id())
     try:
-        return pickle.dumps(res, protocol=5)
+        return dumps_result(res)
     except Exception as e:  # noqa: BLE001
-        return pickle.dumps(unpicklable_result(task, res, e), protocol=5)
+        return dumps_result(unpicklable_result(task, res, e))
 
 
 def _by_reference(fn: Any) -> bool:
@@ -79,12 +77,10 @@ def embedded_system_config(dashboard: bool) -> dict[str, Any]:
     """Ray system settings for an embedded local Ray (``init_kwargs["_system_config"]``
     overrides them).
 
-    On a small machine Ray's own processes take CPU from the tasks: measured per ~10k-backtest
-    tournament on 2 cores, the raylet used ~20 ms of CPU and the metrics agent ~8 ms. Task
-    results up to 8 MB return inline to the driver instead of through the shared-memory object
-    store (halves the raylet's share), and without a dashboard nothing reads Ray's metrics, so
-    they are not collected (the agent drops to ~1 ms). In 7 of 7 alternating sessions on 2 cores
-    the 10k tournament's speed-up over serial went up by 0.02-0.04 (about 1.5%).
+    On a small machine Ray's own processes take CPU from the tasks: task results up to 8 MB
+    return inline to the driver instead of through the shared-memory object store (less work
+    for the raylet), and without a dashboard nothing reads Ray's metrics, so they are not
+    collected. Measurements: docs/BENCHMARKS.md, "Notes moved from code comments".
     """
     cfg: dict[str, Any] = {"max_direct_call_object_size": 8 * 1024 * 1024}
     if not dashboard:
@@ -283,7 +279,7 @@ class RayExecutor(BaseExecutor):
         if not refs:
             return []
         # one result per call: the map polls again at once, and a second ray.wait to sweep
-        # up the others cost more driver CPU (~0.6 ms a call) than it saved
+        # up the others cost more driver CPU than it saved
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         events: list[tuple[Hashable, ChunkResult | Lost]] = []
         for ref in ready:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from quantfleet.backtest.job import BacktestJob, evaluate
+from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.research.costs import Costs
 from quantfleet.strategies.registry import Strategy, get
 
 __all__ = ["backtest"]
@@ -18,8 +19,6 @@ def backtest(market: MarketData, strategy: str | Strategy, params: Mapping[str, 
              long_short: bool = False, ppy: float | None = None) -> list[dict[str, Any]]:
     """Backtest one parameter set (missing names take their defaults) on ``assets`` (default:
     all); one dict per asset: strategy, asset, params, bars, terms and every metric."""
-    import numpy as np
-
     from quantfleet.research.sweep import _check_history
 
     strat = get(strategy) if isinstance(strategy, str) else strategy
@@ -31,16 +30,16 @@ def backtest(market: MarketData, strategy: str | Strategy, params: Mapping[str, 
     rows = list(range(market.n_assets)) if not assets else [market.asset_index(a) for a in assets]
     _check_history(strat, market, rows, p)
     ppy_ = ppy or market.periods_per_year
-    arr = strat.space.to_array([p])
+    job = BacktestJob(strat.name, tuple(rows), strat.space.to_array([p]),
+                      terms=Terms.of(costs, ppy_, long_short))
+    metrics = evaluate(market, job).metrics
     first = market.first_valid()
     out = []
-    for a in rows:
-        m, _ = strat.run_asset(market, a, arr, fee_rate=costs.fee_rate, ppy=ppy_,
-                               long_short=long_short)
+    for i, a in enumerate(rows):
         out.append({
             "strategy": strat.name, "asset": market.assets[a], "params": p,
             "bars": int(market.n_bars - first[a]), "periods_per_year": ppy_,
             "fee_bps": costs.fee_bps, "slippage_bps": costs.slippage_bps,
-            "long_short": long_short, **strat.metrics_dict(np.asarray(m[0])),
+            "long_short": long_short, **strat.metrics_dict(metrics[i, 0]),
         })
     return out

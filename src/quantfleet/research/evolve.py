@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.job import BacktestJob, evaluate
+from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.kernels.metrics import METRIC_NAMES
-from quantfleet.research.costs import Costs
+from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.research.genetic import GeneticSearcher
 from quantfleet.research.searcher import (
     FALLBACK_FITNESS,
-    evaluate_trials,
     mean_over_assets,
     run_search,
+    trial_job,
 )
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
@@ -73,6 +74,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     it (different settings: a clear error). Further keyword arguments go to GeneticSearcher
     (elite, tournament, crossover, mutation, immigrants, min_diversity).
     """
+    check_metric(metric)
     if not 0.0 < train_frac <= 1.0:
         raise QuantfleetError(f"train_frac must be in (0, 1] (got {train_frac}); e.g. 0.7")
     costs = costs or Costs()
@@ -108,18 +110,17 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     res = run_search(searcher, market, metric=metric, assets=rows, start=0, stop=split,
                      fee_rate=costs.fee_rate, ppy=ppy, long_short=long_short,
                      executor=executor, checkpoint=ck, stage="evolve")
-    winners = _out_of_sample(res.best, market, rows, split, metric, costs.fee_rate, ppy,
-                             long_short, top)
-    overfit = _winner_dsr(winners, market, rows, split, costs.fee_rate, ppy, long_short,
-                          res, metric)
+    terms = Terms.of(costs, ppy, long_short)
+    winners = _out_of_sample(res.best, market, rows, split, metric, terms, top)
+    overfit = _winner_dsr(winners, market, rows, split, terms, res)
     return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
                         n_failed=res.n_failed, n_cached=res.n_cached, split=split,
                         overfit=overfit, config=cfg)
 
 
-def _out_of_sample(best, market, rows, split, metric, fee_rate, ppy, long_short, top):
+def _out_of_sample(best, market, rows, split, metric, terms, top):
     k = METRIC_NAMES.index(metric)
-    sign = -1.0 if metric in ("max_drawdown", "turnover") else 1.0
+    sign = metric_sign(metric)
     seen = set()
     out = []
     for trial, fit in best:
@@ -130,10 +131,8 @@ def _out_of_sample(best, market, rows, split, metric, fee_rate, ppy, long_short,
         row: dict[str, Any] = {"strategy": trial.strategy, "params": trial.params_dict(),
                                "generation": trial.generation, f"is_{metric}": sign * fit}
         if split < market.n_bars:
-            strat = get(trial.strategy)
-            warm = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
-            m = evaluate_trials(market, (trial.strategy, np.array([trial.params]), rows,
-                                         fee_rate, ppy, long_short, split, market.n_bars, warm))
+            m = evaluate(market, trial_job(trial.strategy, np.array([trial.params]), rows,
+                                           split, market.n_bars, terms)).metrics
             vals = [float(mean_over_assets(m[:, :1, j], name)[0])
                     for j, name in enumerate(METRIC_NAMES)]
             row[f"oos_{metric}"] = vals[k]
@@ -145,20 +144,18 @@ def _out_of_sample(best, market, rows, split, metric, fee_rate, ppy, long_short,
     return out
 
 
-def _pooled_returns(market, rows, strategy, params, split, fee_rate, ppy, long_short):
+def _pooled_returns(market, rows, strategy, params, split, terms):
     """Per-bar in-sample returns of each params row, averaged over the assets: (k, bars)."""
-    strat = get(strategy)
+    res = evaluate(market, BacktestJob(strategy, tuple(rows), params, stop=split, terms=terms,
+                                       keep="returns"))
     acc = None
-    for a in rows:
-        _, r = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
-                               long_short=long_short, stop=split, returns=True)
+    for r in res.series:
         r = r[:, -split:] if r.shape[1] >= split else np.pad(r, ((0, 0), (split - r.shape[1], 0)))
         acc = r if acc is None else acc + r
     return acc / len(rows)
 
 
-def _winner_dsr(winners, market, rows, split, fee_rate, ppy, long_short, res, metric,
-                max_trials: int = 400):
+def _winner_dsr(winners, market, rows, split, terms, res, max_trials: int = 400):
     """Deflated Sharpe of the winner, N = evaluations actually run.
 
     The statistic is the Sharpe of the winner's in-sample returns averaged over the assets
@@ -184,7 +181,7 @@ def _winner_dsr(winners, market, rows, split, fee_rate, ppy, long_short, res, me
     sharpes = []
     winner_series = None
     for s, plist in by_strategy.items():
-        pooled = _pooled_returns(market, rows, s, np.array(plist), split, fee_rate, ppy, long_short)
+        pooled = _pooled_returns(market, rows, s, np.array(plist), split, terms)
         for p, series in zip(plist, pooled, strict=True):
             sr = return_moments(series)[0]
             if math.isfinite(sr):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.metrics import metric_sign
 
 __all__ = [
     "DSR_GOOD",
@@ -49,7 +50,6 @@ PBO_GOOD = 0.25
 
 _N = NormalDist()
 _EULER_GAMMA = 0.5772156649015329
-_LOWER_IS_BETTER = {"max_drawdown", "turnover"}
 _MAX_COMBINATIONS = 1_000_000
 
 
@@ -684,7 +684,7 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
     need_sharpe = oos_returns is not None
     if need_sharpe and "oos_sharpe" not in table.columns:
         raise QuantfleetError("tournament table lacks oos_sharpe, needed for the deflated Sharpe")
-    sign = -1.0 if metric in _LOWER_IS_BETTER else 1.0
+    sign = metric_sign(metric)
     ppy = periods_per_year
     if need_sharpe and ppy is None:
         from quantfleet.data.market import infer_periods_per_year
@@ -749,7 +749,7 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
     periods_per_year : bars per year the Sharpe ratios were annualized with (for the DSR)
     judge_dsr : whether the verdict speaks of the DSR (default: returns given)
     """
-    if not signed and metric in _LOWER_IS_BETTER:
+    if not signed and metric_sign(metric) < 0:
         is_metric, oos_metric = -np.asarray(is_metric, float), -np.asarray(oos_metric, float)
     n = len(window)
     brk = np.ones(n, dtype=bool)

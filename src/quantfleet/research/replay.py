@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from quantfleet.backtest.job import BacktestJob, evaluate
+from quantfleet.backtest.terms import Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, StrategyError
 from quantfleet.kernels.metrics import (
@@ -25,6 +27,8 @@ from quantfleet.kernels.metrics import (
     acc_init,
     acc_step,
     bar_returns,
+    check_metric,
+    metric_sign,
 )
 from quantfleet.strategies.registry import get
 
@@ -107,12 +111,12 @@ class SignalBook:
             raise QuantfleetError(f"{market.source}: replay needs every asset priced from the first "
                                   f"bar; select assets with a common history")
         pos = np.zeros((len(members), market.n_assets, market.n_bars))
+        terms = Terms(fee_rate=float(fee_rate), ppy=ppy, long_short=long_short)
         for i, mb in enumerate(members):
-            strat = get(mb.strategy)
-            params = strat.space.to_array([mb.params])
-            for a in range(market.n_assets):
-                _, _, p = strat.run_asset(market, a, params, ppy=ppy, long_short=long_short,
-                                          positions=True)
+            job = BacktestJob(mb.strategy, tuple(range(market.n_assets)),
+                              get(mb.strategy).space.to_array([mb.params]), terms=terms,
+                              keep="positions")
+            for a, p in enumerate(evaluate(market, job).series):
                 pos[i, a] = p[0]
         # the close itself, not returns computed here: numba's cache can fail to hand a
         # cached callee's array back to Python ("descr is NULL"), so returns stay in the kernel
@@ -162,12 +166,11 @@ def search_weights(book: SignalBook, *, candidates: int = 1000, seed: int = 0,
     first batch at random, then breeds each next batch from the best so far (convex crossover
     of two parents, Dirichlet-noise mutation, renormalised to the simplex).
     """
-    if metric not in METRIC_NAMES:
-        raise QuantfleetError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_NAMES)}")
+    check_metric(metric)
     if method not in ("random", "genetic"):
         raise QuantfleetError(f"unknown method {method!r}; use 'random' or 'genetic'")
     k = METRIC_NAMES.index(metric)
-    sign = -1.0 if metric in ("max_drawdown", "turnover") else 1.0
+    sign = metric_sign(metric)
     rng = np.random.default_rng(seed)
     m = len(book.members)
     all_w: list[np.ndarray] = []

@@ -20,9 +20,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from quantfleet.backtest.job import BacktestJob, JobBatch, JobResult, evaluate_jobs
+from quantfleet.backtest.terms import Terms
 from quantfleet.data.market import MarketData
-from quantfleet.errors import QuantfleetError, did_you_mean
-from quantfleet.kernels.metrics import METRIC_NAMES
+from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.strategies.registry import get
 
 __all__ = [
@@ -32,8 +33,8 @@ __all__ = [
     "SearchResult",
     "Searcher",
     "Trial",
-    "evaluate_trials",
     "run_search",
+    "trial_job",
 ]
 
 _ZERO_WHEN_UNDEFINED = ("sharpe", "sortino", "calmar", "total_return", "cagr")
@@ -171,19 +172,17 @@ class RandomSearcher:
         return r
 
 
-def evaluate_trials(market: MarketData, item: tuple) -> np.ndarray:
-    """Worker body: metrics (assets, trials, N_METRICS) of one strategy's trials on a bar range.
+def trial_job(strategy: str, params: np.ndarray, assets: Sequence[int], start: int,
+              stop: int | None, terms: Terms) -> BacktestJob:
+    """The job evaluating trials of ``strategy`` (params (k, dims)) on bars ``[start, stop)``.
 
-    ``item = (strategy, params (k, dims), assets, fee_rate, ppy, long_short, start, stop, warm)``
+    Indicators warm up from the strategy's longest possible window before ``start``, so a
+    trial's fitness does not depend on which other trials share its job.
     """
-    name, params, assets, fee_rate, ppy, long_short, start, stop, warm = item
-    strat = get(name)
-    out = np.empty((len(assets), params.shape[0], len(METRIC_NAMES)))
-    for i, a in enumerate(assets):
-        out[i] = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
-                                 long_short=long_short, start=start, stop=stop,
-                                 warm_from=max(0, start - warm))[0]
-    return out
+    strat = get(strategy)
+    warm = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
+    return BacktestJob(strategy, tuple(assets), params, start=start, stop=stop,
+                       warm_from=max(0, start - warm), terms=terms)
 
 
 @dataclass
@@ -222,14 +221,12 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     ``checkpoint`` (a JSON file) receives the searcher's state after every round; pass the
     same path to resume.
     """
-    if metric not in METRIC_NAMES:
-        raise QuantfleetError(f"unknown metric {metric!r}{did_you_mean(metric, METRIC_NAMES)}; "
-                              f"choose one of {', '.join(METRIC_NAMES)}")
-    k = METRIC_NAMES.index(metric)
-    sign = -1.0 if metric in ("max_drawdown", "turnover") else 1.0
+    k = METRIC_NAMES.index(check_metric(metric))
+    sign = metric_sign(metric)
     rows = list(range(market.n_assets)) if assets is None else list(assets)
     ppy = float(ppy) if ppy is not None else market.periods_per_year
     stop = market.n_bars if stop is None else stop
+    terms = Terms(fee_rate=fee_rate, ppy=ppy, long_short=long_short)
     cache: dict[tuple[str, tuple[float, ...]], float] = {}
     history: list[dict[str, Any]] = []
     n_eval = n_failed = n_cached = 0
@@ -256,34 +253,31 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
                 n_cached += 1
             else:
                 todo.setdefault(t.strategy, []).append(i)
-        items = []
+        items: list[tuple[JobBatch, list[int]]] = []
         # split each strategy's trials into batches: about 4 tasks per worker per round, so a
         # generation does not wait on one big task per strategy (the results do not depend on
-        # the batching: the warm-up below is per strategy, not per batch)
+        # the batching: the warm-up is per strategy, not per batch)
         workers = int(getattr(executor, "workers", 1) or 1) if executor is not None else 1
         total = sum(len(i) for i in todo.values())
         size = max(8, math.ceil(total / (4 * workers)))
         for s, idx in todo.items():
-            strat = get(s)
-            # warm-up from the strategy's longest possible window, so a trial's fitness does
-            # not depend on which other trials share its batch
-            w = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
             for lo in range(0, len(idx), size):
                 part = idx[lo:lo + size]
                 params = np.array([trials[i].params for i in part], dtype=np.float64)
-                items.append(((s, params, rows, fee_rate, ppy, long_short, start, stop, w), part))
+                items.append((JobBatch((trial_job(s, params, rows, start, stop, terms),)), part))
         if executor is None:
-            results = [_safe(evaluate_trials, market, it) for it, _ in items]
+            results = [_safe(evaluate_jobs, market, it) for it, _ in items]
         else:
-            results = list(executor.map(evaluate_trials, [it for it, _ in items], shared=market,
+            results = list(executor.map(evaluate_jobs, [it for it, _ in items], shared=market,
                                         stage=f"{stage}/gen:{len(history)}",
-                                        component=[it[0] for it, _ in items], chunk_size=1))
+                                        component=[it.jobs[0].strategy for it, _ in items],
+                                        chunk_size=1))
         round_failed = 0
         for (_, idx), res in zip(items, results, strict=True):
-            if not isinstance(res, np.ndarray):
+            if not (isinstance(res, list) and isinstance(res[0], JobResult)):
                 vals = np.full(len(idx), np.nan)
             else:
-                vals = sign * mean_over_assets(res[:, :, k], metric)
+                vals = sign * mean_over_assets(res[0].metrics[:, :, k], metric)
             for j, i in enumerate(idx):
                 f = vals[j]
                 if not math.isfinite(f):

@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate, evaluate_jobs
+from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.data.validate import require_bars
-from quantfleet.kernels.metrics import METRIC_NAMES
-from quantfleet.research.costs import Costs
+from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Int
 
-__all__ = ["SweepResult", "evaluate_chunk", "results_table", "sweep"]
+__all__ = ["SweepResult", "results_table", "sweep"]
 
 
 @dataclass
@@ -38,17 +39,6 @@ class SweepResult:
     path: Path | None = None
     failed: list[Any] = field(default_factory=list)
     overfit: dict[str, Any] | None = None  # DSR (and PBO) of the winner, with a verdict
-
-
-def evaluate_chunk(market: MarketData, item: tuple) -> np.ndarray:
-    """Worker body: metrics (assets, combos, N_METRICS) of one params chunk on some assets."""
-    name, assets, params, fee_rate, ppy, long_short = item
-    strategy = get(name)
-    out = np.empty((len(assets), params.shape[0], len(METRIC_NAMES)))
-    for i, a in enumerate(assets):
-        out[i] = strategy.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
-                                    long_short=long_short)[0]
-    return out
 
 
 def results_table(strategy: Strategy, market: MarketData, assets: Sequence[int],
@@ -98,22 +88,21 @@ def sweep(market: MarketData, strategy: str | Strategy,
     executor : a ``quantfleet.compute`` Executor; None runs in this process
     out : Parquet path the rows stream to, chunk by chunk (memory stays flat)
     keep_table : also return the whole Arrow table (set False for huge sweeps with ``out``)
-    metric, top : leaderboard column and length (higher is better; max_drawdown lower)
+    metric, top : leaderboard column and length (higher is better; max_drawdown and turnover
+        lower: ``kernels.metrics.LOWER_IS_BETTER``)
     chunk : cartesian rows per work item
     pbo_max_trials : PBO of the winner's asset is computed when the grid has at most this many
-        combos (it needs every combo's per-bar returns); the deflated Sharpe always is
+        combos (it needs every combo's per-bar returns) and at least 2; the deflated Sharpe
+        always is
+
+    Each chunk of combos is one :class:`~quantfleet.backtest.job.BacktestJob` on every asset,
+    mapped with :func:`~quantfleet.backtest.job.evaluate_jobs`.
     """
     import pandas as pd
 
     strat = get(strategy) if isinstance(strategy, str) else strategy
     strat.check_market(market)
-    if metric not in METRIC_NAMES:
-        from quantfleet.errors import QuantfleetError, did_you_mean
-
-        raise QuantfleetError(
-            f"unknown metric {metric!r}{did_you_mean(metric, METRIC_NAMES)}; "
-            f"choose one of {', '.join(METRIC_NAMES)}"
-        )
+    check_metric(metric)
     costs = costs or Costs()
     rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
     space = strat.space
@@ -121,16 +110,17 @@ def sweep(market: MarketData, strategy: str | Strategy,
     _check_history(strat, market, rows, {d.name: (int(a[-1]) if isinstance(d, Int) else float(a[-1]))
                                          for d, a in zip(space.dims, axes, strict=True)})
     ppy = float(ppy) if ppy is not None else market.periods_per_year
+    terms = Terms.of(costs, ppy, long_short)
     spec = {d.name: list(a) for d, a in zip(space.dims, axes, strict=True)}
 
     skipped = 0
 
-    def items() -> Iterator[tuple]:
+    def items() -> Iterator[JobBatch]:
         nonlocal skipped
         for params, sk in space.grid_chunks(spec, market.n_bars, chunk):
             skipped += sk
             if params.shape[0]:
-                yield (strat.name, rows, params, costs.fee_rate, ppy, long_short)
+                yield JobBatch((BacktestJob(strat.name, tuple(rows), params, terms=terms),))
 
     writer = None
     tables = []
@@ -138,21 +128,23 @@ def sweep(market: MarketData, strategy: str | Strategy,
     n_combos = 0
     n_rows = 0
     failed: list[Any] = []
-    ascending = metric == "max_drawdown"
+    ascending = metric_sign(metric) < 0
     # running (count, mean, M2) of each asset's finite Sharpes: the trial variance DSR needs
     sr_stats = np.zeros((len(rows), 3))
     if executor is None:
-        pairs: Iterator[tuple[tuple, Any]] = ((it, evaluate_chunk(market, it)) for it in items())
+        pairs: Iterator[tuple[JobBatch, Any]] = ((it, evaluate_jobs(market, it))
+                                                 for it in items())
     else:
         work = list(items())
-        pairs = zip(work, executor.map(evaluate_chunk, work, shared=market, stage="sweep",
+        pairs = zip(work, executor.map(evaluate_jobs, work, shared=market, stage="sweep",
                                        component=strat.name), strict=True)
     try:
-        for it, res in pairs:
-            params = it[2]
-            if not isinstance(res, np.ndarray):
-                failed.append(res)
+        for it, got in pairs:
+            params = it.jobs[0].params
+            if not isinstance(got, list):
+                failed.append(got)
                 continue
+            res = got[0].metrics
             tbl = results_table(strat, market, rows, params, res)
             _merge_moments(sr_stats, res[:, :, METRIC_NAMES.index("sharpe")])
             n_combos += params.shape[0]
@@ -184,8 +176,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
         board = board.reset_index(drop=True)
     overfit = None
     if len(board):
-        overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec,
-                                  costs.fee_rate, ppy, long_short, n_combos, pbo_max_trials)
+        overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec, terms,
+                                  n_combos, pbo_max_trials)
     return SweepResult(
         strategy=strat.name, metric=metric, n_combos=n_combos, n_skipped=skipped, n_rows=n_rows,
         assets=tuple(market.assets[a] for a in rows), top=board, table=table,
@@ -208,31 +200,36 @@ def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
 
 
 def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequence[int],
-                    sr_stats: np.ndarray, spec: Mapping[str, Sequence[Any]], fee_rate: float,
-                    ppy: float, long_short: bool, n_combos: int,
-                    pbo_max_trials: int) -> dict[str, Any]:
+                    sr_stats: np.ndarray, spec: Mapping[str, Sequence[Any]], terms: Terms,
+                    n_combos: int, pbo_max_trials: int) -> dict[str, Any]:
     """Deflated Sharpe of the leaderboard's winner (N = combos tried on its asset) and, when the
-    grid is small enough to hold every combo's per-bar returns, PBO on that asset."""
+    grid has at least 2 combos and is small enough to hold every combo's per-bar returns, PBO
+    on that asset."""
     from quantfleet.research.overfit import deflated_sharpe, pbo, return_moments, verdict
 
     a = market.asset_index(str(winner["asset"]))
     i = list(rows).index(a)
     n_trials, _, m2 = sr_stats[i]
-    var_trials = m2 / (n_trials - 1) / ppy if n_trials > 1 else 0.0  # per-bar Sharpe variance
+    var_trials = m2 / (n_trials - 1) / terms.ppy if n_trials > 1 else 0.0  # per-bar Sharpe variance
     params = np.array([[float(winner[d.name]) for d in strat.space.dims]])
-    _, rets = strat.run_asset(market, a, params, fee_rate=fee_rate, ppy=ppy,
-                              long_short=long_short, returns=True)
+    rets = evaluate(market, BacktestJob(strat.name, (a,), params, terms=terms,
+                                        keep="returns")).series[0]
     sr, n, skew, kurt = return_moments(rets[0])
     dsr = deflated_sharpe(sr, n, skew, kurt, int(n_combos), var_trials)
     out: dict[str, Any] = {"asset": market.assets[a], "n_trials": int(n_combos),
                            "dsr": dsr, "pbo": None, "pbo_note": None}
-    if n_combos <= pbo_max_trials:
+    if n_combos < 2:
+        out["pbo_note"] = (f"PBO skipped: {n_combos} trial; PBO measures selection among "
+                           f"several trials and needs at least 2")
+    elif n_combos <= pbo_max_trials:
         grid, _ = strat.space.grid(spec, market.n_bars)
-        _, all_rets = strat.run_asset(market, a, grid, fee_rate=fee_rate, ppy=ppy,
-                                      long_short=long_short, returns=True)
+        all_rets = evaluate(market, BacktestJob(strat.name, (a,), grid, terms=terms,
+                                                keep="returns")).series[0]
         out["pbo"] = pbo(all_rets.T, n_splits=16).pbo
     else:
         out["pbo_note"] = (f"PBO skipped: {n_combos} trials exceed pbo_max_trials="
                            f"{pbo_max_trials} (per-bar returns of every trial are needed)")
     out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=int(n_combos))
+    if n_combos < 2:
+        out["verdict"] += "; PBO n/a: it needs at least 2 trials"
     return out

@@ -1,0 +1,202 @@
+"""The one backtest job every research driver builds, and the one worker function that runs it.
+
+A :class:`BacktestJob` names a strategy, asset rows, a parameter block, a bar range with its
+warm-up start, the execution :class:`~quantfleet.backtest.terms.Terms` and what to return.
+:func:`evaluate` runs it through ``Strategy.run_asset``; :func:`evaluate_jobs` runs a
+:class:`JobBatch` and is the only function a driver hands to ``Executor.map``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from quantfleet.backtest.terms import Terms
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.metrics import METRIC_NAMES, N_METRICS, check_metric, metric_sign
+from quantfleet.strategies.registry import get
+
+__all__ = ["KEEP", "BacktestJob", "JobBatch", "JobResult", "Select", "best_combo", "evaluate",
+           "evaluate_jobs"]
+
+_FREE = Terms()
+
+KEEP = ("metrics", "returns", "positions")
+"""What a job returns besides metrics: nothing, per-bar returns or per-bar target positions."""
+
+
+@dataclass(frozen=True)
+class Select:
+    """Choose one combo per asset by ``metric`` on bars ``[start, stop)`` (indicators warmed
+    up from ``warm_from``; None: the asset's first valid bar): the job then keeps the series of
+    that combo only. A walk-forward window is a job on its test bars selecting on its train bars.
+    """
+
+    metric: str
+    start: int
+    stop: int
+    warm_from: int | None = None
+
+    def __post_init__(self) -> None:
+        check_metric(self.metric)
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestJob:
+    """Every combo of ``params`` on every asset of ``assets`` over bars ``[start, stop)``.
+
+    strategy : registered strategy name
+    assets : asset rows of the market
+    params : float64 (combos, dims), in the order of the strategy's ParamSpace
+    start, stop : counted bars (stop None: the last bar)
+    warm_from : where indicators start computing (None: each asset's first valid bar); bars in
+        ``[warm_from, start)`` only warm them up
+    terms : fees, periods per year, long/short
+    keep : "metrics", or also per-bar "returns" or "positions"
+    combos : rows of ``params`` whose series are kept (None: all); see also ``select``
+    select : choose the kept combo per asset in another bar range (see :class:`Select`)
+    """
+
+    strategy: str
+    assets: tuple[int, ...]
+    params: np.ndarray
+    start: int = 0
+    stop: int | None = None
+    warm_from: int | None = None
+    terms: Terms | None = None  # None: free trading at the market's periods per year
+    keep: str = "metrics"
+    combos: tuple[int, ...] | None = None
+    select: Select | None = None
+
+    def __post_init__(self) -> None:
+        params = self.params
+        if not (type(params) is np.ndarray and params.dtype == np.float64
+                and params.flags.c_contiguous):
+            params = np.ascontiguousarray(params, dtype=np.float64)
+            object.__setattr__(self, "params", params)
+        if params.ndim != 2:
+            raise QuantfleetError(f"BacktestJob({self.strategy}): params must be a 2-D block "
+                                  f"(combos, dims), got shape {params.shape}")
+        object.__setattr__(self, "assets", tuple(map(int, self.assets)))
+        if self.terms is None:
+            object.__setattr__(self, "terms", _FREE)
+        if self.keep not in KEEP:
+            raise QuantfleetError(f"BacktestJob: keep must be one of {', '.join(KEEP)} "
+                                  f"(got {self.keep!r})")
+        if self.combos is not None:
+            object.__setattr__(self, "combos", tuple(int(c) for c in self.combos))
+        if self.select is not None and self.combos is not None:
+            raise QuantfleetError("BacktestJob: give combos or select, not both")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the field values in order, not a dict of them: a task carries many jobs
+        return (BacktestJob, (self.strategy, self.assets, self.params, self.start, self.stop,
+                              self.warm_from, self.terms, self.keep, self.combos, self.select))
+
+    @property
+    def n_backtests(self) -> int:
+        """Kernel passes over a combo's bars: the metrics, the selection, the kept series."""
+        n_c = self.params.shape[0]
+        per_asset = n_c
+        if self.select is not None:
+            per_asset += n_c + (1 if self.keep != "metrics" else 0)
+        elif self.combos is not None and self.keep != "metrics":
+            per_asset += len(self.combos)
+        return per_asset * len(self.assets)
+
+
+@dataclass(frozen=True, eq=False)
+class JobResult:
+    """What :func:`evaluate` returns for a job.
+
+    metrics : (assets, combos, N_METRICS) on the job's bars
+    series : per asset, (kept combos, bars) returns or positions; None for keep="metrics"
+    chosen : (assets,) the combo ``select`` chose; None without select
+    select_metrics : (assets, combos, N_METRICS) on the selection bars; None without select
+    """
+
+    metrics: np.ndarray
+    series: tuple[np.ndarray, ...] | None = None
+    chosen: np.ndarray | None = None
+    select_metrics: np.ndarray | None = None
+
+
+def best_combo(values: np.ndarray, metric: str) -> int:
+    """Index of the best value of ``metric`` (its direction from kernels.metrics); non-finite
+    values never win; 0 when none is finite; ties: the first."""
+    v = np.where(np.isfinite(values), values, np.nan)
+    if np.all(np.isnan(v)):
+        return 0
+    return int(np.nanargmin(v) if metric_sign(metric) < 0 else np.nanargmax(v))
+
+
+def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
+    """Run ``job`` on ``market`` through ``Strategy.run_asset``, asset by asset."""
+    strat = get(job.strategy)
+    t = job.terms
+    kw = {"fee_rate": t.fee_rate, "ppy": t.ppy, "long_short": t.long_short}
+    bars = {"start": job.start, "stop": job.stop, "warm_from": job.warm_from}
+    keep = job.keep
+    flags = {"returns": keep == "returns", "positions": keep == "positions"}
+    n_a, n_c = len(job.assets), job.params.shape[0]
+    metrics = np.empty((n_a, n_c, N_METRICS))
+    series: list[np.ndarray] | None = None if keep == "metrics" else []
+    sel = job.select
+    chosen = np.zeros(n_a, dtype=np.int64) if sel is not None else None
+    sel_m = np.empty((n_a, n_c, N_METRICS)) if sel is not None else None
+    k = METRIC_NAMES.index(sel.metric) if sel is not None else 0
+    for i, a in enumerate(job.assets):
+        rows: Sequence[int] | slice | None = job.combos
+        if sel is not None:
+            sel_m[i] = strat.run_asset(market, a, job.params, start=sel.start, stop=sel.stop,
+                                       warm_from=sel.warm_from, **kw)[0]
+            b = best_combo(sel_m[i][:, k], sel.metric)
+            chosen[i] = b
+            rows = slice(b, b + 1)
+        if series is None or rows is None:
+            out = strat.run_asset(market, a, job.params, **bars, **kw,
+                                  **(flags if series is not None else {}))
+            metrics[i] = out[0]
+            if series is not None:
+                series.append(np.ascontiguousarray(out[2] if flags["positions"] else out[1]))
+            continue
+        metrics[i] = strat.run_asset(market, a, job.params, **bars, **kw)[0]
+        part = job.params[rows] if isinstance(rows, slice) else job.params[list(rows)]
+        out = strat.run_asset(market, a, part, **bars, **kw, **flags)
+        series.append(np.ascontiguousarray(out[2] if flags["positions"] else out[1]))
+    return JobResult(metrics=metrics, series=None if series is None else tuple(series),
+                     chosen=chosen, select_metrics=sel_m)
+
+
+@dataclass(frozen=True, eq=False)
+class JobBatch:
+    """The jobs of one map item, and what to make of their results in the worker.
+
+    ``combine(market, jobs, results)`` (a module-level function, so it pickles by name) runs
+    where the jobs ran: statistics over several jobs (a tournament pair's windows) are then
+    computed in parallel instead of in the driver. Without it the item's result is the list of
+    :class:`JobResult`.
+    """
+
+    jobs: tuple[BacktestJob, ...]
+    combine: Callable[[MarketData, tuple[BacktestJob, ...], list[JobResult]], Any] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jobs", tuple(self.jobs))
+
+    @property
+    def n_backtests(self) -> int:
+        return sum(j.n_backtests for j in self.jobs)
+
+
+def evaluate_jobs(market: MarketData, batch: JobBatch) -> Any:
+    """The worker function every research driver maps: :func:`evaluate` on each job of the
+    batch, then the batch's ``combine`` (if any)."""
+    results = [evaluate(market, job) for job in batch.jobs]
+    if batch.combine is None:
+        return results
+    return batch.combine(market, batch.jobs, results)

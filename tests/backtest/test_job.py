@@ -1,0 +1,124 @@
+"""The one job type and the one worker: a job evaluated by ``evaluate`` is ``run_asset``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantfleet.backtest import (
+    BacktestJob,
+    Costs,
+    JobBatch,
+    JobResult,
+    Select,
+    Terms,
+    evaluate,
+    evaluate_jobs,
+)
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.metrics import METRIC_NAMES
+from quantfleet.strategies import get
+from tests import reference as ref
+
+PARAMS = np.array([[3.0, 20.0], [5.0, 30.0], [8.0, 40.0], [12.0, 25.0]])
+RSI = np.array([[14.0, 30.0, 70.0]])
+TERMS = Terms(fee_rate=5e-4, ppy=252.0, long_short=True)
+KW = {"fee_rate": 5e-4, "ppy": 252.0, "long_short": True}
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketData:
+    rng = np.random.default_rng(17)
+    close = np.stack([ref.random_close(rng, 400, 0.015) for _ in range(3)])
+    close[1, :30] = np.nan  # a late starter: its warm-up begins at its first valid bar
+    ts = (np.datetime64("2014-01-01") + np.arange(400)).astype("datetime64[ns]")
+    return MarketData(ts, ("A", "B", "C"), close, source="test")
+
+
+def same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_metrics_job_is_run_asset(market):
+    strat = get("sma_cross")
+    job = BacktestJob("sma_cross", (0, 1, 2), PARAMS, start=100, stop=350, warm_from=60,
+                      terms=TERMS)
+    res = evaluate(market, job)
+    assert isinstance(res, JobResult) and res.series is None and res.chosen is None
+    assert res.metrics.shape == (3, 4, len(METRIC_NAMES))
+    for i, a in enumerate((0, 1, 2)):
+        want = strat.run_asset(market, a, PARAMS, start=100, stop=350, warm_from=60, **KW)[0]
+        assert same(res.metrics[i], want)
+    assert job.n_backtests == 12
+
+
+def test_default_job_covers_every_bar_at_the_markets_periods_per_year(market):
+    res = evaluate(market, BacktestJob("rsi", (2,), RSI))
+    want = get("rsi").run_asset(market, 2, RSI)[0]
+    assert same(res.metrics[0], want)
+
+
+@pytest.mark.parametrize("keep", ["returns", "positions"])
+def test_series_of_every_or_some_combos(market, keep):
+    strat = get("sma_cross")
+    flag = {keep: True}
+    full = evaluate(market, BacktestJob("sma_cross", (0, 1), PARAMS, terms=TERMS, keep=keep))
+    some = evaluate(market, BacktestJob("sma_cross", (0, 1), PARAMS, terms=TERMS, keep=keep,
+                                        combos=(2, 0)))
+    for i, a in enumerate((0, 1)):
+        out = strat.run_asset(market, a, PARAMS, **KW, **flag)
+        want = out[2] if keep == "positions" else out[1]
+        assert same(full.series[i], np.ascontiguousarray(want))
+        assert same(full.metrics[i], out[0]) and same(some.metrics[i], out[0])
+        sub = strat.run_asset(market, a, PARAMS[[2, 0]], **KW, **flag)
+        assert same(some.series[i], np.ascontiguousarray(sub[2] if keep == "positions" else sub[1]))
+
+
+@pytest.mark.parametrize("metric", ["sharpe", "max_drawdown", "turnover"])
+def test_select_keeps_the_series_of_the_combo_best_in_sample(market, metric):
+    strat = get("sma_cross")
+    job = BacktestJob("sma_cross", (0, 2), PARAMS, start=250, stop=400, warm_from=210,
+                      terms=TERMS, keep="returns",
+                      select=Select(metric, start=100, stop=250, warm_from=60))
+    res = evaluate(market, job)
+    k = METRIC_NAMES.index(metric)
+    for i, a in enumerate((0, 2)):
+        is_m = strat.run_asset(market, a, PARAMS, start=100, stop=250, warm_from=60, **KW)[0]
+        assert same(res.select_metrics[i], is_m)
+        v = is_m[:, k]
+        best = int(np.nanargmin(v) if metric in ("max_drawdown", "turnover") else np.nanargmax(v))
+        assert res.chosen[i] == best
+        oos = strat.run_asset(market, a, PARAMS, start=250, stop=400, warm_from=210, **KW)
+        assert same(res.metrics[i], oos[0])
+        _, r = strat.run_asset(market, a, PARAMS[best:best + 1], start=250, stop=400,
+                               warm_from=210, returns=True, **KW)
+        assert same(res.series[i], np.ascontiguousarray(r))
+    assert job.n_backtests == 2 * (4 + 4 + 1)
+
+
+def _count(market, jobs, results):
+    return [len(jobs), [r.metrics.shape for r in results]]
+
+
+def test_evaluate_jobs_runs_each_job_then_combines_in_the_worker(market):
+    jobs = (BacktestJob("sma_cross", (0,), PARAMS), BacktestJob("rsi", (1, 2), RSI))
+    plain = evaluate_jobs(market, JobBatch(jobs))
+    assert [r.metrics.shape for r in plain] == [(1, 4, 10), (2, 1, 10)]
+    assert same(plain[0].metrics, evaluate(market, jobs[0]).metrics)
+    assert evaluate_jobs(market, JobBatch(jobs, combine=_count)) == [2, [(1, 4, 10), (2, 1, 10)]]
+    assert JobBatch(jobs).n_backtests == 4 + 2
+
+
+def test_terms_and_validation():
+    assert Terms.of(Costs(fee_bps=7, slippage_bps=3), 52, True) == Terms(0.001, 52.0, True)
+    assert Terms.of() == Terms()
+    with pytest.raises(QuantfleetError, match="keep must be one of metrics, returns, positions"):
+        BacktestJob("sma_cross", (0,), PARAMS, keep="equity")
+    with pytest.raises(QuantfleetError, match="params must be a 2-D block"):
+        BacktestJob("sma_cross", (0,), PARAMS[0])
+    with pytest.raises(QuantfleetError, match="unknown metric 'sharp'"):
+        Select("sharp", 0, 10)
+    with pytest.raises(QuantfleetError, match="combos or select, not both"):
+        BacktestJob("sma_cross", (0,), PARAMS, keep="returns", combos=(0,),
+                    select=Select("sharpe", 0, 10))
