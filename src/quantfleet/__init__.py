@@ -12,7 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Costs": "quantfleet.research.costs",
+    "Costs": "quantfleet.backtest.terms",
     "MarketData": "quantfleet.data.market",
     "ParamSpace": "quantfleet.strategies.space",
     "QuantfleetError": "quantfleet.errors",

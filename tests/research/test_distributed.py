@@ -13,7 +13,7 @@ import pytest
 
 from quantfleet.compute import ProcessExecutor
 from quantfleet.data.market import MarketData
-from quantfleet.research.costs import Costs
+from quantfleet.backtest.terms import Costs
 from quantfleet.research.evolve import evolve
 from quantfleet.research.sweep import sweep
 from quantfleet.research.tournament import tournament

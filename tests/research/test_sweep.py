@@ -8,7 +8,7 @@ import pytest
 
 from quantfleet.data.market import MarketData
 from quantfleet.errors import DataError, QuantfleetError, StrategyError
-from quantfleet.research.costs import Costs
+from quantfleet.backtest.terms import Costs
 from quantfleet.research.sweep import sweep
 from tests import reference as ref
 

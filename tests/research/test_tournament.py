@@ -10,7 +10,7 @@ import pytest
 
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.research.costs import Costs
+from quantfleet.backtest.terms import Costs
 from quantfleet.research.tournament import coarse_grid, tournament
 from quantfleet.strategies import get
 from tests import reference as ref

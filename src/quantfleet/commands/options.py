@@ -169,7 +169,7 @@ def research_config(section: str, settings: dict[str, Any], *, data: str, store:
     """The pipeline config of a research command: ``section`` on with ``settings``, every
     other research section off, no report."""
     from quantfleet.pipeline.config import validate_config
-    from quantfleet.research.costs import Costs
+    from quantfleet.backtest.terms import Costs
 
     Costs(fee_bps, slippage_bps)  # its errors name the flag's range and a typical value
     doc: dict[str, Any] = {

@@ -125,7 +125,7 @@ class RunContext:
         return m
 
     def costs(self) -> Any:
-        from quantfleet.research.costs import Costs
+        from quantfleet.backtest.terms import Costs
 
         return Costs(self.config.costs.fee_bps, self.config.costs.slippage_bps)
 

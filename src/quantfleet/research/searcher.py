@@ -33,6 +33,7 @@ __all__ = [
     "SearchResult",
     "Searcher",
     "Trial",
+    "mean_over_assets",
     "run_search",
     "trial_job",
 ]
