@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quantfleet.backtest.terms import Costs
 from quantfleet.compute import ProcessExecutor
 from quantfleet.data.market import MarketData
-from quantfleet.backtest.terms import Costs
 from quantfleet.research.evolve import evolve
 from quantfleet.research.sweep import sweep
 from quantfleet.research.tournament import tournament

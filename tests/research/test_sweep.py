@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from quantfleet.backtest.terms import Costs
 from quantfleet.data.market import MarketData
 from quantfleet.errors import DataError, QuantfleetError, StrategyError
-from quantfleet.backtest.terms import Costs
 from quantfleet.research.sweep import sweep
 from tests import reference as ref
 

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from quantfleet.backtest.terms import Costs
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.backtest.terms import Costs
 from quantfleet.research.tournament import coarse_grid, tournament
 from quantfleet.strategies import get
 from tests import reference as ref

@@ -168,8 +168,8 @@ def research_config(section: str, settings: dict[str, Any], *, data: str, store:
                     slippage_bps: float = 0.0, **sections: dict[str, Any]) -> Any:
     """The pipeline config of a research command: ``section`` on with ``settings``, every
     other research section off, no report."""
-    from quantfleet.pipeline.config import validate_config
     from quantfleet.backtest.terms import Costs
+    from quantfleet.pipeline.config import validate_config
 
     Costs(fee_bps, slippage_bps)  # its errors name the flag's range and a typical value
     doc: dict[str, Any] = {
