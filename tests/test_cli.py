@@ -181,11 +181,11 @@ def test_any_commands_run_is_found_by_report_runs_profile_cost_and_query(csv_pat
 def test_a_one_combo_sweep_exits_0():
     p = qf("sweep", "sp500", "--strategy", "sma_cross", "--grid", "fast=5", "--grid",
            "slow=20", "--asset", "AAPL", "--json", ok=False)
-    if p.returncode == 2 and "pbo needs at least 2 trials" in p.stderr:
-        pytest.xfail("research/: the verdict still asks PBO of a single trial (another "
-                     "engineer's fix in research/overfit)")
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["combos"] == 1
+    doc = json.loads(p.stdout)
+    assert doc["combos"] == 1 and doc["run_id"]
+    assert doc["overfit"]["pbo"] is None
+    assert "PBO n/a: it needs at least 2 trials" in doc["overfit"]["verdict"]
 
 
 @pytest.mark.parametrize("args, message", [
