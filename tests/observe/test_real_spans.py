@@ -46,7 +46,9 @@ def test_real_spans_feed_every_analysis(kind):
     assert ((util >= 0) & (util <= 1)).all().all() and len(util) <= workers
     found = bottlenecks(spans, wall, workers=workers)
     assert found and all(f.text for f in found)
-    baseline = measure_serial(spin, None, ITEMS, budget_s=5.0)
+    # no budget to run out, however slow the machine: every item is measured
+    baseline = measure_serial(spin, None, ITEMS, budget_s=math.inf)
+    assert (baseline["baseline_kind"], baseline["sampled"]) == ("measured", len(ITEMS))
     r = explain_speedup(spans, wall, workers, baseline)
     assert r["baseline_label"] == "measured" and r["speedup"] > 0
     assert set(r["loss_parts"]) == set(LOSS_PARTS)

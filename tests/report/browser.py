@@ -72,7 +72,7 @@ class _CDP:
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict | None = None, timeout: float = 30.0) -> dict:
+    def send(self, method: str, params: dict | None = None, timeout: float = 60.0) -> dict:
         self.next_id += 1
         mid = self.next_id
         self.ws.send(json.dumps({"id": mid, "method": method, "params": params or {}}))
@@ -137,9 +137,12 @@ def _devtools_port(profile: Path, proc: subprocess.Popen, timeout: float) -> tup
 def _page_ws_url(port: int, timeout: float) -> str:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy for 127.0.0.1
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
-            targets = json.loads(r.read())
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            with opener.open(f"http://127.0.0.1:{port}/json/list", timeout=left) as r:
+                targets = json.loads(r.read())
+        except OSError:  # a slow browser: ask again until the deadline
+            targets = []
         pages = [t for t in targets if t.get("type") == "page" and t.get("webSocketDebuggerUrl")]
         if pages:
             return pages[0]["webSocketDebuggerUrl"]
@@ -164,8 +167,9 @@ def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
                             start_new_session=True)
     cdp = None
     try:
-        port, _ = _devtools_port(profile, proc, timeout=30)
-        cdp = _CDP(_page_ws_url(port, timeout=15), timeout=15)
+        # every wait is bounded by ``timeout`` only to fail a hung browser, never a slow one
+        port, _ = _devtools_port(profile, proc, timeout=timeout)
+        cdp = _CDP(_page_ws_url(port, timeout=timeout), timeout=timeout)
         for domain in ("Runtime", "Log", "Page", "Network"):
             cdp.send(f"{domain}.enable")
         cdp.send("Emulation.setDeviceMetricsOverride",
@@ -173,11 +177,13 @@ def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
         cdp.send("Page.navigate", {"url": url})
         if cdp.wait_event("Page.loadEventFired", timeout) is None:
             raise TimeoutError(f"{url} did not finish loading in {timeout} s")
-        # plotly draws asynchronously after load: wait until every figure div holds an SVG
+        # plotly draws asynchronously after load: wait until every figure div holds an SVG;
+        # without plotly.js (a page that failed to load it) no figure will ever be drawn
         deadline = time.monotonic() + timeout
         while True:
             probe = json.loads(cdp.evaluate(PROBE))
-            if probe["drawn"] >= probe["figures"] or time.monotonic() > deadline:
+            if (probe["drawn"] >= probe["figures"] or probe["plotly"] is None
+                    or time.monotonic() > deadline):
                 break
             time.sleep(0.2)
         time.sleep(0.3)  # let the last frame paint before the screenshot
@@ -192,7 +198,8 @@ def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             result.screenshot = screenshot
-        cdp.wait_event("__drain__", 0.2)  # collect events that arrived meanwhile
+        # a round trip: every event the page sent before its answer is now in cdp.events
+        cdp.evaluate("0")
         for ev in cdp.events:
             m, p = ev["method"], ev.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):

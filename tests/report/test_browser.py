@@ -70,7 +70,9 @@ def test_the_probe_is_not_blind(tmp_path):
                    "<div class='plotly-graph-div'></div>"
                    "<script>console.error('boom from the page'); undefinedFunction();</script>"
                    "</body></html>", encoding="utf-8")
-    page = load_page(bad, timeout=3)
+    # no plotly.js on the page: load_page does not wait for its figure to be drawn; the
+    # default timeout fails only a hung browser
+    page = load_page(bad)
     assert any("boom from the page" in e for e in page.console_errors), page.console_errors
     assert any("undefinedFunction" in e for e in page.exceptions), page.exceptions
     assert page.probe["figures"] == 1 and page.probe["drawn"] == 0

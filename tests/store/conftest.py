@@ -1,15 +1,11 @@
-"""Store fixtures: unique memory:// and file:// stores, and a real S3 endpoint (moto's standalone
+"""Store fixtures: unique memory:// and file:// stores, and a real S3 endpoint (moto's
 server in its own process on 127.0.0.1) with a versioned bucket and dummy credentials."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,35 +16,22 @@ ACCESS_KEY = "AKIAQFTESTKEY0000001"
 SECRET_KEY = "qf-Test-Secret-NEVER-LOGGED-7f3a9c"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """``http://127.0.0.1:PORT`` of a moto S3 server (a separate process) with BUCKET in it."""
-    exe = Path(sys.executable).with_name("moto_server")
-    exe_s = str(exe) if exe.exists() else shutil.which("moto_server")
-    if not exe_s:
-        pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([exe_s, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """``http://127.0.0.1:PORT`` of a moto S3 server (a separate process,
+    tests/store/moto_server.py, bound to a port the OS picked) with BUCKET in it."""
+    pytest.importorskip("moto.server", reason="moto[server] not installed")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.store.moto_server"], cwd=root,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("moto_server did not answer within 30 s")
-                time.sleep(0.1)
+        # its first line, written once it listens; an empty line: it exited
+        first = proc.stdout.readline().strip()
+        if not first.isdigit():
+            proc.wait()
+            pytest.fail(f"moto server exited with {proc.returncode} before listening")
+        url = f"http://127.0.0.1:{int(first)}"
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
@@ -57,9 +40,9 @@ def s3_endpoint():
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield url
     finally:
-        proc.terminate()
+        proc.stdin.close()  # asks it to stop
         try:
-            proc.wait(10)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

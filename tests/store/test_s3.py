@@ -171,7 +171,7 @@ def test_ray_task_reads_and_writes_through_the_store(s3_url, s3_env, ray_session
     refs = [s.put_table(_table(10 + i), kind="market") for i in range(2)]
     # workers get credentials and endpoint from their environment, never from the driver
     task = ray.remote(_reader).options(runtime_env={"env_vars": aws_env(s3_env)})
-    got = ray.get([task.remote(s, r.hash) for r in refs], timeout=60)
+    got = ray.get([task.remote(s, r.hash) for r in refs], timeout=600)  # a hung task only
     for r, (total, out) in zip(refs, got, strict=True):
         t = s.get_table(r)
         assert total == pytest.approx(float(np.sum(t["x"].to_numpy())))
