@@ -1,7 +1,8 @@
 """Test environment: quiet, local-only services (Ray without auth, no telemetry), and no
 writes into the checkout: commands that record a run without ``--store`` write to
 ``$QUANTFLEET_STORE`` (else ``./lakehouse``) and keep state in ``$QUANTFLEET_HOME`` (else
-``./.quantfleet``); both default to a temp folder of the session, removed at its end. A test
+``./.quantfleet``); the suite points both at a temp folder of the session, removed at its end
+(always: a developer's own store or home is never written by the tests). A test
 of the defaults themselves sets or deletes the variables and chdirs into its ``tmp_path``.
 
 One local Ray per test session (2 CPUs, no dashboard), started by the first test that asks
@@ -24,8 +25,8 @@ os.environ.pop("RAY_ADDRESS", None)
 # set at import, before any test module or subprocess reads them; removed when pytest exits
 _SESSION_DIR = tempfile.mkdtemp(prefix="qf-test-session-")
 atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
-os.environ.setdefault("QUANTFLEET_STORE", os.path.join(_SESSION_DIR, "lakehouse"))
-os.environ.setdefault("QUANTFLEET_HOME", os.path.join(_SESSION_DIR, "quantfleet-home"))
+os.environ["QUANTFLEET_STORE"] = os.path.join(_SESSION_DIR, "lakehouse")
+os.environ["QUANTFLEET_HOME"] = os.path.join(_SESSION_DIR, "quantfleet-home")
 
 import pytest  # noqa: E402
 
