@@ -16,7 +16,7 @@ import typer
 from quantfleet.commands import data, observe, pipeline, research, runs
 from quantfleet.errors import QuantfleetError
 
-__all__ = ["main", "one_line"]
+__all__ = ["app", "main", "one_line"]
 
 app = typer.Typer(
     name="quantfleet",

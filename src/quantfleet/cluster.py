@@ -28,7 +28,15 @@ from quantfleet.errors import ConfigError, ExecutionError
 
 __all__ = [
     "PROVIDERS",
+    "REMOTE_GCS_PORT",
     "SKYPILOT_SPEC",
+    "STATE_DIR",
+    "AsJson",
+    "Config",
+    "DryRun",
+    "Name",
+    "Provider",
+    "StateDir",
     "app",
     "deploy_dir",
     "down_cmd",

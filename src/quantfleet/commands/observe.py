@@ -10,7 +10,12 @@ import typer
 
 from quantfleet.commands.options import AsJson, StoreUrl, fail, print_json, print_rows, store_url
 
-__all__ = ["cost", "profile", "report"]
+__all__ = [
+    "RunArg",
+    "cost",
+    "profile",
+    "report",
+]
 
 RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix, or 'latest' (any command's run).")]
 

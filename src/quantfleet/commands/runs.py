@@ -9,6 +9,7 @@ import typer
 from quantfleet.commands.options import AsJson, StoreUrl, fmt, print_json, print_rows, store_url
 
 __all__ = [
+    "RunArg",
     "app",
     "query",
     "runs_diff",

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from quantfleet.errors import DataError, did_you_mean
 
-__all__ = ["DATASETS", "Dataset", "dataset_names", "locate"]
+__all__ = [
+    "DATASETS",
+    "INSTALL_HINT",
+    "Dataset",
+    "dataset_names",
+    "locate",
+]
 
 INSTALL_HINT = "pip install 'quantfleet[data]'"
 

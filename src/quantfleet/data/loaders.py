@@ -22,7 +22,17 @@ from quantfleet.data.synthetic import from_url
 from quantfleet.data.validate import Where, validate_market
 from quantfleet.errors import DataError, did_you_mean, printable
 
-__all__ = ["from_frame", "info", "load", "read_table"]
+__all__ = [
+    "ASSET_NAMES",
+    "CLOSE_NAMES",
+    "EXTENSIONS",
+    "FIELD_NAMES",
+    "TIMESTAMP_NAMES",
+    "from_frame",
+    "info",
+    "load",
+    "read_table",
+]
 
 TIMESTAMP_NAMES = ("timestamp", "datetime", "date", "time")
 ASSET_NAMES = ("asset", "symbol", "ticker")

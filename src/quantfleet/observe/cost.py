@@ -19,6 +19,7 @@ import pandas as pd
 from quantfleet.errors import QuantfleetError
 
 __all__ = [
+    "CATALOG_PATH",
     "DEFAULT_NODES",
     "break_even",
     "get_instance",

@@ -21,6 +21,7 @@ from quantfleet.errors import QuantfleetError
 from quantfleet.observe.spans import SPAN_FIELDS, Span, SpanRecorder
 
 __all__ = [
+    "NONE_LABEL",
     "TRANSFER_STAGES",
     "Finding",
     "Label",

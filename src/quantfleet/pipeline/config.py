@@ -17,10 +17,12 @@ from quantfleet.errors import ConfigError
 
 __all__ = [
     "BacktestConfig",
+    "Checkpoint",
     "CostsConfig",
     "DataConfig",
     "EvolutionConfig",
     "ExecutorConfig",
+    "Number",
     "PipelineConfig",
     "PortfolioConfig",
     "PrefectConfig",

@@ -22,6 +22,7 @@ from quantfleet.observe.spans import Span, SpanRecorder
 from quantfleet.pipeline.config import PipelineConfig
 
 __all__ = [
+    "CLOCK",
     "DEPENDS",
     "ORDER",
     "STAGES",

@@ -22,6 +22,7 @@ __all__ = [
     "LINKAGES",
     "PROFILE_KINDS",
     "RELAXED_SOLVER_PARAMS",
+    "WEIGHT_TOL",
     "Profile",
     "fit_profile",
     "inverse_volatility",

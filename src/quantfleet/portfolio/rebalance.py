@@ -26,6 +26,7 @@ from quantfleet.portfolio.profiles import Profile, fit_profile, inverse_volatili
 from quantfleet.portfolio.returns import ReturnsMatrix, returns_matrix
 
 __all__ = [
+    "MAX_BATCH",
     "Allocation",
     "RebalanceResult",
     "fit_windows",

@@ -18,7 +18,14 @@ import pandas as pd
 from quantfleet.data.market import MarketData, infer_periods_per_year
 from quantfleet.errors import DataError
 
-__all__ = ["ReturnsMatrix", "from_assets", "from_strategies", "read_returns", "returns_matrix"]
+__all__ = [
+    "MIN_ROWS",
+    "ReturnsMatrix",
+    "from_assets",
+    "from_strategies",
+    "read_returns",
+    "returns_matrix",
+]
 
 MIN_ROWS = 2
 """Fewest aligned rows a returns matrix may have (a walk-forward asks for train + test)."""

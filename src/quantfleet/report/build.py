@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pandas only when a report is built
     import pandas as pd
 
 __all__ = [
+    "ABSENT",
     "SECTIONS",
     "build",
     "esc",

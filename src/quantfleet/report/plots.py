@@ -11,6 +11,8 @@ import html
 from typing import Any
 
 __all__ = [
+    "FONT",
+    "PALETTE",
     "cost",
     "cumulative",
     "equity",

@@ -33,7 +33,7 @@ from quantfleet.research.searcher import (
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
-__all__ = ["EvolveResult", "evolve"]
+__all__ = ["CHECKPOINT", "EvolveResult", "evolve"]
 
 CHECKPOINT = "evolve.json"
 

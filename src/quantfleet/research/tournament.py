@@ -28,8 +28,16 @@ from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
 
-__all__ = ["TournamentResult", "coarse_grid", "leaderboard_order", "pair_jobs", "pair_summary",
-           "tournament"]
+__all__ = [
+    "CHUNKS_PER_WORKER",
+    "CHUNK_MAX_ITEMS",
+    "TournamentResult",
+    "coarse_grid",
+    "leaderboard_order",
+    "pair_jobs",
+    "pair_summary",
+    "tournament",
+]
 
 # the tournament's default chunking: equal chunks (items are asset-major, so equal chunks
 # cost about the same), this many per worker, each at most CHUNK_MAX_ITEMS (strategy, asset)

@@ -28,6 +28,7 @@ from quantfleet.store.redact import is_secret_option, redact
 
 __all__ = [
     "PACKAGES",
+    "SCHEMA",
     "STATUSES",
     "RunManifest",
     "Store",

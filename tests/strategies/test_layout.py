@@ -1,5 +1,6 @@
-"""quantfleet.strategies: public names derived from the modules, no import cycles, and every
-strategy kernel on the one per-bar tail of kernels.metrics."""
+"""quantfleet.strategies' layout: the catalog keeps the names callers import, families import
+base (never the catalog: no cycle), and every strategy kernel runs the one per-bar tail of
+kernels.metrics. Exports: tests/test_public_names.py; cycles: the import-linter contract."""
 
 from __future__ import annotations
 
@@ -8,30 +9,11 @@ import importlib
 import inspect
 from pathlib import Path
 
-import grimp
 import pytest
 
-import quantfleet.strategies
 from quantfleet.strategies import all_strategies, get, names
-from tests.kernels.test_exports import (
-    check_exports,
-    defined_public_names,
-    package_public_names,
-    submodules,
-)
 
 FAMILIES = ("breakout", "carry", "learning", "oscillator", "reversion", "trend", "volatility")
-
-
-def test_package_exports_are_pinned():
-    check_exports(quantfleet.strategies, package_public_names(quantfleet.strategies))
-    assert set(quantfleet.strategies.__all__) == package_public_names(quantfleet.strategies)
-
-
-@pytest.mark.parametrize("name", submodules(quantfleet.strategies))
-def test_module_exports_everything_it_defines(name):
-    module = importlib.import_module(name)
-    check_exports(module, defined_public_names(module))
 
 
 def test_registry_keeps_the_names_callers_import():
@@ -43,16 +25,6 @@ def test_registry_keeps_the_names_callers_import():
     assert names() == sorted(s.name for s in all_strategies())
     assert {s.family for s in all_strategies()} == set(FAMILIES)
     assert get("sma_cross").family == "trend"
-
-
-def test_no_import_cycles_in_kernels_and_strategies():
-    graph = grimp.build_graph("quantfleet", cache_dir=None)
-    ours = sorted(m for m in graph.modules if m.startswith(("quantfleet.kernels", "quantfleet.strategies")))
-    for module in ours:
-        for imported in graph.find_modules_directly_imported_by(module):
-            if imported in ours and imported != module:
-                back = graph.find_shortest_chain(importer=imported, imported=module)
-                assert back is None, f"import cycle: {module} -> {' -> '.join(back)}"
 
 
 def test_families_import_base_not_the_catalog():
