@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -43,27 +42,8 @@ def main() -> int:
         ex = RayExecutor(max_retries=3)
         assert ex.workers == 2, ex.workers
         fn, pairs = gate.wrap(wl.slow, items)
-        box: dict = {}
-
-        def drive():  # the map runs in a thread; cluster_utils wants the main thread
-            try:
-                box["got"] = list(ex.map(fn, pairs, 0.05, chunk_size=1, stage="cluster"))
-            except BaseException as e:  # noqa: BLE001 - reported below
-                box["error"] = repr(e)
-
-        th = threading.Thread(target=drive, daemon=True)
-        th.start()
-        try:
-            claim = gate.wait_claim(th.is_alive)
-        except AssertionError as e:
-            raise AssertionError(f"{e}; map thread: {box.get('error', 'still running')}") from None
-        cluster.remove_node(nodes[claim["node"]], allow_graceful=False)
-        cluster.add_node(num_cpus=1)
-        gate.release()
-        th.join(timeout=600)
-        assert not th.is_alive(), "the map did not finish within 600 s of the kill"
-        assert "got" in box, box.get("error")
-        got = box["got"]
+        got, claim = gate.kill_claimed_node(
+            lambda: list(ex.map(fn, pairs, 0.05, chunk_size=1, stage="cluster")), cluster, nodes)
         s = ex.summary
         nodes_used = sorted({sp.node for sp in ex.spans})
         again = [r for r in gate.runs()

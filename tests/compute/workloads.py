@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -220,6 +221,34 @@ class NodeGate:
 
     def release(self) -> None:
         open(os.path.join(self.root, "release"), "w").close()
+
+    def kill_claimed_node(self, run: Callable[[], Any], cluster: Any, nodes: dict[str, Any]
+                          ) -> tuple[Any, dict]:
+        """Run ``run()`` (a map through the gate) in a thread — ``ray.cluster_utils`` wants the
+        main thread — kill the node a gated task says it runs on, add a replacement, release
+        the gate; ``(run's result, the claim)``. Bounded waits only fail a hung run."""
+        box: dict = {}
+
+        def drive() -> None:
+            try:
+                box["got"] = run()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                box["error"] = repr(e)
+
+        th = threading.Thread(target=drive, daemon=True)
+        th.start()
+        try:
+            claim = self.wait_claim(th.is_alive)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; map thread: {box.get('error', 'still running')}") from None
+        assert claim["node"] in nodes, (claim, list(nodes))
+        cluster.remove_node(nodes[claim["node"]], allow_graceful=False)
+        cluster.add_node(num_cpus=1)
+        self.release()  # the victim's worker is gone; nothing must stay blocked either way
+        th.join(timeout=600)
+        assert not th.is_alive(), "the map did not finish within 600 s of the kill"
+        assert "got" in box, box.get("error")
+        return box["got"], claim
 
     def runs(self) -> list[dict]:
         out = []

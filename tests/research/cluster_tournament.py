@@ -14,7 +14,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 
 os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -70,28 +69,7 @@ def main() -> int:
         ex = GatedRayExecutor(gate, max_retries=3)
         # the tournament drives Ray from a thread; the node is killed from the main thread
         # (ray.cluster_utils needs it) once a task of the map says it runs there
-        box: dict = {}
-
-        def drive():
-            try:
-                box["got"] = run(ex)
-            except BaseException as e:  # noqa: BLE001 - reported below
-                box["error"] = repr(e)
-
-        th = threading.Thread(target=drive, daemon=True)
-        th.start()
-        try:
-            claim = gate.wait_claim(th.is_alive)
-        except AssertionError as e:
-            raise AssertionError(f"{e}; map thread: {box.get('error', 'still running')}") from None
-        assert claim["node"] in nodes, (claim, list(nodes))
-        cluster.remove_node(nodes[claim["node"]], allow_graceful=False)
-        cluster.add_node(num_cpus=1)
-        gate.release()  # the victim's worker is gone; nothing must stay blocked either way
-        th.join(timeout=600)
-        assert not th.is_alive(), "the tournament did not finish within 600 s of the kill"
-        assert "got" in box, box.get("error")
-        got = box["got"]
+        got, claim = gate.kill_claimed_node(lambda: run(ex), cluster, nodes)
         runs = gate.runs()
         again = [r for r in runs if r["index"] == claim["index"] and r["node"] != claim["node"]]
         nodes_used = {sp.node for sp in ex.spans.spans if sp.node}
