@@ -12,10 +12,32 @@ from typing import Annotated, Any
 import typer
 
 __all__ = [
-    "DEFAULT_STORE", "AsJson", "DataArg", "Executor", "Fee", "LongShort", "NoStore", "Ppy",
-    "RayAddress", "Slip", "StoreUrl", "Workers", "check_ppy", "fail", "fmt", "parse_grid",
-    "parse_params", "print_json", "print_rows", "research_config", "run_research", "split",
-    "store_url", "window_len",
+    "DEFAULT_STORE",
+    "AsJson",
+    "AssetOpt",
+    "DataArg",
+    "Executor",
+    "Fee",
+    "LongShort",
+    "NoStore",
+    "Ppy",
+    "RayAddress",
+    "Slip",
+    "StoreUrl",
+    "StrategyOpt",
+    "Workers",
+    "check_ppy",
+    "fail",
+    "fmt",
+    "parse_grid",
+    "parse_params",
+    "print_json",
+    "print_rows",
+    "research_config",
+    "run_research",
+    "split",
+    "store_url",
+    "window_len",
 ]
 
 DEFAULT_STORE = "./lakehouse"
@@ -26,6 +48,9 @@ Slip = Annotated[float, typer.Option("--slippage-bps", help="Slippage per fill i
 Ppy = Annotated[float | None, typer.Option("--periods-per-year", help="Bars per year (default: inferred from timestamps).")]
 LongShort = Annotated[bool, typer.Option("--long-short", help="Allow short positions.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+StrategyOpt = Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")]
+AssetOpt = Annotated[list[str] | None, typer.Option("--asset", "-a",
+                                                    help="Asset(s), repeatable (default: all).")]
 Executor = Annotated[str, typer.Option("--executor", help="serial|processes|ray|auto")]
 Workers = Annotated[int | None, typer.Option("--workers", help="Parallel workers (default: CPUs).")]
 RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: embedded local Ray).")]

@@ -15,6 +15,7 @@ import typer
 
 from quantfleet.commands.options import (
     AsJson,
+    AssetOpt,
     DataArg,
     Executor,
     Fee,
@@ -24,6 +25,7 @@ from quantfleet.commands.options import (
     RayAddress,
     Slip,
     StoreUrl,
+    StrategyOpt,
     Workers,
     check_ppy,
     fail,
@@ -47,9 +49,9 @@ def _with_run(summary: dict, outcome) -> dict:
 
 def backtest(
     data: DataArg,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    strategy: StrategyOpt,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable.")] = None,
-    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) to test (default: all).")] = None,
+    asset: AssetOpt = None,
     fee_bps: Fee = 0.0,
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
@@ -77,9 +79,9 @@ def backtest(
 
 def sweep(
     data: DataArg,
-    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name.")],
+    strategy: StrategyOpt,
     grid: Annotated[list[str] | None, typer.Option("--grid", "-g", help="K=START:STOP:STEP (inclusive) or K=v1,v2; repeatable. Missing params use the search range.")] = None,
-    asset: Annotated[list[str] | None, typer.Option("--asset", "-a", help="Asset(s) (default: all).")] = None,
+    asset: AssetOpt = None,
     fee_bps: Fee = 0.0,
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
