@@ -139,6 +139,7 @@ def tournament(
     anchored: Annotated[bool, typer.Option("--anchored", help="Anchored (expanding) train windows.")] = False,
     metric: Annotated[str, typer.Option("--metric", help="In-sample selection metric.")] = "sharpe",
     max_combos: Annotated[int, typer.Option("--max-combos", help="Parameter sets per strategy (coarse grid).")] = 64,
+    grid: Annotated[list[str] | None, typer.Option("--grid", "-g", help="K=START:STOP:STEP (inclusive) or K=v1,v2; repeatable, as in sweep. Applies to each strategy that has K (its other params: their search range); strategies no key applies to keep the --max-combos grid.")] = None,
     fee_bps: Fee = 0.0,
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
@@ -159,11 +160,12 @@ def tournament(
     if max_combos < 1:
         fail(f"--max-combos must be >= 1 (got {max_combos})")
     check_ppy(periods_per_year)
+    g = parse_grid(grid or [])
     cfg = research_config(
         "tournament",
         {"strategies": names_, "assets": split(assets) or [], "train": window_len(train),
          "test": window_len(test), "windows": windows, "anchored": anchored, "metric": metric,
-         "max_combos": max_combos, "long_short": long_short,
+         "max_combos": max_combos, "grid": g, "long_short": long_short,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
          "checkpoint": str(resume) if resume is not None else None, "baseline": baseline,
          # the driver's own budget for a command's sample (the pipeline's is 5 s)

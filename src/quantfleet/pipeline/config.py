@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quantfleet.errors import ConfigError
 
@@ -94,6 +94,11 @@ class TournamentConfig(_Section):
     windows: int | None = Field(default=None, ge=1, description="K equal windows instead")
     anchored: bool = False
     max_combos: int = Field(default=16, ge=1, le=100_000)
+    grid: dict[str, list[Number]] = Field(
+        default_factory=dict, description="explicit values shared by every strategy that has "
+        "the parameter (the CLI's --grid); its other parameters: their search values")
+    grids: dict[str, dict[str, list[Number]]] = Field(
+        default_factory=dict, description="explicit values per strategy; wins over grid")
     metric: str = "sharpe"
     long_short: bool = False
     periods_per_year: float | None = Field(default=None, gt=0)
@@ -101,6 +106,30 @@ class TournamentConfig(_Section):
     checkpoint: Checkpoint = "auto"
     baseline: bool = True
     baseline_budget_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _grids_name_parameters(self) -> TournamentConfig:
+        """Every grid key names a parameter of a selected strategy, every value list has a
+        value; a strategy that no key names keeps the coarse ``max_combos`` grid."""
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"grid.{key}: no values; e.g. {key} = [5, 10, 20]")
+        for name, spec in self.grids.items():
+            for key, values in spec.items():
+                if not values:
+                    raise ValueError(f"grids.{name}.{key}: no values; e.g. {key} = [5, 10, 20]")
+        if not (self.grid or self.grids):
+            return self
+        # the registry only when a grid is given: a config without one stays light to load
+        from quantfleet.research.tournament import resolve_grids
+        from quantfleet.strategies import names as all_names
+
+        names = all_names() if self.strategies == ["all"] else self.strategies
+        try:
+            resolve_grids(names, self.grid, self.grids)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 class EvolutionConfig(_Section):
@@ -215,6 +244,8 @@ def _validate(data: dict[str, Any], where: str) -> PipelineConfig:
                 f"{where}: unknown key {key!r}{did_you_mean(str(err['loc'][-1]), section)}; "
                 f"remove it or fix its name"
             ) from None
+        if err["type"] == "value_error":  # a validator's own message already names the fix
+            raise ConfigError(f"{where}: {key}: {err['ctx']['error']}") from None
         raise ConfigError(f"{where}: {key}: {err['msg']} (got {err.get('input')!r})") from None
 
 

@@ -235,7 +235,7 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
     n_items = len(names) * len(cfg.assets or m.assets)
     res = tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
                      n_windows=cfg.windows, anchored=cfg.anchored, metric=cfg.metric,
-                     max_combos=cfg.max_combos, costs=ctx.costs(), long_short=cfg.long_short,
+                     grid=cfg.grid, grids=cfg.grids, max_combos=cfg.max_combos, costs=ctx.costs(), long_short=cfg.long_short,
                      ppy=cfg.periods_per_year, executor=ctx.executor(n_items_hint=n_items * 20),
                      out=cfg.out, keep_table=cfg.out is None,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),

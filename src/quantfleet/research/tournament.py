@@ -22,7 +22,7 @@ import numpy as np
 from quantfleet.backtest.job import BacktestJob, JobBatch, JobResult, Select, evaluate_jobs
 from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
-from quantfleet.errors import QuantfleetError
+from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
 from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
@@ -36,6 +36,7 @@ __all__ = [
     "leaderboard_order",
     "pair_jobs",
     "pair_summary",
+    "resolve_grids",
     "tournament",
 ]
 
@@ -71,6 +72,47 @@ def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
         idx = np.unique(np.linspace(0, params.shape[0] - 1, max_combos).round().astype(int))
         params = params[idx]
     return params
+
+
+def resolve_grids(strategies: Sequence[str | Strategy],
+                  grid: Mapping[str, Sequence[Any]] | None = None,
+                  grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+                  ) -> dict[str, dict[str, list[Any]]]:
+    """The explicit grid of each strategy: ``{strategy: {param: values}}``.
+
+    ``grid`` is shared: each key applies to every strategy that has that parameter, and a key
+    no strategy has is an error naming the strategies and their parameters. ``grids`` is per
+    strategy (its keys must be among ``strategies``) and wins over ``grid`` for a parameter
+    both name. A strategy that no key applies to is absent (it keeps the coarse grid); in a
+    strategy's grid, parameters no key names take their search values, as in ``sweep``.
+    """
+    strats = [get(s) if isinstance(s, str) else s for s in strategies]
+    by_name = {s.name: s for s in strats}
+    out: dict[str, dict[str, list[Any]]] = {}
+    for key, values in (grid or {}).items():
+        having = [s for s in strats if key in s.space.names]
+        if not having:
+            every = sorted({n for s in strats for n in s.space.names})
+            listing = "; ".join(f"{s.name} has {', '.join(s.space.names)}" for s in strats)
+            raise QuantfleetError(
+                f"grid key {key!r} is not a parameter of any selected strategy"
+                f"{did_you_mean(key, every)}; {listing}")
+        for s in having:
+            out.setdefault(s.name, {})[key] = list(values)
+    for name, spec in (grids or {}).items():
+        s = by_name.get(name)
+        if s is None:
+            raise QuantfleetError(
+                f"grid for strategy {name!r}: not among the selected strategies "
+                f"({', '.join(by_name)}){did_you_mean(name, list(by_name))}; add it to the "
+                f"strategies or remove its grid")
+        for key in spec:
+            if key not in s.space.names:
+                raise QuantfleetError(
+                    f"grid of {name}: unknown parameter {key!r}"
+                    f"{did_you_mean(key, s.space.names)}; {name} has {', '.join(s.space.names)}")
+        out.setdefault(name, {}).update({k: list(v) for k, v in spec.items()})
+    return out
 
 
 @dataclass
@@ -241,6 +283,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                assets: Sequence[str] | None = None, train: int | str | None = None,
                test: int | str | None = None, n_windows: int | None = None,
                anchored: bool = False, metric: str = "sharpe",
+               grid: Mapping[str, Sequence[Any]] | None = None,
                grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
                max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
@@ -252,7 +295,11 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     Parameters
     ----------
-    strategies : names; each uses ``grids[name]`` if given, else ``coarse_grid(space, max_combos)``
+    strategies : names; each runs the explicit grid :func:`resolve_grids` gives it (``grid``
+        keys it has, ``grids[name]``; other parameters: their search values, as in ``sweep``),
+        else ``coarse_grid(space, max_combos)``; combos violating a constraint are skipped
+    grid : {param: values} shared by every strategy that has the parameter
+    grids : {strategy: {param: values}}, per strategy; wins over ``grid``
     train, test : window lengths in bars or durations ("2Y"); or ``n_windows`` K alone
     metric : in-sample selection metric (higher is better; max_drawdown/turnover lower)
     executor : a ``quantfleet.compute`` Executor (None: in this process); one task item per
@@ -281,11 +328,12 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     first = int(market.first_valid()[rows].max()) if rows else 0
     windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
 
+    explicit = resolve_grids(strats, grid, grids)
     plan: list[tuple[Strategy, np.ndarray, int]] = []
     for s in strats:
         s.check_market(market)
-        if grids and s.name in grids:
-            params, _ = s.space.grid(grids[s.name], market.n_bars)
+        if s.name in explicit:
+            params, _ = s.space.grid(explicit[s.name], market.n_bars)
         else:
             params = coarse_grid(s.space, max_combos)
         if params.shape[0] == 0:
