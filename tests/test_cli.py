@@ -212,3 +212,42 @@ def test_unprintable_bytes_are_never_echoed():
     p = qf("backtest", "sp500", "--strategy", "sma\x1b[2Jcross", ok=False)
     assert p.returncode == 2 and "\x1b" not in p.stderr and "\\x1b" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_tournament_grid_flags_choose_the_combos(csv_path, tmp_path):
+    out = tmp_path / "t"
+    res = json.loads(qf("tournament", csv_path, "--strategies", "sma_cross,bollinger",
+                        "--windows", "2", "--grid", "fast=5:15:5", "--grid", "slow=10,40",
+                        "--max-combos", "4", "--executor", "serial", "--out", str(out),
+                        "--json").stdout)
+    assert {r["strategy"] for r in res["leaderboard"]} == {"sma_cross", "bollinger"}
+    rows = pd.read_parquet(out / "results.parquet")
+    sma = rows[rows["strategy"] == "sma_cross"]
+    # the grid's combos with fast < slow (10/10 and 15/10 skipped), the same in every window
+    want = {json.dumps({"fast": f, "slow": s}, sort_keys=True)
+            for f in (5, 10, 15) for s in (10, 40) if f < s}
+    assert set(sma["params"]) == want and len(sma) == len(want) * 2
+    # bollinger has neither key: its coarse --max-combos grid
+    assert rows[rows["strategy"] == "bollinger"]["combo"].nunique() <= 4
+    # the run records the grid in its config and its stage settings
+    import os
+
+    from quantfleet.store import Store
+
+    m = Store.open(os.environ["QUANTFLEET_STORE"]).get_run(res["run_id"])
+    assert m.config["tournament"]["grid"] == {"fast": [5, 10, 15], "slow": [10, 40]}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "slwo=20,40"], "grid key 'slwo' is not a parameter of any selected strategy "
+                               "(did you mean 'slow'?); sma_cross has fast, slow; rsi has "
+                               "window, lower, upper"),
+    (["--grid", "fast=9:5"], "--grid fast: stop 5 is below start 9"),
+    (["--grid", "fast=500"], "fast=500 needs more than 500 bars but the data has 400"),
+])
+def test_tournament_bad_grid_one_line_exit_2(csv_path, args, message):
+    p = qf("tournament", csv_path, "--strategies", "sma_cross,rsi", "--windows", "2",
+           "--executor", "serial", "--no-store", *args, ok=False)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -58,3 +58,51 @@ def test_preflight_names_the_key_before_any_work():
         _preflight(cfg)
     with pytest.raises(ConfigError, match=r"data.source: .sp501. is neither a file nor a bundled dataset"):
         _preflight(PipelineConfig().with_overrides({"data.source": "sp501"}))
+
+
+def test_tournament_grids_in_the_config(tmp_path):
+    p = tmp_path / "grids.toml"
+    p.write_text("[tournament]\nstrategies = ['sma_cross', 'rsi']\n"
+                 "[tournament.grid]\nwindow = [10, 14]\n"
+                 "[tournament.grids.sma_cross]\nfast = [5, 10, 20]\nslow = [50, 100]\n")
+    cfg = load_config(p)
+    assert cfg.tournament.grid == {"window": [10, 14]}
+    assert cfg.tournament.grids == {"sma_cross": {"fast": [5, 10, 20], "slow": [50, 100]}}
+    assert PipelineConfig().tournament.grid == {} and PipelineConfig().tournament.grids == {}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[tournament]\nstrategies = ['sma_cross', 'rsi']\n[tournament.grid]\nslwo = [5]\n",
+     "tournament: grid key 'slwo' is not a parameter of any selected strategy (did you mean "
+     "'slow'?); sma_cross has fast, slow; rsi has window, lower, upper"),
+    ("[tournament]\nstrategies = ['sma_cross']\n[tournament.grids.rsi]\nwindow = [5]\n",
+     "tournament: grid for strategy 'rsi': not among the selected strategies (sma_cross)"),
+    ("[tournament.grids.sma_cross]\nfats = [5]\n",
+     "tournament: grid of sma_cross: unknown parameter 'fats' (did you mean 'fast'?)"),
+    ("[tournament.grid]\nfast = []\n", "tournament: grid.fast: no values; e.g. fast = [5, 10, 20]"),
+    ("[tournament.grids.sma_cross]\nfast = 5\n",
+     "tournament.grids.sma_cross.fast: Input should be a valid list"),
+    ("[tournament.grid]\nfast = ['a']\n", "tournament.grid.fast.0"),
+])
+def test_bad_tournament_grid_names_the_key(tmp_path, text, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value), str(e.value)
+
+
+def test_stage_settings_and_run_config_carry_the_grids():
+    from quantfleet.pipeline.record import stage_settings
+    from quantfleet.pipeline.stages import stage_key
+
+    plain = PipelineConfig()
+    gridded = plain.with_overrides({"tournament.grid": {"fast": [5, 10]},
+                                    "tournament.grids": {"rsi": {"window": [14]}}})
+    s = stage_settings(gridded, "tournament")["tournament"]
+    assert s["grid"] == {"fast": [5, 10]} and s["grids"] == {"rsi": {"window": [14]}}
+    # the stage cache key changes with the grid
+    keys = {stage_key("tournament", {}, stage_settings(c, "tournament"), "code")
+            for c in (plain, gridded)}
+    assert len(keys) == 2
+    assert gridded.model_dump()["tournament"]["grid"] == {"fast": [5, 10]}

@@ -141,3 +141,40 @@ def test_leaderboard_order_is_the_pandas_sort():
         want = df.sort_values(["oos_sharpe", "strategy", "asset"], ascending=[False, True, True],
                               na_position="last", kind="stable")["i"].tolist()
         assert leaderboard_order(board) == want
+
+
+def test_a_shared_grid_applies_to_the_strategies_that_have_each_key(market):
+    from quantfleet.research.tournament import resolve_grids
+
+    # fast: sma_cross and ema_cross; window: sma_trend; a per-strategy grid wins over the shared
+    got = resolve_grids(["sma_cross", "ema_cross", "sma_trend", "rsi"],
+                        {"fast": [5, 10], "slow": [50], "window": [20, 30]},
+                        {"ema_cross": {"fast": [7]}})
+    assert got == {"sma_cross": {"fast": [5, 10], "slow": [50]},
+                   "ema_cross": {"fast": [7], "slow": [50]},
+                   "sma_trend": {"window": [20, 30]}, "rsi": {"window": [20, 30]}}
+    assert resolve_grids(["sma_cross"]) == {}
+    res = tournament(market, ["sma_cross", "bollinger"], n_windows=2, max_combos=4,
+                     grid={"fast": [3, 8, 30], "slow": [20, 40]})
+    df = res.table.to_pandas()
+    sma = {json.dumps(d, sort_keys=True) for d in
+           [{"fast": f, "slow": s} for f in (3, 8, 30) for s in (20, 40) if f < s]}
+    # the grid's combos, constraint violators (fast 30 >= slow 20) skipped
+    assert set(df[df["strategy"] == "sma_cross"]["params"]) == sma and len(sma) == 5
+    # bollinger has neither key: the coarse grid
+    n_coarse = coarse_grid(get("bollinger").space, 4).shape[0]
+    assert df[df["strategy"] == "bollinger"]["combo"].nunique() == n_coarse
+
+
+@pytest.mark.parametrize("grid, grids, message", [
+    ({"slwo": [5]}, None, r"grid key 'slwo' is not a parameter of any selected strategy \(did "
+                          r"you mean 'slow'\?\); sma_cross has fast, slow; rsi has window, "
+                          r"lower, upper"),
+    (None, {"ema_cross": {"fast": [5]}}, r"grid for strategy 'ema_cross': not among the "
+                                         r"selected strategies \(sma_cross, rsi\)"),
+    (None, {"rsi": {"windw": [5]}}, r"grid of rsi: unknown parameter 'windw' \(did you mean "
+                                    r"'window'\?\); rsi has window, lower, upper"),
+])
+def test_grid_keys_no_strategy_has_are_errors(market, grid, grids, message):
+    with pytest.raises(QuantfleetError, match=message):
+        tournament(market, ["sma_cross", "rsi"], n_windows=2, grid=grid, grids=grids)
