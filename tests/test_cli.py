@@ -236,6 +236,8 @@ def test_tournament_grid_flags_choose_the_combos(csv_path, tmp_path):
 
     m = Store.open(os.environ["QUANTFLEET_STORE"]).get_run(res["run_id"])
     assert m.config["tournament"]["grid"] == {"fast": [5, 10, 15], "slow": [10, 40]}
+    step = next(s for s in m.steps if s["step"] == "tournament")
+    assert step["settings"]["tournament"]["grid"] == {"fast": [5, 10, 15], "slow": [10, 40]}
 
 
 @pytest.mark.parametrize("args, message", [

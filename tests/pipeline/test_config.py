@@ -106,3 +106,28 @@ def test_stage_settings_and_run_config_carry_the_grids():
             for c in (plain, gridded)}
     assert len(keys) == 2
     assert gridded.model_dump()["tournament"]["grid"] == {"fast": [5, 10]}
+
+
+def test_config_grids_reach_the_tournament(tmp_path, monkeypatch):
+    """The shared grid applies where the parameter exists; a strategy's own grid wins."""
+    import json
+
+    from quantfleet.pipeline.config import validate_config
+    from quantfleet.pipeline.record import run_stages
+
+    monkeypatch.setenv("QUANTFLEET_HOME", str(tmp_path / "home"))
+    off = {s: {"enabled": False} for s in ("evolution", "portfolio")}
+    cfg = validate_config({
+        "store": str(tmp_path / "lake"), "executor": {"kind": "serial"},
+        "data": {"source": "synthetic:gbm?bars=600&assets=1&seed=3"},
+        "report": {"enabled": False}, **off,
+        "tournament": {"strategies": ["sma_cross", "ema_cross"], "windows": 2,
+                       "checkpoint": None, "baseline": False, "max_combos": 4,
+                       "grid": {"fast": [5, 10], "slow": [40]},
+                       "grids": {"ema_cross": {"fast": [3]}}}}, "test")
+    out = run_stages(cfg, "run", record=False, log=lambda m: None)
+    df = out.results["tournament"].table.to_pandas()
+    got = {s: {json.dumps(json.loads(p), sort_keys=True) for p in g["params"]}
+           for s, g in df.groupby("strategy")}
+    assert got == {"sma_cross": {'{"fast": 5, "slow": 40}', '{"fast": 10, "slow": 40}'},
+                   "ema_cross": {'{"fast": 3, "slow": 40}'}}
