@@ -162,15 +162,19 @@ def test_search_picks_in_sample_and_reports_out_of_sample_and_dsr(market):
     # the OOS part is a fresh book entering flat at the split
     _, rets = book.evaluate(w, bars=(res.split, n), returns=True)
     assert rets.shape == (2, 1, n - res.split)
-    # DSR by hand: N = every candidate, V over their in-sample Sharpes (per bar)
+    # DSR by hand, per asset: N = every candidate, V over their in-sample Sharpes (per bar)
     rng = np.random.default_rng(1)
     cand = rng.dirichlet(np.ones(3), size=120)  # method="random" draws exactly these
-    sr_all = replay_weights(book, cand, bars=(book.start, res.split))[:, 2] / np.sqrt(252.0)
-    var = np.var(sr_all[np.isfinite(sr_all)], ddof=1)
-    assert res.var_trials == pytest.approx(var, rel=1e-12)
+    sr_all = book.evaluate(cand, bars=(book.start, res.split))[:, :, 2] / np.sqrt(252.0)
     _, is_rets = book.evaluate(w, bars=(book.start, res.split), returns=True)
-    sr, nb, sk, ku = return_moments(is_rets[:, 0, :].mean(axis=0))
-    assert res.dsr == pytest.approx(deflated_sharpe(sr, nb, sk, ku, 120, var), rel=1e-12)
+    want = []
+    for a in range(2):
+        var = np.var(sr_all[a][np.isfinite(sr_all[a])], ddof=1)
+        assert res.var_trials[a] == pytest.approx(var, rel=1e-12)
+        sr, nb, sk, ku = return_moments(is_rets[a, 0])
+        want.append(deflated_sharpe(sr, nb, sk, ku, 120, var))
+    np.testing.assert_allclose(res.dsr_assets, want, rtol=1e-12)
+    assert res.dsr == pytest.approx(np.mean(want), rel=1e-12)
     assert 0.0 <= res.dsr <= 1.0
 
 
@@ -191,7 +195,7 @@ def test_held_out_bars_never_influence_the_choice(market, method):
     assert res2.split == s
     np.testing.assert_array_equal(res.best_weights, res2.best_weights)
     assert res.top == res2.top and res.best_metrics == res2.best_metrics
-    assert res.dsr == res2.dsr
+    np.testing.assert_array_equal(res.dsr_assets, res2.dsr_assets)
     assert res.oos_metrics != res2.oos_metrics  # the held-out part did change
 
 

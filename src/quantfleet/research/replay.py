@@ -245,8 +245,12 @@ class ReplayResult:
     best_metrics : the chosen weights' metrics on the in-sample bars ``[start, split)``
     oos_metrics : the same weights on the held-out bars ``[split, end)``, the book entering
         flat at ``split`` (what deploying the choice at ``split`` would have earned)
-    dsr : deflated Sharpe of the choice's in-sample returns, N = ``candidates`` (every weight
-        vector evaluated), V = variance of their in-sample Sharpes (per bar)
+    dsr : deflated Sharpe of the choice on the in-sample bars, N = ``candidates`` (every weight
+        vector evaluated), V = variance of their in-sample Sharpes (per bar); with several
+        assets the mean over assets of ``dsr_assets``
+    dsr_assets : (assets,) the same per asset: the choice's in-sample returns on that asset
+        against the candidates' Sharpes on that asset
+    var_trials : (assets,) V per asset, per-bar Sharpe units
     """
 
     members: list[Member]
@@ -261,7 +265,8 @@ class ReplayResult:
     split: int = 0
     oos_metrics: dict[str, float] = field(default_factory=dict)
     dsr: float = float("nan")
-    var_trials: float = float("nan")
+    dsr_assets: np.ndarray = field(default_factory=lambda: np.empty(0))
+    var_trials: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def split_bar(book: SignalBook, train_frac: float = TRAIN_FRAC) -> int:
@@ -321,12 +326,14 @@ def search_weights(book: SignalBook, *, candidates: int = 1000, seed: int = 0,
             w = lam * a + (1 - lam) * b
             w = 0.8 * w + 0.2 * rng.dirichlet(np.ones(m), size=size)
             w /= w.sum(axis=1, keepdims=True)
-        met = replay_weights(book, w, bars=is_bars)
+        per_asset = book.evaluate(w, bars=is_bars)
+        with np.errstate(all="ignore"):
+            met = np.nanmean(per_asset, axis=0)  # as replay_weights
         vals = met[:, k] * sign
         vals = np.where(np.isfinite(vals), vals, -np.inf)
         all_w.append(w)
         all_f.append(vals)
-        all_sr.append(met[:, k_sr])
+        all_sr.append(per_asset[:, :, k_sr].T)
         done += size
         history.append({"candidates": done, "best": float(np.max(np.concatenate(all_f))) * sign})
     W = np.concatenate(all_w)
@@ -336,28 +343,36 @@ def search_weights(book: SignalBook, *, candidates: int = 1000, seed: int = 0,
     best_metrics = dict(zip(METRIC_NAMES, replay_weights(book, best[None, :], bars=is_bars)[0]
                             .tolist(), strict=True))
     oos = replay_weights(book, best[None, :], bars=(split, book.positions.shape[2]))[0]
-    dsr, var = _deflated(book, best, np.concatenate(all_sr), is_bars)
+    dsr_a, var = _deflated(book, best, np.concatenate(all_sr), is_bars)
+    with np.errstate(all="ignore"):
+        dsr = float(np.nanmean(dsr_a)) if np.isfinite(dsr_a).any() else math.nan
     rows = [{"weights": {mb.label(): round(float(x), 6) for mb, x in zip(book.members, W[i], strict=True)},
              metric: float(F[i] * sign)} for i in order[:top]]
     return ReplayResult(book.members, best, best_metrics, rows, len(W), book.build_s,
                         time.perf_counter() - t0, history, float(train_frac), split,
-                        dict(zip(METRIC_NAMES, oos.tolist(), strict=True)), dsr, var)
+                        dict(zip(METRIC_NAMES, oos.tolist(), strict=True)), dsr, dsr_a, var)
 
 
 def _deflated(book: SignalBook, best: np.ndarray, sharpes: np.ndarray,
-              bars: tuple[int, int]) -> tuple[float, float]:
-    """DSR of the chosen weights on ``bars``: N = every candidate, V = variance (ddof=1) of the
-    candidates' Sharpes per bar (the mean over assets, as the search ranked them). The choice's
-    returns are the book's per-bar return averaged over assets (equal capital on each)."""
+              bars: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per asset, DSR of the chosen weights on ``bars``: the choice's returns on the asset,
+    N = every candidate, V = variance (ddof=1) of the candidates' Sharpes on the asset, per bar.
+
+    sharpes : (candidates, assets) annualized in-sample Sharpes of every candidate
+    Returns ``(dsr (assets,), var (assets,))``.
+    """
     _, rets = book.evaluate(best[None, :], bars=bars, returns=True)
-    series = rets[:, 0, :].mean(axis=0)
+    n_a = rets.shape[0]
+    dsr = np.full(n_a, np.nan)
+    var = np.zeros(n_a)
     sr_trials = sharpes / math.sqrt(book.ppy)
-    finite = sr_trials[np.isfinite(sr_trials)]
-    var = float(np.var(finite, ddof=1)) if finite.size > 1 else 0.0
-    try:
-        sr, n, skew, kurt = return_moments(series)
-    except QuantfleetError:
-        return math.nan, var
-    if not math.isfinite(sr):
-        return math.nan, var
-    return float(deflated_sharpe(sr, n, skew, kurt, len(sharpes), var)), var
+    for a in range(n_a):
+        finite = sr_trials[:, a][np.isfinite(sr_trials[:, a])]
+        var[a] = float(np.var(finite, ddof=1)) if finite.size > 1 else 0.0
+        try:
+            sr, n, skew, kurt = return_moments(rets[a, 0])
+        except QuantfleetError:
+            continue
+        if math.isfinite(sr):
+            dsr[a] = deflated_sharpe(sr, n, skew, kurt, sharpes.shape[0], var[a])
+    return dsr, var
