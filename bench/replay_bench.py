@@ -1,11 +1,14 @@
 """Signal replay vs recomputing from scratch: time per ensemble candidate, and a check.
 
 Ten members (a mix of strategies, default parameters) on sp500 (20 stocks x 8,313 bars).
-*Replay*: ``SignalBook.build`` once, then ``book.evaluate(weights)`` for K candidates.
+*Replay*: ``SignalBook.build`` once (each member's positions and its own earned bar returns,
+from its kernel), then ``book.evaluate(weights)`` for K candidates.
 *From scratch*: for each candidate, run every member's kernel again
 (``strategy.run_asset(market, a, params, positions=True)``), combine the positions with the
 candidate's weights and evaluate them with ``kernels.metrics.evaluate_positions``. Both paths
-must give the same metrics for the same weights. Writes its section of docs/BENCHMARKS.md
+must give the same metrics for the same weights (these members earn close-to-close only, so the
+netted-position path is exact for them; replay also books funding where a member earns it).
+``search_weights`` is timed too, with its in-sample pick, held-out metrics and DSR. Writes its section of docs/BENCHMARKS.md
 between ``<!-- replay:start -->`` and ``<!-- replay:end -->``.
 
 Usage: .venv/bin/python bench/replay_bench.py [--quick] [--no-doc]
@@ -107,7 +110,7 @@ def main() -> None:
     nan_mismatch = int((np.isnan(a) != np.isnan(b)).sum())
     exact = bool(np.array_equal(a, b, equal_nan=True))
     t = time.perf_counter()
-    search_weights(book, candidates=k_replay, seed=0)
+    found = search_weights(book, candidates=k_replay, seed=0)
     search_s = time.perf_counter() - t
     # one member's kernel, all assets: what one scratch candidate spends per member
     member_s = {}
@@ -151,10 +154,16 @@ def main() -> None:
              f"{wall_ratio:.0f}x). The seed claims 10-100x: measured {claim} that range. Counting the one-off build "
              f"({build:.2f} s), replay is ahead after {math.ceil(breakeven)} candidate(s). `search_weights(book, candidates={k_replay}, "
              f"seed=0)` (genetic, batches of 100): {search_s:.2f} s = {search_s / k_replay * 1e3:.2f} ms "
-             "per candidate including breeding.\n")
+             f"per candidate including breeding. It picks on the first {found.train_frac:.0%} of the "
+             f"counted bars (to bar {found.split:,}): in-sample Sharpe "
+             f"{found.best_metrics['sharpe']:.3f}, held-out Sharpe {found.oos_metrics['sharpe']:.3f}, "
+             f"DSR {found.dsr:.3f} among {found.candidates:,} candidates (means over the 20 stocks).\n")
     L.append(f"Check, same weights, all {a.shape[0]} stocks x {k_scratch} candidates x {a.shape[2]} "
              f"metrics: bit-identical **{'yes' if exact else 'no'}**; max abs diff {max_abs:.1e}, "
-             f"max rel diff {max_rel:.1e}, NaN mismatches {nan_mismatch}.\n")
+             f"max rel diff {max_rel:.1e}, NaN mismatches {nan_mismatch}. (Replay sums each "
+             "member's own bar return `w_i * ((1 + pos_i * r) - 1)`, the scratch path "
+             "`(sum_i w_i pos_i) * r`: the last bits may differ; a single member replays to its "
+             "kernel bit for bit, tests/research/test_replay.py.)\n")
     tot = sum(member_s.values())
     L.append("Where a from-scratch candidate's time goes (each member's kernel on 20 stocks, one run): "
              + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in sorted(member_s.items(), key=lambda kv: -kv[1]))
@@ -172,7 +181,9 @@ def main() -> None:
         "build_s": build_s, "replay_s": replay_s, "scratch_s": scratch_s, "k_replay": k_replay,
         "k_scratch": k_scratch, "ratio": ratio, "ratios": ratios, "replay_w": replay_w,
         "scratch_w": scratch_w, "wall_ratio": wall_ratio, "max_abs": max_abs, "max_rel": max_rel,
-        "exact": exact, "member_s": member_s, "search_s": search_s}, indent=1))
+        "exact": exact, "member_s": member_s, "search_s": search_s,
+        "search": {"split": found.split, "is_sharpe": found.best_metrics["sharpe"],
+                   "oos_sharpe": found.oos_metrics["sharpe"], "dsr": found.dsr}}, indent=1))
     if not args.no_doc:
         write_section(SECTION, text)
         log(f"wrote {DOC}")
