@@ -118,7 +118,7 @@ def test_tail_matches_reference(seed, n, kind, p_flat, p_keep, fee_rate, ppy, vo
     np.testing.assert_array_equal(got_bare, got)  # the stores change nothing else
     np.testing.assert_allclose(stores[0], rb, rtol=0, atol=1e-15)
     np.testing.assert_array_equal(stores[1], pos)
-    # the accumulator alone (as research.replay drives it) gives the same row
+    # the accumulator driven directly (acc_init/acc_step/acc_finish) gives the same row
     np.testing.assert_array_equal(_run_acc(pos, r, fee_rate, ppy, 0.0), got)
     # and the return metrics of the stored returns agree with the running sums
     from_returns = metrics_from_returns(stores[0], ppy)

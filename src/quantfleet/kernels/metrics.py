@@ -212,7 +212,8 @@ def bar_returns(close):
 
 @njit(cache=True)
 def evaluate_positions(close, positions, fee_rate, ppy, start, out, returns_out):
-    """Metrics of given position series: the replay path, and the check on every kernel.
+    """Metrics of given position series: the check on every kernel (tests), and what a caller
+    with positions and closes alone uses.
 
     Parameters
     ----------
