@@ -367,6 +367,26 @@ def test_tournament_overfit_uses_the_selected_flag():
     assert tournament_overfit(df.drop(columns="selected"))["pbo"].iloc[0] == 0.0
 
 
+def test_tournament_overfit_windows_without_a_finite_in_sample_metric_select_nothing():
+    # window 0: every IS Sharpe NaN -> no selection, left out of PBO (it used to pick combo 0);
+    # window 1: NaN and +inf never win, the finite best (combo 2) does; window 2: a tie between
+    # combos 1 and 2 goes to combo 1
+    nan, inf = np.nan, np.inf
+    is_s = np.array([[nan, nan, nan], [nan, inf, 0.5], [0.0, 1.0, 1.0]])
+    oos_s = np.array([[1.0, 0, -1], [1.0, 0, -1], [-1.0, 1.0, 0.0]])
+    df = _table(is_s, oos_s).drop(columns="selected")
+    row = tournament_overfit(df).iloc[0]
+    # window 1: combo 2 ranks 1 of 3 (ω = 1/4, λ < 0); window 2: combo 1 ranks 3 (λ > 0)
+    assert row["n_windows"] == 3
+    assert row["pbo"] == pytest.approx(1 / 2)
+    assert row["mean_logit"] == pytest.approx(0.0)
+    for sign, metric in ((1.0, "sharpe"), (-1.0, "max_drawdown")):  # lower-is-better metric
+        t = pd.DataFrame({"strategy": "s", "asset": "A", "window": df["window"],
+                          "combo": df["combo"], f"is_{metric}": sign * df["is_sharpe"],
+                          f"oos_{metric}": sign * df["oos_sharpe"]})
+        assert tournament_overfit(t, metric=metric)["pbo"].iloc[0] == pytest.approx(1 / 2)
+
+
 def test_tournament_overfit_deflated_sharpe_of_stitched_returns():
     rng = np.random.default_rng(8)
     w, c, ppy = 5, 4, 252.0

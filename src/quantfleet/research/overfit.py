@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.job import NO_COMBO, best_combo
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import metric_sign
 
@@ -633,7 +634,9 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
 
     **PBO, walk-forward variant.** The tournament's windows play the role of CSCV's
     combinations: in each window the in-sample best combo (the row marked ``selected``, else
-    the best ``is_<metric>``) is ranked among all combos by ``oos_<metric>``, ω̄ = rank/(N+1),
+    the best finite ``is_<metric>``, ties to the lowest combo; a window with no finite
+    ``is_<metric>`` has no selection and is left out) is ranked among all combos by
+    ``oos_<metric>``, ω̄ = rank/(N+1),
     λ = ln(ω̄/(1-ω̄)), and PBO is the fraction of windows with λ <= 0 — the IS-best ranks at or
     below the OOS median. Unlike CSCV the splits are the walk-forward train/test pairs (train
     before test, not all C(S, S/2) symmetric splits), so with few windows the estimate is
@@ -743,7 +746,8 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
     window, combo : the rows' window index and combo index
     is_metric, oos_metric : the selection metric in and out of sample (as stored, unless
         ``signed``: already multiplied by -1 for lower-is-better metrics)
-    selected : the rows marked selected, or None (then the best ``is_metric`` per window)
+    selected : the rows marked selected, or None (then the best finite ``is_metric`` per window
+        by :func:`~quantfleet.backtest.job.best_combo`; windows with none are left out of PBO)
     oos_sharpe : per-row out-of-sample Sharpe (annualized), or None (no DSR)
     returns : the selected combos' stitched out-of-sample returns (NaN where no data), or None
     periods_per_year : bars per year the Sharpe ratios were annualized with (for the DSR)
@@ -767,8 +771,10 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
         if sel is not None and sel.sum() == 1:
             best = int(np.flatnonzero(sel)[0])
         else:
-            is_ = is_metric[w0:w1]
-            best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
+            # signed: higher is better; the drivers' rule (finite only, ties to the lowest)
+            best = best_combo(is_metric[w0:w1], "sharpe")
+            if best == NO_COMBO:
+                continue  # no finite in-sample metric: nothing was selected in this window
         v = np.where(np.isnan(oos_metric[w0:w1]), -np.inf, oos_metric[w0:w1])
         rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
         omega = rank / (len(v) + 1.0)
