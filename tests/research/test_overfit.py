@@ -321,6 +321,11 @@ def test_verdict_words_and_thresholds():
     both = verdict(0.97, 0.62, n_trials=10)
     assert both.startswith("DSR 0.97") and "; PBO 0.62" in both
     assert "n/a" in verdict(dsr=float("nan"))
+    assert verdict(dsr=0.98, pbo=0.34, n_trials=180, among="20 assets × 9 combos",
+                   pbo_among="BBY's 9 combos") == (
+        "DSR 0.98: the winner's Sharpe is unlikely to be luck as the best of 180 trials "
+        "(20 assets × 9 combos); PBO 0.34 (on BBY's 9 combos): the in-sample winner often lands "
+        "in the bottom half out of sample — some overfitting")
     with pytest.raises(QuantfleetError, match="dsr= and/or pbo="):
         verdict()
 

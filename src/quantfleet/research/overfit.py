@@ -572,7 +572,8 @@ def pbo(returns: Any, n_splits: int = 16,
 
 
 def verdict(dsr: float | None = None, pbo: float | None = None, *,
-            n_trials: int | None = None) -> str:
+            n_trials: int | None = None, among: str | None = None,
+            pbo_among: str | None = None) -> str:
     """Plain-words reading of a deflated Sharpe ratio and/or a PBO.
 
     Thresholds: DSR >= ``DSR_GOOD`` (0.95) unlikely luck; ``DSR_LUCK`` (0.5) <= DSR < 0.95
@@ -587,6 +588,12 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
         Probability of backtest overfitting in [0, 1].
     n_trials : int, optional
         Number of trials behind the DSR, quoted in the sentence.
+    among : str, optional
+        What the winner was selected among, e.g. ``"20 assets × 9 combos"``; with
+        ``n_trials`` the sentence says "as the best of 180 trials (20 assets × 9 combos)".
+    pbo_among : str, optional
+        What the PBO was measured on, e.g. ``"the 9 combos on AAPL"``, when that differs from
+        the DSR's trials.
 
     Returns
     -------
@@ -596,7 +603,11 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
     """
     if dsr is None and pbo is None:
         raise QuantfleetError("verdict needs dsr= and/or pbo=")
+    what = among
     among = f" among {n_trials} trials" if n_trials is not None else ""
+    if what is not None:
+        among = (f" as the best of {n_trials} trials ({what})" if n_trials is not None
+                 else f" as the best of {what}")
     parts = []
     if dsr is not None:
         d = float(dsr)
@@ -611,15 +622,17 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
             parts.append(f"DSR {d:.2f}: the winner's Sharpe is likely luck{among}")
     if pbo is not None:
         p = float(getattr(pbo, "pbo", pbo))
+        on = f" (on {pbo_among})" if pbo_among else ""
         if not math.isfinite(p):
             parts.append("PBO n/a: too few windows or trials to judge overfitting")
         elif p <= PBO_GOOD:
-            parts.append(f"PBO {p:.2f}: the in-sample winner usually holds up out of sample")
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner usually holds up out of "
+                         "sample")
         elif p <= PBO_BAD:
-            parts.append(f"PBO {p:.2f}: the in-sample winner often lands in the bottom half out "
-                         "of sample — some overfitting")
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner often lands in the bottom half "
+                         "out of sample — some overfitting")
         else:
-            parts.append(f"PBO {p:.2f}: the in-sample winner usually underperforms out of "
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner usually underperforms out of "
                          "sample — likely overfit")
     return "; ".join(parts)
 
