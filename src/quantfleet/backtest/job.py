@@ -120,8 +120,8 @@ class JobResult:
     metrics : (assets, combos, N_METRICS) on the job's bars
     series : per asset, (kept combos, bars) returns or positions; None for keep="metrics"
     chosen : (assets,) the combo ``select`` chose (:func:`best_combo`), ``NO_COMBO`` (-1) where
-        no combo had a finite selection metric (that asset's series is then flat: 0 where it
-        has data, a position of 0); None without select
+        no combo had a finite selection metric (that asset's series is then flat: returns and
+        positions 0, NaN only where the kernel reports none); None without select
     select_metrics : (assets, combos, N_METRICS) on the selection bars; None without select
     """
 
@@ -176,7 +176,7 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
             b = best_combo(sel_m[i][:, k], sel.metric)
             chosen[i] = b
             if b == NO_COMBO:
-                # nothing to trade: the kept series is flat (0 where the asset has data)
+                # nothing selected, nothing traded: a flat series (the kernel's NaN kept)
                 metrics[i] = strat.run_asset(market, a, job.params, **bars, **kw)[0]
                 if series is not None:
                     out = strat.run_asset(market, a, job.params[:1], **bars, **kw, **flags)
