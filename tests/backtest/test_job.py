@@ -122,3 +122,75 @@ def test_terms_and_validation():
     with pytest.raises(QuantfleetError, match="combos or select, not both"):
         BacktestJob("sma_cross", (0,), PARAMS, keep="returns", combos=(0,),
                     select=Select("sharpe", 0, 10))
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection rule (issue 16, item 8): finite values only, ties to the lowest index, none: -1
+
+
+def _slow_best(values, lower_is_better: bool) -> int:
+    """Reference: scan in index order, keep the first strictly better finite value."""
+    best, best_v = -1, None
+    for i, v in enumerate(values):
+        if not np.isfinite(v):
+            continue
+        if best_v is None or (v < best_v if lower_is_better else v > best_v):
+            best, best_v = i, v
+    return best
+
+
+NAN, INF = np.nan, np.inf
+
+
+@pytest.mark.parametrize("values, want_hi, want_lo", [
+    ([NAN, NAN, NAN], -1, -1),                      # all NaN: no selection
+    ([INF, -INF, NAN], -1, -1),                     # nothing finite: no selection
+    ([NAN, 0.2, NAN, -0.1], 1, 3),                  # NaN never wins while a finite one exists
+    ([NAN, -5.0, NAN], 1, 1),                       # a bad finite value beats NaN
+    ([INF, 0.3, -INF, 0.1], 1, 3),                  # ±inf never win
+    ([0.5, 0.7, 0.7, 0.1, 0.1], 1, 3),              # ties: the lowest index
+    ([0.0, 0.0, 0.0], 0, 0),
+])
+def test_best_combo_rule(values, want_hi, want_lo):
+    from quantfleet.backtest.job import NO_COMBO, best_combo
+
+    v = np.array(values)
+    assert best_combo(v, "sharpe") == want_hi == _slow_best(v, False)
+    for lower in ("max_drawdown", "turnover"):
+        assert best_combo(v, lower) == want_lo == _slow_best(v, True)
+    assert NO_COMBO == -1
+
+
+def test_best_combo_matches_a_slow_scan_on_random_values():
+    from quantfleet.backtest.job import best_combo
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 8))
+        v = rng.integers(-2, 3, n).astype(float)  # small integers: many ties
+        v[rng.random(n) < 0.3] = np.nan
+        v[rng.random(n) < 0.1] = np.inf
+        v[rng.random(n) < 0.1] = -np.inf
+        assert best_combo(v, "sharpe") == _slow_best(v, False)
+        assert best_combo(v, "max_drawdown") == _slow_best(v, True)
+
+
+def test_select_never_keeps_a_combo_that_never_traded(market):
+    # asset B has no data before bar 30: selecting on bars [0, 30) every in-sample Sharpe is NaN
+    strat = get("sma_cross")
+    job = BacktestJob("sma_cross", (1, 0), PARAMS, start=250, stop=400, warm_from=210,
+                      terms=TERMS, keep="returns", select=Select("sharpe", start=0, stop=30))
+    res = evaluate(market, job)
+    assert np.isnan(res.select_metrics[0][:, METRIC_NAMES.index("sharpe")]).all()
+    assert res.chosen[0] == -1  # no selection on B ...
+    oos = strat.run_asset(market, 1, PARAMS, start=250, stop=400, warm_from=210, **KW)
+    assert same(res.metrics[0], oos[0])  # ... its out-of-sample metrics are still every combo's
+    assert res.series[0].shape == (1, 150) and (res.series[0] == 0.0).all()  # and it stays flat
+    pos = evaluate(market, BacktestJob("sma_cross", (1,), PARAMS, start=250, stop=400,
+                                       warm_from=210, terms=TERMS, keep="positions",
+                                       select=Select("sharpe", start=0, stop=30)))
+    assert pos.chosen[0] == -1 and (pos.series[0] == 0.0).all()
+    # asset A: combo 2 (slow=40) has no Sharpe within 30 bars, the others do; the best finite
+    sr_a = res.select_metrics[1][:, METRIC_NAMES.index("sharpe")]
+    assert np.isnan(sr_a[2]) and np.isfinite(np.delete(sr_a, 2)).all()
+    assert res.chosen[1] == int(np.nanargmax(sr_a)) != 2

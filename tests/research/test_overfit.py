@@ -321,6 +321,11 @@ def test_verdict_words_and_thresholds():
     both = verdict(0.97, 0.62, n_trials=10)
     assert both.startswith("DSR 0.97") and "; PBO 0.62" in both
     assert "n/a" in verdict(dsr=float("nan"))
+    assert verdict(dsr=0.98, pbo=0.34, n_trials=180, among="20 assets × 9 combos",
+                   pbo_among="BBY's 9 combos") == (
+        "DSR 0.98: the winner's Sharpe is unlikely to be luck as the best of 180 trials "
+        "(20 assets × 9 combos); PBO 0.34 (on BBY's 9 combos): the in-sample winner often lands "
+        "in the bottom half out of sample — some overfitting")
     with pytest.raises(QuantfleetError, match="dsr= and/or pbo="):
         verdict()
 
@@ -365,6 +370,26 @@ def test_tournament_overfit_uses_the_selected_flag():
     df["selected"] = df["combo"] == 2  # the tournament picked combo 2 (another metric)
     assert tournament_overfit(df)["pbo"].iloc[0] == 1.0
     assert tournament_overfit(df.drop(columns="selected"))["pbo"].iloc[0] == 0.0
+
+
+def test_tournament_overfit_windows_without_a_finite_in_sample_metric_select_nothing():
+    # window 0: every IS Sharpe NaN -> no selection, left out of PBO (it used to pick combo 0);
+    # window 1: NaN and +inf never win, the finite best (combo 2) does; window 2: a tie between
+    # combos 1 and 2 goes to combo 1
+    nan, inf = np.nan, np.inf
+    is_s = np.array([[nan, nan, nan], [nan, inf, 0.5], [0.0, 1.0, 1.0]])
+    oos_s = np.array([[1.0, 0, -1], [1.0, 0, -1], [-1.0, 1.0, 0.0]])
+    df = _table(is_s, oos_s).drop(columns="selected")
+    row = tournament_overfit(df).iloc[0]
+    # window 1: combo 2 ranks 1 of 3 (ω = 1/4, λ < 0); window 2: combo 1 ranks 3 (λ > 0)
+    assert row["n_windows"] == 3
+    assert row["pbo"] == pytest.approx(1 / 2)
+    assert row["mean_logit"] == pytest.approx(0.0)
+    for sign, metric in ((1.0, "sharpe"), (-1.0, "max_drawdown")):  # lower-is-better metric
+        t = pd.DataFrame({"strategy": "s", "asset": "A", "window": df["window"],
+                          "combo": df["combo"], f"is_{metric}": sign * df["is_sharpe"],
+                          f"oos_{metric}": sign * df["oos_sharpe"]})
+        assert tournament_overfit(t, metric=metric)["pbo"].iloc[0] == pytest.approx(1 / 2)
 
 
 def test_tournament_overfit_deflated_sharpe_of_stitched_returns():

@@ -81,34 +81,107 @@ def test_costs_validation():
     assert Costs(7, 3).fee_rate == pytest.approx(0.001)
 
 
-def test_sweep_reports_deflated_sharpe_and_pbo_of_the_winner(market):
-    from quantfleet.research.overfit import deflated_sharpe_from_returns, pbo
+def _dsr_by_hand(winner_returns: np.ndarray, trial_sharpes: np.ndarray, ppy: float) -> float:
+    """Slow reference: DSR of the winner among ``trial_sharpes`` (annualized), straight from
+    Bailey & López de Prado (2014) with scipy's normal distribution."""
+    from scipy import stats
+
+    r = winner_returns[np.isfinite(winner_returns)]
+    n = r.size
+    sr = r.mean() / r.std(ddof=1)
+    skew, kurt = stats.skew(r), stats.kurtosis(r, fisher=False)
+    n_trials = trial_sharpes.size
+    v = np.var(trial_sharpes[np.isfinite(trial_sharpes)], ddof=1) / ppy
+    g = 0.5772156649015329
+    sr0 = np.sqrt(v) * ((1 - g) * stats.norm.ppf(1 - 1 / n_trials)
+                        + g * stats.norm.ppf(1 - 1 / (n_trials * np.e)))
+    z = (sr - sr0) * np.sqrt(n - 1) / np.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
+    return float(stats.norm.cdf(z))
+
+
+def _winner_returns(market, win, ppy=252.0):
+    from quantfleet.strategies import get
+
+    a = market.asset_index(win["asset"])
+    _, r = get("sma_cross").run_asset(market, a, np.array([[win["fast"], win["slow"]]], float),
+                                      ppy=ppy, returns=True)
+    return r[0]
+
+
+def test_sweep_deflates_the_winner_by_every_asset_times_combo_row(market):
+    from quantfleet.research.overfit import pbo
     from quantfleet.strategies import get
 
     grid = {"fast": [3, 5, 8, 12], "slow": [20, 30, 50]}
-    res = sweep(market, "sma_cross", grid, ppy=252.0)
+    res = sweep(market, "sma_cross", grid, ppy=252.0, chunk=5)
     of = res.overfit
-    assert of["n_trials"] == res.n_combos == 12
-    win = res.top.iloc[0]
+    # the winner is the best of all 2 assets × 12 combos: N = 24, not the 12 combos of its asset
+    assert of["n_trials"] == res.n_rows == 24 and of["n_assets"] == 2 and of["n_combos"] == 12
+    assert of["selected_among"] == "2 assets × 12 combos" and of["n_unscored"] == 0
     df = res.table.to_pandas()
-    trial_sr = df[df["asset"] == win["asset"]]["sharpe"].to_numpy()
+    win = res.top.iloc[0]
+    assert win["sharpe"] == df["sharpe"].max()
+    # slow reference: N and V from the whole table, DSR by hand
+    want = _dsr_by_hand(_winner_returns(market, win), df["sharpe"].to_numpy(), 252.0)
+    assert of["dsr"] == pytest.approx(want, rel=1e-9)
+    assert of["var_trials"] == pytest.approx(np.var(df["sharpe"], ddof=1) / 252.0, rel=1e-12)
+    # PBO stays on the winner's asset (its 12 combos), and the verdict says so
     a = market.asset_index(win["asset"])
-    strat = get("sma_cross")
-    _, r = strat.run_asset(market, a, np.array([[win["fast"], win["slow"]]], float), ppy=252.0,
-                           returns=True)
-    assert of["dsr"] == pytest.approx(
-        deflated_sharpe_from_returns(r[0], trial_sr, periods_per_year=252.0), rel=1e-9)
-    params, _ = strat.space.grid(grid)
-    _, all_r = strat.run_asset(market, a, params, ppy=252.0, returns=True)
-    assert of["pbo"] == pytest.approx(pbo(all_r.T, n_splits=16).pbo)
-    assert "DSR" in of["verdict"] and "PBO" in of["verdict"]
+    params, _ = get("sma_cross").space.grid(grid)
+    _, all_r = get("sma_cross").run_asset(market, a, params, ppy=252.0, returns=True)
+    assert of["pbo"] == pytest.approx(pbo(all_r.T, n_splits=16).pbo) and of["pbo_trials"] == 12
+    assert "as the best of 24 trials (2 assets × 12 combos)" in of["verdict"]
+    assert f"PBO {of['pbo']:.2f} (on {win['asset']}'s 12 combos)" in of["verdict"]
+
+
+@pytest.fixture(scope="module")
+def market_with_ties_and_a_flat_asset(market) -> MarketData:
+    # CCC is a copy of AAA (every row ties with AAA's), FLAT never moves (Sharpe NaN, turnover 0)
+    close = np.vstack([market.close, market.close[:1], np.full((1, 500), 100.0)])
+    return MarketData(market.timestamps, ("AAA", "BBB", "CCC", "FLAT"), close, source="test")
+
+
+def test_sweep_counts_only_rows_with_a_finite_metric(market_with_ties_and_a_flat_asset):
+    m = market_with_ties_and_a_flat_asset
+    grid = {"fast": [3, 5, 8], "slow": [20, 30]}
+    res = sweep(m, "sma_cross", grid, ppy=252.0)
+    of = res.overfit
+    df = res.table.to_pandas()
+    assert df[df["asset"] == "FLAT"]["sharpe"].isna().all()
+    ranked = df[np.isfinite(df["sharpe"])]
+    assert of["n_trials"] == len(ranked) == 18 and of["n_unscored"] == 6
+    assert of["selected_among"] == "4 assets × 6 combos; 6 rows without a finite sharpe left out"
+    assert "FLAT" not in set(res.top["asset"])
+    want = _dsr_by_hand(_winner_returns(m, res.top.iloc[0]), ranked["sharpe"].to_numpy(), 252.0)
+    assert of["dsr"] == pytest.approx(want, rel=1e-9)
+
+
+def test_sweep_ties_go_to_the_first_asset_then_the_lowest_combo(market_with_ties_and_a_flat_asset):
+    m = market_with_ties_and_a_flat_asset
+    grid = {"fast": [3, 5, 8, 12], "slow": [20, 30, 50]}
+    boards = [sweep(m, "sma_cross", grid, ppy=252.0, chunk=c, top=24).top for c in (1, 5, 100)]
+    for b in boards[1:]:
+        assert b[["asset", "fast", "slow"]].equals(boards[0][["asset", "fast", "slow"]])
+    top = boards[0]
+    aaa = top[top["asset"].isin(["AAA", "CCC"])]
+    # AAA's and CCC's rows tie pairwise: each AAA row comes right before its CCC twin
+    for i in range(0, len(aaa) - 1, 2):
+        x, y = aaa.iloc[i], aaa.iloc[i + 1]
+        assert (x["asset"], y["asset"]) == ("AAA", "CCC")
+        assert (x["fast"], x["slow"], x["sharpe"]) == (y["fast"], y["slow"], y["sharpe"])
+    # lower-is-better: FLAT never trades, turnover 0 for every combo: the first combo wins
+    res = sweep(m, "sma_cross", grid, ppy=252.0, metric="turnover", chunk=5)
+    assert (res.top.iloc[0]["asset"], res.top.iloc[0]["fast"], res.top.iloc[0]["slow"]) == (
+        "FLAT", 3, 20)
+    assert res.overfit["n_trials"] == 4 * 12  # every turnover is finite: every row competed
+    assert "DSR n/a" in res.overfit["verdict"]  # a winner that never trades has no Sharpe
 
 
 def test_one_combo_is_a_sweep_whose_verdict_says_pbo_needs_two_trials(market):
     res = sweep(market, "sma_cross", {"fast": [5], "slow": [20]}, ppy=252.0)
     assert res.n_combos == 1 and res.n_rows == 2
     of = res.overfit
-    assert of["pbo"] is None and of["n_trials"] == 1
+    assert of["pbo"] is None and of["n_trials"] == 2  # 2 assets × 1 combo
     assert "at least 2" in of["pbo_note"]
     assert "PBO n/a: it needs at least 2 trials" in of["verdict"] and "DSR" in of["verdict"]
 
@@ -120,3 +193,53 @@ def test_leaderboard_by_turnover_puts_the_least_trading_first(market):
     want = df.sort_values("turnover", kind="stable")["turnover"].head(3).tolist()
     assert res.top["turnover"].tolist() == want
     assert want[0] <= want[-1]
+
+
+def test_issue_16_reference_figure_on_sp500():
+    # issue 16: sp500 (20 assets), sma_cross fast=5,10,20 × slow=50,100,200, no fees. Deflated by
+    # the 9 combos of the winner's asset (the old count) DSR was 0.99984; by all 180 rows 0.9836
+    from quantfleet.data import load
+
+    m = load("sp500")
+    res = sweep(m, "sma_cross", {"fast": [5, 10, 20], "slow": [50, 100, 200]})
+    of = res.overfit
+    assert (of["asset"], of["n_trials"], of["selected_among"]) == ("BBY", 180,
+                                                                   "20 assets × 9 combos")
+    assert of["dsr"] == pytest.approx(0.98362, abs=5e-6)
+    df = res.table.to_pandas()
+    want = _dsr_by_hand(_winner_returns(m, res.top.iloc[0], m.periods_per_year),
+                        df["sharpe"].to_numpy(), m.periods_per_year)
+    assert of["dsr"] == pytest.approx(want, rel=1e-9)
+    assert of["verdict"].startswith("DSR 0.98: the winner's Sharpe is unlikely to be luck as "
+                                    "the best of 180 trials (20 assets × 9 combos)")
+
+
+def _ar1_universe(seed: int, phi: float, n_assets: int = 8, n: int = 2000) -> MarketData:
+    """Log returns r_t = phi * r_{t-1} + e_t: phi = 0 is a pure random walk (no edge), phi > 0
+    a trend a moving-average rule can exploit."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(0.0, 0.01, (n_assets, n))
+    r = np.empty_like(e)
+    r[:, 0] = e[:, 0]
+    for t in range(1, n):
+        r[:, t] = phi * r[:, t - 1] + e[:, t]
+    ts = (np.datetime64("2010-01-01") + np.arange(n)).astype("datetime64[ns]")
+    return MarketData(ts, tuple(f"A{i}" for i in range(n_assets)),
+                      100.0 * np.exp(np.cumsum(r, axis=1)), source="ar1")
+
+
+def test_sweep_dsr_rejects_noise_and_accepts_a_planted_edge_across_seeds():
+    # 8 assets × 12 combos, 12 seeds each. Measured: noise DSR 0.19–0.76 (0 of 12 seeds reach
+    # 0.95); AR(1) phi = 0.3 DSR 0.87–0.999 (10 of 12 reach 0.95)
+    grid = {"fast": [2, 3, 5, 8], "slow": [10, 20, 40]}
+    seeds = range(12)
+    noise = [sweep(_ar1_universe(s, 0.0), "sma_cross", grid, ppy=252.0, long_short=True).overfit
+             for s in seeds]
+    edge = [sweep(_ar1_universe(s, 0.3), "sma_cross", grid, ppy=252.0, long_short=True).overfit
+            for s in seeds]
+    assert all(of["n_trials"] == 96 for of in noise + edge)
+    d_noise = np.array([of["dsr"] for of in noise])
+    d_edge = np.array([of["dsr"] for of in edge])
+    assert (d_noise >= 0.95).mean() == 0.0 and d_noise.mean() < 0.5
+    assert (d_edge >= 0.95).mean() >= 0.75
+    assert not any("unlikely to be luck" in of["verdict"] for of in noise)

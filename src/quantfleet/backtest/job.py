@@ -20,20 +20,24 @@ from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import METRIC_NAMES, N_METRICS, check_metric, metric_sign
 from quantfleet.strategies.registry import get
 
-__all__ = ["KEEP", "BacktestJob", "JobBatch", "JobResult", "Select", "best_combo", "evaluate",
-           "evaluate_jobs"]
+__all__ = ["KEEP", "NO_COMBO", "BacktestJob", "JobBatch", "JobResult", "Select", "best_combo",
+           "evaluate", "evaluate_jobs"]
 
 _FREE = Terms()
 
 KEEP = ("metrics", "returns", "positions")
 """What a job returns besides metrics: nothing, per-bar returns or per-bar target positions."""
 
+NO_COMBO = -1
+"""What :func:`best_combo` (and ``JobResult.chosen``) gives when no combo has a finite metric."""
+
 
 @dataclass(frozen=True)
 class Select:
     """Choose one combo per asset by ``metric`` on bars ``[start, stop)`` (indicators warmed
     up from ``warm_from``; None: the asset's first valid bar): the job then keeps the series of
-    that combo only. A walk-forward window is a job on its test bars selecting on its train bars.
+    that combo only (:func:`best_combo`'s rule: finite values only, ties to the lowest index;
+    none finite: no combo, a flat series). A walk-forward window is a job on its test bars selecting on its train bars.
     """
 
     metric: str
@@ -115,7 +119,9 @@ class JobResult:
 
     metrics : (assets, combos, N_METRICS) on the job's bars
     series : per asset, (kept combos, bars) returns or positions; None for keep="metrics"
-    chosen : (assets,) the combo ``select`` chose; None without select
+    chosen : (assets,) the combo ``select`` chose (:func:`best_combo`), ``NO_COMBO`` (-1) where
+        no combo had a finite selection metric (that asset's series is then flat: returns and
+        positions 0, NaN only where the kernel reports none); None without select
     select_metrics : (assets, combos, N_METRICS) on the selection bars; None without select
     """
 
@@ -126,12 +132,25 @@ class JobResult:
 
 
 def best_combo(values: np.ndarray, metric: str) -> int:
-    """Index of the best value of ``metric`` (its direction from kernels.metrics); non-finite
-    values never win; 0 when none is finite; ties: the first."""
-    v = np.where(np.isfinite(values), values, np.nan)
-    if np.all(np.isnan(v)):
-        return 0
-    return int(np.nanargmin(v) if metric_sign(metric) < 0 else np.nanargmax(v))
+    """Index of the combo with the best finite value of ``metric``, or :data:`NO_COMBO` (-1).
+
+    The selection rule every driver shares (docs/overfit.md, "Selection: NaN and ties"):
+
+    - the direction is the metric's (``kernels.metrics.metric_sign``: higher is better, lower
+      for ``max_drawdown`` and ``turnover``);
+    - only finite values compete: NaN, +inf and -inf never win, so a combo that never traded
+      (NaN Sharpe) is never chosen while any combo has a finite value;
+    - ties go to the lowest combo index;
+    - when no value is finite there is no selection: :data:`NO_COMBO`.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    fin = np.isfinite(v)
+    if not fin.any():
+        return NO_COMBO
+    fill = np.inf if metric_sign(metric) < 0 else -np.inf
+    v = np.where(fin, v, fill)
+    # argmax/argmin return the first of equal values: ties go to the lowest index
+    return int(np.argmin(v) if metric_sign(metric) < 0 else np.argmax(v))
 
 
 def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
@@ -156,6 +175,14 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
                                        warm_from=sel.warm_from, **kw)[0]
             b = best_combo(sel_m[i][:, k], sel.metric)
             chosen[i] = b
+            if b == NO_COMBO:
+                # nothing selected, nothing traded: a flat series (the kernel's NaN kept)
+                metrics[i] = strat.run_asset(market, a, job.params, **bars, **kw)[0]
+                if series is not None:
+                    out = strat.run_asset(market, a, job.params[:1], **bars, **kw, **flags)
+                    kept = out[2] if flags["positions"] else out[1]
+                    series.append(np.where(np.isnan(kept), np.nan, 0.0))
+                continue
             rows = slice(b, b + 1)
         if series is None or rows is None:
             out = strat.run_asset(market, a, job.params, **bars, **kw,

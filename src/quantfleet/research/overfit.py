@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.job import NO_COMBO, best_combo
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import metric_sign
 
@@ -571,7 +572,8 @@ def pbo(returns: Any, n_splits: int = 16,
 
 
 def verdict(dsr: float | None = None, pbo: float | None = None, *,
-            n_trials: int | None = None) -> str:
+            n_trials: int | None = None, among: str | None = None,
+            pbo_among: str | None = None) -> str:
     """Plain-words reading of a deflated Sharpe ratio and/or a PBO.
 
     Thresholds: DSR >= ``DSR_GOOD`` (0.95) unlikely luck; ``DSR_LUCK`` (0.5) <= DSR < 0.95
@@ -586,6 +588,12 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
         Probability of backtest overfitting in [0, 1].
     n_trials : int, optional
         Number of trials behind the DSR, quoted in the sentence.
+    among : str, optional
+        What the winner was selected among, e.g. ``"20 assets × 9 combos"``; with
+        ``n_trials`` the sentence says "as the best of 180 trials (20 assets × 9 combos)".
+    pbo_among : str, optional
+        What the PBO was measured on, e.g. ``"the 9 combos on AAPL"``, when that differs from
+        the DSR's trials.
 
     Returns
     -------
@@ -595,7 +603,11 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
     """
     if dsr is None and pbo is None:
         raise QuantfleetError("verdict needs dsr= and/or pbo=")
+    what = among
     among = f" among {n_trials} trials" if n_trials is not None else ""
+    if what is not None:
+        among = (f" as the best of {n_trials} trials ({what})" if n_trials is not None
+                 else f" as the best of {what}")
     parts = []
     if dsr is not None:
         d = float(dsr)
@@ -610,15 +622,17 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
             parts.append(f"DSR {d:.2f}: the winner's Sharpe is likely luck{among}")
     if pbo is not None:
         p = float(getattr(pbo, "pbo", pbo))
+        on = f" (on {pbo_among})" if pbo_among else ""
         if not math.isfinite(p):
             parts.append("PBO n/a: too few windows or trials to judge overfitting")
         elif p <= PBO_GOOD:
-            parts.append(f"PBO {p:.2f}: the in-sample winner usually holds up out of sample")
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner usually holds up out of "
+                         "sample")
         elif p <= PBO_BAD:
-            parts.append(f"PBO {p:.2f}: the in-sample winner often lands in the bottom half out "
-                         "of sample — some overfitting")
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner often lands in the bottom half "
+                         "out of sample — some overfitting")
         else:
-            parts.append(f"PBO {p:.2f}: the in-sample winner usually underperforms out of "
+            parts.append(f"PBO {p:.2f}{on}: the in-sample winner usually underperforms out of "
                          "sample — likely overfit")
     return "; ".join(parts)
 
@@ -633,7 +647,9 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
 
     **PBO, walk-forward variant.** The tournament's windows play the role of CSCV's
     combinations: in each window the in-sample best combo (the row marked ``selected``, else
-    the best ``is_<metric>``) is ranked among all combos by ``oos_<metric>``, ω̄ = rank/(N+1),
+    the best finite ``is_<metric>``, ties to the lowest combo; a window with no finite
+    ``is_<metric>`` has no selection and is left out) is ranked among all combos by
+    ``oos_<metric>``, ω̄ = rank/(N+1),
     λ = ln(ω̄/(1-ω̄)), and PBO is the fraction of windows with λ <= 0 — the IS-best ranks at or
     below the OOS median. Unlike CSCV the splits are the walk-forward train/test pairs (train
     before test, not all C(S, S/2) symmetric splits), so with few windows the estimate is
@@ -743,7 +759,8 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
     window, combo : the rows' window index and combo index
     is_metric, oos_metric : the selection metric in and out of sample (as stored, unless
         ``signed``: already multiplied by -1 for lower-is-better metrics)
-    selected : the rows marked selected, or None (then the best ``is_metric`` per window)
+    selected : the rows marked selected, or None (then the best finite ``is_metric`` per window
+        by :func:`~quantfleet.backtest.job.best_combo`; windows with none are left out of PBO)
     oos_sharpe : per-row out-of-sample Sharpe (annualized), or None (no DSR)
     returns : the selected combos' stitched out-of-sample returns (NaN where no data), or None
     periods_per_year : bars per year the Sharpe ratios were annualized with (for the DSR)
@@ -767,8 +784,10 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
         if sel is not None and sel.sum() == 1:
             best = int(np.flatnonzero(sel)[0])
         else:
-            is_ = is_metric[w0:w1]
-            best = int(np.argmax(np.where(np.isnan(is_), -np.inf, is_)))
+            # signed: higher is better; the drivers' rule (finite only, ties to the lowest)
+            best = best_combo(is_metric[w0:w1], "sharpe")
+            if best == NO_COMBO:
+                continue  # no finite in-sample metric: nothing was selected in this window
         v = np.where(np.isnan(oos_metric[w0:w1]), -np.inf, oos_metric[w0:w1])
         rank = (v < v[best]).sum() + ((v == v[best]).sum() + 1) / 2.0
         omega = rank / (len(v) + 1.0)

@@ -95,6 +95,11 @@ def sweep(market: MarketData, strategy: str | Strategy,
         combos (it needs every combo's per-bar returns) and at least 2; the deflated Sharpe
         always is
 
+    The leaderboard ranks the rows with a finite ``metric``; ties go to the first asset (in
+    sweep order), then the lowest combo index. ``overfit`` deflates the winner's Sharpe by
+    every row it was chosen among: N = assets × combos with a finite ``metric``, V = the
+    variance of those rows' Sharpe ratios (docs/overfit.md, "How a sweep counts its trials").
+
     Each chunk of combos is one :class:`~quantfleet.backtest.job.BacktestJob` on every asset,
     mapped with :func:`~quantfleet.backtest.job.evaluate_jobs`.
     """
@@ -129,8 +134,11 @@ def sweep(market: MarketData, strategy: str | Strategy,
     n_rows = 0
     failed: list[Any] = []
     ascending = metric_sign(metric) < 0
-    # running (count, mean, M2) of each asset's finite Sharpes: the trial variance DSR needs
-    sr_stats = np.zeros((len(rows), 3))
+    # the trials the winner is chosen among: every asset × combo row with a finite ``metric``
+    # (the leaderboard ranks only those); running (count, mean, M2) of their finite Sharpes
+    # over all assets: the trial variance V the deflated Sharpe needs
+    sr_stats = np.zeros((1, 3))
+    n_ranked = 0
     if executor is None:
         pairs: Iterator[tuple[JobBatch, Any]] = ((it, evaluate_jobs(market, it))
                                                  for it in items())
@@ -146,7 +154,11 @@ def sweep(market: MarketData, strategy: str | Strategy,
                 continue
             res = got[0].metrics
             tbl = results_table(strat, market, rows, params, res)
-            _merge_moments(sr_stats, res[:, :, METRIC_NAMES.index("sharpe")])
+            ranked = np.isfinite(res[:, :, METRIC_NAMES.index(metric)])
+            n_ranked += int(ranked.sum())
+            _merge_moments(sr_stats, np.where(ranked, res[:, :, METRIC_NAMES.index("sharpe")],
+                                              np.nan).reshape(1, -1))
+            c0 = n_combos
             n_combos += params.shape[0]
             n_rows += tbl.num_rows
             if out is not None:
@@ -160,8 +172,11 @@ def sweep(market: MarketData, strategy: str | Strategy,
             if keep_table or out is None:
                 tables.append(tbl)
             df = tbl.to_pandas()
+            # tie keys: ties go to the first asset (in sweep order), then the lowest combo index
+            df[_ASSET_KEY] = np.repeat(np.arange(len(rows)), params.shape[0])
+            df[_COMBO_KEY] = np.tile(np.arange(c0, n_combos), len(rows))
             df = df[np.isfinite(df[metric])]
-            leaders.append(df.sort_values(metric, ascending=ascending, kind="stable").head(top))
+            leaders.append(_rank(df, metric, ascending).head(top))
     finally:
         if writer is not None:
             writer.close()
@@ -172,12 +187,12 @@ def sweep(market: MarketData, strategy: str | Strategy,
     table = pa.concat_tables(tables) if tables else None
     board = (pd.concat(leaders, ignore_index=True) if leaders else pd.DataFrame())
     if len(board):
-        board = board.sort_values(metric, ascending=ascending, kind="stable").head(top)
-        board = board.reset_index(drop=True)
+        board = _rank(board, metric, ascending).head(top)
+        board = board.drop(columns=[_ASSET_KEY, _COMBO_KEY]).reset_index(drop=True)
     overfit = None
     if len(board):
         overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec, terms,
-                                  n_combos, pbo_max_trials)
+                                  n_combos, n_ranked, metric, pbo_max_trials)
     return SweepResult(
         strategy=strat.name, metric=metric, n_combos=n_combos, n_skipped=skipped, n_rows=n_rows,
         assets=tuple(market.assets[a] for a in rows), top=board, table=table,
@@ -185,8 +200,19 @@ def sweep(market: MarketData, strategy: str | Strategy,
     )
 
 
+_ASSET_KEY, _COMBO_KEY = "__asset_pos", "__combo"
+
+
+def _rank(df: Any, metric: str, ascending: bool) -> Any:
+    """Rows best first by ``metric``; ties: the first asset in sweep order, then the lowest
+    combo index (the same rule as ``backtest.job.best_combo``, whatever the chunking)."""
+    return df.sort_values([metric, _ASSET_KEY, _COMBO_KEY], ascending=[ascending, True, True],
+                          kind="stable")
+
+
 def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
-    """Fold a chunk's Sharpes (assets, combos) into per-asset (count, mean, M2) (Chan et al.)."""
+    """Fold a chunk's Sharpes (groups, trials) into per-group (count, mean, M2) (Chan et al.);
+    non-finite Sharpes are left out."""
     for i in range(sharpe.shape[0]):
         x = sharpe[i][np.isfinite(sharpe[i])]
         if not x.size:
@@ -201,23 +227,36 @@ def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
 
 def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequence[int],
                     sr_stats: np.ndarray, spec: Mapping[str, Sequence[Any]], terms: Terms,
-                    n_combos: int, pbo_max_trials: int) -> dict[str, Any]:
-    """Deflated Sharpe of the leaderboard's winner (N = combos tried on its asset) and, when the
-    grid has at least 2 combos and is small enough to hold every combo's per-bar returns, PBO
-    on that asset."""
+                    n_combos: int, n_ranked: int, metric: str,
+                    pbo_max_trials: int) -> dict[str, Any]:
+    """Deflated Sharpe of the leaderboard's winner and, when the grid has at least 2 combos and
+    is small enough to hold every combo's per-bar returns, PBO on the winner's asset.
+
+    The winner is the best of every asset × combo row with a finite ``metric``, so those rows
+    are the trials: N = ``n_ranked`` and V = the variance (ddof=1, per bar) of their finite
+    Sharpes, pooled over all assets (``sr_stats``, one (count, mean, M2) row)."""
     from quantfleet.research.overfit import deflated_sharpe, pbo, return_moments, verdict
 
     a = market.asset_index(str(winner["asset"]))
-    i = list(rows).index(a)
-    n_trials, _, m2 = sr_stats[i]
-    var_trials = m2 / (n_trials - 1) / terms.ppy if n_trials > 1 else 0.0  # per-bar Sharpe variance
+    n_assets = len(rows)
+    n_sr, _, m2 = sr_stats[0]
+    var_trials = m2 / (n_sr - 1) / terms.ppy if n_sr > 1 else 0.0  # per-bar Sharpe variance
     params = np.array([[float(winner[d.name]) for d in strat.space.dims]])
     rets = evaluate(market, BacktestJob(strat.name, (a,), params, terms=terms,
                                         keep="returns")).series[0]
     sr, n, skew, kurt = return_moments(rets[0])
-    dsr = deflated_sharpe(sr, n, skew, kurt, int(n_combos), var_trials)
-    out: dict[str, Any] = {"asset": market.assets[a], "n_trials": int(n_combos),
-                           "dsr": dsr, "pbo": None, "pbo_note": None}
+    n_trials = int(n_ranked)
+    dsr = deflated_sharpe(sr, n, skew, kurt, n_trials, var_trials)
+    among = (f"{n_assets} asset{'s' if n_assets != 1 else ''} × {n_combos} "
+             f"combo{'s' if n_combos != 1 else ''}")
+    unscored = n_assets * n_combos - n_trials
+    if unscored:
+        among += f"; {unscored} row{'s' if unscored != 1 else ''} without a finite {metric} left out"
+    out: dict[str, Any] = {"asset": market.assets[a], "n_trials": n_trials,
+                           "n_assets": n_assets, "n_combos": int(n_combos),
+                           "n_unscored": int(unscored), "selected_among": among,
+                           "var_trials": float(var_trials), "dsr": dsr, "pbo": None,
+                           "pbo_trials": int(n_combos), "pbo_note": None}
     if n_combos < 2:
         out["pbo_note"] = (f"PBO skipped: {n_combos} trial; PBO measures selection among "
                            f"several trials and needs at least 2")
@@ -229,7 +268,8 @@ def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequ
     else:
         out["pbo_note"] = (f"PBO skipped: {n_combos} trials exceed pbo_max_trials="
                            f"{pbo_max_trials} (per-bar returns of every trial are needed)")
-    out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=int(n_combos))
+    out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=n_trials, among=among,
+                             pbo_among=f"{market.assets[a]}'s {n_combos} combos")
     if n_combos < 2:
         out["verdict"] += "; PBO n/a: it needs at least 2 trials"
     return out
