@@ -33,8 +33,6 @@ def test_window_without_a_finite_in_sample_metric_stays_flat(result):
     assert len(r0) == 100 and (r0 == 0.0).all()  # nothing selected, nothing traded
 
 
-@pytest.mark.xfail(strict=True, reason="research/tournament.py must skip chosen == NO_COMBO when "
-                   "marking selected rows (patch in the wt-dsr report); remove this marker then")
 def test_no_row_is_selected_in_a_window_without_a_selection(result):
     t = result.table.to_pandas()
     per_window = t.groupby(["asset", "window"])["selected"].sum()

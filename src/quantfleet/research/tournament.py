@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from quantfleet.backtest.job import BacktestJob, JobBatch, JobResult, Select, evaluate_jobs
+from quantfleet.backtest.job import (
+    NO_COMBO,
+    BacktestJob,
+    JobBatch,
+    JobResult,
+    Select,
+    evaluate_jobs,
+)
 from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
@@ -174,9 +181,11 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
         is_m, oos_m = res.select_metrics[0], res.metrics[0]
         is_parts.append(is_m)
         oos_parts.append(oos_m)
-        sel[j * n_c + best] = True
+        if best != NO_COMBO:  # no finite in-sample metric: nothing selected, a flat window
+            sel[j * n_c + best] = True
         series[job.start - t0:job.stop - t0] = res.series[0][0]
-        best_pairs.append((is_m[best, k], oos_m[best, k]))
+        best_pairs.append((is_m[best, k], oos_m[best, k]) if best != NO_COMBO
+                          else (np.nan, np.nan))
         best_idx.append(best)
     is_m, oos_m = np.concatenate(is_parts), np.concatenate(oos_parts)
     win_col = np.repeat(np.arange(len(jobs), dtype=np.int32), n_c)
@@ -258,7 +267,8 @@ class _RowBuffer:
         combo = (np.arange(int(counts.sum())) - starts[row_pair]) % rep(n_c, counts)
         best = cat([p[2]["best"] for p in self.parts]).astype(np.int64)
         sel = np.zeros(combo.shape[0], dtype=bool)
-        sel[rep(starts, n_w) + pw_win * pw_nc + best] = True
+        picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
+        sel[(rep(starts, n_w) + pw_win * pw_nc + best)[picked]] = True
         cols: dict[str, Any] = {
             "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
             "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
