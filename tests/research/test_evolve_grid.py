@@ -86,3 +86,14 @@ def test_a_checkpoint_without_its_record_is_refused(market, tmp_path):
     with pytest.raises(QuantfleetError, match=r"records nothing of the data and settings.*"
                                               r"remove it or use another directory"):
         evolve(market, ["sma_cross"], population=8, generations=1, checkpoint_dir=tmp_path)
+
+
+def test_the_grid_reaches_the_ray_coordinator(market, ray_executor):
+    """With Ray the searcher lives in an actor, rebuilt from its state: the restricted spaces
+    travel with it, so the evolution is the serial one."""
+    kw = dict(population=8, generations=2, seed=5, grid={"fast": [5, 10, 15], "slow": SLOW})
+    want = evolve(market, ["sma_cross"], **kw)
+    got = evolve(market, ["sma_cross"], executor=ray_executor, **kw)
+    assert _same(got.winners, want.winners)
+    assert all(w["params"]["fast"] in (5, 10, 15) and w["params"]["slow"] in SLOW
+               for w in got.winners)
