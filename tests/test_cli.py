@@ -253,3 +253,66 @@ def test_tournament_bad_grid_one_line_exit_2(csv_path, args, message):
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert message in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_evolve_grid_flags_restrict_the_search(csv_path, tmp_path):
+    ck = tmp_path / "ck"
+    res = json.loads(qf("evolve", csv_path, "--strategies", "sma_cross,rsi", "--population", "12",
+                        "--generations", "3", "--grid", "fast=5:15:5", "--grid", "slow=20,40",
+                        "--grid", "window=7,14", "--resume", str(ck), "--executor", "serial",
+                        "--json").stdout)
+    trials = [t for t, _ in json.loads((ck / "evolve.json").read_text())["searcher"]["history"]]
+    assert len(trials) == 36
+    for t in trials:
+        if t["strategy"] == "sma_cross":
+            assert t["params"][0] in (5, 10, 15) and t["params"][1] in (20, 40)
+        else:
+            assert t["params"][0] in (7, 14)
+    import os
+
+    from quantfleet.store import Store
+
+    m = Store.open(os.environ["QUANTFLEET_STORE"]).get_run(res["run_id"])
+    want = {"fast": [5, 10, 15], "slow": [20, 40], "window": [7, 14]}
+    assert m.config["evolution"]["grid"] == want
+    step = next(s for s in m.steps if s["step"] == "evolution")
+    assert step["settings"]["evolution"]["grid"] == want
+    # the same checkpoint with another grid: refused in one line, exit 2
+    p = qf("evolve", csv_path, "--strategies", "sma_cross,rsi", "--population", "12",
+           "--generations", "3", "--grid", "fast=5:15:5", "--resume", str(ck),
+           "--executor", "serial", "--no-store", ok=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "(parameter spaces (grid) differ)" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_evolve_resume_on_other_data_is_refused(csv_path, tmp_path):
+    ck = tmp_path / "ck"
+    args = ["--strategies", "sma_cross", "--population", "8", "--generations", "2",
+            "--resume", str(ck), "--executor", "serial", "--no-store"]
+    qf("evolve", csv_path, *args)
+    other = tmp_path / "ACME.csv"
+    df = pd.read_csv(csv_path)
+    df.loc[300:, ["Open", "High", "Low", "Close"]] *= 1.1
+    df.to_csv(other, index=False)
+    p = qf("evolve", str(other), *args, ok=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "made with other settings (data differ)" in p.stderr
+    assert "another checkpoint directory (or remove it)" in p.stderr
+    qf("evolve", csv_path, *args)  # the same data: resumes
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "slwo=20,40"], "grid key 'slwo' is not a parameter of any selected strategy "
+                               "(did you mean 'slow'?); sma_cross has fast, slow; rsi has "
+                               "window, lower, upper"),
+    (["--grid", "fast=9:5"], "--grid fast: stop 5 is below start 9"),
+    (["--grid", "fast=500"], "fast=500 needs more than 500 bars but the data has 400"),
+    (["--grid", "fast=50,60", "--grid", "slow=20,30"],
+     "sma_cross: no parameter set in the grid satisfies fast < slow"),
+])
+def test_evolve_bad_grid_one_line_exit_2(csv_path, args, message):
+    p = qf("evolve", csv_path, "--strategies", "sma_cross,rsi", "--population", "8",
+           "--generations", "1", "--executor", "serial", "--no-store", *args, ok=False)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr

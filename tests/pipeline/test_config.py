@@ -131,3 +131,75 @@ def test_config_grids_reach_the_tournament(tmp_path, monkeypatch):
            for s, g in df.groupby("strategy")}
     assert got == {"sma_cross": {'{"fast": 5, "slow": 40}', '{"fast": 10, "slow": 40}'},
                    "ema_cross": {'{"fast": 3, "slow": 40}'}}
+
+
+def test_evolution_grids_in_the_config(tmp_path):
+    p = tmp_path / "grids.toml"
+    p.write_text("[evolution]\nstrategies = ['sma_cross', 'rsi']\n"
+                 "[evolution.grid]\nwindow = [10, 14]\n"
+                 "[evolution.grids.sma_cross]\nfast = [5, 10, 20]\nslow = [50, 100]\n")
+    cfg = load_config(p)
+    assert cfg.evolution.grid == {"window": [10, 14]}
+    assert cfg.evolution.grids == {"sma_cross": {"fast": [5, 10, 20], "slow": [50, 100]}}
+    assert PipelineConfig().evolution.grid == {} and PipelineConfig().evolution.grids == {}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[evolution]\nstrategies = ['sma_cross', 'rsi']\n[evolution.grid]\nslwo = [5]\n",
+     "evolution: grid key 'slwo' is not a parameter of any selected strategy (did you mean "
+     "'slow'?); sma_cross has fast, slow; rsi has window, lower, upper"),
+    ("[evolution]\nstrategies = ['sma_cross']\n[evolution.grids.rsi]\nwindow = [5]\n",
+     "evolution: grid for strategy 'rsi': not among the selected strategies (sma_cross)"),
+    ("[evolution.grids.sma_cross]\nfats = [5]\n",
+     "evolution: grid of sma_cross: unknown parameter 'fats' (did you mean 'fast'?)"),
+    ("[evolution.grid]\nfast = []\n", "evolution: grid.fast: no values; e.g. fast = [5, 10, 20]"),
+    ("[evolution.grid]\nfast = ['a']\n", "evolution.grid.fast.0"),
+])
+def test_bad_evolution_grid_names_the_key(tmp_path, text, message):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value), str(e.value)
+
+
+def test_evolution_stage_settings_carry_the_grids():
+    from quantfleet.pipeline.record import stage_settings
+    from quantfleet.pipeline.stages import stage_key
+
+    plain = PipelineConfig()
+    gridded = plain.with_overrides({"evolution.grid": {"fast": [5, 10]},
+                                    "evolution.grids": {"rsi": {"window": [14]}}})
+    s = stage_settings(gridded, "evolution")["evolution"]
+    assert s["grid"] == {"fast": [5, 10]} and s["grids"] == {"rsi": {"window": [14]}}
+    keys = {stage_key("evolution", {}, stage_settings(c, "evolution"), "code")
+            for c in (plain, gridded)}
+    assert len(keys) == 2
+    assert gridded.model_dump()["evolution"]["grid"] == {"fast": [5, 10]}
+
+
+def test_config_grids_reach_the_evolution(tmp_path, monkeypatch):
+    """Every candidate of the pipeline's evolution lies in its grid; the automatic checkpoint
+    is per settings and data, so another grid starts afresh instead of being refused."""
+    from quantfleet.pipeline.config import validate_config
+    from quantfleet.pipeline.record import run_stages
+
+    monkeypatch.setenv("QUANTFLEET_HOME", str(tmp_path / "home"))
+    off = {s: {"enabled": False} for s in ("tournament", "portfolio")}
+
+    def run(grid):
+        cfg = validate_config({
+            "store": str(tmp_path / "lake"), "executor": {"kind": "serial"},
+            "data": {"source": "synthetic:gbm?bars=600&assets=1&seed=3"},
+            "report": {"enabled": False}, **off,
+            "evolution": {"strategies": ["sma_cross", "ema_cross"], "population": 8,
+                          "generations": 2, "grid": grid}}, "test")
+        return run_stages(cfg, "run", record=False, log=lambda m: None).results["evolution"]
+
+    res = run({"fast": [5, 10], "slow": [40, 80]})
+    assert res.winners
+    for w in res.winners:
+        assert w["params"]["fast"] in (5, 10) and w["params"]["slow"] in (40, 80)
+    res = run({"fast": [3]})
+    assert all(w["params"]["fast"] == 3 for w in res.winners)
+    assert len(list((tmp_path / "home" / "checkpoints" / "evolution").iterdir())) == 2

@@ -233,6 +233,7 @@ def evolve(
     ray_address: RayAddress = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: written after every generation; an interrupted run resumes from it.")] = None,
     top: Annotated[int, typer.Option("--top", help="Winners checked out of sample.")] = 5,
+    grid: Annotated[list[str] | None, typer.Option("--grid", "-g", help="K=START:STOP:STEP (inclusive) or K=v1,v2; repeatable, as in sweep: K may only take these values. Applies to each strategy that has K (its other params: their search range).")] = None,
     store: StoreUrl = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
@@ -246,8 +247,8 @@ def evolve(
         "evolution",
         {"strategies": names_, "assets": split(assets) or [], "population": population,
          "generations": generations, "seed": seed, "metric": metric, "train_frac": train_frac,
-         "top": top, "long_short": long_short, "periods_per_year": periods_per_year,
-         "mutation": mutation, "crossover": crossover, "elite": elite, "immigrants": immigrants,
+         "top": top, "grid": parse_grid(grid or []), "long_short": long_short,
+         "periods_per_year": periods_per_year, "mutation": mutation, "crossover": crossover, "elite": elite, "immigrants": immigrants,
          "checkpoint": str(resume) if resume is not None else None},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
         fee_bps=fee_bps, slippage_bps=slippage_bps)

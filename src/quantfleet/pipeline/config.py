@@ -142,6 +142,11 @@ class EvolutionConfig(_Section):
     metric: str = "sharpe"
     train_frac: float = Field(default=0.7, gt=0, le=1)
     top: int = Field(default=5, ge=1, description="winners checked out of sample")
+    grid: dict[str, list[Number]] = Field(
+        default_factory=dict, description="values a parameter may take, shared by every "
+        "strategy that has it (the CLI's --grid); other parameters: their search range")
+    grids: dict[str, dict[str, list[Number]]] = Field(
+        default_factory=dict, description="values per strategy; wins over grid")
     long_short: bool = False
     periods_per_year: float | None = Field(default=None, gt=0)
     # None: the GeneticSearcher's default
@@ -150,6 +155,36 @@ class EvolutionConfig(_Section):
     elite: int | None = None
     immigrants: float | None = None
     checkpoint: Checkpoint = "auto"
+
+    @model_validator(mode="after")
+    def _grids_name_parameters(self) -> EvolutionConfig:
+        """As the tournament's: every grid key names a parameter of a selected strategy and
+        has a value; a strategy that no key names searches its whole space."""
+        _check_grids(self.strategies, self.grid, self.grids)
+        return self
+
+
+def _check_grids(strategies: list[str], grid: dict[str, list[Any]],
+                 grids: dict[str, dict[str, list[Any]]]) -> None:
+    """Every grid value list has a value and every key names a selected strategy's parameter."""
+    for key, values in grid.items():
+        if not values:
+            raise ValueError(f"grid.{key}: no values; e.g. {key} = [5, 10, 20]")
+    for name, spec in grids.items():
+        for key, values in spec.items():
+            if not values:
+                raise ValueError(f"grids.{name}.{key}: no values; e.g. {key} = [5, 10, 20]")
+    if not (grid or grids):
+        return
+    # the registry only when a grid is given: a config without one stays light to load
+    from quantfleet.research.tournament import resolve_grids
+    from quantfleet.strategies import names as all_names
+
+    names = all_names() if strategies == ["all"] else strategies
+    try:
+        resolve_grids(names, grid, grids)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
 
 
 class PortfolioConfig(_Section):

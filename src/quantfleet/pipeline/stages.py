@@ -263,16 +263,23 @@ CLOCK = ("wall_s", "cpu_s")
 def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     import pandas as pd
 
-    from quantfleet.research.evolve import evolve
+    from quantfleet.research.evolve import data_fingerprint, evolve
 
     cfg = ctx.config.evolution
+    ck = ctx.checkpoint(cfg.checkpoint, "evolution")
+    if ck is not None and cfg.checkpoint == "auto":
+        # one automatic checkpoint per (settings, data): an interrupted run resumes, a run on
+        # other data or settings starts afresh (an explicit directory refuses instead)
+        blob = json.dumps([cfg.model_dump(mode="json"), ctx.config.costs.model_dump(mode="json"),
+                           data_fingerprint(ctx.market)], sort_keys=True, default=str)
+        ck = ck / hashlib.sha256(blob.encode()).hexdigest()[:16]
     ga = {k: getattr(cfg, k) for k in ("mutation", "crossover", "elite", "immigrants")
           if getattr(cfg, k) is not None}
     res = evolve(ctx.market, _strategy_names(cfg.strategies), population=cfg.population,
                  generations=cfg.generations, seed=cfg.seed, metric=cfg.metric,
                  train_frac=cfg.train_frac, costs=ctx.costs(), long_short=cfg.long_short,
                  ppy=cfg.periods_per_year, assets=cfg.assets or None, executor=ctx.executor(),
-                 checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "evolution"), top=cfg.top, **ga)
+                 checkpoint_dir=ck, top=cfg.top, grid=cfg.grid, grids=cfg.grids, **ga)
     ctx.results["evolution"] = res
     winners = pd.DataFrame([{**w, "params": json.dumps(w["params"], sort_keys=True)}
                             for w in res.winners])

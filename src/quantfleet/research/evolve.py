@@ -9,6 +9,7 @@ run would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from quantfleet.research.searcher import (
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
-__all__ = ["CHECKPOINT", "EvolveResult", "evolve"]
+__all__ = ["CHECKPOINT", "EvolveResult", "data_fingerprint", "evolve"]
 
 CHECKPOINT = "evolve.json"
 
@@ -65,14 +66,27 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            train_frac: float = 0.7, costs: Costs | None = None, long_short: bool = False,
            ppy: float | None = None, assets: Sequence[str] | None = None,
            executor: Any = None, checkpoint_dir: str | Path | None = None, top: int = 5,
-           spaces: Mapping[str, ParamSpace] | None = None, **ga: Any) -> EvolveResult:
+           spaces: Mapping[str, ParamSpace] | None = None,
+           grid: Mapping[str, Sequence[Any]] | None = None,
+           grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+           **ga: Any) -> EvolveResult:
     """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
 
     Fitness is the mean over assets of ``metric`` in sample; the ``top`` distinct winners are
-    then evaluated on the remaining bars (out of sample). ``checkpoint_dir`` keeps
-    ``evolve.json`` after every generation; running again with the same settings resumes from
-    it (different settings: a clear error). Further keyword arguments go to GeneticSearcher
-    (elite, tournament, crossover, mutation, immigrants, min_diversity).
+    then evaluated on the remaining bars (out of sample).
+
+    ``grid`` / ``grids`` restrict the search space as the tournament's explicit grids do
+    (:func:`quantfleet.research.tournament.resolve_grids`: a ``grid`` key applies to every
+    strategy that has the parameter, ``grids[name]`` to one strategy and wins): each named
+    parameter may only take the listed values (:meth:`ParamSpace.restrict`), so every candidate
+    lies in the grid; strategies no key names search their full space.
+
+    ``checkpoint_dir`` keeps ``evolve.json`` after every generation beside
+    ``evolve.config.json``, the record of what it is computed from (settings, a fingerprint
+    of the data, the parameter spaces after restriction). Running again with the same record
+    resumes; any difference is refused with one line naming what changed. Further keyword
+    arguments go to GeneticSearcher (elite, tournament, crossover, mutation, immigrants,
+    min_diversity).
     """
     check_metric(metric)
     if not 0.0 < train_frac <= 1.0:
@@ -88,22 +102,14 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
         raise QuantfleetError(f"the in-sample part has {split} bars; use more data or a larger train_frac")
     cfg = _config(names, population, generations, seed, metric, train_frac, costs, long_short,
                   [market.assets[a] for a in rows], ga)
+    spaces = _restricted(names, spaces, grid, grids, market.n_bars)
     searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
     ck = None
     if checkpoint_dir is not None:
         ck = Path(checkpoint_dir) / CHECKPOINT
-        meta = Path(checkpoint_dir) / "evolve.config.json"
-        if meta.exists():
-            old = json.loads(meta.read_text())
-            if old != cfg:
-                diff = [k for k in cfg if old.get(k) != cfg[k]]
-                raise QuantfleetError(
-                    f"{checkpoint_dir}: the checkpoint there was made with other settings "
-                    f"({', '.join(diff)} differ); use another directory or the same settings"
-                )
-        else:
-            meta.parent.mkdir(parents=True, exist_ok=True)
-            meta.write_text(json.dumps(cfg))
+        _check_checkpoint(Path(checkpoint_dir), ck, {
+            **cfg, "data": data_fingerprint(market), "ppy": ppy,
+            "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names}})
     host = getattr(executor, "host", None)
     if host is not None:
         searcher = host(searcher)
@@ -116,6 +122,61 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
                         n_failed=res.n_failed, n_cached=res.n_cached, split=split,
                         overfit=overfit, config=cfg)
+
+
+def data_fingerprint(market: MarketData) -> str:
+    """A hex digest of the market's content: assets, timestamps and every price column.
+
+    Two markets with the same digest give the same backtests; an evolution checkpoint records
+    it so a resume on other data is refused instead of serving the old run's winners.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(list(market.assets)).encode() + b"\0")
+    h.update(np.ascontiguousarray(market.timestamps).view(np.uint8).tobytes())
+    cols = [(n, getattr(market, n)) for n in ("close", "open", "high", "low", "volume")]
+    for name, arr in [*cols, *sorted(market.extra.items())]:
+        if arr is None:
+            continue
+        h.update(b"\0" + name.encode() + b"\0")
+        h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _restricted(names, spaces, grid, grids, n_bars) -> dict[str, ParamSpace]:
+    """Each strategy's search space narrowed to its explicit grid (absent: unchanged)."""
+    out = dict(spaces or {})
+    if not (grid or grids):
+        return out
+    from quantfleet.research.tournament import resolve_grids
+
+    for name, spec in resolve_grids(names, grid, grids).items():
+        out[name] = (out.get(name) or get(name).space).restrict(spec, n_bars)
+    return out
+
+
+# what a checkpoint record's keys are called in messages
+_LABELS = {"data": "data", "spaces": "parameter spaces (grid)", "ppy": "periods_per_year",
+           "fee_rate": "costs"}
+
+
+def _check_checkpoint(root: Path, ck: Path, record: dict[str, Any]) -> None:
+    """Resume only from a checkpoint computed from exactly ``record``; else write the record."""
+    meta = root / "evolve.config.json"
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old != record:
+            diff = [_LABELS.get(k, k) for k in record if old.get(k) != record[k]]
+            raise QuantfleetError(
+                f"{root}: the checkpoint there was made with other settings "
+                f"({', '.join(diff)} differ); resume only with the same data and settings, "
+                f"or use another checkpoint directory (or remove it) to start afresh")
+    elif ck.exists():
+        raise QuantfleetError(
+            f"{root}: the checkpoint there records nothing of the data and settings it was "
+            f"computed from, so it cannot be resumed safely; remove it or use another directory")
+    else:
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(record))
 
 
 def _out_of_sample(best, market, rows, split, metric, terms, top):

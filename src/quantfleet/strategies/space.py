@@ -229,6 +229,47 @@ class ParamSpace:
             axes.append(np.asarray(sorted(set(vals)), dtype=np.float64))
         return axes
 
+    def restrict(self, spec: Mapping[str, Sequence[Any]] | None = None,
+                 n_bars: int | None = None) -> ParamSpace:
+        """This space narrowed to a grid ``spec`` ``{param: values}``, constraints kept.
+
+        Evenly spaced values of an integer parameter become a stepped ``Int`` range (so genetic
+        mutation still moves in steps), any other list a ``Choice`` of exactly those values;
+        parameters ``spec`` does not name keep their search range. Every value is checked for
+        validity against ``n_bars``; a restriction no parameter set satisfies is an error.
+        """
+        spec = dict(spec or {})
+        if not spec:
+            return self
+        for k in spec:
+            self.dim(k)  # unknown names: a hint and the list of parameters
+        dims: list[Dim] = []
+        for d in self.dims:
+            if d.name not in spec:
+                dims.append(d)
+                continue
+            raw = list(spec[d.name])
+            if not raw:
+                raise StrategyError(f"{self.strategy}: empty value list for {d.name}; "
+                                    f"give at least one value, e.g. {d.name}=5,10,20")
+            vals = sorted(set(d.check(v, n_bars, self.strategy) for v in raw))
+            steps = {b - a for a, b in zip(vals, vals[1:], strict=False)}
+            if isinstance(d, Int) and len(steps) <= 1:
+                step = steps.pop() if steps else 1
+                default = d.default if d.default in range(vals[0], vals[-1] + 1, step) else None
+                dims.append(Int(d.name, vals[0], vals[-1], step, default, d.hard_min, d.window))
+            else:
+                default = d.default if d.default is not None and float(d.default) in vals else None
+                dims.append(Choice(d.name, tuple(float(v) for v in vals), default))
+        out = ParamSpace(tuple(dims), self.constraints, self.strategy)
+        # values are checked above; the other dims' search values need no n_bars check here
+        if not any(p.shape[0] for p, _ in out.grid_chunks()):
+            rules = ", ".join(str(c) for c in self.constraints)
+            raise StrategyError(
+                f"{self.strategy}: no parameter set in the grid satisfies {rules}; "
+                f"widen the grid of {', '.join(spec)}")
+        return out
+
     def grid_chunks(self, spec: Mapping[str, Sequence[Any]] | None = None,
                     n_bars: int | None = None, chunk: int = 4096):
         """Yield ``(params, skipped)`` chunks of the grid without building it whole.
