@@ -23,6 +23,7 @@ __all__ = [
     "acc_flat",
     "acc_init",
     "acc_step",
+    "acc_step_pnl",
     "bar_returns",
     "check_metric",
     "evaluate_positions",
@@ -77,20 +78,23 @@ def acc_init():
 
 
 @njit(cache=True, inline="always")
-def acc_step(st, pos_prev, pos, r, fee_rate):
-    """Advance one bar.
+def acc_step_pnl(st, pos_prev, pos, pnl, fee_rate):
+    """Advance one bar whose P&L (a fraction of equity) is given.
 
-    ``pos_prev`` (held over the bar) earns the bar's return ``r``; then the position moves to
-    ``pos`` at the bar's close, paying ``fee_rate * |pos - pos_prev|`` of equity.
+    The position ``pos_prev`` held over the bar earned ``pnl``; then the position moves to
+    ``pos`` at the bar's close, paying ``fee_rate * |pos - pos_prev|`` of equity. A strategy's
+    bar earns ``pos_prev * r`` (:func:`acc_step`); a replayed book of several members earns
+    ``Σ w_i · pos_i[t-1] · r_i[t]`` with each member's own return (funding included), which is
+    no single position times one return, and can be non-zero while the netted position is flat.
     """
     eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
-    if pos_prev == 0.0 and pos == 0.0:
+    if pos_prev == 0.0 and pos == 0.0 and pnl == 0.0:
         # flat before and after (common for long-only rules): only the bar count moves
         return (eq, peak, maxdd, n + 1.0, mean, m2, down2, entries, wins, closed, entry_eq,
                 exposed, turn)
-    eq = eq * (1.0 + pos_prev * r)
+    eq = eq * (1.0 + pnl)
     d = abs(pos - pos_prev)
-    growth = 1.0 + pos_prev * r
+    growth = 1.0 + pnl
     if d != 0.0:
         flip = pos * pos_prev < 0.0
         if pos_prev != 0.0 and (pos == 0.0 or flip):
@@ -123,6 +127,18 @@ def acc_step(st, pos_prev, pos, r, fee_rate):
     if pos != 0.0:
         exposed += 1.0
     return (eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
+@njit(cache=True, inline="always")
+def acc_step(st, pos_prev, pos, r, fee_rate):
+    """Advance one bar: ``pos_prev`` (held over the bar) earns the bar's return ``r``; then the
+    position moves to ``pos`` at the bar's close (:func:`acc_step_pnl`)."""
+    if pos_prev == 0.0 and pos == 0.0:
+        # flat before and after: only the count moves, whatever r is (NaN included)
+        eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+        return (eq, peak, maxdd, n + 1.0, mean, m2, down2, entries, wins, closed, entry_eq,
+                exposed, turn)
+    return acc_step_pnl(st, pos_prev, pos, pos_prev * r, fee_rate)
 
 
 @njit(cache=True, inline="always")

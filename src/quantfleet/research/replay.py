@@ -26,6 +26,7 @@ from quantfleet.kernels.metrics import (
     N_METRICS,
     acc_finish,
     acc_init,
+    acc_step_pnl,
     check_metric,
     metric_sign,
 )
@@ -63,57 +64,6 @@ def parse_member(text: str) -> Member:
     return Member(strat.name, strat.space.validate(params))
 
 
-@njit(cache=True, inline="always")
-def _book_step(st, pos_prev, pos, pnl, fee_rate):
-    """``acc_step`` of a book whose bar P&L is given, not ``pos_prev * r``.
-
-    A book's members can earn different returns on the same asset (``funding_carry`` earns
-    close-to-close minus funding, a trend rule close-to-close only), so its bar P&L
-    ``Σ w_i · pos_i[t-1] · r_i[t]`` is no single position times one return; netted positions
-    can even be flat while the book earns funding. Everything else (fees on the change of the
-    netted position, trades, wins, exposure, turnover) is ``acc_step`` operation for operation,
-    so a single member with weight 1 replays to its own kernel's metrics bit for bit
-    (tests/research/test_replay.py checks every registered strategy).
-    """
-    eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn = st
-    if pos_prev == 0.0 and pos == 0.0 and pnl == 0.0:
-        return (eq, peak, maxdd, n + 1.0, mean, m2, down2, entries, wins, closed, entry_eq,
-                exposed, turn)
-    eq = eq * (1.0 + pnl)
-    d = abs(pos - pos_prev)
-    growth = 1.0 + pnl
-    if d != 0.0:
-        flip = pos * pos_prev < 0.0
-        if pos_prev != 0.0 and (pos == 0.0 or flip):
-            after_exit = eq * (1.0 - fee_rate * abs(pos_prev))
-            closed += 1.0
-            if after_exit > entry_eq:
-                wins += 1.0
-            if flip:
-                entry_eq = after_exit
-        elif pos != 0.0 and pos_prev == 0.0:
-            entry_eq = eq
-        if pos != 0.0 and (pos_prev == 0.0 or flip):
-            entries += 1.0
-        cost = 1.0 - fee_rate * d
-        eq = eq * cost
-        growth = growth * cost
-        turn += d
-    rb = growth - 1.0
-    n += 1.0
-    mean += rb
-    m2 += rb * rb
-    if rb < 0.0:
-        down2 += rb * rb
-    if eq > peak:
-        peak = eq
-    elif eq < peak * (1.0 - maxdd):
-        maxdd = 1.0 - eq / peak
-    if pos != 0.0:
-        exposed += 1.0
-    return (eq, peak, maxdd, n, mean, m2, down2, entries, wins, closed, entry_eq, exposed, turn)
-
-
 @njit(cache=True)
 def _replay_kernel(positions, earned, weights, fee_rate, ppy, lo, hi, out, returns_out):
     """Metrics of ensembles over bars ``[lo, hi)`` of one asset, the book flat before ``lo``.
@@ -138,7 +88,7 @@ def _replay_kernel(positions, earned, weights, fee_rate, ppy, lo, hi, out, retur
                 pos += weights[c, i] * positions[i, t]
                 if t > lo:  # the book is flat over its first bar
                     pnl += weights[c, i] * earned[i, t]
-            st = _book_step(st, prev, pos, pnl, fee_rate)
+            st = acc_step_pnl(st, prev, pos, pnl, fee_rate)
             if returns_out is not None:
                 returns_out[c, t - lo] = (1.0 + pnl) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             prev = pos
