@@ -111,24 +111,7 @@ class TournamentConfig(_Section):
     def _grids_name_parameters(self) -> TournamentConfig:
         """Every grid key names a parameter of a selected strategy, every value list has a
         value; a strategy that no key names keeps the coarse ``max_combos`` grid."""
-        for key, values in self.grid.items():
-            if not values:
-                raise ValueError(f"grid.{key}: no values; e.g. {key} = [5, 10, 20]")
-        for name, spec in self.grids.items():
-            for key, values in spec.items():
-                if not values:
-                    raise ValueError(f"grids.{name}.{key}: no values; e.g. {key} = [5, 10, 20]")
-        if not (self.grid or self.grids):
-            return self
-        # the registry only when a grid is given: a config without one stays light to load
-        from quantfleet.research.tournament import resolve_grids
-        from quantfleet.strategies import names as all_names
-
-        names = all_names() if self.strategies == ["all"] else self.strategies
-        try:
-            resolve_grids(names, self.grid, self.grids)
-        except ValueError as e:
-            raise ValueError(str(e)) from None
+        _check_grids(self.strategies, self.grid, self.grids)
         return self
 
 
