@@ -52,7 +52,7 @@ def main() -> int:
         print("RESULT " + json.dumps({
             "identical": got == want, "ok": s.ok, "failed": s.failed, "lost": s.lost,
             "tasks": s.tasks, "claim": claim, "victim_task_rerun_elsewhere": len(again),
-            "nodes_used": len(nodes_used),
+            "nodes_used": len(nodes_used), "nodes_ran": len({r["node"] for r in gate.runs()}),
         }))
         return 0
     finally:

@@ -28,4 +28,7 @@ def test_map_survives_a_killed_worker_node():
     res = json.loads(line[-1][len("RESULT "):])
     assert res["identical"] and res["ok"] == 16 and res["failed"] == 0, res
     assert res["victim_task_rerun_elsewhere"] >= 1, res
-    assert res["nodes_used"] >= 2, res
+    # tasks of the map ran on the victim and elsewhere (the gate's markers say so; the spans may
+    # come from one node only: the victim's task never reports, and which surviving node takes
+    # the rest is the scheduler's choice)
+    assert res["nodes_ran"] >= 2, res

@@ -78,7 +78,7 @@ def main() -> int:
             "victim_task_rerun_elsewhere": len(again),
             "identical": table_bytes(got.table) == table_bytes(want.table),
             "failed": len(got.failed), "lost": ex.summary.lost,
-            "nodes_used": len(nodes_used), "backtests": got.n_backtests,
+            "nodes_used": len(nodes_used), "nodes_ran": len({r["node"] for r in gate.runs()}), "backtests": got.n_backtests,
             "victim_ok_spans": sum(sp.node == claim["node"] and sp.ok for sp in ex.spans.spans),
         }))
         ex.close()

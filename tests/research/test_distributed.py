@@ -102,4 +102,7 @@ def test_tournament_survives_a_killed_worker_node():
     assert res["maps"] == 1, res  # the kill happened inside the tournament's one map
     assert res["victim_task_rerun_elsewhere"] >= 1, res
     assert res["identical"] and res["failed"] == 0, res
-    assert res["nodes_used"] >= 2, res
+    # tasks of the map ran on the victim and elsewhere (the gate's markers say so; the spans may
+    # come from one node only: the victim's task never reports, and which surviving node takes
+    # the rest is the scheduler's choice)
+    assert res["nodes_ran"] >= 2, res
