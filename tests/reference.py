@@ -112,6 +112,17 @@ def random_close(rng: np.random.Generator, n: int, vol: float = 0.02) -> np.ndar
     return 100.0 * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
 
 
+def random_market(seed: int, n: int, assets: tuple[str, ...], vol: float = 0.02,
+                  start: str = "2010-01-01"):
+    """A close-only ``MarketData`` of independent random walks, daily from ``start``."""
+    from quantfleet.data.market import MarketData
+
+    rng = np.random.default_rng(seed)
+    close = np.stack([random_close(rng, n, vol) for _ in assets])
+    ts = (np.datetime64(start) + np.arange(n)).astype("datetime64[ns]")
+    return MarketData(ts, tuple(assets), close, source="test")
+
+
 def random_ohlcv(rng: np.random.Generator, n: int) -> dict:
     close = random_close(rng, n)
     open_ = close * np.exp(rng.normal(0, 0.005, n))

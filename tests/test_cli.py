@@ -240,13 +240,17 @@ def test_tournament_grid_flags_choose_the_combos(csv_path, tmp_path):
     assert step["settings"]["tournament"]["grid"] == {"fast": [5, 10, 15], "slow": [10, 40]}
 
 
-@pytest.mark.parametrize("args, message", [
+# bad --grid values both tournament and evolve refuse in one line
+BAD_GRIDS = [
     (["--grid", "slwo=20,40"], "grid key 'slwo' is not a parameter of any selected strategy "
                                "(did you mean 'slow'?); sma_cross has fast, slow; rsi has "
                                "window, lower, upper"),
     (["--grid", "fast=9:5"], "--grid fast: stop 5 is below start 9"),
     (["--grid", "fast=500"], "fast=500 needs more than 500 bars but the data has 400"),
-])
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_GRIDS)
 def test_tournament_bad_grid_one_line_exit_2(csv_path, args, message):
     p = qf("tournament", csv_path, "--strategies", "sma_cross,rsi", "--windows", "2",
            "--executor", "serial", "--no-store", *args, ok=False)
@@ -302,11 +306,7 @@ def test_evolve_resume_on_other_data_is_refused(csv_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--grid", "slwo=20,40"], "grid key 'slwo' is not a parameter of any selected strategy "
-                               "(did you mean 'slow'?); sma_cross has fast, slow; rsi has "
-                               "window, lower, upper"),
-    (["--grid", "fast=9:5"], "--grid fast: stop 5 is below start 9"),
-    (["--grid", "fast=500"], "fast=500 needs more than 500 bars but the data has 400"),
+    *BAD_GRIDS,
     (["--grid", "fast=50,60", "--grid", "slow=20,30"],
      "sma_cross: no parameter set in the grid satisfies fast < slow"),
 ])

@@ -20,10 +20,7 @@ def _same(a, b) -> bool:  # NaN-aware equality of winner rows
 
 @pytest.fixture(scope="module")
 def market() -> MarketData:
-    rng = np.random.default_rng(8)
-    close = np.stack([ref.random_close(rng, 600, 0.012) for _ in range(2)])
-    ts = (np.datetime64("2011-01-03") + np.arange(600)).astype("datetime64[ns]")
-    return MarketData(ts, ("A", "B"), close, source="test")
+    return ref.random_market(8, 600, ("A", "B"), 0.012, "2011-01-03")
 
 def test_every_candidate_lies_in_the_grid(market, tmp_path):
     res = evolve(market, ["sma_cross", "rsi"], population=16, generations=4, seed=3,

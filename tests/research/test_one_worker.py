@@ -44,10 +44,7 @@ class Recording(SerialExecutor):
 
 @pytest.fixture(scope="module")
 def market() -> MarketData:
-    rng = np.random.default_rng(23)
-    close = np.stack([ref.random_close(rng, 500, 0.015) for _ in range(2)])
-    ts = (np.datetime64("2016-01-01") + np.arange(500)).astype("datetime64[ns]")
-    return MarketData(ts, ("P", "Q"), close, source="test")
+    return ref.random_market(23, 500, ("P", "Q"), 0.015, "2016-01-01")
 
 
 def test_every_driver_maps_the_one_worker(market):

@@ -18,10 +18,7 @@ from tests import reference as ref
 
 @pytest.fixture(scope="module")
 def market() -> MarketData:
-    rng = np.random.default_rng(11)
-    close = np.stack([ref.random_close(rng, 700, 0.015) for _ in range(2)])
-    ts = (np.datetime64("2012-01-02") + np.arange(700)).astype("datetime64[ns]")
-    return MarketData(ts, ("X", "Y"), close, source="test")
+    return ref.random_market(11, 700, ("X", "Y"), 0.015, "2012-01-02")
 
 
 def test_tournament_selects_in_sample_best_and_reports_out_of_sample(market, tmp_path):
