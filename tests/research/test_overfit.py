@@ -409,7 +409,9 @@ def test_tournament_overfit_deflated_sharpe_of_stitched_returns():
     assert out["dsr"] == pytest.approx(want, rel=1e-12)
     assert out["n_bars"] == 497 and out["sharpe"] == pytest.approx(sr)
     assert out["sr0"] == pytest.approx(expected_max_sharpe(c, np.var(trial_sr, ddof=1)))
-    assert out["verdict"].startswith(f"DSR {want:.2f}") and f"among {c} trials" in out["verdict"]
+    # the pair's own DSR says what it judges: the walk-forward pick among this pair's combos
+    assert out["verdict"].startswith(f"DSR {want:.2f}: the walk-forward pick's OOS Sharpe")
+    assert f"as the best of {c} trials (this pair's {c} combos in each window)" in out["verdict"]
     # periods per year inferred from the timestamps (daily calendar bars: 365)
     inferred = tournament_overfit(df, oos).iloc[0]
     want365 = deflated_sharpe(sr, n, skew, kurt, c, np.var(oos_s.mean(axis=0) / math.sqrt(365),

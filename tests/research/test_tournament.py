@@ -100,8 +100,8 @@ def test_overfit_computed_in_the_tasks_equals_the_table_level_statistics(market)
         board = res.leaderboard.set_index(["strategy", "asset"])
         for row in want.itertuples():
             b = board.loc[(row.strategy, row.asset)]
-            assert b["pbo"] == row.pbo and b["verdict"] == row.verdict
-            assert b["dsr"] == row.dsr
+            assert b["pair_pbo"] == row.pbo and b["pair_verdict"] == row.verdict
+            assert b["pair_dsr"] == row.dsr
         # the leaderboard's stitched record, recomputed from oos_returns
         for row in res.leaderboard.itertuples():
             r = res.oos_returns[f"{row.strategy}/{row.asset}"].dropna().to_numpy()
