@@ -43,6 +43,10 @@ from quantfleet.commands.options import (
 __all__ = ["backtest", "evolve", "portfolio", "sweep", "tournament"]
 
 
+_BENCHMARK_NOTE = ("bh_* = buy-and-hold of the row's asset over the same bars (one entry fill "
+                   "at the same costs); excess_* = the row's figure minus it")
+
+
 def _with_run(summary: dict, outcome) -> dict:
     return {**summary, "run_id": outcome.run_id} if outcome.run_id else summary
 
@@ -121,9 +125,9 @@ def sweep(
     if as_json:
         print_json({**summary, "top": board})
         return
-    print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric} (bh_ = buy-and-hold "
-                            "of the asset over the same bars, excess_ = row minus it)",
-               skip=("strategy",))
+    print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",))
+    if board:
+        typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
                f"{res.n_skipped} combos skipped (constraint); {len(res.failed)} failed"
                + (f"; rows written to {res.path}" if res.path else ""))
@@ -198,9 +202,10 @@ def tournament(
         print_json({**summary, "leaderboard": board,
                     "failures": [str(f) for f in res.failed]})
         return
-    print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows; "
-                            "bh_ = buy-and-hold of the asset over the same bars, excess_ = row "
-                            "minus it)", skip=("pair_verdict",))
+    print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
+               skip=("pair_verdict",))
+    if board:
+        typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {stage['seconds']:.1f} s on "
                f"{summary['executor']}; {len(res.failed)} failed"
                + (f"; results in {res.path}" if res.path else ""))
