@@ -194,7 +194,7 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     doc = json.loads(qf(*args, "--json").stdout)
     of = doc["overfit"]
     assert of["n_pairs"] == 2 and of["n_trials"] > 0
-    assert f"as the best of {of['n_trials']} trials (2 strategy × asset pairs" in of["verdict"]
+    assert f"as the best of {of['n_trials']:,} trials (2 strategy × asset pairs" in of["verdict"]
     row = doc["leaderboard"][0]
     assert {"pair_dsr", "pair_pbo", "pair_verdict", "bh_total_return", "bh_sharpe",
             "excess_total_return", "excess_sharpe"} <= set(row)

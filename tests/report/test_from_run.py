@@ -60,7 +60,7 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     # the buy-and-hold columns
     win = out.results["tournament"].winner_overfit
     assert f"winner {win['strategy']}/{win['asset']}: DSR" in lb
-    assert f"as the best of {win['n_trials']} trials (8 strategy × asset pairs" in lb
+    assert f"as the best of {win['n_trials']:,} trials (8 strategy × asset pairs" in lb
     for col in ("pair_dsr", "pair_pbo", "bh_sharpe", "excess_sharpe", "trials compared (N)"):
         assert col in lb, col
     assert "hrp" in _section(page, "portfolio")

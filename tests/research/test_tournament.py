@@ -216,7 +216,7 @@ def test_the_winner_is_deflated_by_every_pair_times_combo_trial(market):
             low.append(rank / (len(o) + 1) <= 0.5)
     assert of["pbo_windows"] == len(low) and of["pbo"] == pytest.approx(np.mean(low))
     assert of["selected_among"].startswith("4 strategy × asset pairs × 3–6 combos each")
-    assert f"as the best of {of['n_trials']} trials (4 strategy × asset pairs" in of["verdict"]
+    assert f"as the best of {of['n_trials']:,} trials (4 strategy × asset pairs" in of["verdict"]
     assert f"(on {len(low)} walk-forward windows of 4 pairs, pooled)" in of["verdict"]
     # each pair's own figures keep their meaning, under names that say so
     assert {"pair_pbo", "pair_dsr", "pair_verdict"} <= set(res.leaderboard.columns)

@@ -609,9 +609,9 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
     if dsr is None and pbo is None:
         raise QuantfleetError("verdict needs dsr= and/or pbo=")
     what = among
-    among = f" among {n_trials} trials" if n_trials is not None else ""
+    among = f" among {n_trials:,} trials" if n_trials is not None else ""
     if what is not None:
-        among = (f" as the best of {n_trials} trials ({what})" if n_trials is not None
+        among = (f" as the best of {n_trials:,} trials ({what})" if n_trials is not None
                  else f" as the best of {what}")
     parts = []
     if dsr is not None:
