@@ -686,8 +686,12 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
     -------
     pandas.DataFrame
         One row per (strategy, asset): ``strategy, asset, n_windows, n_combos, pbo,
+        pbo_windows`` (the windows PBO was measured on: those with a selection) ``,
         mean_logit, sharpe`` (per period, stitched OOS), ``n_bars, skew, kurt, sr0`` (expected
-        max Sharpe, per period), ``dsr, verdict``; sorted by strategy and asset.
+        max Sharpe, per period), ``dsr, verdict``; sorted by strategy and asset. These judge
+        each pair's own walk-forward pick (the leaderboard calls them ``pair_pbo``,
+        ``pair_dsr``, ``pair_verdict``); the leaderboard's winner, chosen among every pair, is
+        deflated by :func:`tournament_winner_overfit`.
     """
     import pandas as pd
 

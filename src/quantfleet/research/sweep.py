@@ -26,7 +26,9 @@ class SweepResult:
     """What a sweep produced.
 
     ``table`` is the whole result (one row per asset × params) unless the sweep streamed to
-    ``path`` with ``keep_table=False``; ``top`` is the leaderboard by ``metric`` either way.
+    ``path`` with ``keep_table=False``; ``top`` is the leaderboard by ``metric`` either way,
+    each row with its asset's buy-and-hold over the sweep's bars beside it
+    (:data:`~quantfleet.research.benchmark.BENCHMARK_COLUMNS`).
     """
 
     strategy: str

@@ -126,7 +126,12 @@ def resolve_grids(strategies: Sequence[str | Strategy],
 
 @dataclass
 class TournamentResult:
-    """Rows, leaderboard and stitched out-of-sample returns of a tournament."""
+    """Rows, leaderboard and stitched out-of-sample returns of a tournament.
+
+    ``leaderboard`` rows carry each pair's own ``pair_pbo``, ``pair_dsr``, ``pair_verdict``
+    and the asset's buy-and-hold over the same test bars (``bh_*``, ``excess_*``);
+    ``winner_overfit`` deflates the first row by every (pair, combo) it was chosen among.
+    """
 
     metric: str
     windows: list[Window]
