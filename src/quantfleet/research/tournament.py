@@ -503,5 +503,6 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
-        oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
+        oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
+        wall_s=wall, speedup=speed,
     )
