@@ -188,6 +188,34 @@ def test_a_one_combo_sweep_exits_0():
     assert "PBO n/a: it needs at least 2 trials" in doc["overfit"]["verdict"]
 
 
+def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_path):
+    args = ("tournament", csv_path, "--strategies", "sma_cross,bollinger", "--windows", "3",
+            "--max-combos", "4", "--executor", "serial")
+    doc = json.loads(qf(*args, "--json").stdout)
+    of = doc["overfit"]
+    assert of["n_pairs"] == 2 and of["n_trials"] > 0
+    assert f"as the best of {of['n_trials']:,} trials (2 strategy × asset pairs" in of["verdict"]
+    row = doc["leaderboard"][0]
+    assert {"pair_dsr", "pair_pbo", "pair_verdict", "bh_total_return", "bh_sharpe",
+            "excess_total_return", "excess_sharpe"} <= set(row)
+    assert row["excess_sharpe"] == pytest.approx(row["oos_sharpe"] - row["bh_sharpe"])
+    # the run records the winner's figures in its stage summary
+    import os
+
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.store import Store
+
+    run = load_run(Store.open(os.environ["QUANTFLEET_STORE"]), doc["run_id"])
+    rec = run.summary["stages"]["tournament"]["summary"]["overfit"]
+    assert rec["n_trials"] == of["n_trials"] and rec["verdict"] == of["verdict"]
+    text = qf(*args, "--no-store").stdout
+    assert f"winner {of['strategy']}/{of['asset']}: DSR" in text
+    assert "bh_* = buy-and-hold of the row's asset over the same bars" in text
+    top = json.loads(qf("sweep", csv_path, "--strategy", "sma_cross", "--grid", "fast=5,10",
+                        "--grid", "slow=20,40", "--no-store", "--json").stdout)["top"]
+    assert all(r["excess_sharpe"] == pytest.approx(r["sharpe"] - r["bh_sharpe"]) for r in top)
+
+
 @pytest.mark.parametrize("args, message", [
     (["submit"], "error: unknown command 'submit' for quantfleet"),
     (["sweeep", "sp500"], "did you mean 'sweep'?"),

@@ -47,9 +47,12 @@ def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
                      "oos_total_return": float(np.prod(1 + r) - 1), "oos_sharpe": _sharpe(r),
                      "oos_max_drawdown": _max_dd(r),
                      "mean_is_sharpe": _sharpe(r) + float(rng.uniform(0.2, 1.2)),
-                     "mean_oos_sharpe": _sharpe(r) * 0.9, "pbo": pbo, "dsr": dsr,
-                     "verdict": ("unlikely luck" if dsr >= 0.95 else "inconclusive"
-                                 if dsr >= 0.5 else "likely luck")})
+                     "mean_oos_sharpe": _sharpe(r) * 0.9, "pair_pbo": pbo, "pair_dsr": dsr,
+                     "pair_verdict": ("unlikely luck" if dsr >= 0.95 else "inconclusive"
+                                      if dsr >= 0.5 else "likely luck"),
+                     "bh_total_return": 0.8, "bh_sharpe": 0.5,
+                     "excess_total_return": float(np.prod(1 + r) - 1) - 0.8,
+                     "excess_sharpe": _sharpe(r) - 0.5})
     leaderboard = (pd.DataFrame(rows).sort_values("oos_sharpe", ascending=False)
                    .reset_index(drop=True))
 

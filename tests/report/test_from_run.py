@@ -54,7 +54,15 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
                 "latency", "utilisation", "cost"):
         body = _section(page, sid)
         assert "Not part of this run." not in body and "Could not render" not in body, sid
-    assert "sma_cross" in _section(page, "leaderboard")
+    lb = _section(page, "leaderboard")
+    assert "sma_cross" in lb
+    # the winner's verdict, deflated by every pair × combo, beside each pair's own figures and
+    # the buy-and-hold columns
+    win = out.results["tournament"].winner_overfit
+    assert f"winner {win['strategy']}/{win['asset']}: DSR" in lb
+    assert f"as the best of {win['n_trials']:,} trials (8 strategy × asset pairs" in lb
+    for col in ("pair_dsr", "pair_pbo", "bh_sharpe", "excess_sharpe", "trials compared (N)"):
+        assert col in lb, col
     assert "hrp" in _section(page, "portfolio")
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
@@ -74,3 +82,25 @@ def test_the_view_holds_what_the_stages_wrote(run):
         w["params"] for w in res["evolution"].winners]
     assert set(view.portfolio_weights) == {"hrp", "equal_weight"}
     assert view.summary["status"] == "succeeded" and view.summary["command"] == "run"
+
+
+def test_a_sweep_runs_report_shows_its_leaderboard_and_winners_verdict(tmp_path):
+    import os
+
+    from quantfleet.pipeline.config import validate_config
+    from quantfleet.pipeline.record import run_stages
+    from quantfleet.pipeline.report import write_report
+
+    os.environ.setdefault("QUANTFLEET_HOME", str(tmp_path / "home"))
+    off = {s: {"enabled": False} for s in ("tournament", "evolution", "portfolio")}
+    cfg = validate_config({"name": "sweep", "executor": {"kind": "serial"},
+                           "store": str(tmp_path / "lake"),
+                           "data": {"source": "sp500", "assets": ["AAPL", "KO"]}, **off,
+                           "sweep": {"enabled": True, "strategy": "sma_cross",
+                                     "grid": {"fast": [5, 10], "slow": [50, 100]}}}, "test")
+    out = run_stages(cfg, "sweep", log=lambda m: None)
+    page = write_report(cfg.store, out.run_id, tmp_path / "s.html").read_text(encoding="utf-8")
+    lb = _section(page, "leaderboard")
+    of = out.results["sweep"].overfit
+    assert f"winner on {of['asset']}: DSR" in lb and "(2 assets × 4 combos)" in lb
+    assert "bh_sharpe" in lb and "excess_total_return" in lb

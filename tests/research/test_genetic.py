@@ -131,3 +131,47 @@ def test_evolve_checks_winners_out_of_sample(market, tmp_path):
     with pytest.raises(QuantfleetError, match="made with other settings \\(population differ\\)"):
         evolve(market, ["sma_cross", "rsi"], population=14, generations=3, seed=9,
                checkpoint_dir=tmp_path)
+
+
+def test_evolution_dsr_counts_each_distinct_evaluation_once_and_never_a_failed_one(market):
+    # a history with a repeat (served from the cache) and a failed evaluation (FALLBACK_FITNESS):
+    # N = the 3 distinct trials with a finite fitness; V over the same 3 (the in-sample Sharpe of
+    # each one's equal-weight book over the assets), from the definition
+    from quantfleet.backtest.terms import Terms
+    from quantfleet.research.evolve import _winner_dsr
+    from quantfleet.research.overfit import deflated_sharpe, return_moments
+    from quantfleet.research.searcher import FALLBACK_FITNESS, SearchResult, Trial
+
+    split = 400
+    ok = [(5.0, 20.0), (10.0, 40.0), (3.0, 15.0)]
+    hist = [(Trial(0, "sma_cross", ok[0]), 0.4), (Trial(1, "sma_cross", ok[1]), 0.1),
+            (Trial(2, "sma_cross", (8.0, 30.0)), FALLBACK_FITNESS),
+            (Trial(3, "sma_cross", ok[0], 1), 0.4), (Trial(4, "sma_cross", ok[2], 1), -0.2)]
+    res = SearchResult(best=[], history=[{}, {}], n_evaluations=4, n_failed=1, n_cached=1,
+                       state={"history": [({"id": t.id, "strategy": t.strategy,
+                                            "params": list(t.params), "generation": t.generation},
+                                           f) for t, f in hist]})
+    winners = [{"strategy": "sma_cross", "params": {"fast": 5, "slow": 20}}]
+    rows = list(range(market.n_assets))
+    of = _winner_dsr(winners, market, rows, split, Terms(fee_rate=1e-3, ppy=252.0), res)
+
+    def book(fast, slow):
+        per_asset = []
+        for a in rows:
+            c = market.close[a, :split]
+            f, s = ref.sma(c, int(fast)), ref.sma(c, int(slow))
+            pos = np.where(f > s, 1.0, 0.0)
+            pos[np.isnan(s)] = 0.0
+            per_asset.append(ref.equity_returns(c, pos, 1e-3))
+        return np.mean(per_asset, axis=0)
+
+    srs = [return_moments(book(*p))[0] for p in ok]
+    sr, n, skew, kurt = return_moments(book(5, 20))
+    v = np.var(srs, ddof=1)
+    assert (of["n_trials"], of["n_repeats"], of["n_failed"]) == (3, 1, 1)
+    assert of["var_trials"] == pytest.approx(v, rel=1e-9)
+    assert of["dsr"] == pytest.approx(deflated_sharpe(sr, n, skew, kurt, 3, v), rel=1e-9)
+    assert of["selected_among"] == ("distinct parameter sets of sma_cross evaluated over 2 "
+                                    "generations; 1 repeat not counted again; 1 failed "
+                                    "evaluation left out")
+    assert "as the best of 3 trials (distinct parameter sets of sma_cross" in of["verdict"]

@@ -382,7 +382,7 @@ def test_tournament_overfit_windows_without_a_finite_in_sample_metric_select_not
     df = _table(is_s, oos_s).drop(columns="selected")
     row = tournament_overfit(df).iloc[0]
     # window 1: combo 2 ranks 1 of 3 (ω = 1/4, λ < 0); window 2: combo 1 ranks 3 (λ > 0)
-    assert row["n_windows"] == 3
+    assert row["n_windows"] == 3 and row["pbo_windows"] == 2
     assert row["pbo"] == pytest.approx(1 / 2)
     assert row["mean_logit"] == pytest.approx(0.0)
     for sign, metric in ((1.0, "sharpe"), (-1.0, "max_drawdown")):  # lower-is-better metric
@@ -409,7 +409,9 @@ def test_tournament_overfit_deflated_sharpe_of_stitched_returns():
     assert out["dsr"] == pytest.approx(want, rel=1e-12)
     assert out["n_bars"] == 497 and out["sharpe"] == pytest.approx(sr)
     assert out["sr0"] == pytest.approx(expected_max_sharpe(c, np.var(trial_sr, ddof=1)))
-    assert out["verdict"].startswith(f"DSR {want:.2f}") and f"among {c} trials" in out["verdict"]
+    # the pair's own DSR says what it judges: the walk-forward pick among this pair's combos
+    assert out["verdict"].startswith(f"DSR {want:.2f}: the walk-forward pick's OOS Sharpe")
+    assert f"as the best of {c} trials (this pair's {c} combos in each window)" in out["verdict"]
     # periods per year inferred from the timestamps (daily calendar bars: 365)
     inferred = tournament_overfit(df, oos).iloc[0]
     want365 = deflated_sharpe(sr, n, skew, kurt, c, np.var(oos_s.mean(axis=0) / math.sqrt(365),
@@ -445,3 +447,46 @@ def test_tournament_overfit_on_a_real_tournament():
     assert out["pbo"].between(0, 1).all() and out["dsr"].between(0, 1).all()
     board = res.leaderboard.set_index("asset")["oos_sharpe"]
     np.testing.assert_allclose(out["sharpe"] * math.sqrt(252.0), board.loc[["X", "Y"]])
+
+
+def test_combo_sharpes_count_a_flat_window_as_zero_and_a_never_traded_combo_as_no_trial():
+    from quantfleet.research.overfit import combo_sharpes
+
+    nan = np.nan
+    # 3 windows × 3 combos, window-major; combo 1 flat in window 0, combo 2 never trades
+    s = np.array([1.0, nan, nan, 2.0, 4.0, nan, 3.0, 2.0, nan])
+    got = combo_sharpes(s, 3, 16.0)
+    np.testing.assert_allclose(got[:2], [(1 + 2 + 3) / 3 / 4, (0 + 4 + 2) / 3 / 4])
+    assert np.isnan(got[2])
+
+
+def test_tournament_winner_overfit_counts_trials_over_all_pairs():
+    from quantfleet.research.overfit import tournament_winner_overfit
+
+    nan_ = float("nan")
+    rng = np.random.default_rng(3)
+    r = rng.normal(0.001, 0.01, 400)
+    sr, n, skew, kurt = return_moments(r)
+    rows = [{"strategy": "a", "asset": "X", "sharpe": sr, "n_bars": n, "skew": skew,
+             "kurt": kurt, "pbo": 0.25, "pbo_windows": 4},
+            {"strategy": "a", "asset": "Y", "sharpe": 0.01, "n_bars": n, "skew": 0.0,
+             "kurt": 3.0, "pbo": 1.0, "pbo_windows": 2},
+            {"strategy": "b", "asset": "X", "sharpe": nan_, "n_bars": 0,
+             "skew": nan_, "kurt": nan_, "pbo": nan_, "pbo_windows": 0}]
+    trials = [np.array([0.02, 0.01, -0.01]), np.array([0.0, 0.03, nan_]),
+              np.array([0.005, -0.02, 0.01, 0.0, 0.04])]
+    of = tournament_winner_overfit(rows, trials, 0)
+    fin = np.array([0.02, 0.01, -0.01, 0.0, 0.03, 0.005, -0.02, 0.01, 0.0, 0.04])
+    v = np.var(fin, ddof=1)
+    assert (of["n_trials"], of["n_unscored"], of["n_pairs"]) == (10, 1, 3)
+    assert of["var_trials"] == pytest.approx(v, rel=1e-12)
+    assert of["dsr"] == pytest.approx(deflated_sharpe(sr, n, skew, kurt, 10, v), rel=1e-12)
+    assert of["pbo"] == pytest.approx((0.25 * 4 + 1.0 * 2) / 6) and of["pbo_windows"] == 6
+    assert of["selected_among"] == ("3 strategy × asset pairs × 3–5 combos each; 1 trial "
+                                    "without an out-of-sample Sharpe (never traded) left out")
+    assert "as the best of 10 trials (3 strategy × asset pairs" in of["verdict"]
+    assert "PBO 0.50 (on 6 walk-forward windows of 2 pairs, pooled)" in of["verdict"]
+    # a winner without a Sharpe (never traded out of sample) has no DSR, and says so
+    assert "DSR n/a" in tournament_winner_overfit(rows, trials, 2)["verdict"]
+    with pytest.raises(QuantfleetError, match="3 pair rows and 2 trial Sharpe arrays"):
+        tournament_winner_overfit(rows, trials[:2], 0)

@@ -43,6 +43,10 @@ from quantfleet.commands.options import (
 __all__ = ["backtest", "evolve", "portfolio", "sweep", "tournament"]
 
 
+_BENCHMARK_NOTE = ("bh_* = buy-and-hold of the row's asset over the same bars (one entry fill "
+                   "at the same costs); excess_* = the row's figure minus it")
+
+
 def _with_run(summary: dict, outcome) -> dict:
     return {**summary, "run_id": outcome.run_id} if outcome.run_id else summary
 
@@ -122,6 +126,8 @@ def sweep(
         print_json({**summary, "top": board})
         return
     print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",))
+    if board:
+        typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
                f"{res.n_skipped} combos skipped (constraint); {len(res.failed)} failed"
                + (f"; rows written to {res.path}" if res.path else ""))
@@ -187,6 +193,7 @@ def tournament(
         "failed": len(res.failed), "wall_s": round(stage["seconds"], 3),
         "executor": ctx.executor_name,
         "out": str(res.path) if res.path else None,
+        "overfit": res.winner_overfit,
     }
     if speed is not None:
         summary["baseline"] = speed
@@ -196,15 +203,21 @@ def tournament(
                     "failures": [str(f) for f in res.failed]})
         return
     print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
-               skip=("verdict",))
+               skip=("pair_verdict",))
+    if board:
+        typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {stage['seconds']:.1f} s on "
                f"{summary['executor']}; {len(res.failed)} failed"
                + (f"; results in {res.path}" if res.path else ""))
     for f in res.failed[:5]:
         typer.echo(f"  failed: {f}", err=True)
-    if board and "verdict" in board[0]:
+    of = res.winner_overfit
+    if of:
+        typer.echo(f"winner {of['strategy']}/{of['asset']}: {of['verdict']}")
+    if board and "pair_verdict" in board[0]:
         w = board[0]
-        typer.echo(f"winner {w['strategy']}/{w['asset']}: {w['verdict']}")
+        typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
+                   f"{w['pair_verdict']}")
     if speed is not None:
         typer.echo(f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial -> "
                    f"speedup {speed['speedup']:.2f}x, efficiency {speed['efficiency']:.0%} "

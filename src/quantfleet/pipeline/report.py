@@ -42,14 +42,33 @@ def run_view(run: Any) -> Any:
                   "outputs": s.get("outputs", {}), "settings": s.get("settings", {})}
                  for s in m.steps],
     )
+    stages = meta.get("stages") or {}
+
+    def stage_overfit(name: str) -> dict[str, Any]:
+        return ((stages.get(name) or {}).get("summary") or {}).get("overfit") or {}
+
     board = table("leaderboard")
     if board is not None:
         view.leaderboard = board
         oos = table("oos_returns")
         view.oos_returns = oos.set_index("timestamp") if oos is not None else None
-        verdicts = [str(v) for v in board.head(3).get("verdict", [])]
-        view.overfit = {"verdict": [f"{r.strategy}/{r.asset}: {v}" for r, v in
-                                    zip(board.head(3).itertuples(), verdicts, strict=False)]}
+        # the winner judged among every (pair, combo) trial, then each top pair's own
+        # walk-forward pick among its combos (runs recorded before the rename: "verdict")
+        win = stage_overfit("tournament")
+        col = "pair_verdict" if "pair_verdict" in board.columns else "verdict"
+        verdicts = [str(v) for v in board.head(3).get(col, [])]
+        lines = [f"winner {win['strategy']}/{win['asset']}: {win['verdict']}"] if win else []
+        lines += [f"within {r.strategy}/{r.asset}: {v}" for r, v in
+                  zip(board.head(3).itertuples(), verdicts, strict=False)]
+        view.overfit = {"verdict": lines, **_winner_figures(win)}
+    else:
+        board = table("sweep_leaderboard")
+        if board is not None:
+            view.leaderboard = board
+            win = stage_overfit("sweep")
+            if win:
+                view.overfit = {"verdict": [f"winner on {win['asset']}: {win['verdict']}"],
+                                **_winner_figures(win)}
     winners = table("evolution")
     if winners is not None:
         view.evolution_winners = [{**w, "params": json.loads(w["params"])}
@@ -90,6 +109,16 @@ def run_view(run: Any) -> Any:
                             **{k: v for k, v in sp.items()
                                if not isinstance(v, float) or np.isfinite(v)}}
     return view
+
+
+def _winner_figures(of: dict[str, Any]) -> dict[str, Any]:
+    """The figures behind a leaderboard winner's verdict, labelled for the report."""
+    if not of:
+        return {}
+    return {"winner DSR": of.get("dsr"), "trials compared (N)": of.get("n_trials"),
+            "selected among": of.get("selected_among"),
+            "variance of the trials' Sharpe (V, per bar)": of.get("var_trials"),
+            "PBO": of.get("pbo")}
 
 
 def attach_view(run: Any) -> Any:

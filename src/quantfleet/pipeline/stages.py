@@ -253,7 +253,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
     }
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
-                 "baseline": res.speedup}
+                 "baseline": res.speedup,
+                 # the leaderboard winner's DSR among every (pair, combo) trial, pooled PBO
+                 "overfit": res.winner_overfit}
 
 
 CLOCK = ("wall_s", "cpu_s")

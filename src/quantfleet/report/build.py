@@ -122,6 +122,7 @@ def _grade(column: str, v: Any) -> str:
     if _is_missing(v) or not _numeric(v):
         return ""
     x = float(v)
+    column = column.removeprefix("pair_")  # a tournament pair's own DSR/PBO: same thresholds
     if column == "dsr":
         return "good" if x >= DSR_GOOD else "warn" if x >= DSR_LUCK else "bad"
     if column == "pbo":
@@ -155,7 +156,8 @@ def table(rows: list[dict], columns: list[str] | None = None, *, caption: str | 
             g = _grade(c.lower(), v) if c.lower() in graded else ""
             if g:
                 cls.append(g)
-                title = f' title="{esc(_GRADE_WORDS[(c.lower(), g)])}"'
+                title = (' title="'
+                         f'{esc(_GRADE_WORDS[(c.lower().removeprefix("pair_"), g)])}"')
             attr = f' class="{" ".join(cls)}"' if cls else ""
             cells.append(f"<td{attr}{title}>{esc(fmt(v, c))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -332,9 +334,15 @@ def _leaderboard(view: RunView, figs: _Figures, max_rows: int = 100) -> str:
         shown = rows[:max_rows]
         caption = (f"Top {len(shown)} of {len(rows)} rows" if len(rows) > len(shown)
                    else f"{len(rows)} rows")
-        parts.append(table(shown, cols, caption=caption + " — best first; DSR ≥ 0.95 and "
-                           "PBO ≤ 0.25 are green, DSR < 0.5 and PBO > 0.5 red",
-                           graded=("dsr", "pbo")))
+        note = " — best first; DSR ≥ 0.95 and PBO ≤ 0.25 are green, DSR < 0.5 and PBO > 0.5 red"
+        if "pair_dsr" in cols:
+            note += ("; pair_dsr / pair_pbo judge each pair's walk-forward pick among its own "
+                     "combos, not the winner among all rows (the verdict below)")
+        if "bh_sharpe" in cols:
+            note += ("; bh_ = buy-and-hold of the row's asset over the same bars, excess_ = the "
+                     "row minus it")
+        parts.append(table(shown, cols, caption=caption + note,
+                           graded=("dsr", "pbo", "pair_dsr", "pair_pbo")))
     if _present(view.overfit):
         of = dict(view.overfit)
         lines = of.pop("verdict", None)

@@ -39,8 +39,10 @@ class RunView:
         One per pipeline step: ``step, inputs {name: hash}, outputs {name: hash}, settings``.
     leaderboard : DataFrame, optional
         One row per strategy x asset, best first: ``strategy, asset, windows,
-        oos_total_return, oos_sharpe, oos_max_drawdown, mean_is_sharpe, mean_oos_sharpe, pbo,
-        dsr, verdict`` (any subset; other columns are shown as they are).
+        oos_total_return, oos_sharpe, oos_max_drawdown, mean_is_sharpe, mean_oos_sharpe,
+        pair_pbo, pair_dsr, pair_verdict, bh_total_return, bh_sharpe, excess_total_return,
+        excess_sharpe`` (any subset; other columns are shown as they are; ``dsr``/``pbo`` and
+        ``pair_dsr``/``pair_pbo`` cells are graded); or a sweep's top rows.
     oos_returns : DataFrame, optional
         DatetimeIndex x "strategy/asset" per-bar out-of-sample returns; the report draws the
         equity curves of the top ``top`` leaderboard rows.

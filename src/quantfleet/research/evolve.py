@@ -217,45 +217,63 @@ def _pooled_returns(market, rows, strategy, params, split, terms):
 
 
 def _winner_dsr(winners, market, rows, split, terms, res, max_trials: int = 400):
-    """Deflated Sharpe of the winner, N = evaluations actually run.
+    """Deflated Sharpe of the winner, deflated by every distinct evaluation it was chosen among.
 
-    The statistic is the Sharpe of the winner's in-sample returns averaged over the assets
-    (an equal-weight book), and the variance of trial Sharpes is measured on the same
-    statistic for up to ``max_trials`` distinct evaluated individuals (evenly sampled).
+    N = the distinct (strategy, params) evaluated with a finite fitness over all generations:
+    a repeat served from the cache is the same trial again, and a failed evaluation (exception,
+    timeout, NaN metric: ``FALLBACK_FITNESS``) never competed. The statistic is the Sharpe of
+    the winner's in-sample returns averaged over the assets (an equal-weight book); V is the
+    variance of the same statistic over the trials, measured on up to ``max_trials`` of them
+    (evenly sampled in evaluation order when there are more), finite Sharpes only.
     """
     if not winners:
         return None
     from quantfleet.research.overfit import deflated_sharpe, return_moments, verdict
 
-    hist = [(t, f) for t, f in _history(res) if f > FALLBACK_FITNESS]
-    uniq = list(dict.fromkeys((t.strategy, t.params) for t, _ in hist))
+    hist = _history(res)
+    ok = [(t, f) for t, f in hist if math.isfinite(f) and f > FALLBACK_FITNESS]
+    uniq = list(dict.fromkeys((t.strategy, t.params) for t, _ in ok))
+    n_trials = len(uniq)
+    n_failed_distinct = len({(t.strategy, t.params) for t, _ in hist} - set(uniq))
     w = winners[0]
     wkey = (w["strategy"], tuple(float(x) for x in get(w["strategy"]).space.to_array([w["params"]])[0]))
+    sample = uniq
     if len(uniq) > max_trials:
         idx = np.unique(np.linspace(0, len(uniq) - 1, max_trials).round().astype(int))
-        uniq = [uniq[i] for i in idx]
-    if wkey not in uniq:
-        uniq.append(wkey)
+        sample = [uniq[i] for i in idx]
     by_strategy: dict[str, list[tuple[float, ...]]] = {}
-    for s, p in uniq:
+    for s, p in dict.fromkeys([*sample, wkey]):
         by_strategy.setdefault(s, []).append(p)
+    in_sample = set(sample)
     sharpes = []
     winner_series = None
     for s, plist in by_strategy.items():
         pooled = _pooled_returns(market, rows, s, np.array(plist), split, terms)
         for p, series in zip(plist, pooled, strict=True):
-            sr = return_moments(series)[0]
-            if math.isfinite(sr):
-                sharpes.append(sr)
+            if (s, p) in in_sample:
+                sr = return_moments(series)[0]
+                if math.isfinite(sr):
+                    sharpes.append(sr)
             if (s, p) == wkey:
                 winner_series = series
     sr, nb, skew, kurt = return_moments(winner_series)
     var = float(np.var(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
-    n_trials = max(res.n_evaluations, 1)
+    n_trials = max(n_trials, 1)
     dsr = deflated_sharpe(sr, nb, skew, kurt, n_trials, var)
+    strategies = sorted({s for s, _ in uniq}) or [w["strategy"]]
+    gens = len(res.history)
+    among = (f"distinct parameter sets of {', '.join(strategies)} evaluated over {gens} "
+             f"generation{'s' if gens != 1 else ''}")
+    repeats = len(hist) - len({(t.strategy, t.params) for t, _ in hist})
+    if repeats:
+        among += f"; {repeats} repeat{'s' if repeats != 1 else ''} not counted again"
+    if n_failed_distinct:
+        among += (f"; {n_failed_distinct} failed evaluation{'s' if n_failed_distinct != 1 else ''}"
+                  " left out")
     return {"dsr": dsr, "n_trials": n_trials, "sharpe_per_bar": sr, "var_trials": var,
-            "sampled_trials": len(sharpes),
-            "verdict": verdict(dsr=dsr, n_trials=n_trials)}
+            "sampled_trials": len(sharpes), "n_repeats": repeats,
+            "n_failed": n_failed_distinct, "selected_among": among,
+            "verdict": verdict(dsr=dsr, n_trials=n_trials, among=among)}
 
 
 def _history(res):

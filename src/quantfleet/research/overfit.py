@@ -28,6 +28,7 @@ __all__ = [
     "PBO_BAD",
     "PBO_GOOD",
     "PBOResult",
+    "combo_sharpes",
     "deflated_sharpe",
     "deflated_sharpe_from_returns",
     "expected_max_sharpe",
@@ -37,6 +38,7 @@ __all__ = [
     "probabilistic_sharpe",
     "return_moments",
     "tournament_overfit",
+    "tournament_winner_overfit",
     "verdict",
 ]
 
@@ -573,7 +575,7 @@ def pbo(returns: Any, n_splits: int = 16,
 
 def verdict(dsr: float | None = None, pbo: float | None = None, *,
             n_trials: int | None = None, among: str | None = None,
-            pbo_among: str | None = None) -> str:
+            pbo_among: str | None = None, subject: str = "the winner's Sharpe") -> str:
     """Plain-words reading of a deflated Sharpe ratio and/or a PBO.
 
     Thresholds: DSR >= ``DSR_GOOD`` (0.95) unlikely luck; ``DSR_LUCK`` (0.5) <= DSR < 0.95
@@ -594,6 +596,9 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
     pbo_among : str, optional
         What the PBO was measured on, e.g. ``"the 9 combos on AAPL"``, when that differs from
         the DSR's trials.
+    subject : str
+        What the DSR judges, e.g. ``"the walk-forward pick's OOS Sharpe"`` for a tournament
+        pair's own DSR.
 
     Returns
     -------
@@ -604,22 +609,22 @@ def verdict(dsr: float | None = None, pbo: float | None = None, *,
     if dsr is None and pbo is None:
         raise QuantfleetError("verdict needs dsr= and/or pbo=")
     what = among
-    among = f" among {n_trials} trials" if n_trials is not None else ""
+    among = f" among {n_trials:,} trials" if n_trials is not None else ""
     if what is not None:
-        among = (f" as the best of {n_trials} trials ({what})" if n_trials is not None
+        among = (f" as the best of {n_trials:,} trials ({what})" if n_trials is not None
                  else f" as the best of {what}")
     parts = []
     if dsr is not None:
         d = float(dsr)
         if not math.isfinite(d):
-            parts.append("DSR n/a: too little data to judge the winner's Sharpe")
+            parts.append(f"DSR n/a: too little data to judge {subject}")
         elif d >= DSR_GOOD:
-            parts.append(f"DSR {d:.2f}: the winner's Sharpe is unlikely to be luck{among}")
+            parts.append(f"DSR {d:.2f}: {subject} is unlikely to be luck{among}")
         elif d >= DSR_LUCK:
-            parts.append(f"DSR {d:.2f}: inconclusive — the winner's Sharpe could be luck{among}; "
+            parts.append(f"DSR {d:.2f}: inconclusive — {subject} could be luck{among}; "
                          "a longer record or fewer trials would tell")
         else:
-            parts.append(f"DSR {d:.2f}: the winner's Sharpe is likely luck{among}")
+            parts.append(f"DSR {d:.2f}: {subject} is likely luck{among}")
     if pbo is not None:
         p = float(getattr(pbo, "pbo", pbo))
         on = f" (on {pbo_among})" if pbo_among else ""
@@ -681,8 +686,12 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
     -------
     pandas.DataFrame
         One row per (strategy, asset): ``strategy, asset, n_windows, n_combos, pbo,
+        pbo_windows`` (the windows PBO was measured on: those with a selection) ``,
         mean_logit, sharpe`` (per period, stitched OOS), ``n_bars, skew, kurt, sr0`` (expected
-        max Sharpe, per period), ``dsr, verdict``; sorted by strategy and asset.
+        max Sharpe, per period), ``dsr, verdict``; sorted by strategy and asset. These judge
+        each pair's own walk-forward pick (the leaderboard calls them ``pair_pbo``,
+        ``pair_dsr``, ``pair_verdict``); the leaderboard's winner, chosen among every pair, is
+        deflated by :func:`tournament_winner_overfit`.
     """
     import pandas as pd
 
@@ -738,9 +747,11 @@ def tournament_overfit(table: Any, oos_returns: Any = None, *, metric: str = "sh
     return pd.DataFrame(rows, columns=list(OVERFIT_COLUMNS))
 
 
-OVERFIT_COLUMNS = ("strategy", "asset", "n_windows", "n_combos", "pbo", "mean_logit", "sharpe",
-                   "n_bars", "skew", "kurt", "sr0", "dsr", "verdict")
-"""Columns of :func:`tournament_overfit`'s frame and of each :func:`pair_overfit` row."""
+OVERFIT_COLUMNS = ("strategy", "asset", "n_windows", "n_combos", "pbo", "pbo_windows",
+                   "mean_logit", "sharpe", "n_bars", "skew", "kurt", "sr0", "dsr", "verdict")
+"""Columns of :func:`tournament_overfit`'s frame and of each :func:`pair_overfit` row (one
+row per pair: its ``dsr`` judges that pair's walk-forward pick among its own combos, not the
+leaderboard's winner; see :func:`tournament_winner_overfit`)."""
 
 
 def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarray,
@@ -797,6 +808,7 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
         "strategy": strategy, "asset": asset, "n_windows": int(len(wstarts)),
         "n_combos": n_combos,
         "pbo": float(np.mean(lg <= 0.0)) if lg.size else math.nan,
+        "pbo_windows": int(lg.size),
         "mean_logit": float(np.mean(lg)) if lg.size else math.nan,
         "sharpe": math.nan, "n_bars": 0, "skew": math.nan, "kurt": math.nan,
         "sr0": math.nan, "dsr": math.nan,
@@ -823,5 +835,113 @@ def pair_overfit(strategy: str, asset: str, window: np.ndarray, combo: np.ndarra
             sr0 = expected_max_sharpe(n_combos, var)
             row.update(sharpe=sr, n_bars=nb, skew=skew, kurt=kurt, sr0=sr0,
                        dsr=_psr(sr, nb, skew, kurt, sr0) if math.isfinite(sr) else math.nan)
-    row["verdict"] = verdict(row["dsr"] if judge_dsr else None, row["pbo"], n_trials=n_combos)
+    row["verdict"] = verdict(row["dsr"] if judge_dsr else None, row["pbo"], n_trials=n_combos,
+                             among=f"this pair's {n_combos} combo{'s' if n_combos != 1 else ''}"
+                                   " in each window", subject=_PAIR_SUBJECT)
     return row
+
+
+_PAIR_SUBJECT = "the walk-forward pick's OOS Sharpe"
+"""What a tournament pair's own DSR judges (its verdict's subject)."""
+
+
+def combo_sharpes(oos_sharpe: np.ndarray, n_combos: int, periods_per_year: float) -> np.ndarray:
+    """Each combo's Sharpe over a tournament pair's test windows, per bar: the mean of its
+    per-window out-of-sample Sharpe ratios, a window where it never trades (Sharpe NaN: no
+    variance) counting as 0, as its flat bars would in a stitched record; NaN when it never
+    trades in any window (it is then no trial: :func:`tournament_winner_overfit`).
+
+    With W windows of T/W bars each window's Sharpe has sampling variance ≈ W/T, so the mean
+    of W of them has ≈ 1/T, the variance of one Sharpe over the T stitched bars: the trials'
+    variance V is on the scale of the winner's stitched Sharpe.
+
+    Parameters
+    ----------
+    oos_sharpe : float (windows × combos,)
+        Annualized out-of-sample Sharpe of every (window, combo), window-major (the
+        tournament's row order).
+    n_combos : the pair's grid size
+    periods_per_year : bars per year the Sharpe ratios were annualized with
+
+    Returns
+    -------
+    float (combos,), per bar.
+    """
+    v = np.asarray(oos_sharpe, dtype=np.float64).reshape(-1, n_combos)
+    ok = np.isfinite(v)
+    with np.errstate(invalid="ignore"):
+        mean = np.where(ok, v, 0.0).sum(axis=0) / v.shape[0]
+    return np.where(ok.any(axis=0), mean, np.nan) / math.sqrt(periods_per_year)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'s' if n != 1 else ''}"
+
+
+def tournament_winner_overfit(pair_rows: Any, trial_sharpes: Any, winner: int) -> dict[str, Any]:
+    """Deflated Sharpe of a tournament's leaderboard winner, deflated by every trial it was
+    chosen among, with the tournament's pooled walk-forward PBO.
+
+    The leaderboard ranks every (strategy, asset) pair by the out-of-sample Sharpe of its
+    walk-forward record, and each pair's record was assembled from its grid's combos, every one
+    of which was scored out of sample in every window. So the trials are all (pair, combo)s:
+    N = the number of them with an out-of-sample Sharpe (:func:`combo_sharpes` finite; one that
+    never trades in any test window is left out and counted in ``n_unscored``) and V = the
+    sample variance (ddof=1) of those trials' Sharpe ratios (per bar), pooled over all pairs.
+    The winner's own Sharpe, bar count, skewness and kurtosis are those of its stitched
+    out-of-sample returns (its :func:`pair_overfit` row).
+
+    PBO is pooled over the pairs: the fraction of all (pair, window) selections whose in-sample
+    pick ranked at or below the out-of-sample median (each pair's ``pbo`` weighted by its
+    ``pbo_windows``); the winner's own PBO would be biased low, since the leaderboard picked
+    the pair whose picks did well out of sample.
+
+    Parameters
+    ----------
+    pair_rows : sequence of :func:`pair_overfit` rows, one per finished pair
+    trial_sharpes : sequence of float arrays, parallel to ``pair_rows``: each pair's
+        :func:`combo_sharpes` (per bar)
+    winner : index of the leaderboard's first row in ``pair_rows``
+
+    Returns
+    -------
+    dict with ``strategy, asset, dsr, sharpe`` (per bar) ``, n_bars, skew, kurt, sr0, n_trials,
+    n_pairs, n_combos`` (the grid sizes, ``[min, max]``) ``, n_unscored, var_trials`` (V, per
+    bar) ``, selected_among, pbo, pbo_windows, verdict``.
+    """
+    rows = list(pair_rows)
+    sharpes = [np.asarray(t, dtype=np.float64) for t in trial_sharpes]
+    if len(rows) != len(sharpes) or not rows:
+        raise QuantfleetError(f"tournament_winner_overfit: {len(rows)} pair rows and "
+                              f"{len(sharpes)} trial Sharpe arrays; pass one array per pair")
+    every = np.concatenate(sharpes)
+    fin = every[np.isfinite(every)]
+    n_trials = int(fin.size)
+    var = float(np.var(fin, ddof=1)) if fin.size > 1 else 0.0
+    w = rows[winner]
+    sizes = sorted({s.size for s in sharpes})
+    combos = (_plural(sizes[0], "combo") if len(sizes) == 1
+              else f"{sizes[0]}–{sizes[-1]} combos each")
+    among = f"{_plural(len(rows), 'strategy × asset pair')} × {combos}"
+    unscored = int(every.size - n_trials)
+    if unscored:
+        among += (f"; {_plural(unscored, 'trial')} without an out-of-sample Sharpe (never "
+                  "traded) left out")
+    sr, nb = float(w["sharpe"]), int(w["n_bars"])
+    sr0 = dsr = math.nan
+    if n_trials >= 1 and nb >= 2 and math.isfinite(sr):
+        sr0 = expected_max_sharpe(n_trials, var)
+        dsr = _psr(sr, nb, float(w["skew"]), float(w["kurt"]), sr0)
+    pw = np.array([int(r.get("pbo_windows", 0)) for r in rows])
+    pp = np.array([float(r["pbo"]) for r in rows])
+    used = (pw > 0) & np.isfinite(pp)
+    n_win = int(pw[used].sum())
+    pooled = float((pp[used] * pw[used]).sum() / n_win) if n_win else math.nan
+    text = verdict(dsr=dsr, pbo=pooled, n_trials=n_trials, among=among,
+                   pbo_among=f"{_plural(n_win, 'walk-forward window')} of "
+                             f"{_plural(int(used.sum()), 'pair')}, pooled")
+    return {"strategy": w["strategy"], "asset": w["asset"], "dsr": dsr, "sharpe": sr,
+            "n_bars": nb, "skew": float(w["skew"]), "kurt": float(w["kurt"]), "sr0": sr0,
+            "n_trials": n_trials, "n_pairs": len(rows), "n_combos": [sizes[0], sizes[-1]],
+            "n_unscored": unscored, "var_trials": var, "selected_among": among,
+            "pbo": pooled, "pbo_windows": n_win, "verdict": text}

@@ -14,6 +14,7 @@ from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.data.validate import require_bars
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
+from quantfleet.research.benchmark import with_benchmark
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Int
 
@@ -25,7 +26,9 @@ class SweepResult:
     """What a sweep produced.
 
     ``table`` is the whole result (one row per asset × params) unless the sweep streamed to
-    ``path`` with ``keep_table=False``; ``top`` is the leaderboard by ``metric`` either way.
+    ``path`` with ``keep_table=False``; ``top`` is the leaderboard by ``metric`` either way,
+    each row with its asset's buy-and-hold over the sweep's bars beside it
+    (:data:`~quantfleet.research.benchmark.BENCHMARK_COLUMNS`).
     """
 
     strategy: str
@@ -189,6 +192,9 @@ def sweep(market: MarketData, strategy: str | Strategy,
     if len(board):
         board = _rank(board, metric, ascending).head(top)
         board = board.drop(columns=[_ASSET_KEY, _COMBO_KEY]).reset_index(drop=True)
+        # buy-and-hold of each row's asset over the sweep's bars, and the row's excess
+        board = with_benchmark(board, market, 0, market.n_bars, terms.ppy, terms.fee_rate,
+                               total_return="total_return", sharpe="sharpe")
     overfit = None
     if len(board):
         overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec, terms,

@@ -31,6 +31,7 @@ from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
+from quantfleet.research.overfit import combo_sharpes
 from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
@@ -52,6 +53,7 @@ __all__ = [
 # pairs; ``map_options={"chunk_size": n}`` overrides it
 CHUNKS_PER_WORKER = 2
 CHUNK_MAX_ITEMS = 64
+_SHARPE = METRIC_NAMES.index("sharpe")
 
 
 def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
@@ -124,7 +126,12 @@ def resolve_grids(strategies: Sequence[str | Strategy],
 
 @dataclass
 class TournamentResult:
-    """Rows, leaderboard and stitched out-of-sample returns of a tournament."""
+    """Rows, leaderboard and stitched out-of-sample returns of a tournament.
+
+    ``leaderboard`` rows carry each pair's own ``pair_pbo``, ``pair_dsr``, ``pair_verdict``
+    and the asset's buy-and-hold over the same test bars (``bh_*``, ``excess_*``);
+    ``winner_overfit`` deflates the first row by every (pair, combo) it was chosen among.
+    """
 
     metric: str
     windows: list[Window]
@@ -134,6 +141,9 @@ class TournamentResult:
     leaderboard: Any = None  # pandas.DataFrame, one row per (strategy, asset)
     oos_returns: Any = None  # pandas.DataFrame, timestamps × "strategy/asset"
     overfit: Any = None  # pandas.DataFrame, research.overfit.tournament_overfit's columns
+    # the leaderboard winner's DSR among every (pair, combo) trial, the pooled PBO, a verdict:
+    # research.overfit.tournament_winner_overfit
+    winner_overfit: dict[str, Any] | None = None
     path: Path | None = None
     failed: list[Any] = field(default_factory=list)
     wall_s: float = 0.0
@@ -396,6 +406,9 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     done = np.zeros(n_s * n_a, dtype=bool)
     board: list[dict[str, Any]] = []
     of_rows: list[dict[str, Any]] = []
+    # each pair's combos' mean out-of-sample Sharpe (per bar): the trials the winner beat
+    trial_sr: list[np.ndarray] = []
+    n_combos = {name: len(p) for name, p in params_json.items()}
     buffer = _RowBuffer(market, params_json, wins)
 
     def emit(tbl: Any) -> None:
@@ -427,6 +440,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             done[row] = True
             board.append(res["board"])
             of_rows.append(res["overfit"])
+            trial_sr.append(combo_sharpes(res["cols"]["oos"][:, _SHARPE], n_combos[sname], ppy))
             emit(buffer.add(*pairs[k], res))
         emit(buffer.flush())
     finally:
@@ -445,7 +459,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     import pyarrow as pa
 
-    from quantfleet.research.overfit import OVERFIT_COLUMNS
+    from quantfleet.research.benchmark import with_benchmark
+    from quantfleet.research.overfit import OVERFIT_COLUMNS, tournament_winner_overfit
 
     # stitched out-of-sample returns of the selected parameters, the leaderboard and the
     # overfitting statistics: each pair's part was computed in its task
@@ -463,13 +478,20 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                                                        of_rows[i]["asset"]))
     overfit = pd.DataFrame({c: [of_rows[i][c] for i in order] for c in OVERFIT_COLUMNS},
                            columns=list(OVERFIT_COLUMNS))
+    winner = None
     if board:
         order = leaderboard_order(board)
-        # board[i] and of_rows[i] are the same pair: the overfitting verdict joins by position
+        # board[i] and of_rows[i] are the same pair: the overfitting verdict joins by position;
+        # each pair's own PBO/DSR judge its walk-forward pick among its combos (pair_*), the
+        # winner's DSR among every pair's combos is winner_overfit
         cols_b: dict[str, list[Any]] = {k: [board[i][k] for i in order] for k in board[0]}
         for k in ("pbo", "dsr", "verdict"):
-            cols_b[k] = [of_rows[i][k] for i in order]
-        leaderboard = pd.DataFrame(cols_b)
+            cols_b[f"pair_{k}"] = [of_rows[i][k] for i in order]
+        # buy-and-hold of each row's asset over the same test bars, and the row's excess
+        leaderboard = with_benchmark(pd.DataFrame(cols_b), market, wins[0].test_start,
+                                     wins[-1].test_end, ppy, terms.fee_rate,
+                                     total_return="oos_total_return", sharpe="oos_sharpe")
+        winner = tournament_winner_overfit(of_rows, trial_sr, order[0])
     else:
         leaderboard = pd.DataFrame()
     table = pa.concat_tables(tables) if tables else None
@@ -481,5 +503,6 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
-        oos_returns=oos, overfit=overfit, path=out_dir, failed=failed, wall_s=wall, speedup=speed,
+        oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
+        wall_s=wall, speedup=speed,
     )
