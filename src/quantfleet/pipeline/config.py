@@ -179,7 +179,10 @@ class PortfolioConfig(_Section):
         "data.source read as a returns matrix (prices or an oos_returns file)")
     kind: Literal["auto", "assets", "strategies"] = "auto"
     assets: list[str] = Field(default_factory=list, description="columns; empty: all")
-    winners: int = Field(default=10, ge=2, description="strategy/asset series in the matrix")
+    winners: int | None = Field(
+        default=None, ge=1, description="members per rebalancing window, chosen by Sharpe "
+        "over that window's train bars; default 10 for source='strategies', every column "
+        "otherwise")
     train: int = Field(default=252, ge=20)
     test: int = Field(default=21, ge=1)
     fee_bps: float | None = Field(default=None, ge=0,

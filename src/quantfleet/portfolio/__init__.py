@@ -9,9 +9,11 @@ from quantfleet.portfolio.profiles import PROFILE_KINDS, Profile, fit_profile, p
 from quantfleet.portfolio.rebalance import (
     Allocation,
     RebalanceResult,
+    buy_and_hold,
     optimize,
     portfolio_returns,
     rebalance,
+    select_members,
     walk_forward_windows,
 )
 from quantfleet.portfolio.returns import (
@@ -28,6 +30,7 @@ __all__ = [
     "Profile",
     "RebalanceResult",
     "ReturnsMatrix",
+    "buy_and_hold",
     "fit_profile",
     "from_assets",
     "from_strategies",
@@ -37,5 +40,6 @@ __all__ = [
     "read_returns",
     "rebalance",
     "returns_matrix",
+    "select_members",
     "walk_forward_windows",
 ]
