@@ -376,11 +376,16 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     }
     if res.members is not None:
         out["members"] = ctx.put(res.members, "portfolio_members")
+    if res.benchmark is not None:
+        out["benchmark"] = ctx.put(res.benchmark.to_frame().reset_index(), "portfolio_benchmark")
     sel = res.provenance.get("selection")
+    origin = getattr(mat, "provenance", {}).get("selection")
+    selection = (f"{origin}: {sel['text']}" if origin else f"members: {sel['text']}") if sel \
+        else "every column in every window"
     return out, {"profiles": [p.name for p in res.profiles], "windows": len(res.windows),
                  "wall_s": res.wall_s, "fallbacks": int((res.log["fallback"] != "").sum())
                  if "fallback" in res.log else 0,
-                 "selection": sel["text"] if sel else "every column in every window",
+                 "selection": selection,
                  "buy_and_hold": res.provenance["buy_and_hold"]["text"]}
 
 

@@ -34,8 +34,8 @@ __all__ = [
     "MAX_BATCH",
     "Allocation",
     "RebalanceResult",
-    "fit_windows",
     "buy_and_hold",
+    "fit_windows",
     "optimize",
     "portfolio_returns",
     "rebalance",
@@ -546,9 +546,9 @@ def rebalance(returns: Any, profiles: Any, *, train: int = 252, test: int = 10,
     if members is not None:
         selection = {"members": int(members), "candidates": len(cols),
                      "metric": "sharpe over the window's train rows (mean/std, ddof=1)",
-                     "text": f"members chosen per window: the {int(members)} of {len(cols)} "
-                             f"columns with the best Sharpe over that window's {train} train "
-                             f"bars (flat columns never; ties to the first column)"}
+                     "text": f"the {int(members)} of {len(cols)} columns with the best "
+                             f"Sharpe over each window's {train} train bars (columns flat over "
+                             f"them never; ties to the first column)"}
     prov = {"returns": rm.provenance, "profiles": [p.to_dict() for p in profs], "train": train,
             "test": test, "fee_bps": float(fee_bps), "drift": drift, "ppy": ppy,
             "windows": len(rows), "executor": ex_name, "batch": batch,
