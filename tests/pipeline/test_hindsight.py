@@ -89,3 +89,12 @@ def test_returns_matrix_holds_every_pair_and_says_how_members_are_chosen(runs):
     assert res.provenance["buy_and_hold"]["assets"] == list(ASSETS)
     assert np.isfinite(res.metrics["bh_sharpe"]).all()
     assert (res.benchmark.index == res.returns.index).all()
+
+
+@pytest.mark.parametrize("source, winners, expected", [
+    ("strategies", None, 10), ("strategies", 4, 4), ("assets", None, None), ("data", 3, 3)])
+def test_members_per_window_default(source, winners, expected):
+    from quantfleet.pipeline.config import PortfolioConfig
+    from quantfleet.pipeline.stages import portfolio_members
+
+    assert portfolio_members(PortfolioConfig(source=source, winners=winners)) == expected
