@@ -96,3 +96,21 @@ def test_cli_portfolio_bad_winners(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "portfolio.winners" in err and "\n" not in err
+
+
+def test_cli_portfolio_prices_give_the_strategies_their_buy_and_hold(capsys, tmp_path, sp500):
+    from quantfleet.portfolio import from_assets
+
+    assets = from_assets(sp500, ["AAPL", "AMD", "KO"]).returns.iloc[:800]
+    path = tmp_path / "oos_returns.parquet"
+    assets.rename(columns=lambda a: f"hold/{a}").to_parquet(path)
+    args = ["portfolio", str(path), "--profiles", "equal_weight", "--train", "252", "--test",
+            "100", "--winners", "2", "--executor", "serial", "--no-store", "--json"]
+    main(args)
+    assert np.isnan(json.loads(capsys.readouterr().out)["metrics"][0]["bh_sharpe"] or np.nan)
+    main([*args, "--prices", "sp500"])
+    d = json.loads(capsys.readouterr().out)
+    oos = assets.to_numpy()[252:252 + 5 * 100]  # 5 windows of 100 bars after 252 train bars
+    wealth = np.mean(np.prod(1.0 + oos, axis=0))  # equal money in each, never traded
+    assert d["metrics"][0]["bh_total_return"] == pytest.approx(wealth - 1.0, rel=1e-10)
+    assert d["buy_and_hold"].startswith("equal-weight buy-and-hold of 3 asset(s) (AAPL, AMD, KO)")

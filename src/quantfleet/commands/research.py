@@ -284,6 +284,7 @@ def portfolio(
     train: Annotated[int, typer.Option("--train", help="Train window in bars.")] = 252,
     test: Annotated[int, typer.Option("--test", help="Test (holding) window in bars.")] = 10,
     winners: Annotated[int | None, typer.Option("--winners", help="Members per window: the N columns with the best Sharpe over that window's train bars only; the profiles are fitted on them (default: every column).")] = None,
+    prices: Annotated[str | None, typer.Option("--prices", help="Prices (dataset name, CSV/Parquet) of the assets DATA's strategy/asset columns trade: the buy-and-hold beside each profile (assets DATA: its own columns).")] = None,
     fee_bps: Annotated[float, typer.Option("--fee-bps", help="Cost per unit of traded weight at each rebalance, in basis points.")] = 0.0,
     fixed_weights: Annotated[bool, typer.Option("--fixed-weights", help="Trade back to target every bar instead of buy-and-hold inside the window.")] = False,
     covariance: Annotated[str, typer.Option("--covariance", help="empirical|ledoit_wolf|oas|shrunk|ew|gerber|denoise|detone")] = "empirical",
@@ -314,7 +315,8 @@ def portfolio(
     cfg = research_config(
         "portfolio",
         {"profiles": names, "source": "data", "kind": kind, "assets": split(assets) or [],
-         "train": train, "test": test, "winners": winners, "fee_bps": fee_bps,
+         "train": train, "test": test, "winners": winners, "prices": prices,
+         "fee_bps": fee_bps,
          "drift": not fixed_weights,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
          "covariance": covariance, "linkage": linkage, "risk_free_rate": risk_free_rate,

@@ -185,6 +185,9 @@ class PortfolioConfig(_Section):
         "otherwise")
     train: int = Field(default=252, ge=20)
     test: int = Field(default=21, ge=1)
+    prices: str | None = Field(
+        default=None, description="prices (dataset, CSV/Parquet) of the assets a matrix of "
+        "strategies read from data.source trades: its buy-and-hold benchmark")
     fee_bps: float | None = Field(default=None, ge=0,
                                   description="None: costs.fee_bps + costs.slippage_bps")
     drift: bool = True

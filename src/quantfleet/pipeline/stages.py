@@ -391,18 +391,24 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
 
 def _benchmark_returns(ctx: RunContext, mat: Any) -> Any:
     """What the buy-and-hold beside each profile holds: for the tournament's pairs, every
-    asset they trade (close-to-close returns from the run's market); else the matrix's own
-    columns when they are assets ("auto")."""
+    asset they trade (close-to-close returns from the run's market, or from
+    ``portfolio.prices`` for a matrix of strategies read from ``data.source``); else the
+    matrix's own columns when they are assets ("auto")."""
     import numpy as np
     import pandas as pd
 
     cfg = ctx.config.portfolio
     if cfg.source == "assets" and isinstance(mat, pd.DataFrame):  # a resumed flow
         return mat
-    if cfg.source != "strategies":
-        return "auto"
     cols = [str(c) for c in getattr(mat, "returns", mat).columns]
-    m = ctx.market
+    if cfg.source == "strategies":
+        m = ctx.market
+    elif cfg.prices is not None and all("/" in c for c in cols):
+        from quantfleet.data import load
+
+        m = load(cfg.prices)
+    else:
+        return "auto"
     idx = sorted({m.asset_index(c.split("/", 1)[1]) for c in cols})
     close = m.close[idx]
     r = close[:, 1:] / close[:, :-1] - 1.0
