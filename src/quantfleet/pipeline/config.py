@@ -175,7 +175,7 @@ class PortfolioConfig(_Section):
     profiles: list[str] = Field(default_factory=lambda: [
         "hrp", "max_sharpe", "min_variance", "risk_parity", "equal_weight"])
     source: Literal["strategies", "assets", "data"] = Field(
-        default="strategies", description="tournament winners, the market's assets, or "
+        default="strategies", description="every tournament pair, the market's assets, or "
         "data.source read as a returns matrix (prices or an oos_returns file)")
     kind: Literal["auto", "assets", "strategies"] = "auto"
     assets: list[str] = Field(default_factory=list, description="columns; empty: all")

@@ -1,4 +1,5 @@
-"""Portfolios from assets or tournament winners: returns matrix, profiles, walk-forward rebalancing.
+"""Portfolios from assets or tournament pairs: returns matrix, members per window, profiles,
+walk-forward rebalancing, buy-and-hold beside each profile.
 
 skfolio is imported only when a profile is built or fitted, never by importing this package.
 """
