@@ -67,3 +67,50 @@ def test_cli_portfolio_bad_input(capsys, args, msg):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and msg in err and "\n" not in err
+
+
+def test_cli_portfolio_winners_and_buy_and_hold(capsys):
+    main(["portfolio", "sp500", "--assets", "AAPL,AMD,BAC,BBY,KO", "--profiles",
+          "hrp,equal_weight", "--train", "252", "--test", "1000", "--winners", "2",
+          "--fee-bps", "5", "--executor", "serial", "--no-store", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["selection"] == ("members chosen per window from the 5 columns by train-window "
+                              "Sharpe (top 2)")
+    assert d["buy_and_hold"].startswith("equal-weight buy-and-hold of 5 asset(s)")
+    for m in d["metrics"]:
+        assert m["excess_sharpe"] == pytest.approx(m["sharpe"] - m["bh_sharpe"])
+        assert m["excess_total_return"] == pytest.approx(m["total_return"]
+                                                         - m["bh_total_return"])
+    assert d["metrics"][0]["bh_sharpe"] == d["metrics"][1]["bh_sharpe"]  # the same bars
+    main(["portfolio", "sp500", "--assets", "AAPL,AMD,BAC,BBY,KO", "--profiles", "hrp",
+          "--train", "252", "--test", "1000", "--winners", "2", "--executor", "serial",
+          "--no-store"])
+    out = capsys.readouterr().out
+    assert "Members chosen per window from the 5 columns" in out
+    assert "Against buy-and-hold over the same bars" in out and "Buy-and-hold: equal-weight" in out
+
+
+def test_cli_portfolio_bad_winners(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["portfolio", "sp500", "--winners", "0", "--executor", "serial", "--no-store"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "portfolio.winners" in err and "\n" not in err
+
+
+def test_cli_portfolio_prices_give_the_strategies_their_buy_and_hold(capsys, tmp_path, sp500):
+    from quantfleet.portfolio import from_assets
+
+    assets = from_assets(sp500, ["AAPL", "AMD", "KO"]).returns.iloc[:800]
+    path = tmp_path / "oos_returns.parquet"
+    assets.rename(columns=lambda a: f"hold/{a}").to_parquet(path)
+    args = ["portfolio", str(path), "--profiles", "equal_weight", "--train", "252", "--test",
+            "100", "--winners", "2", "--executor", "serial", "--no-store", "--json"]
+    main(args)
+    assert np.isnan(json.loads(capsys.readouterr().out)["metrics"][0]["bh_sharpe"] or np.nan)
+    main([*args, "--prices", "sp500"])
+    d = json.loads(capsys.readouterr().out)
+    oos = assets.to_numpy()[252:252 + 5 * 100]  # 5 windows of 100 bars after 252 train bars
+    wealth = np.mean(np.prod(1.0 + oos, axis=0))  # equal money in each, never traded
+    assert d["metrics"][0]["bh_total_return"] == pytest.approx(wealth - 1.0, rel=1e-10)
+    assert d["buy_and_hold"].startswith("equal-weight buy-and-hold of 3 asset(s) (AAPL, AMD, KO)")

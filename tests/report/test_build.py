@@ -196,3 +196,21 @@ def test_load_errors_name_the_fix(store):
         load_view(store, store.put_json({"run_id": "x"}, kind="report_view"))
     with pytest.raises(TypeError, match="RunView.heatmap must be a pandas DataFrame"):
         save_view(RunView("r", heatmap=[1, 2]), store)
+
+
+def test_weights_plot_keeps_held_columns_and_sums_the_rest():
+    from quantfleet.report.build import _MAX_WEIGHT_SERIES, _top_weights
+
+    rng = np.random.default_rng(1)
+    n = _MAX_WEIGHT_SERIES + 10
+    w = pd.DataFrame(rng.dirichlet(np.ones(n), size=12), columns=[f"s/a{i}" for i in range(n)])
+    w.iloc[:, :5] = 0.0  # never held
+    w = w.div(w.sum(axis=1), axis=0)
+    got = _top_weights(w)
+    assert list(got.columns[:-1]) == list(
+        w.iloc[:, 5:].mean().sort_values(ascending=False, kind="stable").index[
+            :_MAX_WEIGHT_SERIES])
+    assert got.columns[-1] == "other"
+    np.testing.assert_allclose(got.sum(axis=1), 1.0)
+    small = w.iloc[:, :8]
+    assert list(_top_weights(small).columns) == list(small.columns[5:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 SMALL = {
@@ -63,7 +64,11 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     assert f"as the best of {win['n_trials']:,} trials (8 strategy × asset pairs" in lb
     for col in ("pair_dsr", "pair_pbo", "bh_sharpe", "excess_sharpe", "trials compared (N)"):
         assert col in lb, col
-    assert "hrp" in _section(page, "portfolio")
+    port = _section(page, "portfolio")
+    assert "hrp" in port and "bh_sharpe" in port and "excess_sharpe" in port
+    assert ("Members chosen per window from the 8 tournament pairs by train-window Sharpe "
+            "(top 4)") in port
+    assert "Members: windows each column was chosen in" in port
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
     assert "than the measured baseline" in sp and "Where the speed-up was lost" in sp
@@ -81,6 +86,14 @@ def test_the_view_holds_what_the_stages_wrote(run):
     assert [w["params"] for w in view.evolution_winners] == [
         w["params"] for w in res["evolution"].winners]
     assert set(view.portfolio_weights) == {"hrp", "equal_weight"}
+    port = res["portfolio"]
+    assert list(view.portfolio_returns.columns) == ["hrp", "equal_weight", "buy-and-hold"]
+    np.testing.assert_array_equal(view.portfolio_returns["buy-and-hold"].to_numpy(),
+                                  port.benchmark.to_numpy())
+    counts = port.members["column"].value_counts()
+    assert dict(zip(view.portfolio_members["column"], view.portfolio_members["windows"],
+                    strict=True)) == counts.to_dict()
+    assert view.portfolio_members["share"].max() <= 1.0
     assert view.summary["status"] == "succeeded" and view.summary["command"] == "run"
 
 

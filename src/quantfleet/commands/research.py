@@ -296,6 +296,8 @@ def portfolio(
     assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets or strategy/asset columns (default: all).")] = None,
     train: Annotated[int, typer.Option("--train", help="Train window in bars.")] = 252,
     test: Annotated[int, typer.Option("--test", help="Test (holding) window in bars.")] = 10,
+    winners: Annotated[int | None, typer.Option("--winners", help="Members per window: the N columns with the best Sharpe over that window's train bars only; the profiles are fitted on them (default: every column).")] = None,
+    prices: Annotated[str | None, typer.Option("--prices", help="Prices (dataset name, CSV/Parquet) of the assets DATA's strategy/asset columns trade: the buy-and-hold beside each profile (assets DATA: its own columns).")] = None,
     fee_bps: Annotated[float, typer.Option("--fee-bps", help="Cost per unit of traded weight at each rebalance, in basis points.")] = 0.0,
     fixed_weights: Annotated[bool, typer.Option("--fixed-weights", help="Trade back to target every bar instead of buy-and-hold inside the window.")] = False,
     covariance: Annotated[str, typer.Option("--covariance", help="empirical|ledoit_wolf|oas|shrunk|ew|gerber|denoise|detone")] = "empirical",
@@ -326,7 +328,9 @@ def portfolio(
     cfg = research_config(
         "portfolio",
         {"profiles": names, "source": "data", "kind": kind, "assets": split(assets) or [],
-         "train": train, "test": test, "fee_bps": fee_bps, "drift": not fixed_weights,
+         "train": train, "test": test, "winners": winners, "prices": prices,
+         "fee_bps": fee_bps,
+         "drift": not fixed_weights,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
          "covariance": covariance, "linkage": linkage, "risk_free_rate": risk_free_rate,
          "min_weight": min_weight, "max_weight": max_weight},
@@ -340,6 +344,8 @@ def portfolio(
          "columns": len(matrix.columns), "rows": len(matrix.returns), "train": train,
          "test": test, "windows": len(res.windows), "fee_bps": fee_bps,
          "drift": not fixed_weights, "executor": res.provenance["executor"],
+         "selection": matrix.provenance.get("selection"),
+         "buy_and_hold": res.provenance["buy_and_hold"]["text"],
          "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}, run)
     if as_json:
         print_json({**summary, "metrics": metrics, "timing": timing,
@@ -350,6 +356,13 @@ def portfolio(
     print_rows([{k: m[k] for k in shown} for m in metrics],
                title=f"Portfolio profiles, out of sample ({len(res.windows)} windows of "
                      f"{train}/{test} bars, fees {fee_bps} bps)", skip=())
+    sel = str(summary["selection"])
+    typer.echo(sel[:1].upper() + sel[1:])
+    vs = ("profile", "total_return", "bh_total_return", "excess_total_return", "sharpe",
+          "bh_sharpe", "excess_sharpe")
+    print_rows([{k: m[k] for k in vs} for m in metrics],
+               title="Against buy-and-hold over the same bars (excess = profile - bh)", skip=())
+    typer.echo(f"Buy-and-hold: {summary['buy_and_hold']}")
     print_rows(timing, title="Optimizer cost per window", skip=())
     n_fb = int((res.log["fallback"] != "").sum())
     typer.echo(f"{len(res.windows)} windows x {len(res.profiles)} profiles in {res.wall_s:.1f} s "

@@ -175,13 +175,19 @@ class PortfolioConfig(_Section):
     profiles: list[str] = Field(default_factory=lambda: [
         "hrp", "max_sharpe", "min_variance", "risk_parity", "equal_weight"])
     source: Literal["strategies", "assets", "data"] = Field(
-        default="strategies", description="tournament winners, the market's assets, or "
+        default="strategies", description="every tournament pair, the market's assets, or "
         "data.source read as a returns matrix (prices or an oos_returns file)")
     kind: Literal["auto", "assets", "strategies"] = "auto"
     assets: list[str] = Field(default_factory=list, description="columns; empty: all")
-    winners: int = Field(default=10, ge=2, description="strategy/asset series in the matrix")
+    winners: int | None = Field(
+        default=None, ge=1, description="members per rebalancing window, chosen by Sharpe "
+        "over that window's train bars; default 10 for source='strategies', every column "
+        "otherwise")
     train: int = Field(default=252, ge=20)
     test: int = Field(default=21, ge=1)
+    prices: str | None = Field(
+        default=None, description="prices (dataset, CSV/Parquet) of the assets a matrix of "
+        "strategies read from data.source trades: its buy-and-hold benchmark")
     fee_bps: float | None = Field(default=None, ge=0,
                                   description="None: costs.fee_bps + costs.slippage_bps")
     drift: bool = True

@@ -84,7 +84,22 @@ def run_view(run: Any) -> Any:
                                   for p, g in w.groupby("profile", sort=False)}
         r = table("portfolio_returns")
         view.portfolio_returns = r.set_index("timestamp") if r is not None else None
+        bench = table("portfolio_benchmark")
+        if view.portfolio_returns is not None and bench is not None:
+            view.portfolio_returns = view.portfolio_returns.join(
+                bench.set_index("timestamp")["buy_and_hold"].rename("buy-and-hold"))
         view.portfolio_metrics = table("portfolio_metrics")
+        port = ((meta.get("stages") or {}).get("portfolio") or {}).get("summary") or {}
+        notes = [f"{label}{port[k][:1].upper()}{port[k][1:]}" for k, label in
+                 (("selection", ""), ("buy_and_hold", "Buy-and-hold (bh_*): ")) if port.get(k)]
+        view.portfolio_notes = notes or None
+        members = table("portfolio_members")
+        if members is not None and len(members):
+            n_w = int(members["window"].nunique())
+            freq = members.groupby("column", sort=False).size().sort_values(
+                ascending=False, kind="stable")
+            view.portfolio_members = freq.rename("windows").reset_index().assign(
+                share=lambda d: d["windows"] / n_w)
     spans = run.spans
     if len(spans.spans):
         view.heatmap = heatmap(spans)

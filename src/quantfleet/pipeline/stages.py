@@ -31,6 +31,7 @@ __all__ = [
     "data_stage",
     "evolution_stage",
     "market_table",
+    "portfolio_members",
     "portfolio_stage",
     "returns_stage",
     "stage_key",
@@ -47,8 +48,7 @@ DEPENDS: dict[str, dict[str, tuple[str, str]]] = {
     "sweep": {"market": ("data", "market")},
     "tournament": {"market": ("data", "market")},
     "evolution": {"market": ("data", "market")},
-    "returns": {"leaderboard": ("tournament", "leaderboard"),
-                "oos_returns": ("tournament", "oos_returns")},
+    "returns": {"oos_returns": ("tournament", "oos_returns")},
     "portfolio": {"returns_matrix": ("returns", "returns_matrix")},
 }
 """``{stage: {input name: (producing stage, its output name)}}``."""
@@ -296,10 +296,23 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
              "best": res.winners[0] if res.winners else None, "overfit": res.overfit})
 
 
+def portfolio_members(cfg: Any) -> int | None:
+    """Members per rebalancing window: ``[portfolio] winners``, by default 10 when the matrix
+    holds the tournament's pairs and every column otherwise (None)."""
+    if cfg.winners is not None:
+        return int(cfg.winners)
+    return 10 if cfg.source == "strategies" else None
+
+
 def returns_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
-    from quantfleet.portfolio.returns import from_assets, from_strategies, returns_matrix
+    from quantfleet.portfolio.returns import (
+        ReturnsMatrix,
+        from_assets,
+        from_strategies,
+        returns_matrix,
+    )
 
     cfg = ctx.config.portfolio
     if cfg.source == "assets":
@@ -307,11 +320,18 @@ def returns_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, An
     elif cfg.source == "data":
         mat = returns_matrix(ctx.config.data.source, cfg.assets or None, kind=cfg.kind)
     else:
-        board = ctx.store.get_table(inputs["leaderboard"]).to_pandas()
+        # every pair the tournament traded: which of them the portfolio holds is chosen per
+        # rebalancing window from the bars before it (portfolio stage), never from the whole
+        # history the portfolio is then scored on
         oos = ctx.store.get_table(inputs["oos_returns"]).to_pandas().set_index("timestamp")
-        board = board[np.isfinite(board["oos_sharpe"])]
-        cols = [f"{r.strategy}/{r.asset}" for r in board.head(cfg.winners).itertuples()]
-        mat = from_strategies(oos, cols, source=f"tournament winners ({inputs['oos_returns'][:12]})")
+        cols = [str(c) for c in oos.columns if np.isfinite(oos[c].to_numpy(float)).any()]
+        mat = from_strategies(oos, cols, source=f"tournament pairs ({inputs['oos_returns'][:12]})")
+    k = portfolio_members(cfg)
+    selection = (f"members chosen per window from the {len(mat.columns)} "
+                 f"{'tournament pairs' if cfg.source == 'strategies' else 'columns'} by "
+                 f"train-window Sharpe (top {k})" if k is not None
+                 else f"every one of the {len(mat.columns)} columns in every window")
+    mat = ReturnsMatrix(mat.returns, {**mat.provenance, "selection": selection})
     ctx.results["returns"] = mat
     return {"returns_matrix": ctx.put(mat.returns.reset_index(), "returns_matrix"),
             "provenance": ctx.put(mat.provenance, "returns_matrix_provenance")}, {
@@ -337,7 +357,8 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     res = rebalance(mat, profiles, train=cfg.train, test=cfg.test, fee_bps=fee, drift=cfg.drift,
                     executor=ctx.executor(n_items_hint=n_windows * len(profiles),
                                           item_cost_s=0.03),
-                    ppy=cfg.periods_per_year)
+                    ppy=cfg.periods_per_year, members=portfolio_members(cfg),
+                    benchmark=_benchmark_returns(ctx, mat))
     if cfg.out is not None:
         res.write(cfg.out)
     ctx.results["portfolio"] = res
@@ -355,9 +376,46 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
         "timing_fit_spans": ctx.put(res.spans.to_arrow(), "portfolio_spans"),
         "timing_profiles": ctx.put(res.timing(), "portfolio_timing"),
     }
+    if res.members is not None:
+        out["members"] = ctx.put(res.members, "portfolio_members")
+    if res.benchmark is not None:
+        out["benchmark"] = ctx.put(res.benchmark.to_frame().reset_index(), "portfolio_benchmark")
+    sel = res.provenance.get("selection")
+    origin = getattr(mat, "provenance", {}).get("selection")
+    selection = (f"{origin}: {sel['text']}" if origin else f"members: {sel['text']}") if sel \
+        else "every column in every window"
     return out, {"profiles": [p.name for p in res.profiles], "windows": len(res.windows),
                  "wall_s": res.wall_s, "fallbacks": int((res.log["fallback"] != "").sum())
-                 if "fallback" in res.log else 0}
+                 if "fallback" in res.log else 0,
+                 "selection": selection,
+                 "buy_and_hold": res.provenance["buy_and_hold"]["text"]}
+
+
+def _benchmark_returns(ctx: RunContext, mat: Any) -> Any:
+    """What the buy-and-hold beside each profile holds: for the tournament's pairs, every
+    asset they trade (close-to-close returns from the run's market, or from
+    ``portfolio.prices`` for a matrix of strategies read from ``data.source``); else the
+    matrix's own columns when they are assets ("auto")."""
+    import numpy as np
+    import pandas as pd
+
+    cfg = ctx.config.portfolio
+    if cfg.source == "assets" and isinstance(mat, pd.DataFrame):  # a resumed flow
+        return mat
+    cols = [str(c) for c in getattr(mat, "returns", mat).columns]
+    if cfg.source == "strategies":
+        m = ctx.market
+    elif cfg.prices is not None and all("/" in c for c in cols):
+        from quantfleet.data import load
+
+        m = load(cfg.prices)
+    else:
+        return "auto"
+    idx = sorted({m.asset_index(c.split("/", 1)[1]) for c in cols})
+    close = m.close[idx]
+    r = close[:, 1:] / close[:, :-1] - 1.0
+    return pd.DataFrame(r.T, index=pd.DatetimeIndex(m.timestamps[1:], name="timestamp"),
+                        columns=[m.assets[i] for i in idx]).astype(np.float64)
 
 
 STAGES = {

@@ -1,4 +1,5 @@
-"""Portfolios from assets or tournament winners: returns matrix, profiles, walk-forward rebalancing.
+"""Portfolios from assets or tournament pairs: returns matrix, members per window, profiles,
+walk-forward rebalancing, buy-and-hold beside each profile.
 
 skfolio is imported only when a profile is built or fitted, never by importing this package.
 """
@@ -9,9 +10,11 @@ from quantfleet.portfolio.profiles import PROFILE_KINDS, Profile, fit_profile, p
 from quantfleet.portfolio.rebalance import (
     Allocation,
     RebalanceResult,
+    buy_and_hold,
     optimize,
     portfolio_returns,
     rebalance,
+    select_members,
     walk_forward_windows,
 )
 from quantfleet.portfolio.returns import (
@@ -28,6 +31,7 @@ __all__ = [
     "Profile",
     "RebalanceResult",
     "ReturnsMatrix",
+    "buy_and_hold",
     "fit_profile",
     "from_assets",
     "from_strategies",
@@ -37,5 +41,6 @@ __all__ = [
     "read_returns",
     "rebalance",
     "returns_matrix",
+    "select_members",
     "walk_forward_windows",
 ]

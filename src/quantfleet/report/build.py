@@ -421,20 +421,45 @@ def _portfolio(view: RunView, figs: _Figures) -> str:
     from quantfleet.report import plots
 
     parts = []
-    pw = {str(k): v for k, v in (view.portfolio_weights or {}).items() if _present(v)}
+    for note in view.portfolio_notes or []:
+        parts.append(f'<p class="note">{esc(note)}</p>')
+    pw = {str(k): _top_weights(v) for k, v in (view.portfolio_weights or {}).items()
+          if _present(v)}
     if pw:
         parts.append("<h3>Weights over time</h3><p class=\"note\">Target weights at each "
-                     "rebalance (window start), stacked; one panel per profile.</p>"
-                     + figs.div(plots.weights(pw), "weights"))
+                     "rebalance (window start), stacked; one panel per profile; columns never "
+                     f"held are left out, beyond the {_MAX_WEIGHT_SERIES} most held the rest are "
+                     "summed as 'other'.</p>" + figs.div(plots.weights(pw), "weights"))
     if _present(view.portfolio_metrics):
         rows, cols = frame_rows(view.portfolio_metrics, index="profile")
-        parts.append("<h3>Out-of-sample metrics per profile</h3>" + table(rows, cols))
+        parts.append("<h3>Out-of-sample metrics per profile</h3><p class=\"note\">bh_*: "
+                     "buy-and-hold over the same bars; excess_*: the profile minus it.</p>"
+                     + table(rows, cols))
+    if _present(view.portfolio_members):
+        rows, cols = frame_rows(view.portfolio_members)
+        parts.append("<details><summary>Members: windows each column was chosen in</summary>"
+                     + table(rows, cols) + "</details>")
     if _present(view.portfolio_returns):
         r = view.portfolio_returns.set_axis([str(c) for c in view.portfolio_returns.columns],
                                             axis=1)
         parts.append("<h3>Cumulative out-of-sample returns</h3>"
                      + figs.div(plots.cumulative(r), "portfolio-returns"))
     return "".join(parts)
+
+
+_MAX_WEIGHT_SERIES = 20
+"""Most columns drawn per profile in the weights plot; the rest are summed as 'other'."""
+
+
+def _top_weights(w: pd.DataFrame) -> pd.DataFrame:
+    """The columns a profile ever held, the most held first; beyond _MAX_WEIGHT_SERIES the
+    rest summed into one 'other' column."""
+    held = w.loc[:, (w.fillna(0.0) != 0.0).any(axis=0)]
+    if held.shape[1] <= _MAX_WEIGHT_SERIES:
+        return held
+    order = held.fillna(0.0).mean(axis=0).sort_values(ascending=False, kind="stable").index
+    top = held[order[:_MAX_WEIGHT_SERIES]]
+    return top.assign(other=held[order[_MAX_WEIGHT_SERIES:]].sum(axis=1))
 
 
 def _latency(view: RunView, figs: _Figures) -> str:

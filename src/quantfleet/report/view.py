@@ -19,9 +19,9 @@ __all__ = ["FORMAT", "RunView", "load_view", "save_view"]
 FORMAT = "quantfleet.report.view/2"
 
 _JSON_PARTS = ("summary", "lineage", "evolution_history", "evolution_winners", "overfit",
-               "bottlenecks", "break_even", "speedup")
+               "bottlenecks", "break_even", "speedup", "portfolio_notes")
 _FRAME_PARTS = ("leaderboard", "oos_returns", "portfolio_returns", "portfolio_metrics", "heatmap",
-                "utilisation", "cost_what_if")
+                "utilisation", "cost_what_if", "portfolio_members")
 
 
 @dataclass
@@ -58,6 +58,10 @@ class RunView:
         DatetimeIndex x profile out-of-sample per-bar returns.
     portfolio_metrics : DataFrame, optional
         Profile (index, or a ``profile`` column) x metrics.
+    portfolio_notes : list of str, optional
+        How the portfolio's members were chosen and what its buy-and-hold benchmark holds.
+    portfolio_members : DataFrame, optional
+        One row per column ever chosen as a member: ``column, windows, share`` (of windows).
     heatmap : DataFrame, optional
         Stage (index) x component (columns), seconds.
     utilisation : DataFrame, optional
@@ -85,6 +89,8 @@ class RunView:
     portfolio_weights: dict[str, pd.DataFrame] | None = None
     portfolio_returns: pd.DataFrame | None = None
     portfolio_metrics: pd.DataFrame | None = None
+    portfolio_notes: list[str] | None = None
+    portfolio_members: pd.DataFrame | None = None
     heatmap: pd.DataFrame | None = None
     utilisation: pd.DataFrame | None = None
     bottlenecks: list[dict] | None = None
