@@ -63,6 +63,9 @@ class BacktestJob:
     keep : "metrics", or also per-bar "returns" or "positions"
     combos : rows of ``params`` whose series are kept (None: all); see also ``select``
     select : choose the kept combo per asset in another bar range (see :class:`Select`)
+    walk : a :class:`~quantfleet.backtest.walk.Walk`: a walk-forward job over its windows,
+        ``[start, stop)`` its test span; :func:`evaluate` returns a
+        :class:`~quantfleet.backtest.walk.WalkResult` (kept series: the out-of-sample path)
     """
 
     strategy: str
@@ -75,6 +78,7 @@ class BacktestJob:
     keep: str = "metrics"
     combos: tuple[int, ...] | None = None
     select: Select | None = None
+    walk: Any = None  # a backtest.walk.Walk (that module builds on this one)
 
     def __post_init__(self) -> None:
         params = self.params
@@ -95,16 +99,27 @@ class BacktestJob:
             object.__setattr__(self, "combos", tuple(int(c) for c in self.combos))
         if self.select is not None and self.combos is not None:
             raise QuantfleetError("BacktestJob: give combos or select, not both")
+        if self.walk is not None:
+            if self.select is not None or self.combos is not None:
+                raise QuantfleetError("BacktestJob: a walk job selects per window itself; "
+                                      "give walk without combos or select")
+            if (self.start, self.stop) != (self.walk.start, self.walk.stop):
+                raise QuantfleetError(
+                    f"BacktestJob({self.strategy}): with walk, [start, stop) is the test span "
+                    f"[{self.walk.start}, {self.walk.stop}) (got [{self.start}, {self.stop}))")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the field values in order, not a dict of them: a task carries many jobs
         return (BacktestJob, (self.strategy, self.assets, self.params, self.start, self.stop,
-                              self.warm_from, self.terms, self.keep, self.combos, self.select))
+                              self.warm_from, self.terms, self.keep, self.combos, self.select,
+                              self.walk))
 
     @property
     def n_backtests(self) -> int:
         """Kernel passes over a combo's bars: the metrics, the selection, the kept series."""
         n_c = self.params.shape[0]
+        if self.walk is not None:
+            return self.walk.n_backtests(n_c) * len(self.assets)
         per_asset = n_c
         if self.select is not None:
             per_asset += n_c + (1 if self.keep != "metrics" else 0)
@@ -154,7 +169,10 @@ def best_combo(values: np.ndarray, metric: str) -> int:
 
 
 def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
-    """Run ``job`` on ``market`` through ``Strategy.run_asset``, asset by asset."""
+    """Run ``job`` on ``market`` through ``Strategy.run_asset``, asset by asset (a walk job
+    through its ``walk``: :func:`~quantfleet.backtest.walk.evaluate_walk`)."""
+    if job.walk is not None:
+        return job.walk.evaluate(market, job)
     strat = get(job.strategy)
     t = job.terms
     kw = {"fee_rate": t.fee_rate, "ppy": t.ppy, "long_short": t.long_short}
