@@ -58,6 +58,15 @@ def test_a_combo_alone_equals_the_combo_in_a_large_grid(strategy):
         one = evaluate(MARKET, walk_job(strategy.name, params[c:c + 1]))
         assert same(one.is_metrics[:, :, 0], full.is_metrics[:, :, c]), c
         assert same(one.oos_metrics[:, :, 0], full.oos_metrics[:, :, c]), c
+    # a window part's metrics are the plain backtest of its bars (indicators from the first
+    # bar): positions do not depend on where the accounting starts
+    for a in range(2):
+        for w in (0, n_w - 1):
+            for part, (lo, hi) in ((full.is_metrics, WALK.windows[w][:2]),
+                                   (full.oos_metrics, WALK.windows[w][2:])):
+                want = strategy.run_asset(MARKET, a, params, fee_rate=1e-3, ppy=365.0,
+                                          long_short=True, start=lo, stop=hi)[0]
+                np.testing.assert_allclose(part[a, w], want, rtol=1e-12, atol=1e-12)
     # the selection is best_combo's per window
     k = METRIC_NAMES.index("sharpe")
     for a in range(2):
