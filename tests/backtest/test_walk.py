@@ -184,7 +184,7 @@ def test_walk_job_errors():
     with pytest.raises(QuantfleetError, match=r"with walk, \[start, stop\) is the test span "
                                               r"\[100, 200\) \(got \[0, None\)\)"):
         BacktestJob("sma_cross", (0,), p, walk=walk)
-    with pytest.raises(QuantfleetError, match="give walk without combos or select"):
+    with pytest.raises(QuantfleetError, match="give walk without combos"):
         BacktestJob("sma_cross", (0,), p, start=100, stop=200, walk=walk, combos=(0,))
     late = BacktestJob("sma_cross", (0,), p, start=100, stop=200, warm_from=50, walk=walk)
     with pytest.raises(QuantfleetError, match="a window starts at bar 0, before asset"):

@@ -4,11 +4,10 @@ from quantfleet.backtest.job import (
            BacktestJob,
            JobBatch,
            JobResult,
-           Select,
            evaluate,
            evaluate_jobs,
 )
 from quantfleet.backtest.terms import Costs, Terms
 
-__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Select", "Terms", "evaluate",
+__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Terms", "evaluate",
            "evaluate_jobs"]
