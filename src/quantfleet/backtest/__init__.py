@@ -8,6 +8,7 @@ from quantfleet.backtest.job import (
            evaluate_jobs,
 )
 from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.walk import Walk, WalkResult
 
-__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Terms", "evaluate",
-           "evaluate_jobs"]
+__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Terms", "Walk", "WalkResult",
+           "evaluate", "evaluate_jobs"]
