@@ -129,8 +129,7 @@ def probe_fresh(kind: str) -> dict:
     s = get("sma_cross")
     params = coarse_grid(s.space, 9)
     w = walk_forward(market.timestamps, None, None, 3, False, start=0)[0]
-    warm = max(s.min_bars(d) for d in s.space.to_dicts(params))
-    item = JobBatch(pair_jobs("sma_cross", 0, params, [w], warm,
+    item = JobBatch(pair_jobs("sma_cross", 0, params, [w],
                               Terms(ppy=market.periods_per_year), "sharpe"))
     t0 = time.perf_counter()
     if kind == "ray":

@@ -132,23 +132,31 @@ def random_ohlcv(rng: np.random.Generator, n: int) -> dict:
     return {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
 
-def book_metrics(pos: np.ndarray, r: np.ndarray, fee_rate: float, ppy: float) -> tuple[dict, np.ndarray]:
+def book_metrics(pos: np.ndarray, r: np.ndarray | None, fee_rate: float, ppy: float,
+                 earned: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
     """Every metric of target positions ``pos`` over bars with returns ``r`` (the book is flat
     before bar 0), written from docs/conventions.md one definition at a time: equity bar by bar,
     then each metric from the whole series; trades found as segments of the position path.
 
+    ``earned`` (instead of ``r``): what the position held over each bar earned, as a fraction
+    of equity (``held * r``, funding included); bar 0 earns nothing, the book being flat before
+    it, whatever ``earned[0]`` says.
+
     Returns ``(metrics, per-bar strategy returns)``.
     """
     pos = np.asarray(pos, float)
-    r = np.asarray(r, float)
     n = len(pos)
     held = np.concatenate([[0.0], pos[:-1]])  # position held over each bar
-    rb = (1.0 + held * r) * (1.0 - fee_rate * np.abs(pos - held)) - 1.0
+    if earned is None:
+        pnl = held * np.asarray(r, float)
+    else:
+        pnl = np.concatenate([[0.0], np.asarray(earned, float)[1:]])
+    rb = (1.0 + pnl) * (1.0 - fee_rate * np.abs(pos - held)) - 1.0
     marked = np.empty(n)  # equity after the bar's move, before the close's fill
     equity = np.empty(n)  # equity after the fill
     e = 1.0
     for t in range(n):
-        marked[t] = e * (1.0 + held[t] * r[t])
+        marked[t] = e * (1.0 + pnl[t])
         e = equity[t] = marked[t] * (1.0 - fee_rate * abs(pos[t] - held[t]))
     final = equity[-1] if n else 1.0
     m: dict = {"total_return": final - 1.0}

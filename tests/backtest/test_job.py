@@ -10,7 +10,6 @@ from quantfleet.backtest import (
     Costs,
     JobBatch,
     JobResult,
-    Select,
     Terms,
     evaluate,
     evaluate_jobs,
@@ -45,7 +44,7 @@ def test_metrics_job_is_run_asset(market):
     job = BacktestJob("sma_cross", (0, 1, 2), PARAMS, start=100, stop=350, warm_from=60,
                       terms=TERMS)
     res = evaluate(market, job)
-    assert isinstance(res, JobResult) and res.series is None and res.chosen is None
+    assert isinstance(res, JobResult) and res.series is None
     assert res.metrics.shape == (3, 4, len(METRIC_NAMES))
     for i, a in enumerate((0, 1, 2)):
         want = strat.run_asset(market, a, PARAMS, start=100, stop=350, warm_from=60, **KW)[0]
@@ -75,28 +74,6 @@ def test_series_of_every_or_some_combos(market, keep):
         assert same(some.series[i], np.ascontiguousarray(sub[2] if keep == "positions" else sub[1]))
 
 
-@pytest.mark.parametrize("metric", ["sharpe", "max_drawdown", "turnover"])
-def test_select_keeps_the_series_of_the_combo_best_in_sample(market, metric):
-    strat = get("sma_cross")
-    job = BacktestJob("sma_cross", (0, 2), PARAMS, start=250, stop=400, warm_from=210,
-                      terms=TERMS, keep="returns",
-                      select=Select(metric, start=100, stop=250, warm_from=60))
-    res = evaluate(market, job)
-    k = METRIC_NAMES.index(metric)
-    for i, a in enumerate((0, 2)):
-        is_m = strat.run_asset(market, a, PARAMS, start=100, stop=250, warm_from=60, **KW)[0]
-        assert same(res.select_metrics[i], is_m)
-        v = is_m[:, k]
-        best = int(np.nanargmin(v) if metric in ("max_drawdown", "turnover") else np.nanargmax(v))
-        assert res.chosen[i] == best
-        oos = strat.run_asset(market, a, PARAMS, start=250, stop=400, warm_from=210, **KW)
-        assert same(res.metrics[i], oos[0])
-        _, r = strat.run_asset(market, a, PARAMS[best:best + 1], start=250, stop=400,
-                               warm_from=210, returns=True, **KW)
-        assert same(res.series[i], np.ascontiguousarray(r))
-    assert job.n_backtests == 2 * (4 + 4 + 1)
-
-
 def _count(market, jobs, results):
     return [len(jobs), [r.metrics.shape for r in results]]
 
@@ -117,11 +94,6 @@ def test_terms_and_validation():
         BacktestJob("sma_cross", (0,), PARAMS, keep="equity")
     with pytest.raises(QuantfleetError, match="params must be a 2-D block"):
         BacktestJob("sma_cross", (0,), PARAMS[0])
-    with pytest.raises(QuantfleetError, match="unknown metric 'sharp'"):
-        Select("sharp", 0, 10)
-    with pytest.raises(QuantfleetError, match="combos or select, not both"):
-        BacktestJob("sma_cross", (0,), PARAMS, keep="returns", combos=(0,),
-                    select=Select("sharpe", 0, 10))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,24 +145,3 @@ def test_best_combo_matches_a_slow_scan_on_random_values():
         v[rng.random(n) < 0.1] = -np.inf
         assert best_combo(v, "sharpe") == _slow_best(v, False)
         assert best_combo(v, "max_drawdown") == _slow_best(v, True)
-
-
-def test_select_never_keeps_a_combo_that_never_traded(market):
-    # asset B has no data before bar 30: selecting on bars [0, 30) every in-sample Sharpe is NaN
-    strat = get("sma_cross")
-    job = BacktestJob("sma_cross", (1, 0), PARAMS, start=250, stop=400, warm_from=210,
-                      terms=TERMS, keep="returns", select=Select("sharpe", start=0, stop=30))
-    res = evaluate(market, job)
-    assert np.isnan(res.select_metrics[0][:, METRIC_NAMES.index("sharpe")]).all()
-    assert res.chosen[0] == -1  # no selection on B ...
-    oos = strat.run_asset(market, 1, PARAMS, start=250, stop=400, warm_from=210, **KW)
-    assert same(res.metrics[0], oos[0])  # ... its out-of-sample metrics are still every combo's
-    assert res.series[0].shape == (1, 150) and (res.series[0] == 0.0).all()  # and it stays flat
-    pos = evaluate(market, BacktestJob("sma_cross", (1,), PARAMS, start=250, stop=400,
-                                       warm_from=210, terms=TERMS, keep="positions",
-                                       select=Select("sharpe", start=0, stop=30)))
-    assert pos.chosen[0] == -1 and (pos.series[0] == 0.0).all()
-    # asset A: combo 2 (slow=40) has no Sharpe within 30 bars, the others do; the best finite
-    sr_a = res.select_metrics[1][:, METRIC_NAMES.index("sharpe")]
-    assert np.isnan(sr_a[2]) and np.isfinite(np.delete(sr_a, 2)).all()
-    assert res.chosen[1] == int(np.nanargmax(sr_a)) != 2

@@ -4,11 +4,11 @@ from quantfleet.backtest.job import (
            BacktestJob,
            JobBatch,
            JobResult,
-           Select,
            evaluate,
            evaluate_jobs,
 )
 from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.walk import Walk, WalkResult
 
-__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Select", "Terms", "evaluate",
-           "evaluate_jobs"]
+__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Terms", "Walk", "WalkResult",
+           "evaluate", "evaluate_jobs"]

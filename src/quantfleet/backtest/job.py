@@ -8,7 +8,7 @@ warm-up start, the execution :class:`~quantfleet.backtest.terms.Terms` and what 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +17,11 @@ import numpy as np
 from quantfleet.backtest.terms import Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.kernels.metrics import METRIC_NAMES, N_METRICS, check_metric, metric_sign
+from quantfleet.kernels.metrics import N_METRICS, metric_sign
 from quantfleet.strategies.registry import get
 
-__all__ = ["KEEP", "NO_COMBO", "BacktestJob", "JobBatch", "JobResult", "Select", "best_combo",
-           "evaluate", "evaluate_jobs"]
+__all__ = ["KEEP", "NO_COMBO", "BacktestJob", "JobBatch", "JobResult", "best_combo", "evaluate",
+           "evaluate_jobs"]
 
 _FREE = Terms()
 
@@ -29,24 +29,7 @@ KEEP = ("metrics", "returns", "positions")
 """What a job returns besides metrics: nothing, per-bar returns or per-bar target positions."""
 
 NO_COMBO = -1
-"""What :func:`best_combo` (and ``JobResult.chosen``) gives when no combo has a finite metric."""
-
-
-@dataclass(frozen=True)
-class Select:
-    """Choose one combo per asset by ``metric`` on bars ``[start, stop)`` (indicators warmed
-    up from ``warm_from``; None: the asset's first valid bar): the job then keeps the series of
-    that combo only (:func:`best_combo`'s rule: finite values only, ties to the lowest index;
-    none finite: no combo, a flat series). A walk-forward window is a job on its test bars selecting on its train bars.
-    """
-
-    metric: str
-    start: int
-    stop: int
-    warm_from: int | None = None
-
-    def __post_init__(self) -> None:
-        check_metric(self.metric)
+"""What :func:`best_combo` (and a walk job's ``chosen``) gives when no combo has a finite metric."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,8 +44,10 @@ class BacktestJob:
         ``[warm_from, start)`` only warm them up
     terms : fees, periods per year, long/short
     keep : "metrics", or also per-bar "returns" or "positions"
-    combos : rows of ``params`` whose series are kept (None: all); see also ``select``
-    select : choose the kept combo per asset in another bar range (see :class:`Select`)
+    combos : rows of ``params`` whose series are kept (None: all)
+    walk : a :class:`~quantfleet.backtest.walk.Walk`: a walk-forward job over its windows,
+        ``[start, stop)`` its test span; :func:`evaluate` returns a
+        :class:`~quantfleet.backtest.walk.WalkResult` (kept series: the out-of-sample path)
     """
 
     strategy: str
@@ -74,7 +59,7 @@ class BacktestJob:
     terms: Terms | None = None  # None: free trading at the market's periods per year
     keep: str = "metrics"
     combos: tuple[int, ...] | None = None
-    select: Select | None = None
+    walk: Any = None  # a backtest.walk.Walk (that module builds on this one)
 
     def __post_init__(self) -> None:
         params = self.params
@@ -93,22 +78,29 @@ class BacktestJob:
                                   f"(got {self.keep!r})")
         if self.combos is not None:
             object.__setattr__(self, "combos", tuple(int(c) for c in self.combos))
-        if self.select is not None and self.combos is not None:
-            raise QuantfleetError("BacktestJob: give combos or select, not both")
+        if self.walk is not None:
+            if self.combos is not None:
+                raise QuantfleetError("BacktestJob: a walk job selects per window itself; "
+                                      "give walk without combos")
+            if (self.start, self.stop) != (self.walk.start, self.walk.stop):
+                raise QuantfleetError(
+                    f"BacktestJob({self.strategy}): with walk, [start, stop) is the test span "
+                    f"[{self.walk.start}, {self.walk.stop}) (got [{self.start}, {self.stop}))")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the field values in order, not a dict of them: a task carries many jobs
         return (BacktestJob, (self.strategy, self.assets, self.params, self.start, self.stop,
-                              self.warm_from, self.terms, self.keep, self.combos, self.select))
+                              self.warm_from, self.terms, self.keep, self.combos, self.walk))
 
     @property
     def n_backtests(self) -> int:
-        """Kernel passes over a combo's bars: the metrics, the selection, the kept series."""
+        """Kernel passes over a combo's bars: the metrics, the kept series (a walk job: its
+        metric rows, :meth:`~quantfleet.backtest.walk.Walk.n_backtests`)."""
         n_c = self.params.shape[0]
+        if self.walk is not None:
+            return self.walk.n_backtests(n_c) * len(self.assets)
         per_asset = n_c
-        if self.select is not None:
-            per_asset += n_c + (1 if self.keep != "metrics" else 0)
-        elif self.combos is not None and self.keep != "metrics":
+        if self.combos is not None and self.keep != "metrics":
             per_asset += len(self.combos)
         return per_asset * len(self.assets)
 
@@ -119,16 +111,10 @@ class JobResult:
 
     metrics : (assets, combos, N_METRICS) on the job's bars
     series : per asset, (kept combos, bars) returns or positions; None for keep="metrics"
-    chosen : (assets,) the combo ``select`` chose (:func:`best_combo`), ``NO_COMBO`` (-1) where
-        no combo had a finite selection metric (that asset's series is then flat: returns and
-        positions 0, NaN only where the kernel reports none); None without select
-    select_metrics : (assets, combos, N_METRICS) on the selection bars; None without select
     """
 
     metrics: np.ndarray
     series: tuple[np.ndarray, ...] | None = None
-    chosen: np.ndarray | None = None
-    select_metrics: np.ndarray | None = None
 
 
 def best_combo(values: np.ndarray, metric: str) -> int:
@@ -154,7 +140,10 @@ def best_combo(values: np.ndarray, metric: str) -> int:
 
 
 def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
-    """Run ``job`` on ``market`` through ``Strategy.run_asset``, asset by asset."""
+    """Run ``job`` on ``market`` through ``Strategy.run_asset``, asset by asset (a walk job
+    through its ``walk``: :func:`~quantfleet.backtest.walk.evaluate_walk`)."""
+    if job.walk is not None:
+        return job.walk.evaluate(market, job)
     strat = get(job.strategy)
     t = job.terms
     kw = {"fee_rate": t.fee_rate, "ppy": t.ppy, "long_short": t.long_short}
@@ -164,26 +153,8 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
     n_a, n_c = len(job.assets), job.params.shape[0]
     metrics = np.empty((n_a, n_c, N_METRICS))
     series: list[np.ndarray] | None = None if keep == "metrics" else []
-    sel = job.select
-    chosen = np.zeros(n_a, dtype=np.int64) if sel is not None else None
-    sel_m = np.empty((n_a, n_c, N_METRICS)) if sel is not None else None
-    k = METRIC_NAMES.index(sel.metric) if sel is not None else 0
     for i, a in enumerate(job.assets):
-        rows: Sequence[int] | slice | None = job.combos
-        if sel is not None:
-            sel_m[i] = strat.run_asset(market, a, job.params, start=sel.start, stop=sel.stop,
-                                       warm_from=sel.warm_from, **kw)[0]
-            b = best_combo(sel_m[i][:, k], sel.metric)
-            chosen[i] = b
-            if b == NO_COMBO:
-                # nothing selected, nothing traded: a flat series (the kernel's NaN kept)
-                metrics[i] = strat.run_asset(market, a, job.params, **bars, **kw)[0]
-                if series is not None:
-                    out = strat.run_asset(market, a, job.params[:1], **bars, **kw, **flags)
-                    kept = out[2] if flags["positions"] else out[1]
-                    series.append(np.where(np.isnan(kept), np.nan, 0.0))
-                continue
-            rows = slice(b, b + 1)
+        rows = job.combos
         if series is None or rows is None:
             out = strat.run_asset(market, a, job.params, **bars, **kw,
                                   **(flags if series is not None else {}))
@@ -192,11 +163,9 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
                 series.append(np.ascontiguousarray(out[2] if flags["positions"] else out[1]))
             continue
         metrics[i] = strat.run_asset(market, a, job.params, **bars, **kw)[0]
-        part = job.params[rows] if isinstance(rows, slice) else job.params[list(rows)]
-        out = strat.run_asset(market, a, part, **bars, **kw, **flags)
+        out = strat.run_asset(market, a, job.params[list(rows)], **bars, **kw, **flags)
         series.append(np.ascontiguousarray(out[2] if flags["positions"] else out[1]))
-    return JobResult(metrics=metrics, series=None if series is None else tuple(series),
-                     chosen=chosen, select_metrics=sel_m)
+    return JobResult(metrics=metrics, series=None if series is None else tuple(series))
 
 
 @dataclass(frozen=True, eq=False)

@@ -177,13 +177,12 @@ def trial_job(strategy: str, params: np.ndarray, assets: Sequence[int], start: i
               stop: int | None, terms: Terms) -> BacktestJob:
     """The job evaluating trials of ``strategy`` (params (k, dims)) on bars ``[start, stop)``.
 
-    Indicators warm up from the strategy's longest possible window before ``start``, so a
-    trial's fitness does not depend on which other trials share its job.
+    Indicators warm up from each asset's first valid bar (the tournament's rule), so a trial's
+    fitness does not depend on which other trials share its job, and recursive indicators are
+    as converged as the history allows.
     """
-    strat = get(strategy)
-    warm = strat.min_bars({d.name: getattr(d, "high", 1) for d in strat.space.dims})
-    return BacktestJob(strategy, tuple(assets), params, start=start, stop=stop,
-                       warm_from=max(0, start - warm), terms=terms)
+    return BacktestJob(strategy, tuple(assets), params, start=start, stop=stop, warm_from=None,
+                       terms=terms)
 
 
 @dataclass

@@ -3,8 +3,11 @@
 In each window every parameter set is evaluated on the train part (in sample) and on the test
 part (out of sample); the best in sample by ``metric`` is marked ``selected``. Keeping every
 combo's out-of-sample metrics is what the overfitting statistics (PBO, deflated Sharpe) need.
-The selected parameters' out-of-sample returns, stitched over windows, feed the leaderboard and
-the portfolio's returns matrix.
+The selected parameters' positions, window after window, are one out-of-sample path evaluated
+in one pass (the position carries across window boundaries); its returns feed the leaderboard
+and the portfolio's returns matrix. Each (strategy, asset) is one walk-forward job
+(``backtest.walk``): indicators warm up from the asset's first bar, so a combo's results do
+not depend on the rest of its grid.
 """
 
 from __future__ import annotations
@@ -19,15 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from quantfleet.backtest.job import (
-    NO_COMBO,
-    BacktestJob,
-    JobBatch,
-    JobResult,
-    Select,
-    evaluate_jobs,
-)
+from quantfleet.backtest.job import NO_COMBO, BacktestJob, JobBatch, evaluate_jobs
 from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
@@ -54,6 +51,11 @@ __all__ = [
 CHUNKS_PER_WORKER = 2
 CHUNK_MAX_ITEMS = 64
 _SHARPE = METRIC_NAMES.index("sharpe")
+
+# names what a checkpointed chunk of tournament items holds (pair_summary's results of
+# walk-forward jobs: converged warm-up, one continuous out-of-sample path); mixed into the
+# checkpoint fingerprint so chunks of the per-window jobs before it are never resumed
+_CHUNK_FORMAT = "tournament-walk-1"
 
 
 def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
@@ -151,67 +153,61 @@ class TournamentResult:
 
 
 def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[Window],
-              warm: int, terms: Terms, metric: str) -> tuple[BacktestJob, ...]:
-    """One job per walk-forward window: every combo on the test bars, selecting the combo best
-    in sample (train bars) by ``metric`` and keeping its out-of-sample returns. Indicators warm
-    up ``warm`` bars before each part."""
-    return tuple(
-        BacktestJob(strategy, (asset,), params, start=w.test_start, stop=w.test_end,
-                    warm_from=max(0, w.test_start - warm), terms=terms, keep="returns",
-                    select=_select(metric, w.train_start, w.train_end, max(0, w.train_start - warm)))
-        for w in windows)
+              terms: Terms, metric: str) -> tuple[BacktestJob, ...]:
+    """The walk-forward job of one (strategy, asset): every combo on every window's train bars
+    (in sample) and test bars (out of sample), the combo best in sample by ``metric`` selected
+    per window, and the selected combos' out-of-sample returns as one continuous path over the
+    test span. Indicators warm up from the asset's first valid bar (``warm_from=None``)."""
+    walk = _walk(metric, tuple(windows))
+    return (BacktestJob(strategy, (asset,), params, start=walk.start, stop=walk.stop,
+                        warm_from=None, terms=terms, keep="returns", walk=walk),)
 
 
-@functools.lru_cache(maxsize=4096)
-def _select(metric: str, start: int, stop: int, warm_from: int) -> Select:
-    # one object per (strategy warm-up, window), shared by every asset's job: a task pickles it once
-    return Select(metric, start, stop, warm_from)
+@functools.lru_cache(maxsize=64)
+def _walk(metric: str, windows: tuple[Window, ...]) -> Walk:
+    # one object per tournament, shared by every pair's job: a task pickles it once
+    return Walk(tuple((w.train_start, w.train_end, w.test_start, w.test_end) for w in windows),
+                metric)
 
 
 def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
-                 results: Sequence[JobResult]) -> dict[str, Any]:
+                 results: Sequence[WalkResult]) -> dict[str, Any]:
     """Everything a tournament needs from one (strategy, asset) over its windows (the
     :func:`pair_jobs`), computed in the worker so the driver only concatenates: the result
-    rows' metric columns and per-window selected combo, the selected combos' out-of-sample
-    returns stitched over the windows, the leaderboard row and the overfitting row (PBO,
-    deflated Sharpe; :func:`~quantfleet.research.overfit.pair_overfit`)."""
+    rows' metric columns and per-window selected combo, the out-of-sample path of the selected
+    combos (one position series over the test span), the leaderboard row and the overfitting
+    row (PBO, deflated Sharpe; :func:`~quantfleet.research.overfit.pair_overfit`)."""
     from quantfleet.research.overfit import pair_overfit
 
-    first = jobs[0]
-    name, asset, metric = first.strategy, first.assets[0], first.select.metric
-    ppy = first.terms.ppy if first.terms.ppy is not None else market.periods_per_year
+    job, res = jobs[0], results[0]
+    name, asset, metric = job.strategy, job.assets[0], job.walk.metric
+    ppy = job.terms.ppy if job.terms.ppy is not None else market.periods_per_year
     k = METRIC_NAMES.index(metric)
-    n_c = first.params.shape[0]
-    t0 = first.start
-    series = np.full(jobs[-1].stop - t0, np.nan)
-    is_parts, oos_parts, best_pairs, best_idx = [], [], [], []
-    sel = np.zeros(n_c * len(jobs), dtype=bool)
-    for j, (job, res) in enumerate(zip(jobs, results, strict=True)):
-        best = int(res.chosen[0])
-        is_m, oos_m = res.select_metrics[0], res.metrics[0]
-        is_parts.append(is_m)
-        oos_parts.append(oos_m)
-        if best != NO_COMBO:  # no finite in-sample metric: nothing selected, a flat window
-            sel[j * n_c + best] = True
-        series[job.start - t0:job.stop - t0] = res.series[0][0]
-        best_pairs.append((is_m[best, k], oos_m[best, k]) if best != NO_COMBO
-                          else (np.nan, np.nan))
-        best_idx.append(best)
-    is_m, oos_m = np.concatenate(is_parts), np.concatenate(oos_parts)
-    win_col = np.repeat(np.arange(len(jobs), dtype=np.int32), n_c)
-    combo_col = np.tile(np.arange(n_c, dtype=np.int32), len(jobs))
+    n_w, n_c = len(job.walk.windows), job.params.shape[0]
+    series = res.series[0][0]
+    best_idx = res.chosen[0]
+    # rows window by window, combos in grid order within each
+    is_m = res.is_metrics[0].reshape(n_w * n_c, -1)
+    oos_m = res.oos_metrics[0].reshape(n_w * n_c, -1)
+    picked = best_idx != NO_COMBO  # no finite in-sample metric: nothing selected, a flat window
+    sel = np.zeros(n_w * n_c, dtype=bool)
+    sel[(np.arange(n_w) * n_c + best_idx)[picked]] = True
+    best_pairs = [(is_m[j * n_c + b, k], oos_m[j * n_c + b, k]) if b != NO_COMBO
+                  else (np.nan, np.nan) for j, b in enumerate(best_idx)]
+    win_col = np.repeat(np.arange(n_w, dtype=np.int32), n_c)
+    combo_col = np.tile(np.arange(n_c, dtype=np.int32), n_w)
     # only what the driver cannot derive: window, dates and combo columns follow from the
     # windows and the grid size, so the driver builds them for many pairs at once
     cols = {"best": np.array(best_idx, np.int32), "is": is_m, "oos": oos_m}
     asset_name = market.assets[asset]
-    # leaderboard row: the stitched out-of-sample record of the selected parameters
+    # leaderboard row: the out-of-sample record of the selected parameters' path
     r = series[np.isfinite(series)]
     eq = np.cumprod(1.0 + r)
     sd = r.std(ddof=1) if r.size > 1 else np.nan
     peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
     pairs = np.array(best_pairs)
     board = {
-        "strategy": name, "asset": asset_name, "windows": len(jobs),
+        "strategy": name, "asset": asset_name, "windows": n_w,
         "oos_total_return": float(eq[-1] - 1.0) if r.size else np.nan,
         "oos_sharpe": float(r.mean() / sd * math.sqrt(ppy)) if sd and sd > 0 else np.nan,
         "oos_max_drawdown": float(np.max(1.0 - eq / peak)) if r.size else np.nan,
@@ -349,7 +345,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
 
     explicit = resolve_grids(strats, grid, grids)
-    plan: list[tuple[Strategy, np.ndarray, int]] = []
+    plan: list[tuple[Strategy, np.ndarray]] = []
     for s in strats:
         s.check_market(market)
         if s.name in explicit:
@@ -358,19 +354,18 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             params = coarse_grid(s.space, max_combos)
         if params.shape[0] == 0:
             raise QuantfleetError(f"{s.name}: the grid has no combo satisfying its constraints")
-        warm = max(s.min_bars(d) for d in s.space.to_dicts(params))
-        plan.append((s, params, warm))
+        plan.append((s, params))
 
     params_json = {s.name: [json.dumps(d, sort_keys=True) for d in s.space.to_dicts(p)]
-                   for s, p, _ in plan}
+                   for s, p in plan}
     wins = tuple(windows)
     terms = Terms.of(costs, ppy, long_short)
     # asset-major: consecutive items cycle through the strategies, so any run of items holds
     # every strategy once per asset and equal chunks cost about the same, although one
     # strategy's pair can cost many times another's; equal chunks then need no shrinking tail
-    pairs = [(s.name, a) for a in rows for s, _, _ in plan]
-    items = [JobBatch(pair_jobs(s.name, a, params, wins, warm, terms, metric), pair_summary)
-             for a in rows for s, params, warm in plan]
+    pairs = [(s.name, a) for a in rows for s, _ in plan]
+    items = [JobBatch(pair_jobs(s.name, a, params, wins, terms, metric), pair_summary)
+             for a in rows for s, params in plan]
 
     t_start = time.perf_counter()
     if executor is None and checkpoint_dir is not None:
@@ -388,6 +383,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         # report progress as they go
         opts.setdefault("chunk_size", max(1, min(CHUNK_MAX_ITEMS, math.ceil(
             len(items) / (CHUNKS_PER_WORKER * max(executor.workers, 1))))))
+        opts["checkpoint_key"] = f"{_CHUNK_FORMAT}:{opts.get('checkpoint_key', '')}"
         results = executor.map(evaluate_jobs, items, shared=market, stage="tournament",
                                component=[name for name, _ in pairs],
                                checkpoint_dir=checkpoint_dir, **opts)
@@ -468,7 +464,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     index = pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end], name="timestamp")
     # one 2-D block, rows contiguous per column (pandas keeps a block as columns x rows): a
     # frame from a dict of 1-D columns copies every column into a new block
-    names = [f"{s.name}/{market.assets[a]}" for s, _, _ in plan for a in rows]
+    names = [f"{s.name}/{market.assets[a]}" for s, _ in plan for a in rows]
     if not done.all():  # failed pairs have no column
         names = [c for c, d in zip(names, done, strict=True) if d]
         block = block[done]
