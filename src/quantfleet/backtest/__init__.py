@@ -1,5 +1,6 @@
 """Layer 2: one backtest job type and the one worker function every research driver maps."""
 
+from quantfleet.backtest.blocks import BlockStats, block_stats
 from quantfleet.backtest.job import (
            BacktestJob,
            JobBatch,
@@ -10,5 +11,5 @@ from quantfleet.backtest.job import (
 )
 from quantfleet.backtest.terms import Costs, Terms
 
-__all__ = ["BacktestJob", "Costs", "JobBatch", "JobResult", "Select", "Terms", "evaluate",
-           "evaluate_jobs"]
+__all__ = ["BacktestJob", "BlockStats", "Costs", "JobBatch", "JobResult", "Select", "Terms",
+           "block_stats", "evaluate", "evaluate_jobs"]
