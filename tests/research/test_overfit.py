@@ -294,24 +294,6 @@ def test_pbo_equals_slow_reference_on_ragged_data(metric, s, t, n, seed):
     np.testing.assert_allclose(got.oos_perf, want_pairs[:, 1], rtol=1e-9)
 
 
-def test_block_stats_against_a_per_block_loop():
-    x = _ragged(5, 203, 7, 8).T  # (trials, bars): the kernels' layout
-    b = block_stats(x, 8)
-    assert (b.n_splits, b.n_trials, b.bars, b.block, b.rows_dropped) == (8, 7, 203, 25, 3)
-    for j in range(7):
-        for k in range(8):
-            r = x[j, 3 + 25 * k: 3 + 25 * (k + 1)]
-            r = r[np.isfinite(r)]
-            assert b.count[k, j] == r.size
-            mu = r.mean() if r.size else 0.0
-            assert b.mean[k, j] == pytest.approx(mu, rel=1e-12, abs=1e-18)
-            assert b.m2[k, j] == pytest.approx(((r - mu) ** 2).sum(), rel=1e-12, abs=1e-18)
-    # each trial is reduced on its own: the same bits alone, in any group
-    alone = BlockStats.concat([block_stats(x[j:j + 1], 8) for j in range(7)])
-    for f in ("count", "mean", "m2"):
-        assert getattr(alone, f).tobytes() == getattr(b, f).tobytes()
-
-
 def test_pbo_from_blocks_is_pbo():
     x = _ragged(6, 170, 12, 16)
     df = pd.DataFrame(x, columns=[f"t{i}" for i in range(12)])

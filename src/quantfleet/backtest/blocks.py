@@ -16,13 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.blocks import block_moments
 
 __all__ = ["BLOCK_BATCH_BYTES", "BlockStats", "block_stats"]
 
 BLOCK_BATCH_BYTES = 16 << 20
-"""Bytes of per-bar data processed at once when reducing returns to blocks (and, in
-``backtest.job.evaluate`` with ``blocks``, the size of the kernel's per-bar buffer per sub-batch
-of combos): the transient memory stays bounded whatever the number of trials."""
+"""The largest per-bar buffer ``backtest.job.evaluate`` lets a job with ``blocks`` allocate: the
+kernel runs on sub-batches of combos of at most this many bytes of per-bar returns and
+positions, each reduced to blocks and dropped, so memory stays bounded whatever the number of
+combos."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,9 +89,9 @@ def block_stats(returns: np.ndarray, n_splits: int) -> BlockStats:
     """Reduce per-bar returns, (trials, bars) — one row per trial, the kernels' layout — to
     :class:`BlockStats` of ``n_splits`` blocks.
 
-    Each trial's row is reduced on its own, by the same operations whatever the number of rows,
-    so the statistics of a trial do not depend on which other trials it was reduced with
-    (bit for bit). Rows are processed ``BLOCK_BATCH_BYTES`` at a time.
+    Each trial's row is reduced on its own (``kernels.blocks.block_moments``: two passes over
+    its bars, no copy), so the statistics of a trial do not depend on which other trials it was
+    reduced with, bit for bit.
     """
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 2:
@@ -100,25 +102,9 @@ def block_stats(returns: np.ndarray, n_splits: int) -> BlockStats:
     s = int(n_splits)
     n, t = r.shape
     block = t // s
-    drop = t - block * s
     count = np.zeros((s, n))
     mean = np.zeros((s, n))
     m2 = np.zeros((s, n))
-    if block == 0 or n == 0:
-        return BlockStats(count, mean, m2, t)
-    per = max(1, BLOCK_BATCH_BYTES // (8 * block * s))
-    for lo in range(0, n, per):
-        hi = min(n, lo + per)
-        x = np.ascontiguousarray(r[lo:hi, drop:]).reshape(hi - lo, s, block)
-        fin = np.isfinite(x)
-        c = fin.sum(axis=2)
-        y = np.where(fin, x, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mu = np.where(c > 0, y.sum(axis=2) / c, 0.0)
-        np.subtract(x, mu[:, :, None], out=y)
-        y[~fin] = 0.0
-        np.multiply(y, y, out=y)
-        count[:, lo:hi] = c.T
-        mean[:, lo:hi] = mu.T
-        m2[:, lo:hi] = y.sum(axis=2).T
+    if block > 0 and n > 0:
+        block_moments(r, t - block * s, block, count, mean, m2)
     return BlockStats(count, mean, m2, t)
