@@ -145,7 +145,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
     # over all assets: the trial variance V the deflated Sharpe needs
     sr_stats = np.zeros((1, 3))
     n_ranked = 0
-    # per asset (sweep order), each chunk's per-block return statistics: PBO of the winner's
+    # per asset (sweep order), the per-block return statistics of each chunk's combos: the PBO
+    # of the combos on the winner's asset is computed from its list
     blocks: list[list[BlockStats]] = [[] for _ in rows]
     if executor is None:
         pairs: Iterator[tuple[JobBatch, Any]] = ((it, evaluate_jobs(market, it))
@@ -281,12 +282,14 @@ def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequ
         na = "it needs at least 2 trials"
     else:
         try:
-            out["pbo"] = pbo_from_blocks(BlockStats.concat(blocks)).pbo
+            res = pbo_from_blocks(BlockStats.concat(blocks))
+            # the trials PBO ranked: every combo, unless one had no finite return at all
+            out["pbo"], out["pbo_trials"] = res.pbo, res.n_trials
         except QuantfleetError as e:  # too few bars for the blocks, or < 2 trials with data
             out["pbo_note"] = f"PBO skipped: {e}"
             na = str(e)
     out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=n_trials, among=among,
-                             pbo_among=f"{market.assets[a]}'s {n_combos} combos")
+                             pbo_among=f"{market.assets[a]}'s {out['pbo_trials']} combos")
     if na is not None:
         out["verdict"] += f"; PBO n/a: {na}"
     return out
