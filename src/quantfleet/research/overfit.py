@@ -350,13 +350,15 @@ class PBOResult:
     ----------
     pbo : float
         Fraction of combinations whose logit is <= 0 (the in-sample best trial ranks at or
-        below the out-of-sample median).
+        below the out-of-sample median), among the combinations with a selection (NaN if none).
     logits : ndarray, shape (combinations,)
-        λ_c = ln(ω̄_c / (1 - ω̄_c)), ω̄_c the out-of-sample relative rank of the IS-best trial.
+        λ_c = ln(ω̄_c / (1 - ω̄_c)), ω̄_c the out-of-sample relative rank of the IS-best trial;
+        NaN where no trial had a finite in-sample metric (nothing selected).
     relative_rank : ndarray, shape (combinations,)
         ω̄_c = rank / (N + 1), rank 1 = worst out of sample, N = best (ties: average rank).
     best_trial : ndarray of int, shape (combinations,)
-        Column index (in the input) of the in-sample best trial of each combination.
+        Column index (in the input) of the in-sample best trial of each combination (only
+        finite metrics win, ties to the lowest column); ``NO_COMBO`` (-1) where none is finite.
     is_perf, oos_perf : ndarray, shape (combinations,)
         The metric of the IS-best trial in sample and out of sample (the pairs for the
         performance-degradation plot).
@@ -365,13 +367,14 @@ class PBOResult:
         undefined); a negative slope means a better in-sample score predicts a worse
         out-of-sample one.
     prob_loss : float
-        Fraction of combinations whose IS-best trial has ``oos_perf < 0``.
+        Fraction of combinations with a selection whose IS-best trial has ``oos_perf < 0``.
     n_splits, n_trials, n_combinations : int
-        S, N (after dropping all-NaN trials) and C(S, S/2).
+        S, N (after dropping trials without data) and C(S, S/2).
     rows_dropped : int
         Rows dropped at the start so that the S blocks are equal (T mod S).
     trials_dropped : tuple
-        Labels (DataFrame columns) or indices of trials dropped for having no finite return.
+        Labels (DataFrame columns) or indices of trials dropped for having no finite return
+        in the blocks.
     metric : str
     """
 
