@@ -145,3 +145,86 @@ def test_best_combo_matches_a_slow_scan_on_random_values():
         v[rng.random(n) < 0.1] = -np.inf
         assert best_combo(v, "sharpe") == _slow_best(v, False)
         assert best_combo(v, "max_drawdown") == _slow_best(v, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs with blocks: per-block return statistics (for PBO) instead of per-bar series
+
+
+def test_blocks_job_is_block_stats_of_the_returns_series(market):
+    import pickle
+
+    from quantfleet.backtest.blocks import block_stats
+
+    bars = {"start": 100, "stop": 371, "warm_from": 60}
+    job = BacktestJob("sma_cross", (0, 1, 2), PARAMS, terms=TERMS, blocks=8, **bars)
+    assert pickle.loads(pickle.dumps(job)).blocks == 8
+    assert job.n_backtests == BacktestJob("sma_cross", (0, 1, 2), PARAMS).n_backtests == 12
+    got = evaluate(market, job)
+    plain = evaluate(market, BacktestJob("sma_cross", (0, 1, 2), PARAMS, terms=TERMS, **bars))
+    rets = evaluate(market, BacktestJob("sma_cross", (0, 1, 2), PARAMS, terms=TERMS,
+                                        keep="returns", **bars))
+    assert got.series is None and same(got.metrics, plain.metrics)
+    # the blocks are those pbo() cuts from the series keep="returns" gives (271 bars: the
+    # first 271 mod 8 = 7 in no block), the late starter's (B) included
+    for i in range(3):
+        want = block_stats(rets.series[i], 8)
+        b = got.blocks[i]
+        assert (b.bars, b.rows_dropped, b.n_trials) == (want.bars, 7, 4)
+        for f in ("count", "mean", "m2"):
+            assert same(getattr(b, f), getattr(want, f))
+    whole = evaluate(market, BacktestJob("sma_cross", (1,), PARAMS, terms=TERMS, blocks=4))
+    assert whole.blocks[0].bars == _series_len(market, 1)
+
+
+def _series_len(market, a):
+    """Bars of asset ``a``'s returns series (from its first valid bar)."""
+    return evaluate(market, BacktestJob("sma_cross", (a,), PARAMS[:1], terms=TERMS,
+                                        keep="returns")).series[0].shape[1]
+
+
+def test_blocks_are_the_same_bits_whatever_the_sub_batch(market):
+    from quantfleet.backtest.job import run_blocks
+
+    strat = get("sma_cross")
+    res = [run_blocks(strat, market, 1, PARAMS, 16, k, **KW) for k in (1, 3, len(PARAMS))]
+    for m, b in res[1:]:
+        assert same(m, res[0][0])
+        for f in ("count", "mean", "m2"):
+            assert same(getattr(b, f), getattr(res[0][1], f))
+    m, b = run_blocks(strat, market, 0, PARAMS[:0], 16, 4, **KW)
+    assert m.shape[0] == 0 and b.n_trials == 0 and b.bars == _series_len(market, 0)
+
+
+def test_blocks_job_runs_the_kernel_on_sub_batches(market, monkeypatch):
+    """Only one sub-batch's per-bar buffer exists at a time: run_asset is asked for the
+    returns of at most BLOCK_BATCH_BYTES // (16 · bars) combos per call."""
+    from quantfleet.backtest import job as job_mod
+    from quantfleet.strategies.base import Strategy
+
+    asked = []
+    real = Strategy.run_asset
+
+    def spy(self, market, asset, params, **kw):
+        if kw.get("returns"):
+            asked.append(params.shape[0])
+        return real(self, market, asset, params, **kw)
+
+    want = evaluate(market, BacktestJob("sma_cross", (0, 2), PARAMS, terms=TERMS, blocks=16))
+    monkeypatch.setattr(Strategy, "run_asset", spy)
+    monkeypatch.setattr(job_mod, "BLOCK_BATCH_BYTES", 16 * market.n_bars * 3)
+    got = evaluate(market, BacktestJob("sma_cross", (0, 2), PARAMS, terms=TERMS, blocks=16))
+    assert asked == [3, 1, 3, 1]  # 4 combos in sub-batches of 3, on each of 2 assets
+    assert same(got.metrics, want.metrics)
+    for b, w in zip(got.blocks, want.blocks, strict=True):
+        assert same(b.m2, w.m2) and same(b.mean, w.mean) and same(b.count, w.count)
+
+
+def test_blocks_validation():
+    with pytest.raises(QuantfleetError, match="blocks must be an int >= 0"):
+        BacktestJob("sma_cross", (0,), PARAMS, blocks=-1)
+    with pytest.raises(QuantfleetError, match="blocks must be an int >= 0"):
+        BacktestJob("sma_cross", (0,), PARAMS, blocks=True)
+    for kw in ({"keep": "returns"}, {"combos": (0,)}):
+        with pytest.raises(QuantfleetError, match="blocks= replaces the per-bar series"):
+            BacktestJob("sma_cross", (0,), PARAMS, blocks=16, **kw)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from quantfleet.backtest.blocks import BlockStats, block_stats
 from quantfleet.errors import QuantfleetError
 from quantfleet.research.overfit import (
     PBOResult,
@@ -20,6 +21,7 @@ from quantfleet.research.overfit import (
     expected_max_sharpe,
     min_track_record_length,
     pbo,
+    pbo_from_blocks,
     probabilistic_sharpe,
     return_moments,
     tournament_overfit,
@@ -160,13 +162,23 @@ def test_min_track_record_length_is_infinite_without_an_edge():
 # PBO (CSCV)
 
 
-def _slow_pbo(x: np.ndarray, s: int, metric: str = "sharpe"):
-    """Reference CSCV with itertools and per-combination rows, no block sums."""
-    t, n = x.shape
+def _slow_pbo(x: np.ndarray, s: int, metric="sharpe"):
+    """Reference CSCV with itertools and per-combination rows, no block sums.
+
+    From the definition: drop the first T mod S rows, S equal blocks; trials without a finite
+    return left are dropped; per combination the in-sample best finite score wins (ties: the
+    lowest column; none finite: no selection, logit NaN, left out of PBO); out of sample it is
+    ranked with average ranks, non-finite scores below every finite one."""
+    t, _ = x.shape
     x = x[t % s:]
+    kept = [j for j in range(x.shape[1]) if np.isfinite(x[:, j]).any()]
+    x = x[:, kept]
+    n = x.shape[1]
     blocks = np.array_split(np.arange(x.shape[0]), s)
 
     def score(rows):
+        if callable(metric):
+            return np.asarray(metric(rows), dtype=float)
         out = np.full(n, np.nan)
         for j in range(n):
             r = rows[:, j][np.isfinite(rows[:, j])]
@@ -176,19 +188,28 @@ def _slow_pbo(x: np.ndarray, s: int, metric: str = "sharpe"):
                 out[j] = r.mean() / r.std(ddof=1)
         return out
 
-    logits, pairs = [], []
+    logits, pairs, best_trials = [], [], []
     for chosen in itertools.combinations(range(s), s // 2):
         is_rows = np.concatenate([blocks[b] for b in chosen])
         oos_rows = np.concatenate([blocks[b] for b in range(s) if b not in chosen])
         p_is, p_oos = score(x[is_rows]), score(x[oos_rows])
-        best = int(np.argmax(np.where(np.isnan(p_is), -np.inf, p_is)))
-        v = np.where(np.isnan(p_oos), -np.inf, p_oos)
+        finite = [j for j in range(n) if np.isfinite(p_is[j])]
+        if not finite:
+            logits.append(np.nan)
+            pairs.append((np.nan, np.nan))
+            best_trials.append(-1)
+            continue
+        top = max(p_is[j] for j in finite)
+        best = min(j for j in finite if p_is[j] == top)
+        v = np.where(np.isfinite(p_oos), p_oos, -np.inf)
         rank = stats.rankdata(v, method="average")[best]
         w = rank / (n + 1)
         logits.append(math.log(w / (1 - w)))
         pairs.append((p_is[best], p_oos[best]))
+        best_trials.append(kept[best])
     logits = np.array(logits)
-    return float(np.mean(logits <= 0)), logits, np.array(pairs)
+    sel = np.isfinite(logits)
+    return float(np.mean(logits[sel] <= 0)), logits, np.array(pairs), np.array(best_trials)
 
 
 def test_pbo_hand_computed_case():
@@ -221,8 +242,9 @@ def test_vectorised_pbo_equals_slow_reference(metric, s, t, n):
     x = rng.normal(0.0, 0.01, (t, n)) + rng.normal(0, 0.002, n)
     x[rng.random((t, n)) < 0.05] = np.nan  # missing bars
     got = pbo(x, n_splits=s, metric=metric)
-    want_pbo, want_logits, want_pairs = _slow_pbo(x, s, metric)
+    want_pbo, want_logits, want_pairs, want_best = _slow_pbo(x, s, metric)
     assert got.pbo == want_pbo
+    np.testing.assert_array_equal(got.best_trial, want_best)
     np.testing.assert_allclose(got.logits, want_logits, rtol=1e-12)
     np.testing.assert_allclose(got.is_perf, want_pairs[:, 0], rtol=1e-9)
     np.testing.assert_allclose(got.oos_perf, want_pairs[:, 1], rtol=1e-9)
@@ -238,6 +260,93 @@ def test_callable_metric_path_matches_builtin():
     a, b = pbo(x, 6, metric=sharpe), pbo(x, 6)
     assert a.pbo == b.pbo and a.metric == "sharpe"
     np.testing.assert_allclose(a.logits, b.logits)
+
+
+def _ragged(seed: int, t: int, n: int, s: int) -> np.ndarray:
+    """Returns with missing bars (NaN, ±inf), an all-NaN trial, a trial whose only data is in
+    the T mod S dropped rows, and a duplicate column (ties in and out of sample)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0003, 0.01, (t, n)) + rng.normal(0, 0.002, n)
+    x[rng.random((t, n)) < 0.05] = np.nan
+    x[rng.random((t, n)) < 0.01] = np.inf
+    x[rng.random((t, n)) < 0.01] = -np.inf
+    x[:, 1] = x[:, 0]
+    x[:, 2] = np.nan
+    assert t % s > 0
+    x[:, 3] = np.nan
+    x[0, 3] = 0.01
+    return x
+
+
+@pytest.mark.parametrize("metric,s,t,n,seed", [("sharpe", 8, 203, 9, 1), ("sharpe", 6, 125, 6, 2),
+                                               ("mean", 4, 81, 5, 3), ("sharpe", 2, 33, 4, 4)])
+def test_pbo_equals_slow_reference_on_ragged_data(metric, s, t, n, seed):
+    x = _ragged(seed, t, n, s)
+    got = pbo(x, n_splits=s, metric=metric)
+    want_pbo, want_logits, want_pairs, want_best = _slow_pbo(x, s, metric)
+    assert got.trials_dropped == (2, 3) and got.n_trials == n - 2
+    assert got.rows_dropped == t % s
+    assert got.pbo == want_pbo
+    np.testing.assert_array_equal(got.best_trial, want_best)
+    assert 1 not in set(got.best_trial)  # column 1 ties column 0 everywhere: the lowest wins
+    np.testing.assert_allclose(got.logits, want_logits, rtol=1e-12)
+    np.testing.assert_allclose(got.is_perf, want_pairs[:, 0], rtol=1e-9)
+    np.testing.assert_allclose(got.oos_perf, want_pairs[:, 1], rtol=1e-9)
+
+
+def test_pbo_from_blocks_is_pbo():
+    x = _ragged(6, 170, 12, 16)
+    df = pd.DataFrame(x, columns=[f"t{i}" for i in range(12)])
+    want = pbo(df, n_splits=16)
+    b = block_stats(x.T, 16)
+    parts = BlockStats.concat([block_stats(x[:, :5].T, 16), block_stats(x[:, 5:].T, 16)])
+    for got in (pbo_from_blocks(b, labels=list(df.columns)),
+                pbo_from_blocks(parts, labels=list(df.columns))):
+        assert got.pbo == want.pbo and got.trials_dropped == ("t2", "t3")
+        np.testing.assert_array_equal(got.logits, want.logits)
+        np.testing.assert_array_equal(got.best_trial, want.best_trial)
+        np.testing.assert_array_equal(got.is_perf, want.is_perf)
+        assert got.rows_dropped == want.rows_dropped == 10
+
+
+def test_non_finite_in_sample_scores_never_win():
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.0, 0.01, (64, 5))
+    x[0, :] = 1.0  # a spike in block 0 of every trial
+
+    def spiky(a):
+        # +inf for trial 0 always; no finite score at all when block 0 is in the rows
+        if (a > 0.5).any():
+            return np.full(a.shape[1], np.nan)
+        out = a.mean(axis=0)
+        out[0] = np.inf
+        return out
+
+    got = pbo(x, 4, metric=spiky)
+    want_pbo, want_logits, _, want_best = _slow_pbo(x, 4, spiky)
+    assert 0 not in set(got.best_trial)
+    # combinations with block 0 in sample select nothing: left out (logit NaN, best -1)
+    none = got.best_trial == -1
+    assert none.sum() == 3 and np.isnan(got.logits[none]).all()
+    np.testing.assert_array_equal(got.best_trial, want_best)
+    np.testing.assert_allclose(got.logits, want_logits)
+    assert got.pbo == want_pbo == float(np.mean(got.logits[~none] <= 0))
+
+
+def test_pbo_from_blocks_errors_name_the_fix():
+    b = block_stats(np.random.default_rng(0).normal(size=(3, 100)), 16)
+    with pytest.raises(TypeError, match="BlockStats"):
+        pbo_from_blocks(np.zeros((16, 3)))
+    with pytest.raises(QuantfleetError, match="per-bar returns: pbo"):
+        pbo_from_blocks(b, metric="sortino")
+    with pytest.raises(QuantfleetError, match="n_splits must be an even number"):
+        pbo_from_blocks(block_stats(np.zeros((3, 100)), 5))
+    with pytest.raises(QuantfleetError, match="2 names for 3 trials"):
+        pbo_from_blocks(b, labels=["a", "b"])
+    with pytest.raises(QuantfleetError, match="too few for n_splits=16"):
+        pbo_from_blocks(block_stats(np.zeros((3, 10)), 16))
+    with pytest.raises(QuantfleetError, match="cut differently"):
+        BlockStats.concat([b, block_stats(np.zeros((3, 99)), 16)])
 
 
 def test_pbo_near_zero_when_one_trial_dominates_every_block():

@@ -129,9 +129,56 @@ def test_sweep_deflates_the_winner_by_every_asset_times_combo_row(market):
     a = market.asset_index(win["asset"])
     params, _ = get("sma_cross").space.grid(grid)
     _, all_r = get("sma_cross").run_asset(market, a, params, ppy=252.0, returns=True)
-    assert of["pbo"] == pytest.approx(pbo(all_r.T, n_splits=16).pbo) and of["pbo_trials"] == 12
+    assert of["pbo"] == pbo(all_r.T, n_splits=16).pbo and of["pbo_trials"] == 12
     assert "as the best of 24 trials (2 assets × 12 combos)" in of["verdict"]
     assert f"PBO {of['pbo']:.2f} (on {win['asset']}'s 12 combos)" in of["verdict"]
+
+
+def test_sweep_pbo_comes_from_its_own_jobs_blocks_whatever_the_chunking(market, monkeypatch):
+    """PBO on the winner's asset is pbo() on that asset's full returns matrix, from the
+    per-block statistics the sweep's jobs return: no second pass keeping every combo's
+    per-bar returns, whatever the chunk (combos per job) or the sub-batch (combos per kernel
+    call), and no cap on the number of combos."""
+    from quantfleet.backtest import job as job_mod
+    from quantfleet.research.overfit import pbo
+    from quantfleet.strategies import get
+    from quantfleet.strategies.base import Strategy
+
+    grid = {"fast": list(range(2, 14)), "slow": [15, 25, 40, 60]}
+    strat = get("sma_cross")
+    params, _ = strat.space.grid(grid)
+    want = {}
+    for a in range(2):
+        _, r = strat.run_asset(market, a, params, ppy=252.0, returns=True)
+        want[market.assets[a]] = pbo(r.T, n_splits=16).pbo
+    asked = []
+    real = Strategy.run_asset
+
+    def spy(self, market, asset, params, **kw):
+        if kw.get("returns"):
+            asked.append(params.shape[0])
+        return real(self, market, asset, params, **kw)
+
+    monkeypatch.setattr(Strategy, "run_asset", spy)
+    monkeypatch.setattr(job_mod, "BLOCK_BATCH_BYTES", 16 * market.n_bars * 5)
+    results = [sweep(market, "sma_cross", grid, ppy=252.0, chunk=c) for c in (7, 1000)]
+    # per-bar returns were asked for at most 5 combos at a time, apart from the winner's
+    # single-combo series for its deflated Sharpe
+    assert max(asked) == 5
+    for res in results:
+        of = res.overfit
+        assert of["pbo_trials"] == res.n_combos == 48 and of["pbo_note"] is None
+        assert of["pbo"] == want[of["asset"]]
+    with pytest.raises(TypeError, match="pbo_max_trials"):
+        sweep(market, "sma_cross", grid, pbo_max_trials=10)
+
+
+def test_sweep_too_short_for_pbo_blocks_says_so(market):
+    short = MarketData(market.timestamps[:12], ("AAA",), market.close[:1, :12], source="test")
+    res = sweep(short, "sma_cross", {"fast": [2, 3], "slow": [4]}, ppy=252.0)
+    of = res.overfit
+    assert of["pbo"] is None and "too few for n_splits=16" in of["pbo_note"]
+    assert "PBO n/a: returns has" in of["verdict"]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.blocks import BLOCK_BATCH_BYTES, BlockStats, block_stats
 from quantfleet.backtest.terms import Terms
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
@@ -21,7 +22,7 @@ from quantfleet.kernels.metrics import N_METRICS, metric_sign
 from quantfleet.strategies.registry import get
 
 __all__ = ["KEEP", "NO_COMBO", "BacktestJob", "JobBatch", "JobResult", "best_combo", "evaluate",
-           "evaluate_jobs"]
+           "evaluate_jobs", "run_blocks"]
 
 _FREE = Terms()
 
@@ -48,6 +49,12 @@ class BacktestJob:
     walk : a :class:`~quantfleet.backtest.walk.Walk`: a walk-forward job over its windows,
         ``[start, stop)`` its test span; :func:`evaluate` returns a
         :class:`~quantfleet.backtest.walk.WalkResult` (kept series: the out-of-sample path)
+    blocks : S > 0: also return each combo's per-bar returns reduced to S blocks
+        (:class:`~quantfleet.backtest.blocks.BlockStats`, what PBO needs) instead of the
+        series: the kernel runs on sub-batches of combos and each sub-batch's per-bar buffer is
+        dropped once reduced, so memory is O(combos × S) + O(``BLOCK_BATCH_BYTES``). The blocks
+        are those ``research.overfit.pbo`` cuts from the series ``keep="returns"`` would
+        return. Needs keep="metrics", no combos, no walk. 0: no blocks.
     """
 
     strategy: str
@@ -60,6 +67,7 @@ class BacktestJob:
     keep: str = "metrics"
     combos: tuple[int, ...] | None = None
     walk: Any = None  # a backtest.walk.Walk (that module builds on this one)
+    blocks: int = 0
 
     def __post_init__(self) -> None:
         params = self.params
@@ -86,16 +94,27 @@ class BacktestJob:
                 raise QuantfleetError(
                     f"BacktestJob({self.strategy}): with walk, [start, stop) is the test span "
                     f"[{self.walk.start}, {self.walk.stop}) (got [{self.start}, {self.stop}))")
+        if isinstance(self.blocks, bool) or not isinstance(self.blocks, int | np.integer) \
+                or self.blocks < 0:
+            raise QuantfleetError(f"BacktestJob: blocks must be an int >= 0 (S, the number of "
+                                  f"blocks for PBO; 0: none), got {self.blocks!r}")
+        object.__setattr__(self, "blocks", int(self.blocks))
+        if self.blocks and (self.keep != "metrics" or self.combos is not None
+                            or self.walk is not None):
+            raise QuantfleetError("BacktestJob: blocks= replaces the per-bar series; use it "
+                                  "with keep='metrics' and without combos or walk")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the field values in order, not a dict of them: a task carries many jobs
         return (BacktestJob, (self.strategy, self.assets, self.params, self.start, self.stop,
-                              self.warm_from, self.terms, self.keep, self.combos, self.walk))
+                              self.warm_from, self.terms, self.keep, self.combos, self.walk,
+                              self.blocks))
 
     @property
     def n_backtests(self) -> int:
         """Kernel passes over a combo's bars: the metrics, the kept series (a walk job: its
-        metric rows, :meth:`~quantfleet.backtest.walk.Walk.n_backtests`)."""
+        metric rows, :meth:`~quantfleet.backtest.walk.Walk.n_backtests`; ``blocks`` adds none:
+        the metrics and the blocks come from one pass)."""
         n_c = self.params.shape[0]
         if self.walk is not None:
             return self.walk.n_backtests(n_c) * len(self.assets)
@@ -111,10 +130,13 @@ class JobResult:
 
     metrics : (assets, combos, N_METRICS) on the job's bars
     series : per asset, (kept combos, bars) returns or positions; None for keep="metrics"
+    blocks : per asset, the combos' returns in ``job.blocks`` blocks (:class:`BlockStats`,
+        (S, combos)); None without ``blocks``
     """
 
     metrics: np.ndarray
     series: tuple[np.ndarray, ...] | None = None
+    blocks: tuple[BlockStats, ...] | None = None
 
 
 def best_combo(values: np.ndarray, metric: str) -> int:
@@ -148,6 +170,8 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
     t = job.terms
     kw = {"fee_rate": t.fee_rate, "ppy": t.ppy, "long_short": t.long_short}
     bars = {"start": job.start, "stop": job.stop, "warm_from": job.warm_from}
+    if job.blocks:
+        return _evaluate_blocks(market, job, strat, kw, bars)
     keep = job.keep
     flags = {"returns": keep == "returns", "positions": keep == "positions"}
     n_a, n_c = len(job.assets), job.params.shape[0]
@@ -166,6 +190,42 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
         out = strat.run_asset(market, a, job.params[list(rows)], **bars, **kw, **flags)
         series.append(np.ascontiguousarray(out[2] if flags["positions"] else out[1]))
     return JobResult(metrics=metrics, series=None if series is None else tuple(series))
+
+
+# -- jobs with blocks: per-block return statistics instead of per-bar series -------------------
+
+def _evaluate_blocks(market: MarketData, job: BacktestJob, strat: Any, kw: dict[str, Any],
+                     bars: dict[str, Any]) -> JobResult:
+    """``evaluate`` of a job with ``blocks``: metrics and per-asset :class:`BlockStats`."""
+    n_a, n_c = len(job.assets), job.params.shape[0]
+    metrics = np.empty((n_a, n_c, N_METRICS))
+    # the kernel's per-bar buffer holds 2 float64 per bar and combo (returns, positions)
+    per_batch = max(1, BLOCK_BATCH_BYTES // (16 * max(market.n_bars, 1)))
+    stats = []
+    for i, a in enumerate(job.assets):
+        metrics[i], st = run_blocks(strat, market, a, job.params, job.blocks, per_batch,
+                                    **bars, **kw)
+        stats.append(st)
+    return JobResult(metrics=metrics, blocks=tuple(stats))
+
+
+def run_blocks(strat: Any, market: MarketData, asset: int, params: np.ndarray, n_splits: int,
+               per_batch: int, **run_kw: Any) -> tuple[np.ndarray, BlockStats]:
+    """Metrics (combos, N_METRICS) and :class:`BlockStats` (``n_splits`` blocks) of ``params``
+    on one asset, ``Strategy.run_asset(..., returns=True)`` run on ``per_batch`` combos at a
+    time: only one sub-batch's per-bar returns exist at once. The statistics are the same bits
+    whatever ``per_batch`` (each combo's row is reduced on its own)."""
+    n_c = params.shape[0]
+    metrics = np.empty((n_c, N_METRICS))
+    parts = []
+    step = max(1, int(per_batch))
+    for lo in range(0, max(n_c, 1), step):  # no combos: one empty call, for the bar count
+        hi = min(n_c, lo + step)
+        metrics[lo:hi], rets = strat.run_asset(market, asset, params[lo:hi], returns=True,
+                                               **run_kw)
+        parts.append(block_stats(rets, n_splits))
+        del rets
+    return metrics, BlockStats.concat(parts)
 
 
 @dataclass(frozen=True, eq=False)

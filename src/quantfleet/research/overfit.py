@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.blocks import BlockStats, block_stats
 from quantfleet.backtest.job import NO_COMBO, best_combo
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import metric_sign
@@ -35,6 +36,7 @@ __all__ = [
     "min_track_record_length",
     "pair_overfit",
     "pbo",
+    "pbo_from_blocks",
     "probabilistic_sharpe",
     "return_moments",
     "tournament_overfit",
@@ -54,6 +56,7 @@ PBO_GOOD = 0.25
 _N = NormalDist()
 _EULER_GAMMA = 0.5772156649015329
 _MAX_COMBINATIONS = 1_000_000
+_PBO_CHUNK = 250_000  # combinations × trials scored at once (each temporary: 2 MB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,13 +352,15 @@ class PBOResult:
     ----------
     pbo : float
         Fraction of combinations whose logit is <= 0 (the in-sample best trial ranks at or
-        below the out-of-sample median).
+        below the out-of-sample median), among the combinations with a selection (NaN if none).
     logits : ndarray, shape (combinations,)
-        λ_c = ln(ω̄_c / (1 - ω̄_c)), ω̄_c the out-of-sample relative rank of the IS-best trial.
+        λ_c = ln(ω̄_c / (1 - ω̄_c)), ω̄_c the out-of-sample relative rank of the IS-best trial;
+        NaN where no trial had a finite in-sample metric (nothing selected).
     relative_rank : ndarray, shape (combinations,)
         ω̄_c = rank / (N + 1), rank 1 = worst out of sample, N = best (ties: average rank).
     best_trial : ndarray of int, shape (combinations,)
-        Column index (in the input) of the in-sample best trial of each combination.
+        Column index (in the input) of the in-sample best trial of each combination (only
+        finite metrics win, ties to the lowest column); ``NO_COMBO`` (-1) where none is finite.
     is_perf, oos_perf : ndarray, shape (combinations,)
         The metric of the IS-best trial in sample and out of sample (the pairs for the
         performance-degradation plot).
@@ -364,13 +369,14 @@ class PBOResult:
         undefined); a negative slope means a better in-sample score predicts a worse
         out-of-sample one.
     prob_loss : float
-        Fraction of combinations whose IS-best trial has ``oos_perf < 0``.
+        Fraction of combinations with a selection whose IS-best trial has ``oos_perf < 0``.
     n_splits, n_trials, n_combinations : int
-        S, N (after dropping all-NaN trials) and C(S, S/2).
+        S, N (after dropping trials without data) and C(S, S/2).
     rows_dropped : int
         Rows dropped at the start so that the S blocks are equal (T mod S).
     trials_dropped : tuple
-        Labels (DataFrame columns) or indices of trials dropped for having no finite return.
+        Labels (DataFrame columns) or indices of trials dropped for having no finite return
+        in the blocks.
     metric : str
     """
 
@@ -410,17 +416,26 @@ def _perf_from_sums(metric: str, n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
 
 
 def _relative_rank(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IS-best column per row (NaN never wins, ties: first) and its OOS rank / (N + 1).
+    """IS-best column per row and its out-of-sample rank / (N + 1).
 
-    Rank 1 is the worst out of sample and N the best; NaN ranks below everything and ties
-    share their average rank.
+    The in-sample selection is :func:`~quantfleet.backtest.job.best_combo`'s rule: only finite
+    values compete (NaN, +inf and -inf never win), ties go to the lowest column; a row without
+    a finite value selects nothing (best ``NO_COMBO``, rank NaN). Out of sample rank 1 is the
+    worst and N the best; non-finite values rank below every finite one (tied among
+    themselves) and ties share their average rank.
     """
     n = is_perf.shape[1]
-    best = np.argmax(np.where(np.isnan(is_perf), -np.inf, is_perf), axis=1)
-    v = np.where(np.isnan(oos_perf), -np.inf, oos_perf)
+    fin = np.isfinite(is_perf)
+    # argmax returns the first of equal values: ties go to the lowest column
+    best = np.argmax(np.where(fin, is_perf, -np.inf), axis=1)
+    v = np.where(np.isfinite(oos_perf), oos_perf, -np.inf)
     x = v[np.arange(v.shape[0]), best][:, None]
     rank = (v < x).sum(axis=1) + ((v == x).sum(axis=1) + 1) / 2.0
-    return best, rank / (n + 1.0)
+    omega = rank / (n + 1.0)
+    none = ~fin.any(axis=1)
+    best[none] = NO_COMBO
+    omega[none] = np.nan
+    return best, omega
 
 
 def _as_matrix(returns: Any) -> tuple[np.ndarray, list[Any]]:
@@ -437,6 +452,41 @@ def _as_matrix(returns: Any) -> tuple[np.ndarray, list[Any]]:
     return x, labels
 
 
+def _check_splits(n_splits: Any) -> int:
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer):
+        raise TypeError(f"n_splits must be an int, got {type(n_splits).__name__}")
+    s = int(n_splits)
+    if s < 2 or s % 2:
+        raise QuantfleetError(f"n_splits must be an even number >= 2 (in and out of sample take "
+                              f"half the blocks each), got {s}; the paper uses 16")
+    if math.comb(s, s // 2) > _MAX_COMBINATIONS:
+        raise QuantfleetError(f"n_splits={s} gives {math.comb(s, s // 2):,} combinations; use "
+                              "n_splits <= 20 (16 is the usual choice)")
+    return s
+
+
+def _check_trials(n_trials: int, dropped: tuple) -> None:
+    if n_trials < 2:
+        raise QuantfleetError(f"pbo needs at least 2 trials with data (columns), got {n_trials}"
+                              + (f" after dropping {len(dropped)} all-NaN" if dropped else "")
+                              + "; PBO measures selection among several trials")
+
+
+def _check_rows(t: int, s: int) -> None:
+    block = t // s
+    if block < 1 or block * (s // 2) < 2:
+        raise QuantfleetError(f"returns has {t} rows, too few for n_splits={s}; need at least "
+                              f"{max(s, 4)} rows, or a smaller n_splits")
+
+
+def _combination_mask(s: int) -> np.ndarray:
+    """(C(S, S/2), S) bool: row c marks the in-sample blocks of combination c."""
+    combos = np.array(list(itertools.combinations(range(s), s // 2)), dtype=np.intp)
+    mask = np.zeros((combos.shape[0], s), dtype=bool)
+    mask[np.arange(combos.shape[0])[:, None], combos] = True
+    return mask
+
+
 def pbo(returns: Any, n_splits: int = 16,
         metric: str | Callable[[np.ndarray], np.ndarray] = "sharpe") -> PBOResult:
     """Probability of backtest overfitting by combinatorially symmetric cross-validation (CSCV).
@@ -449,10 +499,10 @@ def pbo(returns: Any, n_splits: int = 16,
     median. Pure noise gives about 0.5 (exactly (N+1)/(2N) in expectation for odd N, since the
     median rank itself counts); a trial that truly dominates gives about 0.
 
-    For ``"sharpe"`` and ``"mean"`` the per-block counts and sums of returns are computed once
-    and combined with one matrix product per chunk of combinations, so S = 16 (12,870
-    combinations) costs O(C · S · N) flops. A callable metric is evaluated on every
-    combination's rows (slow).
+    For ``"sharpe"`` and ``"mean"`` each trial's returns are reduced to per-block statistics
+    (:func:`~quantfleet.backtest.blocks.block_stats`: count, mean and M2 per block) and scored
+    by :func:`pbo_from_blocks`, the one implementation: S = 16 (12,870 combinations) costs
+    O(C · S · N) flops. A callable metric is evaluated on every combination's rows (slow).
 
     Parameters
     ----------
@@ -464,8 +514,9 @@ def pbo(returns: Any, n_splits: int = 16,
     metric : "sharpe", "mean" or callable
         ``"sharpe"``: per-period ``mean / std(ddof=1)`` (NaN when std is 0 or fewer than 2
         finite bars); ``"mean"``: mean return; a callable maps a (rows, N) array (NaN =
-        missing bar) to N scores. Higher is better. NaN scores never win in sample and rank
-        below every other trial out of sample.
+        missing bar) to N scores. Higher is better. Only finite scores win in sample (ties:
+        the lowest column; a combination without one selects nothing and is left out); out of
+        sample non-finite scores rank below every finite one.
 
     Returns
     -------
@@ -473,8 +524,9 @@ def pbo(returns: Any, n_splits: int = 16,
 
     Notes
     -----
-    NaN returns are missing bars: each trial's metric uses its finite bars only. Trials with
-    no finite return at all are dropped (``trials_dropped``). The result is deterministic.
+    NaN and ±inf returns are missing bars: each trial's metric uses its finite bars only.
+    Trials with no finite return in the blocks (after the first ``T mod S`` rows) are dropped
+    (``trials_dropped``). The result is deterministic.
 
     References
     ----------
@@ -482,90 +534,135 @@ def pbo(returns: Any, n_splits: int = 16,
     Probability of Backtest Overfitting". Journal of Computational Finance 20(4), 39–69.
     """
     x, labels = _as_matrix(returns)
-    if isinstance(n_splits, bool) or not isinstance(n_splits, int | np.integer):
-        raise TypeError(f"n_splits must be an int, got {type(n_splits).__name__}")
-    s = int(n_splits)
-    if s < 2 or s % 2:
-        raise QuantfleetError(f"n_splits must be an even number >= 2 (in and out of sample take "
-                              f"half the blocks each), got {s}; the paper uses 16")
-    if math.comb(s, s // 2) > _MAX_COMBINATIONS:
-        raise QuantfleetError(f"n_splits={s} gives {math.comb(s, s // 2):,} combinations; use "
-                              "n_splits <= 20 (16 is the usual choice)")
-    if callable(metric):
-        name = getattr(metric, "__name__", "custom")
-    elif metric in ("sharpe", "mean"):
-        name = metric
-    else:
-        raise QuantfleetError(f"unknown metric {metric!r}; use 'sharpe', 'mean' or a callable "
-                              "mapping a (rows, trials) array to one score per trial")
+    s = _check_splits(n_splits)
+    if not callable(metric):
+        if metric not in ("sharpe", "mean"):
+            raise QuantfleetError(f"unknown metric {metric!r}; use 'sharpe', 'mean' or a "
+                                  "callable mapping a (rows, trials) array to one score per "
+                                  "trial")
+        return pbo_from_blocks(block_stats(x.T, s), metric, labels=labels)
 
-    keep = np.isfinite(x).any(axis=0)
+    name = getattr(metric, "__name__", "custom")
+    t = x.shape[0]
+    rows_dropped = t - (t // s) * s
+    keep = np.isfinite(x[rows_dropped:]).any(axis=0)
     dropped = tuple(lab for lab, k in zip(labels, keep, strict=True) if not k)
     x = x[:, keep]
     kept_idx = np.flatnonzero(keep)
     n_trials = x.shape[1]
-    if n_trials < 2:
-        raise QuantfleetError(f"pbo needs at least 2 trials with data (columns), got {n_trials}"
-                              + (f" after dropping {len(dropped)} all-NaN" if dropped else "")
-                              + "; PBO measures selection among several trials")
-    t = x.shape[0]
-    block = t // s
-    if block < 1 or block * (s // 2) < 2:
-        raise QuantfleetError(f"returns has {t} rows, too few for n_splits={s}; need at least "
-                              f"{max(s, 4)} rows, or a smaller n_splits")
-    rows_dropped = t - block * s
+    _check_rows(t, s)
+    _check_trials(n_trials, dropped)
     x = x[rows_dropped:]
-    combos = np.array(list(itertools.combinations(range(s), s // 2)), dtype=np.intp)
-    n_comb = combos.shape[0]
-    mask = np.zeros((n_comb, s), dtype=bool)
-    mask[np.arange(n_comb)[:, None], combos] = True
+    mask = _combination_mask(s)
+    n_comb = mask.shape[0]
+    is_p = np.empty((n_comb, n_trials))
+    oos_p = np.empty((n_comb, n_trials))
+    blocks = x.reshape(s, t // s, n_trials)
+    for c in range(n_comb):
+        is_p[c] = np.asarray(metric(blocks[mask[c]].reshape(-1, n_trials)), dtype=np.float64)
+        oos_p[c] = np.asarray(metric(blocks[~mask[c]].reshape(-1, n_trials)), dtype=np.float64)
+    best, omega = _relative_rank(is_p, oos_p)
+    return _pbo_result(best, omega, is_p, oos_p, kept_idx, s, n_trials, rows_dropped, dropped,
+                       name)
 
-    if callable(metric):
-        is_p = np.empty((n_comb, n_trials))
-        oos_p = np.empty((n_comb, n_trials))
-        blocks = x.reshape(s, block, n_trials)
-        for c in range(n_comb):
-            is_p[c] = np.asarray(metric(blocks[mask[c]].reshape(-1, n_trials)), dtype=np.float64)
-            oos_p[c] = np.asarray(metric(blocks[~mask[c]].reshape(-1, n_trials)), dtype=np.float64)
-        best, omega = _relative_rank(is_p, oos_p)
-        rows = np.arange(n_comb)
-        is_best, oos_best = is_p[rows, best], oos_p[rows, best]
-    else:
-        fin = np.isfinite(x)
-        with np.errstate(invalid="ignore"):
-            m0 = np.nanmean(x, axis=0)  # centring keeps the sums of squares well conditioned
-        y = np.where(fin, x - m0, 0.0).reshape(s, block, n_trials)
-        cnt = fin.reshape(s, block, n_trials).sum(axis=1).astype(np.float64)  # (S, N)
-        s1 = y.sum(axis=1)
-        s2 = (y * y).sum(axis=1)
-        tot = (cnt.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0))
-        best = np.empty(n_comb, dtype=np.intp)
-        omega = np.empty(n_comb)
-        is_best = np.empty(n_comb)
-        oos_best = np.empty(n_comb)
-        chunk = max(1, 2_000_000 // max(n_trials, 1))
-        for lo in range(0, n_comb, chunk):
-            hi = min(n_comb, lo + chunk)
-            m = mask[lo:hi].astype(np.float64)
-            parts = (m @ cnt, m @ s1, m @ s2)
-            is_p = _perf_from_sums(name, *parts, m0)
-            oos_p = _perf_from_sums(name, *(a - b for a, b in zip(tot, parts, strict=True)), m0)
-            b, w = _relative_rank(is_p, oos_p)
-            r = np.arange(hi - lo)
-            best[lo:hi], omega[lo:hi] = b, w
-            is_best[lo:hi], oos_best[lo:hi] = is_p[r, b], oos_p[r, b]
 
-    logits = np.log(omega / (1.0 - omega))
+def pbo_from_blocks(blocks: BlockStats, metric: str = "sharpe", *,
+                    labels: Sequence[Any] | None = None) -> PBOResult:
+    """PBO (CSCV) of N trials from their per-block statistics: :func:`pbo` without the
+    per-bar returns.
+
+    ``blocks`` holds each trial's count of finite bars, mean and M2 in each of S blocks
+    (:func:`~quantfleet.backtest.blocks.block_stats`; a sweep's jobs return them with
+    ``BacktestJob(blocks=S)``), so memory is O(N · S) whatever the number of bars. The counts,
+    sums and sums of squares of any union of blocks follow exactly (Chan et al.): centred at
+    each trial's overall mean m0, block b contributes ``n_b``, ``n_b (mean_b - m0)`` and
+    ``M2_b + n_b (mean_b - m0)²``, and one matrix product per chunk of combinations adds them
+    up. ``pbo(returns)`` is ``pbo_from_blocks(block_stats(returns.T, S))``.
+
+    Parameters
+    ----------
+    blocks : BlockStats
+        S = ``blocks.n_splits`` blocks (even, >= 2) of N trials.
+    metric : "sharpe" or "mean"
+        As in :func:`pbo`.
+    labels : sequence, optional
+        A name per trial, for ``trials_dropped`` (default: the column indices).
+
+    Returns
+    -------
+    PBOResult (``best_trial`` indexes the trials of ``blocks``)
+    """
+    if not isinstance(blocks, BlockStats):
+        raise TypeError(f"blocks must be a BlockStats (quantfleet.backtest.blocks.block_stats), "
+                        f"got {type(blocks).__name__}")
+    s = _check_splits(blocks.n_splits)
+    if metric not in ("sharpe", "mean"):
+        raise QuantfleetError(f"unknown metric {metric!r} for pbo_from_blocks; use 'sharpe' or "
+                              "'mean' (a callable metric needs the per-bar returns: pbo())")
+    labels = list(range(blocks.n_trials)) if labels is None else list(labels)
+    if len(labels) != blocks.n_trials:
+        raise QuantfleetError(f"labels: {len(labels)} names for {blocks.n_trials} trials")
+    n_all = blocks.count.sum(axis=0)
+    keep = n_all > 0
+    dropped = tuple(lab for lab, k in zip(labels, keep, strict=True) if not k)
+    kept_idx = np.flatnonzero(keep)
+    n_trials = int(kept_idx.size)
+    _check_rows(blocks.bars, s)
+    _check_trials(n_trials, dropped)
+    cnt = blocks.count[:, keep]
+    mean = blocks.mean[:, keep]
+    # centred at each trial's mean: the sums of squares stay well conditioned
+    m0 = (cnt * mean).sum(axis=0) / n_all[keep]
+    d = mean - m0
+    s1 = cnt * d
+    s2 = blocks.m2[:, keep] + s1 * d
+    tot = (cnt.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0))
+    mask = _combination_mask(s)
+    n_comb = mask.shape[0]
+    best = np.empty(n_comb, dtype=np.intp)
+    omega = np.empty(n_comb)
+    is_best = np.empty(n_comb)
+    oos_best = np.empty(n_comb)
+    chunk = max(1, _PBO_CHUNK // max(n_trials, 1))  # (chunk, N) temporaries stay small
+    for lo in range(0, n_comb, chunk):
+        hi = min(n_comb, lo + chunk)
+        m = mask[lo:hi].astype(np.float64)
+        parts = (m @ cnt, m @ s1, m @ s2)
+        is_p = _perf_from_sums(metric, *parts, m0)
+        oos_p = _perf_from_sums(metric, *(a - b for a, b in zip(tot, parts, strict=True)), m0)
+        b, w = _relative_rank(is_p, oos_p)
+        r = np.arange(hi - lo)
+        best[lo:hi], omega[lo:hi] = b, w
+        is_best[lo:hi], oos_best[lo:hi] = is_p[r, b], oos_p[r, b]
+    return _pbo_result(best, omega, is_best, oos_best, kept_idx, s, n_trials,
+                       blocks.rows_dropped, dropped, metric, picked=True)
+
+
+def _pbo_result(best: np.ndarray, omega: np.ndarray, is_p: np.ndarray, oos_p: np.ndarray,
+                kept_idx: np.ndarray, s: int, n_trials: int, rows_dropped: int, dropped: tuple,
+                name: str, picked: bool = False) -> PBOResult:
+    """The PBOResult of per-combination selections (``picked``: ``is_p``/``oos_p`` are already
+    the selected trial's values, else (combinations, trials))."""
+    sel = best != NO_COMBO
+    if not picked:
+        r = np.arange(best.shape[0])
+        is_p, oos_p = is_p[r, best], oos_p[r, best]
+    is_best = np.where(sel, is_p, np.nan)
+    oos_best = np.where(sel, oos_p, np.nan)
+    with np.errstate(divide="ignore"):
+        logits = np.log(omega / (1.0 - omega))
     ok = np.isfinite(is_best) & np.isfinite(oos_best)
     slope = intercept = math.nan
     if ok.sum() >= 2 and np.ptp(is_best[ok]) > 0:
         slope, intercept = (float(v) for v in np.polyfit(is_best[ok], oos_best[ok], 1))
     return PBOResult(
-        pbo=float(np.mean(logits <= 0.0)), logits=logits, relative_rank=omega,
-        best_trial=kept_idx[best], is_perf=is_best, oos_perf=oos_best,
-        degradation_slope=slope, degradation_intercept=intercept,
-        prob_loss=float(np.mean(oos_best < 0.0)), n_splits=s, n_trials=n_trials,
-        n_combinations=n_comb, rows_dropped=rows_dropped, trials_dropped=dropped, metric=name,
+        pbo=float(np.mean(logits[sel] <= 0.0)) if sel.any() else math.nan, logits=logits,
+        relative_rank=omega, best_trial=np.where(sel, kept_idx[np.where(sel, best, 0)], NO_COMBO),
+        is_perf=is_best, oos_perf=oos_best, degradation_slope=slope,
+        degradation_intercept=intercept,
+        prob_loss=float(np.mean(oos_best[sel] < 0.0)) if sel.any() else math.nan,
+        n_splits=s, n_trials=n_trials, n_combinations=int(best.shape[0]),
+        rows_dropped=rows_dropped, trials_dropped=dropped, metric=name,
     )
 
 

@@ -9,16 +9,21 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.blocks import BlockStats
 from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate, evaluate_jobs
 from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.data.validate import require_bars
+from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.research.benchmark import with_benchmark
 from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Int
 
-__all__ = ["SweepResult", "results_table", "sweep"]
+__all__ = ["PBO_SPLITS", "SweepResult", "results_table", "sweep"]
+
+PBO_SPLITS = 16
+"""S, the blocks of the sweep's PBO (CSCV: C(16, 8) = 12,870 combinations, the paper's choice)."""
 
 
 @dataclass
@@ -77,8 +82,7 @@ def sweep(market: MarketData, strategy: str | Strategy,
           grid: Mapping[str, Sequence[Any]] | None = None, costs: Costs | None = None, *,
           executor: Any = None, assets: Sequence[str] | None = None, long_short: bool = False,
           ppy: float | None = None, out: str | Path | None = None, keep_table: bool = True,
-          metric: str = "sharpe", top: int = 10, chunk: int = 4096,
-          pbo_max_trials: int = 2000) -> SweepResult:
+          metric: str = "sharpe", top: int = 10, chunk: int = 4096) -> SweepResult:
     """Evaluate every combo of ``grid`` (a dict of value lists; missing names use the search
     values of the strategy's ParamSpace) on every asset.
 
@@ -94,14 +98,15 @@ def sweep(market: MarketData, strategy: str | Strategy,
     metric, top : leaderboard column and length (higher is better; max_drawdown and turnover
         lower: ``kernels.metrics.LOWER_IS_BETTER``)
     chunk : cartesian rows per work item
-    pbo_max_trials : PBO of the winner's asset is computed when the grid has at most this many
-        combos (it needs every combo's per-bar returns) and at least 2; the deflated Sharpe
-        always is
 
     The leaderboard ranks the rows with a finite ``metric``; ties go to the first asset (in
     sweep order), then the lowest combo index. ``overfit`` deflates the winner's Sharpe by
     every row it was chosen among: N = assets × combos with a finite ``metric``, V = the
     variance of those rows' Sharpe ratios (docs/overfit.md, "How a sweep counts its trials").
+    It also holds the PBO (CSCV, ``PBO_SPLITS`` blocks) of the combos on the winner's asset,
+    whatever the grid's size (at least 2 combos): the jobs return every asset × combo's
+    returns reduced to per-block statistics (``BacktestJob(blocks=PBO_SPLITS)``), so memory is
+    O(assets × combos × S), never O(combos × bars), and there is no second pass.
 
     Each chunk of combos is one :class:`~quantfleet.backtest.job.BacktestJob` on every asset,
     mapped with :func:`~quantfleet.backtest.job.evaluate_jobs`.
@@ -128,7 +133,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
         for params, sk in space.grid_chunks(spec, market.n_bars, chunk):
             skipped += sk
             if params.shape[0]:
-                yield JobBatch((BacktestJob(strat.name, tuple(rows), params, terms=terms),))
+                yield JobBatch((BacktestJob(strat.name, tuple(rows), params, terms=terms,
+                                            blocks=PBO_SPLITS),))
 
     writer = None
     tables = []
@@ -142,6 +148,9 @@ def sweep(market: MarketData, strategy: str | Strategy,
     # over all assets: the trial variance V the deflated Sharpe needs
     sr_stats = np.zeros((1, 3))
     n_ranked = 0
+    # per asset (sweep order), the per-block return statistics of each chunk's combos: the PBO
+    # of the combos on the winner's asset is computed from its list
+    blocks: list[list[BlockStats]] = [[] for _ in rows]
     if executor is None:
         pairs: Iterator[tuple[JobBatch, Any]] = ((it, evaluate_jobs(market, it))
                                                  for it in items())
@@ -156,6 +165,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
                 failed.append(got)
                 continue
             res = got[0].metrics
+            for i, b in enumerate(got[0].blocks):
+                blocks[i].append(b)
             tbl = results_table(strat, market, rows, params, res)
             ranked = np.isfinite(res[:, :, METRIC_NAMES.index(metric)])
             n_ranked += int(ranked.sum())
@@ -197,8 +208,10 @@ def sweep(market: MarketData, strategy: str | Strategy,
                                total_return="total_return", sharpe="sharpe")
     overfit = None
     if len(board):
-        overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, spec, terms,
-                                  n_combos, n_ranked, metric, pbo_max_trials)
+        winner = board.iloc[0]
+        pos = rows.index(market.asset_index(str(winner["asset"])))
+        overfit = _winner_overfit(strat, market, winner, rows, sr_stats, terms, n_combos,
+                                  n_ranked, metric, blocks[pos])
     return SweepResult(
         strategy=strat.name, metric=metric, n_combos=n_combos, n_skipped=skipped, n_rows=n_rows,
         assets=tuple(market.assets[a] for a in rows), top=board, table=table,
@@ -232,16 +245,21 @@ def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
 
 
 def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequence[int],
-                    sr_stats: np.ndarray, spec: Mapping[str, Sequence[Any]], terms: Terms,
-                    n_combos: int, n_ranked: int, metric: str,
-                    pbo_max_trials: int) -> dict[str, Any]:
-    """Deflated Sharpe of the leaderboard's winner and, when the grid has at least 2 combos and
-    is small enough to hold every combo's per-bar returns, PBO on the winner's asset.
+                    sr_stats: np.ndarray, terms: Terms, n_combos: int, n_ranked: int,
+                    metric: str, blocks: Sequence[BlockStats]) -> dict[str, Any]:
+    """Deflated Sharpe of the leaderboard's winner and, when the grid has at least 2 combos,
+    PBO of the combos on the winner's asset from their per-block statistics (``blocks``, one
+    part per chunk, in combo order).
 
     The winner is the best of every asset × combo row with a finite ``metric``, so those rows
     are the trials: N = ``n_ranked`` and V = the variance (ddof=1, per bar) of their finite
     Sharpes, pooled over all assets (``sr_stats``, one (count, mean, M2) row)."""
-    from quantfleet.research.overfit import deflated_sharpe, pbo, return_moments, verdict
+    from quantfleet.research.overfit import (
+        deflated_sharpe,
+        pbo_from_blocks,
+        return_moments,
+        verdict,
+    )
 
     a = market.asset_index(str(winner["asset"]))
     n_assets = len(rows)
@@ -263,19 +281,21 @@ def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequ
                            "n_unscored": int(unscored), "selected_among": among,
                            "var_trials": float(var_trials), "dsr": dsr, "pbo": None,
                            "pbo_trials": int(n_combos), "pbo_note": None}
+    na = None
     if n_combos < 2:
         out["pbo_note"] = (f"PBO skipped: {n_combos} trial; PBO measures selection among "
                            f"several trials and needs at least 2")
-    elif n_combos <= pbo_max_trials:
-        grid, _ = strat.space.grid(spec, market.n_bars)
-        all_rets = evaluate(market, BacktestJob(strat.name, (a,), grid, terms=terms,
-                                                keep="returns")).series[0]
-        out["pbo"] = pbo(all_rets.T, n_splits=16).pbo
+        na = "it needs at least 2 trials"
     else:
-        out["pbo_note"] = (f"PBO skipped: {n_combos} trials exceed pbo_max_trials="
-                           f"{pbo_max_trials} (per-bar returns of every trial are needed)")
+        try:
+            res = pbo_from_blocks(BlockStats.concat(blocks))
+            # the trials PBO ranked: every combo, unless one had no finite return at all
+            out["pbo"], out["pbo_trials"] = res.pbo, res.n_trials
+        except QuantfleetError as e:  # too few bars for the blocks, or < 2 trials with data
+            out["pbo_note"] = f"PBO skipped: {e}"
+            na = str(e)
     out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=n_trials, among=among,
-                             pbo_among=f"{market.assets[a]}'s {n_combos} combos")
-    if n_combos < 2:
-        out["verdict"] += "; PBO n/a: it needs at least 2 trials"
+                             pbo_among=f"{market.assets[a]}'s {out['pbo_trials']} combos")
+    if na is not None:
+        out["verdict"] += f"; PBO n/a: {na}"
     return out
