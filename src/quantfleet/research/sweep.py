@@ -103,8 +103,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
     sweep order), then the lowest combo index. ``overfit`` deflates the winner's Sharpe by
     every row it was chosen among: N = assets × combos with a finite ``metric``, V = the
     variance of those rows' Sharpe ratios (docs/overfit.md, "How a sweep counts its trials").
-    It also holds the PBO (CSCV, ``PBO_SPLITS`` blocks) of the combos on the winner's asset,
-    whatever the grid's size (at least 2 combos): the jobs return every asset × combo's
+    It also holds the PBO (CSCV, ``PBO_SPLITS`` blocks) of every asset × combo row (assets
+    priced over the winner's bars), whatever the grid's size (at least 2 combos): the jobs return every asset × combo's
     returns reduced to per-block statistics (``BacktestJob(blocks=PBO_SPLITS)``), so memory is
     O(assets × combos × S), never O(combos × bars), and there is no second pass.
 
@@ -149,7 +149,7 @@ def sweep(market: MarketData, strategy: str | Strategy,
     sr_stats = np.zeros((1, 3))
     n_ranked = 0
     # per asset (sweep order), the per-block return statistics of each chunk's combos: the PBO
-    # of the combos on the winner's asset is computed from its list
+    # of every asset × combo row is computed from them
     blocks: list[list[BlockStats]] = [[] for _ in rows]
     if executor is None:
         pairs: Iterator[tuple[JobBatch, Any]] = ((it, evaluate_jobs(market, it))
@@ -208,10 +208,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
                                total_return="total_return", sharpe="sharpe")
     overfit = None
     if len(board):
-        winner = board.iloc[0]
-        pos = rows.index(market.asset_index(str(winner["asset"])))
-        overfit = _winner_overfit(strat, market, winner, rows, sr_stats, terms, n_combos,
-                                  n_ranked, metric, blocks[pos])
+        overfit = _winner_overfit(strat, market, board.iloc[0], rows, sr_stats, terms, n_combos,
+                                  n_ranked, metric, blocks)
     return SweepResult(
         strategy=strat.name, metric=metric, n_combos=n_combos, n_skipped=skipped, n_rows=n_rows,
         assets=tuple(market.assets[a] for a in rows), top=board, table=table,
@@ -246,10 +244,12 @@ def _merge_moments(stats: np.ndarray, sharpe: np.ndarray) -> None:
 
 def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequence[int],
                     sr_stats: np.ndarray, terms: Terms, n_combos: int, n_ranked: int,
-                    metric: str, blocks: Sequence[BlockStats]) -> dict[str, Any]:
+                    metric: str, blocks: Sequence[Sequence[BlockStats]]) -> dict[str, Any]:
     """Deflated Sharpe of the leaderboard's winner and, when the grid has at least 2 combos,
-    PBO of the combos on the winner's asset from their per-block statistics (``blocks``, one
-    part per chunk, in combo order).
+    PBO (CSCV) of every asset × combo row the winner was chosen among, from their per-block
+    statistics (``blocks``: per asset, one part per chunk, in combo order); assets priced over
+    another history than the winner's cannot share its blocks and are left out (named in
+    ``pbo_note``).
 
     The winner is the best of every asset × combo row with a finite ``metric``, so those rows
     are the trials: N = ``n_ranked`` and V = the variance (ddof=1, per bar) of their finite
@@ -287,15 +287,29 @@ def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequ
                            f"several trials and needs at least 2")
         na = "it needs at least 2 trials"
     else:
+        # the winner was chosen among every asset's combos: CSCV ranks them all when their
+        # blocks cut the same bars (assets priced over the same history); an asset with
+        # another history cannot share the blocks and is left out, and the verdict says so
+        mine = BlockStats.concat(blocks[list(rows).index(a)])
+        same = [i for i in range(len(rows))
+                if BlockStats.concat(blocks[i]).bars == mine.bars]
+        pooled = BlockStats.concat([b for i in same for b in blocks[i]])
         try:
-            res = pbo_from_blocks(BlockStats.concat(blocks))
-            # the trials PBO ranked: every combo, unless one had no finite return at all
+            res = pbo_from_blocks(pooled)
+            # the trials PBO ranked: every row, unless one had no finite return at all
             out["pbo"], out["pbo_trials"] = res.pbo, res.n_trials
         except QuantfleetError as e:  # too few bars for the blocks, or < 2 trials with data
             out["pbo_note"] = f"PBO skipped: {e}"
             na = str(e)
+        out["pbo_assets"] = len(same)
+        if len(same) < len(rows):
+            out["pbo_note"] = (f"PBO among the {len(same)} of {len(rows)} assets priced over "
+                               f"the winner's {mine.bars} bars (CSCV needs every trial on the "
+                               f"same blocks)")
+    pbo_among = (f"{out['pbo_trials']} asset × combo rows" if out.get("pbo_assets", 1) > 1
+                 else f"{market.assets[a]}'s {out['pbo_trials']} combos")
     out["verdict"] = verdict(dsr=dsr, pbo=out["pbo"], n_trials=n_trials, among=among,
-                             pbo_among=f"{market.assets[a]}'s {out['pbo_trials']} combos")
+                             pbo_among=pbo_among)
     if na is not None:
         out["verdict"] += f"; PBO n/a: {na}"
     return out
