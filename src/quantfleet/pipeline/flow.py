@@ -3,8 +3,9 @@ run; heavy fan-out stays inside the stages on the Executor.
 
 Orchestration wraps logic, never holds it: each task body runs a plain stage function
 (stages.py) through the same recording code a research command uses (record.py). A stage is
-cached under a key made of its input artifact hashes, its settings and the source
-fingerprint, with its result (the output artifact refs) persisted by Prefect, so a re-run
+cached under a key made of its input artifact hashes, its settings, the store, the library
+versions, the data source's fingerprint and the code the stage runs (stages.stage_key), with
+its result (the output artifact refs) persisted by Prefect, so a re-run
 after a crash or a SIGKILL skips finished stages and produces the same outputs. Retries back
 off exponentially.
 """
@@ -32,7 +33,6 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: b
     prefect_env(home, config.prefect.api_url)
     from quantfleet.pipeline.prefect_flow import FlowRun, run_flow
     from quantfleet.pipeline.record import close_run, enabled_stages, open_run
-    from quantfleet.store import code_version
 
     _preflight(config)
     metrics = _start_metrics(log)
@@ -42,11 +42,11 @@ def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: b
                          context=ctx)
     result_dir = home / "prefect-results"
     result_dir.mkdir(parents=True, exist_ok=True)
-    code = code_version()["source"]
+    code = ""
     if not record:  # its artifacts live in a throwaway store: a cache entry would dangle
         import uuid
 
-        code = f"{code}-unrecorded-{uuid.uuid4().hex}"
+        code = f"-unrecorded-{uuid.uuid4().hex}"
     run = FlowRun(ctx=ctx, stages=enabled_stages(config), code=code, result_dir=result_dir,
                   log=log)
     t0 = time.time()

@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, task
 
 from quantfleet.pipeline.record import execute_stage, record_stage, stage_inputs, stage_settings
-from quantfleet.pipeline.stages import RunContext, stage_key
+from quantfleet.pipeline.stages import RunContext, cache_facts, stage_code, stage_key
 
 __all__ = [
     "FlowRun",
@@ -84,14 +84,18 @@ def stage_task(token: str, stage: str, inputs: dict[str, str], key: str) -> dict
 
 @flow(log_prints=False, persist_result=True)
 def pipeline_flow(token: str) -> dict[str, dict[str, Any]]:
-    """The stages of the run registered as ``token``, in order, each recorded as it ends."""
+    """The stages of the run registered as ``token``, in order, each recorded as it ends.
+
+    A stage served from the cache is used only if every output artifact it names is in the
+    run's store and verifies (its bytes hash to its name); otherwise it is recomputed."""
     run = _RUNS[token]
     ctx, config = run.ctx, run.ctx.config
     done: dict[str, dict[str, Any]] = {}
     for stage in run.stages:
         inputs = stage_inputs(config, stage, done)
         settings = stage_settings(config, stage)
-        key = stage_key(stage, inputs, settings, run.code)
+        code = stage_code(stage) + run.code
+        key = stage_key(stage, inputs, {**settings, **cache_facts(ctx, stage)}, code)
         t = stage_task.with_options(
             name=stage, retries=config.prefect.retries,
             retry_delay_seconds=_backoff(config.prefect.retry_delay_s, config.prefect.retries),
@@ -99,11 +103,29 @@ def pipeline_flow(token: str) -> dict[str, dict[str, Any]]:
         state = t(token, stage, inputs, key, return_state=True)
         result = state.result()
         cached = state.name == "Cached"
+        if cached:
+            missing = _unverified(ctx, result)
+            if missing:
+                run.log(f"stage {stage}: cached result names {len(missing)} artifact(s) that "
+                        f"are not in {ctx.store.url} or do not verify ({', '.join(missing)}); "
+                        f"recomputing")
+                state = t.with_options(refresh_cache=True)(token, stage, inputs, key,
+                                                           return_state=True)
+                result = state.result()
+                cached = False
         done[stage] = record_stage(ctx, stage, inputs, result, cached=cached,
-                                   settings={**settings, "cache_key": key, "code": run.code})
+                                   settings={**settings, "cache_key": key, "code": code})
         run.log(f"stage {stage}: " + (f"served from cache (computed in {result['seconds']:.1f} s)"
                                       if cached else f"done in {result['seconds']:.1f} s"))
     return done
+
+
+def _unverified(ctx: RunContext, result: dict[str, Any]) -> list[str]:
+    """Names of the outputs of a cached stage result missing from, or corrupt in, the store."""
+    from quantfleet.store import ArtifactRef
+
+    return [name for name, d in result["outputs"].items()
+            if not ctx.store.verify(ArtifactRef.from_dict(d))]
 
 
 def run_flow(run: FlowRun, name: str, run_name: str) -> dict[str, dict[str, Any]]:
