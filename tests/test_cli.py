@@ -218,7 +218,7 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
 
 @pytest.mark.parametrize("args, message", [
     (["submit"], "error: unknown command 'submit' for quantfleet"),
-    (["sweeep", "sp500"], "did you mean 'sweep'?"),
+    (["sweeep", "sp500"], "did you mean 'sweep'"),
     (["runs", "shwo", "latest"], "unknown command 'shwo' for quantfleet runs; did you mean 'show'?"),
     (["sweep", "sp500", "--strategy", "sma_cross", "--bogus"], "No such option: --bogus"),
     (["sweep", "--strategy", "sma_cross"], "Missing argument 'data'"),

@@ -29,7 +29,7 @@ app = typer.Typer(
 app.command()(data.strategies)
 for _cmd in (research.backtest, research.sweep, research.tournament, research.evolve,
              research.portfolio, observe.profile, observe.cost, observe.report, runs.query,
-             pipeline.run, pipeline.demo, pipeline.ui, pipeline.health):
+             pipeline.run, pipeline.serve, pipeline.demo, pipeline.ui, pipeline.health):
     app.command()(_cmd)
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")

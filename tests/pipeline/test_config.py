@@ -47,17 +47,17 @@ def test_overrides_map_flags_to_fields():
 
 
 def test_preflight_names_the_key_before_any_work():
-    from quantfleet.pipeline.flow import _preflight
+    from quantfleet.pipeline.record import preflight
 
     cfg = PipelineConfig().with_overrides({"evolution.strategies": ["sma_cross", "donchian"]})
     with pytest.raises(ConfigError, match=r"evolution.strategies: donchian needs high, low but "
                                           r"sp500 has close"):
-        _preflight(cfg)
+        preflight(cfg)
     cfg = PipelineConfig().with_overrides({"tournament.strategies": ["sma_crss"]})
     with pytest.raises(ConfigError, match=r"tournament.strategies: unknown strategy 'sma_crss'"):
-        _preflight(cfg)
+        preflight(cfg)
     with pytest.raises(ConfigError, match=r"data.source: .sp501. is neither a file nor a bundled dataset"):
-        _preflight(PipelineConfig().with_overrides({"data.source": "sp501"}))
+        preflight(PipelineConfig().with_overrides({"data.source": "sp501"}))
 
 
 def test_tournament_grids_in_the_config(tmp_path):

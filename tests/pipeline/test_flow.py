@@ -82,6 +82,48 @@ def test_flow_end_to_end_then_served_from_cache(prefect_harness, tmp_path):
     second = run_pipeline(cfg, log=lambda m: None)
     assert all(s["cached"] for s in second.stages.values())
     assert _results(second.stages) == _results(first.stages)
+    _check_prefect_record(first.run_id)
+
+
+def _check_prefect_record(run_id: str) -> None:
+    """What the Prefect API holds of a flow run: its parameters (the config), its name, the
+    stage tasks linked to their upstream stages, its log lines and its artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    with get_client(sync_client=True) as c:
+        (fr,) = c.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[f"small {run_id}"])))
+        assert fr.parameters["config"]["name"] == "small"
+        assert fr.parameters["config"]["tournament"]["strategies"] == ["sma_cross", "rsi"]
+        tasks = {t.name: t for t in c.read_task_runs(task_run_filter=TaskRunFilter(
+            flow_run_id=TaskRunFilterFlowRunId(any_=[fr.id])))}
+        assert set(tasks) == {"data", "tournament", "evolution", "returns", "portfolio"}
+        ups = {name: {i.id for i in t.task_inputs.get("upstream", [])}
+               for name, t in tasks.items()}
+        # each stage is linked to the stages it reads (Prefect 3.8 also links a task run to
+        # the one that ran just before it in a sequential flow)
+        assert ups["data"] == set()
+        assert tasks["data"].id in ups["tournament"]
+        assert tasks["data"].id in ups["evolution"]
+        assert tasks["tournament"].id in ups["returns"]
+        assert ups["portfolio"] == {tasks["returns"].id}
+        logs = [lg.message for lg in c.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[fr.id])))]
+        assert any(m.startswith("stage tournament: done") for m in logs), logs
+        arts = {a.key: a for a in c.read_artifacts() if a.flow_run_id == fr.id}
+    assert {"small-summary", "small-leaderboard", "small-report"} <= set(arts)
+    assert "Verdict" in arts["small-summary"].data and "Speedup" in arts["small-summary"].data
+    assert arts["small-report"].data.startswith("[HTML report](file://")
 
 
 @pytest.mark.integration
@@ -194,3 +236,47 @@ def test_killed_run_resumes_without_recomputing_finished_stages(tmp_path):
     cfg = load_config(cfgp).with_overrides({"store": str(tmp_path / "lake2")})
     fresh = run_stages(cfg, "run", log=lambda m: None)
     assert _results(fresh.stages) == _results(stages)
+
+
+@pytest.mark.integration
+def test_the_served_deployment_runs_the_pipeline(prefect_harness, tmp_path):
+    """``quantfleet serve CONFIG`` registers the module-level flow as a deployment; a run
+    started through the API (as from the UI) executes the pipeline and records it."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL
+
+    from quantfleet.pipeline.prefect_flow import FLOW_NAME
+    from quantfleet.store import Store
+
+    cfgp = tmp_path / "small.toml"
+    cfgp.write_text(SMALL.format(store=tmp_path / "lake").replace(
+        "[evolution]", "[evolution]\nenabled = false").replace(
+        "[portfolio]", "[portfolio]\nenabled = false"))
+    env = {**os.environ, "QUANTFLEET_HOME": str(tmp_path / "home"), "QUANTFLEET_METRICS": "0",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    for k in [k for k in env if k.startswith("PREFECT_") and k != "PREFECT_RUNNER_POLL_FREQUENCY"]:
+        env.pop(k)
+    env.pop("QUANTFLEET_STORE", None)
+    api = PREFECT_API_URL.value()
+    serve = subprocess.Popen([sys.executable, "-m", "quantfleet.cli", "serve", str(cfgp),
+                              "--name", "served", "--prefect-api", api], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        run = None
+        deadline = time.monotonic() + 300  # a hung server only
+        while run is None:
+            assert serve.poll() is None, serve.stdout.read()
+            assert time.monotonic() < deadline
+            try:
+                run = run_deployment(f"{FLOW_NAME}/served", timeout=600)
+            except Exception:  # not registered yet
+                time.sleep(1)
+        assert run.state.is_completed(), run.state
+        assert run.parameters["config"]["name"] == "small"
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=60)
+    store = Store.open(str(tmp_path / "lake"))
+    (rid,) = store.run_ids()
+    assert store.get_run(rid).status == "succeeded"

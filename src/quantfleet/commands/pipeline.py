@@ -11,18 +11,15 @@ import typer
 
 from quantfleet.commands.options import AsJson, NoStore, StoreUrl, fail, print_json
 
-__all__ = ["demo", "health", "run", "ui"]
+__all__ = ["demo", "health", "run", "serve", "ui"]
 
 
 def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
     from quantfleet.pipeline.flow import run_pipeline
-    from quantfleet.pipeline.report import write_report
 
     out = run_pipeline(config, record=not no_store,
                        log=(lambda m: None) if as_json else typer.echo)
-    # the report is drawn from the recorded run: none without one
-    report = (write_report(out.store_url, out.run_id)
-              if config.report.enabled and out.run_id else None)
+    report = out.report  # written by the flow from the recorded run: none without one
     summary = {"store": out.store_url, "report": str(report) if report else None,
                "wall_s": round(out.wall_s, 2),
                "stages": {k: {"cached": v["cached"], "outputs": v["outputs"],
@@ -89,6 +86,33 @@ def run(
                               "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
                               "report.open": open_report})
     _run_config(cfg, as_json, no_store)
+
+
+def serve(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML) whose validated contents become the deployment's default parameter.")],
+    name: Annotated[str | None, typer.Option("--name", help="Deployment name (default: the config's name).")] = None,
+    prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API URL (default: the server of `quantfleet ui` if up).")] = None,
+) -> None:
+    """Serve the pipeline flow as a Prefect deployment: runs started from the UI (or
+    `prefect deployment run`) execute here, with CONFIG as their default parameter."""
+    from quantfleet.pipeline.config import load_config
+    from quantfleet.pipeline.flow import prefect_api as pick_api
+    from quantfleet.pipeline.home import prefect_env, state_dir
+
+    cfg = load_config(config)
+    api, said = pick_api(prefect_api or cfg.prefect.api_url)
+    if api is None and not os.environ.get("PREFECT_API_URL"):
+        fail("serve needs a Prefect server to register with: start `quantfleet ui` (or give "
+             "--prefect-api URL)")
+    prefect_env(state_dir(), api)
+    from quantfleet.pipeline.prefect_flow import FLOW_NAME, pipeline_flow
+
+    dep = name or cfg.name
+    typer.echo(f"prefect API: {said}")
+    typer.echo(f"serving deployment {FLOW_NAME}/{dep}; start a run from the UI or with "
+               f"`prefect deployment run '{FLOW_NAME}/{dep}'`; Ctrl-C stops")
+    pipeline_flow.serve(name=dep, parameters={"config": cfg.model_dump(mode="json")},
+                        print_starting_message=False)
 
 
 def demo(

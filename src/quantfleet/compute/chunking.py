@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantfleet.codeprint import code_fingerprint
 from quantfleet.errors import ExecutionError
 
 __all__ = [
@@ -118,7 +119,8 @@ def _qualname(fn: Any) -> str:
 
 
 def fingerprint(fn: Any, items: Sequence[Any], shared: Any = None, key: str = "") -> str:
-    """A hex digest naming a unit of work: the chunk file format, fn's qualified name, the
+    """A hex digest naming a unit of work: the chunk file format, fn's qualified name and code
+    (``quantfleet.codeprint.code_fingerprint`` of its module, for quantfleet functions), the
     pickled items, the pickled ``shared`` object and an optional caller ``key``.
 
     Items and shared must pickle deterministically (tuples, numbers, strings, numpy arrays,
@@ -127,6 +129,10 @@ def fingerprint(fn: Any, items: Sequence[Any], shared: Any = None, key: str = ""
     h = hashlib.sha256()
     h.update(CHECKPOINT_FORMAT.encode() + b"\0")
     h.update(_qualname(fn).encode())
+    module = getattr(fn, "__module__", None) or ""
+    if module == "quantfleet" or module.startswith("quantfleet."):
+        # the code fn runs: its module and every quantfleet module it imports
+        h.update(b"\0" + code_fingerprint(module).encode())
     h.update(b"\0" + key.encode() + b"\0")
     h.update(str(len(items)).encode())
     for it in items:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quantfleet.observe.spans import SpanRecorder
@@ -26,6 +27,7 @@ __all__ = [
     "enabled_stages",
     "execute_stage",
     "open_run",
+    "preflight",
     "record_stage",
     "run_stages",
     "run_summary",
@@ -43,6 +45,7 @@ class RunOutcome:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     wall_s: float = 0.0
     context: RunContext | None = None
+    report: Path | None = None  # the HTML report a flow run wrote
 
     @property
     def results(self) -> dict[str, Any]:
@@ -80,6 +83,38 @@ def stage_settings(config: PipelineConfig, stage: str) -> dict[str, Any]:
     if section is not None:
         base[stage] = section.model_dump()
     return base
+
+
+def preflight(config: PipelineConfig) -> None:
+    """Bad input fails before the flow starts, with one line naming the config key."""
+    from quantfleet.data import load
+    from quantfleet.errors import ConfigError, QuantfleetError
+    from quantfleet.strategies import get
+
+    try:
+        market = load(config.data.source)
+        if config.data.assets:
+            market = market.select(config.data.assets)
+    except QuantfleetError as e:
+        raise ConfigError(f"data.source: {e}") from None
+    for section in ("tournament", "evolution"):
+        sec = getattr(config, section)
+        if not sec.enabled:
+            continue
+        names = sec.strategies
+        if names == ["all"]:
+            continue  # the tournament keeps the seeds the data can feed
+        for n in names:
+            try:
+                s = get(n)
+            except QuantfleetError as e:
+                raise ConfigError(f"{section}.strategies: {e}") from None
+            missing = [f for f in (*s.needs, *s.extras) if market.field(f) is None]
+            if missing:
+                raise ConfigError(
+                    f"{section}.strategies: {n} needs {', '.join(missing)} but "
+                    f"{config.data.source} has {', '.join(market.columns())}; remove it or "
+                    f"use OHLC data")
 
 
 def open_run(config: PipelineConfig, command: str, *, record: bool = True,

@@ -25,15 +25,19 @@ __all__ = [
     "CLOCK",
     "DEPENDS",
     "ORDER",
+    "RESULT_PACKAGES",
     "STAGES",
+    "STAGE_CODE",
     "RunContext",
     "backtest_stage",
+    "cache_facts",
     "data_stage",
     "evolution_stage",
     "market_table",
     "portfolio_members",
     "portfolio_stage",
     "returns_stage",
+    "stage_code",
     "stage_key",
     "sweep_stage",
     "tournament_stage",
@@ -54,8 +58,52 @@ DEPENDS: dict[str, dict[str, tuple[str, str]]] = {
 """``{stage: {input name: (producing stage, its output name)}}``."""
 
 
+STAGE_CODE: dict[str, tuple[str, ...]] = {
+    "data": ("quantfleet.data.loaders",),
+    "backtest": ("quantfleet.research.backtest",),
+    "sweep": ("quantfleet.research.sweep",),
+    "tournament": ("quantfleet.research.tournament",),
+    "evolution": ("quantfleet.research.evolve",),
+    "returns": ("quantfleet.portfolio.returns",),
+    "portfolio": ("quantfleet.portfolio", "quantfleet.portfolio.rebalance"),
+}
+"""The modules each stage's driver runs; with their imports (transitively) and this file they
+are the code a stage's cache key covers (:func:`stage_code`)."""
+
+RESULT_PACKAGES = ("numpy", "numba", "pandas", "pyarrow", "scipy", "scikit-learn", "skfolio")
+"""Libraries whose version can change a stage's numbers; part of every stage's cache key."""
+
+
+def stage_code(stage: str) -> str:
+    """Fingerprint of the code ``stage`` runs: this file and the import closure of its
+    driver modules (:data:`STAGE_CODE`), not every file of the package — editing the report
+    does not recompute a tournament; editing a strategy kernel does."""
+    from quantfleet.codeprint import code_fingerprint
+
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    return f"{own}-{code_fingerprint(*STAGE_CODE[stage])}"
+
+
+def cache_facts(ctx: RunContext, stage: str) -> dict[str, Any]:
+    """What a stage's output depends on besides its inputs and config settings: the store it
+    is kept in, the library versions, and for a stage that reads ``data.source`` itself the
+    source's fingerprint (file: size + sha256; dataset: its file's; synthetic: the URL)."""
+    from quantfleet.store.runs import package_versions
+
+    facts: dict[str, Any] = {"store": ctx.store.url,
+                             "packages": package_versions(RESULT_PACKAGES)}
+    reads_source = stage == "data" or (stage == "returns"
+                                       and ctx.config.portfolio.source == "data")
+    if reads_source:
+        from quantfleet.data.loaders import fingerprint_source
+
+        facts["data_source"] = fingerprint_source(ctx.config.data.source)
+    return facts
+
+
 def stage_key(stage: str, inputs: dict[str, str], settings: dict[str, Any], code: str) -> str:
-    """Cache key of a stage: its name, input artifact hashes, settings and source fingerprint."""
+    """Cache key of a stage: its name, input artifact hashes, settings (with
+    :func:`cache_facts`) and code fingerprint (:func:`stage_code`)."""
     blob = json.dumps({"stage": stage, "inputs": inputs, "settings": settings, "code": code},
                       sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(blob.encode()).hexdigest()[:32]}"

@@ -21,6 +21,7 @@ import numpy as np
 
 from quantfleet.backtest.job import BacktestJob, evaluate
 from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.codeprint import code_fingerprint
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
@@ -109,7 +110,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
         ck = Path(checkpoint_dir) / CHECKPOINT
         _check_checkpoint(Path(checkpoint_dir), ck, {
             **cfg, "data": data_fingerprint(market), "ppy": ppy,
-            "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names}})
+            "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names},
+            "code": code_fingerprint(__name__)})
     host = getattr(executor, "host", None)
     if host is not None:
         searcher = host(searcher)
@@ -156,7 +158,7 @@ def _restricted(names, spaces, grid, grids, n_bars) -> dict[str, ParamSpace]:
 
 # what a checkpoint record's keys are called in messages
 _LABELS = {"data": "data", "spaces": "parameter spaces (grid)", "ppy": "periods_per_year",
-           "fee_rate": "costs"}
+           "fee_rate": "costs", "code": "code (the quantfleet modules an evolution runs)"}
 
 
 def _check_checkpoint(root: Path, ck: Path, record: dict[str, Any]) -> None:

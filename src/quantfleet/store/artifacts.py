@@ -548,6 +548,15 @@ class ArtifactStore:
         except StoreError:
             return False
 
+    def verify(self, ref: ArtifactRef | str) -> bool:
+        """True if the artifact is in the store and its bytes hash to its name (a cache hit
+        may only be served when every output verifies)."""
+        try:
+            self._fetch(ref, None)
+        except StoreError:
+            return False
+        return True
+
     def stat(self, ref: ArtifactRef | str) -> ArtifactRef:
         """Key, format and size of a stored artifact (kind unknown: ``""``)."""
         h = _hash_of(ref)
