@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
 
 from quantfleet.pipeline.config import PipelineConfig
 from quantfleet.pipeline.home import prefect_env, state_dir
 from quantfleet.pipeline.record import RunOutcome, preflight
 
-__all__ = ["UI_URL", "RunOutcome", "prefect_api", "prefect_env", "run_pipeline",
-           "start_metrics", "state_dir"]
+__all__ = ["UI_URL", "RunOutcome", "prefect_api", "prefect_env", "run_pipeline", "state_dir"]
 
 
 def run_pipeline(config: PipelineConfig, *, run_id: str | None = None, record: bool = True,
@@ -74,19 +72,3 @@ def _healthy(api_url: str) -> bool:
             return r.status == 200
     except (OSError, ValueError):
         return False
-
-
-def start_metrics(log: Callable[[str], None]) -> Any:
-    """The Prometheus endpoint of this run on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default
-    a free port); the executor's span recorder feeds it."""
-    if os.environ.get("QUANTFLEET_METRICS", "1") == "0":
-        return None
-    from quantfleet.observe.metrics import RunMetrics
-
-    m = RunMetrics()
-    port = os.environ.get("QUANTFLEET_METRICS_PORT")
-    url = m.serve(int(port) if port else None)
-    log(f"metrics: {url}")
-    return m
-
-

@@ -34,6 +34,7 @@ from quantfleet.pipeline.record import (
     record_stage,
     stage_inputs,
     stage_settings,
+    start_metrics,
 )
 from quantfleet.pipeline.stages import DEPENDS, RunContext, cache_facts, stage_code, stage_key
 
@@ -150,7 +151,6 @@ def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool
                      log: Callable[[str], None]) -> RunOutcome:
     """The body of :func:`pipeline_flow` (inside a flow run): open the run, run each stage as
     a cached task, close the run, write the report and publish the run's artifacts."""
-    from quantfleet.pipeline.flow import start_metrics
     from quantfleet.pipeline.home import state_dir
 
     home = state_dir()

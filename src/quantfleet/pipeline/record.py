@@ -9,6 +9,7 @@ close it with its spans (kind ``spans``) and summary (kind ``run_summary``) as a
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ __all__ = [
     "run_summary",
     "stage_inputs",
     "stage_settings",
+    "start_metrics",
 ]
 
 
@@ -240,3 +242,19 @@ def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
     outcome.wall_s = time.time() - t0
     close_run(ctx, outcome)
     return outcome
+
+
+def start_metrics(log: Callable[[str], None]) -> Any:
+    """The Prometheus endpoint of this run on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default
+    a free port); the executor's span recorder feeds it."""
+    if os.environ.get("QUANTFLEET_METRICS", "1") == "0":
+        return None
+    from quantfleet.observe.metrics import RunMetrics
+
+    m = RunMetrics()
+    port = os.environ.get("QUANTFLEET_METRICS_PORT")
+    url = m.serve(int(port) if port else None)
+    log(f"metrics: {url}")
+    return m
+
+
