@@ -9,9 +9,9 @@ only, so any layer may import it (like ``quantfleet.errors``).
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,18 +33,36 @@ def _file_of(module: str) -> Path | None:
     return _ROOT / "__init__.py" if not parts else None
 
 
+_FROM = re.compile(r"^[ \t]*from[ \t]+(quantfleet(?:\.\w+)*)[ \t]+import[ \t]+"
+                   r"(\([^)]*\)|[^\n]*)", re.MULTILINE)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]*)", re.MULTILINE)
+
+
 @functools.cache
 def _imports(path: Path) -> tuple[str, ...]:
     """quantfleet modules ``path`` imports anywhere in its body (``from pkg import name``
-    counts as ``pkg.name`` when that is a module, else ``pkg``)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    counts as ``pkg.name`` when that is a module, else ``pkg``).
+
+    Read with regular expressions, not ``ast.parse``: CPython 3.11's AST conversion keeps its
+    recursion counter in state shared by threads, and a parse racing another thread's (a
+    Prefect flow run has several) fails with "AST constructor recursion depth mismatch". An
+    import-like line inside a string only adds a module: the fingerprint covers more code,
+    never less.
+    """
+    text = path.read_text(encoding="utf-8")
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+    for m in _FROM.finditer(text):
+        found.add(m.group(1))
+        names = m.group(2).split("#")[0] if not m.group(2).startswith("(") else m.group(2)
+        for part in re.split(r"[\s,()]+", names):
+            name = part.strip()
+            if name and name.isidentifier() and name != "as":
+                found.add(f"{m.group(1)}.{name}")
+    for m in _IMPORT.finditer(text):
+        for part in m.group(1).split("#")[0].split(","):
+            name = part.strip().split(" as ")[0].strip()
+            if name.startswith("quantfleet"):
+                found.add(name)
     return tuple(sorted(m for m in found if _file_of(m) is not None))
 
 

@@ -179,3 +179,23 @@ def test_an_evolution_checkpoint_of_other_code_is_refused(tmp_path):
     meta.write_text(json.dumps({**record, "code": "0" * 16}))  # as if written by other code
     with pytest.raises(QuantfleetError, match=r"other settings \(code .*differ\)"):
         evolve(market, ["sma_cross"], **kw)
+
+
+def test_the_import_scan_finds_every_import_an_ast_walk_finds():
+    """codeprint reads imports with regular expressions (ast.parse is not thread-safe in
+    CPython 3.11); on every module it finds at least what an AST walk finds."""
+    import ast
+
+    from quantfleet import codeprint
+
+    root = ROOT / "src" / "quantfleet"
+    for path in sorted(root.rglob("*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+        want = {m for m in found if codeprint._file_of(m) is not None}
+        assert want <= set(codeprint._imports(path)), path
