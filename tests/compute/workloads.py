@@ -257,3 +257,17 @@ class NodeGate:
                 with open(os.path.join(self.root, name)) as f:
                     out.append(json.load(f))
         return out
+
+
+class Work:
+    """An item that says how many backtests it stands for (like ``BacktestJob``)."""
+
+    def __init__(self, value: int, n_backtests: int) -> None:
+        self.value, self.n_backtests = value, n_backtests
+
+
+def work(shared: object, item: Work) -> int:
+    """``item.value``; value 3 always raises."""
+    if item.value == 3:
+        raise ValueError("bad work 3")
+    return item.value
