@@ -77,6 +77,7 @@ class RunMetrics:
                           "finished": self.finished, "failed": self.failed,
                           "retried": self.retried, "items": self.items,
                           "items_failed": self.items_failed, "backtests": self.backtests}
+        self._stages: set[str] = set()
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
@@ -93,6 +94,10 @@ class RunMetrics:
         if n < 0:
             raise QuantfleetError(f"metrics: {kind} count must be >= 0 (got {n})")
         st = _stage(stage)
+        if st not in self._stages:  # every series of a stage exists from its first event, at 0
+            self._stages.add(st)
+            for c in (*self._by_event.values(), self.in_flight):
+                c.labels(stage=st)
         if kind != "abandoned":
             self._by_event[kind].labels(stage=st).inc(n)
         if kind == "submitted":
