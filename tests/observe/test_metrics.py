@@ -100,10 +100,12 @@ def test_store_feeds_its_bytes():
     assert pickle.loads(pickle.dumps(store)).on_io is None
 
 
-@pytest.mark.parametrize("backend", ["serial", "processes"])
-def test_executor_counts_match_what_the_map_did(backend, procs):
+@pytest.mark.parametrize("backend", ["serial", "processes", "ray"])
+def test_executor_counts_match_what_the_map_did(backend, procs, request):
+    """Every backend; Ray's tasks count as started when their results arrive."""
     items = [wl.Work(v, 10 * v + 1) for v in range(8)]
-    ex = SerialExecutor() if backend == "serial" else procs
+    ex = {"serial": SerialExecutor, "processes": lambda: procs,
+          "ray": lambda: request.getfixturevalue("ray_executor")}[backend]()
     m = RunMetrics()
     rec = m.recorder()
     res = list(ex.map(wl.work, items, retries=1, chunk_size=3, stage="tournament",
