@@ -3,8 +3,9 @@
 
 One Prometheus scrapes, every second, a live run's endpoint and a Pushgateway; the tests
 ask it in PromQL for what a tournament did and compare with the run's own counts: a live
-``tournament`` map on a ProcessExecutor, and the ``quantfleet tournament`` command (a batch
-run that ends before any scrape and pushes its figures). Waits are bounded and wait for a
+``tournament`` map on a ProcessExecutor, the ``quantfleet tournament`` command (a batch run
+that ends before any scrape and pushes its figures) and ``quantfleet run`` (the Prefect flow,
+which pushes the same way). Waits are bounded and wait for a
 scrape that came after the work, never for a time."""
 
 from __future__ import annotations
@@ -186,3 +187,55 @@ def test_a_batch_command_pushes_and_prometheus_keeps_its_figures(stack, tmp_path
     run = f'{{job="quantfleet",run_id="{rid}"}}'
     on_disk = sum(f.stat().st_size for f in lake.rglob("*") if f.is_file())
     assert stack.value(f"quantfleet_store_bytes_written_total{run}") >= on_disk > 0
+
+
+FLOW = """
+name = "metrics"
+store = "{store}"
+[data]
+source = "sp500"
+assets = ["AAPL", "AMD"]
+[executor]
+kind = "processes"
+workers = 2
+[tournament]
+strategies = ["sma_cross", "rsi"]
+train = 1500
+test = 750
+max_combos = 4
+baseline = false
+[evolution]
+enabled = false
+[portfolio]
+enabled = false
+[report]
+enabled = false
+"""
+
+
+@pytest.mark.integration
+def test_a_flow_run_pushes_its_figures(stack, tmp_path):
+    """``quantfleet run`` (the Prefect flow) pushes when it ends, like a research command."""
+    cfg = tmp_path / "metrics.toml"
+    cfg.write_text(FLOW.format(store=tmp_path / "lake"))
+    env = {**os.environ, "QUANTFLEET_PUSHGATEWAY": stack.gateway,
+           "QUANTFLEET_HOME": str(tmp_path / "home"), "QUANTFLEET_METRICS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(quantfleet.__file__).parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    for k in [k for k in env if k.startswith("PREFECT_") or k == "QUANTFLEET_STORE"]:
+        env.pop(k)
+    env.pop("QUANTFLEET_METRICS_PORT", None)
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", "run", str(cfg), "--json"],
+                       capture_output=True, text=True, timeout=900, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = json.loads(p.stdout)
+    rid = out["run_id"]
+    want = out["stages"]["tournament"]["summary"]["backtests"]
+    sel = f'{{job="quantfleet",run_id="{rid}",stage="tournament"}}'
+    _until("the pushed flow run in Prometheus",
+           lambda: stack.query(f"quantfleet_backtests_total{sel}"))
+    assert stack.value(f"quantfleet_backtests_total{sel}") == want > 0
+    assert stack.value(f"quantfleet_items_total{sel}") == 4  # 2 strategies x 2 assets
+    assert stack.value(f"quantfleet_tasks_started_total{sel}") == \
+        stack.value(f"quantfleet_tasks_finished_total{sel}")
+    assert stack.value(f'quantfleet_store_bytes_written_total{{run_id="{rid}"}}') > 0
