@@ -271,3 +271,15 @@ def work(shared: object, item: Work) -> int:
     if item.value == 3:
         raise ValueError("bad work 3")
     return item.value
+
+
+def wait_for(shared: str, item: int) -> int:
+    """Item 0 waits for a ``go`` file in the directory ``shared``, every other item for a
+    ``release`` file (bounded waits, so a broken test leaves no immortal worker)."""
+    name = "go" if item == 0 else "release"
+    stop = time.monotonic() + 600
+    while not os.path.exists(os.path.join(shared, name)):
+        if time.monotonic() > stop:
+            raise RuntimeError(f"wait_for: no {name} file")
+        time.sleep(0.02)
+    return item

@@ -102,7 +102,7 @@ def test_store_feeds_its_bytes():
 
 @pytest.mark.parametrize("backend", ["serial", "processes", "ray"])
 def test_executor_counts_match_what_the_map_did(backend, procs, request):
-    """Every backend; Ray's tasks count as started when their results arrive."""
+    """Every backend counts what its map did."""
     items = [wl.Work(v, 10 * v + 1) for v in range(8)]
     ex = {"serial": SerialExecutor, "processes": lambda: procs,
           "ray": lambda: request.getfixturevalue("ray_executor")}[backend]()
@@ -128,11 +128,12 @@ def test_executor_counts_match_what_the_map_did(backend, procs, request):
     assert m.value("quantfleet_task_duration_seconds_count", "tournament") == len(rec) == 3
 
 
-@pytest.mark.parametrize("backend", ["serial", "processes"])
-def test_a_task_counts_as_started_when_its_worker_starts_it(backend, procs, tmp_path):
+@pytest.mark.parametrize("backend", ["serial", "processes", "ray"])
+def test_a_task_counts_as_started_when_its_worker_starts_it(backend, procs, tmp_path, request):
     """The worker's start signal arrives while its function is still blocked: at that moment
     the task is started and in flight, not finished (the hook then releases it)."""
-    ex = SerialExecutor() if backend == "serial" else procs
+    ex = {"serial": SerialExecutor, "processes": lambda: procs,
+          "ray": lambda: request.getfixturevalue("ray_executor")}[backend]()
     m = RunMetrics()
     seen = []
 
@@ -179,14 +180,27 @@ def test_a_lost_task_is_a_failed_task(procs):
 
 
 def test_a_map_stopped_early_leaves_nothing_in_flight(procs, tmp_path):
+    """Item 0 returns once both tasks have started; item 1 is still running when the map is
+    closed, and is counted as abandoned."""
     m = RunMetrics()
-    it = procs.map(wl.sqrt_gated, range(6), (str(tmp_path), 2), chunk_size=1, stage="early",
-                   recorder=m.recorder())
-    assert next(it) == 0.0
-    it.close()  # items 2.. are blocked in their workers or queued: abandoned
+    rec = m.recorder()
+    counted = rec.on_event
+
+    def go_when_both_started(kind, stage, n):
+        counted(kind, stage, n)
+        if kind == "started" and m.value("quantfleet_tasks_started_total", "early") == 2:
+            (tmp_path / "go").touch()
+
+    rec.on_event = go_when_both_started
+    it = procs.map(wl.wait_for, range(2), str(tmp_path), chunk_size=1, stage="early",
+                   recorder=rec)
+    assert next(it) == 0
+    assert m.value("quantfleet_tasks_in_flight", "early") == 1  # item 1, blocked
+    it.close()
     (tmp_path / "release").touch()
     assert m.value("quantfleet_tasks_in_flight", "early") == 0
-    assert m.value("quantfleet_tasks_submitted_total", "early") >= 2
+    assert m.value("quantfleet_tasks_submitted_total", "early") == 2
+    assert m.value("quantfleet_tasks_finished_total", "early") == 1
 
 
 def test_attach_keeps_existing_hooks_and_registries_are_private():

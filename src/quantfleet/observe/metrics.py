@@ -49,7 +49,7 @@ class RunMetrics:
         self.submitted = counter("quantfleet_tasks_submitted_total",
                                  "Tasks the executor submitted (resubmissions included).")
         self.started = counter("quantfleet_tasks_started_total",
-                               "Tasks a worker started (Ray: counted when the result arrives).")
+                               "Tasks a worker started (its start signal reached the driver).")
         self.finished = counter("quantfleet_tasks_finished_total",
                                 "Tasks that came back with every item ok.")
         self.failed = counter("quantfleet_tasks_failed_total",
