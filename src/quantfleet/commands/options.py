@@ -102,19 +102,37 @@ def fmt(v: Any) -> str:
 
 
 def print_rows(rows: list[dict], title: str = "", skip: tuple[str, ...] = ("params", "strategy")) -> None:
+    """A table of ``rows`` (their keys as columns, ``skip`` left out). Columns that do not fit
+    the terminal's width are left out whole, from the right, and named under the table —
+    never printed cut to "0…"."""
     from rich.console import Console
     from rich.table import Table
 
     if not rows:
         typer.echo("(no rows)")
         return
-    t = Table(title=title)
+    console = Console()
     cols = [c for c in rows[0] if c not in skip]
+    cells = {c: [fmt(r[c]) for r in rows] for c in cols}
+    # a column needs its widest cell or header, plus rich's padding and border (3)
+    need = {c: max(len(str(c)), *(len(v) for v in cells[c])) + 3 for c in cols}
+    shown, used = [], 1
     for c in cols:
-        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left")
-    for r in rows:
-        t.add_row(*[fmt(r[c]) for c in cols])
-    Console().print(t)
+        if shown and used + need[c] > console.width:
+            break
+        shown.append(c)
+        used += need[c]
+    t = Table(title=title)
+    for c in shown:
+        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left",
+                     no_wrap=True)
+    for i in range(len(rows)):
+        t.add_row(*[cells[c][i] for c in shown])
+    console.print(t)
+    hidden = cols[len(shown):]
+    if hidden:
+        typer.echo(f"not shown ({console.width} columns wide): {', '.join(hidden)}; a wider "
+                   f"terminal or --json shows them")
 
 
 def _number(text: str, what: str) -> int | float:
