@@ -356,3 +356,8 @@ def test_a_table_too_wide_for_the_terminal_leaves_whole_columns_out(monkeypatch,
     assert "…" not in out  # no cell is cut
     assert "metric_0" in out and "1235" in out
     assert "not shown (60 columns wide): " in out and "metric_11" in out.split("not shown")[1]
+    # columns asked for first are kept first, in the table's own order
+    print_rows(rows, title="wide", first=("metric_11",))
+    out = capsys.readouterr().out
+    head = out.split("not shown")[0]
+    assert "metric_11" in head and head.index("metric_0") < head.index("metric_11")
