@@ -12,12 +12,17 @@ __all__ = ["DEFAULT_INSTANCE", "attach_view", "report_path", "run_view", "write_
 DEFAULT_INSTANCE = "c7i.2xlarge"
 
 
-def run_view(run: Any) -> Any:
+def run_view(run: Any, *, prices: str | Path | None = None,
+             instance: str | None = None) -> Any:
     """The RunView of ``run`` (a :class:`~quantfleet.pipeline.record.RunRecord`), whichever
-    command recorded it: tables are found by kind (``leaderboard``, ``evolution``, ...)."""
+    command recorded it: tables are found by kind (``leaderboard``, ``evolution``, ...).
+
+    The simulated cost uses the price list ``prices`` (a JSON file shaped like the bundled
+    catalog), else the run config's ``report.prices``, else the bundled catalog; and the
+    instance type ``instance``, else ``report.instance``, else :data:`DEFAULT_INSTANCE`."""
     import numpy as np
 
-    from quantfleet.observe.cost import break_even, run_inputs, what_if
+    from quantfleet.observe.cost import break_even, describe, load_catalog, run_inputs, what_if
     from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
     from quantfleet.observe.speedup import explain_speedup
     from quantfleet.report.view import RunView
@@ -52,6 +57,9 @@ def run_view(run: Any) -> Any:
         view.leaderboard = board
         oos = table("oos_returns")
         view.oos_returns = oos.set_index("timestamp") if oos is not None else None
+        if view.oos_returns is not None and "asset" in board.columns:
+            view.asset_returns = _asset_returns(run, list(board["asset"].head(20).unique()),
+                                                view.oos_returns.index)
         # the winner judged among every (pair, combo) trial, then each top pair's own
         # walk-forward pick among its combos (runs recorded before the rename: "verdict")
         win = stage_overfit("tournament")
@@ -107,11 +115,16 @@ def run_view(run: Any) -> Any:
         view.bottlenecks = [{"title": f.kind, "text": f.text, "value": f.value}
                             for f in bottlenecks(spans, wall_s=run.wall_s, baseline=run.baseline,
                                                  workers=run.workers)]
+        rcfg = cfg.get("report") or {}
+        catalog = load_catalog(prices if prices is not None else rcfg.get("prices"))
+        inst = instance or rcfg.get("instance") or DEFAULT_INSTANCE
         inp = run_inputs(spans, run.wall_s, run.workers)
         view.cost_what_if = what_if(inp["cpu_s"], inp["wall_s"], inp["workers_local"],
-                                    DEFAULT_INSTANCE)
+                                    inst, catalog=catalog)
         view.break_even = break_even(inp["cpu_s"], inp["wall_s"], inp["workers_local"],
-                                     DEFAULT_INSTANCE)
+                                     inst, catalog=catalog)
+        view.cost_assumptions = describe(catalog, inst)
+        view.utilisation, view.workers = _name_workers(view.utilisation, spans)
         base = (meta.get("stage_baselines") or {}).get("tournament")
         if base:
             # the tournament stage's own baseline, against its own tasks and wall time
@@ -124,6 +137,54 @@ def run_view(run: Any) -> Any:
                             **{k: v for k, v in sp.items()
                                if not isinstance(v, float) or np.isfinite(v)}}
     return view
+
+
+def _asset_returns(run: Any, assets: list[str], index: Any) -> Any:
+    """Per-bar close-to-close returns of ``assets`` on ``index``, from the run's ``market``
+    artifact (None when the run recorded no market)."""
+    import pandas as pd
+
+    h = run.manifest.output("market")
+    if not h or not assets:
+        return None
+    mk = run.store.get_table(h).to_pandas()
+    if not {"timestamp", "asset", "close"} <= set(mk.columns):
+        return None
+    mk = mk[mk["asset"].isin(assets)]
+    close = mk.pivot(index="timestamp", columns="asset", values="close")
+    close.index = pd.DatetimeIndex(close.index)
+    idx = pd.DatetimeIndex(index)
+    if close.index.tz is None and idx.tz is not None:
+        close.index = close.index.tz_localize(idx.tz)
+    out = close.pct_change(fill_method=None).reindex(idx)
+    return out[[a for a in assets if a in out.columns]]
+
+
+def _name_workers(util: Any, spans: Any) -> tuple[Any, list[dict[str, Any]] | None]:
+    """Utilisation rows renamed "node N / worker I" (nodes numbered in the order of their
+    first task, workers numbered within their node), and the names with the ids."""
+    if util is None or util.empty:
+        return util, None
+    nodes: dict[str, int] = {}
+    node_of: dict[str, str] = {}
+    for sp in sorted(spans.spans, key=lambda s: s.start):
+        if sp.worker:
+            nodes.setdefault(sp.node, len(nodes))
+            node_of.setdefault(sp.worker, sp.node)
+            node_of.setdefault(f"{sp.node}/{sp.worker}", sp.node)
+    per_node: dict[str, int] = {}
+    names, rows = {}, []
+    for key in util.index:
+        node = node_of.get(str(key))
+        if node is None:
+            names[key] = str(key)
+            continue
+        i = per_node.get(node, 0)
+        per_node[node] = i + 1
+        names[key] = f"node {nodes[node]} / worker {i}"
+        rows.append({"name": names[key], "node": node,
+                     "worker": str(key).split("/", 1)[-1] if "/" in str(key) else str(key)})
+    return util.rename(index=names), rows or None
 
 
 def _winner_figures(of: dict[str, Any]) -> dict[str, Any]:
@@ -158,14 +219,19 @@ def report_path(run_id: str) -> Path:
     return state_dir() / "reports" / f"{run_id}.html"
 
 
-def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5) -> Path:
+def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5,
+                 prices: str | Path | None = None) -> Path:
     """The HTML report of ``run`` (id, prefix or ``latest``) of ``store``: from its
-    ``report_view`` artifact, built and recorded first if the run has none."""
+    ``report_view`` artifact, built and recorded first if the run has none. With ``prices``
+    (a price list file) the view is rebuilt with those prices and not recorded."""
     from quantfleet.pipeline.run_record import load_run
     from quantfleet.report import build
     from quantfleet.report.view import load_view
 
     rec = load_run(store, run)
     h = rec.manifest.output("report_view")
-    view = load_view(rec.store, h) if h else attach_view(rec)
+    if prices is not None:
+        view = run_view(rec, prices=prices)
+    else:
+        view = load_view(rec.store, h) if h else attach_view(rec)
     return build(view, out if out is not None else report_path(rec.run_id), top=top)
