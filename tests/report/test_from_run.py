@@ -165,3 +165,52 @@ def test_a_sweep_runs_report_shows_its_leaderboard_and_winners_verdict(tmp_path)
     of = out.results["sweep"].overfit
     assert f"winner on {of['asset']}: DSR" in lb and "(2 assets × 4 combos)" in lb
     assert "B&amp;H Sharpe" in lb and "excess Sharpe" in lb
+
+
+def test_the_run_summary_printed_by_demo(run, capsys):
+    from quantfleet.commands.pipeline import _print_verdict
+    from quantfleet.pipeline.report import verdict_summary
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+    from quantfleet.research.overfit import DSR_GOOD, DSR_LUCK
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    v = verdict_summary(load_view(rec.store, rec.manifest.output("report_view")))
+    board = out.results["tournament"].leaderboard
+    assert [p["pair"] for p in v["top_pairs"]] == [
+        f"{s}/{a}" for s, a in zip(board["strategy"].head(5), board["asset"].head(5),
+                                   strict=True)]
+    for p, (_, r) in zip(v["top_pairs"], board.head(5).iterrows(), strict=True):
+        assert p["oos_sharpe"] == pytest.approx(r["oos_sharpe"])
+        assert p["bh_sharpe"] == pytest.approx(r["bh_sharpe"])
+        d = r["pair_dsr"]
+        assert p["verdict"] == ("unlikely to be luck" if d >= DSR_GOOD else "inconclusive"
+                                if d >= DSR_LUCK else "likely luck")
+    port = out.results["portfolio"]
+    assert [p["profile"] for p in v["profiles"]] == ["hrp", "equal_weight", "buy-and-hold"]
+    assert v["winner"]["trials"] == out.results["tournament"].winner_overfit["n_trials"]
+    assert v["speedup"] and "measured baseline" in v["speedup"]
+    assert "approximate list prices" in v["cost"]["label"]
+    assert v["cost"]["assumptions"]["start-up per node (s)"] == 90.0
+    _print_verdict(v)
+    text = capsys.readouterr().out
+    first = v["top_pairs"][0]
+    assert f"{first['pair']}" in text and f"{first['oos_sharpe']:.2f}" in text
+    assert "Portfolio profiles, out of sample:" in text and "buy-and-hold" in text
+    assert text.count("\n") < 25  # a summary, not a dump
+    assert "Simulated cost: $" in text and "approximate list prices" in text
+    assert port is not None
+
+
+def test_the_prefect_summary_labels_its_cost(run):
+    from quantfleet.pipeline.prefect_flow import run_summary_markdown
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    md = run_summary_markdown(load_view(rec.store, rec.manifest.output("report_view")), None)
+    cost = md.split("## Simulated cost", 1)[1]
+    assert "32 × c7i.2xlarge on-demand:" in cost
+    assert "approximate list prices; assumes 90 s start-up" in cost

@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_INSTANCE", "attach_view", "report_path", "run_view", "write_report"]
+__all__ = [
+    "DEFAULT_INSTANCE",
+    "attach_view",
+    "report_path",
+    "run_view",
+    "verdict_summary",
+    "write_report",
+]
 
 DEFAULT_INSTANCE = "c7i.2xlarge"
 
@@ -235,3 +242,67 @@ def write_report(store: Any, run: str, out: str | Path | None = None, *, top: in
     else:
         view = load_view(rec.store, h) if h else attach_view(rec)
     return build(view, out if out is not None else report_path(rec.run_id), top=top)
+
+
+def _dsr_words(dsr: Any) -> str:
+    from quantfleet.research.overfit import DSR_GOOD, DSR_LUCK
+
+    if dsr is None or dsr != dsr:
+        return "n/a"
+    return ("unlikely to be luck" if dsr >= DSR_GOOD else "inconclusive" if dsr >= DSR_LUCK
+            else "likely luck")
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x else None
+
+
+def verdict_summary(view: Any, top: int = 5) -> dict[str, Any]:
+    """What a run found, as data (what ``quantfleet run`` / ``demo`` print and put in JSON):
+    ``top_pairs`` (the first ``top`` leaderboard rows: pair, OOS Sharpe, buy-and-hold
+    Sharpe, the pair's DSR and its verdict in words), ``winner`` (the winner's DSR among every
+    trial, in words), ``profiles`` (each portfolio profile's OOS Sharpe, and the
+    buy-and-hold's), ``speedup`` (its sentence, or None) and ``cost`` (the largest what-if row
+    with its label, or None). Missing parts are None or empty, never made up."""
+    out: dict[str, Any] = {"top_pairs": [], "winner": None, "profiles": [], "speedup": None,
+                           "cost": None}
+    lb = view.leaderboard
+    if lb is not None and len(lb) and "strategy" in lb.columns:
+        for r in lb.head(top).to_dict("records"):
+            dsr = _f(r.get("pair_dsr", r.get("dsr")))
+            out["top_pairs"].append({
+                "pair": f"{r['strategy']}/{r['asset']}" if "asset" in r else str(r["strategy"]),
+                "oos_sharpe": _f(r.get("oos_sharpe", r.get("sharpe"))),
+                "bh_sharpe": _f(r.get("bh_sharpe")), "pair_dsr": dsr,
+                "verdict": _dsr_words(dsr)})
+    of = view.overfit or {}
+    dsr = _f(of.get("winner DSR", of.get("dsr")))
+    if dsr is not None:
+        out["winner"] = {"dsr": dsr, "trials": of.get("trials compared (N)", of.get("n_trials")),
+                         "verdict": _dsr_words(dsr), "pbo": _f(of.get("PBO", of.get("pbo")))}
+    pm = view.portfolio_metrics
+    if pm is not None and len(pm):
+        df = pm.set_index("profile") if "profile" in pm.columns else pm
+        out["profiles"] = [{"profile": str(p), "oos_sharpe": _f(r.get("sharpe"))}
+                           for p, r in df.iterrows()]
+        if "bh_sharpe" in df.columns:
+            out["profiles"].append({"profile": "buy-and-hold",
+                                    "oos_sharpe": _f(df["bh_sharpe"].iloc[0])})
+    sp = view.speedup or {}
+    if sp:
+        out["speedup"] = sp.get("text") or (
+            f"{float(sp['speedup']):.2f}x" if _f(sp.get("speedup")) is not None else None)
+    wi = view.cost_what_if
+    if wi is not None and len(wi) and "cost_usd" in wi.columns:
+        from quantfleet.report.build import cost_label
+
+        r = wi.iloc[-1].to_dict()
+        out["cost"] = {"setup": r.get("setup") or r.get("nodes"), "wall_s": _f(r.get("wall_s")),
+                       "cost_usd": _f(r.get("cost_usd")),
+                       "label": cost_label(view.cost_assumptions),
+                       "assumptions": (view.cost_assumptions or {}).get("assumptions")}
+    return out
