@@ -214,3 +214,21 @@ def test_the_prefect_summary_labels_its_cost(run):
     cost = md.split("## Simulated cost", 1)[1]
     assert "32 × c7i.2xlarge on-demand:" in cost
     assert "approximate list prices; assumes 90 s start-up" in cost
+
+
+def test_a_view_recorded_before_cost_labels_is_built_again(run, tmp_path):
+    from quantfleet.pipeline.report import write_report
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view, save_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    old = load_view(rec.store, rec.manifest.output("report_view"))
+    old.cost_assumptions = old.workers = old.asset_returns = None  # as [2/6] recorded it
+    rec.manifest.attach("report_view", save_view(old, rec.store))
+    rec.store.amend_run(rec.manifest)
+    page = write_report(cfg.store, out.run_id, tmp_path / "o.html").read_text(encoding="utf-8")
+    assert "approximate list prices; assumes 90 s start-up" in page
+    assert "node 0 / worker 0" in page
+    again = load_run(cfg.store, out.run_id)
+    assert load_view(again.store, again.manifest.output("report_view")).cost_assumptions

@@ -229,7 +229,8 @@ def report_path(run_id: str) -> Path:
 def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5,
                  prices: str | Path | None = None) -> Path:
     """The HTML report of ``run`` (id, prefix or ``latest``) of ``store``: from its
-    ``report_view`` artifact, built and recorded first if the run has none. With ``prices``
+    ``report_view`` artifact, built and recorded first if the run has none (or has one
+    recorded before costs were labelled). With ``prices``
     (a price list file) the view is rebuilt with those prices and not recorded."""
     from quantfleet.pipeline.run_record import load_run
     from quantfleet.report import build
@@ -241,6 +242,10 @@ def write_report(store: Any, run: str, out: str | Path | None = None, *, top: in
         view = run_view(rec, prices=prices)
     else:
         view = load_view(rec.store, h) if h else attach_view(rec)
+        if view.cost_what_if is not None and view.cost_assumptions is None:
+            # recorded before costs were labelled (and workers named, buy-and-hold drawn):
+            # build it again from the run's artifacts and record that one
+            view = attach_view(rec)
     return build(view, out if out is not None else report_path(rec.run_id), top=top)
 
 
