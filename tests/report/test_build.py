@@ -92,7 +92,7 @@ def test_speedup_reads_the_keys_explain_speedup_writes(full_page):
     # a fraction of capital is a percentage, not dollars; seconds are never percentages;
     # a cost of a fraction of a cent keeps two significant digits
     (0.0041, "costs", "0.41%"), (185.4, "busy_s", "185.40"), (0.0159, "cost_usd", "$0.016"),
-    (0.7272, "share", "72.72%"),
+    (0.7272, "share", "72.72%"), (0.5, "oos_mean_exposure", "50.00%"),
 ])
 def test_fmt(v, col, want):
     assert build_mod.fmt(v, col) == want

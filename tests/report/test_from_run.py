@@ -164,7 +164,16 @@ def test_a_sweep_runs_report_shows_its_leaderboard_and_winners_verdict(tmp_path)
     lb = _section(page, "leaderboard")
     of = out.results["sweep"].overfit
     assert f"winner on {of['asset']}: DSR" in lb and "(2 assets × 4 combos)" in lb
-    assert "B&amp;H Sharpe" in lb and "excess Sharpe" in lb
+    # a sweep's board keeps its own columns (not the tournament's compact ones)
+    assert "<th>bh_sharpe</th>" in lb and "<th>excess_total_return</th>" in lb
+    # and its winner's Sharpe is not called out of sample
+    v = _section(page, "verdict")
+    assert "Sharpe (in sample: a sweep has no out-of-sample test)" in v
+    assert "out-of-sample Sharpe" not in v
+    from quantfleet.pipeline.report import run_view, verdict_summary
+    from quantfleet.pipeline.run_record import load_run
+
+    assert verdict_summary(run_view(load_run(cfg.store, out.run_id)))["in_sample"] is True
 
 
 def test_the_run_summary_printed_by_demo(run, capsys):

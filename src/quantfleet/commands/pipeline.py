@@ -36,9 +36,14 @@ def _print_verdict(v: dict[str, Any]) -> None:
     pairs = v["top_pairs"]
     if pairs:
         w = max(20, *(len(r["pair"]) for r in pairs))
-        typer.echo(f"Top {len(pairs)} pairs, out of sample (walk-forward); DSR of each pair's "
-                   f"pick among its own combos:")
-        typer.echo(f"  {'#':>2}  {'pair':<{w}}  {'OOS Sharpe':>10}  {'buy-and-hold':>12}  "
+        if v["in_sample"]:
+            typer.echo(f"Top {len(pairs)} rows of the sweep, in sample (a sweep has no "
+                       f"out-of-sample test):")
+        else:
+            typer.echo(f"Top {len(pairs)} pairs, out of sample (walk-forward); DSR of each "
+                       f"pair's pick among its own combos:")
+        head = "Sharpe" if v["in_sample"] else "OOS Sharpe"
+        typer.echo(f"  {'#':>2}  {'pair':<{w}}  {head:>10}  {'buy-and-hold':>12}  "
                    f"{'DSR':>4}  verdict")
         for i, r in enumerate(pairs, 1):
             typer.echo(f"  {i:>2}  {r['pair']:<{w}}  {_num(r['oos_sharpe']):>10}  "

@@ -269,14 +269,16 @@ def _f(v: Any) -> float | None:
 def verdict_summary(view: Any, top: int = 5) -> dict[str, Any]:
     """What a run found, as data (what ``quantfleet run`` / ``demo`` print and put in JSON):
     ``top_pairs`` (the first ``top`` leaderboard rows: pair, OOS Sharpe, buy-and-hold
-    Sharpe, the pair's DSR and its verdict in words), ``winner`` (the winner's DSR among every
+    Sharpe, the pair's DSR and its verdict in words; ``in_sample`` True when the board is a
+    sweep's, whose Sharpe is in sample), ``winner`` (the winner's DSR among every
     trial, in words), ``profiles`` (each portfolio profile's OOS Sharpe, and the
     buy-and-hold's), ``speedup`` (its sentence, or None) and ``cost`` (the largest what-if row
     with its label, or None). Missing parts are None or empty, never made up."""
-    out: dict[str, Any] = {"top_pairs": [], "winner": None, "profiles": [], "speedup": None,
-                           "cost": None}
+    out: dict[str, Any] = {"top_pairs": [], "in_sample": False, "winner": None,
+                           "profiles": [], "speedup": None, "cost": None}
     lb = view.leaderboard
     if lb is not None and len(lb) and "strategy" in lb.columns:
+        out["in_sample"] = "oos_sharpe" not in lb.columns  # a sweep's board
         for r in lb.head(top).to_dict("records"):
             dsr = _f(r.get("pair_dsr", r.get("dsr")))
             out["top_pairs"].append({

@@ -98,7 +98,8 @@ def fmt(v: Any, column: str = "") -> str:
             return "∞" if v > 0 else "−∞"
         if col.endswith("_s") or col.endswith(" (s)"):  # seconds, whatever else the name says
             return f"{v:,.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2g}"
-        if col in _PCT_EXACT or any(w in col for w in _PCT_WORDS):
+        if (any(col == w or col.endswith("_" + w) for w in _PCT_EXACT)
+                or any(w in col for w in _PCT_WORDS)):
             return f"{v * 100:,.2f}%"
         if "usd" in col or col.startswith("cost"):
             # cents hide a simulated cost of a fraction of a cent: two significant digits
@@ -357,7 +358,9 @@ def _winner_html(view: RunView) -> str:
     name = f"{top['strategy']}/{top['asset']}" if "asset" in lb.columns else str(top["strategy"])
     sharpe = next((top[c] for c in ("oos_sharpe", "sharpe") if c in lb.columns), None)
     bh = top.get("bh_sharpe")
-    out = [f'<p class="big" id="winner">Winner: <b>{esc(name)}</b> — out-of-sample Sharpe '
+    what = ("out-of-sample Sharpe" if "oos_sharpe" in lb.columns
+            else "Sharpe (in sample: a sweep has no out-of-sample test)")
+    out = [f'<p class="big" id="winner">Winner: <b>{esc(name)}</b> — {esc(what)} '
            f'<b class="fig">{esc(_num(sharpe))}</b> vs buy-and-hold '
            f'<b class="fig" id="bh">{esc(_num(bh))}</b>'
            + (f" (excess {esc(_signed(float(sharpe) - float(bh)))})"
@@ -407,9 +410,12 @@ def _profiles_html(view: RunView) -> str:
                      "vs equal weight": (float(first["bh_sharpe"]) - float(ew["sharpe"]))
                      if ew is not None and _numeric(first.get("bh_sharpe")) else None,
                      "total return": first.get("bh_total_return"), "max drawdown": dd})
+    bh_note = next((n for n in (view.portfolio_notes or []) if "buy-and-hold" in n.lower()),
+                   "buy-and-hold over the same bars")
     body = []
     for r in rows:
-        cls = ' class="bh"' if r["profile"] == "buy-and-hold" else ""
+        cls = (f' class="bh" title="{esc(bh_note)}"' if r["profile"] == "buy-and-hold"
+               else "")
         body.append(f"<tr{cls}><th>{esc(r['profile'])}</th>"
                     f'<td class="num">{esc(_num(r["OOS Sharpe"]))}</td>'
                     f'<td class="num">{esc(_signed(r["vs equal weight"]))}</td>'
@@ -510,7 +516,7 @@ def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
     lb = view.leaderboard
     if _present(lb):
         known = [(c, h) for c, h in _LEADER_COLS if c in lb.columns]
-        if {"strategy"} <= set(lb.columns):
+        if {"strategy", "oos_sharpe"} <= set(lb.columns):  # a tournament's
             head = ('<thead><tr><th>#</th><th>strategy/asset</th>'
                     + "".join(f"<th>{esc(h)}</th>" for _, h in known) + "</tr></thead>")
             top = lb.head(shown)
@@ -521,10 +527,13 @@ def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
                              '<div class="scroll"><table class="compact board">' + head
                              + "<tbody>" + _board_rows(lb.iloc[shown:], shown + 1, known)
                              + "</tbody></table></div></details>")
-        else:  # a leaderboard of another shape: every column as it is
+        else:  # a leaderboard of another shape (a sweep's): every column as it is
             rows, cols = frame_rows(lb)
-            parts.append(table(rows[:shown], cols, graded=("dsr", "pbo", "pair_dsr",
-                                                           "pair_pbo")))
+            graded = ("dsr", "pbo", "pair_dsr", "pair_pbo")
+            parts.append(table(rows[:shown], cols, graded=graded))
+            if len(rows) > shown:
+                parts.append(f"<details><summary>The other {len(rows) - shown:,} rows</summary>"
+                             + table(rows[shown:], cols, graded=graded) + "</details>")
         note = ("Best first. OOS = out of sample (stitched walk-forward test windows); B&H = "
                 "buy-and-hold of the row's asset over the same bars; excess = the row minus "
                 "it. DSR ≥ 0.95 and PBO ≤ 0.25 are green, DSR < 0.5 and PBO > 0.5 red; "
