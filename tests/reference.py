@@ -123,6 +123,39 @@ def random_market(seed: int, n: int, assets: tuple[str, ...], vol: float = 0.02,
     return MarketData(ts, tuple(assets), close, source="test")
 
 
+def ar1_universe(seed: int, phi: float, n_assets: int, n: int, start: str = "2010-01-01"):
+    """Log returns r_t = phi * r_{t-1} + e_t, e ~ N(0, 0.01²), one row per asset: phi = 0 is a
+    pure random walk (no edge), phi > 0 a trend a moving-average rule can exploit."""
+    from quantfleet.data.market import MarketData
+
+    rng = np.random.default_rng(seed)
+    e = rng.normal(0.0, 0.01, (n_assets, n))
+    r = np.empty_like(e)
+    r[:, 0] = e[:, 0]
+    for t in range(1, n):
+        r[:, t] = phi * r[:, t - 1] + e[:, t]
+    ts = (np.datetime64(start) + np.arange(n)).astype("datetime64[ns]")
+    return MarketData(ts, tuple(f"A{i}" for i in range(n_assets)),
+                      100.0 * np.exp(np.cumsum(r, axis=1)), source="ar1")
+
+
+def returns_requests(monkeypatch) -> list[int]:
+    """Record how many combos each ``Strategy.run_asset(..., returns=True)`` call asks for
+    (the list fills as the code under test runs)."""
+    from quantfleet.strategies.base import Strategy
+
+    asked: list[int] = []
+    real = Strategy.run_asset
+
+    def spy(self, market, asset, params, **kw):
+        if kw.get("returns"):
+            asked.append(params.shape[0])
+        return real(self, market, asset, params, **kw)
+
+    monkeypatch.setattr(Strategy, "run_asset", spy)
+    return asked
+
+
 def random_ohlcv(rng: np.random.Generator, n: int) -> dict:
     close = random_close(rng, n)
     open_ = close * np.exp(rng.normal(0, 0.005, n))

@@ -344,3 +344,20 @@ def test_evolve_bad_grid_one_line_exit_2(csv_path, args, message):
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert message in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_a_table_too_wide_for_the_terminal_leaves_whole_columns_out(monkeypatch, capsys):
+    from quantfleet.commands.options import print_rows
+
+    monkeypatch.setenv("COLUMNS", "60")
+    rows = [{"asset": "AAPL", **{f"metric_{i}": 1234.5678 + i for i in range(12)}}]
+    print_rows(rows, title="wide")
+    out = capsys.readouterr().out
+    assert "…" not in out  # no cell is cut
+    assert "metric_0" in out and "1235" in out
+    assert "not shown (60 columns wide): " in out and "metric_11" in out.split("not shown")[1]
+    # columns asked for first are kept first, in the table's own order
+    print_rows(rows, title="wide", first=("metric_11",))
+    out = capsys.readouterr().out
+    head = out.split("not shown")[0]
+    assert "metric_11" in head and head.index("metric_0") < head.index("metric_11")

@@ -57,8 +57,10 @@ __all__ = [
 PROVIDERS = ("local", "aws", "kuberay", "skypilot")
 SKYPILOT_SPEC = os.environ.get("QUANTFLEET_SKYPILOT_SPEC", "skypilot==0.14.1")
 STATE_DIR = Path(".quantfleet") / "cluster"
-# GCS port of our Ray on clusters (6379 is SkyPilot's own runtime on its nodes)
-REMOTE_GCS_PORT = 6380
+# GCS port of our Ray on clusters: Ray's default, which KubeRay's autoscaler sidecar assumes
+# (it is started without --gcs-address); SkyPilot's own runtime Ray holds 6380 on its nodes
+# (sky.skylet.constants.SKY_REMOTE_RAY_PORT), so ours must not use that one
+REMOTE_GCS_PORT = 6379
 _READY_LINE = "will now block forever"
 
 

@@ -200,18 +200,9 @@ def test_blocks_job_runs_the_kernel_on_sub_batches(market, monkeypatch):
     """Only one sub-batch's per-bar buffer exists at a time: run_asset is asked for the
     returns of at most BLOCK_BATCH_BYTES // (16 · bars) combos per call."""
     from quantfleet.backtest import job as job_mod
-    from quantfleet.strategies.base import Strategy
-
-    asked = []
-    real = Strategy.run_asset
-
-    def spy(self, market, asset, params, **kw):
-        if kw.get("returns"):
-            asked.append(params.shape[0])
-        return real(self, market, asset, params, **kw)
 
     want = evaluate(market, BacktestJob("sma_cross", (0, 2), PARAMS, terms=TERMS, blocks=16))
-    monkeypatch.setattr(Strategy, "run_asset", spy)
+    asked = ref.returns_requests(monkeypatch)
     monkeypatch.setattr(job_mod, "BLOCK_BATCH_BYTES", 16 * market.n_bars * 3)
     got = evaluate(market, BacktestJob("sma_cross", (0, 2), PARAMS, terms=TERMS, blocks=16))
     assert asked == [3, 1, 3, 1]  # 4 combos in sub-batches of 3, on each of 2 assets

@@ -33,7 +33,7 @@ def test_aws_wraps_the_ray_cluster_launcher():
         f"ray up -y --no-config-cache {cfg}"]
     assert lines(qf("down", "--provider", "aws", "--dry-run")) == [f"ray down -y {cfg}"]
     st = lines(qf("status", "--provider", "aws", "--dry-run"))[0]
-    assert st.startswith(f"ray exec {cfg} ") and "ray status --address localhost:6380" in st
+    assert st.startswith(f"ray exec {cfg} ") and "ray status --address localhost:6379" in st
     sc = lines(qf("scale", "16", "--provider", "aws", "--dry-run"))[0]
     assert "request_resources(num_cpus=16)" in sc
 

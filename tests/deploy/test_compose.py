@@ -87,11 +87,11 @@ def test_workers_scale_and_find_the_head(compose):
     assert isinstance(worker["deploy"]["replicas"], int)
     assert "ports" not in worker and "container_name" not in worker  # --scale needs both
     cmd = " ".join(head["command"])
-    assert "--port=6380" in cmd and "--dashboard-port=8265" in cmd
+    assert "--port=6379" in cmd and "--dashboard-port=8265" in cmd
     assert "--ray-client-server-port=10001" in cmd and "--metrics-export-port=8080" in cmd
     published = {str(p).split(":")[0] for p in head["ports"]}
     assert {"8265", "10001", "9464"} <= published
-    assert "--address=ray-head:6380" in " ".join(worker["command"])
+    assert "--address=ray-head:6379" in " ".join(worker["command"])
     assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
 
 
@@ -100,7 +100,7 @@ def test_environment_for_store_ray_and_prefect(compose):
         env = compose["services"][name]["environment"]
         assert env["QUANTFLEET_STORE"] == "s3://quantfleet/lakehouse"
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
-        assert env["RAY_ADDRESS"] == "ray-head:6380"
+        assert env["RAY_ADDRESS"] == "ray-head:6379"
         assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
 
 

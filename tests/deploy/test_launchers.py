@@ -10,12 +10,37 @@ import jsonschema
 import pytest
 import yaml
 
+from quantfleet.cluster import REMOTE_GCS_PORT
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
 def _load(rel: str) -> dict:
     return yaml.safe_load((DEPLOY / rel).read_text())
+
+
+def _kuberay_autoscaler_gcs_port() -> int:
+    """The port KubeRay's autoscaler sidecar connects to when started without --gcs-address,
+    read from the installed Ray (ray/autoscaler/_private/kuberay/run_autoscaler.py)."""
+    import inspect
+    import re
+
+    from ray.autoscaler._private.kuberay import run_autoscaler
+
+    src = inspect.getsource(run_autoscaler.run_kuberay_autoscaler)
+    (port,) = re.findall(r"gcs_address or build_address\(get_node_ip_address\(\), (\d+)\)", src)
+    return int(port)
+
+
+def _requires_python() -> tuple[int, int]:
+    """The lowest Python the project supports, from pyproject.toml's requires-python."""
+    import re
+    import tomllib
+
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    major, minor = re.fullmatch(r">=\s*(\d+)\.(\d+)", spec.strip()).groups()
+    return int(major), int(minor)
 
 
 def test_aws_config_passes_rays_validation():
@@ -35,8 +60,14 @@ def test_aws_config_passes_rays_validation():
     assert cfg["idle_timeout_minutes"] > 0
     setup = " ".join(cfg["setup_commands"])
     assert "pip install" in setup and "[ray,state,pipeline,portfolio,data]" in setup
-    assert "--port=6380" in " ".join(cfg["head_start_ray_commands"])
-    assert ":6380" in " ".join(cfg["worker_start_ray_commands"])
+    assert f"--port={REMOTE_GCS_PORT}" in " ".join(cfg["head_start_ray_commands"])
+    assert f":{REMOTE_GCS_PORT}" in " ".join(cfg["worker_start_ray_commands"])
+    # the project needs Python >= 3.11 (pyproject), which the AMI's Ubuntu 22.04 lacks: the
+    # venv is made with the python3.11 the setup installs
+    assert "python3.11 -m venv" in setup and "install -y python3.11" in setup
+    assert _requires_python() == (3, 11)
+    # Ray's AWS node provider runs on the head and imports boto3
+    assert any("pip install" in c and "boto3" in c for c in cfg["head_setup_commands"])
 
 
 def test_rays_validation_rejects_a_broken_aws_config():
@@ -87,7 +118,10 @@ def test_raycluster_structure(raycluster):
     assert spec["autoscalerOptions"]["idleTimeoutSeconds"] > 0
     assert spec["autoscalerOptions"]["upscalingMode"] in ("Default", "Conservative", "Aggressive")
     head = spec["headGroupSpec"]
-    assert head["rayStartParams"]["num-cpus"] == "0" and head["rayStartParams"]["port"] == "6380"
+    # the GCS is where the autoscaler sidecar looks for it: KubeRay starts it without
+    # --gcs-address, and Ray's run_autoscaler then connects to <head>:<this port>
+    assert head["rayStartParams"]["num-cpus"] == "0"
+    assert int(head["rayStartParams"]["port"]) == _kuberay_autoscaler_gcs_port() == REMOTE_GCS_PORT
 
     def check_pod(template, name):
         (c,) = template["spec"]["containers"]
@@ -99,7 +133,7 @@ def test_raycluster_structure(raycluster):
         return c
 
     head_c = check_pod(head["template"], "ray-head")
-    assert {p["containerPort"] for p in head_c["ports"]} >= {6380, 8265, 10001, 8080}
+    assert {p["containerPort"] for p in head_c["ports"]} >= {REMOTE_GCS_PORT, 8265, 10001, 8080}
     (group,) = spec["workerGroupSpecs"]
     check_pod(group["template"], "ray-worker")
     assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
@@ -125,7 +159,9 @@ def test_skypilot_task_avoids_skypilots_ray_port():
     task = _load("skypilot/ray-cluster.yaml")
     assert set(task) <= {"name", "num_nodes", "resources", "envs", "workdir", "setup", "run",
                          "file_mounts", "secrets", "config"}
-    assert task["envs"]["RAY_PORT"] != "6379"
-    assert "--port=$RAY_PORT" in task["run"] and "6379" not in task["run"]
+    # our GCS on REMOTE_GCS_PORT; that it differs from SkyPilot's own runtime Ray's port is
+    # checked against the installed SkyPilot's constant (tests/deploy/test_skypilot.py)
+    assert task["envs"]["RAY_PORT"] == str(REMOTE_GCS_PORT)
+    assert "--port=$RAY_PORT" in task["run"] and ":$RAY_PORT" in task["run"]
     assert "[ray,state,pipeline,portfolio,data]" in task["setup"]
     assert task["num_nodes"] >= 1

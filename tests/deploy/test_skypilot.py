@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from quantfleet.cluster import _clean_env, _live_pids, ensure_skypilot_venv
+from quantfleet.cluster import REMOTE_GCS_PORT, _clean_env, _live_pids, ensure_skypilot_venv
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "deploy" / "skypilot" / "ray-cluster.yaml"
@@ -22,9 +22,10 @@ _VALIDATE = """
 import json, sys, sky
 t = sky.Task.from_yaml(sys.argv[1])
 (res,) = list(t.resources)
+from sky.skylet import constants
 print(json.dumps({"name": t.name, "num_nodes": t.num_nodes, "envs": dict(t.envs),
                   "use_spot": res.use_spot, "ports": res.ports, "version": sky.__version__,
-                  "run": t.run}))
+                  "run": t.run, "sky_ray_port": constants.SKY_REMOTE_RAY_PORT}))
 """
 
 
@@ -46,7 +47,10 @@ def test_task_file_validates_with_skypilot_in_its_own_venv(sky_venv, tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         t = json.loads(r.stdout.strip().splitlines()[-1])
         assert t["name"] == "quantfleet-ray" and t["num_nodes"] == 2
-        assert t["envs"]["RAY_PORT"] == "6380" and t["use_spot"]
+        # our Ray must not take the port of SkyPilot's own runtime Ray on the same nodes (read
+        # from the installed SkyPilot, not restated)
+        assert int(t["envs"]["RAY_PORT"]) == REMOTE_GCS_PORT != int(t["sky_ray_port"])
+        assert t["use_spot"]
         assert "8265" in [str(p) for p in t["ports"]]
         # a broken task file is rejected by SkyPilot's own schema
         bad = tmp_path / "bad.yaml"

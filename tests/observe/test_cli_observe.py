@@ -53,7 +53,11 @@ def test_profile_text_and_json(run_dir):
 def test_cost_table_and_json(run_dir):
     p = qf("cost", run_dir, "--instance", "c7i.xlarge")
     assert p.returncode == 0, p.stderr
-    assert "c7i.xlarge" in p.stdout and "catalog v1" in p.stdout
+    assert "c7i.xlarge" in p.stdout
+    assert ("Costs simulated from quantfleet/observe/instances.json (bundled) v1 of 2024-06-01, "
+            "approximate list prices; assumes 90 s start-up") in p.stdout
+    assert "Assumptions: start-up per node (s): 90.0; idle tail billed per node (s): 60.0" \
+        in p.stdout
     p = qf("cost", run_dir, "--instance", "F8s_v2", "--nodes", "4", "--spot", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
@@ -61,6 +65,25 @@ def test_cost_table_and_json(run_dir):
     assert [r["nodes"] for r in out["table"]] == [0, 4]
     assert out["table"][1]["usd_per_h"] == out["instance"]["spot_usd_h"]
     assert out["catalog"]["date"] and out["inputs"]["workers_local"] == 2
+    assert out["label"].startswith("simulated from quantfleet/observe/instances.json "
+                                   "(bundled) v1 of 2024-06-01, approximate list prices")
+    assert out["assumptions"]["start-up per node (s)"] == 90.0
+    assert out["assumptions"]["price"].startswith("spot F8s_v2")
+
+
+def test_cost_with_a_users_price_list(run_dir, tmp_path):
+    prices = tmp_path / "ours.json"
+    prices.write_text(json.dumps({"version": 3, "date": "2026-12-01", "source": "our quote",
+                                  "instances": {"box16": {"vcpus": 16, "memory_gib": 64,
+                                                          "on_demand_usd_h": 1.0}}}))
+    p = qf("cost", run_dir, "--prices", str(prices), "--instance", "box16", "--nodes", "2",
+           "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["label"].startswith(f"simulated from {prices} v3 of 2026-12-01")
+    assert out["table"][1]["usd_per_h"] == 1.0 and out["instance"]["vcpus"] == 16
+    p = qf("cost", run_dir, "--prices", str(prices), "--instance", "box16")
+    assert p.returncode == 0 and f"Costs simulated from {prices} v3 of 2026-12-01" in p.stdout
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -70,9 +93,21 @@ def test_cost_table_and_json(run_dir):
     (("profile", "MISSING"), "error: no run 'nope' in store"),
     (("cost", "MISSING"), "error: no run 'nope' in store"),
     (("profile", "RUN", "--top", "0"), "error: --top must be >= 1"),
+    (("cost", "RUN", "--prices", "BADPRICES"),
+     "error: price list BADPRICES: instances.box.on_demand_usd_h must be a number >= 0 "
+     "(got 'cheap')"),
+    (("report", "RUN", "--prices", "BADPRICES", "--out", "OUT"),
+     "error: price list BADPRICES: instances.box.on_demand_usd_h must be a number >= 0"),
+    (("cost", "RUN", "--prices", "NOFILE"), "error: price list 'NOFILE' not found"),
 ])
 def test_bad_input_one_line_exit_2(run_dir, tmp_path, args, msg):
-    args = tuple(run_dir if a == "RUN" else "nope" if a == "MISSING" else a for a in args)
+    bad = tmp_path / "prices.json"
+    bad.write_text(json.dumps({"version": 1, "date": "2026-01-01", "source": "s", "instances": {
+        "box": {"vcpus": 4, "memory_gib": 8, "on_demand_usd_h": "cheap"}}}))
+    names = {"RUN": run_dir, "MISSING": "nope", "BADPRICES": str(bad),
+             "NOFILE": str(tmp_path / "none.json"), "OUT": str(tmp_path / "r.html")}
+    args = tuple(names.get(a, a) for a in args)
+    msg = msg.replace("BADPRICES", str(bad)).replace("NOFILE", str(tmp_path / "none.json"))
     p = qf(*args)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()

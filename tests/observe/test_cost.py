@@ -115,8 +115,65 @@ def test_bad_input():
     with pytest.raises(QuantfleetError, match="no spot price"):
         simulate(**RUN, instance={"vcpus": 2, "on_demand_usd_h": 1.0}, nodes=1, spot=True,
                  **BARE)
-    with pytest.raises(QuantfleetError, match="instance catalog .* not found"):
+    with pytest.raises(QuantfleetError, match="price list '/nonexistent/instances.json' not "
+                                              "found"):
         load_catalog("/nonexistent/instances.json")
+
+
+GOOD_ENTRY = {"vcpus": 8, "memory_gib": 16, "on_demand_usd_h": 0.4, "spot_usd_h": 0.1}
+
+
+@pytest.mark.parametrize("doc, field", [
+    ("{not json", "is not valid JSON"),
+    ({"version": 1, "source": "s", "instances": {"a": GOOD_ENTRY}}, "lacks 'date'"),
+    ({"version": 1, "date": 20240601, "source": "s", "instances": {"a": GOOD_ENTRY}},
+     "'date' must be a date string"),
+    ({"version": 1, "date": "d", "source": "s", "instances": {}}, "'instances' is empty"),
+    ({"version": 1, "date": "d", "source": "s", "instances": {"a": {"vcpus": 8}}},
+     "instances.a lacks memory_gib, on_demand_usd_h"),
+    ({"version": 1, "date": "d", "source": "s",
+      "instances": {"a": {**GOOD_ENTRY, "spot_usd_h": "low"}}},
+     "instances.a.spot_usd_h must be a number >= 0 (got 'low')"),
+    ({"version": 1, "date": "d", "source": "s",
+      "instances": {"a": {**GOOD_ENTRY, "vcpus": 0}}}, "instances.a.vcpus must be >= 1"),
+])
+def test_a_bad_price_list_names_the_file_and_the_field(tmp_path, doc, field):
+    import json
+
+    p = tmp_path / "prices.json"
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    with pytest.raises(QuantfleetError) as e:
+        load_catalog(p)
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg and field in msg, msg
+
+
+def test_describe_labels_the_catalog_and_lists_the_assumptions(tmp_path):
+    import json
+
+    from quantfleet.observe.cost import IDLE_TAIL_S, STARTUP_S, describe
+
+    info = describe(load_catalog(), "c7i.2xlarge", spot=True)
+    assert info["label"].startswith("simulated from quantfleet/observe/instances.json (bundled) "
+                                    "v1 of 2024-06-01, approximate list prices; assumes 90 s "
+                                    "start-up and 60 s idle tail per node")
+    a = info["assumptions"]
+    assert a["start-up per node (s)"] == STARTUP_S and a["idle tail billed per node (s)"] == \
+        IDLE_TAIL_S and a["vCPU speed (x one local core)"] == 1.0
+    assert a["price"] == "spot c7i.2xlarge $0.145/h"
+    # the defaults the label states are the defaults simulate uses
+    import inspect
+
+    sig = inspect.signature(simulate).parameters
+    assert (sig["startup_s"].default, sig["idle_tail_s"].default,
+            sig["vcpu_speed"].default) == (STARTUP_S, IDLE_TAIL_S, 1.0)
+    p = tmp_path / "mine.json"
+    p.write_text(json.dumps({"version": "q4", "date": "2026-10-01", "source": "our quote",
+                             "instances": {"box": GOOD_ENTRY}}))
+    mine = describe(load_catalog(p), "box")
+    assert mine["label"].startswith(f"simulated from {p} vq4 of 2026-10-01, approximate list "
+                                    "prices")
+    assert mine["catalog"]["source"] == "our quote"
 
 
 def test_run_inputs_from_spans():

@@ -3,8 +3,9 @@
 ``load_page`` starts Chromium with a fresh profile and ``--remote-debugging-port=0``, reads the
 port from ``DevToolsActivePort`` in the profile, attaches to the page over a websocket (only to
 127.0.0.1), and records console errors, uncaught exceptions, log errors and every network
-request while the file loads. It then waits until the plotly figures have drawn, evaluates a
-probe script, takes a full-page screenshot, and kills Chromium's process group in any case.
+request while the file loads. It then evaluates a probe script, measures the boxes of the
+elements asked for (``boxes``: CSS selectors), takes a screenshot of the first screen (the
+viewport only) and of the full page, and kills Chromium's process group in any case.
 """
 
 from __future__ import annotations
@@ -29,25 +30,66 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"]
 
-# Counts what the probe needs: sections, figure divs, and figure divs plotly has drawn into.
+# Counts what the probe needs: sections, figure divs, and figure divs holding drawn SVG.
 PROBE = """(() => {
-  const figs = [...document.querySelectorAll('div.plotly-graph-div')];
+  const figs = [...document.querySelectorAll('div.figure')];
   return JSON.stringify({
     sections: [...document.querySelectorAll('section[id]')].map(s => s.id),
     absent: [...document.querySelectorAll('section[id]')]
-              .filter(s => s.querySelector('.absent')).map(s => s.id),
+              .filter(s => s.querySelector(':scope > .absent')).map(s => s.id),
     errors: [...document.querySelectorAll('.error')].map(e => e.textContent),
     figures: figs.length,
-    drawn: figs.filter(f => f.classList.contains('js-plotly-plot')
-                            && f.querySelector('svg.main-svg')).length,
-    main_svg: document.querySelectorAll('svg.main-svg').length,
-    traces: document.querySelectorAll('g.trace').length,
-    plotly: typeof window.Plotly !== 'undefined' ? window.Plotly.version : null,
+    drawn: figs.filter(f => f.querySelector('svg')
+                            && f.querySelector('svg').getBoundingClientRect().height > 0
+                            && f.querySelector('polyline, polygon, rect, circle')).length,
+    marks: document.querySelectorAll('div.figure polyline, div.figure polygon').length,
+    scripts: document.querySelectorAll('script').length,
     xss: window.__xss === undefined ? null : window.__xss,
     title: document.title,
     height: document.documentElement.scrollHeight,
   });
 })()"""
+
+# For each selector: its box in the viewport, its text, whether it is displayed, and whether
+# the element painted at the centre of its box is it (or inside it): nothing covers it.
+BOXES = """((sels) => JSON.stringify(Object.fromEntries(sels.map(sel => {
+  const e = document.querySelector(sel);
+  if (!e) return [sel, null];
+  const r = e.getBoundingClientRect(), st = getComputedStyle(e);
+  const cx = r.left + Math.min(r.width / 2, 40), cy = r.top + r.height / 2;
+  const hit = document.elementFromPoint(cx, cy);
+  return [sel, {top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+                text: e.innerText, shown: st.display !== 'none' && st.visibility !== 'hidden',
+                on_top: !!hit && (hit === e || e.contains(hit))}];
+}))))"""
+
+# Decodes a PNG (base64) in the browser and measures its grey levels: over the whole image and
+# inside each box {name: [left, top, right, bottom]}: mean, standard deviation, and the share
+# of "ink" pixels (darker than 160 of 255, i.e. text or lines on the white page).
+PIXELS = """(async (b64, boxes) => {
+  const img = new Image();
+  img.src = 'data:image/png;base64,' + b64;
+  await img.decode();
+  const c = document.createElement('canvas');
+  c.width = img.width; c.height = img.height;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data, w = c.width, h = c.height;
+  const stats = (x0, y0, x1, y1) => {
+    x0 = Math.max(0, Math.floor(x0)); y0 = Math.max(0, Math.floor(y0));
+    x1 = Math.min(w, Math.ceil(x1)); y1 = Math.min(h, Math.ceil(y1));
+    let n = 0, s = 0, s2 = 0, ink = 0;
+    for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) {
+      const i = (y * w + x) * 4, v = (d[i] + d[i + 1] + d[i + 2]) / 3;
+      n++; s += v; s2 += v * v; if (v < 160) ink++;
+    }
+    const m = n ? s / n : 0;
+    return {n: n, mean: m, std: n ? Math.sqrt(Math.max(0, s2 / n - m * m)) : 0,
+            ink: n ? ink / n : 0};
+  };
+  return JSON.stringify({width: w, height: h, all: stats(0, 0, w, h),
+    boxes: Object.fromEntries(Object.entries(boxes).map(([k, b]) => [k, stats(...b)]))});
+})"""
 
 
 @dataclass
@@ -59,6 +101,9 @@ class PageResult:
     exceptions: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     screenshot: Path | None = None
+    first_screen: Path | None = None
+    boxes: dict[str, Any] = field(default_factory=dict)
+    pixels: dict[str, Any] = field(default_factory=dict)
 
 
 class _CDP:
@@ -156,7 +201,8 @@ def _describe_console(params: dict) -> str:
 
 
 def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1400,
-              height: int = 1000, timeout: float = 60.0) -> PageResult:
+              height: int = 1000, timeout: float = 60.0, first_screen: Path | None = None,
+              boxes: tuple[str, ...] = ()) -> PageResult:
     """Open ``html_file`` in headless Chromium and report what happened (see module doc)."""
     url = Path(html_file).resolve().as_uri()
     profile = Path(tempfile.mkdtemp(prefix="qf-chromium-"))
@@ -177,17 +223,24 @@ def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
         cdp.send("Page.navigate", {"url": url})
         if cdp.wait_event("Page.loadEventFired", timeout) is None:
             raise TimeoutError(f"{url} did not finish loading in {timeout} s")
-        # plotly draws asynchronously after load: wait until every figure div holds an SVG;
-        # without plotly.js (a page that failed to load it) no figure will ever be drawn
-        deadline = time.monotonic() + timeout
-        while True:
-            probe = json.loads(cdp.evaluate(PROBE))
-            if (probe["drawn"] >= probe["figures"] or probe["plotly"] is None
-                    or time.monotonic() > deadline):
-                break
-            time.sleep(0.2)
-        time.sleep(0.3)  # let the last frame paint before the screenshot
+        time.sleep(0.3)  # let the first frame paint before the screenshots
         result = PageResult(probe=json.loads(cdp.evaluate(PROBE)))
+        if boxes:
+            result.boxes = json.loads(cdp.evaluate(f"{BOXES[:-1]})({json.dumps(list(boxes))})"))
+        if first_screen is not None:
+            # the viewport only: what a reader sees before scrolling
+            shot = cdp.send("Page.captureScreenshot", {"format": "png"}, timeout=60)
+            first_screen.parent.mkdir(parents=True, exist_ok=True)
+            first_screen.write_bytes(base64.b64decode(shot["data"]))
+            result.first_screen = first_screen
+            where = {k: [b["left"], b["top"], b["right"], b["bottom"]]
+                     for k, b in result.boxes.items() if b}
+            res = cdp.send("Runtime.evaluate", {
+                "expression": f"{PIXELS}({json.dumps(shot['data'])}, {json.dumps(where)})",
+                "awaitPromise": True, "returnByValue": True}, timeout=60)
+            if "exceptionDetails" in res:
+                raise RuntimeError(f"pixel probe failed: {res['exceptionDetails']}")
+            result.pixels = json.loads(res["result"]["value"])
         if screenshot is not None:
             metrics = cdp.send("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
@@ -237,3 +290,4 @@ def load_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
             except ProcessLookupError:
                 pass
         shutil.rmtree(profile, ignore_errors=True)
+

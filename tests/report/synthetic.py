@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from quantfleet.observe.cost import describe, load_catalog
 from quantfleet.report import RunView
 
 STRATEGIES = ("sma_cross", "rsi_reversion", "donchian_breakout", "bollinger_revert")
@@ -19,7 +20,7 @@ def _sharpe(r: np.ndarray) -> float:
 
 def _max_dd(r: np.ndarray) -> float:
     eq = np.cumprod(1 + r)
-    return float((eq / np.maximum.accumulate(eq) - 1).min())
+    return float(1 - (eq / np.maximum.accumulate(eq)).min())  # a loss, >= 0 (the pipeline's)
 
 
 def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
@@ -77,13 +78,21 @@ def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
                                   columns=list(ASSETS))
     pret = pd.DataFrame(rng.normal(0.0003, 0.008, (len(idx) - 252, len(PROFILES))),
                         index=idx[252:], columns=list(PROFILES))
+    bh = pd.Series(rng.normal(0.0004, 0.01, len(idx) - 252), index=idx[252:])
     metrics = pd.DataFrame(
         {"total_return": (1 + pret).prod() - 1, "cagr": (1 + pret).prod() ** (252 / len(pret)) - 1,
          "sharpe": pret.mean() / pret.std() * np.sqrt(252),
          "max_drawdown": [_max_dd(pret[c].to_numpy()) for c in pret],
          "turnover_per_year": rng.uniform(0.5, 4, len(PROFILES)),
-         "fallbacks": rng.integers(0, 3, len(PROFILES))})
+         "costs": rng.uniform(0.001, 0.02, len(PROFILES)),
+         "fallbacks": rng.integers(0, 3, len(PROFILES)),
+         "bh_total_return": float((1 + bh).prod() - 1),
+         "bh_sharpe": float(bh.mean() / bh.std() * np.sqrt(252))})
     metrics.index.name = "profile"
+    metrics["excess_sharpe"] = metrics["sharpe"] - metrics["bh_sharpe"]
+    pret["buy-and-hold"] = bh
+    asset_returns = pd.DataFrame(rng.normal(0.0003, 0.012, (len(idx), len(ASSETS))), index=idx,
+                                 columns=list(ASSETS))
 
     stages = ["load", "tournament", "overfit", "evolve", "portfolio", "report"]
     comps = ["io", "kernel", "serialize", "scheduler", "optimizer"]
@@ -92,7 +101,10 @@ def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
     heat.loc["tournament", "kernel"] = 95.0
     heat.loc["load", "optimizer"] = np.nan
     util = pd.DataFrame(np.clip(rng.normal(0.8, 0.15, (8, 30)), 0, 1),
-                        index=[f"worker-{i}" for i in range(8)], columns=np.arange(30) * 5.0)
+                        index=[f"node {i // 4} / worker {i % 4}" for i in range(8)],
+                        columns=np.arange(30) * 5.0)
+    workers = [{"name": f"node {i // 4} / worker {i % 4}", "node": f"{'ab' * 28}"[:56 - i],
+                "worker": f"{'cd' * 28}"[:56 - i]} for i in range(8)]
     nodes = np.array([1, 2, 4, 8, 16])
     wall = 480 / nodes + 12 * np.log2(nodes)
     what_if = pd.DataFrame({"nodes": nodes, "instance": "c7i.4xlarge", "wall_s": wall,
@@ -133,7 +145,8 @@ def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
                       "text": "tournament/kernel is 60% of all task time"},
                      {"title": "Idle workers", "value": 0.21,
                       "text": "workers waited on the scheduler 21% of the time"}],
-        cost_what_if=what_if,
+        cost_what_if=what_if, asset_returns=asset_returns, workers=workers,
+        cost_assumptions=describe(load_catalog(), "c7i.4xlarge"),
         break_even={"nodes": 4, "wall_s": float(wall[2]), "cost_usd": float(wall[2] / 3600 *
                                                                              0.714 * 4),
                     "text": "Beyond 4 nodes each extra node costs more than the time it saves."},

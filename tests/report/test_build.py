@@ -18,8 +18,8 @@ from tests.report.synthetic import realistic_view
 build_mod = importlib.import_module("quantfleet.report.build")
 view_mod = importlib.import_module("quantfleet.report.view")
 
-IDS = ["summary", "lineage", "leaderboard", "equity", "evolution", "portfolio", "latency",
-       "utilisation", "cost", "speedup"]
+IDS = ["verdict", "leaderboard", "equity", "portfolio", "evolution", "speedup", "cost",
+       "latency", "utilisation", "summary", "lineage"]
 
 
 def _section(page: str, sid: str) -> str:
@@ -42,7 +42,7 @@ def test_empty_view_renders_every_section_as_absent(tmp_path):
     page = build(RunView(run_id="r-empty"), tmp_path / "r.html").read_text(encoding="utf-8")
     for sid in IDS:
         assert "not part of this run" in _section(page, sid).lower(), sid
-    assert "Plotly" not in page  # no figures, so no plotly.js either
+    assert "<svg" not in page and "<script" not in page
     assert "r-empty" in page
 
 
@@ -51,18 +51,21 @@ def test_full_view_has_every_section_filled(full_page):
         body = _section(full_page, sid)
         assert "not part of this run" not in body.lower(), sid
         assert "Could not render" not in body, sid
-    assert 'class="plotly-graph-div"' in _section(full_page, "equity")
+    assert '<div class="figure"' in _section(full_page, "equity")
+    assert "<svg" in _section(full_page, "equity")
 
 
-def test_self_contained_plotly_inline_once(full_page):
-    from plotly.offline import get_plotlyjs
-
-    js = get_plotlyjs()
-    assert full_page.count(js[:200]) == 1 and js in full_page
-    # nothing fetched from anywhere: no external scripts, stylesheets, fonts or images
-    assert not re.search(r'<script[^>]+src=', full_page)
+def test_self_contained_no_scripts(full_page):
+    # figures are inline SVG: no script at all, nothing fetched from anywhere
+    assert "<script" not in full_page.lower()
     assert "<link" not in full_page and "<img" not in full_page
-    assert "@import" not in full_page and "cdn.plot.ly" not in full_page.replace(js, "")
+    assert "@import" not in full_page and not re.search(r'(src|href)="https?:', full_page)
+    assert "url(" not in full_page
+
+
+def test_small_report_of_a_realistic_view(full_page):
+    # 20 series x 750 bars, 5 profiles: far below the demo's 2 MB budget
+    assert len(full_page.encode()) < 400_000
 
 
 def test_numbers_are_formatted(full_page):
@@ -86,6 +89,10 @@ def test_speedup_reads_the_keys_explain_speedup_writes(full_page):
     (pd.Timestamp("2024-01-02"), "t", "2024-01-02"), ({"fast": 5, "slow": 20}, "params",
                                                        "fast=5, slow=20"),
     (-0.00987, "oos_sharpe", "-0.0099"),
+    # a fraction of capital is a percentage, not dollars; seconds are never percentages;
+    # a cost of a fraction of a cent keeps two significant digits
+    (0.0041, "costs", "0.41%"), (185.4, "busy_s", "185.40"), (0.0159, "cost_usd", "$0.016"),
+    (0.7272, "share", "72.72%"), (0.5, "oos_mean_exposure", "50.00%"),
 ])
 def test_fmt(v, col, want):
     assert build_mod.fmt(v, col) == want
@@ -102,10 +109,9 @@ def test_text_is_escaped(tmp_path):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; co" in page
     assert "<i>load</i>" not in page and "<img" not in page
-    # figure labels are HTML-escaped before plotly (which renders some tags) sees them, so the
-    # trace name in the figure JSON is the entity form, not a raw (JSON-escaped) tag
-    assert "&lt;script&gt;alert('x')&lt;\\u002fscript&gt;\\u002f" in page
-    assert "\\u003cscript" not in page
+    # figure labels (SVG text, legends) are escaped too: the page holds no script element
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;/SPY" in page
 
 
 def test_build_into_directory_and_type_errors(tmp_path):
@@ -134,7 +140,7 @@ def test_equity_falls_back_to_best_total_return_without_leaderboard(tmp_path):
     r = pd.DataFrame({"a/X": 0.01, "b/X": -0.01, "c/X": 0.0}, index=idx)
     page = build(RunView("r", oos_returns=r), tmp_path / "r.html", top=2).read_text()
     eq = _section(page, "equity")
-    assert "a/X" in eq and "c/X" in eq and "b/X" not in eq.split("</div></div>")[-1]
+    assert "a/X" in eq and "c/X" in eq and "b/X" not in eq
     assert "no leaderboard match" in eq
 
 
@@ -214,3 +220,74 @@ def test_weights_plot_keeps_held_columns_and_sums_the_rest():
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
     small = w.iloc[:, :8]
     assert list(_top_weights(small).columns) == list(small.columns[5:])
+
+
+def test_the_verdict_comes_first_and_holds_the_answers(full_page):
+    view = realistic_view()
+    top = view.leaderboard.iloc[0]
+    v = _section(full_page, "verdict")
+    assert full_page.index('<section id="verdict">') < full_page.index('<section id="leaderboard">')
+    assert f"<b>{top['strategy']}/{top['asset']}</b>" in v
+    assert f'id="bh">{build_mod.fmt(float(top["bh_sharpe"]))}</b>' in v
+    assert f"{build_mod.fmt(float(top['oos_sharpe']))}</b> vs buy-and-hold" in v
+    # DSR/PBO in words, with the research thresholds
+    assert "DSR 0.97: unlikely to be luck</span> as the best of 994 trials" in v
+    assert "PBO 0.18: holds up out of sample" in v
+    # every profile against equal weight, and the buy-and-hold benchmark
+    for p in ("hrp", "max_sharpe", "equal_weight", "buy-and-hold"):
+        assert f"<th>{p}</th>" in v, p
+    assert "Sharpe − equal weight" in v and "+0.00" in v
+    assert "4.14× faster" in v  # the speed-up section's own renderer, in brief
+    assert "approximate list prices" in v and "of 2024-06-01" in v
+    assert "<svg" not in v  # the brief speed-up draws no figure
+
+
+def test_leaderboard_top_20_one_line_each_the_rest_behind_a_toggle(full_page):
+    lb = _section(full_page, "leaderboard")
+    board = lb.split("</table>")[0]
+    assert board.count("<tr>") == 1 + 20  # header + the synthetic board's 20 rows
+    assert "<details><summary>The other" not in lb  # nothing left to toggle
+    assert "pair_verdict" not in lb  # verdicts are on hover (title), not a six-line column
+
+
+def test_leaderboard_toggle_holds_the_rest(tmp_path):
+    import pandas as pd
+
+    view = realistic_view()
+    view.leaderboard = pd.concat([view.leaderboard] * 3, ignore_index=True)
+    lb = _section(build(view, tmp_path / "r.html").read_text(encoding="utf-8"), "leaderboard")
+    shown, rest = lb.split("<details>", 1)
+    assert shown.count("<tr>") == 21 and "The other 40 rows" in rest
+    assert rest.split("</details>")[0].count("<tr>") == 41
+
+
+def test_equity_on_a_log_axis_with_buy_and_hold(full_page):
+    eq = _section(full_page, "equity")
+    assert "(log scale)" in eq and "on a log axis" in eq
+    view = realistic_view()
+    for a in dict.fromkeys(view.leaderboard["asset"].head(5)):
+        assert f"buy-and-hold {a}" in eq, a
+
+
+def test_cost_is_labelled_with_catalog_date_and_assumptions(full_page):
+    from quantfleet.observe.cost import load_catalog
+
+    cat = load_catalog()
+    c = _section(full_page, "cost")
+    assert (f"Simulated from quantfleet/observe/instances.json (bundled) v{cat['version']} of "
+            f"{cat['date']}, approximate list prices") in c
+    for k in ("start-up per node (s)", "idle tail billed per node (s)",
+              "vCPU speed (x one local core)", "minimum billed per node (s)"):
+        assert k in c, k
+
+
+def test_a_view_recorded_before_cost_labels_says_so(tmp_path):
+    view = realistic_view()
+    view.cost_assumptions = None
+    c = _section(build(view, tmp_path / "r.html").read_text(encoding="utf-8"), "cost")
+    assert "price catalog of unknown date" in c
+
+
+def test_workers_are_named_by_node_and_index(full_page):
+    u = _section(full_page, "utilisation")
+    assert "node 1 / worker 3" in u and "ab" * 28 in u  # the full id only in the id table

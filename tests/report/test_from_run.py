@@ -62,7 +62,8 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     win = out.results["tournament"].winner_overfit
     assert f"winner {win['strategy']}/{win['asset']}: DSR" in lb
     assert f"as the best of {win['n_trials']:,} trials (8 strategy × asset pairs" in lb
-    for col in ("pair_dsr", "pair_pbo", "bh_sharpe", "excess_sharpe", "trials compared (N)"):
+    for col in ("pair DSR", "pair PBO", "B&amp;H Sharpe", "excess Sharpe",
+                "trials compared (N)"):
         assert col in lb, col
     port = _section(page, "portfolio")
     assert "hrp" in port and "bh_sharpe" in port and "excess_sharpe" in port
@@ -72,6 +73,53 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
     assert "than the measured baseline" in sp and "Where the speed-up was lost" in sp
+
+
+def test_the_report_of_a_real_run_is_small_labelled_and_first_screen_first(run, tmp_path):
+    from quantfleet.observe.cost import load_catalog
+    from quantfleet.pipeline.report import write_report
+
+    cfg, out = run
+    path = write_report(cfg.store, out.run_id, tmp_path / "r.html")
+    page = path.read_text(encoding="utf-8")
+    # the demo's report must stay under 2 MB (it was 10 MB with plotly): every line is thinned
+    # to a bounded number of points, so a figure's size does not grow with the bars (this
+    # run has the demo's 7,500+ bars) and the page's size grows only with the table rows
+    assert path.stat().st_size < 2_000_000
+    figs = re.findall(r'<div class="figure".*?</svg></div>', page, re.S)
+    assert len(figs) >= 8 and max(len(f) for f in figs) < 120_000, [len(f) for f in figs]
+    assert len(_section(page, "leaderboard")) < 8 * 1_000 + 6_000
+    v = _section(page, "verdict")
+    win = out.results["tournament"].leaderboard.iloc[0]
+    assert f"<b>{win['strategy']}/{win['asset']}</b>" in v
+    assert f'id="bh">{float(win["bh_sharpe"]):.2f}</b>' in v
+    assert "equal_weight" in v and "buy-and-hold" in v
+    cat = load_catalog()
+    assert f"v{cat['version']} of {cat['date']}, approximate list prices" in v
+    assert f"buy-and-hold {win['asset']}" in _section(page, "equity")
+    # workers named by node and index, not by their ids
+    assert "node 0 / worker 0" in _section(page, "utilisation")
+
+
+def test_a_users_price_list_reaches_the_report(run, tmp_path):
+    import json
+
+    from quantfleet.errors import QuantfleetError
+    from quantfleet.pipeline.report import write_report
+
+    cfg, out = run
+    prices = tmp_path / "mine.json"
+    prices.write_text(json.dumps({"version": 7, "date": "2026-11-30", "source": "our quote",
+                                  "instances": {"c7i.2xlarge": {"vcpus": 8, "memory_gib": 16,
+                                                                "on_demand_usd_h": 3.57}}}))
+    page = write_report(cfg.store, out.run_id, tmp_path / "p.html",
+                        prices=prices).read_text(encoding="utf-8")
+    assert f"simulated from {prices} v7 of 2026-11-30, approximate list prices" in page
+    prices.write_text(json.dumps({"version": 7, "date": "2026-11-30", "source": "x",
+                                  "instances": {"c7i.2xlarge": {"vcpus": 8, "memory_gib": 16}}}))
+    with pytest.raises(QuantfleetError, match=r"^price list .*mine\.json: instances\.c7i\.2xlarge "
+                                              r"lacks on_demand_usd_h$"):
+        write_report(cfg.store, out.run_id, tmp_path / "q.html", prices=prices)
 
 
 def test_the_view_holds_what_the_stages_wrote(run):
@@ -116,4 +164,80 @@ def test_a_sweep_runs_report_shows_its_leaderboard_and_winners_verdict(tmp_path)
     lb = _section(page, "leaderboard")
     of = out.results["sweep"].overfit
     assert f"winner on {of['asset']}: DSR" in lb and "(2 assets × 4 combos)" in lb
-    assert "bh_sharpe" in lb and "excess_total_return" in lb
+    # a sweep's board keeps its own columns (not the tournament's compact ones)
+    assert "<th>bh_sharpe</th>" in lb and "<th>excess_total_return</th>" in lb
+    # and its winner's Sharpe is not called out of sample
+    v = _section(page, "verdict")
+    assert "Sharpe (in sample: a sweep has no out-of-sample test)" in v
+    assert "out-of-sample Sharpe" not in v
+    from quantfleet.pipeline.report import run_view, verdict_summary
+    from quantfleet.pipeline.run_record import load_run
+
+    assert verdict_summary(run_view(load_run(cfg.store, out.run_id)))["in_sample"] is True
+
+
+def test_the_run_summary_printed_by_demo(run, capsys):
+    from quantfleet.commands.pipeline import _print_verdict
+    from quantfleet.pipeline.report import verdict_summary
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+    from quantfleet.research.overfit import DSR_GOOD, DSR_LUCK
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    v = verdict_summary(load_view(rec.store, rec.manifest.output("report_view")))
+    board = out.results["tournament"].leaderboard
+    assert [p["pair"] for p in v["top_pairs"]] == [
+        f"{s}/{a}" for s, a in zip(board["strategy"].head(5), board["asset"].head(5),
+                                   strict=True)]
+    for p, (_, r) in zip(v["top_pairs"], board.head(5).iterrows(), strict=True):
+        assert p["oos_sharpe"] == pytest.approx(r["oos_sharpe"])
+        assert p["bh_sharpe"] == pytest.approx(r["bh_sharpe"])
+        d = r["pair_dsr"]
+        assert p["verdict"] == ("unlikely to be luck" if d >= DSR_GOOD else "inconclusive"
+                                if d >= DSR_LUCK else "likely luck")
+    port = out.results["portfolio"]
+    assert [p["profile"] for p in v["profiles"]] == ["hrp", "equal_weight", "buy-and-hold"]
+    assert v["winner"]["trials"] == out.results["tournament"].winner_overfit["n_trials"]
+    assert v["speedup"] and "measured baseline" in v["speedup"]
+    assert "approximate list prices" in v["cost"]["label"]
+    assert v["cost"]["assumptions"]["start-up per node (s)"] == 90.0
+    _print_verdict(v)
+    text = capsys.readouterr().out
+    first = v["top_pairs"][0]
+    assert f"{first['pair']}" in text and f"{first['oos_sharpe']:.2f}" in text
+    assert "Portfolio profiles, out of sample:" in text and "buy-and-hold" in text
+    assert text.count("\n") < 25  # a summary, not a dump
+    assert "Simulated cost: $" in text and "approximate list prices" in text
+    assert port is not None
+
+
+def test_the_prefect_summary_labels_its_cost(run):
+    from quantfleet.pipeline.prefect_flow import run_summary_markdown
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    md = run_summary_markdown(load_view(rec.store, rec.manifest.output("report_view")), None)
+    cost = md.split("## Simulated cost", 1)[1]
+    assert "32 × c7i.2xlarge on-demand:" in cost
+    assert "approximate list prices; assumes 90 s start-up" in cost
+
+
+def test_a_view_recorded_before_cost_labels_is_built_again(run, tmp_path):
+    from quantfleet.pipeline.report import write_report
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view, save_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    old = load_view(rec.store, rec.manifest.output("report_view"))
+    old.cost_assumptions = old.workers = old.asset_returns = None  # as [2/6] recorded it
+    rec.manifest.attach("report_view", save_view(old, rec.store))
+    rec.store.amend_run(rec.manifest)
+    page = write_report(cfg.store, out.run_id, tmp_path / "o.html").read_text(encoding="utf-8")
+    assert "approximate list prices; assumes 90 s start-up" in page
+    assert "node 0 / worker 0" in page
+    again = load_run(cfg.store, out.run_id)
+    assert load_view(again.store, again.manifest.output("report_view")).cost_assumptions

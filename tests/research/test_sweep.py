@@ -143,23 +143,13 @@ def test_sweep_pbo_comes_from_its_own_jobs_blocks_whatever_the_chunking(market, 
     from quantfleet.backtest import job as job_mod
     from quantfleet.research.overfit import pbo
     from quantfleet.strategies import get
-    from quantfleet.strategies.base import Strategy
-
     grid = {"fast": list(range(2, 14)), "slow": [15, 25, 40, 60]}
     strat = get("sma_cross")
     params, _ = strat.space.grid(grid)
     rets = np.vstack([strat.run_asset(market, a, params, ppy=252.0, returns=True)[1]
                       for a in range(2)])
     want = pbo(rets.T, n_splits=16).pbo
-    asked = []
-    real = Strategy.run_asset
-
-    def spy(self, market, asset, params, **kw):
-        if kw.get("returns"):
-            asked.append(params.shape[0])
-        return real(self, market, asset, params, **kw)
-
-    monkeypatch.setattr(Strategy, "run_asset", spy)
+    asked = ref.returns_requests(monkeypatch)
     monkeypatch.setattr(job_mod, "BLOCK_BATCH_BYTES", 16 * market.n_bars * 5)
     results = [sweep(market, "sma_cross", grid, ppy=252.0, chunk=c) for c in (7, 1000)]
     # per-bar returns were asked for at most 5 combos at a time, apart from the winner's
@@ -261,18 +251,8 @@ def test_issue_16_reference_figure_on_sp500():
                                     "the best of 180 trials (20 assets × 9 combos)")
 
 
-def _ar1_universe(seed: int, phi: float, n_assets: int = 8, n: int = 2000) -> MarketData:
-    """Log returns r_t = phi * r_{t-1} + e_t: phi = 0 is a pure random walk (no edge), phi > 0
-    a trend a moving-average rule can exploit."""
-    rng = np.random.default_rng(seed)
-    e = rng.normal(0.0, 0.01, (n_assets, n))
-    r = np.empty_like(e)
-    r[:, 0] = e[:, 0]
-    for t in range(1, n):
-        r[:, t] = phi * r[:, t - 1] + e[:, t]
-    ts = (np.datetime64("2010-01-01") + np.arange(n)).astype("datetime64[ns]")
-    return MarketData(ts, tuple(f"A{i}" for i in range(n_assets)),
-                      100.0 * np.exp(np.cumsum(r, axis=1)), source="ar1")
+def _ar1_universe(seed: int, phi: float) -> MarketData:
+    return ref.ar1_universe(seed, phi, n_assets=8, n=2000, start="2010-01-01")
 
 
 def test_sweep_dsr_rejects_noise_and_accepts_a_planted_edge_across_seeds():

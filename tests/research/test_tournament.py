@@ -280,18 +280,8 @@ def test_the_winner_is_deflated_by_every_pair_times_combo_trial(market):
         "this pair's 3 combos in each window" in win["pair_verdict"]
 
 
-def _ar1_universe(seed: int, phi: float, n_assets: int = 4, n: int = 5000) -> MarketData:
-    """Log returns r_t = phi * r_{t-1} + e_t: phi = 0 is a pure random walk (no edge), phi > 0
-    a trend a moving-average rule can exploit."""
-    rng = np.random.default_rng(seed)
-    e = rng.normal(0.0, 0.01, (n_assets, n))
-    r = np.empty_like(e)
-    r[:, 0] = e[:, 0]
-    for t in range(1, n):
-        r[:, t] = phi * r[:, t - 1] + e[:, t]
-    ts = (np.datetime64("2000-01-03") + np.arange(n)).astype("datetime64[ns]")
-    return MarketData(ts, tuple(f"A{i}" for i in range(n_assets)),
-                      100.0 * np.exp(np.cumsum(r, axis=1)), source="ar1")
+def _ar1_universe(seed: int, phi: float) -> MarketData:
+    return ref.ar1_universe(seed, phi, n_assets=4, n=5000, start="2000-01-03")
 
 
 def test_tournament_winner_dsr_rejects_noise_and_accepts_a_planted_edge_across_seeds():

@@ -62,10 +62,12 @@ def cost(
     nodes: Annotated[int | None, typer.Option("--nodes", help="Node count (default: a table for 1, 2, 4, ..., 32).")] = None,
     spot: Annotated[bool, typer.Option("--spot", help="Spot prices instead of on-demand.")] = False,
     laptop_usd_per_h: Annotated[float, typer.Option("--laptop-usd-per-h", help="Cost of the local machine per hour (0: marginal).")] = 0.0,
+    prices: Annotated[Path | None, typer.Option("--prices", help="Your own price list (JSON shaped like quantfleet/observe/instances.json) instead of the bundled catalog.")] = None,
     store: StoreUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """What the run would cost, and how long it would take, on N cloud nodes."""
+    """What the run would cost, and how long it would take, on N cloud nodes (simulated from
+    a price list: approximate list prices of its date, not a quote)."""
     from quantfleet.observe import cost as qc
     from quantfleet.pipeline.run_record import load_run
 
@@ -73,7 +75,7 @@ def cost(
         fail(f"--nodes must be >= 1 (got {nodes})")
     if laptop_usd_per_h < 0:
         fail(f"--laptop-usd-per-h must be >= 0 (got {laptop_usd_per_h})")
-    catalog = qc.load_catalog()
+    catalog = qc.load_catalog(prices)
     inst = qc.get_instance(instance, catalog)
     r = load_run(store_url(store), run)
     inputs = qc.run_inputs(r.spans, r.wall_s, r.workers)
@@ -82,16 +84,18 @@ def cost(
                        laptop_usd_per_h=laptop_usd_per_h, catalog=catalog)
     be = qc.break_even(**inputs, instance=inst["name"], nodes=counts, spot=spot,
                        laptop_usd_per_h=laptop_usd_per_h, catalog=catalog)
-    prices = {k: catalog[k] for k in ("version", "date", "source")}
+    info = qc.describe(catalog, inst["name"], spot)
     if as_json:
-        print_json({"run_id": r.run_id, "inputs": inputs, "instance": inst, "spot": spot,
-                    "catalog": prices, "table": table.to_dict("records"), "break_even": be})
+        print_json({"run_id": r.run_id, "label": info["label"], "inputs": inputs,
+                    "instance": inst, "spot": spot, "catalog": info["catalog"],
+                    "assumptions": info["assumptions"], "table": table.to_dict("records"),
+                    "break_even": be})
         return
     shown = [{"nodes": "local" if t["nodes"] == 0 else t["nodes"], "workers": t["workers"],
               "wall_s": t["wall_s"], "speedup": t["speedup"], "billed_s": t["billed_s"],
               "cost_usd": t["cost_usd"]} for t in table.to_dict("records")]
     print_rows(shown,
-               title=f"{r.run_id}: {inst['name']} ({inst['vcpus']} vCPU, "
+               title=f"{r.run_id}: simulated on {inst['name']} ({inst['vcpus']} vCPU, "
                      f"{inst.get('provider', '')} {'spot' if spot else 'on-demand'} "
                      f"${table['usd_per_h'].iloc[-1]:.4g}/h)",
                skip=())
@@ -100,14 +104,15 @@ def cost(
     else:
         typer.echo(f"Most time saved per dollar: {be['best_nodes']} node(s), "
                    f"${be['best_usd_per_hour_saved']:.3g} per hour of waiting saved.")
-    typer.echo(f"Prices: catalog v{catalog['version']} of {catalog['date']}, approximate "
-               f"list prices (see quantfleet/observe/instances.json 'source').")
+    typer.echo(f"Costs {info['label']}.")
+    typer.echo("Assumptions: " + "; ".join(f"{k}: {v}" for k, v in info["assumptions"].items()))
 
 
 def report(
     run: RunArg,
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write (default: $QUANTFLEET_HOME/reports/<run_id>.html).")] = None,
     top: Annotated[int, typer.Option("--top", help="Equity curves of this many leaderboard rows.")] = 5,
+    prices: Annotated[Path | None, typer.Option("--prices", help="Simulate the cost section from your own price list (JSON shaped like quantfleet/observe/instances.json); the view is rebuilt, not recorded.")] = None,
     open_: Annotated[bool, typer.Option("--open", help="Open the report in the default web browser.")] = False,
     store: StoreUrl = None,
     as_json: AsJson = False,
@@ -121,7 +126,7 @@ def report(
         fail(f"--top must be >= 1 (got {top}); e.g. 5")
     st = Store.open(store_url(store))
     run_id = st.resolve_run(run)
-    path = write_report(st, run_id, out, top=top).resolve()
+    path = write_report(st, run_id, out, top=top, prices=prices).resolve()
     if as_json:
         print_json({"run_id": run_id, "report": str(path), "bytes": path.stat().st_size})
     else:

@@ -101,20 +101,41 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def print_rows(rows: list[dict], title: str = "", skip: tuple[str, ...] = ("params", "strategy")) -> None:
+def print_rows(rows: list[dict], title: str = "", skip: tuple[str, ...] = ("params", "strategy"),
+               first: tuple[str, ...] = ()) -> None:
+    """A table of ``rows`` (their keys as columns, ``skip`` left out). When the terminal is
+    too narrow for every column, whole columns are left out and named under the table —
+    never printed cut to "0…": the columns in ``first`` are kept before the others (which go
+    from the left); the kept ones stay in their order."""
     from rich.console import Console
     from rich.table import Table
 
     if not rows:
         typer.echo("(no rows)")
         return
-    t = Table(title=title)
+    console = Console()
     cols = [c for c in rows[0] if c not in skip]
-    for c in cols:
-        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left")
-    for r in rows:
-        t.add_row(*[fmt(r[c]) for c in cols])
-    Console().print(t)
+    cells = {c: [fmt(r[c]) for r in rows] for c in cols}
+    # a column needs its widest cell or header, plus rich's padding and border (3)
+    need = {c: max(len(str(c)), *(len(v) for v in cells[c])) + 3 for c in cols}
+    keep, used = set(), 1
+    for c in [c for c in first if c in need] + [c for c in cols if c not in first]:
+        if keep and used + need[c] > console.width:
+            break
+        keep.add(c)
+        used += need[c]
+    shown = [c for c in cols if c in keep]
+    t = Table(title=title)
+    for c in shown:
+        t.add_column(c, justify="right" if isinstance(rows[0][c], (int, float)) else "left",
+                     no_wrap=True)
+    for i in range(len(rows)):
+        t.add_row(*[cells[c][i] for c in shown])
+    console.print(t)
+    hidden = [c for c in cols if c not in keep]
+    if hidden:
+        typer.echo(f"not shown ({console.width} columns wide): {', '.join(hidden)}; a wider "
+                   f"terminal or --json shows them")
 
 
 def _number(text: str, what: str) -> int | float:

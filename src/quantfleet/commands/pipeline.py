@@ -14,14 +14,68 @@ from quantfleet.commands.options import AsJson, NoStore, StoreUrl, fail, print_j
 __all__ = ["demo", "health", "run", "serve", "ui"]
 
 
+def _view_of(out: Any) -> Any:
+    """The recorded run's report view (None when the run was not recorded)."""
+    if not out.run_id:
+        return None
+    from quantfleet.pipeline.report import run_view
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report.view import load_view
+
+    rec = load_run(out.store_url, out.run_id)
+    h = rec.manifest.output("report_view")
+    return load_view(rec.store, h) if h else run_view(rec)
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _print_verdict(v: dict[str, Any]) -> None:
+    """The run's findings as a few aligned lines: what `demo` (and `run`) print at the end."""
+    pairs = v["top_pairs"]
+    if pairs:
+        w = max(20, *(len(r["pair"]) for r in pairs))
+        if v["in_sample"]:
+            typer.echo(f"Top {len(pairs)} rows of the sweep, in sample (a sweep has no "
+                       f"out-of-sample test):")
+        else:
+            typer.echo(f"Top {len(pairs)} pairs, out of sample (walk-forward); DSR of each "
+                       f"pair's pick among its own combos:")
+        head = "Sharpe" if v["in_sample"] else "OOS Sharpe"
+        typer.echo(f"  {'#':>2}  {'pair':<{w}}  {head:>10}  {'buy-and-hold':>12}  "
+                   f"{'DSR':>4}  verdict")
+        for i, r in enumerate(pairs, 1):
+            typer.echo(f"  {i:>2}  {r['pair']:<{w}}  {_num(r['oos_sharpe']):>10}  "
+                       f"{_num(r['bh_sharpe']):>12}  {_num(r['pair_dsr']):>4}  {r['verdict']}")
+    if v["winner"]:
+        x = v["winner"]
+        trials = f" as the best of {x['trials']:,} trials" if isinstance(x["trials"], int) else ""
+        typer.echo(f"  the winner's DSR {x['dsr']:.2f}{trials}: {x['verdict']}"
+                   + (f"; PBO {x['pbo']:.2f}" if x["pbo"] is not None else ""))
+    if v["profiles"]:
+        w = max(12, *(len(r["profile"]) for r in v["profiles"]))
+        typer.echo("Portfolio profiles, out of sample:")
+        typer.echo(f"  {'profile':<{w}}  {'OOS Sharpe':>10}")
+        for r in v["profiles"]:
+            typer.echo(f"  {r['profile']:<{w}}  {_num(r['oos_sharpe']):>10}")
+    typer.echo(f"Speedup: {v['speedup'] or 'n/a: no sequential baseline was measured'}")
+    c = v["cost"]
+    if c:
+        typer.echo(f"Simulated cost: ${c['cost_usd']:.4f} on {c['setup']}, {c['label']}")
+
+
 def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
     from quantfleet.pipeline.flow import run_pipeline
+    from quantfleet.pipeline.report import verdict_summary
 
     out = run_pipeline(config, record=not no_store,
                        log=(lambda m: None) if as_json else typer.echo)
     report = out.report  # written by the flow from the recorded run: none without one
+    view = _view_of(out)
     summary = {"store": out.store_url, "report": str(report) if report else None,
                "wall_s": round(out.wall_s, 2),
+               "verdict": verdict_summary(view) if view is not None else None,
                "stages": {k: {"cached": v["cached"], "outputs": v["outputs"],
                               "summary": v["summary"]} for k, v in out.stages.items()}}
     if out.run_id:
@@ -30,8 +84,11 @@ def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
         print_json(summary)
         return
     if not out.run_id:
-        typer.echo(f"run finished in {out.wall_s:.1f} s (not recorded: --no-store)")
+        typer.echo(f"run finished in {out.wall_s:.1f} s (not recorded: --no-store; the "
+                   f"summary and the report are drawn from the recorded run)")
         return
+    if summary["verdict"] is not None:
+        _print_verdict(summary["verdict"])
     typer.echo(f"run {out.run_id} finished in {out.wall_s:.1f} s")
     typer.echo(f"  recorded:  {out.store_url} (runs/{out.run_id}/manifest.json)")
     if report:
@@ -160,14 +217,17 @@ def health(
     store: StoreUrl = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to check (default: embedded local Ray).")] = None,
     prefect_api: Annotated[str | None, typer.Option("--prefect-api", help="Prefect API to check (default: embedded local API).")] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="store|ray|prefect; repeatable.")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="store|catalog|metrics|ray|prefect; repeatable.")] = None,
+    prices: Annotated[Path | None, typer.Option("--prices", help="Check this price list instead of the bundled catalog.")] = None,
 ) -> None:
-    """Functional checks, not pings: store round trip, a backtest as a Ray task, a tiny flow."""
+    """Functional checks, not pings: store round trip, the price catalog, the metrics
+    endpoint, a backtest as a Ray task, a tiny flow; each removes what it wrote."""
     from quantfleet.commands.options import store_url
     from quantfleet.pipeline.health import run_checks
 
     results = run_checks(store=store_url(store), ray_address=ray_address,
-                         prefect_api=prefect_api, skip=set(skip or []))
+                         prefect_api=prefect_api, skip=set(skip or []),
+                         prices=str(prices) if prices is not None else None)
     for r in results:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name:<8} {r.detail} ({r.seconds:.1f} s)")
     if not all(r.ok for r in results):

@@ -125,7 +125,11 @@ def sweep(
     if as_json:
         print_json({**summary, "top": board})
         return
-    print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",))
+    from quantfleet.strategies import get
+
+    print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",),
+               first=("asset", *get(res.strategy).space.names, metric, "sharpe", "bh_sharpe",
+                      "excess_sharpe", "total_return", "bh_total_return"))
     if board:
         typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
@@ -203,7 +207,9 @@ def tournament(
                     "failures": [str(f) for f in res.failed]})
         return
     print_rows(board, title=f"Tournament leaderboard (out of sample, {len(res.windows)} windows)",
-               skip=("pair_verdict",))
+               skip=("pair_verdict",),
+               first=("strategy", "asset", "oos_sharpe", "bh_sharpe", "excess_sharpe",
+                      "pair_dsr", "oos_total_return", "bh_total_return"))
     if board:
         typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {stage['seconds']:.1f} s on "

@@ -21,7 +21,10 @@ from quantfleet.errors import QuantfleetError
 __all__ = [
     "CATALOG_PATH",
     "DEFAULT_NODES",
+    "IDLE_TAIL_S",
+    "STARTUP_S",
     "break_even",
+    "describe",
     "get_instance",
     "load_catalog",
     "run_inputs",
@@ -31,21 +34,33 @@ __all__ = [
 
 CATALOG_PATH = Path(__file__).with_name("instances.json")
 DEFAULT_NODES = (1, 2, 4, 8, 16, 32)
+STARTUP_S = 90.0
+"""Assumed seconds from asking for a node to its first task (boot, image pull, join)."""
+IDLE_TAIL_S = 60.0
+"""Assumed seconds a node stays billed after its last task (teardown)."""
 _ENTRY_KEYS = ("vcpus", "memory_gib", "on_demand_usd_h")
+_NUMERIC = ("vcpus", "memory_gib", "on_demand_usd_h", "spot_usd_h", "min_billed_s")
 
 
 def load_catalog(path: str | Path | None = None) -> dict[str, Any]:
     """The instance catalog: ``{"version", "date", "source", "currency", "instances":
     {name: {provider, region, arch, vcpus, memory_gib, on_demand_usd_h, spot_usd_h,
-    min_billed_s}}}`` from ``path`` (default: the bundled ``instances.json``)."""
+    min_billed_s}}}`` from ``path`` (default: the bundled ``instances.json``), plus
+    ``file``: where it was read from (what the cost label names). A bad file raises a
+    one-line :class:`QuantfleetError` naming the file and the field."""
     p = Path(path) if path is not None else CATALOG_PATH
     try:
         cat = json.loads(p.read_text())
     except FileNotFoundError:
-        raise QuantfleetError(f"instance catalog {str(p)!r} not found") from None
-    except ValueError as e:
-        raise QuantfleetError(f"instance catalog {str(p)!r} is not valid JSON ({e})") from None
+        raise QuantfleetError(f"price list {str(p)!r} not found; give an existing JSON file "
+                              f"shaped like quantfleet/observe/instances.json") from None
+    except (OSError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise QuantfleetError(f"price list {str(p)!r} is not valid JSON ({msg})") from None
     _check_catalog(cat, str(p))
+    cat = dict(cat)
+    cat["file"] = ("quantfleet/observe/instances.json (bundled)" if path is None
+                   else str(p))
     return cat
 
 
@@ -55,14 +70,30 @@ def _check_catalog(cat: Any, where: str) -> None:
                               f"'instances' (name -> entry)")
     for k in ("version", "date", "source"):
         if k not in cat:
-            raise QuantfleetError(f"instance catalog {where}: lacks {k!r}")
+            raise QuantfleetError(f"price list {where}: lacks {k!r} (the label says where "
+                                  f"and when the prices come from)")
+    if not isinstance(cat["date"], str) or not cat["date"].strip():
+        raise QuantfleetError(f"price list {where}: 'date' must be a date string, e.g. "
+                              f"\"2024-06-01\" (got {cat['date']!r})")
+    if not cat["instances"]:
+        raise QuantfleetError(f"price list {where}: 'instances' is empty; add at least one "
+                              f"instance type")
     for name, e in cat["instances"].items():
+        if not isinstance(e, dict):
+            raise QuantfleetError(f"price list {where}: instances.{name} must be an object")
         miss = [k for k in _ENTRY_KEYS if k not in e]
         if miss:
-            raise QuantfleetError(f"instance catalog {where}: {name} lacks {', '.join(miss)}")
-        if not (e["vcpus"] >= 1 and e["on_demand_usd_h"] >= 0):
-            raise QuantfleetError(f"instance catalog {where}: {name} needs vcpus >= 1 and "
-                                  f"a price >= 0")
+            raise QuantfleetError(f"price list {where}: instances.{name} lacks "
+                                  f"{', '.join(miss)}")
+        for k in _NUMERIC:
+            v = e.get(k)
+            if k in e and (isinstance(v, bool) or not isinstance(v, (int, float))
+                           or not math.isfinite(v) or v < 0):
+                raise QuantfleetError(f"price list {where}: instances.{name}.{k} must be a "
+                                      f"number >= 0 (got {v!r})")
+        if e["vcpus"] < 1:
+            raise QuantfleetError(f"price list {where}: instances.{name}.vcpus must be >= 1 "
+                                  f"(got {e['vcpus']!r})")
 
 
 def get_instance(instance: str | Mapping[str, Any],
@@ -106,8 +137,8 @@ def _whole(name: str, v: Any) -> int:
 
 
 def simulate(cpu_s: float, wall_s: float, workers_local: int, instance: str | Mapping[str, Any],
-             nodes: int, spot: bool = False, startup_s: float = 90.0,
-             idle_tail_s: float = 60.0, parallel_fraction: float | None = None, *,
+             nodes: int, spot: bool = False, startup_s: float = STARTUP_S,
+             idle_tail_s: float = IDLE_TAIL_S, parallel_fraction: float | None = None, *,
              vcpu_speed: float = 1.0, min_billed_s: float | None = None,
              catalog: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Wall time and cost of the same work on ``nodes`` nodes of ``instance``.
@@ -180,7 +211,7 @@ def what_if(cpu_s: float, wall_s: float, workers_local: int, instance: str | Map
              "cost_usd": wall / 3600.0 * rate}]
     for n in nodes:
         r = simulate(cpu_s, wall, wl, instance, n, spot, **kw)
-        rows.append({"setup": f"{r['instance']} x{n}" + (" spot" if spot else ""),
+        rows.append({"setup": f"{n} × {r['instance']} " + ("spot" if spot else "on-demand"),
                      "nodes": n, "workers": r["workers"], "wall_s": r["wall_s"],
                      "speedup": r["speedup"], "billed_s": r["billed_s"],
                      "usd_per_h": r["usd_per_h"], "cost_usd": r["cost_usd"]})
@@ -258,3 +289,41 @@ def run_inputs(spans: Any, wall_s: float, workers: int) -> dict[str, Any]:
     df = span_frame(spans)
     return {"cpu_s": float(df["cpu_s"].fillna(0.0).sum()), "wall_s": float(wall_s),
             "workers_local": int(workers)}
+
+
+def describe(catalog: Mapping[str, Any], instance: str, spot: bool = False, *,
+             startup_s: float = STARTUP_S, idle_tail_s: float = IDLE_TAIL_S,
+             vcpu_speed: float = 1.0) -> dict[str, Any]:
+    """The label every simulated cost carries, and its assumptions.
+
+    Returns ``label`` ("simulated from <file> v<version> of <date>, approximate list
+    prices; assumes ..."), ``catalog`` {file, version, date, currency, source},
+    ``instance``, ``spot`` and ``assumptions`` {name: value} (the model's inputs that are
+    not measured: start-up, idle tail, vCPU speed, minimum billing, one worker per vCPU,
+    what is excluded).
+    """
+    inst = get_instance(instance, catalog)
+    minimum = inst.get("min_billed_s", 60)
+    price = (inst["spot_usd_h"] if spot and inst.get("spot_usd_h") is not None
+             else inst["on_demand_usd_h"])
+    file = catalog.get("file", "quantfleet/observe/instances.json (bundled)")
+    assumptions = {
+        "start-up per node (s)": float(startup_s),
+        "idle tail billed per node (s)": float(idle_tail_s),
+        "vCPU speed (x one local core)": float(vcpu_speed),
+        "minimum billed per node (s)": float(minimum),
+        "workers": "one per vCPU",
+        "price": f"{'spot' if spot else 'on-demand'} {inst['name']} ${float(price):.4g}/h",
+        "serial part": "what the local wall time does not explain by the tasks' CPU seconds "
+                       "spread over the local workers",
+        "excluded": "storage, network egress, taxes, data transfer to the cluster",
+    }
+    label = (f"simulated from {file} v{catalog.get('version')} of {catalog.get('date')}, "
+             f"approximate list prices; assumes {startup_s:g} s start-up and {idle_tail_s:g} s "
+             f"idle tail per node, 1 vCPU = {vcpu_speed:g}x a local core, {minimum:g} s "
+             f"minimum billing; excludes storage, egress and taxes")
+    return {"label": label,
+            "catalog": {"file": file, "version": catalog.get("version"),
+                        "date": catalog.get("date"), "currency": catalog.get("currency", "USD"),
+                        "source": catalog.get("source")},
+            "instance": inst["name"], "spot": bool(spot), "assumptions": assumptions}

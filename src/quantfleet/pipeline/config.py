@@ -204,6 +204,22 @@ class PortfolioConfig(_Section):
 class ReportConfig(_Section):
     enabled: bool = True
     open: bool = False
+    prices: str | None = Field(default=None, description="price list (JSON shaped like "
+                               "quantfleet/observe/instances.json) for the simulated cost; "
+                               "None: the bundled catalog")
+    instance: str = Field(default="c7i.2xlarge", description="instance type of the simulated "
+                          "cost")
+
+    @model_validator(mode="after")
+    def _prices_and_instance(self) -> ReportConfig:
+        from quantfleet.errors import QuantfleetError
+        from quantfleet.observe.cost import get_instance, load_catalog
+
+        try:
+            get_instance(self.instance, load_catalog(self.prices))
+        except QuantfleetError as e:
+            raise ValueError(str(e)) from None
+        return self
 
 
 class PrefectConfig(_Section):

@@ -271,12 +271,14 @@ def run_summary_markdown(view: Any, report: Path | None) -> str:
                  "n/a: no sequential baseline was measured for this run")
     cost = getattr(view, "cost_what_if", None)
     if cost is not None and len(cost):
+        from quantfleet.report.build import cost_label
+
         row = cost.iloc[-1].to_dict()
         lines += ["", "## Simulated cost",
-                  f"{row.get('nodes')} × {row.get('instance', '')} nodes: "
+                  f"{row.get('setup') or row.get('nodes')}: "
                   f"{float(row.get('wall_s', float('nan'))):.1f} s, "
                   f"${float(row.get('cost_usd', float('nan'))):.4f} "
-                  f"(simulated from a price catalog; approximate list prices)"]
+                  f"({cost_label(getattr(view, 'cost_assumptions', None))})"]
     if report is not None:
         lines += ["", f"Report: {report.as_uri()}"]
     return "\n".join(lines)

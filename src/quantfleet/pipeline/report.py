@@ -7,17 +7,29 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_INSTANCE", "attach_view", "report_path", "run_view", "write_report"]
+__all__ = [
+    "DEFAULT_INSTANCE",
+    "attach_view",
+    "report_path",
+    "run_view",
+    "verdict_summary",
+    "write_report",
+]
 
 DEFAULT_INSTANCE = "c7i.2xlarge"
 
 
-def run_view(run: Any) -> Any:
+def run_view(run: Any, *, prices: str | Path | None = None,
+             instance: str | None = None) -> Any:
     """The RunView of ``run`` (a :class:`~quantfleet.pipeline.record.RunRecord`), whichever
-    command recorded it: tables are found by kind (``leaderboard``, ``evolution``, ...)."""
+    command recorded it: tables are found by kind (``leaderboard``, ``evolution``, ...).
+
+    The simulated cost uses the price list ``prices`` (a JSON file shaped like the bundled
+    catalog), else the run config's ``report.prices``, else the bundled catalog; and the
+    instance type ``instance``, else ``report.instance``, else :data:`DEFAULT_INSTANCE`."""
     import numpy as np
 
-    from quantfleet.observe.cost import break_even, run_inputs, what_if
+    from quantfleet.observe.cost import break_even, describe, load_catalog, run_inputs, what_if
     from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
     from quantfleet.observe.speedup import explain_speedup
     from quantfleet.report.view import RunView
@@ -52,6 +64,9 @@ def run_view(run: Any) -> Any:
         view.leaderboard = board
         oos = table("oos_returns")
         view.oos_returns = oos.set_index("timestamp") if oos is not None else None
+        if view.oos_returns is not None and "asset" in board.columns:
+            view.asset_returns = _asset_returns(run, list(board["asset"].head(20).unique()),
+                                                view.oos_returns.index)
         # the winner judged among every (pair, combo) trial, then each top pair's own
         # walk-forward pick among its combos (runs recorded before the rename: "verdict")
         win = stage_overfit("tournament")
@@ -107,11 +122,16 @@ def run_view(run: Any) -> Any:
         view.bottlenecks = [{"title": f.kind, "text": f.text, "value": f.value}
                             for f in bottlenecks(spans, wall_s=run.wall_s, baseline=run.baseline,
                                                  workers=run.workers)]
+        rcfg = cfg.get("report") or {}
+        catalog = load_catalog(prices if prices is not None else rcfg.get("prices"))
+        inst = instance or rcfg.get("instance") or DEFAULT_INSTANCE
         inp = run_inputs(spans, run.wall_s, run.workers)
         view.cost_what_if = what_if(inp["cpu_s"], inp["wall_s"], inp["workers_local"],
-                                    DEFAULT_INSTANCE)
+                                    inst, catalog=catalog)
         view.break_even = break_even(inp["cpu_s"], inp["wall_s"], inp["workers_local"],
-                                     DEFAULT_INSTANCE)
+                                     inst, catalog=catalog)
+        view.cost_assumptions = describe(catalog, inst)
+        view.utilisation, view.workers = _name_workers(view.utilisation, spans)
         base = (meta.get("stage_baselines") or {}).get("tournament")
         if base:
             # the tournament stage's own baseline, against its own tasks and wall time
@@ -124,6 +144,54 @@ def run_view(run: Any) -> Any:
                             **{k: v for k, v in sp.items()
                                if not isinstance(v, float) or np.isfinite(v)}}
     return view
+
+
+def _asset_returns(run: Any, assets: list[str], index: Any) -> Any:
+    """Per-bar close-to-close returns of ``assets`` on ``index``, from the run's ``market``
+    artifact (None when the run recorded no market)."""
+    import pandas as pd
+
+    h = run.manifest.output("market")
+    if not h or not assets:
+        return None
+    mk = run.store.get_table(h).to_pandas()
+    if not {"timestamp", "asset", "close"} <= set(mk.columns):
+        return None
+    mk = mk[mk["asset"].isin(assets)]
+    close = mk.pivot(index="timestamp", columns="asset", values="close")
+    close.index = pd.DatetimeIndex(close.index)
+    idx = pd.DatetimeIndex(index)
+    if close.index.tz is None and idx.tz is not None:
+        close.index = close.index.tz_localize(idx.tz)
+    out = close.pct_change(fill_method=None).reindex(idx)
+    return out[[a for a in assets if a in out.columns]]
+
+
+def _name_workers(util: Any, spans: Any) -> tuple[Any, list[dict[str, Any]] | None]:
+    """Utilisation rows renamed "node N / worker I" (nodes numbered in the order of their
+    first task, workers numbered within their node), and the names with the ids."""
+    if util is None or util.empty:
+        return util, None
+    nodes: dict[str, int] = {}
+    node_of: dict[str, str] = {}
+    for sp in sorted(spans.spans, key=lambda s: s.start):
+        if sp.worker:
+            nodes.setdefault(sp.node, len(nodes))
+            node_of.setdefault(sp.worker, sp.node)
+            node_of.setdefault(f"{sp.node}/{sp.worker}", sp.node)
+    per_node: dict[str, int] = {}
+    names, rows = {}, []
+    for key in util.index:
+        node = node_of.get(str(key))
+        if node is None:
+            names[key] = str(key)
+            continue
+        i = per_node.get(node, 0)
+        per_node[node] = i + 1
+        names[key] = f"node {nodes[node]} / worker {i}"
+        rows.append({"name": names[key], "node": node,
+                     "worker": str(key).split("/", 1)[-1] if "/" in str(key) else str(key)})
+    return util.rename(index=names), rows or None
 
 
 def _winner_figures(of: dict[str, Any]) -> dict[str, Any]:
@@ -158,14 +226,90 @@ def report_path(run_id: str) -> Path:
     return state_dir() / "reports" / f"{run_id}.html"
 
 
-def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5) -> Path:
+def write_report(store: Any, run: str, out: str | Path | None = None, *, top: int = 5,
+                 prices: str | Path | None = None) -> Path:
     """The HTML report of ``run`` (id, prefix or ``latest``) of ``store``: from its
-    ``report_view`` artifact, built and recorded first if the run has none."""
+    ``report_view`` artifact, built and recorded first if the run has none (or has one
+    recorded before costs were labelled). With ``prices``
+    (a price list file) the view is rebuilt with those prices and not recorded."""
     from quantfleet.pipeline.run_record import load_run
     from quantfleet.report import build
     from quantfleet.report.view import load_view
 
     rec = load_run(store, run)
     h = rec.manifest.output("report_view")
-    view = load_view(rec.store, h) if h else attach_view(rec)
+    if prices is not None:
+        view = run_view(rec, prices=prices)
+    else:
+        view = load_view(rec.store, h) if h else attach_view(rec)
+        if view.cost_what_if is not None and view.cost_assumptions is None:
+            # recorded before costs were labelled (and workers named, buy-and-hold drawn):
+            # build it again from the run's artifacts and record that one
+            view = attach_view(rec)
     return build(view, out if out is not None else report_path(rec.run_id), top=top)
+
+
+def _dsr_words(dsr: Any) -> str:
+    from quantfleet.research.overfit import DSR_GOOD, DSR_LUCK
+
+    if dsr is None or dsr != dsr:
+        return "n/a"
+    return ("unlikely to be luck" if dsr >= DSR_GOOD else "inconclusive" if dsr >= DSR_LUCK
+            else "likely luck")
+
+
+def _f(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if x == x else None
+
+
+def verdict_summary(view: Any, top: int = 5) -> dict[str, Any]:
+    """What a run found, as data (what ``quantfleet run`` / ``demo`` print and put in JSON):
+    ``top_pairs`` (the first ``top`` leaderboard rows: pair, OOS Sharpe, buy-and-hold
+    Sharpe, the pair's DSR and its verdict in words; ``in_sample`` True when the board is a
+    sweep's, whose Sharpe is in sample), ``winner`` (the winner's DSR among every
+    trial, in words), ``profiles`` (each portfolio profile's OOS Sharpe, and the
+    buy-and-hold's), ``speedup`` (its sentence, or None) and ``cost`` (the largest what-if row
+    with its label, or None). Missing parts are None or empty, never made up."""
+    out: dict[str, Any] = {"top_pairs": [], "in_sample": False, "winner": None,
+                           "profiles": [], "speedup": None, "cost": None}
+    lb = view.leaderboard
+    if lb is not None and len(lb) and "strategy" in lb.columns:
+        out["in_sample"] = "oos_sharpe" not in lb.columns  # a sweep's board
+        for r in lb.head(top).to_dict("records"):
+            dsr = _f(r.get("pair_dsr", r.get("dsr")))
+            out["top_pairs"].append({
+                "pair": f"{r['strategy']}/{r['asset']}" if "asset" in r else str(r["strategy"]),
+                "oos_sharpe": _f(r.get("oos_sharpe", r.get("sharpe"))),
+                "bh_sharpe": _f(r.get("bh_sharpe")), "pair_dsr": dsr,
+                "verdict": _dsr_words(dsr)})
+    of = view.overfit or {}
+    dsr = _f(of.get("winner DSR", of.get("dsr")))
+    if dsr is not None:
+        out["winner"] = {"dsr": dsr, "trials": of.get("trials compared (N)", of.get("n_trials")),
+                         "verdict": _dsr_words(dsr), "pbo": _f(of.get("PBO", of.get("pbo")))}
+    pm = view.portfolio_metrics
+    if pm is not None and len(pm):
+        df = pm.set_index("profile") if "profile" in pm.columns else pm
+        out["profiles"] = [{"profile": str(p), "oos_sharpe": _f(r.get("sharpe"))}
+                           for p, r in df.iterrows()]
+        if "bh_sharpe" in df.columns:
+            out["profiles"].append({"profile": "buy-and-hold",
+                                    "oos_sharpe": _f(df["bh_sharpe"].iloc[0])})
+    sp = view.speedup or {}
+    if sp:
+        out["speedup"] = sp.get("text") or (
+            f"{float(sp['speedup']):.2f}x" if _f(sp.get("speedup")) is not None else None)
+    wi = view.cost_what_if
+    if wi is not None and len(wi) and "cost_usd" in wi.columns:
+        from quantfleet.report.build import cost_label
+
+        r = wi.iloc[-1].to_dict()
+        out["cost"] = {"setup": r.get("setup") or r.get("nodes"), "wall_s": _f(r.get("wall_s")),
+                       "cost_usd": _f(r.get("cost_usd")),
+                       "label": cost_label(view.cost_assumptions),
+                       "assumptions": (view.cost_assumptions or {}).get("assumptions")}
+    return out

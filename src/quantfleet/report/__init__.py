@@ -2,7 +2,8 @@
 ``RunView`` kept in the store as the run's ``report_view`` artifact (``save_view`` /
 ``load_view``).
 
-Importing this package is cheap: plotly and pandas are imported only when a report is built.
+Importing this package is cheap: pandas is imported only when a report is built; figures are
+inline SVG drawn by ``report.plots`` (no plotting library, no scripts in the page).
 """
 
 from quantfleet.report.build import SECTIONS, build

@@ -1,7 +1,7 @@
 """Build the run report: ``RunView`` (what a run produced) in, one self-contained HTML file out.
 
-The file embeds plotly.js once, inline; it loads no fonts, images or scripts from anywhere,
-so it opens offline from disk. Every part of a ``RunView`` except ``run_id`` is optional; a
+Figures are inline SVG (``report.plots``); the page has no scripts and loads no fonts, images
+or styles from anywhere, so it opens offline from disk and stays small. Every part of a ``RunView`` except ``run_id`` is optional; a
 missing part renders as a section that says "Not part of this run."
 """
 
@@ -26,6 +26,7 @@ __all__ = [
     "ABSENT",
     "SECTIONS",
     "build",
+    "cost_label",
     "esc",
     "fmt",
     "frame_rows",
@@ -35,16 +36,17 @@ __all__ = [
 
 #: Section ids in page order, with their headings. The ids are stable: links and tests use them.
 SECTIONS: dict[str, str] = {
-    "summary": "Summary",
-    "lineage": "Lineage",
+    "verdict": "Verdict",
     "leaderboard": "Leaderboard",
     "equity": "Equity curves of the winners",
-    "evolution": "Evolution",
     "portfolio": "Portfolio",
+    "evolution": "Evolution",
+    "speedup": "Speed-up",
+    "cost": "Simulated cost",
     "latency": "Where the time went",
     "utilisation": "Worker utilisation",
-    "cost": "Cost",
-    "speedup": "Speed-up",
+    "summary": "Run and configuration",
+    "lineage": "Lineage",
 }
 
 ABSENT = "Not part of this run."
@@ -62,7 +64,9 @@ def esc(v: Any) -> str:
 
 
 _PCT_WORDS = ("return", "drawdown", "cagr", "volatility", "weight", "efficiency", "busy",
-              "fraction", "turnover_pct")
+              "fraction", "turnover_pct", "share")
+# fractions of capital whose names would otherwise read as dollars or plain numbers
+_PCT_EXACT = ("costs", "loss", "exposure", "win_rate")
 
 
 def _is_missing(v: Any) -> bool:
@@ -92,10 +96,14 @@ def fmt(v: Any, column: str = "") -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return "∞" if v > 0 else "−∞"
-        if any(w in col for w in _PCT_WORDS):
+        if col.endswith("_s") or col.endswith(" (s)"):  # seconds, whatever else the name says
+            return f"{v:,.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.2g}"
+        if (any(col == w or col.endswith("_" + w) for w in _PCT_EXACT)
+                or any(w in col for w in _PCT_WORDS)):
             return f"{v * 100:,.2f}%"
         if "usd" in col or col.startswith("cost"):
-            return f"${v:,.2f}"
+            # cents hide a simulated cost of a fraction of a cent: two significant digits
+            return f"${v:,.2f}" if abs(v) >= 1 or v == 0 else f"${v:.2g}"
         if v != 0 and abs(v) < 0.01:
             return f"{v:.2g}"
         return f"{v:,.2f}" if abs(v) < 1e6 else f"{v:,.0f}"
@@ -209,24 +217,22 @@ def _present(v: Any) -> bool:
 
 
 class _Figures:
-    """Turns plotly figures into <div>s; plotly.js itself goes once into the page head."""
-
-    CONFIG = {"displaylogo": False, "responsive": True,
-              "modeBarButtonsToRemove": ["sendDataToCloud", "lasso2d", "select2d"]}
+    """Turns figures (inline SVG, see ``report.plots``) into numbered ``<div>``s."""
 
     def __init__(self) -> None:
         self.n = 0
 
     def div(self, fig: Any, name: str) -> str:
-        import plotly.io as pio
-
         self.n += 1
-        height = fig.layout.height or 420
-        return ('<div class="figure">'
-                + pio.to_html(fig, full_html=False, include_plotlyjs=False,
-                              div_id=f"fig-{name}-{self.n}", default_height=f"{height}px",
-                              default_width="100%", config=self.CONFIG, validate=False)
-                + "</div>")
+        return (f'<div class="figure" id="fig-{esc(name)}-{self.n}" '
+                f'data-series="{int(getattr(fig, "series", 0))}">{fig.svg}</div>')
+
+
+class _NoFigures(_Figures):
+    """Draws nothing: for a section rendered again in brief (the first screen)."""
+
+    def div(self, fig: Any, name: str) -> str:
+        return ""
 
 
 # -- sections --------------------------------------------------------------------------------
@@ -326,23 +332,214 @@ def _lineage(view: RunView, figs: _Figures) -> str:
             + "</tbody></table></div>")
 
 
-def _leaderboard(view: RunView, figs: _Figures, max_rows: int = 100) -> str:
+def _words(kind: str, v: Any) -> str:
+    """A DSR or PBO figure in words (the thresholds of research.overfit)."""
+    g = _grade(kind, v)
+    return _GRADE_WORDS[(kind, g)] if g else "n/a"
+
+
+def _pct(v: Any) -> str:
+    return fmt(v, "return") if _numeric(v) else "n/a"
+
+
+def _num(v: Any) -> str:
+    return fmt(float(v)) if _numeric(v) and not _is_missing(v) else "n/a"
+
+
+def _signed(v: Any) -> str:
+    return f"{float(v):+,.2f}" if _numeric(v) and not _is_missing(v) else "n/a"
+
+
+def _winner_html(view: RunView) -> str:
+    lb = view.leaderboard
+    if not _present(lb) or "strategy" not in lb.columns:
+        return "<p class=\"absent\">No leaderboard in this run.</p>"
+    top = lb.iloc[0]
+    name = f"{top['strategy']}/{top['asset']}" if "asset" in lb.columns else str(top["strategy"])
+    sharpe = next((top[c] for c in ("oos_sharpe", "sharpe") if c in lb.columns), None)
+    bh = top.get("bh_sharpe")
+    what = ("out-of-sample Sharpe" if "oos_sharpe" in lb.columns
+            else "Sharpe (in sample: a sweep has no out-of-sample test)")
+    out = [f'<p class="big" id="winner">Winner: <b>{esc(name)}</b> — {esc(what)} '
+           f'<b class="fig">{esc(_num(sharpe))}</b> vs buy-and-hold '
+           f'<b class="fig" id="bh">{esc(_num(bh))}</b>'
+           + (f" (excess {esc(_signed(float(sharpe) - float(bh)))})"
+              if _numeric(sharpe) and _numeric(bh) and not _is_missing(bh) else "") + "</p>"]
+    if "oos_total_return" in lb.columns:
+        out.append(f'<p class="note">Total return out of sample {esc(_pct(top["oos_total_return"]))}'
+                   + (f" vs {esc(_pct(top['bh_total_return']))} buy-and-hold of "
+                      f"{esc(top['asset'])} over the same bars" if "bh_total_return" in lb.columns
+                      else "") + "; "
+                   + f"{len(lb):,} strategy × asset rows ranked.</p>")
+    of = view.overfit or {}
+    dsr, pbo, n = of.get("winner DSR", of.get("dsr")), of.get("PBO", of.get("pbo")), \
+        of.get("trials compared (N)", of.get("n_trials"))
+    if _numeric(dsr) or _numeric(pbo):
+        bits = []
+        if _numeric(dsr):
+            bits.append(f'<span class="{_grade("dsr", dsr)}">DSR {esc(_num(dsr))}: '
+                        f"{esc(_words('dsr', dsr))}</span>"
+                        + (f" as the best of {esc(fmt(n))} trials" if _numeric(n) else ""))
+        if _numeric(pbo):
+            bits.append(f'<span class="{_grade("pbo", pbo)}">PBO {esc(_num(pbo))}: '
+                        f"{esc(_words('pbo', pbo))}</span>")
+        out.append('<p id="overfit-words">Overfitting: ' + "; ".join(bits) + ".</p>")
+    return "".join(out)
+
+
+def _profiles_html(view: RunView) -> str:
+    pm = view.portfolio_metrics
+    if not _present(pm):
+        return ""
+    df = pm.set_index("profile") if "profile" in pm.columns else pm
+    ew = df.loc["equal_weight"] if "equal_weight" in df.index else None
+    rows = []
+    for prof, r in df.iterrows():
+        rows.append({"profile": str(prof), "OOS Sharpe": r.get("sharpe"),
+                     "vs equal weight": (float(r["sharpe"]) - float(ew["sharpe"]))
+                     if ew is not None and _numeric(r.get("sharpe")) else None,
+                     "total return": r.get("total_return"), "max drawdown": r.get("max_drawdown")})
+    if "bh_sharpe" in df.columns:
+        first = df.iloc[0]
+        dd = None
+        pr = view.portfolio_returns
+        if _present(pr) and "buy-and-hold" in pr.columns:
+            eq = (1.0 + pr["buy-and-hold"].fillna(0.0)).cumprod()
+            dd = float((1.0 - eq / eq.cummax()).max())
+        rows.append({"profile": "buy-and-hold", "OOS Sharpe": first.get("bh_sharpe"),
+                     "vs equal weight": (float(first["bh_sharpe"]) - float(ew["sharpe"]))
+                     if ew is not None and _numeric(first.get("bh_sharpe")) else None,
+                     "total return": first.get("bh_total_return"), "max drawdown": dd})
+    bh_note = next((n for n in (view.portfolio_notes or []) if "buy-and-hold" in n.lower()),
+                   "buy-and-hold over the same bars")
+    body = []
+    for r in rows:
+        cls = (f' class="bh" title="{esc(bh_note)}"' if r["profile"] == "buy-and-hold"
+               else "")
+        body.append(f"<tr{cls}><th>{esc(r['profile'])}</th>"
+                    f'<td class="num">{esc(_num(r["OOS Sharpe"]))}</td>'
+                    f'<td class="num">{esc(_signed(r["vs equal weight"]))}</td>'
+                    f'<td class="num">{esc(_pct(r["total return"]))}</td>'
+                    f'<td class="num">{esc(_pct(r["max drawdown"]))}</td></tr>')
+    return ('<table class="compact" id="profiles"><thead><tr><th>portfolio profile</th>'
+            "<th>OOS Sharpe</th><th>Sharpe − equal weight</th><th>total return</th>"
+            "<th>max drawdown</th></tr></thead><tbody>" + "".join(body) + "</tbody></table>")
+
+
+def cost_label(info: dict | None) -> str:
+    """'simulated from <catalog> of <date>, approximate list prices' (+ the assumptions)."""
+    if not info:
+        return ("simulated from a price catalog of unknown date (recorded before cost labels); "
+                "approximate list prices")
+    return str(info.get("label") or "")
+
+
+def _cost_brief(view: RunView) -> str:
+    wi = view.cost_what_if
+    if not _present(wi) or "cost_usd" not in wi.columns:
+        return '<p class="absent">n/a: no executor task was timed in this run.</p>'
+    rows = wi[wi["nodes"] > 0] if "nodes" in wi.columns else wi
+    if not len(rows):
+        return '<p class="absent">n/a</p>'
+    first = rows.iloc[0]
+    be = view.break_even or {}
+    price = (f", {fmt(float(first['usd_per_h']), 'usd_per_h')}/h"
+             if _numeric(first.get("usd_per_h")) else "")
+    setup = first.get("setup")
+    if not isinstance(setup, str) or not setup:
+        setup = " × ".join(str(first[c]) for c in ("nodes", "instance") if c in rows.columns)
+    wall = (f": {fmt(float(first['wall_s']))} s wall" if _numeric(first.get("wall_s"))
+            else "")
+    out = [f'<p><b class="fig">{esc(fmt(float(first["cost_usd"]), "cost_usd"))}</b> on '
+           f"{esc(setup)}{esc(price)}{esc(wall)}</p>"]
+    best = be.get("best_nodes")
+    if best is not None and "nodes" in rows.columns and (rows["nodes"] == best).any():
+        b = rows[rows["nodes"] == best].iloc[0]
+        out.append(f"<p>Most time saved per dollar: {esc(best)} node(s), "
+                   f"{esc(fmt(float(b['wall_s'])))} s, {esc(fmt(float(b['cost_usd']), 'cost_usd'))}"
+                   "</p>")
+    elif "best_nodes" in be:
+        out.append("<p>No node count is faster than the local run.</p>")
+    out.append(f'<p class="label">{esc(cost_label(view.cost_assumptions))}</p>')
+    return "".join(out)
+
+
+def _verdict(view: RunView, figs: _Figures) -> str:
+    if not (_present(view.leaderboard) or _present(view.portfolio_metrics)
+            or _present(view.speedup) or _present(view.cost_what_if)):
+        return ""
+    # the speed-up section's own renderer, shown briefly: its figures left out, its tables
+    # hidden by the page's style (.sp-brief)
+    sp = _speedup(view, _NoFigures())
+    speed = (f'<div class="sp-brief">{sp}</div>' if sp else
+             '<p class="absent">n/a: no sequential baseline was measured for this run.</p>')
+    left = [_winner_html(view)]
+    prof = _profiles_html(view)
+    if prof:
+        left.append("<h3>Portfolio profiles against equal weight and buy-and-hold</h3>" + prof)
+    return ('<div class="first"><div class="col-main">' + "".join(left) + "</div>"
+            '<div class="col-side"><div class="card" id="card-speedup"><div class="card-title">'
+            'Speed-up</div>' + speed + '</div><div class="card" id="card-cost">'
+            '<div class="card-title">Simulated cloud cost</div>' + _cost_brief(view)
+            + "</div></div></div>")
+
+
+_LEADER_COLS = (("oos_sharpe", "OOS Sharpe"), ("bh_sharpe", "B&H Sharpe"),
+                ("excess_sharpe", "excess Sharpe"), ("oos_total_return", "OOS return"),
+                ("bh_total_return", "B&H return"), ("oos_max_drawdown", "max drawdown"),
+                ("mean_is_sharpe", "IS Sharpe"), ("pair_dsr", "pair DSR"),
+                ("pair_pbo", "pair PBO"), ("dsr", "DSR"), ("pbo", "PBO"))
+
+
+def _board_rows(lb: pd.DataFrame, start: int, cols: list[tuple[str, str]]) -> str:
+    out = []
+    name_cols = [c for c in ("strategy", "asset") if c in lb.columns]
+    for i, r in enumerate(lb.to_dict("records"), start=start):
+        title = ""
+        for vc in ("pair_verdict", "verdict"):
+            if r.get(vc):
+                title = f' title="{esc(r[vc])}"'
+        name = "/".join(str(r[c]) for c in name_cols)
+        cells = [f'<td class="num">{i}</td><td{title}>{esc(name)}</td>']
+        for c, _ in cols:
+            v = r.get(c)
+            g = _grade(c, v)
+            cls = "num" + (f" {g}" if g else "")
+            tip = (f' title="{esc(_GRADE_WORDS[(c.removeprefix("pair_"), g)])}"' if g else "")
+            cells.append(f'<td class="{cls}"{tip}>{esc(fmt(v, c))}</td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "".join(out)
+
+
+def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
     parts = []
     lb = view.leaderboard
     if _present(lb):
-        rows, cols = frame_rows(lb)
-        shown = rows[:max_rows]
-        caption = (f"Top {len(shown)} of {len(rows)} rows" if len(rows) > len(shown)
-                   else f"{len(rows)} rows")
-        note = " — best first; DSR ≥ 0.95 and PBO ≤ 0.25 are green, DSR < 0.5 and PBO > 0.5 red"
-        if "pair_dsr" in cols:
-            note += ("; pair_dsr / pair_pbo judge each pair's walk-forward pick among its own "
-                     "combos, not the winner among all rows (the verdict below)")
-        if "bh_sharpe" in cols:
-            note += ("; bh_ = buy-and-hold of the row's asset over the same bars, excess_ = the "
-                     "row minus it")
-        parts.append(table(shown, cols, caption=caption + note,
-                           graded=("dsr", "pbo", "pair_dsr", "pair_pbo")))
+        known = [(c, h) for c, h in _LEADER_COLS if c in lb.columns]
+        if {"strategy", "oos_sharpe"} <= set(lb.columns):  # a tournament's
+            head = ('<thead><tr><th>#</th><th>strategy/asset</th>'
+                    + "".join(f"<th>{esc(h)}</th>" for _, h in known) + "</tr></thead>")
+            top = lb.head(shown)
+            parts.append('<div class="scroll"><table class="compact board">' + head
+                         + "<tbody>" + _board_rows(top, 1, known) + "</tbody></table></div>")
+            if len(lb) > shown:
+                parts.append(f"<details><summary>The other {len(lb) - shown:,} rows</summary>"
+                             '<div class="scroll"><table class="compact board">' + head
+                             + "<tbody>" + _board_rows(lb.iloc[shown:], shown + 1, known)
+                             + "</tbody></table></div></details>")
+        else:  # a leaderboard of another shape (a sweep's): every column as it is
+            rows, cols = frame_rows(lb)
+            graded = ("dsr", "pbo", "pair_dsr", "pair_pbo")
+            parts.append(table(rows[:shown], cols, graded=graded))
+            if len(rows) > shown:
+                parts.append(f"<details><summary>The other {len(rows) - shown:,} rows</summary>"
+                             + table(rows[shown:], cols, graded=graded) + "</details>")
+        note = ("Best first. OOS = out of sample (stitched walk-forward test windows); B&H = "
+                "buy-and-hold of the row's asset over the same bars; excess = the row minus "
+                "it. DSR ≥ 0.95 and PBO ≤ 0.25 are green, DSR < 0.5 and PBO > 0.5 red; "
+                "pair DSR/PBO judge each pair's walk-forward pick among its own combos, not "
+                "the winner among all rows (below); hover a name for its verdict.")
+        parts.append(f'<p class="note">{esc(note)}</p>')
     if _present(view.overfit):
         of = dict(view.overfit)
         lines = of.pop("verdict", None)
@@ -380,14 +577,36 @@ def _equity(view: RunView, figs: _Figures, top: int = 5) -> str:
         chosen = [str(c) for c in total.sort_values(ascending=False).index[:top]]
         how = "highest out-of-sample total return (no leaderboard match)"
     curves = (1.0 + r[chosen].fillna(0.0)).cumprod()
+    # buy-and-hold of each drawn asset, held over the bars its first curve trades
+    bench = {}
+    ar = view.asset_returns
+    if _present(ar):
+        ar = ar.set_axis([str(c) for c in ar.columns], axis=1).reindex(r.index)
+        for c in chosen:
+            asset = c.rsplit("/", 1)[-1]
+            name = f"buy-and-hold {asset}"
+            if asset in ar.columns and name not in bench:
+                live = r[c].notna()
+                start = live.idxmax() if live.any() else r.index[0]
+                bench[name] = (1.0 + ar[asset].where(r.index >= start, 0.0).fillna(0.0)).cumprod()
+    import pandas as pd
+
+    bh = pd.DataFrame(bench, index=r.index) if bench else None
     from quantfleet.report import plots
 
     last = curves.iloc[-1]
-    rows = [{"strategy/asset": c, "final growth of 1": float(last[c]),
+    rows = [{"series": c, "final growth of 1": float(last[c]),
              "total_return": float(last[c]) - 1.0} for c in chosen]
+    if bh is not None:
+        rows += [{"series": c, "final growth of 1": float(bh[c].iloc[-1]),
+                  "total_return": float(bh[c].iloc[-1]) - 1.0} for c in bh.columns]
+    bh_note = (" Dashed: buy-and-hold of the asset (close to close, no fees) from the first "
+               "bar its curve trades." if bh is not None else
+               " (No buy-and-hold curve: the run's view holds no asset returns.)")
     return (f'<p class="note">{len(chosen)} of {len(cols)} out-of-sample return series, '
-            f"chosen by {esc(how)}; growth of 1 with returns compounded per bar.</p>"
-            + figs.div(plots.equity(curves), "equity") + table(rows))
+            f"chosen by {esc(how)}; growth of 1 with returns compounded per bar, on a log "
+            f"axis.{esc(bh_note)}</p>"
+            + figs.div(plots.equity(curves, bh), "equity") + table(rows))
 
 
 def _evolution(view: RunView, figs: _Figures) -> str:
@@ -442,7 +661,8 @@ def _portfolio(view: RunView, figs: _Figures) -> str:
     if _present(view.portfolio_returns):
         r = view.portfolio_returns.set_axis([str(c) for c in view.portfolio_returns.columns],
                                             axis=1)
-        parts.append("<h3>Cumulative out-of-sample returns</h3>"
+        parts.append("<h3>Cumulative out-of-sample returns</h3><p class=\"note\">Growth of 1 "
+                     "per profile on a log axis; dashed: the buy-and-hold benchmark.</p>"
                      + figs.div(plots.cumulative(r), "portfolio-returns"))
     return "".join(parts)
 
@@ -493,17 +713,28 @@ def _utilisation(view: RunView, figs: _Figures) -> str:
     vals = u.to_numpy(dtype=float)
     mean = float(vals[vals == vals].mean()) if (vals == vals).any() else float("nan")
     per_worker = u.mean(axis=1, skipna=True)
-    rows = [{"worker": str(w), "mean busy": float(v)} for w, v in per_worker.items()]
+    ids = {str(w.get("name")): w for w in (view.workers or []) if isinstance(w, dict)}
+    rows = [{"worker": str(w), "mean busy": float(v),
+             **({"node id": ids[str(w)].get("node"), "worker id": ids[str(w)].get("worker")}
+                if str(w) in ids else {})} for w, v in per_worker.items()]
     return (f'<p class="note">Busy fraction of each worker per time bin; the run kept its '
-            f"workers {esc(fmt(mean, 'busy'))} busy on average.</p>"
+            f"workers {esc(fmt(mean, 'busy'))} busy on average. Workers are named by node "
+            f"(in order of first task) and index on that node; their ids are listed below.</p>"
             + figs.div(plots.utilisation(u), "utilisation")
-            + "<details><summary>Mean per worker</summary>" + table(rows) + "</details>")
+            + "<details><summary>Mean per worker (and ids)</summary>" + table(rows)
+            + "</details>")
 
 
 def _cost(view: RunView, figs: _Figures) -> str:
     from quantfleet.report import plots
 
     parts = []
+    info = view.cost_assumptions
+    text = cost_label(info)
+    parts.append(f'<p class="label" id="cost-label">{esc(text[:1].upper() + text[1:])}.</p>')
+    if info and info.get("assumptions"):
+        parts.append("<details><summary>Assumptions of the simulation</summary>"
+                     + kv_table(info["assumptions"]) + "</details>")
     wi = view.cost_what_if
     if _present(wi):
         rows, cols = frame_rows(wi)
@@ -513,8 +744,14 @@ def _cost(view: RunView, figs: _Figures) -> str:
     if _present(view.break_even):
         be = dict(view.break_even)
         text = be.pop("text", None)
+        brow = be.pop("rows", None)
         parts.append("<h3>Break-even</h3>" + (f"<p>{esc(text)}</p>" if text else "")
                      + kv_table(be))
+        if isinstance(brow, list) and brow:
+            parts.append("<details><summary>Per node count</summary>" + table(brow)
+                         + "</details>")
+    if not (_present(wi) or _present(view.break_even)):
+        return ""
     return "".join(parts)
 
 
@@ -555,7 +792,7 @@ def _speedup(view: RunView, figs: _Figures) -> str:
 
 
 _RENDER: dict[str, Callable[[RunView, _Figures], str]] = {
-    "summary": _summary, "lineage": _lineage, "leaderboard": _leaderboard, "equity": _equity,
+    "verdict": _verdict, "summary": _summary, "lineage": _lineage, "leaderboard": _leaderboard, "equity": _equity,
     "evolution": _evolution, "portfolio": _portfolio, "latency": _latency,
     "utilisation": _utilisation, "cost": _cost, "speedup": _speedup,
 }
@@ -611,19 +848,12 @@ def build(view: RunView, path: str | Path, *, top: int = 5) -> Path:
         if not body:
             body = f'<p class="absent">{ABSENT}</p>'
         sections.append(f'<section id="{sid}"><h2>{esc(heading)}</h2>{body}</section>')
-    plotlyjs = ""
-    if figs.n:
-        from plotly.offline import get_plotlyjs
-
-        plotlyjs = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     name = (view.summary or {}).get("name")
     title = f"quantfleet run {view.run_id}" + (f" — {name}" if name else "")
     nav = "".join(f'<a href="#{sid}">{esc(h)}</a>' for sid, h in SECTIONS.items())
     page = _template().substitute(
         title=esc(title), run_id=esc(view.run_id), nav=nav, body="\n".join(sections),
-        plotlyjs=plotlyjs,
-        footer=(f"{figs.n} figures &middot; plotly.js embedded inline" if figs.n
-                else "no figures"),
+        footer=f"{figs.n} figures, inline SVG &middot; no scripts",
         generated=esc(_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,9 +19,10 @@ __all__ = ["FORMAT", "RunView", "load_view", "save_view"]
 FORMAT = "quantfleet.report.view/2"
 
 _JSON_PARTS = ("summary", "lineage", "evolution_history", "evolution_winners", "overfit",
-               "bottlenecks", "break_even", "speedup", "portfolio_notes")
+               "bottlenecks", "break_even", "speedup", "portfolio_notes", "cost_assumptions",
+               "workers")
 _FRAME_PARTS = ("leaderboard", "oos_returns", "portfolio_returns", "portfolio_metrics", "heatmap",
-                "utilisation", "cost_what_if", "portfolio_members")
+                "utilisation", "cost_what_if", "portfolio_members", "asset_returns")
 
 
 @dataclass
@@ -72,6 +73,15 @@ class RunView:
         One row per cluster size: ``nodes, wall_s, cost_usd, ...``.
     break_even : dict, optional
         Break-even figures (e.g. ``nodes, wall_s, cost_usd, text``), shown as a table.
+    asset_returns : DataFrame, optional
+        DatetimeIndex x asset per-bar close-to-close returns of the assets of the top
+        leaderboard rows (the equity plot draws their buy-and-hold).
+    cost_assumptions : dict, optional
+        What ``observe.cost.describe`` returns: ``label`` ("simulated from <catalog> of
+        <date>, approximate list prices; assumes ..."), ``catalog`` {file, version, date,
+        source}, ``instance``, ``spot``, ``assumptions`` {name: value}.
+    workers : list of dict, optional
+        ``name`` (the utilisation row: "node N / worker I"), ``node``, ``worker`` (the ids).
     speedup : dict, optional
         What ``observe.speedup.explain_speedup`` returns: ``speedup, efficiency, loss,
         baseline_label, serial_s, wall_s, workers, loss_parts, loss_seconds {name: worker-s},
@@ -97,6 +107,9 @@ class RunView:
     cost_what_if: pd.DataFrame | None = None
     break_even: dict | None = None
     speedup: dict | None = None
+    asset_returns: pd.DataFrame | None = None
+    cost_assumptions: dict | None = None
+    workers: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.run_id, str) or not self.run_id:
