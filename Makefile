@@ -12,7 +12,7 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 export DO_NOT_TRACK ?= 1
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint bench clean install-demo install-test browser
+.PHONY: demo test lint bench clean install-demo install-test browser prometheus
 
 # numba's on-disk cache is keyed by each function's own file, but strategy kernels inline the
 # accumulator and indicators of src/quantfleet/kernels: when those change, drop every cache.
@@ -50,7 +50,15 @@ browser:
 	else echo "make browser: /usr/bin/chromium is missing; install it as root with" \
 	  "'apt-get update && apt-get install -y chromium' (the report's browser test is skipped without it)"; fi
 
-test: browser $(TEST_STAMP) $(NUMBA_STAMP) lint
+# The metrics test runs a real Prometheus and Pushgateway on 127.0.0.1 (Debian's packages).
+prometheus:
+	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/prometheus-pushgateway ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y prometheus prometheus-pushgateway; \
+	else echo "make prometheus: /usr/bin/prometheus or /usr/bin/prometheus-pushgateway is missing; install" \
+	  "them as root with 'apt-get update && apt-get install -y prometheus prometheus-pushgateway'" \
+	  "(tests/observe/test_prometheus.py is skipped without them)"; fi
+
+test: browser prometheus $(TEST_STAMP) $(NUMBA_STAMP) lint
 	$(PY) -m pytest -q
 
 bench: $(TEST_STAMP) $(NUMBA_STAMP)

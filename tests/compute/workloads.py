@@ -257,3 +257,29 @@ class NodeGate:
                 with open(os.path.join(self.root, name)) as f:
                     out.append(json.load(f))
         return out
+
+
+class Work:
+    """An item that says how many backtests it stands for (like ``BacktestJob``)."""
+
+    def __init__(self, value: int, n_backtests: int) -> None:
+        self.value, self.n_backtests = value, n_backtests
+
+
+def work(shared: object, item: Work) -> int:
+    """``item.value``; value 3 always raises."""
+    if item.value == 3:
+        raise ValueError("bad work 3")
+    return item.value
+
+
+def wait_for(shared: str, item: int) -> int:
+    """Item 0 waits for a ``go`` file in the directory ``shared``, every other item for a
+    ``release`` file (bounded waits, so a broken test leaves no immortal worker)."""
+    name = "go" if item == 0 else "release"
+    stop = time.monotonic() + 600
+    while not os.path.exists(os.path.join(shared, name)):
+        if time.monotonic() > stop:
+            raise RuntimeError(f"wait_for: no {name} file")
+        time.sleep(0.02)
+    return item

@@ -22,8 +22,8 @@ SCHEMA = Path(__file__).parent / "schemas" / "compose-spec.json"
 SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
 QF_METRICS = ["quantfleet_tasks_started_total", "quantfleet_tasks_finished_total",
               "quantfleet_tasks_failed_total", "quantfleet_task_duration_seconds",
-              "quantfleet_backtests_per_second", "quantfleet_store_bytes_read_total",
-              "quantfleet_store_bytes_written_total"]
+              "quantfleet_backtests_total", "quantfleet_tasks_in_flight",
+              "quantfleet_store_bytes_read_total", "quantfleet_store_bytes_written_total"]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_every_service_has_a_healthcheck(compose):
 
 def test_the_expected_services_exist(compose):
     assert {"ray-head", "ray-worker", "minio", "minio-init", "postgres", "prefect-server",
-            "prometheus", "grafana"} <= set(compose["services"])
+            "prometheus", "grafana", "pushgateway"} <= set(compose["services"])
 
 
 def test_head_and_workers_share_one_image_built_from_the_dockerfile(compose):
@@ -137,6 +137,20 @@ def test_prometheus_scrapes_ray_and_quantfleet():
     assert "ray-head:9464" in targets and "ray-head:8080" in targets
     dns = jobs["ray-workers"]["dns_sd_configs"][0]
     assert dns["names"] == ["ray-worker"] and dns["port"] == 8080
+    # the runs' pushed counters keep their own job and run_id labels
+    push = jobs["pushgateway"]
+    assert push["honor_labels"] is True
+    assert push["static_configs"][0]["targets"] == ["pushgateway:9091"]
+
+
+def test_drivers_push_to_the_pushgateway(compose):
+    for name in ("ray-head", "ray-worker"):
+        env = compose["services"][name]["environment"]
+        assert env["QUANTFLEET_PUSHGATEWAY"] == "http://pushgateway:9091"
+    gw = compose["services"]["pushgateway"]
+    assert any(str(p).split(":")[-1] == "9091" for p in gw["ports"])
+    assert compose["services"]["prometheus"]["depends_on"]["pushgateway"]["condition"] == \
+        "service_healthy"
 
 
 def test_grafana_is_provisioned_with_the_quantfleet_dashboard():
@@ -150,6 +164,13 @@ def test_grafana_is_provisioned_with_the_quantfleet_dashboard():
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
     for metric in QF_METRICS:
         assert metric in exprs, metric
+    # every quantfleet metric a panel asks for is one a run exports (no stale names)
+    from quantfleet.observe.metrics import RunMetrics
+
+    exported = {m.name for m in RunMetrics().registry.collect()}
+    used = {re.sub(r"_(bucket|sum|count|total)$", "", n)
+            for n in re.findall(r"quantfleet_\w+", exprs)}
+    assert used <= exported, used - exported
     assert "by (le, stage)" in exprs  # duration quantiles per stage
     assert {p["datasource"]["uid"] for p in dash["panels"]} == {uid}
     ids = [p["id"] for p in dash["panels"]]

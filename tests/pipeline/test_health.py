@@ -77,10 +77,10 @@ def test_metrics_check_serves_scrapes_and_stops(monkeypatch):
 def test_metrics_check_fails_when_the_counts_are_missing(monkeypatch):
     from quantfleet.observe.metrics import RunMetrics
 
-    monkeypatch.setattr(RunMetrics, "observe", lambda self, span: None)  # feeds nothing
+    monkeypatch.setattr(RunMetrics, "on_event", lambda self, *e: None)  # counts nothing
     [c] = health.run_checks(store="x", ray_address=None, prefect_api=None,
                             skip={"store", "catalog", "ray", "prefect"})
-    assert not c.ok and "lacks 'quantfleet_tasks_finished_total" in c.detail
+    assert not c.ok and "lacks 'quantfleet_tasks_started_total" in c.detail
 
 
 def test_cli_health_lines_and_bad_skip(tmp_path):

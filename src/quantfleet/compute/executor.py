@@ -140,6 +140,16 @@ class _Unit:
     attempt: int
 
 
+def _ignore(uid: Hashable) -> None:
+    pass
+
+
+def _backtests(items: Sequence[Any], start: int, values: Sequence[Any]) -> int:
+    """The ``n_backtests`` of the items that ended with a value (0 for items without one)."""
+    return sum(int(getattr(items[start + j], "n_backtests", 0) or 0)
+               for j, v in enumerate(values) if not isinstance(v, Failed))
+
+
 class _Unset:
     __slots__ = ()
 
@@ -158,6 +168,10 @@ class BaseExecutor:
     A backend implements ``_open`` (ship fn and shared), ``_capacity`` (tasks it can take
     now), ``_submit``, ``_poll`` (finished tasks as ``(uid, ChunkResult | Lost)``),
     ``_cancel`` (kill one running task), ``_abandon`` (drop all in-flight work) and ``close``.
+    A backend whose worker can say it began a task calls ``self._on_started(uid)`` when it
+    hears so; a task that comes back without that signal counts as started then.
+
+    Task counts go to the recorder's ``event`` (:data:`~quantfleet.observe.spans.TASK_EVENTS`).
     """
 
     name = "base"
@@ -171,6 +185,7 @@ class BaseExecutor:
         self._closed = False
         self._uid = 0
         self._deadlines = False
+        self._on_started: Callable[[Hashable], None] = _ignore
 
     # -- backend hooks
     @property
@@ -366,6 +381,14 @@ class BaseExecutor:
                 results[k] = None  # already yielded; free it
 
         inflight: dict[int, tuple[_Unit, float, float | None]] = {}
+        began: set[Hashable] = set()  # in-flight tasks whose worker said it started them
+
+        def started(uid: Hashable) -> None:
+            if uid in inflight and uid not in began:
+                began.add(uid)
+                recorder.event("started", stage)
+
+        self._on_started = started
         next_yield = 0
         try:
             self._deadlines = timeout_s is not None  # backends may queue deeper without them
@@ -381,6 +404,7 @@ class BaseExecutor:
                                      retries=retries, stage=stage,
                                      component=label(u.start, u.stop))
                     self._submit(task)
+                    recorder.event("submitted", stage)
                     now = time.time()
                     deadline = (None if timeout_s is None
                                 else now + timeout_s * (u.stop - u.start) + self.timeout_grace_s)
@@ -397,10 +421,19 @@ class BaseExecutor:
                 for uid, out in events:
                     if uid not in inflight:
                         continue  # a task we already gave up on
+                    if isinstance(out, ChunkResult) and uid not in began:
+                        started(uid)  # no start signal (Ray): its result shows it ran
+                    began.discard(uid)
                     u, t_sub, _ = inflight.pop(uid)
                     if isinstance(out, ChunkResult):
                         recorder.add(out.span)
                         summary.retried += out.retried
+                        n_bad = sum(1 for v in out.values if isinstance(v, Failed))
+                        recorder.event("finished" if out.span.ok else "failed", stage)
+                        recorder.event("retried", stage, out.retried)
+                        recorder.event("items", stage, len(out.values) - n_bad)
+                        recorder.event("items_failed", stage, n_bad)
+                        recorder.event("backtests", stage, _backtests(items, u.start, out.values))
                         if plan is None and u.chunk == 0:
                             probe_span.append(out.span)
                         for j, v in enumerate(out.values):
@@ -420,6 +453,7 @@ class BaseExecutor:
                     if d is not None and now >= d:
                         self._cancel(uid)
                         del inflight[uid]
+                        began.discard(uid)
                         lost = Lost("TimeoutError",
                                     f"task of {u.stop - u.start} item(s) exceeded "
                                     f"{timeout_s * (u.stop - u.start):g} s "
@@ -439,8 +473,10 @@ class BaseExecutor:
                 bar.update(summary.ok + summary.failed, len(complete), len(ranges) if plan else None)
             summary.complete = True
         finally:
+            self._on_started = _ignore
             if inflight:
                 self._abandon()
+                recorder.event("abandoned", stage, len(inflight))
             summary.wall_s = time.perf_counter() - t0
             bar.stop()
 
@@ -454,6 +490,7 @@ class BaseExecutor:
         recorder.add(Span(stage=stage, component=component, worker="", node="", start=t_sub,
                           end=time.time(), cpu_s=math.nan, items=u.stop - u.start, ok=False,
                           attempt=u.attempt))
+        recorder.event("failed", stage)
         if u.stop - u.start > 1:
             # which item hung is unknown: run them one by one (a re-plan, not a retry)
             for k in range(u.stop - 1, u.start - 1, -1):
@@ -461,11 +498,13 @@ class BaseExecutor:
             return
         if u.attempt <= retries:
             summary.retried += 1
+            recorder.event("retried", stage)
             pending.appendleft(_Unit(u.chunk, u.start, u.stop, u.attempt + 1))
             return
         results[u.start] = Failed(index=u.start, error_type=lost.error_type, message=lost.message,
                                   attempts=u.attempt)
         summary.failed += 1
+        recorder.event("items_failed", stage)
         left[u.chunk] -= 1
         if left[u.chunk] == 0:
             finish_chunk(u.chunk)

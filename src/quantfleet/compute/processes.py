@@ -76,6 +76,10 @@ def _worker_main(conn: Connection) -> None:
         if fn_bytes != fn_key:
             fn, fn_key = pickle.loads(fn_bytes), fn_bytes
         assert fn is not None
+        try:  # the driver counts the task as started when it reads this
+            conn.send_bytes(pickle.dumps(("started", task.uid)))
+        except (BrokenPipeError, OSError):
+            return
         res = run_chunk(fn, shared, task, worker=pid, node=host)
         # plain pickle, not compute.codec: through a local pipe the bytes cost the driver less
         # than decoding them would (the driver's CPU is what a parallel map waits on)
@@ -231,6 +235,9 @@ class ProcessExecutor(BaseExecutor):
                 msg = pickle.loads(w.conn.recv_bytes())
                 if msg[0] == "ready":
                     w.ready = True
+                elif msg[0] == "started":
+                    if w.uid == msg[1]:
+                        self._on_started(msg[1])
                 elif msg[0] == "result":
                     res: ChunkResult = msg[1]
                     if w.uid == res.uid:

@@ -5,14 +5,16 @@ The only module that imports ray, and only inside functions, so importing
 ``ray.put`` per distinct object; tasks receive the ObjectRef inside a list (so Ray does not
 resolve it per task) and each worker process deserializes it once and caches it. Results
 come back as :func:`quantfleet.compute.codec.dumps` bytes: they pass through Ray's transport
-(and a network, on a cluster), where fewer bytes pay for the coding.
+(and a network, on a cluster), where fewer bytes pay for the coding. A task is a streaming
+generator: it first yields an empty marker as its worker starts it (the driver then counts
+the task as started), then its result.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from quantfleet.compute.codec import dumps as dumps_result
@@ -43,10 +45,11 @@ def _resolve(slot: str, ref: Any) -> Any:
     return value
 
 
-def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
-    """The Ray task body: returns the ChunkResult as :func:`codec.dumps` bytes (plain,
-    writable arrays on the driver, like the other backends; an unpicklable result becomes
-    Failed records)."""
+def _ray_chunk(refs: list[Any], task: ChunkTask) -> Iterator[bytes]:
+    """The Ray task body, a generator: ``b""`` as it starts (the start signal), then the
+    ChunkResult as :func:`codec.dumps` bytes (plain, writable arrays on the driver, like the
+    other backends; an unpicklable result becomes Failed records)."""
+    yield b""
     import ray
 
     fn = _resolve("fn", refs[0])
@@ -54,9 +57,10 @@ def _ray_chunk(refs: list[Any], task: ChunkTask) -> bytes:
     ctx = ray.get_runtime_context()
     res = run_chunk(fn, shared, task, worker=ctx.get_worker_id(), node=ctx.get_node_id())
     try:
-        return dumps_result(res)
+        out = dumps_result(res)
     except Exception as e:  # noqa: BLE001
-        return dumps_result(unpicklable_result(task, res, e))
+        out = dumps_result(unpicklable_result(task, res, e))
+    yield out
 
 
 def _by_reference(fn: Any) -> bool:
@@ -282,29 +286,36 @@ class RayExecutor(BaseExecutor):
         # up the others cost more driver CPU than it saved
         ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
         events: list[tuple[Hashable, ChunkResult | Lost]] = []
-        for ref in ready:
-            uid = self._refs.pop(ref)
-            self._by_uid.pop(uid, None)
+        for gen in ready:  # a task's generator with its next item ready: next() won't block
+            uid = self._refs[gen]
             try:
-                out: ChunkResult | Lost = pickle.loads(ray.get(ref))
+                data = ray.get(next(gen))
+                if data == b"":  # the worker started the task; its result comes later
+                    self._on_started(uid)
+                    continue
+                out: ChunkResult | Lost = pickle.loads(data)
+            except StopIteration:
+                out = Lost("RayError", "the task ended without a result")
             except ray.exceptions.RayError as e:
                 msg = str(e).strip().splitlines()
                 out = Lost(type(e).__name__, msg[0] if msg else type(e).__name__)
+            del self._refs[gen]
+            self._by_uid.pop(uid, None)
             events.append((uid, out))
         return events
 
     def _cancel(self, uid: int) -> None:
         import ray
 
-        ref = self._by_uid.pop(uid, None)
-        if ref is None:
+        gen = self._by_uid.pop(uid, None)
+        if gen is None:
             return
-        self._refs.pop(ref, None)
-        done, _ = ray.wait([ref], timeout=0)
+        self._refs.pop(gen, None)
+        done, _ = ray.wait([gen.completed()], timeout=0)
         if done:  # finished just now: cancelling it would race Ray's completion callback
             return
         try:
-            ray.cancel(ref, force=True)  # kills the worker process: numba code cannot be interrupted
+            ray.cancel(gen, force=True)  # kills the worker process: numba code cannot be interrupted
         except Exception:  # noqa: BLE001 - already finished or gone
             pass
 

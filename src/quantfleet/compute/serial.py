@@ -50,6 +50,7 @@ class SerialExecutor(BaseExecutor):
     def _poll(self, timeout: float | None) -> list[tuple[Hashable, ChunkResult | Lost]]:
         task = self._queue.popleft()
         assert self._fn is not None
+        self._on_started(task.uid)
         res = run_chunk(self._fn, self._shared, task, worker=str(os.getpid()), node=_HOST)
         return [(task.uid, res)]
 

@@ -1,7 +1,9 @@
-"""Live Prometheus metrics of a run, served on 127.0.0.1 from the run's own registry.
+"""Prometheus metrics of a run: counters in the run's own registry, served on 127.0.0.1 while
+it runs and pushed to a Pushgateway when it ends.
 
-Layer 4. ``RunMetrics`` counts tasks, observes their durations and the store's bytes;
-``RunMetrics.recorder()`` / ``attach(recorder)`` feed it from a SpanRecorder as spans arrive.
+Layer 4. ``RunMetrics.recorder()`` / ``attach(recorder)`` feed it from a SpanRecorder: the
+executor's task events (``SpanRecorder.event``) drive the counters and the in-flight gauge,
+each span's duration feeds the histogram; ``watch(store)`` counts the store's bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import threading
 from typing import Any
 
 from quantfleet.errors import QuantfleetError
-from quantfleet.observe.spans import Span, SpanRecorder
+from quantfleet.observe.spans import TASK_EVENTS, Span, SpanRecorder
 
 __all__ = ["DURATION_BUCKETS", "RunMetrics"]
 
@@ -25,14 +27,14 @@ def _stage(stage: str) -> str:
 
 
 class RunMetrics:
-    """The metrics of one run, in a private ``CollectorRegistry``.
+    """The metrics of one run, in a private ``CollectorRegistry`` (counters, not rates: a
+    rate is PromQL's ``rate()`` over a counter).
 
-    Metrics: ``quantfleet_tasks_started_total``, ``quantfleet_tasks_finished_total``,
-    ``quantfleet_tasks_failed_total`` (counters, label ``stage``),
-    ``quantfleet_task_duration_seconds`` (histogram, label ``stage``),
-    ``quantfleet_backtests_per_second`` (gauge: work items finished / seconds since the
-    first task started), ``quantfleet_store_bytes_read_total`` and
-    ``quantfleet_store_bytes_written_total`` (counters).
+    Counters with label ``stage``: ``quantfleet_tasks_{submitted,started,finished,failed,
+    retried}_total``, ``quantfleet_items_total``, ``quantfleet_items_failed_total``,
+    ``quantfleet_backtests_total``; gauge ``quantfleet_tasks_in_flight{stage}``; histogram
+    ``quantfleet_task_duration_seconds{stage}``; counters
+    ``quantfleet_store_bytes_read_total`` and ``quantfleet_store_bytes_written_total``.
     """
 
     def __init__(self) -> None:
@@ -40,63 +42,85 @@ class RunMetrics:
 
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.started = Counter("quantfleet_tasks_started_total", "Tasks started.", ["stage"],
-                               registry=r)
-        self.finished = Counter("quantfleet_tasks_finished_total",
-                                "Tasks that finished with every item ok.", ["stage"],
-                                registry=r)
-        self.failed = Counter("quantfleet_tasks_failed_total",
-                              "Tasks that failed, timed out or were lost.", ["stage"],
-                              registry=r)
+
+        def counter(name: str, doc: str) -> Any:
+            return Counter(name, doc, ["stage"], registry=r)
+
+        self.submitted = counter("quantfleet_tasks_submitted_total",
+                                 "Tasks the executor submitted (resubmissions included).")
+        self.started = counter("quantfleet_tasks_started_total",
+                               "Tasks a worker started (its start signal reached the driver).")
+        self.finished = counter("quantfleet_tasks_finished_total",
+                                "Tasks that came back with every item ok.")
+        self.failed = counter("quantfleet_tasks_failed_total",
+                              "Tasks that came back with a failed item, timed out or were lost.")
+        self.retried = counter("quantfleet_tasks_retried_total",
+                               "Re-executions: an item retried in its worker, a lost task "
+                               "resubmitted.")
+        self.items = counter("quantfleet_items_total", "Work items that ended with a value.")
+        self.items_failed = counter("quantfleet_items_failed_total",
+                                    "Work items that ended as a Failed record.")
+        self.backtests = counter("quantfleet_backtests_total",
+                                 "Backtests (kernel passes over a combo's bars) of the items "
+                                 "that ended with a value.")
+        self.in_flight = Gauge("quantfleet_tasks_in_flight",
+                               "Tasks submitted and not yet come back.", ["stage"], registry=r)
         self.duration = Histogram("quantfleet_task_duration_seconds",
-                                  "Task wall seconds, measured on the worker.", ["stage"],
+                                  "Span wall seconds: tasks measured on the worker, lost tasks "
+                                  "and the driver's timed steps.", ["stage"],
                                   buckets=DURATION_BUCKETS, registry=r)
-        self.rate = Gauge("quantfleet_backtests_per_second",
-                          "Work items finished per second since the first task started.",
-                          registry=r)
         self.bytes_read = Counter("quantfleet_store_bytes_read_total",
                                   "Bytes read from the artifact store.", registry=r)
         self.bytes_written = Counter("quantfleet_store_bytes_written_total",
                                      "Bytes written to the artifact store.", registry=r)
-        self._lock = threading.Lock()
-        self._items = 0
-        self._first: float | None = None
-        self._last: float | None = None
+        self._by_event = {"submitted": self.submitted, "started": self.started,
+                          "finished": self.finished, "failed": self.failed,
+                          "retried": self.retried, "items": self.items,
+                          "items_failed": self.items_failed, "backtests": self.backtests}
+        self._stages: set[str] = set()
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.url: str | None = None
 
     # -- events -------------------------------------------------------------------------
 
-    def task_started(self, stage: str) -> None:
-        self.started.labels(stage=_stage(stage)).inc()
-
-    def task_failed(self, stage: str) -> None:
-        """A task that failed without a span to show for it."""
-        self.failed.labels(stage=_stage(stage)).inc()
-
-    def task_finished(self, span: Span, backtests: int | None = None) -> None:
-        """Count a finished task (``finished`` if ``span.ok`` else ``failed``), observe its
-        duration and update the rate with ``backtests`` (default ``span.items``)."""
-        if not isinstance(span, Span):
-            raise TypeError(f"task_finished expects a Span, got {type(span).__name__}")
-        stage = _stage(span.stage)
-        (self.finished if span.ok else self.failed).labels(stage=stage).inc()
-        self.duration.labels(stage=stage).observe(max(0.0, span.duration))
-        n = span.items if backtests is None else int(backtests)
-        with self._lock:
-            if span.ok:
-                self._items += n
-            self._first = span.start if self._first is None else min(self._first, span.start)
-            self._last = span.end if self._last is None else max(self._last, span.end)
-            dt = self._last - self._first
-            self.rate.set(self._items / dt if dt > 0 else 0.0)
+    def on_event(self, kind: str, stage: str, n: int = 1) -> None:
+        """Count ``n`` task events of ``kind`` (``observe.spans.TASK_EVENTS``) in ``stage``;
+        ``submitted`` raises the in-flight gauge, ``finished``/``failed``/``abandoned`` lower it."""
+        if kind not in TASK_EVENTS:
+            raise QuantfleetError(f"metrics: unknown task event {kind!r}; one of "
+                                  f"{', '.join(TASK_EVENTS)}")
+        n = int(n)
+        if n < 0:
+            raise QuantfleetError(f"metrics: {kind} count must be >= 0 (got {n})")
+        st = _stage(stage)
+        if st not in self._stages:  # every series of a stage exists from its first event, at 0
+            self._stages.add(st)
+            for c in (*self._by_event.values(), self.in_flight):
+                c.labels(stage=st)
+        if kind != "abandoned":
+            self._by_event[kind].labels(stage=st).inc(n)
+        if kind == "submitted":
+            self.in_flight.labels(stage=st).inc(n)
+        elif kind in ("finished", "failed", "abandoned"):
+            self.in_flight.labels(stage=st).dec(n)
 
     def observe(self, span: Span) -> None:
-        """The live feed for one span: executors do not announce task starts, so a task
-        counts as started when its span arrives, then as finished or failed."""
-        self.task_started(span.stage)
-        self.task_finished(span)
+        """The span feed: the span's duration into the histogram (task counts come from
+        :meth:`on_event`)."""
+        if not isinstance(span, Span):
+            raise TypeError(f"observe expects a Span, got {type(span).__name__}")
+        self.duration.labels(stage=_stage(span.stage)).observe(max(0.0, span.duration))
+
+    def store_io(self, direction: str, n: int) -> None:
+        """The store's hook (``ArtifactStore.on_io``): ``"read"`` or ``"written"`` bytes."""
+        if direction == "read":
+            self.store_read(n)
+        elif direction == "written":
+            self.store_written(n)
+        else:
+            raise QuantfleetError(f"store_io: direction must be 'read' or 'written' "
+                                  f"(got {direction!r})")
 
     def store_read(self, n: int) -> None:
         if n < 0:
@@ -108,23 +132,64 @@ class RunMetrics:
             raise QuantfleetError(f"store_written: bytes must be >= 0 (got {n})")
         self.bytes_written.inc(n)
 
+    def watch(self, store: Any) -> Any:
+        """Count ``store``'s bytes (sets its ``on_io`` hook); returns the store."""
+        store.on_io = self.store_io
+        return store
+
+    def value(self, name: str, stage: str | None = None) -> float:
+        """A sample's current value (0.0 if never set): ``value("quantfleet_backtests_total",
+        "tournament")``."""
+        got = self.registry.get_sample_value(name, {"stage": _stage(stage)}
+                                             if stage is not None else None)
+        return float(got or 0.0)
+
     # -- span feed ----------------------------------------------------------------------
 
     def recorder(self) -> SpanRecorder:
-        """A new SpanRecorder that feeds every added span to :meth:`observe`."""
-        return SpanRecorder(on_add=self.observe)
+        """A new SpanRecorder that feeds its spans to :meth:`observe` and its task events
+        to :meth:`on_event`."""
+        return SpanRecorder(on_add=self.observe, on_event=self.on_event)
 
     def attach(self, recorder: SpanRecorder) -> SpanRecorder:
-        """Feed an existing recorder's future spans to :meth:`observe` (keeps its hook)."""
-        prev = recorder.on_add
+        """Feed an existing recorder's future spans and events to this run (keeps its hooks)."""
+        prev, prev_ev = recorder.on_add, recorder.on_event
 
         def both(span: Span) -> None:
-            if prev is not None:
-                prev(span)
+            prev(span)
             self.observe(span)
 
+        def both_ev(kind: str, stage: str, n: int) -> None:
+            prev_ev(kind, stage, n)
+            self.on_event(kind, stage, n)
+
         recorder.on_add = both if prev is not None else self.observe
+        recorder.on_event = both_ev if prev_ev is not None else self.on_event
         return recorder
+
+    # -- push ---------------------------------------------------------------------------
+
+    def push(self, gateway: str, *, job: str = "quantfleet",
+             grouping: dict[str, str] | None = None, timeout_s: float = 10.0) -> str:
+        """Replace this run's group on a Pushgateway (``http://host:9091``) with the current
+        values (HTTP PUT to ``/metrics/job/<job>/<key>/<value>...``); returns the gateway URL.
+        A batch run calls it when it ends, so Prometheus keeps its figures after the process
+        is gone; ``grouping`` (e.g. ``{"run_id": ...}``) keeps runs apart."""
+        from urllib.parse import urlsplit
+
+        from prometheus_client import push_to_gateway
+
+        u = urlsplit(gateway)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise QuantfleetError(f"pushgateway: {gateway!r} is not an http(s) URL; give e.g. "
+                                  f"http://127.0.0.1:9091")
+        try:
+            push_to_gateway(gateway, job=job, registry=self.registry,
+                            grouping_key=grouping or {}, timeout=timeout_s)
+        except OSError as e:
+            raise QuantfleetError(f"pushgateway: cannot push to {gateway}: {e}; check that "
+                                  f"the Pushgateway runs there") from None
+        return gateway
 
     # -- endpoint -----------------------------------------------------------------------
 

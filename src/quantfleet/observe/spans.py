@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["SPAN_FIELDS", "Span", "SpanRecorder", "SpanTimer", "span_schema"]
+__all__ = ["SPAN_FIELDS", "TASK_EVENTS", "Span", "SpanRecorder", "SpanTimer", "span_schema"]
+
+TASK_EVENTS: tuple[str, ...] = ("submitted", "started", "finished", "failed", "retried",
+                                "abandoned", "items", "items_failed", "backtests")
+"""What an executor reports through :meth:`SpanRecorder.event` (counts, label ``stage``):
+a task submitted, started by its worker, come back with every item ok (finished) or not
+(failed: an item failed, or the task timed out or its worker died), an attempt retried, tasks
+left in flight when a map stopped early (abandoned); items that ended with a value
+(items) or a Failed record (items_failed), and the backtests of the items that ended with a
+value (an item's ``n_backtests``, e.g. a ``BacktestJob`` or ``JobBatch``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +112,23 @@ class SpanRecorder:
     ``on_add``: optional callable invoked with each span as it is added (a live feed, e.g.
     ``observe.metrics.RunMetrics``); not called for the initial ``spans``. An exception it
     raises propagates to the caller of ``add``.
+
+    ``on_event``: optional callable ``(kind, stage, n)`` for the task counts an executor
+    reports besides spans (:data:`TASK_EVENTS`), passed on by :meth:`event`.
     """
 
     def __init__(self, spans: Iterable[Span] = (),
-                 on_add: Callable[[Span], Any] | None = None) -> None:
+                 on_add: Callable[[Span], Any] | None = None,
+                 on_event: Callable[[str, str, int], Any] | None = None) -> None:
         self._spans: list[Span] = list(spans)
         self.on_add = on_add
+        self.on_event = on_event
+
+    def event(self, kind: str, stage: str, n: int = 1) -> None:
+        """Report ``n`` task events of ``kind`` (one of :data:`TASK_EVENTS`) in ``stage`` to
+        ``on_event``; nothing is stored."""
+        if self.on_event is not None:
+            self.on_event(kind, stage, n)
 
     def add(self, span: Span) -> None:
         if not isinstance(span, Span):

@@ -116,25 +116,26 @@ def check_catalog(prices: str | None = None) -> str:
 
 
 def check_metrics() -> str:
-    """Serve a run's Prometheus endpoint on a free port, feed it one task's span, scrape it
-    over HTTP and find the counts; the server is stopped in any case."""
+    """Serve a run's Prometheus endpoint on a free port, run one task through a serial
+    executor that feeds it, scrape it over HTTP and find the counts; the server is stopped in
+    any case."""
     import urllib.request
 
+    from quantfleet.compute import SerialExecutor
     from quantfleet.observe.metrics import RunMetrics
-    from quantfleet.observe.spans import Span
 
     m = RunMetrics()
     try:
         url = m.serve(0)
-        now = time.time()
-        m.observe(Span(stage="health", component="check", worker="1", node="here",
-                       start=now - 0.01, end=now, cpu_s=0.01, items=3, ok=True, attempt=1))
+        with SerialExecutor(recorder=m.recorder()) as ex:
+            list(ex.map(max, [3], 0, stage="health"))
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(url, timeout=10) as r:
             body = r.read().decode()
     finally:
         m.stop()
-    want = ('quantfleet_tasks_finished_total{stage="health"} 1.0',
+    want = ('quantfleet_tasks_started_total{stage="health"} 1.0',
+            'quantfleet_tasks_finished_total{stage="health"} 1.0',
             'quantfleet_task_duration_seconds_count{stage="health"} 1.0')
     missing = [w for w in want if w not in body]
     if missing:

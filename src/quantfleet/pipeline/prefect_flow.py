@@ -29,6 +29,7 @@ from quantfleet.pipeline.record import (
     close_run,
     enabled_stages,
     execute_stage,
+    finish_metrics,
     open_run,
     preflight,
     record_stage,
@@ -153,54 +154,61 @@ def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool
     a cached task, close the run, write the report and publish the run's artifacts."""
     from quantfleet.pipeline.home import state_dir
 
-    home = state_dir()
     metrics = start_metrics(log)
-    ctx = open_run(config, "run", run_id=run_id if record else None, log=log, record=record,
-                   spans=metrics.recorder() if metrics is not None else None)
-    outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
-                         context=ctx)
-    result_dir = home / "prefect-results"
-    result_dir.mkdir(parents=True, exist_ok=True)
-    # an unrecorded run's artifacts live in a throwaway store: a cache entry would dangle
-    salt = "" if record else f"-unrecorded-{uuid.uuid4().hex}"
-    token = uuid.uuid4().hex
-    _CONTEXTS[token] = ctx
-    t0 = time.time()
+    ctx: RunContext | None = None
+    error: BaseException | None = None
     try:
-        # each stage's final task state: a state handed to a task is resolved to its result
-        # and recorded as that task's upstream (the edges of the UI's graph)
-        states: dict[str, Any] = {}
-        for stage in enabled_stages(config):
-            inputs = stage_inputs(config, stage, outcome.stages)
-            srcs = {src for src, _ in DEPENDS[stage].values()}
-            if stage == "returns" and "market" in inputs:
-                srcs = {"data"}
-            upstream = {src: states[src] for src in sorted(srcs) if src in states}
-            states[stage], result, cached, key, code = _run_stage(
-                ctx, stage, inputs, upstream, token, salt, result_dir, log)
-            outcome.stages[stage] = record_stage(
-                ctx, stage, inputs, result, cached=cached,
-                settings={**stage_settings(config, stage), "cache_key": key, "code": code})
-            log(f"stage {stage}: " + (
-                f"served from cache (computed in {result['seconds']:.1f} s)"
-                if cached else f"done in {result['seconds']:.1f} s"))
-    except BaseException as e:
+        home = state_dir()
+        ctx = open_run(config, "run", run_id=run_id if record else None, log=log, record=record,
+                       metrics=metrics)
+        outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
+                             context=ctx)
+        result_dir = home / "prefect-results"
+        result_dir.mkdir(parents=True, exist_ok=True)
+        # an unrecorded run's artifacts live in a throwaway store: a cache entry would dangle
+        salt = "" if record else f"-unrecorded-{uuid.uuid4().hex}"
+        token = uuid.uuid4().hex
+        _CONTEXTS[token] = ctx
+        t0 = time.time()
+        try:
+            # each stage's final task state: a state handed to a task is resolved to its result
+            # and recorded as that task's upstream (the edges of the UI's graph)
+            states: dict[str, Any] = {}
+            for stage in enabled_stages(config):
+                inputs = stage_inputs(config, stage, outcome.stages)
+                srcs = {src for src, _ in DEPENDS[stage].values()}
+                if stage == "returns" and "market" in inputs:
+                    srcs = {"data"}
+                upstream = {src: states[src] for src in sorted(srcs) if src in states}
+                states[stage], result, cached, key, code = _run_stage(
+                    ctx, stage, inputs, upstream, token, salt, result_dir, log)
+                outcome.stages[stage] = record_stage(
+                    ctx, stage, inputs, result, cached=cached,
+                    settings={**stage_settings(config, stage), "cache_key": key, "code": code})
+                log(f"stage {stage}: " + (
+                    f"served from cache (computed in {result['seconds']:.1f} s)"
+                    if cached else f"done in {result['seconds']:.1f} s"))
+        except BaseException as e:
+            outcome.wall_s = time.time() - t0
+            close_run(ctx, outcome, error=e)
+            raise
+        finally:
+            _CONTEXTS.pop(token, None)
         outcome.wall_s = time.time() - t0
-        close_run(ctx, outcome, error=e)
+        close_run(ctx, outcome)
+        if record and config.report.enabled:
+            from quantfleet.pipeline.report import write_report
+
+            outcome.report = write_report(outcome.store_url, outcome.run_id)
+        if record:
+            _publish(outcome, log)
+        return outcome
+    except BaseException as e:
+        error = e
         raise
     finally:
-        _CONTEXTS.pop(token, None)
-        if metrics is not None:
-            metrics.stop()
-    outcome.wall_s = time.time() - t0
-    close_run(ctx, outcome)
-    if record and config.report.enabled:
-        from quantfleet.pipeline.report import write_report
-
-        outcome.report = write_report(outcome.store_url, outcome.run_id)
-    if record:
-        _publish(outcome, log)
-    return outcome
+        # after the run is closed and published: the push carries every byte it wrote
+        finish_metrics(metrics, ctx, log, error=error)
 
 
 def _run_stage(ctx: RunContext, stage: str, inputs: dict[str, str], upstream: dict[str, Any],

@@ -27,8 +27,10 @@ __all__ = [
     "close_run",
     "enabled_stages",
     "execute_stage",
+    "finish_metrics",
     "open_run",
     "preflight",
+    "pushgateway_url",
     "record_stage",
     "run_stages",
     "run_summary",
@@ -121,16 +123,22 @@ def preflight(config: PipelineConfig) -> None:
 
 def open_run(config: PipelineConfig, command: str, *, record: bool = True,
              run_id: str | None = None, log: Callable[[str], None] = print,
-             spans: SpanRecorder | None = None, progress: bool = False) -> RunContext:
+             spans: SpanRecorder | None = None, progress: bool = False,
+             metrics: Any = None) -> RunContext:
     """A context for a new run; with ``record`` its manifest is saved as ``running`` in
     ``config.store`` (the config is its first artifact), without it the stages write to a
-    throwaway ``memory://`` store and nothing is kept."""
+    throwaway ``memory://`` store and nothing is kept. ``metrics`` (a ``RunMetrics``, see
+    :func:`start_metrics`) counts the store's bytes and the executors' tasks."""
     from quantfleet.pipeline.home import state_dir
     from quantfleet.store import Store
 
     home = state_dir()
+    if metrics is not None:
+        spans = metrics.attach(spans) if spans is not None else metrics.recorder()
     if record:
         store = Store.open(config.store)
+        if metrics is not None:
+            metrics.watch(store)
         manifest = store.start_run(command, config=config.model_dump(), run_id=run_id,
                                    executor=config.executor.model_dump())
         manifest.attach("config", store.put_json(config.model_dump(), kind="config"))
@@ -138,6 +146,8 @@ def open_run(config: PipelineConfig, command: str, *, record: bool = True,
         run_id = manifest.run_id
     else:
         store = Store.open(f"memory://unrecorded-{uuid.uuid4().hex}")
+        if metrics is not None:
+            metrics.watch(store)
         manifest = None
     return RunContext(config=config, store=store, home=home, run_id=run_id, manifest=manifest,
                       spans=spans if spans is not None else SpanRecorder(), log=log,
@@ -225,36 +235,90 @@ def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
 def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
                log: Callable[[str], None] = print, progress: bool = False) -> RunOutcome:
     """Run ``config``'s enabled stages in this process, without Prefect: what a research
-    command does (``quantfleet sweep`` is the data and sweep stages of a one-section config)."""
-    ctx = open_run(config, command, record=record, log=log, progress=progress)
-    outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
-                         context=ctx)
-    t0 = time.time()
+    command does (``quantfleet sweep`` is the data and sweep stages of a one-section config).
+    Its metrics are served while it runs and pushed when it ends (:func:`start_metrics`)."""
+    metrics = start_metrics(log)
+    ctx: RunContext | None = None
+    error: BaseException | None = None
     try:
-        for stage in enabled_stages(config):
-            inputs = stage_inputs(config, stage, outcome.stages)
-            outcome.stages[stage] = record_stage(ctx, stage, inputs,
-                                                 execute_stage(ctx, stage, inputs))
-    except BaseException as e:
+        ctx = open_run(config, command, record=record, log=log, progress=progress,
+                       metrics=metrics)
+        outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
+                             context=ctx)
+        t0 = time.time()
+        try:
+            for stage in enabled_stages(config):
+                inputs = stage_inputs(config, stage, outcome.stages)
+                outcome.stages[stage] = record_stage(ctx, stage, inputs,
+                                                     execute_stage(ctx, stage, inputs))
+        except BaseException as e:
+            outcome.wall_s = time.time() - t0
+            close_run(ctx, outcome, error=e)
+            raise
         outcome.wall_s = time.time() - t0
-        close_run(ctx, outcome, error=e)
+        close_run(ctx, outcome)
+        return outcome
+    except BaseException as e:
+        error = e
         raise
-    outcome.wall_s = time.time() - t0
-    close_run(ctx, outcome)
-    return outcome
+    finally:
+        finish_metrics(metrics, ctx, log, error=error)
+
+
+def pushgateway_url() -> str | None:
+    """``QUANTFLEET_PUSHGATEWAY`` (e.g. ``http://127.0.0.1:9091``), checked; None if unset."""
+    from urllib.parse import urlsplit
+
+    from quantfleet.errors import ConfigError
+
+    url = os.environ.get("QUANTFLEET_PUSHGATEWAY", "").strip()
+    if not url:
+        return None
+    u = urlsplit(url)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"QUANTFLEET_PUSHGATEWAY: {url!r} is not an http(s) URL; set it to "
+                          f"the Pushgateway's address, e.g. http://127.0.0.1:9091, or unset it")
+    return url.rstrip("/")
 
 
 def start_metrics(log: Callable[[str], None]) -> Any:
-    """The Prometheus endpoint of this run on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default
-    a free port); the executor's span recorder feeds it."""
+    """The run's ``RunMetrics``, served on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default a
+    free port) while it runs; ``QUANTFLEET_METRICS=0``: none. Pass it to :func:`open_run` and
+    end it with :func:`finish_metrics` (which pushes to ``QUANTFLEET_PUSHGATEWAY`` if set)."""
     if os.environ.get("QUANTFLEET_METRICS", "1") == "0":
         return None
+    pushgateway_url()  # a bad address fails before the run starts
+    from quantfleet.errors import ConfigError
     from quantfleet.observe.metrics import RunMetrics
 
+    port = os.environ.get("QUANTFLEET_METRICS_PORT", "").strip()
+    if port and not port.isdigit():
+        raise ConfigError(f"QUANTFLEET_METRICS_PORT: {port!r} is not a port number; set it "
+                          f"to 0-65535 or unset it (a free port)")
     m = RunMetrics()
-    port = os.environ.get("QUANTFLEET_METRICS_PORT")
     url = m.serve(int(port) if port else None)
     log(f"metrics: {url}")
     return m
+
+
+def finish_metrics(metrics: Any, ctx: RunContext | None, log: Callable[[str], None], *,
+                   error: BaseException | None = None) -> None:
+    """End a run's metrics: push the final values to ``QUANTFLEET_PUSHGATEWAY`` (if set; job
+    ``quantfleet``, grouped by ``run_id``), then stop the endpoint. A failed push raises
+    unless the run itself failed (``error``), then it is only logged."""
+    if metrics is None:
+        return
+    try:
+        gateway = pushgateway_url()
+        if gateway:
+            run_id = (ctx.run_id if ctx is not None else None) or f"unrecorded-{uuid.uuid4().hex}"
+            metrics.push(gateway, grouping={"run_id": run_id})
+            log(f"metrics: pushed to {gateway} (job quantfleet, run_id {run_id})")
+    except Exception as e:
+        if error is None:
+            raise
+        log(f"metrics: {e}")
+    finally:
+        metrics.stop()
 
 

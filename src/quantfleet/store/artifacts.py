@@ -14,7 +14,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
@@ -233,7 +233,13 @@ class ArtifactStore:
     Picklable: a copy sent to a Ray worker carries the URL and the non-secret storage options
     and re-opens its filesystem there; credentials come from the worker's environment
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``, ...).
+
+    ``on_io``: optional callable ``(direction, n_bytes)`` told of every object this store
+    reads (``"read"``) or writes (``"written"``; an artifact already present is not written
+    again); e.g. ``observe.metrics.RunMetrics.store_io``. Not pickled.
     """
+
+    on_io: Callable[[str, int], Any] | None
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self._protocol, self._url, self._root = _parse(url)
@@ -241,6 +247,7 @@ class ArtifactStore:
         self._fs: Any = None
         self._lock = threading.Lock()
         self._located: dict[str, tuple[str, str]] = {}  # hash -> (key, format)
+        self.on_io = None
 
     @classmethod
     def open(cls, url: str | os.PathLike | ArtifactStore | None = None,
@@ -352,9 +359,15 @@ class ArtifactStore:
             return None
         return int(info.get("size") or 0)
 
+    def _io(self, direction: str, n: int) -> None:
+        if self.on_io is not None:
+            self.on_io(direction, n)
+
     def _read(self, key: str) -> bytes:
         try:
-            return self.fs.cat_file(self._path(key))
+            data = self.fs.cat_file(self._path(key))
+            self._io("read", len(data))
+            return data
         except FileNotFoundError:
             raise
         except IsADirectoryError:
@@ -367,7 +380,10 @@ class ArtifactStore:
         path = self._path(key)
         try:
             if self._protocol == "file":
-                return self._create_local(path, data)
+                made = self._create_local(path, data)
+                if made:
+                    self._io("written", len(data))
+                return made
             try:
                 # S3: PutObject with IfNoneMatch="*" -> 412 PreconditionFailed if present
                 self.fs.pipe_file(path, data, mode="create")
@@ -375,6 +391,7 @@ class ArtifactStore:
                 if self.fs.exists(path):
                     return False
                 self.fs.pipe_file(path, data)
+            self._io("written", len(data))
             return True
         except FileExistsError:
             return False
@@ -419,6 +436,7 @@ class ArtifactStore:
                 self.fs.pipe_file(path, data)
         except Exception as e:
             raise self._fail("writing", key, e) from None
+        self._io("written", len(data))
 
     def _list(self, prefix: str) -> list[str]:
         """Names (last path part) directly under ``prefix``; [] if it does not exist."""

@@ -499,6 +499,7 @@ class Store(ArtifactStore):
             raise self._fail("reading", "runs/*/manifest.json", e) from None
         if isinstance(got, bytes):
             got = {paths[0]: got}
+        self._io("read", sum(len(v) for v in got.values() if isinstance(v, bytes)))
         out = []
         for p in paths:
             data = got.get(p)
