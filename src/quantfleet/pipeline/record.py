@@ -149,7 +149,9 @@ def execute_stage(ctx: RunContext, stage: str, inputs: dict[str, str]) -> dict[s
     ``{"outputs": {name: ArtifactRef dict}, "summary", "seconds"}``."""
     t0 = time.time()
     # no span around the whole stage: its tasks leave their own, and a span wrapping them
-    # would count the same seconds twice in the heatmap
+    # would count the same seconds twice in the heatmap; its driver steps leave theirs
+    # under ctx.stage
+    ctx.stage = stage
     outputs, summary = STAGES[stage](ctx, inputs)
     return {"outputs": {n: r.to_dict() for n, r in outputs.items()},
             "summary": json.loads(json.dumps(summary, default=str)),

@@ -119,7 +119,9 @@ def run_view(run: Any) -> Any:
 
             tspans = SpanRecorder([sp for sp in spans.spans
                                    if sp.stage.split("/")[0] == "tournament"])
-            sp = explain_speedup(tspans, base["wall_s"], run.workers, base)
+            # the workers the tournament ran on, as its baseline recorded them
+            sp = explain_speedup(tspans, base["wall_s"], int(base.get("workers") or run.workers),
+                                 base)
             view.speedup = {"scope": "tournament stage",
                             **{k: v for k, v in sp.items()
                                if not isinstance(v, float) or np.isfinite(v)}}

@@ -28,6 +28,7 @@ from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
+from quantfleet.observe.spans import SpanTimer
 from quantfleet.research.overfit import combo_sharpes
 from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
@@ -304,7 +305,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
                keep_table: bool = True, baseline: bool = False,
-               baseline_budget_s: float = 10.0,
+               baseline_budget_s: float | None = None,
                checkpoint_dir: str | Path | None = None,
                map_options: Mapping[str, Any] | None = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
@@ -326,9 +327,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
-    baseline : also run the same work serially in this process (all of it, or an evenly
-        spaced sample within ``baseline_budget_s``, extrapolated and labelled) and report the
-        speedup and parallel efficiency in ``result.speedup``
+    baseline : also run the same work serially in this process after the parallel run
+        (every strategy warmed up untimed first, then every item timed; with
+        ``baseline_budget_s`` a sample stratified by strategy, extrapolated and labelled) and
+        report the speedup and parallel efficiency in ``result.speedup``
+        (:func:`~quantfleet.research.baseline.speedup`: a ratio above the worker count is
+        marked invalid, never reported as a speedup)
+
+    With an executor, the driver's own steps leave spans on ``executor.spans`` (node
+    ``driver``): ``driver.tables`` (leaderboard, returns, overfitting tables after the last
+    result) and ``driver.baseline``.
     """
     import time
 
@@ -446,12 +454,19 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         (out_dir / "results.parquet.partial").replace(out_dir / "results.parquet")
 
     wall = time.perf_counter() - t_start
+    recorder = getattr(executor, "spans", None)
     speed = None
     if baseline:
         from quantfleet.research.baseline import measure_serial, speedup
 
-        speed = speedup(measure_serial(evaluate_jobs, market, items, budget_s=baseline_budget_s),
+        t_base = SpanTimer()
+        speed = speedup(measure_serial(evaluate_jobs, market, items,
+                                       labels=[name for name, _ in pairs],
+                                       budget_s=baseline_budget_s),
                         wall, int(getattr(executor, "workers", 1) or 1))
+        if recorder is not None:
+            recorder.add(t_base.finish_driver("tournament", "driver.baseline", items=len(items)))
+    t_tables = SpanTimer()
 
     import pyarrow as pa
 
@@ -496,6 +511,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         leaderboard.to_parquet(out_dir / "leaderboard.parquet", index=False)
         oos.to_parquet(out_dir / "oos_returns.parquet")
 
+    if recorder is not None:
+        recorder.add(t_tables.finish_driver("tournament", "driver.tables"))
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
