@@ -133,3 +133,23 @@ def test_explain_speedup_marks_a_ratio_above_the_workers_invalid():
     same = explain_speedup(with_driver, 1.0, 2, {"baseline_kind": "measured", "serial_s": 1.6})
     assert same["busy_s"] == pytest.approx(ok["busy_s"]) and same["residual"] == pytest.approx(
         ok["residual"])
+
+
+def test_auto_says_why_it_picks_serial_or_processes():
+    from quantfleet.compute.factory import AUTO_RAY_MIN_S, auto_kind
+
+    kind, why = auto_kind(2, None, 100, 0.001)
+    assert kind == "serial" and "~0.1 s of estimated work" in why and "under 2 s" in why
+    kind, why = auto_kind(2, None, 1000, 0.05)
+    assert kind == "processes" and "too little for Ray's start-up" in why
+    assert auto_kind(2, None, 10, 0.01, timeout_s=5)[0] == "processes"
+    assert auto_kind(1, None, 500, None) == ("serial", "auto: one CPU")
+    kind, why = auto_kind(2, None, 500, None)
+    assert kind == "processes" and "no estimate of the work" in why
+    assert auto_kind(2, "ray://h:10001", 3, None)[0] == "ray"
+    assert auto_kind(2, None, 100_000, AUTO_RAY_MIN_S / 10_000)[0] == "ray"
+    from quantfleet.compute import make_executor
+
+    picked = make_executor("auto", workers=2, n_items_hint=1)
+    assert picked.name == "serial" and picked.reason == "auto: one item"
+    assert make_executor("serial").reason == "asked for serial"

@@ -149,6 +149,9 @@ class RunContext:
                                            n_items_hint=n_items_hint, **kw)
             self.spans.add(timer.finish_driver(self.stage,
                                                f"driver.{self._executor.name}_start"))
+            if ex.kind == "auto":
+                self.log(f"executor: {self._executor.name} "
+                         f"({getattr(self._executor, 'reason', 'auto')})")
         return self._executor
 
     @property
