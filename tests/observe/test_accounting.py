@@ -153,3 +153,18 @@ def test_auto_says_why_it_picks_serial_or_processes():
     picked = make_executor("auto", workers=2, n_items_hint=1)
     assert picked.name == "serial" and picked.reason == "auto: one item"
     assert make_executor("serial").reason == "asked for serial"
+
+
+def test_orchestration_spans_cover_a_stage_outside_its_function():
+    from types import SimpleNamespace
+
+    from quantfleet.pipeline.record import orchestration_spans
+
+    ctx = SimpleNamespace(spans=SpanRecorder())
+    orchestration_spans(ctx, "tournament", 10.0, {"started": 11.0, "ended": 13.0}, 14.5)
+    got = [(s.stage, s.component, s.node, s.start, s.end) for s in ctx.spans]
+    assert got == [("tournament", "driver.orchestration", DRIVER_NODE, 10.0, 11.0),
+                   ("tournament", "driver.orchestration", DRIVER_NODE, 13.0, 14.5)]
+    cached = SimpleNamespace(spans=SpanRecorder())  # served from cache: all of it
+    orchestration_spans(cached, "evolution", 1.0, {}, 2.0)
+    assert [(s.start, s.end) for s in cached.spans] == [(1.0, 2.0)]

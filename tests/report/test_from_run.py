@@ -165,5 +165,9 @@ def test_the_run_has_spans_per_strategy_and_for_the_driver_steps(run):
                         ("tournament", "driver.tables"), ("tournament", "driver.baseline"),
                         ("tournament", "driver.store"), ("portfolio", "driver.store")):
         assert hm.loc[stage, comp] > 0, (stage, comp)
+    comps = {(sp.stage, sp.component) for sp in rec.spans}
+    for stage in ("data", "tournament", "evolution", "returns", "portfolio"):
+        assert (stage, "driver.orchestration") in comps, stage
+    assert ("tournament", "driver.results") in comps
     tl = timeline(rec.spans, rec.wall_s, rec.workers)
     assert 0 <= tl.unaccounted_s <= tl.wall_s and tl.driver_s > 0

@@ -9,6 +9,7 @@ close it with its spans (kind ``spans``) and summary (kind ``run_summary``) as a
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -28,6 +29,7 @@ __all__ = [
     "enabled_stages",
     "execute_stage",
     "open_run",
+    "orchestration_spans",
     "preflight",
     "record_stage",
     "run_stages",
@@ -153,9 +155,30 @@ def execute_stage(ctx: RunContext, stage: str, inputs: dict[str, str]) -> dict[s
     # under ctx.stage
     ctx.stage = stage
     outputs, summary = STAGES[stage](ctx, inputs)
+    t1 = time.time()
     return {"outputs": {n: r.to_dict() for n, r in outputs.items()},
             "summary": json.loads(json.dumps(summary, default=str)),
-            "seconds": time.time() - t0}
+            "seconds": t1 - t0, "started": t0, "ended": t1}
+
+
+def orchestration_spans(ctx: RunContext, stage: str, before: float, result: dict[str, Any],
+                        after: float) -> None:
+    """Driver spans ``driver.orchestration`` for a stage's time outside its own function: from
+    ``before`` (the stage was asked for) to its start, and from its end to ``after`` (its
+    result persisted, recorded in the manifest); the whole interval for a stage served from
+    cache (``result`` without this run's ``started``/``ended``)."""
+    from quantfleet.observe.spans import DRIVER_NODE, Span
+
+    t0, t1 = result.get("started"), result.get("ended")
+    if t0 is None or t1 is None or not before <= t0 <= t1 <= after:
+        parts = [(before, after)]
+    else:
+        parts = [(before, t0), (t1, after)]
+    for a, b in parts:
+        if b > a:
+            ctx.spans.add(Span(stage=stage, component="driver.orchestration",
+                               worker=f"driver:{os.getpid()}", node=DRIVER_NODE, start=a,
+                               end=b, cpu_s=math.nan, items=0, ok=True, attempt=1))
 
 
 def record_stage(ctx: RunContext, stage: str, inputs: dict[str, str], result: dict[str, Any],
@@ -236,9 +259,11 @@ def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
     t0 = time.time()
     try:
         for stage in enabled_stages(config):
+            before = time.time()
             inputs = stage_inputs(config, stage, outcome.stages)
-            outcome.stages[stage] = record_stage(ctx, stage, inputs,
-                                                 execute_stage(ctx, stage, inputs))
+            result = execute_stage(ctx, stage, inputs)
+            outcome.stages[stage] = record_stage(ctx, stage, inputs, result)
+            orchestration_spans(ctx, stage, before, result, time.time())
     except BaseException as e:
         outcome.wall_s = time.time() - t0
         close_run(ctx, outcome, error=e)

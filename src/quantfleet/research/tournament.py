@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
-from quantfleet.observe.spans import SpanTimer
+from quantfleet.observe.spans import DRIVER_NODE, Span, SpanTimer
 from quantfleet.research.overfit import combo_sharpes
 from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
@@ -335,8 +336,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         marked invalid, never reported as a speedup)
 
     With an executor, the driver's own steps leave spans on ``executor.spans`` (node
-    ``driver``): ``driver.tables`` (leaderboard, returns, overfitting tables after the last
-    result) and ``driver.baseline``.
+    ``driver``): ``driver.results`` (from the last task's end to the last result handled),
+    ``driver.baseline`` and ``driver.tables`` (leaderboard, returns, overfitting tables).
     """
     import time
 
@@ -376,6 +377,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
              for a in rows for s, params in plan]
 
     t_start = time.perf_counter()
+    t_epoch = time.time()
     if executor is None and checkpoint_dir is not None:
         from quantfleet.compute import SerialExecutor
 
@@ -455,6 +457,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     wall = time.perf_counter() - t_start
     recorder = getattr(executor, "spans", None)
+    if recorder is not None:
+        # the driver's handling of the results that came in after the last task ended
+        # (decoding, rows, leaderboard rows): until the loop ends, no worker span covers it
+        ends = [sp.end for sp in recorder.spans if sp.stage == "tournament"
+                and sp.node != DRIVER_NODE and sp.start >= t_epoch]
+        if ends:
+            recorder.add(Span(stage="tournament", component="driver.results",
+                              worker=f"driver:{os.getpid()}", node=DRIVER_NODE,
+                              start=min(max(ends), time.time()), end=time.time(),
+                              cpu_s=math.nan, items=0, ok=True, attempt=1))
     speed = None
     if baseline:
         from quantfleet.research.baseline import measure_serial, speedup
