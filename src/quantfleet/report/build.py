@@ -536,6 +536,8 @@ def _speedup(view: RunView, figs: _Figures) -> str:
 
     w, serial, wall = num("workers"), num("serial_s"), num("wall_s")
     s, eff = num("speedup"), num("efficiency")
+    if eff is None and s is not None and w:
+        eff = s / w
     kind = str(sp.get("baseline_label") or "none")
     scope = str(sp.get("scope") or "run")
     valid = sp.get("valid", s is not None) and s is not None and eff is not None
