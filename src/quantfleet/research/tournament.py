@@ -241,7 +241,7 @@ class _RowBuffer:
     one Arrow table (a table per item costs the driver more than small windows' backtests)."""
 
     def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
-                 windows: Sequence[Window], flush_at: int = 128) -> None:
+                 windows: Sequence[Window], flush_at: int = 32) -> None:
         self.market = market
         self.windows = tuple(windows)
         self.params_json = params_json
@@ -277,17 +277,23 @@ class _RowBuffer:
         sel = np.zeros(combo.shape[0], dtype=bool)
         picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
         sel[(rep(starts, n_w) + pw_win * pw_nc + best)[picked]] = True
+        # string columns from a dictionary and row indices (cast in C++): building a million
+        # Python strings per flush was most of the driver's time after the last result
+        names = list(dict.fromkeys(p[0] for p in self.parts))
+        name_at = {n: i for i, n in enumerate(names)}
+        off = np.cumsum([0] + [len(pj[n]) for n in names])
         cols: dict[str, Any] = {
-            "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
-            "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
-                              pa.string()),
+            "strategy": _strings(names, rep([name_at[p[0]] for p in self.parts], counts)),
+            "asset": _strings(list(self.market.assets),
+                              rep([p[1] for p in self.parts], counts)),
             "window": pa.array(np.array([w.index for w in wins], np.int32)[w_pos]),
             "train_start": pa.array(ts[np.array([w.train_start for w in wins])][w_pos]),
             "test_start": pa.array(ts[np.array([w.test_start for w in wins])][w_pos]),
             "test_end": pa.array(ts[np.array([w.test_end - 1 for w in wins])][w_pos]),
             "combo": pa.array(combo.astype(np.int32)),
         }
-        cols["params"] = pa.array([j for p in self.parts for j in pj[p[0]] * n_w], pa.string())
+        cols["params"] = _strings([j for n in names for j in pj[n]], cat(
+            [np.tile(np.arange(len(pj[p[0]])), n_w) + off[name_at[p[0]]] for p in self.parts]))
         cols["selected"] = pa.array(sel)
         for prefix, part in (("is_", "is"), ("oos_", "oos")):
             m = cat([p[2][part] for p in self.parts])
@@ -295,6 +301,15 @@ class _RowBuffer:
                 cols[prefix + name] = pa.array(m[:, k])
         self.parts = []
         return pa.table(cols)
+
+
+def _strings(dictionary: Sequence[str], indices: np.ndarray) -> Any:
+    """A plain Arrow string array of ``dictionary[indices]``."""
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(indices, np.int32)),
+                                          pa.array(list(dictionary), pa.string())
+                                          ).cast(pa.string())
 
 
 def tournament(market: MarketData, strategies: Sequence[str], *,
