@@ -66,6 +66,8 @@ bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	$(BENCH_VENV)/bin/python bench/run.py
 	@# executors, GA and replay (project venv; ~6 min; BENCH_FLAGS=--quick for a ~2 min smoke run)
 	$(PY) bench/tournament_bench.py $(BENCH_FLAGS)
+	@# the demo's own tournament through the CLI, serial vs Ray on 2 workers (~4 min; --quick: 1 rep)
+	$(PY) bench/demo_tournament_bench.py $(BENCH_FLAGS)
 	$(PY) bench/ga_bench.py $(BENCH_FLAGS)
 	$(PY) bench/replay_bench.py $(BENCH_FLAGS)
 	@# peak RSS and wall of the whole `quantfleet sweep` process, 994 combos x 100,000 bars, PBO on (~1 min)

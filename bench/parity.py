@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLOCK = {"wall_s", "cpu_s", "fit_s", "seconds", "run_id", "out", "baseline", "executor", "timing"}
+CLOCK = {"wall_s", "cpu_s", "fit_s", "seconds", "run_id", "out", "baseline", "executor", "timing",
+         "tournament_s"}
 SKIP_TABLES = ("spans.parquet",)  # measured clocks, different on every run
 
 COMMANDS: dict[str, list[str]] = {

@@ -45,6 +45,9 @@ def test_profile_text_and_json(run_dir):
     assert out["workers"] == 2 and out["spans"] == 7
     assert out["heatmap"]["sweep"]["sma_cross"] == pytest.approx(5.5)
     assert out["speedup"]["loss_seconds"]["serial"] == pytest.approx(5.0)
+    # window [-1, 9]; spans cover [0.5, 7] and [8, 9]: 2.5 s of the wall has no span
+    assert out["unaccounted_s"] == pytest.approx(2.5) and out["driver_s"] == 0
+    assert out["unaccounted_share"] == pytest.approx(0.25)
     first = out["bottlenecks"][0]
     assert (first["kind"], first["subject"]) == ("component", "sma_cross")  # 6.5 of 20 s
     assert out["bottlenecks"][1]["kind"] == "serial"  # 5 of 20 worker-seconds

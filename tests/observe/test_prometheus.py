@@ -203,7 +203,6 @@ strategies = ["sma_cross", "rsi"]
 train = 1500
 test = 750
 max_combos = 4
-baseline = false
 [evolution]
 enabled = false
 [portfolio]

@@ -122,7 +122,7 @@ def test_config_grids_reach_the_tournament(tmp_path, monkeypatch):
         "data": {"source": "synthetic:gbm?bars=600&assets=1&seed=3"},
         "report": {"enabled": False}, **off,
         "tournament": {"strategies": ["sma_cross", "ema_cross"], "windows": 2,
-                       "checkpoint": None, "baseline": False, "max_combos": 4,
+                       "checkpoint": None, "max_combos": 4,
                        "grid": {"fast": [5, 10], "slow": [40]},
                        "grids": {"ema_cross": {"fast": [3]}}}}, "test")
     out = run_stages(cfg, "run", record=False, log=lambda m: None)

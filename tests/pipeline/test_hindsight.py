@@ -24,7 +24,7 @@ def _config(source: Path):
         "name": "hindsight", "data": {"source": str(source)}, "executor": {"kind": "serial"},
         "costs": {"fee_bps": 5.0},
         "tournament": {"strategies": ["sma_cross", "rsi"], "train": 300, "test": 100,
-                       "max_combos": 4, "checkpoint": None, "baseline": False},
+                       "max_combos": 4, "checkpoint": None},
         "evolution": {"enabled": False},
         "portfolio": {"profiles": ["hrp", "max_sharpe", "equal_weight"], "winners": 3,
                       "train": 100, "test": 20},

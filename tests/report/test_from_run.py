@@ -13,10 +13,9 @@ SMALL = {
     "name": "small", "executor": {"kind": "serial"},
     "data": {"source": "sp500", "assets": ["AAPL", "AMD", "BAC", "XOM"]},
     "tournament": {"strategies": ["sma_cross", "rsi"], "train": 1500, "test": 750,
-                   "max_combos": 4, "checkpoint": None,
-                   # a budget no loaded machine runs out of: the baseline is always measured
-                   # (never sampled), so the speedup section's label is known
-                   "baseline_budget_s": 1e9},
+                   "max_combos": 4, "checkpoint": None},
+    # opt-in; no budget: every item is timed (never sampled), so the section's label is known
+    "baseline": {"enabled": True},
     "evolution": {"strategies": ["sma_cross"], "population": 6, "generations": 2,
                   "checkpoint": None},
     "portfolio": {"profiles": ["hrp", "equal_weight"], "winners": 4, "train": 252,
@@ -72,7 +71,7 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     assert "Members: windows each column was chosen in" in port
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
-    assert "than the measured baseline" in sp and "Where the speed-up was lost" in sp
+    assert "Not part of this run." not in sp and "baseline kind" in sp
 
 
 def test_the_report_of_a_real_run_is_small_labelled_and_first_screen_first(run, tmp_path):
@@ -241,3 +240,58 @@ def test_a_view_recorded_before_cost_labels_is_built_again(run, tmp_path):
     assert "node 0 / worker 0" in page
     again = load_run(cfg.store, out.run_id)
     assert load_view(again.store, again.manifest.output("report_view")).cost_assumptions
+
+
+def test_the_speedup_section_shows_the_run_records_figures(run, tmp_path):
+    """The report consumes exactly the keys the pipeline writes: the speedup section's
+    numbers are the run record's (stage_baselines.tournament of its run_summary)."""
+    from quantfleet.pipeline.report import write_report
+    from quantfleet.pipeline.run_record import load_run
+    from quantfleet.report import load_view
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    base = rec.summary["stage_baselines"]["tournament"]
+    stage = rec.summary["stages"]["tournament"]["summary"]["baseline"]
+    assert base == {**stage, "scope": "tournament"}
+    # measured (no budget), both strategies warmed up before any item was timed
+    assert base["baseline_kind"] == "measured" and base["warmed"] == 2 == base["strata"]
+    assert base["sampled"] == base["items"] == 8
+    assert base["workers"] == 1 and base["valid"] == (base["ratio"] <= 1.05)
+    view = load_view(rec.store, rec.manifest.output("report_view"))
+    sp = view.speedup
+    assert sp["scope"] == "tournament stage" and sp["baseline_label"] == "measured"
+    for k in ("serial_s", "wall_s", "workers", "valid"):
+        assert sp[k] == base[k], k
+    page = write_report(cfg.store, out.run_id, tmp_path / "r.html").read_text(encoding="utf-8")
+    sec = _section(page, "speedup")
+    assert f"{base['serial_s']:,.2f} s" in sec and f"{base['wall_s']:,.2f} s" in sec
+    assert f"{sp['busy_s']:,.2f} s" in sec  # seconds, not a percentage
+    if base["valid"]:
+        assert sp["speedup"] == base["speedup"] and sp["efficiency"] == base["efficiency"]
+        assert (f"{base['speedup']:.2f}× faster than its sequential baseline (measured) on 1 "
+                f"workers — efficiency {base['efficiency']:.0%}") in sec
+    else:  # serial on a loaded machine may time the map > 5 % slower than its baseline
+        assert "speedup" not in sp and "no valid speedup" in sec
+        assert base["invalid_reason"] in sec
+
+
+def test_the_run_has_spans_per_strategy_and_for_the_driver_steps(run):
+    from quantfleet.observe.heatmap import heatmap, timeline
+    from quantfleet.pipeline.run_record import load_run
+
+    cfg, out = run
+    rec = load_run(cfg.store, out.run_id)
+    hm = heatmap(rec.spans)
+    assert hm.loc["tournament", "sma_cross"] > 0 and hm.loc["tournament", "rsi"] > 0
+    for stage, comp in (("data", "driver.load"), ("data", "driver.tables"),
+                        ("data", "driver.store"), ("tournament", "driver.serial_start"),
+                        ("tournament", "driver.tables"), ("tournament", "driver.baseline"),
+                        ("tournament", "driver.store"), ("portfolio", "driver.store")):
+        assert hm.loc[stage, comp] > 0, (stage, comp)
+    comps = {(sp.stage, sp.component) for sp in rec.spans}
+    for stage in ("data", "tournament", "evolution", "returns", "portfolio"):
+        assert (stage, "driver.orchestration") in comps, stage
+    assert ("tournament", "driver.results") in comps
+    tl = timeline(rec.spans, rec.wall_s, rec.workers)
+    assert 0 <= tl.unaccounted_s <= tl.wall_s and tl.driver_s > 0

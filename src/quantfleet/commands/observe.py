@@ -27,7 +27,7 @@ def profile(
     as_json: AsJson = False,
 ) -> None:
     """Where a run's time went: stage x component heatmap, bottlenecks, speedup."""
-    from quantfleet.observe.heatmap import bottlenecks, heatmap, utilisation
+    from quantfleet.observe.heatmap import bottlenecks, heatmap, timeline, utilisation
     from quantfleet.observe.profile import format_profile
     from quantfleet.observe.speedup import explain_speedup
     from quantfleet.pipeline.run_record import load_run
@@ -43,10 +43,14 @@ def profile(
                                   title=f"{r.run_id} ({r.executor or 'executor?'})"))
         return
     hm = heatmap(r.spans)
+    tl = timeline(r.spans, r.wall_s, r.workers)
     sp = explain_speedup(r.spans, r.wall_s, r.workers, r.baseline)
     util = utilisation(r.spans, bins=1, wall_s=r.wall_s)
     print_json({"run_id": r.run_id, "executor": r.executor, "wall_s": r.wall_s,
                 "workers": r.workers, "spans": len(r.spans),
+                # seconds of the wall: only driver steps ran / no span at all
+                "driver_s": tl.driver_s, "unaccounted_s": tl.unaccounted_s,
+                "unaccounted_share": tl.unaccounted_share,
                 "heatmap": {str(i): {str(c): float(v) for c, v in row.items()}
                             for i, row in hm.iterrows()},
                 "utilisation": {str(w): float(u) for w, u in util.iloc[:, 0].items()}

@@ -125,6 +125,7 @@ def run(
     fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="costs.fee_bps")] = None,
     slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="costs.slippage_bps")] = None,
     open_report: Annotated[bool | None, typer.Option("--open/--no-open", help="report.open")] = None,
+    baseline: Annotated[bool | None, typer.Option("--baseline/--no-baseline", help="baseline.enabled: also run the tournament serially and report the speedup.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any field: KEY=VALUE with a dotted key, e.g. --set tournament.max_combos=8 (value parsed as TOML).")] = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
@@ -141,7 +142,7 @@ def run(
                               "executor.ray_address": ray_address,
                               "prefect.api_url": prefect_api, "data.source": data,
                               "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
-                              "report.open": open_report})
+                              "report.open": open_report, "baseline.enabled": baseline})
     _run_config(cfg, as_json, no_store)
 
 
@@ -174,6 +175,7 @@ def serve(
 
 def demo(
     executor: Annotated[str | None, typer.Option("--executor", help="serial|processes|ray|auto (default: ray).")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also run the tournament serially and report the speedup (baseline.enabled).")] = False,
     store: StoreUrl = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
@@ -187,7 +189,8 @@ def demo(
 
     path = files("quantfleet.pipeline").joinpath("demo.toml")
     cfg = load_config(Path(str(path)))
-    cfg = cfg.with_overrides({"executor.kind": executor, "store": store_url(store)})
+    cfg = cfg.with_overrides({"executor.kind": executor, "store": store_url(store),
+                              "baseline.enabled": baseline or None})
     _run_config(cfg, as_json, no_store)
 
 

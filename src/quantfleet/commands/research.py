@@ -159,7 +159,7 @@ def tournament(
     ray_address: RayAddress = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for results.parquet, leaderboard.parquet, oos_returns.parquet.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
-    baseline: Annotated[bool, typer.Option("--baseline", help="Also run a sample serially and report speedup and efficiency.")] = False,
+    baseline: Annotated[bool, typer.Option("--baseline", help="Also run the whole tournament serially in this process (every strategy warmed up first) and report the speedup and efficiency (baseline.enabled).")] = False,
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
     store: StoreUrl = None,
     no_store: NoStore = False,
@@ -177,11 +177,9 @@ def tournament(
          "test": window_len(test), "windows": windows, "anchored": anchored, "metric": metric,
          "max_combos": max_combos, "grid": g, "long_short": long_short,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
-         "checkpoint": str(resume) if resume is not None else None, "baseline": baseline,
-         # the driver's own budget for a command's sample (the pipeline's is 5 s)
-         "baseline_budget_s": 10.0},
+         "checkpoint": str(resume) if resume is not None else None},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
-        fee_bps=fee_bps, slippage_bps=slippage_bps)
+        fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline})
     # a rich progress bar (tasks, items/s, ETA) on an interactive terminal only
     run = run_research(cfg, "tournament", no_store=no_store,
                        progress=sys.stderr.isatty() and not as_json)
@@ -195,6 +193,8 @@ def tournament(
         "assets": len(split(assets) or ctx.market.assets),
         "windows": len(res.windows), "rows": res.n_rows, "backtests": res.n_backtests,
         "failed": len(res.failed), "wall_s": round(stage["seconds"], 3),
+        # the tournament's own wall (first task to last result; the executor already started)
+        "tournament_s": round(res.wall_s, 3),
         "executor": ctx.executor_name,
         "out": str(res.path) if res.path else None,
         "overfit": res.winner_overfit,
@@ -225,9 +225,11 @@ def tournament(
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
                    f"{w['pair_verdict']}")
     if speed is not None:
-        typer.echo(f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial -> "
-                   f"speedup {speed['speedup']:.2f}x, efficiency {speed['efficiency']:.0%} "
-                   f"on {speed['workers']} workers")
+        head = (f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial, "
+                f"parallel {speed['wall_s']:.2f} s on {speed['workers']} workers -> ")
+        typer.echo(head + (f"speedup {speed['speedup']:.2f}x, efficiency "
+                           f"{speed['efficiency']:.0%}" if speed.get("valid", True) else
+                           f"speedup invalid: {speed['invalid_reason']}"))
 
 
 def evolve(

@@ -402,7 +402,8 @@ class BaseExecutor:
                     task = ChunkTask(uid=self._uid, chunk=u.chunk, start=u.start,
                                      items=list(items[u.start:u.stop]), attempt=u.attempt,
                                      retries=retries, stage=stage,
-                                     component=label(u.start, u.stop))
+                                     component=label(u.start, u.stop),
+                                     labels=() if labels is None else tuple(labels[u.start:u.stop]))
                     self._submit(task)
                     recorder.event("submitted", stage)
                     now = time.time()

@@ -11,7 +11,7 @@ from quantfleet.compute.serial import SerialExecutor
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["AUTO_RAY_MIN_S", "AUTO_SERIAL_MAX_S", "make_executor"]
+__all__ = ["AUTO_RAY_MIN_S", "AUTO_SERIAL_MAX_S", "auto_kind", "make_executor"]
 
 AUTO_SERIAL_MAX_S = 2.0
 """auto: estimated total work below this runs serially (starting a spawned pool would cost
@@ -50,25 +50,43 @@ def make_executor(kind: str = "auto", workers: int | None = None, ray_address: s
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
         raise ExecutionError(f"workers must be >= 1 or None (got {workers!r})")
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    reason = f"asked for {kind}"
     if kind == "auto":
-        cpus = workers or os.cpu_count() or 1
-        est = (n_items_hint * item_cost_s
-               if n_items_hint is not None and item_cost_s is not None else None)
-        if address:
-            kind = "ray"
-        elif cpus <= 1 or (n_items_hint is not None and n_items_hint <= 1) or (
-                est is not None and est < AUTO_SERIAL_MAX_S):
-            kind = "processes" if timeout_s is not None else "serial"
-        elif est is not None and est >= AUTO_RAY_MIN_S and importlib.util.find_spec("ray"):
-            kind = "ray"
-        else:
-            kind = "processes"
+        kind, reason = auto_kind(workers, address, n_items_hint, item_cost_s, timeout_s)
     if kind == "serial":
-        return SerialExecutor(recorder=recorder, **options)
-    if kind == "processes":
+        ex: BaseExecutor = SerialExecutor(recorder=recorder, **options)
+    elif kind == "processes":
         from quantfleet.compute.processes import ProcessExecutor
 
-        return ProcessExecutor(workers, recorder=recorder, **options)
-    from quantfleet.compute.ray import RayExecutor
+        ex = ProcessExecutor(workers, recorder=recorder, **options)
+    else:
+        from quantfleet.compute.ray import RayExecutor
 
-    return RayExecutor(workers, address=address, recorder=recorder, **options)
+        ex = RayExecutor(workers, address=address, recorder=recorder, **options)
+    ex.reason = reason  # why this backend: what a run logs and records
+    return ex
+
+
+def auto_kind(workers: int | None, address: str | None, n_items_hint: int | None,
+              item_cost_s: float | None, timeout_s: float | None = None) -> tuple[str, str]:
+    """The backend ``make_executor("auto")`` picks, and why, in words a run log can show."""
+    cpus = workers or os.cpu_count() or 1
+    est = (n_items_hint * item_cost_s
+           if n_items_hint is not None and item_cost_s is not None else None)
+    work = (f"~{est:.1f} s of estimated work ({n_items_hint} items × {item_cost_s:g} s)"
+            if est is not None else "no estimate of the work")
+    if address:
+        return "ray", f"auto: a Ray cluster is given ({address})"
+    if cpus <= 1 or (n_items_hint is not None and n_items_hint <= 1) or (
+            est is not None and est < AUTO_SERIAL_MAX_S):
+        why = ("one CPU" if cpus <= 1 else "one item" if n_items_hint is not None
+               and n_items_hint <= 1 else f"{work}, under {AUTO_SERIAL_MAX_S:g} s: starting "
+               f"workers would cost more than they save")
+        if timeout_s is not None:
+            return "processes", f"auto: {why}; processes, since a timeout needs cancellable tasks"
+        return "serial", f"auto: {why}"
+    if est is not None and est >= AUTO_RAY_MIN_S and importlib.util.find_spec("ray"):
+        return "ray", f"auto: {work}, over {AUTO_RAY_MIN_S:g} s: Ray's start-up is a small share"
+    return "processes", (f"auto: {work}; too little for Ray's start-up (pays above "
+                         f"{AUTO_RAY_MIN_S:g} s of work) and more than serial (above "
+                         f"{AUTO_SERIAL_MAX_S:g} s) on {cpus} CPUs")

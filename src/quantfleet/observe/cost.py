@@ -282,11 +282,14 @@ def break_even(cpu_s: float, wall_s: float, workers_local: int,
 
 
 def run_inputs(spans: Any, wall_s: float, workers: int) -> dict[str, Any]:
-    """``cpu_s`` (∑ span CPU seconds, NaN as 0), ``wall_s`` and ``workers_local`` of a run,
-    the first three arguments of :func:`simulate`."""
+    """``cpu_s`` (∑ task span CPU seconds, NaN as 0; the driver's own steps are the serial
+    part, not parallel work), ``wall_s`` and ``workers_local`` of a run, the first three
+    arguments of :func:`simulate`."""
     from quantfleet.observe.heatmap import span_frame
+    from quantfleet.observe.spans import DRIVER_NODE
 
     df = span_frame(spans)
+    df = df[df["node"] != DRIVER_NODE]
     return {"cpu_s": float(df["cpu_s"].fillna(0.0).sum()), "wall_s": float(wall_s),
             "workers_local": int(workers)}
 

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from quantfleet.errors import QuantfleetError
-from quantfleet.observe.spans import SPAN_FIELDS, Span, SpanRecorder
+from quantfleet.observe.spans import DRIVER_NODE, SPAN_FIELDS, Span, SpanRecorder
 
 __all__ = [
+    "ITEMS_TAG",
     "NONE_LABEL",
+    "SECONDS_TAG",
     "TRANSFER_STAGES",
     "Finding",
     "Label",
@@ -185,6 +187,25 @@ def _resolve(dim: str, stage: tuple[Label, ...], part: Label, row: Any) -> str:
     return NONE_LABEL if v is None else v
 
 
+#: tags of a mixed chunk's label parts: the part's measured seconds and its item count
+#: (``compute.tasks.breakdown_label``), e.g. ``"sma_cross/sec:0.41/n:3+rsi/sec:1.2/n:3"``
+SECONDS_TAG, ITEMS_TAG = "sec", "n"
+
+
+def _shares(parts: tuple[Label, ...], value: str, total: float) -> list[float]:
+    """``total`` split over the parts of a label: by their measured seconds (``wall``,
+    ``cpu``) or item counts (``items``) when every part carries them, else equally."""
+    tag = ITEMS_TAG if value == "items" else SECONDS_TAG if value in ("wall", "cpu") else None
+    if len(parts) > 1 and tag is not None:
+        try:
+            w = [float(p.tag(tag)) for p in parts]  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            w = []
+        if w and all(math.isfinite(x) and x >= 0 for x in w) and sum(w) > 0:
+            return [total * x / sum(w) for x in w]
+    return [total / len(parts)] * len(parts)
+
+
 def heatmap(spans: Any, rows: str = "stage", cols: str = "component", value: str = "wall",
             bucket: str | None = None, *, bucket_width: int | None = None,
             split_mixed: bool = True) -> pd.DataFrame:
@@ -202,8 +223,10 @@ def heatmap(spans: Any, rows: str = "stage", cols: str = "component", value: str
         portfolio fit (``rows="stage", cols="profile", bucket="w"``)
     bucket_width : group integer tag values (``"17"``, ``"0-99"`` by their start) into
         ranges of this width, e.g. 100 → ``"0-99"``, ``"100-199"``
-    split_mixed : a chunk labelled ``"a+b"`` counts half its time for ``a`` and half for
-        ``b`` (per-item times inside a task are not measured); False keeps ``"a+b"``
+    split_mixed : a chunk labelled ``"a+b"`` is split over ``a`` and ``b``: by the seconds
+        and items its worker measured for each (``sec``/``n`` tags, see
+        :func:`~quantfleet.compute.tasks.breakdown_label`), equally when the label has no
+        breakdown; False keeps ``"a+b"``
 
     Returns
     -------
@@ -230,8 +253,7 @@ def heatmap(spans: Any, rows: str = "stage", cols: str = "component", value: str
     for i, row in enumerate(df.itertuples(index=False)):
         stage = parse_label(row.stage, True)
         parts = parse_label(row.component, split_mixed)
-        share = vals[i] / len(parts)
-        for p in parts:
+        for p, share in zip(parts, _shares(parts, value, vals[i]), strict=True):
             b = "" if bucket is None else _bucketed(_resolve(bucket, stage, p, row),
                                                     bucket_width)
             recs.append((_resolve(rows, stage, p, row), b, _resolve(cols, stage, p, row),
@@ -278,15 +300,28 @@ class Timeline:
     n_tasks: int                 # spans outside transfer stages
     units: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    driver_s: float = 0.0        # seconds of the run when a driver step ran and no task
+    unaccounted_s: float = 0.0   # seconds of the run no span covers (nothing recorded)
 
     @property
     def idle_s(self) -> float:
         return self.serial_s + self.overhead_s + self.imbalance_s
 
+    @property
+    def unaccounted_share(self) -> float:
+        """``unaccounted_s / wall_s``: the share of the run's wall no span explains."""
+        return self.unaccounted_s / self.wall_s if self.wall_s > 0 else 0.0
+
 
 def timeline(spans: Any, wall_s: float | None = None, workers: int | None = None) -> Timeline:
-    """Sweep-line over the spans (definitions in docs/observe.md, "Timeline")."""
+    """Sweep-line over the spans (definitions in docs/observe.md, "Timeline").
+
+    Driver spans (``node == DRIVER_NODE``) are not tasks: they never count as a busy worker;
+    they give ``driver_s`` (seconds when a driver step ran and no task) and, with every other
+    span, ``unaccounted_s`` (seconds of the wall no span covers)."""
     df = span_frame(spans)
+    drv = df[df["node"] == DRIVER_NODE]
+    df = df[df["node"] != DRIVER_NODE].reset_index(drop=True)
     notes: list[str] = []
     units = _unit_keys(df)
     real = sorted({u for u, w in zip(units, df["worker"], strict=True) if w != ""})
@@ -297,11 +332,20 @@ def timeline(spans: Any, wall_s: float | None = None, workers: int | None = None
     W = int(workers)
     if wall_s is not None and (not math.isfinite(float(wall_s)) or float(wall_s) < 0):
         raise QuantfleetError(f"wall_s must be a finite number >= 0 (got {wall_s!r})")
-    if df.empty:
+    if df.empty and drv.empty:
         T = float(wall_s or 0.0)
         return Timeline(0.0, T, W, W * T, 0.0, 0.0, 0.0, 0.0, W * T, 0.0, 0.0, 0.0, 0.0, 0.0,
-                        0, 0, [], ["no spans: the whole run counts as serial"])
-    first, last = float(df["start"].min()), float(df["end"].max())
+                        0, 0, [], ["no spans: the whole run counts as serial"], 0.0, T)
+    if df.empty:
+        last = float(drv["end"].max())
+        T = max(float(wall_s) if wall_s is not None else 0.0,
+                last - float(drv["start"].min()))
+        d_cov = _covered(drv, last - T, last)
+        return Timeline(last - T, T, W, W * T, 0.0, 0.0, 0.0, 0.0, W * T, 0.0, 0.0, 0.0, 0.0,
+                        0.0, len(drv), 0, [], ["no task spans: the whole run counts as serial"],
+                        d_cov, T - d_cov)
+    allspans = pd.concat([df, drv]) if not drv.empty else df
+    first, last = float(allspans["start"].min()), float(allspans["end"].max())
     extent = last - first
     T = extent if wall_s is None else float(wall_s)
     if T < extent - 1e-6:
@@ -372,19 +416,33 @@ def timeline(spans: Any, wall_s: float | None = None, workers: int | None = None
     if over > 1e-9:
         notes.append(f"{over:.3f} worker-seconds ran beyond {W} workers at once "
                      f"(more concurrent workers than declared); not counted as busy")
+    task_cov = _covered(df, t0, t1)
+    any_cov = _covered(allspans, t0, t1)
     return Timeline(
         t0=t0, wall_s=T, workers=W, capacity_s=W * T, busy_s=busy_s,
         work_s=busy_s - transfer_s - retry_s, retry_s=retry_s, transfer_s=transfer_s,
         serial_s=serial, overhead_s=overhead, imbalance_s=imbalance, oversubscribed_s=over,
-        extent_s=extent, parallel_s=float(np.sum(d[run])), n_spans=len(df),
+        extent_s=extent, parallel_s=float(np.sum(d[run])), n_spans=len(allspans),
         n_tasks=int((~is_x).sum()), units=real, notes=notes,
+        driver_s=any_cov - task_cov, unaccounted_s=max(0.0, T - any_cov),
     )
+
+
+def _covered(df: pd.DataFrame, t0: float, t1: float) -> float:
+    """Seconds of ``[t0, t1]`` covered by at least one of the spans in ``df``."""
+    if df.empty:
+        return 0.0
+    s = np.clip(df["start"].to_numpy(float), t0, t1)
+    e = np.clip(np.maximum(df["end"].to_numpy(float), df["start"].to_numpy(float)), t0, t1)
+    ms, me = _merge(s, e)
+    return float(np.sum(me - ms))
 
 
 def utilisation(spans: Any, bins: int = 50, wall_s: float | None = None) -> pd.DataFrame:
     """Busy fraction of each worker in each of ``bins`` equal time bins.
 
-    Rows: workers (lost tasks, ``worker == ""``, have no worker and are left out); columns:
+    Rows: workers (lost tasks, ``worker == ""``, have no worker and driver spans are not a
+    worker's: both are left out); columns:
     each bin's start in seconds from the run's start (the first span's start, or
     ``last end − wall_s`` when ``wall_s`` is given). Values in [0, 1]; overlapping spans of
     one worker count once.
@@ -392,6 +450,7 @@ def utilisation(spans: Any, bins: int = 50, wall_s: float | None = None) -> pd.D
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise QuantfleetError(f"bins must be a whole number >= 1 (got {bins!r}); e.g. 50")
     df = span_frame(spans)
+    df = df[df["node"] != DRIVER_NODE].reset_index(drop=True)
     df["unit"] = _unit_keys(df)
     df = df[df["worker"] != ""]
     if df.empty:
@@ -463,7 +522,8 @@ def bottlenecks(spans: Any, wall_s: float | None = None, baseline: dict | None =
     Kinds: ``component`` (the ``top`` components by total task time), ``per_item`` (the
     slowest component per work item), ``idle_workers`` (workers busy less than
     ``idle_below`` × the busiest worker's time, and declared workers that ran nothing),
-    ``overhead``, ``imbalance``, ``serial``, ``transfer``, ``retries`` and, with a
+    ``overhead``, ``imbalance``, ``serial`` (its text splits the wall it covers into recorded
+    driver steps and unaccounted time), ``transfer``, ``retries`` and, with a
     ``baseline``, ``work_inflation`` (task time beyond the serial baseline). Sorted by
     ``share`` (of workers × wall), largest first; empty kinds are left out.
     """
@@ -519,8 +579,9 @@ def bottlenecks(spans: Any, wall_s: float | None = None, baseline: dict | None =
          f"stage ran on other workers (or a stage had fewer tasks than workers)"),
         ("serial", "driver", tl.serial_s,
          f"serial: {_secs(tl.serial_s / tl.workers)} of the {_secs(tl.wall_s)} wall ran no "
-         f"task at all (driver work, start-up, between stages) — {_secs(tl.serial_s)} "
-         f"of worker time"),
+         f"task at all — {_secs(tl.serial_s)} of worker time; of the wall, "
+         f"{_secs(tl.driver_s)} ran recorded driver steps (spans of node 'driver') and "
+         f"{_secs(tl.unaccounted_s)} ({_pct(tl.unaccounted_share)}) is unaccounted (no span)"),
         ("transfer", "data", tl.transfer_s,
          f"data transfer: {_secs(tl.transfer_s)} of worker time in transfer spans "
          f"(stages {', '.join(sorted(TRANSFER_STAGES))})"),

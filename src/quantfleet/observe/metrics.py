@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from quantfleet.errors import QuantfleetError
-from quantfleet.observe.spans import TASK_EVENTS, Span, SpanRecorder
+from quantfleet.observe.spans import DRIVER_NODE, TASK_EVENTS, Span, SpanRecorder
 
 __all__ = ["DURATION_BUCKETS", "RunMetrics"]
 
@@ -106,10 +106,12 @@ class RunMetrics:
             self.in_flight.labels(stage=st).dec(n)
 
     def observe(self, span: Span) -> None:
-        """The span feed: the span's duration into the histogram (task counts come from
-        :meth:`on_event`)."""
+        """The span feed: a task's duration into the histogram (task counts come from
+        :meth:`on_event`); a driver step's span (node ``driver``) is no task and is left out."""
         if not isinstance(span, Span):
             raise TypeError(f"observe expects a Span, got {type(span).__name__}")
+        if span.node == DRIVER_NODE:
+            return
         self.duration.labels(stage=_stage(span.stage)).observe(max(0.0, span.duration))
 
     def store_io(self, direction: str, n: int) -> None:

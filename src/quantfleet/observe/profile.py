@@ -49,6 +49,9 @@ def format_profile(spans: Any, wall_s: float | None = None, workers: int | None 
         + f"{len(df)} spans ({n_bad} failed or retried) on {tl.workers} workers, "
         f"wall {_secs(tl.wall_s)}, task time {_secs(float(df['duration'].sum()))} "
         f"(CPU {_secs(cpu)}), utilisation {_pct(tl.busy_s / max(tl.capacity_s, 1e-12))}",
+        f"of the wall: tasks ran {_secs(tl.parallel_s)}, only driver steps "
+        f"{_secs(tl.driver_s)}, unaccounted (no span) {_secs(tl.unaccounted_s)} "
+        f"({_pct(tl.unaccounted_share)})",
         "",
         f"Time by stage × component (wall seconds; top {top} components):",
         _grid_text(heatmap(df), top),

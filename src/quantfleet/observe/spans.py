@@ -7,12 +7,23 @@ imported only by the conversion methods that need them.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["SPAN_FIELDS", "TASK_EVENTS", "Span", "SpanRecorder", "SpanTimer", "span_schema"]
+__all__ = [
+    "DRIVER_NODE",
+    "SPAN_FIELDS",
+    "SPEEDUP_TOLERANCE",
+    "TASK_EVENTS",
+    "Span",
+    "SpanRecorder",
+    "SpanTimer",
+    "span_schema",
+    "speedup_validity",
+]
 
 TASK_EVENTS: tuple[str, ...] = ("submitted", "started", "finished", "failed", "retried",
                                 "abandoned", "items", "items_failed", "backtests")
@@ -22,6 +33,31 @@ a task submitted, started by its worker, come back with every item ok (finished)
 left in flight when a map stopped early (abandoned); items that ended with a value
 (items) or a Failed record (items_failed), and the backtests of the items that ended with a
 value (an item's ``n_backtests``, e.g. a ``BacktestJob`` or ``JobBatch``)."""
+
+DRIVER_NODE = "driver"
+"""The ``node`` of a driver-side step's span (data load, executor start, table building,
+store writes, report): time of the driver process, not of a worker. The timeline counts it as
+driver time, never as a busy worker (:meth:`SpanTimer.finish_driver`)."""
+
+SPEEDUP_TOLERANCE = 1.05
+"""A speedup above ``workers × SPEEDUP_TOLERANCE`` is invalid: parallelism cannot give it (a
+little above the worker count is timing noise), so the baseline did not time the same work."""
+
+
+def speedup_validity(ratio: float, workers: int) -> str | None:
+    """None when ``ratio`` (serial seconds / parallel wall seconds) is a possible speedup on
+    ``workers`` workers; else the reason it is not (not a positive number, or above
+    ``workers ×`` :data:`SPEEDUP_TOLERANCE`). The rule ``research.baseline.speedup`` and
+    ``observe.speedup.explain_speedup`` share."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return f"the ratio serial / wall is {ratio!r}, not a positive number"
+    limit = workers * SPEEDUP_TOLERANCE
+    if ratio > limit:
+        return (f"serial / wall = {ratio:.2f}× exceeds {workers} workers + "
+                f"{SPEEDUP_TOLERANCE - 1:.0%} ({limit:.2f}×): the baseline did not time the "
+                f"same work as the run (cold caches or start-up timed in the baseline)")
+    return None
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +140,12 @@ class SpanTimer:
         return Span(stage=stage, component=component, worker=worker, node=node,
                     start=self.start, end=time.time(), cpu_s=time.process_time() - self.cpu0,
                     items=items, ok=ok, attempt=attempt)
+
+    def finish_driver(self, stage: str, component: str, *, items: int = 1,
+                      ok: bool = True) -> Span:
+        """The span of a driver-side step: worker ``driver:<pid>``, node :data:`DRIVER_NODE`."""
+        return self.finish(stage=stage, component=component, worker=f"driver:{os.getpid()}",
+                           node=DRIVER_NODE, items=items, ok=ok, attempt=1)
 
 
 class SpanRecorder:

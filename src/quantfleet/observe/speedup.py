@@ -8,6 +8,7 @@ from typing import Any
 
 from quantfleet.errors import QuantfleetError
 from quantfleet.observe.heatmap import _pct, _secs, span_frame, timeline
+from quantfleet.observe.spans import DRIVER_NODE, speedup_validity
 
 __all__ = ["LOSS_PARTS", "explain_speedup"]
 
@@ -32,8 +33,14 @@ def explain_speedup(spans: Any, wall_s: float, workers: int,
     wall_s : the run's wall time in seconds (driver clock)
     workers : the parallelism the run had (W)
     baseline : ``research.baseline`` dict with ``serial_s`` and ``baseline_kind``
-        (``"measured"`` or ``"sampled k/n items, extrapolated"``); None → no speedup,
-        only the idle-time parts
+        (``"measured"`` or ``"sampled k/n items, stratified by strategy, extrapolated"``);
+        None → no speedup, only the idle-time parts
+
+    Driver spans (node ``driver``: the driver's own steps, the baseline itself) are left
+    out: the speedup is about the tasks that ran in ``wall_s``. A ratio ``serial_s / wall_s``
+    above ``workers`` × ``observe.spans.SPEEDUP_TOLERANCE`` is not a speedup: the result
+    then has ``valid`` False, ``invalid_reason``, the raw ``ratio``, and NaN speedup,
+    efficiency and loss (never shown as a figure).
 
     Returns
     -------
@@ -51,6 +58,7 @@ def explain_speedup(spans: Any, wall_s: float, workers: int,
         raise QuantfleetError(f"wall_s must be > 0 seconds (got {wall_s!r})")
     wall_s = float(wall_s)
     df = span_frame(spans)
+    df = df[df["node"] != DRIVER_NODE].reset_index(drop=True)
     tl = timeline(df, wall_s, workers)
     label, measured = _baseline_label(baseline)
     serial_base = None
@@ -64,20 +72,27 @@ def explain_speedup(spans: Any, wall_s: float, workers: int,
             "transfer": tl.transfer_s, "retries": tl.retry_s,
             "work_inflation": (tl.work_s - serial_base) if serial_base is not None else math.nan}
     parts = {k: v / C for k, v in secs.items()}
+    ratio, invalid = math.nan, None
     if serial_base is None:
         speedup = efficiency = loss = residual = math.nan
     else:
-        speedup = serial_base / wall_s
+        ratio = serial_base / wall_s
+        invalid = speedup_validity(ratio, workers)
+        speedup = ratio if invalid is None else math.nan
         efficiency = speedup / workers
         loss = 1.0 - efficiency
         residual = loss - sum(parts.values())
     notes = list(tl.notes)
+    if invalid is not None:
+        notes.append(f"speedup invalid: {invalid}")
     if not measured and baseline is not None:
         notes.append(f"the baseline is {label}: speedup and work_inflation inherit its "
                      f"extrapolation error")
     out = {
         "speedup": speedup, "efficiency": efficiency, "loss": loss,
         "baseline_label": label, "measured": measured, "serial_s": serial_base,
+        "valid": serial_base is not None and invalid is None, "invalid_reason": invalid,
+        "ratio": ratio,
         "wall_s": wall_s, "workers": workers, "capacity_s": C,
         "busy_s": tl.busy_s, "work_s": tl.work_s,
         "loss_parts": parts, "loss_seconds": secs, "residual": residual, "notes": notes,
@@ -88,9 +103,13 @@ def explain_speedup(spans: Any, wall_s: float, workers: int,
 
 def _speedup_text(r: dict[str, Any]) -> str:
     W = r["workers"]
-    if r["serial_s"] is None:
+    if r["serial_s"] is None or r["invalid_reason"] is not None:
         head = (f"Speedup: no baseline; of {W} workers × {_secs(r['wall_s'])}, "
                 f"{_pct(r['busy_s'] / r['capacity_s'])} was busy")
+        if r["invalid_reason"] is not None:
+            head = (f"Speedup: invalid ({r['baseline_label']} baseline "
+                    f"{_secs(r['serial_s'])}, {r['invalid_reason']}); of {W} workers × "
+                    f"{_secs(r['wall_s'])}, {_pct(r['busy_s'] / r['capacity_s'])} was busy")
         parts = {k: v for k, v in r["loss_parts"].items() if k != "work_inflation"}
     else:
         head = (f"Speedup ({r['baseline_label']} baseline {_secs(r['serial_s'])}): "
@@ -99,4 +118,5 @@ def _speedup_text(r: dict[str, Any]) -> str:
         parts = r["loss_parts"]
     body = ", ".join(f"{k.replace('_', ' ')} {_pct(v)}" for k, v in parts.items()
                      if abs(v) >= 0.0005)
-    return head + (": " if r["serial_s"] is None else " ") + (body or "nothing measurable")
+    plain = r["serial_s"] is None or r["invalid_reason"] is not None
+    return head + (": " if plain else " ") + (body or "nothing measurable")

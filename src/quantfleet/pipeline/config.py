@@ -17,6 +17,7 @@ from quantfleet.errors import ConfigError
 
 __all__ = [
     "BacktestConfig",
+    "BaselineConfig",
     "Checkpoint",
     "CostsConfig",
     "DataConfig",
@@ -104,8 +105,6 @@ class TournamentConfig(_Section):
     periods_per_year: float | None = Field(default=None, gt=0)
     out: str | None = None
     checkpoint: Checkpoint = "auto"
-    baseline: bool = True
-    baseline_budget_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _grids_name_parameters(self) -> TournamentConfig:
@@ -201,6 +200,15 @@ class PortfolioConfig(_Section):
     max_weight: float | None = None
 
 
+class BaselineConfig(_Section):
+    """The tournament's sequential baseline (opt-in: it runs the whole tournament again in
+    the driver after the parallel run). ``budget_s`` None times every item; seconds: a sample
+    stratified by strategy within that budget, extrapolated and labelled ``sampled``."""
+
+    enabled: bool = False
+    budget_s: float | None = Field(default=None, gt=0)
+
+
 class ReportConfig(_Section):
     enabled: bool = True
     open: bool = False
@@ -241,6 +249,7 @@ class PipelineConfig(_Section):
     tournament: TournamentConfig = TournamentConfig()
     evolution: EvolutionConfig = EvolutionConfig()
     portfolio: PortfolioConfig = PortfolioConfig()
+    baseline: BaselineConfig = BaselineConfig()
     report: ReportConfig = ReportConfig()
     prefect: PrefectConfig = PrefectConfig()
 

@@ -31,6 +31,7 @@ from quantfleet.pipeline.record import (
     execute_stage,
     finish_metrics,
     open_run,
+    orchestration_spans,
     preflight,
     record_stage,
     stage_inputs,
@@ -175,6 +176,7 @@ def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool
             # and recorded as that task's upstream (the edges of the UI's graph)
             states: dict[str, Any] = {}
             for stage in enabled_stages(config):
+                before = time.time()
                 inputs = stage_inputs(config, stage, outcome.stages)
                 srcs = {src for src, _ in DEPENDS[stage].values()}
                 if stage == "returns" and "market" in inputs:
@@ -188,6 +190,8 @@ def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool
                 log(f"stage {stage}: " + (
                     f"served from cache (computed in {result['seconds']:.1f} s)"
                     if cached else f"done in {result['seconds']:.1f} s"))
+                # Prefect's task orchestration and the manifest save around the stage's function
+                orchestration_spans(ctx, stage, before, {} if cached else result, time.time())
         except BaseException as e:
             outcome.wall_s = time.time() - t0
             close_run(ctx, outcome, error=e)

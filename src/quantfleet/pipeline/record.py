@@ -9,6 +9,7 @@ close it with its spans (kind ``spans``) and summary (kind ``run_summary``) as a
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -29,6 +30,7 @@ __all__ = [
     "execute_stage",
     "finish_metrics",
     "open_run",
+    "orchestration_spans",
     "preflight",
     "pushgateway_url",
     "record_stage",
@@ -159,11 +161,34 @@ def execute_stage(ctx: RunContext, stage: str, inputs: dict[str, str]) -> dict[s
     ``{"outputs": {name: ArtifactRef dict}, "summary", "seconds"}``."""
     t0 = time.time()
     # no span around the whole stage: its tasks leave their own, and a span wrapping them
-    # would count the same seconds twice in the heatmap
+    # would count the same seconds twice in the heatmap; its driver steps leave theirs
+    # under ctx.stage
+    ctx.stage = stage
     outputs, summary = STAGES[stage](ctx, inputs)
+    t1 = time.time()
     return {"outputs": {n: r.to_dict() for n, r in outputs.items()},
             "summary": json.loads(json.dumps(summary, default=str)),
-            "seconds": time.time() - t0}
+            "seconds": t1 - t0, "started": t0, "ended": t1}
+
+
+def orchestration_spans(ctx: RunContext, stage: str, before: float, result: dict[str, Any],
+                        after: float) -> None:
+    """Driver spans ``driver.orchestration`` for a stage's time outside its own function: from
+    ``before`` (the stage was asked for) to its start, and from its end to ``after`` (its
+    result persisted, recorded in the manifest); the whole interval for a stage served from
+    cache (``result`` without this run's ``started``/``ended``)."""
+    from quantfleet.observe.spans import DRIVER_NODE, Span
+
+    t0, t1 = result.get("started"), result.get("ended")
+    if t0 is None or t1 is None or not before <= t0 <= t1 <= after:
+        parts = [(before, after)]
+    else:
+        parts = [(before, t0), (t1, after)]
+    for a, b in parts:
+        if b > a:
+            ctx.spans.add(Span(stage=stage, component="driver.orchestration",
+                               worker=f"driver:{os.getpid()}", node=DRIVER_NODE, start=a,
+                               end=b, cpu_s=math.nan, items=0, ok=True, attempt=1))
 
 
 def record_stage(ctx: RunContext, stage: str, inputs: dict[str, str], result: dict[str, Any],
@@ -224,6 +249,8 @@ def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
         stage_baselines["tournament"] = {**tour["summary"]["baseline"], "scope": "tournament"}
     return {"run_id": outcome.run_id, "command": ctx.manifest.command if ctx.manifest else None,
             "wall_s": outcome.wall_s, "workers": ctx.workers, "executor": ctx.executor_name,
+            # why that backend (make_executor: "asked for ray", or auto's reasoning)
+            "executor_reason": getattr(ctx._executor, "reason", None),
             "store": ctx.store.url, "name": ctx.config.name,
             # no whole-run serial baseline is measured (only the tournament's, above)
             "baseline": None, "stage_baselines": stage_baselines,
@@ -248,9 +275,11 @@ def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
         t0 = time.time()
         try:
             for stage in enabled_stages(config):
+                before = time.time()
                 inputs = stage_inputs(config, stage, outcome.stages)
-                outcome.stages[stage] = record_stage(ctx, stage, inputs,
-                                                     execute_stage(ctx, stage, inputs))
+                result = execute_stage(ctx, stage, inputs)
+                outcome.stages[stage] = record_stage(ctx, stage, inputs, result)
+                orchestration_spans(ctx, stage, before, result, time.time())
         except BaseException as e:
             outcome.wall_s = time.time() - t0
             close_run(ctx, outcome, error=e)

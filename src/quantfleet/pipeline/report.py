@@ -139,7 +139,9 @@ def run_view(run: Any, *, prices: str | Path | None = None,
 
             tspans = SpanRecorder([sp for sp in spans.spans
                                    if sp.stage.split("/")[0] == "tournament"])
-            sp = explain_speedup(tspans, base["wall_s"], run.workers, base)
+            # the workers the tournament ran on, as its baseline recorded them
+            sp = explain_speedup(tspans, base["wall_s"], int(base.get("workers") or run.workers),
+                                 base)
             view.speedup = {"scope": "tournament stage",
                             **{k: v for k, v in sp.items()
                                if not isinstance(v, float) or np.isfinite(v)}}
@@ -174,8 +176,10 @@ def _name_workers(util: Any, spans: Any) -> tuple[Any, list[dict[str, Any]] | No
         return util, None
     nodes: dict[str, int] = {}
     node_of: dict[str, str] = {}
+    from quantfleet.observe.spans import DRIVER_NODE
+
     for sp in sorted(spans.spans, key=lambda s: s.start):
-        if sp.worker:
+        if sp.worker and sp.node != DRIVER_NODE:  # the driver's steps are no worker's
             nodes.setdefault(sp.node, len(nodes))
             node_of.setdefault(sp.worker, sp.node)
             node_of.setdefault(f"{sp.node}/{sp.worker}", sp.node)

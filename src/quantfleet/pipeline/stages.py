@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from quantfleet.observe.spans import Span, SpanRecorder
+from quantfleet.observe.spans import SpanRecorder, SpanTimer
 from quantfleet.pipeline.config import PipelineConfig
 
 __all__ = [
@@ -115,7 +114,9 @@ class RunContext:
 
     ``manifest`` is None for a run that is not recorded (``--no-store``): its stages then put
     their outputs in a throwaway ``memory://`` store. ``results`` keeps each stage's driver
-    result in this process, for the command that prints it.
+    result in this process, for the command that prints it. ``stage`` names the stage
+    running now: the driver's own steps (data load, executor start, store writes, tables)
+    leave spans under it (:meth:`timed`; node ``driver``).
     """
 
     config: PipelineConfig
@@ -127,6 +128,7 @@ class RunContext:
     log: Any = print
     progress: bool = False
     results: dict[str, Any] = field(default_factory=dict)
+    stage: str = "run"
     _executor: Any = None
     _closed: bool = False
     _workers: int | None = None
@@ -141,9 +143,15 @@ class RunContext:
             kw: dict[str, Any] = {"recorder": self.spans}
             if item_cost_s is not None:
                 kw["item_cost_s"] = item_cost_s
+            timer = SpanTimer()
             self._executor = make_executor(ex.kind, workers=ex.workers,
                                            ray_address=ex.ray_address,
                                            n_items_hint=n_items_hint, **kw)
+            self.spans.add(timer.finish_driver(self.stage,
+                                               f"driver.{self._executor.name}_start"))
+            if ex.kind == "auto":
+                self.log(f"executor: {self._executor.name} "
+                         f"({getattr(self._executor, 'reason', 'auto')})")
         return self._executor
 
     @property
@@ -168,9 +176,11 @@ class RunContext:
     def market(self) -> Any:
         from quantfleet.data import load
 
+        timer = SpanTimer()
         m = load(self.config.data.source)
         if self.config.data.assets:
             m = m.select(self.config.data.assets)
+        self.spans.add(timer.finish_driver(self.stage, "driver.load"))
         return m
 
     def costs(self) -> Any:
@@ -184,22 +194,25 @@ class RunContext:
         return self.home / "checkpoints" / stage if value == "auto" else Path(value)
 
     def put(self, value: Any, kind: str) -> Any:
-        """Put a table (DataFrame / Arrow / a .parquet file) or a JSON document as ``kind``."""
+        """Put a table (DataFrame / Arrow / a .parquet file) or a JSON document as ``kind``
+        (a ``driver.store`` span of the current stage)."""
         if isinstance(value, (dict, list)):
-            return self.store.put_json(value, kind=kind)
+            return self.timed(self.stage, "driver.store", self.store.put_json, value, kind=kind)
         if isinstance(value, (str, Path)):
-            return self.store.put_parquet_file(value, kind=kind)
-        return self.store.put_table(value, kind=kind)
+            return self.timed(self.stage, "driver.store", self.store.put_parquet_file, value,
+                              kind=kind)
+        return self.timed(self.stage, "driver.store", self.store.put_table, value, kind=kind)
 
     def timed(self, stage: str, component: str, fn: Any, *args: Any, **kw: Any) -> Any:
-        """Run a driver-side step and leave a span for it (serial time in the heatmap)."""
-        t0, c0 = time.time(), time.process_time()
+        """Run a driver-side step and leave a span for it (node ``driver``: driver time in
+        the heatmap and the timeline, never a busy worker); ``ok`` False if it raised."""
+        timer, ok = SpanTimer(), False
         try:
-            return fn(*args, **kw)
+            out = fn(*args, **kw)
+            ok = True
+            return out
         finally:
-            self.spans.add(Span(stage=stage, component=component, worker=f"driver:{os.getpid()}",
-                                node="driver", start=t0, end=time.time(),
-                                cpu_s=time.process_time() - c0, items=1, ok=True, attempt=1))
+            self.spans.add(timer.finish_driver(stage, component, ok=ok))
 
 
 def market_table(market: Any) -> Any:
@@ -219,7 +232,7 @@ def market_table(market: Any) -> Any:
 
 def data_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     m = ctx.market
-    return {"market": ctx.put(market_table(m), "market")}, {
+    return {"market": ctx.put(ctx.timed("data", "driver.tables", market_table, m), "market")}, {
         "source": m.source, "assets": m.n_assets, "bars": m.n_bars,
         "start": str(m.timestamps[0])[:10], "end": str(m.timestamps[-1])[:10]}
 
@@ -288,7 +301,8 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      executor=ctx.executor(n_items_hint=n_items * 20),
                      out=cfg.out, keep_table=cfg.out is None,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
-                     baseline=cfg.baseline, baseline_budget_s=cfg.baseline_budget_s,
+                     baseline=ctx.config.baseline.enabled,
+                     baseline_budget_s=ctx.config.baseline.budget_s,
                      map_options={"progress": ctx.progress})
     ctx.results["tournament"] = res
     table = res.table if res.table is not None else Path(res.path) / "results.parquet"

@@ -756,35 +756,67 @@ def _cost(view: RunView, figs: _Figures) -> str:
 
 
 def _speedup(view: RunView, figs: _Figures) -> str:
+    """The speed-up section, from ``view.speedup`` (the keys of
+    ``observe.speedup.explain_speedup`` plus ``scope``): a headline that names the baseline's
+    kind and the efficiency, or says why there is no valid speedup; the figures, each
+    labelled with its unit; the efficiency loss by cause."""
     from quantfleet.report import plots
 
     sp = view.speedup
     if not _present(sp):
         return ""
-    # the keys of observe.speedup.explain_speedup
     sp = dict(sp)
-    loss_seconds = sp.pop("loss_seconds", None)
-    sp.pop("loss_parts", None)
-    text, notes = sp.pop("text", None), sp.pop("notes", None)
+
+    def num(k: str) -> float | None:
+        v = sp.get(k)
+        return float(v) if _numeric(v) and math.isfinite(float(v)) else None
+
+    w, serial, wall = num("workers"), num("serial_s"), num("wall_s")
+    s, eff = num("speedup"), num("efficiency")
+    if eff is None and s is not None and w:
+        eff = s / w
+    kind = str(sp.get("baseline_label") or "none")
+    scope = str(sp.get("scope") or "run")
+    valid = sp.get("valid", s is not None) and s is not None and eff is not None
     parts = []
-    s, w = sp.get("speedup"), sp.get("workers")
-    if _numeric(s) and _numeric(w):
-        parts.append(f'<p class="headline">{esc(fmt(float(s)))}× faster than the '
-                     f"{esc(sp.get('baseline_label', 'sequential'))} baseline on "
-                     f"{esc(fmt(w))} workers (ideal {esc(fmt(w))}×).</p>")
+    if valid and w is not None:
+        parts.append(f'<p class="headline">{esc(scope)}: {s:.2f}× faster than its sequential '
+                     f"baseline ({esc(kind)}) on {w:.0f} workers — efficiency {eff:.0%} "
+                     f"(ideal {w:.0f}×, 100%).</p>")
+    elif serial is not None:
+        why = sp.get("invalid_reason") or "the baseline gives no finite ratio"
+        parts.append(f'<p class="headline">{esc(scope)}: no valid speedup — {esc(why)}.</p>')
+    else:
+        parts.append(f'<p class="headline">{esc(scope)}: no sequential baseline was measured '
+                     f"(opt in with --baseline or [baseline] enabled).</p>")
+    rows: dict[str, str] = {"scope": scope, "baseline kind": kind}
+    if serial is not None:
+        rows["serial time (baseline)"] = f"{serial:,.2f} s"
+    if wall is not None:
+        rows["parallel wall time"] = f"{wall:,.2f} s"
+    if w is not None:
+        rows["workers"] = f"{w:.0f}"
+    rows["speedup (serial / wall)"] = f"{s:.2f}×" if valid else "invalid (not shown)"
+    rows["parallel efficiency (speedup / workers)"] = f"{eff:.0%}" if valid else "—"
+    if not valid and num("ratio") is not None:
+        rows["serial / wall ratio (not a speedup)"] = f"{num('ratio'):.2f}×"
+    for k, label in (("busy_s", "busy worker-seconds"), ("work_s", "task worker-seconds"),
+                     ("capacity_s", "capacity (workers × wall), worker-seconds")):
+        if num(k) is not None:
+            rows[label] = f"{num(k):,.2f} s"
+    parts.append(kv_table(rows))
+    text, notes = sp.get("text"), sp.get("notes")
     if text:
         parts.append(f"<p>{esc(text)}</p>")
-    parts.append(kv_table(sp))
     if notes:
         parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    loss_seconds = sp.get("loss_seconds")
     losses = None
-    if isinstance(loss_seconds, dict) and _numeric(w) and float(w) > 0:
+    if valid and isinstance(loss_seconds, dict) and w is not None and w > 0:
         # worker-seconds over W workers: wall seconds lost against ideal scaling
-        losses = {k: float(v) / float(w) for k, v in loss_seconds.items() if _numeric(v)}
+        losses = {k: float(v) / w for k, v in loss_seconds.items() if _numeric(v)}
     if losses:
-        ideal = None
-        if _numeric(sp.get("serial_s")) and _numeric(w) and float(w) > 0:
-            ideal = float(sp["serial_s"]) / float(w)
+        ideal = serial / w if serial is not None and w else None
         parts.append("<h3>Where the speed-up was lost</h3>"
                      + figs.div(plots.losses({str(k): float(v) for k, v in losses.items()},
                                              ideal), "speedup"))

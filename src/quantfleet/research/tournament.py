@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
+from quantfleet.observe.spans import DRIVER_NODE, Span, SpanTimer
 from quantfleet.research.overfit import combo_sharpes
 from quantfleet.research.windows import Window, walk_forward
 from quantfleet.strategies.registry import Strategy, get
@@ -239,7 +241,7 @@ class _RowBuffer:
     one Arrow table (a table per item costs the driver more than small windows' backtests)."""
 
     def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
-                 windows: Sequence[Window], flush_at: int = 128) -> None:
+                 windows: Sequence[Window], flush_at: int = 32) -> None:
         self.market = market
         self.windows = tuple(windows)
         self.params_json = params_json
@@ -275,17 +277,23 @@ class _RowBuffer:
         sel = np.zeros(combo.shape[0], dtype=bool)
         picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
         sel[(rep(starts, n_w) + pw_win * pw_nc + best)[picked]] = True
+        # string columns from a dictionary and row indices (cast in C++): building a million
+        # Python strings per flush was most of the driver's time after the last result
+        names = list(dict.fromkeys(p[0] for p in self.parts))
+        name_at = {n: i for i, n in enumerate(names)}
+        off = np.cumsum([0] + [len(pj[n]) for n in names])
         cols: dict[str, Any] = {
-            "strategy": pa.array(rep([p[0] for p in self.parts], counts), pa.string()),
-            "asset": pa.array(rep([self.market.assets[p[1]] for p in self.parts], counts),
-                              pa.string()),
+            "strategy": _strings(names, rep([name_at[p[0]] for p in self.parts], counts)),
+            "asset": _strings(list(self.market.assets),
+                              rep([p[1] for p in self.parts], counts)),
             "window": pa.array(np.array([w.index for w in wins], np.int32)[w_pos]),
             "train_start": pa.array(ts[np.array([w.train_start for w in wins])][w_pos]),
             "test_start": pa.array(ts[np.array([w.test_start for w in wins])][w_pos]),
             "test_end": pa.array(ts[np.array([w.test_end - 1 for w in wins])][w_pos]),
             "combo": pa.array(combo.astype(np.int32)),
         }
-        cols["params"] = pa.array([j for p in self.parts for j in pj[p[0]] * n_w], pa.string())
+        cols["params"] = _strings([j for n in names for j in pj[n]], cat(
+            [np.tile(np.arange(len(pj[p[0]])), n_w) + off[name_at[p[0]]] for p in self.parts]))
         cols["selected"] = pa.array(sel)
         for prefix, part in (("is_", "is"), ("oos_", "oos")):
             m = cat([p[2][part] for p in self.parts])
@@ -293,6 +301,15 @@ class _RowBuffer:
                 cols[prefix + name] = pa.array(m[:, k])
         self.parts = []
         return pa.table(cols)
+
+
+def _strings(dictionary: Sequence[str], indices: np.ndarray) -> Any:
+    """A plain Arrow string array of ``dictionary[indices]``."""
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(indices, np.int32)),
+                                          pa.array(list(dictionary), pa.string())
+                                          ).cast(pa.string())
 
 
 def tournament(market: MarketData, strategies: Sequence[str], *,
@@ -304,7 +321,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                max_combos: int = 64, costs: Costs | None = None, long_short: bool = False,
                ppy: float | None = None, executor: Any = None, out: str | Path | None = None,
                keep_table: bool = True, baseline: bool = False,
-               baseline_budget_s: float = 10.0,
+               baseline_budget_s: float | None = None,
                checkpoint_dir: str | Path | None = None,
                map_options: Mapping[str, Any] | None = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
@@ -326,9 +343,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
-    baseline : also run the same work serially in this process (all of it, or an evenly
-        spaced sample within ``baseline_budget_s``, extrapolated and labelled) and report the
-        speedup and parallel efficiency in ``result.speedup``
+    baseline : also run the same work serially in this process after the parallel run
+        (every strategy warmed up untimed first, then every item timed; with
+        ``baseline_budget_s`` a sample stratified by strategy, extrapolated and labelled) and
+        report the speedup and parallel efficiency in ``result.speedup``
+        (:func:`~quantfleet.research.baseline.speedup`: a ratio above the worker count is
+        marked invalid, never reported as a speedup)
+
+    With an executor, the driver's own steps leave spans on ``executor.spans`` (node
+    ``driver``): ``driver.results`` (from the last task's end to the last result handled),
+    ``driver.baseline`` and ``driver.tables`` (leaderboard, returns, overfitting tables).
     """
     import time
 
@@ -368,6 +392,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
              for a in rows for s, params in plan]
 
     t_start = time.perf_counter()
+    t_epoch = time.time()
     if executor is None and checkpoint_dir is not None:
         from quantfleet.compute import SerialExecutor
 
@@ -446,12 +471,29 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         (out_dir / "results.parquet.partial").replace(out_dir / "results.parquet")
 
     wall = time.perf_counter() - t_start
+    recorder = getattr(executor, "spans", None)
+    if recorder is not None:
+        # the driver's handling of the results that came in after the last task ended
+        # (decoding, rows, leaderboard rows): until the loop ends, no worker span covers it
+        ends = [sp.end for sp in recorder.spans if sp.stage == "tournament"
+                and sp.node != DRIVER_NODE and sp.start >= t_epoch]
+        if ends:
+            recorder.add(Span(stage="tournament", component="driver.results",
+                              worker=f"driver:{os.getpid()}", node=DRIVER_NODE,
+                              start=min(max(ends), time.time()), end=time.time(),
+                              cpu_s=math.nan, items=0, ok=True, attempt=1))
     speed = None
     if baseline:
         from quantfleet.research.baseline import measure_serial, speedup
 
-        speed = speedup(measure_serial(evaluate_jobs, market, items, budget_s=baseline_budget_s),
+        t_base = SpanTimer()
+        speed = speedup(measure_serial(evaluate_jobs, market, items,
+                                       labels=[name for name, _ in pairs],
+                                       budget_s=baseline_budget_s),
                         wall, int(getattr(executor, "workers", 1) or 1))
+        if recorder is not None:
+            recorder.add(t_base.finish_driver("tournament", "driver.baseline", items=len(items)))
+    t_tables = SpanTimer()
 
     import pyarrow as pa
 
@@ -496,6 +538,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         leaderboard.to_parquet(out_dir / "leaderboard.parquet", index=False)
         oos.to_parquet(out_dir / "oos_returns.parquet")
 
+    if recorder is not None:
+        recorder.add(t_tables.finish_driver("tournament", "driver.tables"))
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
