@@ -26,17 +26,14 @@ from prefect import flow, get_run_logger, task
 from quantfleet.pipeline.config import PipelineConfig
 from quantfleet.pipeline.record import (
     RunOutcome,
-    close_run,
     enabled_stages,
     execute_stage,
-    finish_metrics,
-    open_run,
     orchestration_spans,
     preflight,
     record_stage,
+    recorded_run,
     stage_inputs,
     stage_settings,
-    start_metrics,
 )
 from quantfleet.pipeline.stages import DEPENDS, RunContext, cache_facts, stage_code, stage_key
 
@@ -151,26 +148,28 @@ def pipeline_flow(config: dict[str, Any], run_id: str | None = None,
 
 def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool,
                      log: Callable[[str], None]) -> RunOutcome:
-    """The body of :func:`pipeline_flow` (inside a flow run): open the run, run each stage as
-    a cached task, close the run, write the report and publish the run's artifacts."""
+    """The body of :func:`pipeline_flow` (inside a flow run): the run's life as a research
+    command's (:func:`~quantfleet.pipeline.record.recorded_run`), each stage a cached task,
+    and once the run is closed its report and Prefect artifacts."""
     from quantfleet.pipeline.home import state_dir
 
-    metrics = start_metrics(log)
-    ctx: RunContext | None = None
-    error: BaseException | None = None
-    try:
-        home = state_dir()
-        ctx = open_run(config, "run", run_id=run_id if record else None, log=log, record=record,
-                       metrics=metrics)
-        outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
-                             context=ctx)
-        result_dir = home / "prefect-results"
-        result_dir.mkdir(parents=True, exist_ok=True)
-        # an unrecorded run's artifacts live in a throwaway store: a cache entry would dangle
-        salt = "" if record else f"-unrecorded-{uuid.uuid4().hex}"
-        token = uuid.uuid4().hex
+    def publish(outcome: RunOutcome) -> None:
+        if not record:
+            return
+        if config.report.enabled:
+            from quantfleet.pipeline.report import write_report
+
+            outcome.report = write_report(outcome.store_url, outcome.run_id)
+        _publish(outcome, log)
+
+    result_dir = state_dir() / "prefect-results"
+    result_dir.mkdir(parents=True, exist_ok=True)
+    # an unrecorded run's artifacts live in a throwaway store: a cache entry would dangle
+    salt = "" if record else f"-unrecorded-{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    with recorded_run(config, "run", record=record, run_id=run_id, log=log,
+                      after_close=publish) as (ctx, outcome):
         _CONTEXTS[token] = ctx
-        t0 = time.time()
         try:
             # each stage's final task state: a state handed to a task is resolved to its result
             # and recorded as that task's upstream (the edges of the UI's graph)
@@ -192,27 +191,9 @@ def execute_pipeline(config: PipelineConfig, *, run_id: str | None, record: bool
                     if cached else f"done in {result['seconds']:.1f} s"))
                 # Prefect's task orchestration and the manifest save around the stage's function
                 orchestration_spans(ctx, stage, before, {} if cached else result, time.time())
-        except BaseException as e:
-            outcome.wall_s = time.time() - t0
-            close_run(ctx, outcome, error=e)
-            raise
         finally:
             _CONTEXTS.pop(token, None)
-        outcome.wall_s = time.time() - t0
-        close_run(ctx, outcome)
-        if record and config.report.enabled:
-            from quantfleet.pipeline.report import write_report
-
-            outcome.report = write_report(outcome.store_url, outcome.run_id)
-        if record:
-            _publish(outcome, log)
-        return outcome
-    except BaseException as e:
-        error = e
-        raise
-    finally:
-        # after the run is closed and published: the push carries every byte it wrote
-        finish_metrics(metrics, ctx, log, error=error)
+    return outcome
 
 
 def _run_stage(ctx: RunContext, stage: str, inputs: dict[str, str], upstream: dict[str, Any],

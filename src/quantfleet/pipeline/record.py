@@ -13,7 +13,8 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "preflight",
     "pushgateway_url",
     "record_stage",
+    "recorded_run",
     "run_stages",
     "run_summary",
     "stage_inputs",
@@ -259,39 +261,56 @@ def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
                        for k, v in outcome.stages.items()}}
 
 
-def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
-               log: Callable[[str], None] = print, progress: bool = False) -> RunOutcome:
-    """Run ``config``'s enabled stages in this process, without Prefect: what a research
-    command does (``quantfleet sweep`` is the data and sweep stages of a one-section config).
-    Its metrics are served while it runs and pushed when it ends (:func:`start_metrics`)."""
+@contextmanager
+def recorded_run(config: PipelineConfig, command: str, *, record: bool = True,
+                 run_id: str | None = None, log: Callable[[str], None] = print,
+                 progress: bool = False,
+                 after_close: Callable[[RunOutcome], None] | None = None
+                 ) -> Iterator[tuple[RunContext, RunOutcome]]:
+    """The life of one run, the same for a research command and a flow run: its metrics
+    served (:func:`start_metrics`), the run opened, the body's stages recorded into the
+    outcome, the run closed (``failed`` with the error if the body raises), ``after_close``
+    (the flow's report and Prefect artifacts), then the metrics pushed and stopped."""
     metrics = start_metrics(log)
     ctx: RunContext | None = None
     error: BaseException | None = None
     try:
-        ctx = open_run(config, command, record=record, log=log, progress=progress,
-                       metrics=metrics)
+        ctx = open_run(config, command, run_id=run_id if record else None, record=record,
+                       log=log, progress=progress, metrics=metrics)
         outcome = RunOutcome(run_id=ctx.run_id, store_url=ctx.store.url if record else None,
                              context=ctx)
         t0 = time.time()
         try:
-            for stage in enabled_stages(config):
-                before = time.time()
-                inputs = stage_inputs(config, stage, outcome.stages)
-                result = execute_stage(ctx, stage, inputs)
-                outcome.stages[stage] = record_stage(ctx, stage, inputs, result)
-                orchestration_spans(ctx, stage, before, result, time.time())
+            yield ctx, outcome
         except BaseException as e:
             outcome.wall_s = time.time() - t0
             close_run(ctx, outcome, error=e)
             raise
         outcome.wall_s = time.time() - t0
         close_run(ctx, outcome)
-        return outcome
+        if after_close is not None:
+            after_close(outcome)
     except BaseException as e:
         error = e
         raise
     finally:
+        # after the run is closed (and published): the push carries every byte it wrote
         finish_metrics(metrics, ctx, log, error=error)
+
+
+def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
+               log: Callable[[str], None] = print, progress: bool = False) -> RunOutcome:
+    """Run ``config``'s enabled stages in this process, without Prefect: what a research
+    command does (``quantfleet sweep`` is the data and sweep stages of a one-section config).
+    Its metrics are served while it runs and pushed when it ends (:func:`recorded_run`)."""
+    with recorded_run(config, command, record=record, log=log, progress=progress) as (ctx, out):
+        for stage in enabled_stages(config):
+            before = time.time()
+            inputs = stage_inputs(config, stage, out.stages)
+            result = execute_stage(ctx, stage, inputs)
+            out.stages[stage] = record_stage(ctx, stage, inputs, result)
+            orchestration_spans(ctx, stage, before, result, time.time())
+    return out
 
 
 def pushgateway_url() -> str | None:
