@@ -216,6 +216,18 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     assert all(r["excess_sharpe"] == pytest.approx(r["sharpe"] - r["bh_sharpe"]) for r in top)
 
 
+def test_auto_runs_a_small_tournament_serially_and_says_why(csv_path):
+    doc = json.loads(qf("tournament", csv_path, "--strategies", "sma_cross,rsi", "--windows",
+                        "3", "--max-combos", "4", "--executor", "auto", "--no-store",
+                        "--json").stdout)
+    assert doc["executor"] == "serial"
+    assert "s of estimated work (2 items" in doc["executor_reason"]
+    assert "under 2 s" in doc["executor_reason"]
+    text = qf("tournament", csv_path, "--strategies", "sma_cross,rsi", "--windows", "3",
+              "--max-combos", "4", "--executor", "auto", "--no-store").stdout
+    assert "on serial (auto: ~" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (["submit"], "error: unknown command 'submit' for quantfleet"),
     (["sweeep", "sp500"], "did you mean 'sweep'"),

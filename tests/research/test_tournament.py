@@ -13,7 +13,12 @@ from quantfleet.backtest.terms import Costs
 from quantfleet.data import load
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
-from quantfleet.research.tournament import coarse_grid, tournament
+from quantfleet.research.tournament import (
+    ITEM_OVERHEAD_S,
+    coarse_grid,
+    plan_tournament,
+    tournament,
+)
 from quantfleet.strategies import get
 from tests import reference as ref
 
@@ -308,3 +313,28 @@ def test_tournament_winner_dsr_rejects_noise_and_accepts_a_planted_edge_across_s
                for of in noise)
     assert (d_edge >= 0.95).mean() >= 2 / 3 and d_edge.mean() > 0.9
     assert p_edge.mean() < 0.35
+
+
+def test_the_plan_is_what_runs_and_its_estimate_counts_every_bar_it_books(market):
+    grids = {"sma_cross": {"fast": [3, 8], "slow": [20, 40, 60]}}
+    tp = plan_tournament(market, ["sma_cross", "rsi"], train=200, test=100, grids=grids,
+                         max_combos=9)
+    assert tp.rows == [0, 1] and tp.n_items == 4
+    assert [s.name for s, _ in tp.plan] == ["sma_cross", "rsi"]
+    assert tp.plan[0][1].shape[0] == 6 and np.array_equal(tp.plan[1][1],
+                                                          coarse_grid(get("rsi").space, 9))
+    res = tournament(market, ["sma_cross", "rsi"], train=200, test=100, grids=grids,
+                     max_combos=9)
+    assert [(w.train_start, w.test_end) for w in res.windows] == [
+        (w.train_start, w.test_end) for w in tp.windows]
+    # by hand: per asset and strategy, combos × (one pass to the last test bar + every
+    # window's train and test bars) × the strategy's cost_ns, plus a fixed cost per item
+    total = 0.0
+    for s, params in tp.plan:
+        bars = tp.windows[-1].test_end
+        for w in tp.windows:
+            bars += (w.train_end - w.train_start) + (w.test_end - w.test_start)
+        total += 2 * (len(params) * bars * s.cost_ns * 1e-9 + ITEM_OVERHEAD_S)
+    assert tp.estimate_s() == pytest.approx(total)
+    with pytest.raises(QuantfleetError, match="no strategies given"):
+        plan_tournament(market, [])

@@ -196,6 +196,7 @@ def tournament(
         # the tournament's own wall (first task to last result; the executor already started)
         "tournament_s": round(res.wall_s, 3),
         "executor": ctx.executor_name,
+        "executor_reason": ctx.executor_reason,
         "out": str(res.path) if res.path else None,
         "overfit": res.winner_overfit,
     }
@@ -212,8 +213,10 @@ def tournament(
                       "pair_dsr", "oos_total_return", "bh_total_return"))
     if board:
         typer.echo(_BENCHMARK_NOTE)
+    why = summary["executor_reason"] or ""
     typer.echo(f"{res.n_backtests} backtests ({res.n_rows} rows) in {stage['seconds']:.1f} s on "
-               f"{summary['executor']}; {len(res.failed)} failed"
+               f"{summary['executor']}" + (f" ({why})" if why.startswith("auto") else "")
+               + f"; {len(res.failed)} failed"
                + (f"; results in {res.path}" if res.path else ""))
     for f in res.failed[:5]:
         typer.echo(f"  failed: {f}", err=True)

@@ -73,7 +73,7 @@ def auto_kind(workers: int | None, address: str | None, n_items_hint: int | None
     cpus = workers or os.cpu_count() or 1
     est = (n_items_hint * item_cost_s
            if n_items_hint is not None and item_cost_s is not None else None)
-    work = (f"~{est:.1f} s of estimated work ({n_items_hint} items × {item_cost_s:g} s)"
+    work = (f"~{est:.1f} s of estimated work ({n_items_hint} items × {item_cost_s:.3g} s)"
             if est is not None else "no estimate of the work")
     if address:
         return "ray", f"auto: a Ray cluster is given ({address})"

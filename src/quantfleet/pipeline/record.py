@@ -252,7 +252,7 @@ def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
     return {"run_id": outcome.run_id, "command": ctx.manifest.command if ctx.manifest else None,
             "wall_s": outcome.wall_s, "workers": ctx.workers, "executor": ctx.executor_name,
             # why that backend (make_executor: "asked for ray", or auto's reasoning)
-            "executor_reason": getattr(ctx._executor, "reason", None),
+            "executor_reason": ctx.executor_reason,
             "store": ctx.store.url, "name": ctx.config.name,
             # no whole-run serial baseline is measured (only the tournament's, above)
             "baseline": None, "stage_baselines": stage_baselines,

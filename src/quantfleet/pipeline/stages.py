@@ -159,6 +159,11 @@ class RunContext:
         return getattr(self._executor, "name", self.config.executor.kind)
 
     @property
+    def executor_reason(self) -> str | None:
+        """Why this backend (``make_executor``'s words; for ``auto`` its estimate of the work)."""
+        return getattr(self._executor, "reason", None)
+
+    @property
     def workers(self) -> int:
         """The run's parallelism (kept at close: a closed Ray executor cannot be asked)."""
         if self._workers is None:
@@ -287,18 +292,22 @@ def _needs(name: str) -> tuple[str, ...]:
 
 
 def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from quantfleet.research.tournament import tournament
+    from quantfleet.research.tournament import plan_tournament, tournament
 
     cfg = ctx.config.tournament
     m = ctx.market
     names = [s for s in _strategy_names(cfg.strategies)
              if all(m.field(f) is not None for f in _needs(s))]
-    n_items = len(names) * len(cfg.assets or m.assets)
+    # what the tournament will run, and its estimated work: executor "auto" picks by it
+    tp = plan_tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
+                         n_windows=cfg.windows, anchored=cfg.anchored, grid=cfg.grid,
+                         grids=cfg.grids, max_combos=cfg.max_combos)
     res = tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
                      n_windows=cfg.windows, anchored=cfg.anchored, metric=cfg.metric,
                      grid=cfg.grid, grids=cfg.grids, max_combos=cfg.max_combos,
                      costs=ctx.costs(), long_short=cfg.long_short, ppy=cfg.periods_per_year,
-                     executor=ctx.executor(n_items_hint=n_items * 20),
+                     executor=ctx.executor(n_items_hint=tp.n_items,
+                                           item_cost_s=tp.estimate_s() / max(tp.n_items, 1)),
                      out=cfg.out, keep_table=cfg.out is None,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
                      baseline=ctx.config.baseline.enabled,

@@ -38,11 +38,15 @@ from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
 __all__ = [
     "CHUNKS_PER_WORKER",
     "CHUNK_MAX_ITEMS",
+    "ITEM_OVERHEAD_S",
+    "TournamentPlan",
     "TournamentResult",
     "coarse_grid",
     "leaderboard_order",
     "pair_jobs",
     "pair_summary",
+    "pair_table",
+    "plan_tournament",
     "resolve_grids",
     "tournament",
 ]
@@ -53,11 +57,12 @@ __all__ = [
 CHUNKS_PER_WORKER = 2
 CHUNK_MAX_ITEMS = 64
 _SHARPE = METRIC_NAMES.index("sharpe")
+_ROWS_FLUSH_AT = 32  # pairs' row tables per Parquet row group
 
 # names what a checkpointed chunk of tournament items holds (pair_summary's results of
 # walk-forward jobs: converged warm-up, one continuous out-of-sample path); mixed into the
 # checkpoint fingerprint so chunks of the per-window jobs before it are never resumed
-_CHUNK_FORMAT = "tournament-walk-1"
+_CHUNK_FORMAT = "tournament-walk-2"
 
 
 def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
@@ -128,6 +133,71 @@ def resolve_grids(strategies: Sequence[str | Strategy],
     return out
 
 
+ITEM_OVERHEAD_S = 0.005
+"""Estimated fixed seconds of one (strategy, asset) item besides its bars: the job's set-up,
+the overfitting statistics and the result rows (measured: docs/BENCHMARKS.md, "What a
+tournament costs")."""
+
+
+@dataclass(frozen=True)
+class TournamentPlan:
+    """What a tournament will run: asset rows, walk-forward windows and each strategy's grid.
+
+    :meth:`estimate_s` is the work it is expected to take in one process, from each
+    strategy's ``cost_ns`` (seconds per bar × combo, measured) — an estimate for
+    ``executor = "auto"`` to choose a backend, labelled as such wherever it is shown.
+    """
+
+    rows: list[int]
+    windows: list[Window]
+    plan: list[tuple[Strategy, np.ndarray]]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.rows) * len(self.plan)
+
+    def estimate_s(self) -> float:
+        """Estimated single-process seconds: per item, each combo runs from the asset's first
+        bar to the last test bar, and each window's train and test bars are booked again."""
+        if not self.windows:
+            return 0.0
+        span = self.windows[-1].test_end
+        booked = sum((w.train_end - w.train_start) + (w.test_end - w.test_start)
+                     for w in self.windows)
+        per_asset = sum(params.shape[0] * (span + booked) * s.cost_ns * 1e-9
+                        for s, params in self.plan)
+        return len(self.rows) * per_asset + self.n_items * ITEM_OVERHEAD_S
+
+
+def plan_tournament(market: MarketData, strategies: Sequence[str], *,
+                    assets: Sequence[str] | None = None, train: int | str | None = None,
+                    test: int | str | None = None, n_windows: int | None = None,
+                    anchored: bool = False, grid: Mapping[str, Sequence[Any]] | None = None,
+                    grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+                    max_combos: int = 64) -> TournamentPlan:
+    """The assets, windows and grids :func:`tournament` runs (its arguments of the same
+    names), checked: unknown strategies, data a strategy cannot use and empty grids are
+    errors naming the fix."""
+    if not strategies:
+        raise QuantfleetError("no strategies given; e.g. --strategies sma_cross,rsi")
+    strats = [get(s) for s in strategies]
+    rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
+    first = int(market.first_valid()[rows].max()) if rows else 0
+    windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
+    explicit = resolve_grids(strats, grid, grids)
+    plan: list[tuple[Strategy, np.ndarray]] = []
+    for s in strats:
+        s.check_market(market)
+        if s.name in explicit:
+            params, _ = s.space.grid(explicit[s.name], market.n_bars)
+        else:
+            params = coarse_grid(s.space, max_combos)
+        if params.shape[0] == 0:
+            raise QuantfleetError(f"{s.name}: the grid has no combo satisfying its constraints")
+        plan.append((s, params))
+    return TournamentPlan(rows, windows, plan)
+
+
 @dataclass
 class TournamentResult:
     """Rows, leaderboard and stitched out-of-sample returns of a tournament.
@@ -176,7 +246,8 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
                  results: Sequence[WalkResult]) -> dict[str, Any]:
     """Everything a tournament needs from one (strategy, asset) over its windows (the
     :func:`pair_jobs`), computed in the worker so the driver only concatenates: the result
-    rows' metric columns and per-window selected combo, the out-of-sample path of the selected
+    rows (:func:`pair_table`), each combo's mean out-of-sample Sharpe (a trial of the
+    winner's deflated Sharpe), the out-of-sample path of the selected
     combos (one position series over the test span), the leaderboard row and the overfitting
     row (PBO, deflated Sharpe; :func:`~quantfleet.research.overfit.pair_overfit`)."""
     from quantfleet.research.overfit import pair_overfit
@@ -198,9 +269,6 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
                   else (np.nan, np.nan) for j, b in enumerate(best_idx)]
     win_col = np.repeat(np.arange(n_w, dtype=np.int32), n_c)
     combo_col = np.tile(np.arange(n_c, dtype=np.int32), n_w)
-    # only what the driver cannot derive: window, dates and combo columns follow from the
-    # windows and the grid size, so the driver builds them for many pairs at once
-    cols = {"best": np.array(best_idx, np.int32), "is": is_m, "oos": oos_m}
     asset_name = market.assets[asset]
     # leaderboard row: the out-of-sample record of the selected parameters' path
     r = series[np.isfinite(series)]
@@ -219,7 +287,12 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
     overfit = pair_overfit(name, asset_name, win_col, combo_col, is_m[:, k], oos_m[:, k], sel,
                            oos_m[:, METRIC_NAMES.index("sharpe")], series, metric=metric,
                            periods_per_year=ppy)
-    return {"cols": cols, "returns": series, "board": board, "overfit": overfit}
+    # the result rows as one Arrow table, built here in the worker: on the driver, decoding
+    # and assembling a million rows was a serial tail after the last task and took CPU from
+    # the workers while they ran
+    table = pair_table(market, name, asset, job.params, job.walk.windows, best_idx, is_m, oos_m)
+    return {"table": table, "returns": series, "board": board, "overfit": overfit,
+            "trial_sr": combo_sharpes(oos_m[:, _SHARPE], n_c, ppy)}
 
 
 def leaderboard_order(board: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -236,71 +309,43 @@ def leaderboard_order(board: Sequence[Mapping[str, Any]]) -> list[int]:
     return sorted(range(len(board)), key=rank)
 
 
-class _RowBuffer:
-    """Collects finished (strategy, asset) results and turns every ``flush_at`` of them into
-    one Arrow table (a table per item costs the driver more than small windows' backtests)."""
+def pair_table(market: MarketData, strategy: str, asset: int, params: np.ndarray,
+               windows: Sequence[tuple[int, int, int, int]], best: np.ndarray,
+               is_m: np.ndarray, oos_m: np.ndarray) -> Any:
+    """One (strategy, asset)'s result rows as an Arrow table: window by window, combos in grid
+    order within each; ``windows`` as ``(train_start, train_end, test_start, test_end)`` bar
+    positions, ``best`` each window's selected combo (``NO_COMBO``: none), ``is_m``/``oos_m``
+    one row of ``METRIC_NAMES`` per (window, combo)."""
+    import pyarrow as pa
 
-    def __init__(self, market: MarketData, params_json: Mapping[str, list[str]],
-                 windows: Sequence[Window], flush_at: int = 32) -> None:
-        self.market = market
-        self.windows = tuple(windows)
-        self.params_json = params_json
-        self.flush_at = flush_at
-        self.parts: list[tuple[str, int, Mapping[str, Any]]] = []
-
-    def add(self, name: str, asset: int, res: Mapping[str, Any]):
-        self.parts.append((name, asset, res["cols"]))
-        return self.flush() if len(self.parts) >= self.flush_at else None
-
-    def flush(self):
-        import pyarrow as pa
-
-        if not self.parts:
-            return None
-        wins = self.windows
-        n_w = len(wins)
-        pj = self.params_json
-        n_c = np.array([len(pj[p[0]]) for p in self.parts])  # combos of each pair's strategy
-        counts = n_c * n_w
-        rep = np.repeat
-        cat = np.concatenate
-        ts = self.market.timestamps
-        # per (pair, window): window position and the pair's grid size; per row: its window
-        # and combo, from the pairs' grid sizes
-        pw_win = np.tile(np.arange(n_w), len(self.parts))
-        pw_nc = rep(n_c, n_w)
-        w_pos = rep(pw_win, pw_nc)
-        starts = np.cumsum(counts) - counts
-        row_pair = rep(np.arange(len(self.parts)), counts)
-        combo = (np.arange(int(counts.sum())) - starts[row_pair]) % rep(n_c, counts)
-        best = cat([p[2]["best"] for p in self.parts]).astype(np.int64)
-        sel = np.zeros(combo.shape[0], dtype=bool)
-        picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
-        sel[(rep(starts, n_w) + pw_win * pw_nc + best)[picked]] = True
-        # string columns from a dictionary and row indices (cast in C++): building a million
-        # Python strings per flush was most of the driver's time after the last result
-        names = list(dict.fromkeys(p[0] for p in self.parts))
-        name_at = {n: i for i, n in enumerate(names)}
-        off = np.cumsum([0] + [len(pj[n]) for n in names])
-        cols: dict[str, Any] = {
-            "strategy": _strings(names, rep([name_at[p[0]] for p in self.parts], counts)),
-            "asset": _strings(list(self.market.assets),
-                              rep([p[1] for p in self.parts], counts)),
-            "window": pa.array(np.array([w.index for w in wins], np.int32)[w_pos]),
-            "train_start": pa.array(ts[np.array([w.train_start for w in wins])][w_pos]),
-            "test_start": pa.array(ts[np.array([w.test_start for w in wins])][w_pos]),
-            "test_end": pa.array(ts[np.array([w.test_end - 1 for w in wins])][w_pos]),
-            "combo": pa.array(combo.astype(np.int32)),
-        }
-        cols["params"] = _strings([j for n in names for j in pj[n]], cat(
-            [np.tile(np.arange(len(pj[p[0]])), n_w) + off[name_at[p[0]]] for p in self.parts]))
-        cols["selected"] = pa.array(sel)
-        for prefix, part in (("is_", "is"), ("oos_", "oos")):
-            m = cat([p[2][part] for p in self.parts])
-            for k, name in enumerate(METRIC_NAMES):
-                cols[prefix + name] = pa.array(m[:, k])
-        self.parts = []
-        return pa.table(cols)
+    n_w, n_c = len(windows), int(params.shape[0])
+    n = n_w * n_c
+    w = np.asarray(windows, dtype=np.int64).reshape(n_w, 4)
+    w_pos = np.repeat(np.arange(n_w), n_c)
+    combo = np.tile(np.arange(n_c, dtype=np.int32), n_w)
+    best = np.asarray(best, dtype=np.int64)
+    sel = np.zeros(n, dtype=bool)
+    picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
+    sel[(np.arange(n_w) * n_c + best)[picked]] = True
+    ts = market.timestamps
+    one = np.zeros(n, dtype=np.int32)
+    # string columns from a dictionary and row indices (cast in C++, not a Python string per row)
+    params_json = [json.dumps(d, sort_keys=True) for d in get(strategy).space.to_dicts(params)]
+    cols: dict[str, Any] = {
+        "strategy": _strings([strategy], one),
+        "asset": _strings([market.assets[asset]], one),
+        "window": pa.array(w_pos.astype(np.int32)),
+        "train_start": pa.array(ts[w[:, 0]][w_pos]),
+        "test_start": pa.array(ts[w[:, 2]][w_pos]),
+        "test_end": pa.array(ts[w[:, 3] - 1][w_pos]),
+        "combo": pa.array(combo),
+        "params": _strings(params_json, combo),
+        "selected": pa.array(sel),
+    }
+    for prefix, m in (("is_", is_m), ("oos_", oos_m)):
+        for k, name in enumerate(METRIC_NAMES):
+            cols[prefix + name] = pa.array(np.ascontiguousarray(m[:, k]))
+    return pa.table(cols)
 
 
 def _strings(dictionary: Sequence[str], indices: np.ndarray) -> Any:
@@ -359,29 +404,13 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     import pandas as pd
 
     check_metric(metric)
-    if not strategies:
-        raise QuantfleetError("no strategies given; e.g. --strategies sma_cross,rsi")
-    strats = [get(s) for s in strategies]
-    rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
+    tp = plan_tournament(market, strategies, assets=assets, train=train, test=test,
+                         n_windows=n_windows, anchored=anchored, grid=grid, grids=grids,
+                         max_combos=max_combos)
+    rows, windows, plan = tp.rows, tp.windows, tp.plan
     costs = costs or Costs()
     ppy = float(ppy) if ppy is not None else market.periods_per_year
-    first = int(market.first_valid()[rows].max()) if rows else 0
-    windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
 
-    explicit = resolve_grids(strats, grid, grids)
-    plan: list[tuple[Strategy, np.ndarray]] = []
-    for s in strats:
-        s.check_market(market)
-        if s.name in explicit:
-            params, _ = s.space.grid(explicit[s.name], market.n_bars)
-        else:
-            params = coarse_grid(s.space, max_combos)
-        if params.shape[0] == 0:
-            raise QuantfleetError(f"{s.name}: the grid has no combo satisfying its constraints")
-        plan.append((s, params))
-
-    params_json = {s.name: [json.dumps(d, sort_keys=True) for d in s.space.to_dicts(p)]
-                   for s, p in plan}
     wins = tuple(windows)
     terms = Terms.of(costs, ppy, long_short)
     # asset-major: consecutive items cycle through the strategies, so any run of items holds
@@ -413,6 +442,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                                component=[name for name, _ in pairs],
                                checkpoint_dir=checkpoint_dir, **opts)
 
+    import pyarrow as pa
+
     out_dir = Path(out) if out is not None else None
     writer = None
     tables = []
@@ -429,8 +460,8 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     of_rows: list[dict[str, Any]] = []
     # each pair's combos' mean out-of-sample Sharpe (per bar): the trials the winner beat
     trial_sr: list[np.ndarray] = []
-    n_combos = {name: len(p) for name, p in params_json.items()}
-    buffer = _RowBuffer(market, params_json, wins)
+    # pairs' row tables written and kept a few dozen at a time: bigger Parquet row groups
+    pending: list[Any] = []
 
     def emit(tbl: Any) -> None:
         nonlocal writer, n_rows
@@ -461,9 +492,13 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             done[row] = True
             board.append(res["board"])
             of_rows.append(res["overfit"])
-            trial_sr.append(combo_sharpes(res["cols"]["oos"][:, _SHARPE], n_combos[sname], ppy))
-            emit(buffer.add(*pairs[k], res))
-        emit(buffer.flush())
+            trial_sr.append(res["trial_sr"])
+            pending.append(res["table"])
+            if len(pending) >= _ROWS_FLUSH_AT:
+                emit(pa.concat_tables(pending))
+                pending = []
+        if pending:
+            emit(pa.concat_tables(pending))
     finally:
         if writer is not None:
             writer.close()
@@ -494,8 +529,6 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         if recorder is not None:
             recorder.add(t_base.finish_driver("tournament", "driver.baseline", items=len(items)))
     t_tables = SpanTimer()
-
-    import pyarrow as pa
 
     from quantfleet.research.benchmark import with_benchmark
     from quantfleet.research.overfit import OVERFIT_COLUMNS, tournament_winner_overfit

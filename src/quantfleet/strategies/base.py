@@ -54,6 +54,9 @@ class Strategy:
     needs : OHLCV fields it reads besides close, e.g. ``("high", "low")``
     extras : extra columns it reads, e.g. ``("funding_rate",)``
     warmup : params dict -> bars needed before the first position can be taken
+    cost_ns : estimated seconds × 1e9 per bar × combo of a walk-forward job (one pass over
+        the asset and each window's train and test bars booked again); what
+        ``executor = "auto"`` sizes a tournament by (measured: bench/tournament_cost.py)
     """
 
     name: str
@@ -64,6 +67,7 @@ class Strategy:
     needs: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     warmup: Callable[[Mapping[str, Any]], int] | None = None
+    cost_ns: float = 10.0
 
     def min_bars(self, params: Mapping[str, Any]) -> int:
         """Bars an asset needs so this parameter set can take at least one position."""

@@ -96,6 +96,7 @@ DONCHIAN = register(Strategy(
     kernel=donchian_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["entry"]), int(p["exit"])),
+    cost_ns=14,
 ))
 
 
@@ -178,6 +179,7 @@ ATR_STOP = register(Strategy(
     kernel=atr_stop_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["trend"]), int(p["atr_window"])) - 1,
+    cost_ns=15,
 ))
 
 
@@ -241,4 +243,5 @@ ICHIMOKU = register(Strategy(
     kernel=ichimoku_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["kijun"]),
+    cost_ns=20,
 ))

@@ -99,6 +99,7 @@ BOLLINGER = register(Strategy(
     ),
     kernel=bollinger_kernel,
     warmup=lambda p: int(p["window"]) - 1,
+    cost_ns=10,
 ))
 
 
@@ -158,6 +159,7 @@ VWAP_REVERSION = register(Strategy(
     kernel=vwap_reversion_kernel,
     needs=("high", "low", "volume"),
     warmup=lambda p: 2 * int(p["window"]) - 2,
+    cost_ns=17,
 ))
 
 
@@ -216,4 +218,5 @@ NW_ENVELOPE = register(Strategy(
     ),
     kernel=nw_envelope_kernel,
     warmup=lambda p: 2 * int(p["window"]) - 2,
+    cost_ns=10,
 ))

@@ -74,4 +74,5 @@ VOL_SCALING = register(Strategy(
     ),
     kernel=vol_scaling_kernel,
     warmup=lambda p: max(int(p["window"]), int(p["trend"]) - 1),
+    cost_ns=13,
 ))
