@@ -201,6 +201,10 @@ def test_the_run_summary_printed_by_demo(run, capsys):
     assert v["speedup"] and "measured baseline" in v["speedup"]
     assert "approximate list prices" in v["cost"]["label"]
     assert v["cost"]["assumptions"]["start-up per node (s)"] == 90.0
+    # the headline is the smallest cloud setup, as on the report's first screen
+    wi = load_view(rec.store, rec.manifest.output("report_view")).cost_what_if
+    assert v["cost"]["setup"] == wi[wi["nodes"] > 0]["setup"].iloc[0]
+    assert v["cost"]["setup"].startswith("1 × ")
     _print_verdict(v)
     text = capsys.readouterr().out
     first = v["top_pairs"][0]

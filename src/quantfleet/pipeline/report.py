@@ -311,7 +311,10 @@ def verdict_summary(view: Any, top: int = 5) -> dict[str, Any]:
     if wi is not None and len(wi) and "cost_usd" in wi.columns:
         from quantfleet.report.build import cost_label
 
-        r = wi.iloc[-1].to_dict()
+        # the smallest cloud setup (as the report's first screen shows it), not the last
+        # what-if row (the largest node count)
+        cloud = wi[wi["nodes"] > 0] if "nodes" in wi.columns else wi
+        r = (cloud if len(cloud) else wi).iloc[0].to_dict()
         out["cost"] = {"setup": r.get("setup") or r.get("nodes"), "wall_s": _f(r.get("wall_s")),
                        "cost_usd": _f(r.get("cost_usd")),
                        "label": cost_label(view.cost_assumptions),
