@@ -1,10 +1,11 @@
 """Genetic evolution of strategy parameters: in-sample fitness, out-of-sample check of winners.
 
 ``evolve`` runs a ``GeneticSearcher`` through the shared search driver on any Executor. With a
-Ray executor the searcher lives in a coordinator actor (``executor.host``) that holds the
-population state while evaluations run as stateless batched tasks; elsewhere it lives in the
-driver. Checkpoints after every generation make ``--resume`` end exactly where an uninterrupted
-run would.
+Ray executor the whole ask → evaluate → tell loop runs in a coordinator actor on the head node
+(``executor.host``, :mod:`quantfleet.compute.coordinator`) that Ray restarts when it dies and
+that resumes from the checkpoint; the driver starts it and follows its rounds. Elsewhere the
+loop runs in the driver. Checkpoints after every generation make ``--resume`` (and a restarted
+coordinator) end exactly where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class EvolveResult:
     split: int
     overfit: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    coordinator: dict[str, Any] | None = None
 
 
 def _config(strategies, population, generations, seed, metric, train_frac, costs, long_short,
@@ -70,6 +72,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            spaces: Mapping[str, ParamSpace] | None = None,
            grid: Mapping[str, Sequence[Any]] | None = None,
            grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+           on_round: Callable[[dict[str, Any]], None] | None = None,
            **ga: Any) -> EvolveResult:
     """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
 
@@ -112,18 +115,21 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
             **cfg, "data": data_fingerprint(market), "ppy": ppy,
             "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names},
             "code": code_fingerprint(__name__)})
+    kw = dict(metric=metric, assets=rows, start=0, stop=split, fee_rate=costs.fee_rate,
+              ppy=ppy, long_short=long_short, checkpoint=ck, on_round=on_round, stage="evolve")
     host = getattr(executor, "host", None)
-    if host is not None:
-        searcher = host(searcher)
-    res = run_search(searcher, market, metric=metric, assets=rows, start=0, stop=split,
-                     fee_rate=costs.fee_rate, ppy=ppy, long_short=long_short,
-                     executor=executor, checkpoint=ck, stage="evolve")
+    coordinator = None
+    if host is not None:  # Ray: the loop runs in a coordinator actor on the head node
+        hosted = host(run_search, searcher, market, **kw)
+        res, coordinator = hosted.value, hosted.to_dict()
+    else:
+        res = run_search(searcher, market, executor=executor, **kw)
     terms = Terms.of(costs, ppy, long_short)
     winners = _out_of_sample(res.best, market, rows, split, metric, terms, top)
     overfit = _winner_dsr(winners, market, rows, split, terms, res)
     return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
                         n_failed=res.n_failed, n_cached=res.n_cached, split=split,
-                        overfit=overfit, config=cfg)
+                        overfit=overfit, config=cfg, coordinator=coordinator)
 
 
 def data_fingerprint(market: MarketData) -> str:

@@ -1,0 +1,204 @@
+"""The coordinator: a stateful loop (a search's ask → evaluate → tell) run inside a Ray actor
+pinned to the head node, restarted by Ray when it dies, resuming from its checkpoint.
+
+:meth:`RayExecutor.host` calls :func:`run_coordinated`. The actor runs
+``fn(*args, executor=<a RayExecutor on the same Ray>, checkpoint=<path>, on_round=<report>,
+**kwargs)`` (the signature of :func:`quantfleet.research.searcher.run_search`): the loop, its
+state and its evaluation tasks live on the cluster; the driver starts the actor, follows what it
+reports (rounds, spans, task counts) and waits for the result. ``fn`` must write its state to
+``checkpoint`` after every round and resume from it when the file exists: a restarted actor
+runs ``fn`` again (Ray retries the call) and it continues from the last finished round, so the
+result is the one an uninterrupted run gives.
+
+Placement: the actor reserves no CPU and has a hard node affinity to the head node (the node
+Ray marks with its ``node:__internal_head__`` resource; the driver's node when none is marked),
+so losing a worker node never takes the coordinator with it, and a restart finds the
+checkpoint on the same filesystem. Ray is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantfleet.errors import ExecutionError, QuantfleetError
+from quantfleet.observe.spans import SpanRecorder
+
+__all__ = ["HEAD_RESOURCE", "Coordinated", "Coordinator", "head_node_id", "run_coordinated"]
+
+HEAD_RESOURCE = "node:__internal_head__"
+"""The resource Ray itself puts on the head node (every Ray cluster has it; nothing to declare)."""
+
+_SCRATCH = "quantfleet-coordinator"
+"""Directory under the head's temp dir holding the checkpoint of a run that names none."""
+
+
+@dataclass
+class Coordinated:
+    """What a coordinated run returned, and where and how often its coordinator ran.
+
+    ``incarnations``: one record per actor process that started the loop, in order
+    (``node``, ``pid``, ``restarted``: Ray rebuilt it after a death); more than one means the
+    coordinator died and resumed from its checkpoint.
+    """
+
+    value: Any
+    node: str
+    head: str
+    incarnations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def restarts(self) -> int:
+        return sum(1 for i in self.incarnations if i["restarted"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "on_head": self.node == self.head,
+                "restarts": self.restarts, "incarnations": self.incarnations}
+
+
+def head_node_id() -> str:
+    """The id of the alive node carrying :data:`HEAD_RESOURCE` (the driver's node if none does)."""
+    import ray
+
+    for n in ray.nodes():
+        if n.get("Alive") and HEAD_RESOURCE in (n.get("Resources") or {}):
+            return str(n["NodeID"])
+    return str(ray.get_runtime_context().get_node_id())
+
+
+class Coordinator:
+    """The actor body: runs ``fn`` once per :meth:`run` call on an executor of its own.
+
+    Everything ``fn`` reports (``on_round`` records, spans, task events) waits in an outbox the
+    driver empties with :meth:`drain`; ``max_concurrency=2`` lets ``drain`` run beside ``run``.
+    """
+
+    def __init__(self, payload: list[Any], checkpoint: str | None, token: str,
+                 make_executor: Callable[..., Any]) -> None:
+        import ray
+
+        # (fn, args, kwargs) by reference: the driver holds it until the run ends, so every
+        # incarnation reads the same one
+        self._fn, self._args, self._kwargs = ray.get(payload[0])
+        self._scratch = None
+        if checkpoint is None:  # the run names none: one on this node, removed when it ends
+            self._scratch = Path(tempfile.gettempdir()) / _SCRATCH / token
+            checkpoint = str(self._scratch / "checkpoint.json")
+        self.checkpoint = checkpoint
+        self._make_executor = make_executor
+        self._lock = threading.Lock()
+        self._out: dict[str, list[Any]] = {"rounds": [], "spans": [], "events": []}
+        ctx = ray.get_runtime_context()
+        self.me = {"node": str(ctx.get_node_id()), "pid": os.getpid(),
+                   "restarted": bool(ctx.was_current_actor_reconstructed),
+                   "checkpoint_found": Path(checkpoint).exists()}
+
+    def _put(self, box: str, item: Any) -> None:
+        with self._lock:
+            self._out[box].append(item)
+
+    def drain(self) -> dict[str, Any]:
+        """What happened since the last drain: rounds, spans, task events; and who I am."""
+        with self._lock:
+            out, self._out = self._out, {"rounds": [], "spans": [], "events": []}
+        return {**out, "me": self.me}
+
+    def run(self) -> Any:
+        rec = SpanRecorder(on_add=lambda s: self._put("spans", s),
+                           on_event=lambda k, st, n: self._put("events", (k, st, n)))
+        ex = self._make_executor(recorder=rec)  # a RayExecutor: Ray is up, it attaches, never owns
+        try:
+            value = self._fn(*self._args, executor=ex, checkpoint=self.checkpoint,
+                             on_round=lambda r: self._put("rounds", r), **self._kwargs)
+        finally:
+            ex.close()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+        return value
+
+
+def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                    executor: Any, checkpoint: str | os.PathLike[str] | None = None,
+                    on_round: Callable[[dict[str, Any]], None] | None = None,
+                    restarts: int = 3, poll_s: float = 0.5,
+                    make_executor: Callable[..., Any] | None = None) -> Coordinated:
+    """Run ``fn`` in a :class:`Coordinator` actor on the head node; follow it; return its value.
+
+    ``executor``: the driver's RayExecutor; the spans and task events of the actor's maps are
+    added to its recorder as they arrive. ``checkpoint``: the file ``fn`` keeps its state in, a
+    path on the head node's filesystem (None: a scratch file under the head's temp dir, removed
+    when the run ends). ``restarts``: how many times Ray restarts a dead coordinator
+    (``max_restarts``); every restart resumes from the checkpoint. ``on_round`` receives each
+    round record on the driver, in order, once (a round repeated after a restart is not
+    reported again). ``make_executor(recorder=...)`` builds the actor's own executor (default:
+    ``type(executor)()``, which attaches to the Ray the actor runs in).
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    head = head_node_id()
+    payload = ray.put((fn, tuple(args), dict(kwargs)))  # held here: a restart reads it again
+    actor = ray.remote(Coordinator).options(
+        num_cpus=0, max_restarts=int(restarts), max_task_retries=-1, max_concurrency=2,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False),
+    ).remote([payload], None if checkpoint is None else os.fspath(checkpoint), uuid.uuid4().hex,
+             make_executor or type(executor))
+    seen: dict[tuple[int, str], None] = {}
+    incarnations: list[dict[str, Any]] = []
+    last_round = -1
+
+    def take(box: dict[str, Any]) -> None:
+        nonlocal last_round
+        me = box["me"]
+        if (me["pid"], me["node"]) not in seen:
+            seen[(me["pid"], me["node"])] = None
+            incarnations.append(me)
+        for s in box["spans"]:
+            executor.spans.add(s)
+        for k, st, n in box["events"]:
+            executor.spans.event(k, st, n)
+        for r in box["rounds"]:
+            if r.get("round", last_round + 1) > last_round:
+                last_round = r.get("round", last_round + 1)
+                if on_round is not None:
+                    on_round(r)
+
+    def drain() -> None:
+        try:
+            take(ray.get(actor.drain.remote(), timeout=max(poll_s, 1.0) * 10))
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
+            pass  # restarting or gone: the result (or the error) says which
+
+    ref = actor.run.remote()
+    try:
+        while not ray.wait([ref], timeout=poll_s)[0]:
+            drain()
+        try:
+            value = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, QuantfleetError):
+                raise cause from None
+            raise
+        except ray.exceptions.RayActorError as e:
+            msg = str(e).strip().splitlines()
+            raise ExecutionError(
+                f"the coordinator actor died more than {restarts} time(s) "
+                f"({msg[0] if msg else type(e).__name__}); its checkpoint "
+                f"{checkpoint or '(scratch, on the head node)'} resumes the run when given "
+                f"again (--resume DIR)") from e
+        drain()
+    finally:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    node = incarnations[-1]["node"] if incarnations else head
+    return Coordinated(value, node, head, incarnations)

@@ -1,0 +1,50 @@
+"""The evolution survives its coordinator's death and its worker nodes' deaths, mid-evolution,
+with the history of an uninterrupted run and of serial (drivers: cluster_coordinator.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(mode: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-m", "tests.research.cluster_coordinator", mode],
+                         cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)  # fails a hung run only
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert out.returncode == 0 and line, out.stdout[-3000:] + out.stderr[-3000:]
+    return json.loads(line[-1][len("RESULT "):])
+
+
+@pytest.mark.integration
+def test_evolution_survives_a_killed_coordinator():
+    res = _run("coordinator")
+    assert res["hit"]["generation"] == 2 and res["generations"] == 5, res
+    assert res["identical_to_serial"] and res["identical_to_uninterrupted"], res
+    assert res["uninterrupted_identical_to_serial"], res
+    c = res["coordinator"]
+    assert c["on_head"] and c["restarts"] == 1, c
+    assert [i["pid"] for i in c["incarnations"]][0] == res["hit"]["pid"], c
+    assert c["incarnations"][1]["checkpoint_found"], c
+    assert res["rounds_followed"] == [0, 1, 2, 3, 4], res
+
+
+@pytest.mark.integration
+def test_evolution_survives_its_worker_nodes_killed():
+    res = _run("node")
+    assert res["hit"]["node"] == res["head"] and res["victims_are_workers"], res
+    assert len(res["victims"]) == 2, res
+    assert res["identical_to_serial"] and res["identical_to_uninterrupted"], res
+    c = res["coordinator"]
+    assert c["node"] == res["head"] and c["restarts"] == 0, c
+    assert res["rounds_followed"] == [0, 1, 2, 3, 4], res
