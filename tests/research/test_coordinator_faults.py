@@ -9,7 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from quantfleet.data.market import MarketData
+from quantfleet.errors import QuantfleetError
+from quantfleet.research.evolve import evolve
+from tests import reference as ref
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,3 +54,25 @@ def test_evolution_survives_its_worker_nodes_killed():
     c = res["coordinator"]
     assert c["node"] == res["head"] and c["restarts"] == 0, c
     assert res["rounds_followed"] == [0, 1, 2, 3, 4], res
+
+
+def _market(seed: int) -> MarketData:
+    rng = np.random.default_rng(seed)
+    close = np.stack([ref.random_close(rng, 400, 0.015) for _ in range(2)])
+    ts = (np.datetime64("2013-01-01") + np.arange(400)).astype("datetime64[ns]")
+    return MarketData(ts, ("AA", "BB"), close, source="test")
+
+
+def test_the_coordinator_keeps_the_checkpoint_and_refuses_other_data(ray_executor, tmp_path):
+    """With Ray the checkpoint (and its record of what it was computed from) is written by the
+    coordinator; a resume on other data is refused there, in one line, as on serial."""
+    kw = dict(population=8, generations=2, seed=1, checkpoint_dir=tmp_path)
+    first = evolve(_market(1), ["sma_cross"], executor=ray_executor, **kw)
+    assert first.coordinator["on_head"] and first.coordinator["restarts"] == 0
+    assert (tmp_path / "evolve.json").exists() and (tmp_path / "evolve.config.json").exists()
+    again = evolve(_market(1), ["sma_cross"], **kw)  # serial, served from the checkpoint
+    assert again.history == first.history
+    assert json.dumps(again.winners) == json.dumps(first.winners)  # NaN-safe
+    with pytest.raises(QuantfleetError, match=r"\(data differ\)") as e:
+        evolve(_market(2), ["sma_cross"], executor=ray_executor, **kw)
+    assert "\n" not in str(e.value)

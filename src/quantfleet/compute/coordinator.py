@@ -80,13 +80,10 @@ class Coordinator:
     driver empties with :meth:`drain`; ``max_concurrency=2`` lets ``drain`` run beside ``run``.
     """
 
-    def __init__(self, payload: list[Any], checkpoint: str | None, token: str,
+    def __init__(self, checkpoint: str | None, token: str,
                  make_executor: Callable[..., Any]) -> None:
         import ray
 
-        # (fn, args, kwargs) by reference: the driver holds it until the run ends, so every
-        # incarnation reads the same one
-        self._fn, self._args, self._kwargs = ray.get(payload[0])
         self._scratch = None
         if checkpoint is None:  # the run names none: one on this node, removed when it ends
             self._scratch = Path(tempfile.gettempdir()) / _SCRATCH / token
@@ -110,13 +107,19 @@ class Coordinator:
             out, self._out = self._out, {"rounds": [], "spans": [], "events": []}
         return {**out, "me": self.me}
 
-    def run(self) -> Any:
+    def run(self, payload: list[Any]) -> Any:
+        """``fn(*args, **kwargs)`` from ``payload = [ref of (fn, args, kwargs)]``: the driver
+        holds the reference until the run ends, and Ray retries the call, with it, on a
+        restarted actor."""
+        import ray
+
+        fn, args, kwargs = ray.get(payload[0])
         rec = SpanRecorder(on_add=lambda s: self._put("spans", s),
                            on_event=lambda k, st, n: self._put("events", (k, st, n)))
         ex = self._make_executor(recorder=rec)  # a RayExecutor: Ray is up, it attaches, never owns
         try:
-            value = self._fn(*self._args, executor=ex, checkpoint=self.checkpoint,
-                             on_round=lambda r: self._put("rounds", r), **self._kwargs)
+            value = fn(*args, executor=ex, checkpoint=self.checkpoint,
+                       on_round=lambda r: self._put("rounds", r), **kwargs)
         finally:
             ex.close()
             if self._scratch is not None:
@@ -148,7 +151,7 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     actor = ray.remote(Coordinator).options(
         num_cpus=0, max_restarts=int(restarts), max_task_retries=-1, max_concurrency=2,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False),
-    ).remote([payload], None if checkpoint is None else os.fspath(checkpoint), uuid.uuid4().hex,
+    ).remote(None if checkpoint is None else os.fspath(checkpoint), uuid.uuid4().hex,
              make_executor or type(executor))
     seen: dict[tuple[int, str], None] = {}
     incarnations: list[dict[str, Any]] = []
@@ -176,7 +179,7 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
             pass  # restarting or gone: the result (or the error) says which
 
-    ref = actor.run.remote()
+    ref = actor.run.remote([payload])
     try:
         while not ray.wait([ref], timeout=poll_s)[0]:
             drain()
