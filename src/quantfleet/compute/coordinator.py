@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,10 @@ class Coordinator:
         self._lock = threading.Lock()
         self._out: dict[str, list[Any]] = {"rounds": [], "spans": [], "events": []}
         ctx = ray.get_runtime_context()
-        self.me = {"node": str(ctx.get_node_id()), "pid": os.getpid(),
-                   "restarted": bool(ctx.was_current_actor_reconstructed),
+        with warnings.catch_warnings():  # Ray 2.60 reads its own deprecated actor_id here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = bool(ctx.was_current_actor_reconstructed)
+        self.me = {"node": str(ctx.get_node_id()), "pid": os.getpid(), "restarted": restarted,
                    "checkpoint_found": Path(checkpoint).exists()}
 
     def _put(self, box: str, item: Any) -> None:
