@@ -76,3 +76,38 @@ def test_the_coordinator_keeps_the_checkpoint_and_refuses_other_data(ray_executo
     with pytest.raises(QuantfleetError, match=r"\(data differ\)") as e:
         evolve(_market(2), ["sma_cross"], executor=ray_executor, **kw)
     assert "\n" not in str(e.value)
+
+
+def test_the_evolution_stage_runs_the_coordinator(ray_executor, tmp_path):
+    """The path `quantfleet evolve --executor ray` takes (its stages, in process, on the
+    session's Ray): the loop runs in the coordinator, the summary says where, and the result is
+    serial's."""
+    import pandas as pd
+
+    from quantfleet.commands.options import research_config
+    from quantfleet.pipeline.record import run_stages
+
+    m = _market(3)
+    path = tmp_path / "M.csv"
+    pd.DataFrame({"Date": pd.to_datetime(m.timestamps), "Close": m.close[0]}).to_csv(path,
+                                                                                   index=False)
+    settings = {"strategies": ["sma_cross", "rsi"], "population": 8, "generations": 3,
+                "seed": 2, "checkpoint": str(tmp_path / "ck")}
+
+    def run(kind: str):
+        cfg = research_config("evolution", settings, data=str(path), store=None, executor=kind,
+                              workers=2)
+        out = run_stages(cfg, "evolve", record=False, log=lambda msg: None)
+        return out.results["evolution"], out.stages["evolution"]
+
+    ray_res, stage = run("ray")
+    assert ray_res.coordinator["on_head"] and ray_res.coordinator["restarts"] == 0
+    assert stage["summary"]["coordinator"] == ray_res.coordinator
+    assert (tmp_path / "ck" / "evolve.json").exists()
+    (tmp_path / "ck" / "evolve.json").unlink()
+    (tmp_path / "ck" / "evolve.config.json").unlink()
+    serial, _ = run("serial")
+    assert serial.coordinator is None
+    assert json.dumps(serial.winners) == json.dumps(ray_res.winners)
+    assert [{k: v for k, v in h.items() if k not in ("wall_s", "cpu_s")} for h in serial.history] \
+        == [{k: v for k, v in h.items() if k not in ("wall_s", "cpu_s")} for h in ray_res.history]
