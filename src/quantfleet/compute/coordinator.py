@@ -18,6 +18,7 @@ checkpoint on the same filesystem. Ray is imported only inside functions.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -85,10 +86,12 @@ class Coordinator:
                  make_executor: Callable[..., Any]) -> None:
         import ray
 
-        self._scratch = None
-        if checkpoint is None:  # the run names none: one on this node, removed when it ends
-            self._scratch = Path(tempfile.gettempdir()) / _SCRATCH / token
-            checkpoint = str(self._scratch / "checkpoint.json")
+        # this run's directory on the head: the log of incarnations (and the checkpoint when
+        # the run names none), removed when the run ends
+        self._dir = Path(tempfile.gettempdir()) / _SCRATCH / token
+        self._dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            checkpoint = str(self._dir / "checkpoint.json")
         self.checkpoint = checkpoint
         self._make_executor = make_executor
         self._lock = threading.Lock()
@@ -97,23 +100,25 @@ class Coordinator:
         with warnings.catch_warnings():  # Ray 2.60 reads its own deprecated actor_id here
             warnings.simplefilter("ignore", DeprecationWarning)
             restarted = bool(ctx.was_current_actor_reconstructed)
-        self.me = {"node": str(ctx.get_node_id()), "pid": os.getpid(), "restarted": restarted,
-                   "checkpoint_found": Path(checkpoint).exists()}
+        me = {"node": str(ctx.get_node_id()), "pid": os.getpid(), "restarted": restarted,
+              "checkpoint_found": Path(checkpoint).exists()}
+        with open(self._dir / "incarnations.jsonl", "a") as fh:
+            fh.write(json.dumps(me) + "\n")
 
     def _put(self, box: str, item: Any) -> None:
         with self._lock:
             self._out[box].append(item)
 
     def drain(self) -> dict[str, Any]:
-        """What happened since the last drain: rounds, spans, task events; and who I am."""
+        """What happened since the last drain: rounds, spans, task events."""
         with self._lock:
             out, self._out = self._out, {"rounds": [], "spans": [], "events": []}
-        return {**out, "me": self.me}
+        return out
 
-    def run(self, payload: list[Any]) -> Any:
-        """``fn(*args, **kwargs)`` from ``payload = [ref of (fn, args, kwargs)]``: the driver
-        holds the reference until the run ends, and Ray retries the call, with it, on a
-        restarted actor."""
+    def run(self, payload: list[Any]) -> dict[str, Any]:
+        """``{"value": fn(*args, **kwargs), "incarnations": [...]}`` from ``payload = [ref of
+        (fn, args, kwargs)]``: the driver holds the reference until the run ends, and Ray
+        retries the call, with it, on a restarted actor."""
         import ray
 
         fn, args, kwargs = ray.get(payload[0])
@@ -125,9 +130,9 @@ class Coordinator:
                        on_round=lambda r: self._put("rounds", r), **kwargs)
         finally:
             ex.close()
-            if self._scratch is not None:
-                shutil.rmtree(self._scratch, ignore_errors=True)
-        return value
+            log = (self._dir / "incarnations.jsonl").read_text().splitlines()
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return {"value": value, "incarnations": [json.loads(x) for x in log]}
 
 
 def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
@@ -156,16 +161,11 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False),
     ).remote(None if checkpoint is None else os.fspath(checkpoint), uuid.uuid4().hex,
              make_executor or type(executor))
-    seen: dict[tuple[int, str], None] = {}
-    incarnations: list[dict[str, Any]] = []
     last_round = -1
+    pending: Any = None
 
     def take(box: dict[str, Any]) -> None:
         nonlocal last_round
-        me = box["me"]
-        if (me["pid"], me["node"]) not in seen:
-            seen[(me["pid"], me["node"])] = None
-            incarnations.append(me)
         for s in box["spans"]:
             executor.spans.add(s)
         for k, st, n in box["events"]:
@@ -176,18 +176,25 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
                 if on_round is not None:
                     on_round(r)
 
-    def drain() -> None:
-        try:
-            take(ray.get(actor.drain.remote(), timeout=max(poll_s, 1.0) * 10))
-        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-            pass  # restarting or gone: the result (or the error) says which
+    def follow(block: bool) -> None:
+        # one drain call in flight at a time, never dropped: a call that waits through a
+        # restart is served by the new incarnation, and its outbox must reach the driver
+        nonlocal pending
+        if pending is None:
+            pending = actor.drain.remote()
+        if ray.wait([pending], timeout=None if block else 0)[0]:
+            try:
+                take(ray.get(pending))
+            except ray.exceptions.RayActorError:
+                pass  # died with what it held; a restarted loop replays its rounds
+            pending = None
 
     ref = actor.run.remote([payload])
     try:
         while not ray.wait([ref], timeout=poll_s)[0]:
-            drain()
+            follow(block=False)
         try:
-            value = ray.get(ref)
+            out = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
             if isinstance(cause, QuantfleetError):
@@ -200,11 +207,12 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
                 f"({msg[0] if msg else type(e).__name__}); its checkpoint "
                 f"{checkpoint or '(scratch, on the head node)'} resumes the run when given "
                 f"again (--resume DIR)") from e
-        drain()
+        follow(block=True)  # the call in flight, then what came after it
+        follow(block=True)
     finally:
         try:
             ray.kill(actor, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
-    node = incarnations[-1]["node"] if incarnations else head
-    return Coordinated(value, node, head, incarnations)
+    incarnations = out["incarnations"]
+    return Coordinated(out["value"], incarnations[-1]["node"], head, incarnations)
