@@ -72,6 +72,7 @@ def main(mode: str) -> int:
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
         head = head_node_id()
+        assert head == cluster.head_node.node_id, (head, cluster.head_node.node_id)
         ex = RayExecutor(max_retries=3)
         plain = evolve_mod.evolve(market, STRATEGIES, executor=ex, **KW)
 
