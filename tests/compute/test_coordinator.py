@@ -45,8 +45,15 @@ def test_without_a_checkpoint_a_scratch_one_is_used_and_removed(ray_executor, tm
 
 
 def test_a_coordinator_that_keeps_dying_is_one_error(ray_executor):
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.gettempdir()) / "quantfleet-coordinator"
+    before = set(root.iterdir()) if root.exists() else set()
     with pytest.raises(ExecutionError, match="coordinator actor died more than 1 time"):
         ray_executor.host(co.always_dies, restarts=1)
+    # the driver shares the head's filesystem here: the run's directory went with the run
+    assert (set(root.iterdir()) if root.exists() else set()) <= before
 
 
 def test_a_quantfleet_error_in_the_coordinator_reaches_the_driver_as_itself(ray_executor):

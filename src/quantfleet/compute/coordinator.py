@@ -156,10 +156,11 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
 
     head = head_node_id()
     payload = ray.put((fn, tuple(args), dict(kwargs)))  # held here: a restart reads it again
+    token = uuid.uuid4().hex
     actor = ray.remote(Coordinator).options(
         num_cpus=0, max_restarts=int(restarts), max_task_retries=-1, max_concurrency=2,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False),
-    ).remote(None if checkpoint is None else os.fspath(checkpoint), uuid.uuid4().hex,
+    ).remote(None if checkpoint is None else os.fspath(checkpoint), token,
              make_executor or type(executor))
     last_round = -1
     pending: Any = None
@@ -201,6 +202,8 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
                 raise cause from None
             raise
         except ray.exceptions.RayActorError as e:
+            if str(ray.get_runtime_context().get_node_id()) == head:  # its directory is here
+                shutil.rmtree(Path(tempfile.gettempdir()) / _SCRATCH / token, ignore_errors=True)
             msg = str(e).strip().splitlines()
             raise ExecutionError(
                 f"the coordinator actor died more than {restarts} time(s) "
