@@ -12,6 +12,7 @@ the task as started), then its result.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from collections.abc import Callable, Hashable, Iterator
@@ -23,7 +24,7 @@ from quantfleet.compute.tasks import ChunkResult, ChunkTask, Lost, run_chunk, un
 from quantfleet.errors import ExecutionError
 from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["HostedState", "RayExecutor", "embedded_system_config"]
+__all__ = ["RayExecutor", "embedded_system_config"]
 
 # worker-side cache: ObjectRef hex -> deserialized object (the latest fn and shared only)
 _CACHE: dict[str, tuple[str, Any]] = {}
@@ -101,70 +102,6 @@ def _remote() -> Any:
     return _REMOTE
 
 
-class _Host:
-    """The actor body: holds one stateful object (e.g. a GeneticSearcher) and runs its methods."""
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def call(self, name: str, *args: Any) -> Any:
-        return getattr(self.obj, name)(*args)
-
-    def get(self, name: str) -> Any:
-        return getattr(self.obj, name)
-
-    def restore(self, state: Any) -> None:
-        self.obj = type(self.obj).from_state(state)
-
-
-class HostedState:
-    """Driver-side handle of a stateful ask/tell object living in a Ray actor.
-
-    Exposes the searcher interface (``suggest``, ``observe``, ``done``, ``best``, ``state``,
-    ``history``, ``restore``): the population stays in the coordinator actor while
-    evaluations run as stateless tasks, so the driver holds only what it is handed.
-    """
-
-    def __init__(self, actor: Any, kind: type) -> None:
-        self._actor = actor
-        self.kind = kind
-
-    def _call(self, name: str, *args: Any) -> Any:
-        import ray
-
-        return ray.get(self._actor.call.remote(name, *args))
-
-    @property
-    def done(self) -> bool:
-        import ray
-
-        return bool(ray.get(self._actor.get.remote("done")))
-
-    @property
-    def history(self) -> Any:
-        import ray
-
-        return ray.get(self._actor.get.remote("history"))
-
-    def suggest(self, n: int | None = None) -> Any:
-        return self._call("suggest", n)
-
-    def observe(self, trials: Any, fitness: Any) -> None:
-        self._call("observe", list(trials), list(fitness))
-
-    def best(self) -> Any:
-        return self._call("best")
-
-    def state(self) -> Any:
-        return self._call("state")
-
-    def restore(self, state: Any) -> HostedState:
-        import ray
-
-        ray.get(self._actor.restore.remote(state))
-        return self
-
-
 class RayExecutor(BaseExecutor):
     """Run tasks on Ray.
 
@@ -227,15 +164,22 @@ class RayExecutor(BaseExecutor):
         self._slots = 1
         self.puts = 0  # ray.put calls made, for tests and the curious
 
-    def host(self, obj: Any) -> HostedState:
-        """Put a stateful object (a searcher) in a coordinator actor; return its handle.
-
-        The actor reserves no CPU, so it never takes a slot from the evaluation tasks.
+    def host(self, fn: Callable[..., Any], *args: Any, checkpoint: Any = None,
+             on_round: Callable[[dict[str, Any]], None] | None = None, restarts: int = 3,
+             **kwargs: Any) -> Any:
+        """Run a stateful loop ``fn`` (e.g. ``run_search``) in a coordinator actor pinned to the
+        head node and restarted from its checkpoint when it dies; return a
+        :class:`~quantfleet.compute.coordinator.Coordinated` (see
+        :func:`~quantfleet.compute.coordinator.run_coordinated`). The actor's maps use this
+        executor's settings and report their spans to its recorder.
         """
-        import ray
+        from quantfleet.compute.coordinator import run_coordinated
 
-        actor = ray.remote(num_cpus=0)(_Host).remote(obj)
-        return HostedState(actor, type(obj))
+        return run_coordinated(fn, args, kwargs, executor=self, checkpoint=checkpoint,
+                               on_round=on_round, restarts=restarts,
+                               make_executor=functools.partial(
+                                   type(self), self._n, max_retries=self.max_retries,
+                                   num_cpus_per_task=self.num_cpus_per_task))
 
     @property
     def workers(self) -> int:

@@ -364,7 +364,8 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
              "history": ctx.put(history, "evolution_history"),
              "timing_evolution": ctx.put(timing, "evolution_timing")},
             {"evaluations": res.n_evaluations, "cached": res.n_cached, "failed": res.n_failed,
-             "best": res.winners[0] if res.winners else None, "overfit": res.overfit})
+             "best": res.winners[0] if res.winners else None, "overfit": res.overfit,
+             "coordinator": res.coordinator})
 
 
 def portfolio_members(cfg: Any) -> int | None:

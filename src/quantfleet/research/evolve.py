@@ -1,10 +1,11 @@
 """Genetic evolution of strategy parameters: in-sample fitness, out-of-sample check of winners.
 
 ``evolve`` runs a ``GeneticSearcher`` through the shared search driver on any Executor. With a
-Ray executor the searcher lives in a coordinator actor (``executor.host``) that holds the
-population state while evaluations run as stateless batched tasks; elsewhere it lives in the
-driver. Checkpoints after every generation make ``--resume`` end exactly where an uninterrupted
-run would.
+Ray executor the whole ask → evaluate → tell loop runs in a coordinator actor on the head node
+(``executor.host``, :mod:`quantfleet.compute.coordinator`) that Ray restarts when it dies and
+that resumes from the checkpoint; the driver starts it and follows its rounds. Elsewhere the
+loop runs in the driver. Checkpoints after every generation make ``--resume`` (and a restarted
+coordinator) end exactly where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from quantfleet.research.searcher import (
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
-__all__ = ["CHECKPOINT", "EvolveResult", "data_fingerprint", "evolve"]
+__all__ = ["CHECKPOINT", "EvolveResult", "checked_search", "data_fingerprint", "evolve"]
 
 CHECKPOINT = "evolve.json"
 
@@ -52,6 +53,7 @@ class EvolveResult:
     split: int
     overfit: dict[str, Any] | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    coordinator: dict[str, Any] | None = None
 
 
 def _config(strategies, population, generations, seed, metric, train_frac, costs, long_short,
@@ -70,6 +72,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            spaces: Mapping[str, ParamSpace] | None = None,
            grid: Mapping[str, Sequence[Any]] | None = None,
            grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+           on_round: Callable[[dict[str, Any]], None] | None = None,
            **ga: Any) -> EvolveResult:
     """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
 
@@ -105,25 +108,40 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
                   [market.assets[a] for a in rows], ga)
     spaces = _restricted(names, spaces, grid, grids, market.n_bars)
     searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
-    ck = None
+    ck = record = None
     if checkpoint_dir is not None:
         ck = Path(checkpoint_dir) / CHECKPOINT
-        _check_checkpoint(Path(checkpoint_dir), ck, {
-            **cfg, "data": data_fingerprint(market), "ppy": ppy,
-            "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names},
-            "code": code_fingerprint(__name__)})
+        record = {**cfg, "data": data_fingerprint(market), "ppy": ppy,
+                  "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names},
+                  "code": code_fingerprint(__name__)}
+    kw = dict(metric=metric, assets=rows, start=0, stop=split, fee_rate=costs.fee_rate,
+              ppy=ppy, long_short=long_short, checkpoint=ck, on_round=on_round, stage="evolve")
     host = getattr(executor, "host", None)
+    coordinator = None
     if host is not None:
-        searcher = host(searcher)
-    res = run_search(searcher, market, metric=metric, assets=rows, start=0, stop=split,
-                     fee_rate=costs.fee_rate, ppy=ppy, long_short=long_short,
-                     executor=executor, checkpoint=ck, stage="evolve")
+        # Ray: the loop (and the checkpoint, on the head node's filesystem) lives in a
+        # coordinator actor pinned to the head, restarted from the checkpoint when it dies
+        hosted = host(checked_search, record, searcher, market, **kw)
+        res, coordinator = hosted.value, hosted.to_dict()
+    else:
+        res = checked_search(record, searcher, market, executor=executor, **kw)
     terms = Terms.of(costs, ppy, long_short)
     winners = _out_of_sample(res.best, market, rows, split, metric, terms, top)
     overfit = _winner_dsr(winners, market, rows, split, terms, res)
     return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
                         n_failed=res.n_failed, n_cached=res.n_cached, split=split,
-                        overfit=overfit, config=cfg)
+                        overfit=overfit, config=cfg, coordinator=coordinator)
+
+
+def checked_search(record: dict[str, Any] | None, searcher: Any, market: MarketData, *,
+                   checkpoint: Path | str | None, **kw: Any) -> Any:
+    """``run_search`` after checking that ``checkpoint`` was computed from ``record`` (refused
+    in one line if not; the record is written beside it when new). Runs where the checkpoint
+    lives: in the driver, or in the Ray coordinator actor on the head node."""
+    if record is not None and checkpoint is not None:
+        ck = Path(checkpoint)
+        _check_checkpoint(ck.parent, ck, record)
+    return run_search(searcher, market, checkpoint=checkpoint, **kw)
 
 
 def data_fingerprint(market: MarketData) -> str:

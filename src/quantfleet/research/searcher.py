@@ -219,7 +219,8 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     value on any asset gets ``FALLBACK_FITNESS`` and is counted as failed.
     Identical (strategy, params) are evaluated once and served from a cache afterwards.
     ``checkpoint`` (a JSON file) receives the searcher's state after every round; pass the
-    same path to resume.
+    same path to resume. ``on_round`` receives each round's record as it ends (on a resume,
+    first the records of the rounds the checkpoint holds).
     """
     k = METRIC_NAMES.index(check_metric(metric))
     sign = metric_sign(metric)
@@ -233,12 +234,12 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     ck = Path(checkpoint) if checkpoint is not None else None
     if ck is not None and ck.exists():
         saved = json.loads(ck.read_text())
-        restore = getattr(searcher, "restore", None)  # a searcher hosted in an actor
-        searcher = (restore(saved["searcher"]) if restore is not None
-                    else type(searcher).from_state(saved["searcher"]))
+        searcher = type(searcher).from_state(saved["searcher"])
         history = saved["history"]
         cache = {(s, tuple(p)): f for s, p, f in saved["cache"]}
         n_eval, n_failed, n_cached = saved["counts"]
+        for rec in history if on_round is not None else ():
+            on_round(rec)  # a follower (a coordinator's driver) sees every round, in order
     while not searcher.done:
         t0, c0 = time.perf_counter(), time.process_time()
         trials = searcher.suggest()

@@ -1,0 +1,62 @@
+"""The coordinator actor on the session's Ray: placement, restarts from the checkpoint, errors,
+and what the driver follows. The multi-node faults (a killed coordinator, killed worker nodes
+mid-evolution) are in tests/research/test_coordinator_faults.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from quantfleet.errors import ExecutionError, QuantfleetError
+from tests.compute import coordinated as co
+
+
+def test_runs_on_the_head_and_reports_every_round(ray_executor, tmp_path):
+    from quantfleet.compute.coordinator import head_node_id
+
+    rounds = []
+    out = ray_executor.host(co.squares, 4, checkpoint=tmp_path / "ck.json",
+                            on_round=lambda r: rounds.append(r["round"]))
+    assert out.value["total"] == 0 + 1 + 4 + 9
+    assert out.node == out.head == head_node_id() and out.restarts == 0
+    assert out.value["pid"] != os.getpid()  # the loop ran in the actor, not here
+    assert rounds == [0, 1, 2, 3]
+    stages = {s.stage for s in ray_executor.spans.spans}
+    assert "squares" in stages  # the actor's maps reported their spans to the driver's recorder
+
+
+def test_a_killed_coordinator_resumes_from_its_checkpoint(ray_executor, tmp_path):
+    rounds = []
+    marker = tmp_path / "died"
+    out = ray_executor.host(co.squares, 5, checkpoint=tmp_path / "ck.json", die_at=3,
+                            marker=str(marker), on_round=lambda r: rounds.append(r["round"]))
+    assert marker.exists()  # it did die at round 3
+    assert out.value["total"] == sum(i * i for i in range(5))
+    assert out.restarts == 1 and len(out.incarnations) == 2
+    assert out.incarnations[1]["checkpoint_found"] and out.incarnations[1]["restarted"]
+    assert rounds == [0, 1, 2, 3, 4]  # each once, in order, across the restart
+
+
+def test_without_a_checkpoint_a_scratch_one_is_used_and_removed(ray_executor, tmp_path):
+    out = ray_executor.host(co.squares, 4, die_at=2, marker=str(tmp_path / "died"))
+    assert out.value["total"] == 0 + 1 + 4 + 9 and out.restarts == 1
+    assert not os.path.exists(out.value["checkpoint"])
+
+
+def test_a_coordinator_that_keeps_dying_is_one_error(ray_executor):
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.gettempdir()) / "quantfleet-coordinator"
+    before = set(root.iterdir()) if root.exists() else set()
+    with pytest.raises(ExecutionError, match="coordinator actor died more than 1 time"):
+        ray_executor.host(co.always_dies, restarts=1)
+    # the driver shares the head's filesystem here: the run's directory went with the run
+    assert (set(root.iterdir()) if root.exists() else set()) <= before
+
+
+def test_a_quantfleet_error_in_the_coordinator_reaches_the_driver_as_itself(ray_executor):
+    with pytest.raises(QuantfleetError) as e:
+        ray_executor.host(co.refuses)
+    assert str(e.value) == "field x: bad; use y"
