@@ -282,7 +282,8 @@ def evolve(
                          "population": population, "generations": generations,
                          "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
                          "failed": res.n_failed, "in_sample_bars": res.split,
-                         "executor": run.context.executor_name, "overfit": res.overfit}, run)
+                         "executor": run.context.executor_name, "overfit": res.overfit,
+                         "coordinator": res.coordinator}, run)
     if as_json:
         print_json({**summary, "winners": res.winners, "history": res.history})
         return
@@ -296,6 +297,11 @@ def evolve(
     print_rows(rows, title="Winners: in sample vs out of sample", skip=())
     typer.echo(f"{res.n_evaluations} evaluations ({res.n_cached} served from cache, "
                f"{res.n_failed} failed)")
+    co = res.coordinator
+    if co:  # Ray: the loop ran in the coordinator actor
+        typer.echo(f"coordinator: node {str(co['node'])[:12]}"
+                   + (" (the head)" if co["on_head"] else " (not the head)")
+                   + f", restarted {co['restarts']} time(s)")
     if res.overfit:
         typer.echo(res.overfit["verdict"])
 
