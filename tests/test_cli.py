@@ -217,7 +217,8 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
 
 
 @pytest.mark.parametrize("args, message", [
-    (["submit"], "error: unknown command 'submit' for quantfleet"),
+    (["submt"], "error: unknown command 'submt' for quantfleet; did you mean 'submit'?"),
+    (["jobs", "stauts", "x"], "unknown command 'stauts' for quantfleet jobs; did you mean 'status'"),
     (["sweeep", "sp500"], "did you mean 'sweep'"),
     (["runs", "shwo", "latest"], "unknown command 'shwo' for quantfleet runs; did you mean 'show'?"),
     (["sweep", "sp500", "--strategy", "sma_cross", "--bogus"], "No such option: --bogus"),
