@@ -16,10 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from quantfleet.cluster import _live_pids
 from quantfleet.store.runs import source_fingerprint
+from tests import reference as ref
 from tests.services import free_port, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,14 +31,13 @@ SMALL = """
 name = "jobsmall"
 store = "lake-not-used"
 [data]
-source = "sp500"
-assets = ["AAPL", "AMD"]
+source = "{data}"
 [executor]
 kind = "serial"
 [tournament]
 strategies = ["sma_cross", "rsi"]
-train = 1500
-test = 750
+train = 500
+test = 250
 max_combos = 4
 [evolution]
 enabled = false
@@ -85,8 +87,15 @@ def one_line_error(p: subprocess.CompletedProcess, *parts: str) -> str:
 
 @pytest.fixture()
 def small_cfg(tmp_path) -> Path:
+    """A small config on a local CSV (one asset, ACME, 1,500 business days)."""
+    rng = np.random.default_rng(11)
+    d = ref.random_ohlcv(rng, 1500)
+    csv = tmp_path / "data" / "ACME.csv"
+    csv.parent.mkdir()
+    pd.DataFrame({"Date": pd.date_range("2015-01-01", periods=1500, freq="B"),
+                  **{k.capitalize(): v for k, v in d.items()}}).to_csv(csv, index=False)
     p = tmp_path / "small.toml"
-    p.write_text(SMALL)
+    p.write_text(SMALL.format(data=csv))
     return p
 
 
@@ -97,7 +106,7 @@ def test_submit_runs_the_pipeline_as_a_ray_job(native_cluster, prefect_api, smal
     # --ship-package: this quantfleet goes as the job's py_modules (the cluster's PYTHONPATH
     # has this checkout too; the shipped copy, outside any git checkout, comes first)
     p = qf("submit", str(small_cfg), "--address", c.dashboard, "--store", str(lake),
-           "--prefect-api", prefect_api, "--ship-package")
+           "--prefect-api", prefect_api, "--ship-package", "--set", "tournament.max_combos=3")
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     m = re.search(r"submitted job (quantfleet-(\S+)) \(run (\S+)\)", p.stdout)
     assert m and m.group(2) == m.group(3), p.stdout[:2000]
@@ -111,6 +120,10 @@ def test_submit_runs_the_pipeline_as_a_ray_job(native_cluster, prefect_api, smal
     show = json.loads(qf("runs", "show", rid, "--store", str(lake), "--json").stdout)
     assert show["run_id"] == rid and show["status"] == "succeeded"
     assert show["executor"]["kind"] == "ray" and show["config"]["name"] == "jobsmall"
+    assert show["config"]["tournament"]["max_combos"] == 3  # --set reached the run
+    # the CSV travelled with the job (its working_dir) and the run read that copy
+    assert show["config"]["data"]["source"] == "ACME.csv"
+    assert show["metrics"]["data"]["assets"] == 1 and show["metrics"]["data"]["bars"] == 1500
     # the driver ran the shipped copy: the same sources, but no git checkout around them
     assert show["code"]["source"] == source_fingerprint()
     assert show["code"]["git_commit"] is None
