@@ -183,6 +183,8 @@ def test_a_bad_address_is_one_line_and_exit_2(small_cfg):
                    "--env 'NOEQUALS': expected KEY=VALUE")
     one_line_error(qf("submit", str(small_cfg), "--address", dead, "--executor", "gpu"),
                    "executor.kind")
+    one_line_error(qf("submit", str(small_cfg), "--address", dead, "--store", "memory://x"),
+                   "--store memory://x: a memory:// store lives and dies with the job's driver")
 
 
 def test_run_id_must_be_new_and_valid(small_cfg, tmp_path):

@@ -55,7 +55,7 @@ def client(address: str | None) -> Any:
     """A ``JobSubmissionClient`` for ``address``; an unreachable or bad one raises
     ``ConfigError`` (one line; the CLI exits 2)."""
     a = _address(address)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # RAY_AUTH_MODE / RAY_AUTH_TOKEN are left to the user: a token-auth cluster needs them
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from ray.job_submission import JobSubmissionClient
 
@@ -82,6 +82,9 @@ def _status(c: Any, job: str) -> str:
 def _store_for_job(store: str) -> str:
     """A local folder store as an absolute path (the job's driver runs in another directory,
     on the head node); URLs unchanged."""
+    if store.startswith("memory://"):
+        raise ConfigError(f"--store {store}: a memory:// store lives and dies with the job's "
+                          f"driver; give a store the cluster shares (s3://...) or a folder")
     if "://" in store and not store.startswith("file://"):
         return store
     return str(Path(store.removeprefix("file://")).expanduser().resolve())
