@@ -137,6 +137,8 @@ def test_submit_runs_the_pipeline_as_a_ray_job(native_cluster, prefect_api, smal
     assert st["status"] == "SUCCEEDED" and st["run_id"] == rid and st["store"] == str(lake)
     logs = qf("jobs", "logs", rid, "--address", c.dashboard)  # the run id finds its job too
     assert logs.returncode == 0 and f"run {rid} finished in" in logs.stdout
+    follow = qf("jobs", "logs", job, "--follow", "--address", c.dashboard, timeout=120)
+    assert follow.returncode == 0 and f"run {rid} finished in" in follow.stdout  # ended: returns
     one_line_error(qf("jobs", "status", "quantfleet-no-such-run", "--address", c.dashboard),
                    "job 'quantfleet-no-such-run': not on this cluster")
 
