@@ -229,7 +229,8 @@ def test_auto_runs_a_small_tournament_serially_and_says_why(csv_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["submit"], "error: unknown command 'submit' for quantfleet"),
+    (["submt"], "error: unknown command 'submt' for quantfleet; did you mean 'submit'?"),
+    (["jobs", "stauts", "x"], "unknown command 'stauts' for quantfleet jobs; did you mean 'status'"),
     (["sweeep", "sp500"], "did you mean 'sweep'"),
     (["runs", "shwo", "latest"], "unknown command 'shwo' for quantfleet runs; did you mean 'show'?"),
     (["sweep", "sp500", "--strategy", "sma_cross", "--bogus"], "No such option: --bogus"),

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from quantfleet.commands import data, observe, pipeline, research, runs
+from quantfleet.commands import data, jobs, observe, pipeline, research, runs
 from quantfleet.errors import QuantfleetError
 
 __all__ = ["app", "main", "one_line"]
@@ -29,10 +29,11 @@ app = typer.Typer(
 app.command()(data.strategies)
 for _cmd in (research.backtest, research.sweep, research.tournament, research.evolve,
              research.portfolio, observe.profile, observe.cost, observe.report, runs.query,
-             pipeline.run, pipeline.serve, pipeline.demo, pipeline.ui, pipeline.health):
+             pipeline.run, jobs.submit, pipeline.serve, pipeline.demo, pipeline.ui, pipeline.health):
     app.command()(_cmd)
 app.add_typer(data.app, name="data")
 app.add_typer(runs.app, name="runs")
+app.add_typer(jobs.app, name="jobs")
 
 from quantfleet.cluster import app as cluster_app  # noqa: E402  (typer only; ray lazily)
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,101 +27,33 @@ from quantfleet.observe.metrics import RunMetrics
 from quantfleet.research.tournament import tournament
 from tests import reference as ref
 from tests.compute import workloads as wl
+from tests.services import PROMETHEUS, PUSHGATEWAY, Prometheus, prometheus, pushgateway, until
 
-PROMETHEUS = shutil.which("prometheus")
-PUSHGATEWAY = shutil.which("prometheus-pushgateway")
 pytestmark = pytest.mark.skipif(
     PROMETHEUS is None or PUSHGATEWAY is None,
     reason="Debian's prometheus / prometheus-pushgateway binaries are absent: `make "
            "prometheus` installs them as root (apt-get install prometheus prometheus-pushgateway)")
 
-WAIT_S = 120.0  # bound of every wait (a scrape every second; the machine may be loaded)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as r:
-        return r.read()
-
-
-def _until(what: str, fn, proc: subprocess.Popen | None = None):
-    """``fn()`` once it returns something truthy; fails after WAIT_S (or if ``proc`` exits)."""
-    stop = time.monotonic() + WAIT_S
-    while True:
-        try:
-            got = fn()
-        except OSError:
-            got = None
-        if got:
-            return got
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"{what}: the process exited with code {proc.returncode}")
-        if time.monotonic() > stop:
-            pytest.fail(f"{what}: not within {WAIT_S:g} s")
-        time.sleep(0.2)
-
-
-class Stack:
+class Stack(Prometheus):
     def __init__(self, prom: str, gateway: str, metrics: RunMetrics) -> None:
+        super().__init__(prom)
         self.prom, self.gateway, self.metrics = prom, gateway, metrics
-
-    def query(self, promql: str) -> list[dict]:
-        q = urllib.parse.urlencode({"query": promql})
-        doc = json.loads(_get(f"{self.prom}/api/v1/query?{q}"))
-        assert doc["status"] == "success", doc
-        return doc["data"]["result"]
-
-    def value(self, promql: str) -> float:
-        res = self.query(promql)
-        assert len(res) == 1, (promql, res)
-        return float(res[0]["value"][1])
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("prom")
-    procs: list[subprocess.Popen] = []
     metrics = RunMetrics()
     live = metrics.serve(0)  # the live run's endpoint, scraped as job "run"
     live_target = live.split("//", 1)[1].split("/", 1)[0]
     try:
-        gw_port = _free_port()
-        gw = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{gw_port}"],
-                              stdout=subprocess.DEVNULL, stderr=open(root / "pushgw.log", "w"))
-        procs.append(gw)
-        gateway = f"http://127.0.0.1:{gw_port}"
-        _until("pushgateway ready", lambda: _get(f"{gateway}/-/ready") is not None, gw)
-        cfg = root / "prometheus.yml"
-        cfg.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n"
-            f"  - job_name: run\n    static_configs:\n      - targets: ['{live_target}']\n"
-            "  - job_name: pushgateway\n    honor_labels: true\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{gw_port}']\n")
-        port = _free_port()
-        prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={root / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=open(root / "prometheus.log", "w"))
-        procs.append(prom)
-        url = f"http://127.0.0.1:{port}"
-        _until("prometheus ready", lambda: _get(f"{url}/-/ready") is not None, prom)
-        yield Stack(url, gateway, metrics)
+        with pushgateway(root) as gateway, prometheus(
+                root, targets={"run": live_target,
+                               "pushgateway": gateway.split("//", 1)[1]},
+                honor_labels=("pushgateway",)) as prom:
+            yield Stack(prom.url, gateway, metrics)
     finally:
         metrics.stop()
-        for p in procs:  # only what this fixture started, by PID
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def test_prometheus_scrapes_a_live_tournament_map(stack):
@@ -139,7 +67,7 @@ def test_prometheus_scrapes_a_live_tournament_map(stack):
     assert res.n_backtests > 0 and not res.failed
     sel = '{job="run",stage="tournament"}'
     # a scrape that happened after the map ended carries its final counts
-    _until("a scrape after the map", lambda: [
+    until("a scrape after the map", lambda: [
         r for r in stack.query(f"timestamp(quantfleet_backtests_total{sel})")
         if float(r["value"][1]) > done])
     assert stack.value(f"quantfleet_backtests_total{sel}") == res.n_backtests
@@ -174,8 +102,8 @@ def test_a_batch_command_pushes_and_prometheus_keeps_its_figures(stack, tmp_path
     rid = out["run_id"]
     # the process is gone; its figures are in the Pushgateway, scraped into Prometheus
     sel = f'{{job="quantfleet",run_id="{rid}",stage="tournament"}}'
-    _until("the pushed run in Prometheus",
-           lambda: stack.query(f"quantfleet_backtests_total{sel}"))
+    until("the pushed run in Prometheus",
+          lambda: stack.query(f"quantfleet_backtests_total{sel}"))
     assert stack.value(f"quantfleet_backtests_total{sel}") == out["backtests"] > 0
     assert stack.value(f"quantfleet_items_total{sel}") == 2  # 2 strategies x 1 asset
     submitted = stack.value(f"quantfleet_tasks_submitted_total{sel}")
@@ -231,8 +159,8 @@ def test_a_flow_run_pushes_its_figures(stack, tmp_path):
     rid = out["run_id"]
     want = out["stages"]["tournament"]["summary"]["backtests"]
     sel = f'{{job="quantfleet",run_id="{rid}",stage="tournament"}}'
-    _until("the pushed flow run in Prometheus",
-           lambda: stack.query(f"quantfleet_backtests_total{sel}"))
+    until("the pushed flow run in Prometheus",
+          lambda: stack.query(f"quantfleet_backtests_total{sel}"))
     assert stack.value(f"quantfleet_backtests_total{sel}") == want > 0
     assert stack.value(f"quantfleet_items_total{sel}") == 4  # 2 strategies x 2 assets
     assert stack.value(f"quantfleet_tasks_started_total{sel}") == \

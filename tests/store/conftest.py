@@ -4,12 +4,11 @@ server in its own process on 127.0.0.1) with a versioned bucket and dummy creden
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
+
+from tests.services import s3_server
 
 BUCKET = "quantfleet-test"
 ACCESS_KEY = "AKIAQFTESTKEY0000001"
@@ -20,32 +19,8 @@ SECRET_KEY = "qf-Test-Secret-NEVER-LOGGED-7f3a9c"
 def s3_endpoint():
     """``http://127.0.0.1:PORT`` of a moto S3 server (a separate process,
     tests/store/moto_server.py, bound to a port the OS picked) with BUCKET in it."""
-    pytest.importorskip("moto.server", reason="moto[server] not installed")
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "tests.store.moto_server"], cwd=root,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        # its first line, written once it listens; an empty line: it exited
-        first = proc.stdout.readline().strip()
-        if not first.isdigit():
-            proc.wait()
-            pytest.fail(f"moto server exited with {proc.returncode} before listening")
-        url = f"http://127.0.0.1:{int(first)}"
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    with s3_server(BUCKET, ACCESS_KEY, SECRET_KEY) as url:
         yield url
-    finally:
-        proc.stdin.close()  # asks it to stop
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def aws_env(endpoint: str) -> dict[str, str]:

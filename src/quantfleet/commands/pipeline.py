@@ -65,11 +65,12 @@ def _print_verdict(v: dict[str, Any]) -> None:
         typer.echo(f"Simulated cost: ${c['cost_usd']:.4f} on {c['setup']}, {c['label']}")
 
 
-def _run_config(config: Any, as_json: bool, no_store: bool = False) -> None:
+def _run_config(config: Any, as_json: bool, no_store: bool = False,
+                run_id: str | None = None) -> None:
     from quantfleet.pipeline.flow import run_pipeline
     from quantfleet.pipeline.report import verdict_summary
 
-    out = run_pipeline(config, record=not no_store,
+    out = run_pipeline(config, run_id=run_id, record=not no_store,
                        log=(lambda m: None) if as_json else typer.echo)
     report = out.report  # written by the flow from the recorded run: none without one
     view = _view_of(out)
@@ -127,6 +128,7 @@ def run(
     open_report: Annotated[bool | None, typer.Option("--open/--no-open", help="report.open")] = None,
     baseline: Annotated[bool | None, typer.Option("--baseline/--no-baseline", help="baseline.enabled: also run the tournament serially and report the speedup.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Any field: KEY=VALUE with a dotted key, e.g. --set tournament.max_combos=8 (value parsed as TOML).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Record the run under this new id (default: a fresh one; `quantfleet submit` sets it to print it before the job starts).")] = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
 ) -> None:
@@ -143,7 +145,23 @@ def run(
                               "prefect.api_url": prefect_api, "data.source": data,
                               "costs.fee_bps": fee_bps, "costs.slippage_bps": slippage_bps,
                               "report.open": open_report, "baseline.enabled": baseline})
-    _run_config(cfg, as_json, no_store)
+    if run_id is not None:
+        _check_new_run_id(run_id, cfg.store, no_store)
+    _run_config(cfg, as_json, no_store, run_id)
+
+
+def _check_new_run_id(run_id: str, store: str, no_store: bool) -> None:
+    """``--run-id`` names a new run: a valid id, not already in the store."""
+    from quantfleet.store import Store
+    from quantfleet.store.keys import manifest_key
+
+    if no_store:
+        fail("--run-id names a recorded run; drop it or drop --no-store")
+    manifest_key(run_id)  # the id's characters, in one line
+    st = Store.open(store)
+    if run_id in st.run_ids():
+        fail(f"--run-id {run_id!r}: a run with this id is already in {st.url}; pick a new id "
+             f"or leave --run-id out")
 
 
 def serve(
