@@ -72,6 +72,7 @@ def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
         assert line, f"driver failed ({drv.returncode}):\n{drv.stderr[-3000:]}"
         r = json.loads(line[0].removeprefix("RESULT "))
         print("autoscaling:", json.dumps(r))
+        print("tasks running per second of the map:", r.get("running_per_s"))
         assert drv.returncode == 0, r
         assert r["head_nodes"] == 1
         # nodes were added on demand: the head has no CPU, so every backtest ran on them (read
