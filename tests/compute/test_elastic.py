@@ -186,6 +186,23 @@ def test_resumed_adaptive_map_reuses_the_saved_cuts(tmp_path):
     assert ex.summary.tasks == 0 and ex.summary.resumed_items == 40
 
 
+def test_tournament_maps_adaptively_and_resumes_its_saved_cuts(tmp_path):
+    from quantfleet.research.tournament import CHUNK_MAX_ITEMS, TASK_TARGET_S, tournament
+
+    m = wl.market(n_assets=4)
+    kw = dict(n_windows=2, max_combos=6, checkpoint_dir=tmp_path)
+    ex = SerialExecutor()
+    first = tournament(m, ["sma_cross", "rsi"], executor=ex, **kw)
+    plan = json.loads(next(tmp_path.glob("*/plan.json")).read_text())
+    assert plan["adaptive"] and plan["cuts"][-1] == 8 and plan["size"] == CHUNK_MAX_ITEMS
+    assert plan["target_task_s"] == TASK_TARGET_S
+    again = SerialExecutor()
+    second = tournament(m, ["sma_cross", "rsi"], executor=again, **kw)
+    assert again.summary.tasks == 0 and again.summary.resumed_items == 8
+    assert second.leaderboard.equals(first.leaderboard)
+    assert second.oos_returns.equals(first.oos_returns)
+
+
 def test_adaptive_map_on_ray_equals_serial(ray_executor):
     items = list(range(60))
     got = list(ray_executor.map(wl.numpy_work, items, schedule="adaptive", chunk_size=8))
