@@ -240,8 +240,8 @@ def render(meta, results, noop, fresh, ceiling=None) -> str:
              f"mapped as `evaluate_jobs`)")
     L.append("- executors: `make_executor('serial')`, `make_executor('processes', workers=2)`, "
              "`make_executor('ray', workers=2)` (embedded local Ray, 2 CPUs), the tournament's "
-             "default chunking (items asset by asset cycling through the strategies, two equal "
-             "chunks per worker); each warmed up by one untimed run, then "
+             "default chunking (items asset by asset cycling through the strategies, adaptive "
+             "chunks of ~1 s cut as the map runs, shorter at the end); each warmed up by one untimed run, then "
              f"repetitions ({meta['reps']}) alternating the three (order rotates); medians\n")
     L.append("| size | backtests | items | executor | tournament() wall s | speed-up | efficiency "
              "| map phase s | map speed-up | tasks (largest chunk) | overhead / task | worker busy s (max/min) "

@@ -74,7 +74,7 @@ def test_guided_schedule_same_results_in_order(procs, ray_executor):
         assert got == want, ex.name
         sizes = [s.items for s in ex.spans.spans[-ex.summary.tasks:]]
         assert max(sizes) == 20 and min(sizes) < 20 and ex.summary.tasks > 101 // 20
-    with pytest.raises(ExecutionError, match="schedule must be 'fixed' or 'guided'"):
+    with pytest.raises(ExecutionError, match="schedule must be 'fixed', 'guided' or 'adaptive'"):
         SerialExecutor().map(wl.counted, items, schedule="dynamic")
 
 

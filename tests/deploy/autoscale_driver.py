@@ -1,8 +1,10 @@
 """Driver for the autoscaling test, run as ``python -m tests.deploy.autoscale_driver ADDRESS``.
 
-Connects to a fake_multinode autoscaling head (0 CPUs), runs a quantfleet tournament on it
-through RayExecutor while sampling ``ray.nodes()``, then waits for the idle nodes to be
-removed; prints one ``RESULT {json}`` line.
+Connects to a fake_multinode autoscaling head (0 CPUs), runs one quantfleet tournament on it
+through ``RayExecutor()`` (workers read from the cluster while the map runs: an elastic map)
+while sampling ``ray.nodes()``, compares it with the same tournament run serially, then waits
+for the idle nodes to be removed; prints one ``RESULT {json}`` line, with the tasks running
+per second of the map (from the spans).
 """
 
 from __future__ import annotations
@@ -18,36 +20,49 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.pop("RAY_ADDRESS", None)
 
 STRATEGIES = ["sma_cross", "rsi", "bollinger", "ema_cross"]
+# a hang guard per item; a task's deadline (timeout_s per item + the grace) runs from its
+# start on a worker, so the first tasks wait for the autoscaler's nodes without using it up
+# (tests/compute/elastic_run.py makes a task wait past its deadline from submission)
+TIMEOUT_S = 60.0
 
 
 def market():
-    import numpy as np
+    from quantfleet.data.synthetic import gbm
 
-    from quantfleet.data.market import MarketData
-
-    rng = np.random.default_rng(11)
-    n_assets, n_bars = 6, 2500
-    close = 100 * np.exp(np.cumsum(rng.normal(2e-4, 0.015, (n_assets, n_bars)), axis=1))
-    ts = (np.datetime64("2012-01-02") + np.arange(n_bars)).astype("datetime64[ns]")
-    return MarketData(ts, tuple(f"S{i}" for i in range(n_assets)), close, source="synthetic")
+    return gbm(bars=2000, assets=6, seed=11, freq="1D")
 
 
 def run(m, executor):
     from quantfleet.research.tournament import tournament
 
+    opts = {"retries": 2, "timeout_s": TIMEOUT_S} if executor is not None else None
     return tournament(m, STRATEGIES, n_windows=5, max_combos=64, executor=executor,
-                      map_options={"chunk_size": 1, "retries": 2})
+                      map_options=opts)
+
+
+def running_per_s(spans, t0: float, step: float = 1.0) -> list[float]:
+    """Tasks running in each ``step`` seconds from ``t0``: the spans' time inside it / step."""
+    if not spans:
+        return []
+    end = max(sp.end for sp in spans)
+    out, t = [], t0
+    while t < end:
+        busy = sum(max(0.0, min(sp.end, t + step) - max(sp.start, t)) for sp in spans)
+        out.append(round(busy / step, 2))
+        t += step
+    return out
 
 
 def main(address: str, idle_wait_s: float = 90.0) -> int:
     import ray
 
     from quantfleet.compute.ray import RayExecutor
+    from quantfleet.observe.spans import DRIVER_NODE
     from tests.research.test_distributed import table_bytes
 
     m = market()
     t0 = time.time()
-    ex = RayExecutor(workers=2, address=address, init_kwargs={"log_to_driver": False})
+    ex = RayExecutor(address=address, init_kwargs={"log_to_driver": False})
 
     def alive() -> list[str]:
         return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
@@ -62,6 +77,7 @@ def main(address: str, idle_wait_s: float = 90.0) -> int:
 
     head = alive()
     box: dict = {}
+    t_map = time.time()
 
     def work() -> None:
         try:
@@ -82,11 +98,21 @@ def main(address: str, idle_wait_s: float = 90.0) -> int:
         print("RESULT " + json.dumps({"error": box["err"], "timeline": timeline}))
         return 1
     res = box["res"]
-    span_nodes = sorted({sp.node for sp in ex.spans.spans if sp.node})
+    s = ex.summary
+    spans = [sp for sp in ex.spans.spans if sp.worker and sp.node != DRIVER_NODE]
+    span_nodes = sorted({sp.node for sp in spans})
     # the nodes that ran tasks were alive, whether or not a 0.25 s sample caught them
     seen.update(span_nodes)
-    # the same tournament in this process, while the nodes sit idle: Ray gives the same bytes
-    identical = table_bytes(run(m, None).table) == table_bytes(res.table)
+    # the same tournament in this process, while the nodes sit idle
+    ser = run(m, None)
+    same = {
+        "table": table_bytes(ser.table) == table_bytes(res.table),
+        "leaderboard": ser.leaderboard.equals(res.leaderboard),
+        "overfit": ser.overfit.equals(res.overfit),
+        "oos_returns": ser.oos_returns.equals(res.oos_returns),
+        "winner_overfit": json.dumps(ser.winner_overfit, sort_keys=True, default=str)
+        == json.dumps(res.winner_overfit, sort_keys=True, default=str),
+    }
     back_at = None
     deadline = time.time() + idle_wait_s
     while time.time() < deadline:
@@ -102,8 +128,13 @@ def main(address: str, idle_wait_s: float = 90.0) -> int:
         "run_done_at": round(run_done, 1),
         "back_to_head_at": None if back_at is None else round(back_at, 1),
         "backtests": res.n_backtests, "rows": res.n_rows, "failed": len(res.failed),
-        "identical": identical, "span_nodes": len(span_nodes),
+        "lost": s.lost, "tasks": s.tasks, "chunks": s.chunks, "capacity": s.capacity,
+        "peak_inflight": s.peak_inflight, "same_as_serial": same,
+        "span_nodes": len(span_nodes),
+        "span_nodes_added": sum(1 for n in span_nodes if n not in head),
         "spans_on_head": sum(1 for n in span_nodes if n in head),
+        "first_task_wait_s": round(min(sp.start for sp in spans) - t_map, 1),
+        "running_per_s": running_per_s(spans, t_map),
     }), flush=True)
     return 0
 

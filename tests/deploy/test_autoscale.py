@@ -1,5 +1,6 @@
 """Dynamic provisioning for real: Ray's autoscaler (fake_multinode provider) adds worker nodes
-while a quantfleet tournament waits for CPUs and removes them once idle.
+while a quantfleet tournament waits for CPUs and removes them once idle; the tournament, one
+elastic map, grows onto the nodes that join while it runs.
 
 The head is started by ``quantfleet cluster up`` (``RAY_FAKE_CLUSTER=1 ray start --head
 --num-cpus=0 --autoscaling-config=... --block`` on a free port, its own temp dir) and the
@@ -34,13 +35,28 @@ def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=_env())
 
 
+def _config(tmp_path: Path, max_nodes: int) -> Path:
+    """The shipped fake_multinode config with room for ``max_nodes`` 1-CPU nodes."""
+    import yaml
+
+    from quantfleet.cluster import deploy_dir
+
+    cfg = yaml.safe_load((deploy_dir() / "ray" / "fake_multinode.yaml").read_text())
+    cfg["max_workers"] = max_nodes
+    cfg["available_node_types"]["ray.worker.cpu"]["max_workers"] = max_nodes
+    out = tmp_path / "autoscaling.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
 @pytest.mark.integration
 def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
     state_dir = tmp_path / "cluster"
     state_file = state_dir / "state.json"
     up = None
     try:
-        up = _cli("up", "--state-dir", str(state_dir), "--json")
+        up = _cli("up", "--state-dir", str(state_dir), "--config", str(_config(tmp_path, 3)),
+                  "--json")
         assert up.returncode == 0, up.stderr
         state = json.loads(up.stdout)
         assert state["pid"] > 0 and state["port"] != 6379
@@ -56,13 +72,22 @@ def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
         assert line, f"driver failed ({drv.returncode}):\n{drv.stderr[-3000:]}"
         r = json.loads(line[0].removeprefix("RESULT "))
         print("autoscaling:", json.dumps(r))
+        print("tasks running per second of the map:", r.get("running_per_s"))
         assert drv.returncode == 0, r
         assert r["head_nodes"] == 1
         # nodes were added on demand: the head has no CPU, so every backtest ran on them (read
-        # from the spans: the sampled timeline may miss a node that came and went in between)
-        assert r["workers_seen"] >= 1
-        assert r["spans_on_head"] == 0 and r["span_nodes"] >= 1
-        assert r["failed"] == 0 and r["backtests"] > 0 and r["identical"]
+        # from the spans: the sampled timeline may miss a node that came and went in between);
+        # the one map ran on at least two nodes that joined after it started
+        assert r["workers_seen"] >= 2
+        assert r["spans_on_head"] == 0 and r["span_nodes_added"] >= 2
+        # it counted them while running: 1 worker at the start (0 CPUs), more later, and more
+        # tasks in flight than the 2 it started with
+        assert r["capacity"][0][1] == 1 and max(w for _, w in r["capacity"]) >= 2, r
+        assert r["peak_inflight"] > 2, r
+        # no task timed out waiting for a node (deadlines run from a task's start), nothing
+        # failed, and every table equals the serial run's
+        assert r["failed"] == 0 and r["lost"] == 0 and r["backtests"] > 0, r
+        assert all(r["same_as_serial"].values()), r["same_as_serial"]
         # ...and removed after the idle timeout (6 s): back to the head alone
         assert r["back_to_head_at"] is not None, r["timeline"]
         assert r["timeline"][-1][1] == 1

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quantfleet.compute.chunking import ChunkPlan, ChunkStore, fingerprint, plan_chunk_size
+from quantfleet.compute.chunking import (
+    ChunkPlan,
+    ChunkStore,
+    adaptive_chunk_size,
+    fingerprint,
+    plan_chunk_size,
+)
 from quantfleet.compute.executor import Executor, MapSummary
 from quantfleet.compute.factory import AUTO_RAY_MIN_S, AUTO_SERIAL_MAX_S, make_executor
 from quantfleet.compute.processes import ProcessExecutor
@@ -31,6 +37,7 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "SerialExecutor",
+    "adaptive_chunk_size",
     "fingerprint",
     "make_executor",
     "plan_chunk_size",

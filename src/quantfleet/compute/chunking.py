@@ -3,6 +3,8 @@
 A task costs a fixed overhead (dispatch and a round trip to the worker), so each task
 carries enough items to run for about ``target_task_s``; the size is capped so
 every worker still gets several tasks (load balance, progress, checkpoint granularity).
+An adaptive plan (:func:`adaptive_chunk_size`) is cut as the map runs, from the measured
+seconds per item and the workers there are at that moment.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from quantfleet.codeprint import code_fingerprint
 from quantfleet.errors import ExecutionError
 
 __all__ = [
+    "ADAPTIVE_MIN_TASK_SHARE",
+    "ADAPTIVE_WARMUP_SPLIT",
     "CHECKPOINT_FORMAT",
     "DEFAULT_TARGET_TASK_S",
     "MIN_TASKS_PER_WORKER",
     "ChunkPlan",
     "ChunkStore",
+    "adaptive_chunk_size",
     "fingerprint",
     "plan_chunk_size",
 ]
@@ -39,6 +44,15 @@ worker); part of every fingerprint, so files of another format are never resumed
 
 MIN_TASKS_PER_WORKER = 4
 """Chunks are capped at ``n_items / (workers * 4)`` items so the slowest task ends near the rest."""
+
+
+ADAPTIVE_MIN_TASK_SHARE = 4
+"""An adaptive chunk runs at least ``target_task_s / 4`` (measured): a map's tail is cut into
+shorter tasks, never into tasks whose fixed overhead would be a large share of them."""
+
+ADAPTIVE_WARMUP_SPLIT = 4
+"""Before any cost is measured, adaptive chunks are a quarter of the guided size: the first
+results come back soon and measure the cost, and capacity that joins early has work."""
 
 
 def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None, *,
@@ -76,6 +90,45 @@ def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None
     return int(size)
 
 
+def adaptive_chunk_size(remaining: int, workers: int, item_cost_s: float | None, *,
+                        target_task_s: float = DEFAULT_TARGET_TASK_S,
+                        max_size: int | None = None) -> int:
+    """Items of the next chunk of an adaptive plan, cut while the map runs.
+
+    The guided size ``ceil(remaining / (2 workers))`` with the workers there are now, kept
+    within ``[ceil(target_task_s / ADAPTIVE_MIN_TASK_SHARE / item_cost_s),
+    ceil(target_task_s / item_cost_s)]``: a long map is cut into tasks of about
+    ``target_task_s`` (many more than the workers, so capacity that joins has work), its
+    tail into shorter ones, none shorter than a quarter of the target. Without a cost yet
+    (the first chunks): the guided size / :data:`ADAPTIVE_WARMUP_SPLIT`. At most
+    ``max_size`` and ``remaining``, at least 1.
+
+    Parameters
+    ----------
+    remaining : items not yet cut into chunks
+    workers : workers now (the capacity read during the map)
+    item_cost_s : measured seconds per item, or None before any measurement
+    target_task_s : aimed-for seconds per task
+    max_size : largest chunk, or None
+    """
+    if remaining < 1 or workers < 1:
+        raise ExecutionError(f"adaptive_chunk_size: need remaining >= 1 and workers >= 1 "
+                             f"(got {remaining}, {workers})")
+    if target_task_s <= 0:
+        raise ExecutionError(f"target_task_s must be positive (got {target_task_s}); "
+                             f"typical values: 0.05-1 s")
+    guided = math.ceil(remaining / (2 * workers))
+    if item_cost_s is not None and item_cost_s > 0 and math.isfinite(item_cost_s):
+        hi = max(1, math.ceil(target_task_s / item_cost_s))
+        lo = max(1, math.ceil(target_task_s / ADAPTIVE_MIN_TASK_SHARE / item_cost_s))
+        size = max(lo, min(hi, guided))
+    else:
+        size = math.ceil(guided / ADAPTIVE_WARMUP_SPLIT)
+    if max_size is not None:
+        size = min(size, max(1, int(max_size)))
+    return int(max(1, min(size, remaining)))
+
+
 @dataclass(frozen=True)
 class ChunkPlan:
     """Chunk boundaries: ``head`` probe items (0 or 1) as chunk 0, then chunks of ``size``.
@@ -84,17 +137,29 @@ class ChunkPlan:
     each takes ``ceil(remaining / (2 W))`` items, at most ``size`` and at least
     ``ceil(size / 8)``. Few, long tasks while much work is left (little per-task overhead),
     short ones at the end, so no worker idles while another finishes a long last task.
+
+    An ``adaptive`` plan is cut while the map runs (:func:`adaptive_chunk_size`): ``cuts``
+    holds the stop of every chunk cut so far (``size`` is the largest chunk allowed); items
+    after the last cut are not planned yet.
     """
 
     n_items: int
     size: int
     head: int = 0
     guided: int = 0
+    adaptive: bool = False
+    cuts: tuple[int, ...] = ()
 
     def ranges(self) -> list[tuple[int, int]]:
-        """``[(start, stop), ...]`` covering ``range(n_items)`` in order."""
+        """``[(start, stop), ...]`` covering ``range(n_items)`` in order (for an adaptive
+        plan: the chunks cut so far)."""
         out: list[tuple[int, int]] = []
         pos = 0
+        if self.adaptive:
+            for stop in self.cuts:
+                out.append((pos, stop))
+                pos = stop
+            return out
         if self.head and self.n_items:
             out.append((0, min(self.head, self.n_items)))
             pos = out[-1][1]
@@ -107,9 +172,12 @@ class ChunkPlan:
             pos = out[-1][1]
         return out
 
-    def to_dict(self) -> dict[str, int]:
-        return {"n_items": self.n_items, "size": self.size, "head": self.head,
-                "guided": self.guided}
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"n_items": self.n_items, "size": self.size, "head": self.head,
+                             "guided": self.guided}
+        if self.adaptive:
+            d.update(adaptive=True, cuts=list(self.cuts))
+        return d
 
 
 def _qualname(fn: Any) -> str:
@@ -148,7 +216,8 @@ def fingerprint(fn: Any, items: Sequence[Any], shared: Any = None, key: str = ""
 class ChunkStore:
     """Finished chunks of one map on local disk, written atomically (temp file + rename).
 
-    Layout: ``DIR/<fingerprint>/plan.json`` (chunk boundaries, written before any chunk) and
+    Layout: ``DIR/<fingerprint>/plan.json`` (chunk boundaries, written before any chunk; an
+    adaptive plan is rewritten with its new cuts before a chunk cut since is saved) and
     ``DIR/<fingerprint>/chunk-000042.pkl`` (a pickle, protocol 5, of ``{"fingerprint", "index",
     "start", "stop", "results"}``; failed items are stored as their ``Failed`` records).
     """
@@ -171,8 +240,13 @@ class ChunkStore:
         if not p.exists():
             return None
         d = json.loads(p.read_text())
+        cuts = tuple(int(c) for c in d.get("cuts", ()))
+        if any(b <= a for a, b in zip((0, *cuts), cuts, strict=False)) or (
+                cuts and cuts[-1] > int(d["n_items"])):
+            return None  # not a plan this code wrote: start afresh
         return ChunkPlan(n_items=int(d["n_items"]), size=int(d["size"]), head=int(d["head"]),
-                         guided=int(d.get("guided", 0)))
+                         guided=int(d.get("guided", 0)), adaptive=bool(d.get("adaptive", False)),
+                         cuts=cuts)
 
     def save_plan(self, plan: ChunkPlan, meta: dict[str, Any] | None = None) -> None:
         d = {**plan.to_dict(), "fingerprint": self.fingerprint, **(meta or {})}

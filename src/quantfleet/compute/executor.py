@@ -17,13 +17,14 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from quantfleet.compute.chunking import (
     DEFAULT_TARGET_TASK_S,
     ChunkPlan,
     ChunkStore,
+    adaptive_chunk_size,
     fingerprint,
     plan_chunk_size,
 )
@@ -44,7 +45,12 @@ class MapSummary:
     retried : re-executions (an exception retried in the worker, or a lost task resubmitted)
     tasks : tasks submitted (resubmissions included); lost : tasks timed out or whose worker died
     chunks / resumed_chunks / resumed_items : the chunk plan and what a checkpoint supplied
+    chunk_size : the planned size (fixed), the largest chunk (guided, adaptive)
     wall_s : driver seconds from the first ``next()`` to the last result
+    capacity : ``[(seconds since the map started, workers), ...]``, the workers the map
+        counted at its start and at each change it read while running (elastic backends)
+    item_cost_s : the seconds per item an adaptive map measured last (None otherwise)
+    peak_inflight : the most tasks in flight at once (submitted, without a result yet)
     """
 
     items: int = 0
@@ -59,9 +65,14 @@ class MapSummary:
     chunk_size: int = 0
     wall_s: float = 0.0
     complete: bool = False
+    capacity: list[tuple[float, int]] = field(default_factory=list)
+    item_cost_s: float | None = None
+    peak_inflight: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["capacity"] = [list(c) for c in self.capacity]
+        return d
 
 
 class _Progress:
@@ -150,6 +161,10 @@ def _backtests(items: Sequence[Any], start: int, values: Sequence[Any]) -> int:
                for j, v in enumerate(values) if not isinstance(v, Failed))
 
 
+_REFRESH_MIN_S = 0.5
+"""Least seconds between two capacity re-reads of an elastic map."""
+
+
 class _Unset:
     __slots__ = ()
 
@@ -169,22 +184,29 @@ class BaseExecutor:
     now), ``_submit``, ``_poll`` (finished tasks as ``(uid, ChunkResult | Lost)``),
     ``_cancel`` (kill one running task), ``_abandon`` (drop all in-flight work) and ``close``.
     A backend whose worker can say it began a task calls ``self._on_started(uid)`` when it
-    hears so; a task that comes back without that signal counts as started then.
+    hears so (and sets ``start_signal``); a task that comes back without that signal counts
+    as started then. A task's deadline runs from its start signal, or from its submission on
+    a backend without one.
+
+    An elastic backend (``capacity_refresh_s`` not None) has ``_refresh_capacity`` re-read
+    its capacity while a map runs: every ``capacity_refresh_s`` seconds while work waits for
+    a slot, and whenever a poll returns nothing.
 
     Task counts go to the recorder's ``event`` (:data:`~quantfleet.observe.spans.TASK_EVENTS`).
     """
 
     name = "base"
     supports_timeout = True
+    start_signal = False
+    """True if the backend calls ``_on_started`` when a worker starts a task."""
     timeout_grace_s = 1.0
-    """Added once to each task's deadline: dispatch and a fresh worker's first imports."""
+    """Added once to each task's deadline: a fresh worker's first imports and fetches."""
 
     def __init__(self, recorder: SpanRecorder | None = None) -> None:
         self.spans = recorder if recorder is not None else SpanRecorder()
         self.summary = MapSummary()
         self._closed = False
         self._uid = 0
-        self._deadlines = False
         self._on_started: Callable[[Hashable], None] = _ignore
 
     # -- backend hooks
@@ -197,6 +219,16 @@ class BaseExecutor:
 
     def _capacity(self) -> int:
         raise NotImplementedError
+
+    @property
+    def capacity_refresh_s(self) -> float | None:
+        """Seconds between re-reads of the capacity during a map; None: fixed for the map."""
+        return None
+
+    def _refresh_capacity(self) -> int:
+        """Re-read the capacity (an elastic backend adjusts its in-flight cap); return the
+        worker count it now has."""
+        return max(1, int(self.workers))
 
     def _submit(self, task: ChunkTask) -> None:
         raise NotImplementedError
@@ -241,15 +273,19 @@ class BaseExecutor:
             list gives one label per item, and a task's span carries the distinct labels of
             its items joined by "+" (e.g. the strategy of each tournament item)
         retries : extra attempts for an item whose fn raised, or a task that was lost
-        timeout_s : seconds one item may take; a task of k items is cancelled after
-            ``k * timeout_s + timeout_grace_s`` (then split into single items, each retried,
-            then Failed)
+        timeout_s : seconds one item may take; a task of k items is cancelled
+            ``k * timeout_s + timeout_grace_s`` after its worker started it (after its
+            submission on a backend without a start signal), then split into single items,
+            each retried, then Failed
         chunk_size : items per task; default: measured (see chunking)
         item_cost_s : caller's estimate of seconds per item (skips the probe task)
         target_task_s : aimed-for seconds per task when sizing chunks
-        schedule : "fixed" (every chunk of the planned size) or "guided" (the planned size
+        schedule : "fixed" (every chunk of the planned size), "guided" (the planned size
             is the largest; chunks shrink towards the end so the workers finish together,
-            see :class:`~quantfleet.compute.chunking.ChunkPlan`)
+            see :class:`~quantfleet.compute.chunking.ChunkPlan`) or "adaptive" (chunks cut
+            as the map runs from the measured seconds per item and the workers there are
+            then, :func:`~quantfleet.compute.chunking.adaptive_chunk_size`; ``chunk_size``
+            is then the largest chunk and ``item_cost_s`` the cost assumed until measured)
         checkpoint_dir : write each finished chunk there and skip chunks already written
         checkpoint_key : extra text mixed into the checkpoint fingerprint
         progress : show a rich progress bar
@@ -267,8 +303,9 @@ class BaseExecutor:
             raise ExecutionError(f"map: timeout_s must be positive or None (got {timeout_s!r})")
         if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
             raise ExecutionError(f"map: chunk_size must be >= 1 or None (got {chunk_size!r})")
-        if schedule not in ("fixed", "guided"):
-            raise ExecutionError(f"map: schedule must be 'fixed' or 'guided' (got {schedule!r})")
+        if schedule not in ("fixed", "guided", "adaptive"):
+            raise ExecutionError(f"map: schedule must be 'fixed', 'guided' or 'adaptive' "
+                                 f"(got {schedule!r})")
         if timeout_s is not None and not self.supports_timeout:
             warnings.warn(f"{type(self).__name__} cannot cancel a running function; timeout_s is "
                           f"ignored (use ProcessExecutor or RayExecutor)", stacklevel=2)
@@ -302,12 +339,15 @@ class BaseExecutor:
             return "+".join(dict.fromkeys(labels[a:b]))
 
         n = len(items)
-        guided = max(1, int(self.workers)) if schedule == "guided" else 0
+        adaptive = schedule == "adaptive"
+        workers = max(1, int(self.workers))
+        guided = workers if schedule == "guided" else 0
         summary = self.summary = MapSummary(items=n)
         t0 = time.perf_counter()
         if n == 0:
             summary.complete = True
             return
+        summary.capacity.append((0.0, workers))
         store = (ChunkStore(checkpoint_dir, fingerprint(fn, items, shared, checkpoint_key))
                  if checkpoint_dir is not None else None)
         results: list[Any] = [_UNSET] * n
@@ -322,13 +362,20 @@ class BaseExecutor:
         probe_span: list[Span] = []
         bar = _Progress(progress, f"{stage or 'map'} [{self.name}]", n)
         done_items = 0
+        cut_pos = n  # adaptive: the first item not cut into a chunk yet
+        plan_saved = 0  # adaptive: chunks whose boundaries plan.json holds
+        # adaptive: measured seconds per item, from tasks that were not their worker's first of
+        # this map (a first task may carry imports and JIT loading), else the cheapest first task
+        cost: list[float] = [0.0, 0.0]  # warm seconds, warm items
+        first_cost: list[float] = []
+        ran_on: set[str] = set()
 
         def adopt(p: ChunkPlan) -> None:
             nonlocal ranges, starts
             ranges = p.ranges()
             starts = [a for a, _ in ranges]
             summary.chunks = len(ranges)
-            summary.chunk_size = p.size
+            summary.chunk_size = p.size or max((b - a for a, b in ranges), default=0)
             for i, (a, b) in enumerate(ranges):
                 if i in left or i in complete:
                     continue
@@ -347,11 +394,50 @@ class BaseExecutor:
                     left[i] = b - a
                     pending.append(_Unit(i, a, b, 1))
 
+        def item_cost() -> float | None:
+            if cost[1] > 0:
+                return cost[0] / cost[1]
+            return min(first_cost) if first_cost else item_cost_s
+
+        def cut() -> None:
+            """Adaptive: cut the next chunk from the uncut items."""
+            nonlocal cut_pos
+            size = adaptive_chunk_size(n - cut_pos, workers, item_cost(),
+                                       target_task_s=target_task_s, max_size=max_chunk)
+            i = len(ranges)
+            ranges.append((cut_pos, cut_pos + size))
+            starts.append(cut_pos)
+            left[i] = size
+            pending.append(_Unit(i, cut_pos, cut_pos + size, 1))
+            cut_pos += size
+            summary.chunks = len(ranges)
+            summary.chunk_size = max(summary.chunk_size, size)
+
+        def save_adaptive_plan(upto: int) -> None:
+            nonlocal plan_saved
+            if store is None or upto < plan_saved:
+                return
+            plan_saved = len(ranges)
+            store.save_plan(ChunkPlan(n, int(max_chunk or 0), adaptive=True,
+                                      cuts=tuple(b for _, b in ranges)),
+                            {"fn": component, "executor": self.name,
+                             "target_task_s": target_task_s})
+
+        max_chunk = chunk_size
         if plan is not None:
+            # a resumed map cuts the saved chunks again, whatever its schedule now; an adaptive
+            # plan goes on adaptive after its last saved cut
+            adaptive = plan.adaptive
+            max_chunk = plan.size or None
             adopt(plan)
+            if adaptive:
+                cut_pos = ranges[-1][1] if ranges else 0
+                plan_saved = len(ranges)
+        elif adaptive:
+            cut_pos = 0
         elif chunk_size is not None or item_cost_s is not None or n == 1:
             size = int(chunk_size) if chunk_size is not None else plan_chunk_size(
-                n, self.workers, item_cost_s, target_task_s=target_task_s)
+                n, workers, item_cost_s, target_task_s=target_task_s)
             plan = ChunkPlan(n, size, 0, guided=guided)
             if store is not None:
                 store.save_plan(plan, {"fn": component, "executor": self.name})
@@ -366,37 +452,71 @@ class BaseExecutor:
             nonlocal plan
             complete.add(i)
             left.pop(i, None)
-            if plan is None:  # the probe finished
-                cost = probe_span[0].duration if probe_span else None
-                size = plan_chunk_size(n - 1, self.workers, cost, target_task_s=target_task_s)
+            if plan is None and not adaptive:  # the probe finished
+                cost_s = probe_span[0].duration if probe_span else None
+                size = plan_chunk_size(n - 1, workers, cost_s, target_task_s=target_task_s)
                 plan = ChunkPlan(n, size, 1, guided=guided)
                 if store is not None:
                     store.save_plan(plan, {"fn": component, "executor": self.name,
-                                           "probe_s": cost})
+                                           "probe_s": cost_s})
                 adopt(plan)
             a, b = ranges[i]
             if store is not None:
+                if adaptive:
+                    save_adaptive_plan(i)  # plan.json names a chunk before its file exists
                 store.save(i, a, b, results[a:b])
             for k in range(a, min(b, next_yield)):
                 results[k] = None  # already yielded; free it
 
+        def measure(sp: Span) -> None:
+            if not adaptive or not sp.ok or sp.attempt != 1 or sp.items < 1:
+                return
+            if sp.worker in ran_on:
+                cost[0] += sp.duration
+                cost[1] += sp.items
+            else:
+                ran_on.add(sp.worker)
+                first_cost.append(sp.duration / sp.items)
+            summary.item_cost_s = item_cost()
+
         inflight: dict[int, tuple[_Unit, float, float | None]] = {}
         began: set[Hashable] = set()  # in-flight tasks whose worker said it started them
+        on_start = self.start_signal and timeout_s is not None
+
+        def deadline_from(t: float, u: _Unit) -> float | None:
+            if timeout_s is None:
+                return None
+            return t + timeout_s * (u.stop - u.start) + self.timeout_grace_s
 
         def started(uid: Hashable) -> None:
             if uid in inflight and uid not in began:
                 began.add(uid)
                 recorder.event("started", stage)
+                if on_start:  # the deadline runs from now
+                    u, t_sub, _ = inflight[uid]
+                    inflight[uid] = (u, t_sub, deadline_from(time.time(), u))
+
+        refresh_s = self.capacity_refresh_s
+        refresh_at = time.monotonic() + (refresh_s or 0.0)
+
+        def refresh() -> None:
+            nonlocal workers, refresh_at
+            w = max(1, int(self._refresh_capacity()))
+            refresh_at = time.monotonic() + (refresh_s or 0.0)
+            if w != workers:
+                workers = w
+                summary.capacity.append((round(time.perf_counter() - t0, 3), w))
 
         self._on_started = started
         next_yield = 0
         try:
-            self._deadlines = timeout_s is not None  # backends may queue deeper without them
             self._open(fn, shared)
             while next_yield < n:
                 # submit within capacity
                 cap = self._capacity()
-                while pending and cap > 0:
+                while cap > 0 and (pending or cut_pos < n):
+                    if not pending:
+                        cut()
                     u = pending.popleft()
                     self._uid += 1
                     task = ChunkTask(uid=self._uid, chunk=u.chunk, start=u.start,
@@ -404,30 +524,34 @@ class BaseExecutor:
                                      retries=retries, stage=stage,
                                      component=label(u.start, u.stop),
                                      labels=() if labels is None else tuple(labels[u.start:u.stop]))
+                    now = time.time()
+                    inflight[task.uid] = (u, now, None if on_start else deadline_from(now, u))
                     self._submit(task)
                     recorder.event("submitted", stage)
-                    now = time.time()
-                    deadline = (None if timeout_s is None
-                                else now + timeout_s * (u.stop - u.start) + self.timeout_grace_s)
-                    inflight[task.uid] = (u, now, deadline)
                     summary.tasks += 1
+                    summary.peak_inflight = max(summary.peak_inflight, len(inflight))
                     cap -= 1
-                if not inflight and not pending and results[next_yield] is _UNSET:
+                if not inflight and not pending and cut_pos >= n and results[next_yield] is _UNSET:
                     raise ExecutionError(  # pragma: no cover - a bug in this loop
                         f"{self.name}: nothing in flight but item {next_yield} has no result")
-                # wait for completions or the nearest deadline
+                # wait for completions, the nearest deadline or the next capacity re-read
                 deadlines = [d for _, _, d in inflight.values() if d is not None]
                 wait = None if not deadlines else max(0.0, min(deadlines) - time.time())
+                waiting = bool(pending) or cut_pos < n  # work without a slot
+                if refresh_s is not None and waiting:
+                    until = max(0.0, refresh_at - time.monotonic())
+                    wait = until if wait is None else min(wait, until)
                 events = self._poll(wait) if inflight or pending else []  # pending: workers starting
                 for uid, out in events:
                     if uid not in inflight:
                         continue  # a task we already gave up on
                     if isinstance(out, ChunkResult) and uid not in began:
-                        started(uid)  # no start signal (Ray): its result shows it ran
+                        started(uid)  # no start signal: its result shows it ran
                     began.discard(uid)
                     u, t_sub, _ = inflight.pop(uid)
                     if isinstance(out, ChunkResult):
                         recorder.add(out.span)
+                        measure(out.span)
                         summary.retried += out.retried
                         n_bad = sum(1 for v in out.values if isinstance(v, Failed))
                         recorder.event("finished" if out.span.ok else "failed", stage)
@@ -435,7 +559,7 @@ class BaseExecutor:
                         recorder.event("items", stage, len(out.values) - n_bad)
                         recorder.event("items_failed", stage, n_bad)
                         recorder.event("backtests", stage, _backtests(items, u.start, out.values))
-                        if plan is None and u.chunk == 0:
+                        if plan is None and not adaptive and u.chunk == 0:
                             probe_span.append(out.span)
                         for j, v in enumerate(out.values):
                             results[u.start + j] = v
@@ -449,6 +573,12 @@ class BaseExecutor:
                     else:
                         self._lost(u, out, t_sub, retries, stage, label(u.start, u.stop), recorder, pending,
                                    results, left, finish_chunk)
+                if refresh_s is not None and (waiting or pending or cut_pos < n):
+                    t = time.monotonic()
+                    # a poll that returned nothing re-reads too, at most every _REFRESH_MIN_S
+                    if t >= refresh_at or (not events and t >= refresh_at - refresh_s
+                                           + _REFRESH_MIN_S):
+                        refresh()
                 now = time.time()
                 for uid, (u, t_sub, d) in list(inflight.items()):
                     if d is not None and now >= d:
@@ -471,7 +601,8 @@ class BaseExecutor:
                     next_yield += 1
                     done_items += 1
                     yield v
-                bar.update(summary.ok + summary.failed, len(complete), len(ranges) if plan else None)
+                bar.update(summary.ok + summary.failed, len(complete),
+                           len(ranges) if plan or (adaptive and cut_pos >= n) else None)
             summary.complete = True
         finally:
             self._on_started = _ignore

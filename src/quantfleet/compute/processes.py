@@ -114,6 +114,7 @@ class ProcessExecutor(BaseExecutor):
     """
 
     name = "processes"
+    start_signal = True
 
     def __init__(self, workers: int | None = None, *, start_method: str = "spawn",
                  recorder: SpanRecorder | None = None) -> None:

@@ -107,8 +107,10 @@ class RayExecutor(BaseExecutor):
 
     Parameters
     ----------
-    workers : tasks in flight at once; default: the cluster's CPUs / ``num_cpus_per_task``
-        (read at each map, so added nodes are used). For the embedded Ray, also its CPUs.
+    workers : tasks running at once; default: the cluster's CPUs / ``num_cpus_per_task``,
+        re-read every ``refresh_s`` seconds while a map runs (an elastic map: nodes that
+        join or leave raise or lower the tasks in flight). For the embedded Ray, also its
+        CPUs.
     address : ``None`` -> ``RAY_ADDRESS`` if set, else an embedded local Ray
         (``ray.init(address="local", num_cpus=workers, include_dashboard=False)`` with
         :func:`embedded_system_config`: results inline, no metrics without a dashboard);
@@ -120,7 +122,13 @@ class RayExecutor(BaseExecutor):
     """
 
     name = "ray"
+    start_signal = True
     timeout_grace_s = 2.0  # a force-cancelled task's worker is replaced by a cold process
+    refresh_s = 2.0
+    """Seconds between re-reads of the cluster's CPUs during a map (``workers=None``)."""
+    slots_per_worker = 2
+    """Tasks in flight per worker: the next task waits on the worker, hiding Ray's round trip
+    (and on an autoscaling cluster the queued tasks are the demand it scales up for)."""
 
     def __init__(self, workers: int | None = None, address: str | None = None, *,
                  max_retries: int = 3, num_cpus_per_task: float = 1.0,
@@ -206,11 +214,20 @@ class RayExecutor(BaseExecutor):
             self._fn_ref = ray.put(fn)
             self._fn_obj = fn
             self.puts += 1
-        # in flight: one task per worker when deadlines run from submission (a queued task
-        # would use up its timeout waiting), else two per worker to hide Ray's round trip
-        self._slots = self.workers * (1 if self._deadlines else 2)
+        self._refresh_capacity()
         self._task = _remote().options(num_cpus=self.num_cpus_per_task,
                                        max_retries=self.max_retries, retry_exceptions=False)
+
+    @property
+    def capacity_refresh_s(self) -> float | None:
+        return self.refresh_s if self._n is None else None
+
+    def _refresh_capacity(self) -> int:
+        # deadlines run from a task's start signal, so queued tasks do not use up their
+        # timeout; fewer workers lower the cap and the running tasks finish
+        w = self.workers
+        self._slots = w * self.slots_per_worker
+        return w
 
     def _capacity(self) -> int:
         return self._slots - len(self._refs)
@@ -264,7 +281,7 @@ class RayExecutor(BaseExecutor):
             pass
 
     def _abandon(self) -> None:
-        # the tasks in flight (at most two per worker) are left to finish and their results
+        # the tasks in flight (at most slots_per_worker per worker) are left to finish and their results
         # dropped with the references: ray.cancel on a task that is completing at that moment
         # crashes the driver in Ray 2.60 ("Check failed: it != submissible_tasks_.end() Tried
         # to complete task that was not pending", ray-project/ray#54846), seen here after a

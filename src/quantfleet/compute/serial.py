@@ -25,6 +25,7 @@ class SerialExecutor(BaseExecutor):
     """
 
     name = "serial"
+    start_signal = True
     supports_timeout = False
 
     def __init__(self, recorder: SpanRecorder | None = None) -> None:

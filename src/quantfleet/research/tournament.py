@@ -36,9 +36,9 @@ from quantfleet.strategies.registry import Strategy, get
 from quantfleet.strategies.space import Choice, Float, Int, ParamSpace
 
 __all__ = [
-    "CHUNKS_PER_WORKER",
     "CHUNK_MAX_ITEMS",
     "ITEM_OVERHEAD_S",
+    "TASK_TARGET_S",
     "TournamentPlan",
     "TournamentResult",
     "coarse_grid",
@@ -51,10 +51,11 @@ __all__ = [
     "tournament",
 ]
 
-# the tournament's default chunking: equal chunks (items are asset-major, so equal chunks
-# cost about the same), this many per worker, each at most CHUNK_MAX_ITEMS (strategy, asset)
-# pairs; ``map_options={"chunk_size": n}`` overrides it
-CHUNKS_PER_WORKER = 2
+# the tournament's default chunking: adaptive chunks (compute.chunking.adaptive_chunk_size),
+# cut while the map runs from the measured seconds per (strategy, asset) pair and the workers
+# there are then: tasks of about TASK_TARGET_S, at most CHUNK_MAX_ITEMS pairs, shorter towards
+# the end; ``map_options={"chunk_size": n}`` (fixed chunks) or ``{"schedule": ...}`` overrides it
+TASK_TARGET_S = 1.0
 CHUNK_MAX_ITEMS = 64
 _SHARPE = METRIC_NAMES.index("sharpe")
 _ROWS_FLUSH_AT = 32  # pairs' row tables per Parquet row group
@@ -430,13 +431,16 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         results: Iterator[Any] = (evaluate_jobs(market, it) for it in items)
     else:
         opts = dict(map_options or {})
-        # explicit chunks: the executor's own probe would time a cold first item (numba cache
-        # load) and cut the work into single-item tasks. A few equal chunks per worker: fewer
-        # tasks cost less overhead, and a worker that falls behind costs at most half its
-        # share; at most CHUNK_MAX_ITEMS items a chunk, so long runs still checkpoint and
-        # report progress as they go
-        opts.setdefault("chunk_size", max(1, min(CHUNK_MAX_ITEMS, math.ceil(
-            len(items) / (CHUNKS_PER_WORKER * max(executor.workers, 1))))))
+        # adaptive chunks, not the executor's probe (which would time one cold item, numba
+        # cache load included, and cut the work into single-item tasks): the cost is measured
+        # on finished tasks, a worker's first task of the map counting only until warm ones
+        # finish. Tasks of ~TASK_TARGET_S make many more chunks than workers on a long run,
+        # so nodes that join have work; the tail's shorter tasks let the driver handle most
+        # results while the last ones run; at most CHUNK_MAX_ITEMS pairs a chunk, so long
+        # runs checkpoint and report progress as they go
+        if "chunk_size" not in opts and "schedule" not in opts:
+            opts.update(schedule="adaptive", chunk_size=CHUNK_MAX_ITEMS)
+            opts.setdefault("target_task_s", TASK_TARGET_S)
         opts["checkpoint_key"] = f"{_CHUNK_FORMAT}:{opts.get('checkpoint_key', '')}"
         results = executor.map(evaluate_jobs, items, shared=market, stage="tournament",
                                component=[name for name, _ in pairs],
