@@ -38,22 +38,36 @@ def test_a_killed_coordinator_resumes_from_its_checkpoint(ray_executor, tmp_path
     assert rounds == [0, 1, 2, 3, 4]  # each once, in order, across the restart
 
 
-def test_without_a_checkpoint_a_scratch_one_is_used_and_removed(ray_executor, tmp_path):
+def test_without_a_checkpoint_a_scratch_one_in_memory_is_used_and_goes_with_the_run(
+        ray_executor, tmp_path):
+    import ray
+
     out = ray_executor.host(co.squares, 4, die_at=2, marker=str(tmp_path / "died"))
     assert out.value["total"] == 0 + 1 + 4 + 9 and out.restarts == 1
-    assert not os.path.exists(out.value["checkpoint"])
+    assert out.incarnations[1]["checkpoint_found"]  # the restart resumed from the scratch one
+    scratch = out.value["scratch"]
+    assert scratch is not None  # a ScratchCheckpoint, held by the run's Keeper actor
+    with pytest.raises(ray.exceptions.RayActorError):
+        scratch.read()  # the keeper (and what it held) went with the run
 
 
 def test_a_coordinator_that_keeps_dying_is_one_error(ray_executor):
-    import tempfile
-    from pathlib import Path
-
-    root = Path(tempfile.gettempdir()) / "quantfleet-coordinator"
-    before = set(root.iterdir()) if root.exists() else set()
-    with pytest.raises(ExecutionError, match="coordinator actor died more than 1 time"):
+    with pytest.raises(ExecutionError, match="coordinator actor died more than 1 time") as e:
         ray_executor.host(co.always_dies, restarts=1)
-    # the driver shares the head's filesystem here: the run's directory went with the run
-    assert (set(root.iterdir()) if root.exists() else set()) <= before
+    assert "named no checkpoint" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_checkpoint_object_is_used_where_the_coordinator_runs(ray_executor, tmp_path):
+    """A checkpoint given as an object (read/write/sibling; here a file store's) travels to
+    the actor, which resumes from it after a death."""
+    from quantfleet.store import Store, StoreCheckpoint
+
+    ck = StoreCheckpoint(Store.open(os.fspath(tmp_path / "lake")), "t/ck.json")
+    out = ray_executor.host(co.squares, 5, checkpoint=ck, die_at=3,
+                            marker=str(tmp_path / "died"))
+    assert out.value["total"] == sum(i * i for i in range(5)) and out.restarts == 1
+    assert out.incarnations[1]["checkpoint_found"]
+    assert (tmp_path / "lake" / "checkpoints" / "t" / "ck.json").exists()
 
 
 def test_a_quantfleet_error_in_the_coordinator_reaches_the_driver_as_itself(ray_executor):
