@@ -62,3 +62,19 @@ def always_dies(*, executor, checkpoint, on_round) -> None:
 
 def refuses(*, executor, checkpoint, on_round) -> None:
     raise QuantfleetError("field x: bad; use y")
+
+
+def held(gate: str, *, executor, checkpoint, on_round) -> None:
+    """Writes a scratch state, records the coordinator's and its keeper's pids in
+    ``gate/hit``, then waits for ``gate/release`` (a test kills the driver meanwhile)."""
+    import time
+
+    import ray
+
+    checkpoint.write(b"scratch state")
+    keeper_pid = ray.get(checkpoint.keeper.__ray_call__.remote(lambda self: os.getpid()))
+    root = Path(gate)
+    (root / "hit.tmp").write_text(json.dumps({"coordinator": os.getpid(), "keeper": keeper_pid}))
+    os.replace(root / "hit.tmp", root / "hit")
+    while not (root / "release").exists():
+        time.sleep(0.05)

@@ -74,3 +74,49 @@ def test_a_quantfleet_error_in_the_coordinator_reaches_the_driver_as_itself(ray_
     with pytest.raises(QuantfleetError) as e:
         ray_executor.host(co.refuses)
     assert str(e.value) == "field x: bad; use y"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_dead_driver_leaves_no_scratch_state_behind(ray_session, tmp_path):
+    """The driver is SIGKILLed while its coordinated run holds a scratch checkpoint: Ray ends
+    the coordinator and its keeper (both owned by the driver), so the state is gone with them
+    and no file was ever written for it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    address = ray_session.get_runtime_context().gcs_address
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.compute.orphan_driver", address,
+                             str(tmp_path)], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300  # bounds a hung run only
+        while not (tmp_path / "hit").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the driver never got there"
+            time.sleep(0.05)
+        pids = json.loads((tmp_path / "hit").read_text())
+        assert _alive(pids["coordinator"]) and _alive(pids["keeper"])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 120  # bounds a leak: they must go, however long it takes
+        while _alive(pids["coordinator"]) or _alive(pids["keeper"]):
+            assert time.monotonic() < deadline, f"left running after the driver died: {pids}"
+            time.sleep(0.1)
+    finally:
+        (tmp_path / "release").write_text("")
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
