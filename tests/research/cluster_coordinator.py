@@ -4,6 +4,8 @@
 
 - ``coordinator``: the evolution's coordinator process is SIGKILLed mid-evolution; Ray
   restarts it and it resumes from its checkpoint (a scratch one: the run names none);
+- ``s3``: the same, with the checkpoint in an S3 store (``QF_TEST_S3_URL``; credentials and
+  endpoint from the AWS_* environment the cluster's processes inherit), read back afterwards;
 - ``node``: both worker nodes (where the coordinator would run if it were not pinned: the
   head has no CPU; and every node that ran the evolution's tasks so far) are SIGKILLed
   mid-evolution and a fresh one added.
@@ -74,6 +76,12 @@ def main(mode: str) -> int:
         head = head_node_id()
         assert head == cluster.head_node.node_id, (head, cluster.head_node.node_id)
         ex = RayExecutor(max_retries=3)
+        s3_ck = None
+        if mode == "s3":
+            from quantfleet.store import Store, StoreCheckpoint
+
+            s3_ck = StoreCheckpoint(Store.open(os.environ["QF_TEST_S3_URL"]),
+                                    "evolution/killed/evolve.json")
         plain = evolve_mod.evolve(market, STRATEGIES, executor=ex, **KW)
 
         gate = gates.Gate(root / "gate", GATE_GENERATION)
@@ -83,7 +91,7 @@ def main(mode: str) -> int:
 
         def run() -> None:
             try:
-                ck = None if mode == "coordinator" else root / "ck"
+                ck = {"coordinator": None, "s3": s3_ck}.get(mode, root / "ck")
                 out["res"] = evolve_mod.evolve(market, STRATEGIES, executor=ex, checkpoint_dir=ck,
                                                on_round=lambda r: rounds.append(r["round"]), **KW)
             except BaseException as e:  # noqa: BLE001 - reported below
@@ -92,7 +100,7 @@ def main(mode: str) -> int:
         t = threading.Thread(target=run)
         t.start()
         hit = gate.wait_hit(deadline=time.monotonic() + 300)  # bounds a hung run only
-        if mode == "coordinator":
+        if mode in ("coordinator", "s3"):
             os.kill(hit["pid"], signal.SIGKILL)
             victims = [hit["node"]]
         else:  # every node that ran the evolution's tasks so far; a fresh one takes over
@@ -107,7 +115,13 @@ def main(mode: str) -> int:
             print("RESULT " + json.dumps({"error": out["error"]}))
             return 1
         res = out["res"]
-        print("RESULT " + json.dumps({
+        extra = {}
+        if s3_ck is not None:
+            saved = json.loads(s3_ck.read())
+            extra = {"checkpoint": str(s3_ck),
+                     "checkpoint_rounds": [h["round"] for h in saved["history"]],
+                     "record_in_store": s3_ck.sibling("evolve.config.json").read() is not None}
+        print("RESULT " + json.dumps({**extra,
             "mode": mode, "head": head, "hit": hit, "victims": victims,
             "victims_are_workers": all(v in workers for v in victims),
             "identical_to_serial": _plain(res) == want,

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,14 @@ from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
 from quantfleet.research.evolve import evolve
 from tests import reference as ref
+from tests.store.conftest import BUCKET, aws_env, s3_endpoint  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(mode: str) -> dict:
+def _run(mode: str, **extra_env: str) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **extra_env}
     env.pop("RAY_ADDRESS", None)
     out = subprocess.run([sys.executable, "-m", "tests.research.cluster_coordinator", mode],
                          cwd=ROOT, env=env, capture_output=True, text=True,
@@ -43,6 +45,25 @@ def test_evolution_survives_a_killed_coordinator():
     assert [i["pid"] for i in c["incarnations"]][0] == res["hit"]["pid"], c
     assert c["incarnations"][1]["checkpoint_found"], c
     assert res["rounds_followed"] == [0, 1, 2, 3, 4], res
+
+
+@pytest.mark.integration
+def test_evolution_survives_a_killed_coordinator_with_its_checkpoint_in_s3(request):
+    """The coordinator SIGKILLed mid-evolution resumes from the checkpoint it keeps in an S3
+    store (moto's server on 127.0.0.1; the cluster's processes take the credentials and the
+    endpoint from their environment): the history of serial and of an uninterrupted run."""
+    endpoint = request.getfixturevalue("s3_endpoint")
+    url = f"s3://{BUCKET}/killed-{uuid.uuid4().hex[:10]}"
+    res = _run("s3", QF_TEST_S3_URL=url, **aws_env(endpoint))
+    assert res["hit"]["generation"] == 2 and res["generations"] == 5, res
+    assert res["identical_to_serial"] and res["identical_to_uninterrupted"], res
+    c = res["coordinator"]
+    assert c["on_head"] and c["restarts"] == 1, c
+    assert not c["incarnations"][0]["checkpoint_found"], c  # a fresh run: nothing in S3 yet
+    assert c["incarnations"][1]["checkpoint_found"] and c["incarnations"][1]["restarted"], c
+    assert res["rounds_followed"] == [0, 1, 2, 3, 4], res
+    assert res["checkpoint"].startswith(url + "/checkpoints/evolution/killed/"), res
+    assert res["checkpoint_rounds"] == [0, 1, 2, 3, 4] and res["record_in_store"], res
 
 
 @pytest.mark.integration

@@ -203,8 +203,8 @@ def test_public_surface_and_slim_import():
     import quantfleet.store as qs
 
     assert qs.__all__ == sorted(qs.__all__) == [
-        "ArtifactRef", "Catalog", "RunManifest", "Store", "canonical_json", "code_version",
-        "new_run_id", "record_run", "table_bytes"]
+        "ArtifactRef", "Catalog", "RunManifest", "Store", "StoreCheckpoint", "canonical_json",
+        "code_version", "new_run_id", "record_run", "table_bytes"]
     code = ("import sys, json, quantfleet.store\n"
             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

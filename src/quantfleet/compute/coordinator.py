@@ -12,34 +12,34 @@ result is the one an uninterrupted run gives.
 
 Placement: the actor reserves no CPU and has a hard node affinity to the head node (the node
 Ray marks with its ``node:__internal_head__`` resource; the driver's node when none is marked),
-so losing a worker node never takes the coordinator with it, and a restart finds the
-checkpoint on the same filesystem. Ray is imported only inside functions.
+so losing a worker node never takes the coordinator with it, and a restart finds a path
+checkpoint on the same filesystem. A checkpoint may also be an object with ``read() -> bytes |
+None``, ``write(bytes)`` and ``sibling(name)`` (a key in the run's store: the actor re-opens
+the store where it runs). A run that names none gets a scratch one in memory
+(:class:`ScratchCheckpoint`, held by a small :class:`Keeper` actor beside the coordinator,
+with the log of its incarnations): both actors are owned by the driver, so when the run ends,
+or the driver dies, Ray removes them and nothing is left on any disk. Ray is imported only
+inside functions.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import threading
-import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from quantfleet.errors import ExecutionError, QuantfleetError
 from quantfleet.observe.spans import SpanRecorder
 
-__all__ = ["HEAD_RESOURCE", "Coordinated", "Coordinator", "head_node_id", "run_coordinated"]
+__all__ = ["HEAD_RESOURCE", "Coordinated", "Coordinator", "Keeper", "ScratchCheckpoint",
+           "head_node_id", "run_coordinated"]
 
 HEAD_RESOURCE = "node:__internal_head__"
 """The resource Ray itself puts on the head node (every Ray cluster has it; nothing to declare)."""
 
-_SCRATCH = "quantfleet-coordinator"
-"""Directory under the head's temp dir holding the checkpoint of a run that names none."""
 
 
 @dataclass
@@ -75,6 +75,61 @@ def head_node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+class Keeper:
+    """Named bytes and the log of a run's coordinator incarnations, in this actor's memory.
+
+    One per coordinated run, on the head beside the coordinator and owned by the driver: it
+    outlives a coordinator's death (a restart resumes from the scratch checkpoint it holds) and
+    goes when the run ends or the driver dies.
+    """
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._log: list[dict[str, Any]] = []
+
+    def get(self, name: str) -> bytes | None:
+        return self._blobs.get(name)
+
+    def put(self, name: str, data: bytes) -> None:
+        self._blobs[name] = data
+
+    def incarnation(self, record: dict[str, Any]) -> None:
+        self._log.append(record)
+
+    def incarnations(self) -> list[dict[str, Any]]:
+        return list(self._log)
+
+
+class ScratchCheckpoint:
+    """A checkpoint (``read`` / ``write`` / ``sibling``) held by a :class:`Keeper` actor."""
+
+    def __init__(self, keeper: Any, name: str = "checkpoint.json") -> None:
+        self.keeper = keeper
+        self.name = name
+
+    def read(self) -> bytes | None:
+        import ray
+
+        return ray.get(self.keeper.get.remote(self.name))
+
+    def write(self, data: bytes) -> None:
+        import ray
+
+        ray.get(self.keeper.put.remote(self.name, bytes(data)))
+
+    def sibling(self, name: str) -> ScratchCheckpoint:
+        return ScratchCheckpoint(self.keeper, name)
+
+    def __str__(self) -> str:
+        return f"(scratch, in memory on the head node: {self.name})"
+
+
+def _found(checkpoint: Any) -> bool:
+    if hasattr(checkpoint, "read"):
+        return checkpoint.read() is not None
+    return os.path.exists(checkpoint)
+
+
 class Coordinator:
     """The actor body: runs ``fn`` once per :meth:`run` call on an executor of its own.
 
@@ -82,17 +137,13 @@ class Coordinator:
     driver empties with :meth:`drain`; ``max_concurrency=2`` lets ``drain`` run beside ``run``.
     """
 
-    def __init__(self, checkpoint: str | None, token: str,
-                 make_executor: Callable[..., Any]) -> None:
+    def __init__(self, checkpoint: Any, keeper: Any, make_executor: Callable[..., Any]) -> None:
         import ray
 
-        # this run's directory on the head: the log of incarnations (and the checkpoint when
-        # the run names none), removed when the run ends
-        self._dir = Path(tempfile.gettempdir()) / _SCRATCH / token
-        self._dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
-            checkpoint = str(self._dir / "checkpoint.json")
+            checkpoint = ScratchCheckpoint(keeper)
         self.checkpoint = checkpoint
+        self._keeper = keeper
         self._make_executor = make_executor
         self._lock = threading.Lock()
         self._out: dict[str, list[Any]] = {"rounds": [], "spans": [], "events": []}
@@ -101,9 +152,8 @@ class Coordinator:
             warnings.simplefilter("ignore", DeprecationWarning)
             restarted = bool(ctx.was_current_actor_reconstructed)
         me = {"node": str(ctx.get_node_id()), "pid": os.getpid(), "restarted": restarted,
-              "checkpoint_found": Path(checkpoint).exists()}
-        with open(self._dir / "incarnations.jsonl", "a") as fh:
-            fh.write(json.dumps(me) + "\n")
+              "checkpoint_found": _found(checkpoint)}
+        ray.get(keeper.incarnation.remote(me))
 
     def _put(self, box: str, item: Any) -> None:
         with self._lock:
@@ -130,22 +180,21 @@ class Coordinator:
                        on_round=lambda r: self._put("rounds", r), **kwargs)
         finally:
             ex.close()
-            log = (self._dir / "incarnations.jsonl").read_text().splitlines()
-            shutil.rmtree(self._dir, ignore_errors=True)
-        return {"value": value, "incarnations": [json.loads(x) for x in log]}
+        return {"value": value, "incarnations": ray.get(self._keeper.incarnations.remote())}
 
 
 def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
-                    executor: Any, checkpoint: str | os.PathLike[str] | None = None,
+                    executor: Any, checkpoint: Any = None,
                     on_round: Callable[[dict[str, Any]], None] | None = None,
                     restarts: int = 3, poll_s: float = 0.5,
                     make_executor: Callable[..., Any] | None = None) -> Coordinated:
     """Run ``fn`` in a :class:`Coordinator` actor on the head node; follow it; return its value.
 
     ``executor``: the driver's RayExecutor; the spans and task events of the actor's maps are
-    added to its recorder as they arrive. ``checkpoint``: the file ``fn`` keeps its state in, a
-    path on the head node's filesystem (None: a scratch file under the head's temp dir, removed
-    when the run ends). ``restarts``: how many times Ray restarts a dead coordinator
+    added to its recorder as they arrive. ``checkpoint``: where ``fn`` keeps its state: a path
+    on the head node's filesystem, or an object with ``read`` / ``write`` / ``sibling`` (a key
+    in a store, re-opened in the actor); None: a :class:`ScratchCheckpoint` in a
+    :class:`Keeper` actor's memory, gone with the run (or with the driver). ``restarts``: how many times Ray restarts a dead coordinator
     (``max_restarts``); every restart resumes from the checkpoint. ``on_round`` receives each
     round record on the driver, in order, once (a round repeated after a restart is not
     reported again). ``make_executor(recorder=...)`` builds the actor's own executor (default:
@@ -156,12 +205,14 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
 
     head = head_node_id()
     payload = ray.put((fn, tuple(args), dict(kwargs)))  # held here: a restart reads it again
-    token = uuid.uuid4().hex
+    on_head = NodeAffinitySchedulingStrategy(node_id=head, soft=False)
+    keeper = ray.remote(Keeper).options(num_cpus=0, scheduling_strategy=on_head).remote()
+    if isinstance(checkpoint, os.PathLike):
+        checkpoint = os.fspath(checkpoint)
     actor = ray.remote(Coordinator).options(
         num_cpus=0, max_restarts=int(restarts), max_task_retries=-1, max_concurrency=2,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=head, soft=False),
-    ).remote(None if checkpoint is None else os.fspath(checkpoint), token,
-             make_executor or type(executor))
+        scheduling_strategy=on_head,
+    ).remote(checkpoint, keeper, make_executor or type(executor))
     last_round = -1
     pending: Any = None
 
@@ -202,20 +253,21 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
                 raise cause from None
             raise
         except ray.exceptions.RayActorError as e:
-            if str(ray.get_runtime_context().get_node_id()) == head:  # its directory is here
-                shutil.rmtree(Path(tempfile.gettempdir()) / _SCRATCH / token, ignore_errors=True)
             msg = str(e).strip().splitlines()
+            where = (f"its checkpoint {checkpoint} resumes the run when given again"
+                     if checkpoint is not None else
+                     "the run named no checkpoint, so it starts afresh when run again "
+                     "(--resume DIR keeps one)")
             raise ExecutionError(
                 f"the coordinator actor died more than {restarts} time(s) "
-                f"({msg[0] if msg else type(e).__name__}); its checkpoint "
-                f"{checkpoint or '(scratch, on the head node)'} resumes the run when given "
-                f"again (--resume DIR)") from e
+                f"({msg[0] if msg else type(e).__name__}); {where}") from e
         follow(block=True)  # the call in flight, then what came after it
         follow(block=True)
     finally:
-        try:
-            ray.kill(actor, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        for a in (actor, keeper):
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
     incarnations = out["incarnations"]
     return Coordinated(out["value"], incarnations[-1]["node"], head, incarnations)

@@ -339,13 +339,28 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     from quantfleet.research.evolve import data_fingerprint, evolve
 
     cfg = ctx.config.evolution
-    ck = ctx.checkpoint(cfg.checkpoint, "evolution")
+    ck: Any = ctx.checkpoint(cfg.checkpoint, "evolution")
     if ck is not None and cfg.checkpoint == "auto":
         # one automatic checkpoint per (settings, data): an interrupted run resumes, a run on
         # other data or settings starts afresh (an explicit directory refuses instead)
         blob = json.dumps([cfg.model_dump(mode="json"), ctx.config.costs.model_dump(mode="json"),
                            data_fingerprint(ctx.market)], sort_keys=True, default=str)
-        ck = ck / hashlib.sha256(blob.encode()).hexdigest()[:16]
+        name = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        if ctx.manifest is not None:
+            # a recorded run keeps it in its store (local folder or S3), where a Ray
+            # coordinator on another machine finds it too
+            from quantfleet.research.evolve import CHECKPOINT
+            from quantfleet.store.checkpoints import StoreCheckpoint
+
+            ck = StoreCheckpoint(ctx.store, f"evolution/{name}/{CHECKPOINT}")
+        else:
+            ck = ck / name
+    elif cfg.checkpoint is not None and "://" in cfg.checkpoint:
+        from quantfleet.errors import ConfigError
+
+        raise ConfigError(f"[evolution] checkpoint {cfg.checkpoint!r}: an explicit checkpoint "
+                          f"is a local directory; for one in S3 use checkpoint = \"auto\" with "
+                          f"the run's store there (--store s3://bucket/prefix)")
     ga = {k: getattr(cfg, k) for k in ("mutation", "crossover", "elite", "immigrants")
           if getattr(cfg, k) is not None}
     res = evolve(ctx.market, _strategy_names(cfg.strategies), population=cfg.population,

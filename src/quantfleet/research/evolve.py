@@ -29,6 +29,8 @@ from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.research.genetic import GeneticSearcher
 from quantfleet.research.searcher import (
     FALLBACK_FITNESS,
+    Checkpoint,
+    as_checkpoint,
     mean_over_assets,
     run_search,
     trial_job,
@@ -36,9 +38,10 @@ from quantfleet.research.searcher import (
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
-__all__ = ["CHECKPOINT", "EvolveResult", "checked_search", "data_fingerprint", "evolve"]
+__all__ = ["CHECKPOINT", "RECORD", "EvolveResult", "checked_search", "data_fingerprint", "evolve"]
 
 CHECKPOINT = "evolve.json"
+RECORD = "evolve.config.json"
 
 
 @dataclass
@@ -68,7 +71,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            generations: int = 20, seed: int = 0, metric: str = "sharpe",
            train_frac: float = 0.7, costs: Costs | None = None, long_short: bool = False,
            ppy: float | None = None, assets: Sequence[str] | None = None,
-           executor: Any = None, checkpoint_dir: str | Path | None = None, top: int = 5,
+           executor: Any = None, checkpoint_dir: str | Path | Checkpoint | None = None,
+           top: int = 5,
            spaces: Mapping[str, ParamSpace] | None = None,
            grid: Mapping[str, Sequence[Any]] | None = None,
            grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
@@ -88,7 +92,11 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     ``checkpoint_dir`` keeps ``evolve.json`` after every generation beside
     ``evolve.config.json``, the record of what it is computed from (settings, a fingerprint
     of the data, the parameter spaces after restriction). Running again with the same record
-    resumes; any difference is refused with one line naming what changed. Further keyword
+    resumes; any difference is refused with one line naming what changed. A directory, or a
+    :class:`~quantfleet.research.searcher.Checkpoint` standing for ``evolve.json`` itself (its
+    ``sibling`` holds the record): the pipeline passes a
+    ``quantfleet.store.StoreCheckpoint`` in the run's store (local folder or S3), which the
+    Ray coordinator re-opens wherever it runs. Further keyword
     arguments go to GeneticSearcher (elite, tournament, crossover, mutation, immigrants,
     min_diversity).
     """
@@ -110,7 +118,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
     ck = record = None
     if checkpoint_dir is not None:
-        ck = Path(checkpoint_dir) / CHECKPOINT
+        ck = (checkpoint_dir if isinstance(checkpoint_dir, Checkpoint)
+              else Path(checkpoint_dir) / CHECKPOINT)
         record = {**cfg, "data": data_fingerprint(market), "ppy": ppy,
                   "spaces": {n: (spaces.get(n) or get(n).space).to_dict() for n in names},
                   "code": code_fingerprint(__name__)}
@@ -119,8 +128,9 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     host = getattr(executor, "host", None)
     coordinator = None
     if host is not None:
-        # Ray: the loop (and the checkpoint, on the head node's filesystem) lives in a
-        # coordinator actor pinned to the head, restarted from the checkpoint when it dies
+        # Ray: the loop lives in a coordinator actor pinned to the head, restarted from the
+        # checkpoint when it dies (a path: on the head's filesystem; a store checkpoint: in
+        # the store, which the actor re-opens there)
         hosted = host(checked_search, record, searcher, market, **kw)
         res, coordinator = hosted.value, hosted.to_dict()
     else:
@@ -134,14 +144,14 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
 
 
 def checked_search(record: dict[str, Any] | None, searcher: Any, market: MarketData, *,
-                   checkpoint: Path | str | None, **kw: Any) -> Any:
+                   checkpoint: Path | str | Checkpoint | None, **kw: Any) -> Any:
     """``run_search`` after checking that ``checkpoint`` was computed from ``record`` (refused
-    in one line if not; the record is written beside it when new). Runs where the checkpoint
-    lives: in the driver, or in the Ray coordinator actor on the head node."""
-    if record is not None and checkpoint is not None:
-        ck = Path(checkpoint)
-        _check_checkpoint(ck.parent, ck, record)
-    return run_search(searcher, market, checkpoint=checkpoint, **kw)
+    in one line if not; the record is written beside it, ``sibling(RECORD)``, when new). Runs
+    where the loop runs: in the driver, or in the Ray coordinator actor on the head node."""
+    ck = as_checkpoint(checkpoint)
+    if record is not None and ck is not None:
+        _check_checkpoint(ck, record)
+    return run_search(searcher, market, checkpoint=ck, **kw)
 
 
 def data_fingerprint(market: MarketData) -> str:
@@ -179,24 +189,25 @@ _LABELS = {"data": "data", "spaces": "parameter spaces (grid)", "ppy": "periods_
            "fee_rate": "costs", "code": "code (the quantfleet modules an evolution runs)"}
 
 
-def _check_checkpoint(root: Path, ck: Path, record: dict[str, Any]) -> None:
+def _check_checkpoint(ck: Checkpoint, record: dict[str, Any]) -> None:
     """Resume only from a checkpoint computed from exactly ``record``; else write the record."""
-    meta = root / "evolve.config.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
+    meta = ck.sibling(RECORD)
+    root = getattr(ck, "folder", None) or str(ck)
+    raw = meta.read()
+    if raw is not None:
+        old = json.loads(raw)
         if old != record:
             diff = [_LABELS.get(k, k) for k in record if old.get(k) != record[k]]
             raise QuantfleetError(
                 f"{root}: the checkpoint there was made with other settings "
                 f"({', '.join(diff)} differ); resume only with the same data and settings, "
                 f"or use another checkpoint directory (or remove it) to start afresh")
-    elif ck.exists():
+    elif ck.read() is not None:
         raise QuantfleetError(
             f"{root}: the checkpoint there records nothing of the data and settings it was "
             f"computed from, so it cannot be resumed safely; remove it or use another directory")
     else:
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(record))
+        meta.write(json.dumps(record).encode())
 
 
 def _out_of_sample(best, market, rows, split, metric, terms, top):

@@ -28,11 +28,14 @@ from quantfleet.strategies.registry import get
 
 __all__ = [
     "FALLBACK_FITNESS",
+    "Checkpoint",
+    "FileCheckpoint",
     "GridSearcher",
     "RandomSearcher",
     "SearchResult",
     "Searcher",
     "Trial",
+    "as_checkpoint",
     "mean_over_assets",
     "run_search",
     "trial_job",
@@ -197,18 +200,72 @@ class SearchResult:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh)
-    os.replace(tmp, path)
+@runtime_checkable
+class Checkpoint(Protocol):
+    """Where a resumable loop keeps its state: the bytes at one location, replaced atomically.
+
+    ``read()`` gives the bytes last written (None: nothing yet), ``write(data)`` replaces them
+    so that a reader sees the old state or the new one, never part; ``sibling(name)`` is the
+    checkpoint ``name`` beside it (the evolution keeps its record there). ``str()`` names the
+    location in messages. Implementations: :class:`FileCheckpoint` (a path),
+    ``quantfleet.store.StoreCheckpoint`` (a key in a store: local folder or S3; the pipeline
+    passes one when the run has a store), the Ray coordinator's in-memory scratch one.
+    """
+
+    def read(self) -> bytes | None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def sibling(self, name: str) -> Checkpoint: ...
+
+
+class FileCheckpoint:
+    """A :class:`Checkpoint` in a file (written to a temporary file beside it, then renamed)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def read(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, self.path)
+
+    def sibling(self, name: str) -> FileCheckpoint:
+        return FileCheckpoint(self.path.parent / name)
+
+    @property
+    def folder(self) -> str:
+        return str(self.path.parent)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"FileCheckpoint({str(self.path)!r})"
+
+
+def as_checkpoint(checkpoint: Any) -> Checkpoint | None:
+    """None, a :class:`Checkpoint` as is, or a path as a :class:`FileCheckpoint`."""
+    if checkpoint is None or isinstance(checkpoint, Checkpoint):
+        return checkpoint
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return FileCheckpoint(checkpoint)
+    raise TypeError(f"checkpoint must be a path or an object with read()/write()/sibling() "
+                    f"(got {type(checkpoint).__name__})")
 
 
 def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
                assets: Sequence[int] | None = None, start: int = 0, stop: int | None = None,
                fee_rate: float = 0.0, ppy: float | None = None, long_short: bool = False,
-               executor: Any = None, checkpoint: str | Path | None = None,
+               executor: Any = None, checkpoint: str | Path | Checkpoint | None = None,
                on_round: Callable[[dict[str, Any]], None] | None = None,
                stage: str = "search") -> SearchResult:
     """Drive ``searcher`` until done: suggest → evaluate on ``executor`` → observe → checkpoint.
@@ -218,8 +275,8 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     values are left out of the mean); an evaluation that raises, times out or has no finite
     value on any asset gets ``FALLBACK_FITNESS`` and is counted as failed.
     Identical (strategy, params) are evaluated once and served from a cache afterwards.
-    ``checkpoint`` (a JSON file) receives the searcher's state after every round; pass the
-    same path to resume. ``on_round`` receives each round's record as it ends (on a resume,
+    ``checkpoint`` (a JSON file's path, or any :class:`Checkpoint`: e.g. a key in the run's
+    store) receives the searcher's state after every round; pass the same one to resume. ``on_round`` receives each round's record as it ends (on a resume,
     first the records of the rounds the checkpoint holds).
     """
     k = METRIC_NAMES.index(check_metric(metric))
@@ -231,9 +288,10 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     cache: dict[tuple[str, tuple[float, ...]], float] = {}
     history: list[dict[str, Any]] = []
     n_eval = n_failed = n_cached = 0
-    ck = Path(checkpoint) if checkpoint is not None else None
-    if ck is not None and ck.exists():
-        saved = json.loads(ck.read_text())
+    ck = as_checkpoint(checkpoint)
+    raw = ck.read() if ck is not None else None
+    if raw is not None:
+        saved = json.loads(raw)
         searcher = type(searcher).from_state(saved["searcher"])
         history = saved["history"]
         cache = {(s, tuple(p)): f for s, p, f in saved["cache"]}
@@ -306,9 +364,9 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
         if on_round is not None:
             on_round(rec)
         if ck is not None:
-            _atomic_json(ck, {"searcher": searcher.state(), "history": history,
-                              "cache": [(s, list(p), f) for (s, p), f in cache.items()],
-                              "counts": [n_eval, n_failed, n_cached]})
+            ck.write(json.dumps({"searcher": searcher.state(), "history": history,
+                                 "cache": [(s, list(p), f) for (s, p), f in cache.items()],
+                                 "counts": [n_eval, n_failed, n_cached]}).encode())
     best_list = sorted(searcher.history, key=lambda tf: -tf[1])[:10] if hasattr(searcher, "history") else []
     return SearchResult(best=best_list, history=history, n_evaluations=n_eval,
                         n_failed=n_failed, n_cached=n_cached, state=searcher.state())

@@ -9,6 +9,7 @@ call; ``Catalog`` queries runs and artifacts with DuckDB. See docs/store.md.
 from __future__ import annotations
 
 from quantfleet.store.artifacts import ArtifactRef, canonical_json, table_bytes
+from quantfleet.store.checkpoints import StoreCheckpoint
 from quantfleet.store.runs import RunManifest, Store, code_version, new_run_id, record_run
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Catalog",
     "RunManifest",
     "Store",
+    "StoreCheckpoint",
     "canonical_json",
     "code_version",
     "new_run_id",

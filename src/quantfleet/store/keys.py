@@ -6,6 +6,7 @@ Layout under the store's root::
     artifacts/sha256/<hh>/<64 hex>.<parquet|json|bin>   write-once, named by the sha256 of the bytes
     runs/<run_id>/manifest.json                          one per run, rewritten while the run goes on
     refs/<name>.json                                     named pointers to a hash (``{"hash": ...}``)
+    checkpoints/<stage>/<name>/<file>                    a resumable stage's state (overwritten)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from quantfleet.errors import StoreError
 
 __all__ = [
     "ARTIFACTS",
+    "CHECKPOINTS",
     "FORMATS",
     "REFS",
     "RESERVED_KINDS",
@@ -23,6 +25,7 @@ __all__ = [
     "artifact_key",
     "check_hash",
     "check_kind",
+    "checkpoint_key",
     "hash_from_key",
     "manifest_key",
     "ref_key",
@@ -31,6 +34,7 @@ __all__ = [
 ARTIFACTS = "artifacts/sha256"
 RUNS = "runs"
 REFS = "refs"
+CHECKPOINTS = "checkpoints"
 
 FORMATS = {"parquet": ".parquet", "json": ".json", "bytes": ".bin"}
 """Artifact format -> key suffix. The suffix tells a reader how to decode, never the hash."""
@@ -97,3 +101,12 @@ def ref_key(name: str) -> str:
         raise StoreError(f"ref name {name!r}: use letters, digits, '.', '_', '-' and '/' "
                          f"between parts, e.g. 'latest/tournament'")
     return f"{REFS}/{name}.json"
+
+
+def checkpoint_key(path: str) -> str:
+    """``checkpoints/<path>``, e.g. ``checkpoints/evolution/3fa9c1d2e4b5a6f7/evolve.json``:
+    '/'-separated parts of letters, digits, '.', '_' and '-'."""
+    if not isinstance(path, str) or not _REF.match(path) or ".." in path:
+        raise StoreError(f"checkpoint path {path!r}: use letters, digits, '.', '_', '-' and '/' "
+                         f"between parts, e.g. 'evolution/3fa9c1d2/evolve.json'")
+    return f"{CHECKPOINTS}/{path}"
