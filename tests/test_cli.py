@@ -330,6 +330,22 @@ def test_evolve_grid_flags_restrict_the_search(csv_path, tmp_path):
     assert "(parameter spaces (grid) differ)" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_a_recorded_evolve_keeps_its_checkpoint_in_its_store(csv_path, tmp_path):
+    store = tmp_path / "lake"
+    args = ("evolve", csv_path, "--strategies", "sma_cross", "--population", "8",
+            "--generations", "2", "--executor", "serial", "--store", str(store), "--json")
+    first = json.loads(qf(*args).stdout)
+    saved = list((store / "checkpoints" / "evolution").glob("*/evolve.json"))
+    assert len(saved) == 1
+    assert json.loads(saved[0].read_text())["searcher"]["history"]
+    again = json.loads(qf(*args).stdout)  # the same run again: resumed from the store
+    assert again["history"] == first["history"] and again["winners"] == first["winners"]
+    assert len(list((store / "checkpoints" / "evolution").glob("*/evolve.json"))) == 1
+    # --no-store keeps no checkpoint
+    qf(*args[:-3], "--no-store")
+    assert len(list((store / "checkpoints" / "evolution").glob("*/evolve.json"))) == 1
+
+
 def test_evolve_resume_on_other_data_is_refused(csv_path, tmp_path):
     ck = tmp_path / "ck"
     args = ["--strategies", "sma_cross", "--population", "8", "--generations", "2",

@@ -273,7 +273,10 @@ def evolve(
          "generations": generations, "seed": seed, "metric": metric, "train_frac": train_frac,
          "top": top, "grid": parse_grid(grid or []), "long_short": long_short,
          "periods_per_year": periods_per_year, "mutation": mutation, "crossover": crossover, "elite": elite, "immigrants": immigrants,
-         "checkpoint": str(resume) if resume is not None else None},
+         # a recorded run keeps its checkpoint in its store ("auto"): a killed run
+         # resumes from it, on any machine that reaches the store
+         "checkpoint": (str(resume) if resume is not None
+                        else None if no_store else "auto")},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
         fee_bps=fee_bps, slippage_bps=slippage_bps)
     run = run_research(cfg, "evolve", no_store=no_store)
