@@ -31,6 +31,7 @@ __all__ = [
     "DATASET_FORMAT",
     "SHARDS_PREFIX",
     "ShardDataset",
+    "clear_process_cache",
     "dataset_name",
     "open_dataset",
     "parse_shards",
@@ -186,6 +187,15 @@ def process_loads() -> tuple[int, tuple[str, ...]]:
     """This process's id and the shards it has read so far, in order (a shard read twice
     appears twice: evicted from the cache in between)."""
     return os.getpid(), tuple(_LOADS)
+
+
+def clear_process_cache() -> None:
+    """Drop this process's loaded shards and its record of reads."""
+    with _LOCK:
+        _CACHE.clear()
+        _CACHE_BYTES[0] = 0
+        _LOADS.clear()
+        _TIMES.clear()
 
 
 def _budget() -> int:
