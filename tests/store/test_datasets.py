@@ -96,3 +96,72 @@ def test_unknown_dataset_and_version_name_the_fix(tmp_path):
         parse_shards("shards:x@nothex")
     with pytest.raises(DataError, match="lives in a store"):
         load("shards:x")
+
+
+def test_node_local_dir_serves_verified_copies(tmp_path):
+    from quantfleet.store.datasets import clear_process_cache, process_loads
+
+    st = Store.open(tmp_path / "store")
+    m = load(SRC)
+    ref = put_dataset(st, m, name="n")["reference"]
+    node = tmp_path / "node"
+    ds = open_dataset(st, ref, cache_dir=str(node))
+    h = ds.manifest["shards"][1]["sha256"]
+    clear_process_cache()
+    ds.load(["SYN1"])
+    copy = node / f"{h}.parquet"
+    assert copy.read_bytes() == st.get_bytes(h)
+    copy.write_bytes(b"not the shard")  # a damaged copy is fetched again, never used
+    clear_process_cache()
+    np.testing.assert_array_equal(ds.load(["SYN1"]).close, m.select(["SYN1"]).close)
+    assert copy.read_bytes() == st.get_bytes(h)
+    st.delete(h)  # another process of the node: the store is not asked again
+    clear_process_cache()
+    np.testing.assert_array_equal(ds.load(["SYN1"]).close, m.select(["SYN1"]).close)
+    assert process_loads()[1] == (h,)
+
+
+def test_cache_budget_evicts_least_recently_used(tmp_path, monkeypatch):
+    from quantfleet.store.datasets import CACHE_MB_ENV, clear_process_cache, process_loads
+
+    st = Store.open(tmp_path)
+    ds = open_dataset(st, put_dataset(st, load(SRC), name="e")["reference"])
+    h = {s["asset"]: s["sha256"] for s in ds.manifest["shards"]}
+    clear_process_cache()
+    ds.load(["SYN0"])
+    ds.load(["SYN0"])  # cached: no second read
+    monkeypatch.setenv(CACHE_MB_ENV, "0.01")  # room for one shard (600 bars x 5 columns)
+    ds.load(["SYN1"])
+    ds.load(["SYN0"])
+    assert process_loads()[1] == (h["SYN0"], h["SYN1"], h["SYN0"])
+    monkeypatch.setenv(CACHE_MB_ENV, "lots")
+    with pytest.raises(DataError, match="QUANTFLEET_SHARD_CACHE_MB='lots'"):
+        ds.load(["SYN2"])
+
+
+def test_shards_and_parts_over_s3(s3_url):
+    from quantfleet.research.tournament import tournament
+
+    st = Store.open(s3_url)
+    m = load(SRC)
+    ds = open_dataset(st, put_dataset(st, m, name="s3")["reference"])
+    kw = {"n_windows": 2, "grid": {"fast": [5, 10], "slow": [20, 40]}}
+    a = tournament(m, ["sma_cross"], **kw)
+    b = tournament(ds, ["sma_cross"], **kw)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a.leaderboard, b.leaderboard)
+    rows = st.get_table(st.put_parts([p["hash"] for p in b.parts["results"]],
+                                     "tournament_results", rows=b.n_rows))
+    pd.testing.assert_frame_equal(rows.to_pandas(), a.table.to_pandas())
+
+
+def test_data_info_of_a_shard_dataset_reads_the_manifest(tmp_path):
+    out = json.loads(put(tmp_path, SRC, "--name", "i").output)
+    r = CliRunner().invoke(app, ["data", "info", "shards:i", "--store", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    m = load(SRC)
+    assert d["source"] == out["reference"] and d["manifest"] == out["manifest"]
+    assert d["assets"] == list(m.assets) and d["bars"] == m.n_bars
+    assert d["shard_bytes"] == out["bytes"]

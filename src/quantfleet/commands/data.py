@@ -45,13 +45,19 @@ def strategies(as_json: AsJson = False) -> None:
 
 @app.command("info")
 def data_info(
-    source: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, or synthetic:gbm?...")],
+    source: Annotated[str, typer.Argument(help="CSV/Parquet path, dataset name, synthetic:gbm?..., or shards:NAME[@HASH] (with --store).")],
+    store: StoreUrl = None,
     as_json: AsJson = False,
 ) -> None:
-    """Load and validate a data source; print what was loaded."""
+    """Load and validate a data source; print what was loaded. A shard dataset: its manifest
+    (nothing is loaded)."""
     from quantfleet.data import info, load
+    from quantfleet.store.datasets import parse_shards
 
-    d = info(load(source))
+    if parse_shards(source) is not None:
+        d = _shards_info(source, store_url(store))
+    else:
+        d = info(load(source))
     if as_json:
         print_json(d)
         return
@@ -59,6 +65,20 @@ def data_info(
         if isinstance(v, (list, dict)) and len(v) > 12:
             v = f"{len(v)} entries"
         typer.echo(f"{k:>18}: {v}")
+
+
+def _shards_info(source: str, url: str) -> dict:
+    from quantfleet.store import Store
+    from quantfleet.store.datasets import open_dataset
+
+    ds = open_dataset(Store.open(url), source)
+    m = ds.manifest
+    return {"source": ds.reference, "store": ds.store.url, "manifest": ds.manifest_hash,
+            "previous": m.get("previous"), "from": m["source"], "fingerprint": m["fingerprint"],
+            "assets": [s["asset"] for s in m["shards"]], "n_assets": len(m["shards"]),
+            "bars": m["n_bars"], "start": m["start"], "end": m["end"], "columns": m["columns"],
+            "periods_per_year": m["periods_per_year"],
+            "shard_bytes": sum(s["bytes"] for s in m["shards"])}
 
 
 @app.command("put")
