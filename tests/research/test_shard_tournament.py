@@ -126,6 +126,11 @@ def test_pipeline_on_shards_records_readable_results(tmp_path, market):
     assert n[runs[SRC]] == n[runs["shards:g"]] > 0
     cols = cat.rows("select run_id, count(*) as n from oos_returns group by 1")
     assert len({r["n"] for r in cols}) == 1 and len(cols) == 2
+    db = tmp_path / "catalog.duckdb"  # a catalog file reopened without a refresh
+    with Catalog(store, path=db):
+        pass
+    with Catalog(store, path=db, refresh=False) as again:
+        assert again.rows("select count(*) as n from tournament_results")[0]["n"] == 2 * n[runs[SRC]]
     # the report's view: the same tables; buy-and-hold of the top assets read from the shards
     from quantfleet.pipeline.report import run_view
     from quantfleet.pipeline.run_record import load_run

@@ -177,7 +177,8 @@ class Catalog:
             else:
                 body = " positional join ".join(f"read_parquet({_lit(u)})" for u in uris)
                 side.setdefault(kind, []).append(f"select {_lit(h)} as __hash, * from {body}")
-        self.con.execute("create or replace temp table __part_of (part varchar, hash varchar)")
+        # a table, not a temp one: a catalog file reopened without refresh keeps its views
+        self.con.execute("create or replace table __part_of (part varchar, hash varchar)")
         if part_of:
             self.con.executemany("insert into __part_of values (?, ?)", part_of)
         name_re = "'([0-9a-f]{64})\\.parquet$'"
