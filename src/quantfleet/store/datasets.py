@@ -200,7 +200,7 @@ def clear_process_cache() -> None:
 
 def _budget() -> int:
     try:
-        return int(float(os.environ.get(CACHE_MB_ENV, "1024")) * 2**20)
+        return int(float(os.environ.get(CACHE_MB_ENV, "256")) * 2**20)
     except ValueError:
         raise DataError(f"{CACHE_MB_ENV}={os.environ[CACHE_MB_ENV]!r}: give megabytes as a "
                         f"number, e.g. 2048") from None
