@@ -58,10 +58,11 @@ DEPENDS: dict[str, dict[str, tuple[str, str]]] = {
 
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "data": ("quantfleet.data.loaders",),
+    "data": ("quantfleet.data.loaders", "quantfleet.store.datasets"),
     "backtest": ("quantfleet.research.backtest",),
     "sweep": ("quantfleet.research.sweep",),
-    "tournament": ("quantfleet.research.tournament",),
+    # store.datasets: a shard dataset's reads and the parts its workers write
+    "tournament": ("quantfleet.research.tournament", "quantfleet.store.datasets"),
     "evolution": ("quantfleet.research.evolve",),
     "returns": ("quantfleet.portfolio.returns",),
     "portfolio": ("quantfleet.portfolio", "quantfleet.portfolio.rebalance"),
