@@ -9,7 +9,7 @@ import collections
 import pandas as pd
 import pytest
 
-from quantfleet.compute import ProcessExecutor
+from quantfleet.compute import ProcessExecutor, SerialExecutor
 from quantfleet.data import load
 from quantfleet.pipeline.config import PipelineConfig
 from quantfleet.pipeline.record import run_stages
@@ -78,6 +78,18 @@ def test_processes_equal_in_memory_one_read_per_process_and_shard(dataset, in_me
 
 def test_ray_equals_in_memory(dataset, in_memory, ray_executor):
     same(in_memory, tournament(dataset, STRATS, executor=ray_executor, **KW), dataset.store)
+
+
+def test_checkpointed_chunks_of_a_shard_tournament_resume(dataset, in_memory, tmp_path):
+    """A re-run with the same checkpoint directory takes every chunk's summaries (their parts
+    are in the store) from it and gives the same tournament."""
+    ck = tmp_path / "ck"
+    first = tournament(dataset, STRATS, executor=SerialExecutor(), checkpoint_dir=ck, **KW)
+    ex = SerialExecutor()
+    again = tournament(dataset, STRATS, executor=ex, checkpoint_dir=ck, **KW)
+    assert ex.summary.resumed_items == ex.summary.items == 6 and ex.summary.tasks == 0
+    same(in_memory, again, dataset.store)
+    assert again.parts["results"] == first.parts["results"]
 
 
 def test_out_dir_with_shards_is_refused(dataset, tmp_path):
