@@ -74,6 +74,8 @@ bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	$(PY) bench/replay_bench.py $(BENCH_FLAGS)
 	@# peak RSS and wall of the whole `quantfleet sweep` process, 994 combos x 100,000 bars, PBO on (~1 min)
 	$(PY) bench/sweep_memory.py
+	@# driver peak RSS of a tournament on shard datasets vs in memory, 50/100/200 assets x 50,000 bars (~5 min)
+	$(PY) bench/shard_memory.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build src/*.egg-info

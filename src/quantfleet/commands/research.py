@@ -190,7 +190,7 @@ def tournament(
     stage = run.stages["tournament"]
     summary = {
         "strategies": stage["summary"]["strategies"] if names_ == ["all"] else names_,
-        "assets": len(split(assets) or ctx.market.assets),
+        "assets": len(split(assets) or ctx.market_view.assets),
         "windows": len(res.windows), "rows": res.n_rows, "backtests": res.n_backtests,
         "failed": len(res.failed), "wall_s": round(stage["seconds"], 3),
         # the tournament's own wall (first task to last result; the executor already started)

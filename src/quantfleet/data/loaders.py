@@ -85,6 +85,9 @@ def load(source: str | os.PathLike[str]) -> MarketData:
     if isinstance(source, str):
         if source.startswith("synthetic:"):
             return validate_market(from_url(source))
+        if source.startswith("shards:"):
+            raise DataError(f"{source}: a shard dataset lives in a store; give it to a research "
+                            f"command with --store URL (it is read there, not loaded whole)")
         if source in DATASETS:
             return _load_dataset(source)
     elif not isinstance(source, os.PathLike):

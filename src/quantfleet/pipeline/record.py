@@ -97,12 +97,20 @@ def preflight(config: PipelineConfig) -> None:
     """Bad input fails before the flow starts, with one line naming the config key."""
     from quantfleet.data import load
     from quantfleet.errors import ConfigError, QuantfleetError
+    from quantfleet.store.datasets import open_dataset, parse_shards
     from quantfleet.strategies import get
 
     try:
-        market = load(config.data.source)
-        if config.data.assets:
-            market = market.select(config.data.assets)
+        if parse_shards(config.data.source) is not None:
+            # a shard dataset: its manifest (no prices) is all the checks need
+            from quantfleet.store import Store
+
+            market = open_dataset(Store.open(config.store), config.data.source,
+                                  assets=config.data.assets or None).view
+        else:
+            market = load(config.data.source)
+            if config.data.assets:
+                market = market.select(config.data.assets)
     except QuantfleetError as e:
         raise ConfigError(f"data.source: {e}") from None
     for section in ("tournament", "evolution"):
@@ -117,7 +125,7 @@ def preflight(config: PipelineConfig) -> None:
                 s = get(n)
             except QuantfleetError as e:
                 raise ConfigError(f"{section}.strategies: {e}") from None
-            missing = [f for f in (*s.needs, *s.extras) if market.field(f) is None]
+            missing = [f for f in (*s.needs, *s.extras) if f not in market.columns()]
             if missing:
                 raise ConfigError(
                     f"{section}.strategies: {n} needs {', '.join(missing)} but "

@@ -153,9 +153,12 @@ def _asset_returns(run: Any, assets: list[str], index: Any) -> Any:
     artifact (None when the run recorded no market)."""
     import pandas as pd
 
-    h = run.manifest.output("market")
+    # a run on a shard dataset recorded its manifest (kind dataset_manifest) as its market
+    h = run.manifest.output("market") or run.manifest.output("dataset_manifest")
     if not h or not assets:
         return None
+    if run.store.stat(h).format == "json":  # a shard dataset's manifest: read those assets
+        return _shard_returns(run, h, assets, index)
     mk = run.store.get_table(h).to_pandas()
     if not {"timestamp", "asset", "close"} <= set(mk.columns):
         return None
@@ -167,6 +170,27 @@ def _asset_returns(run: Any, assets: list[str], index: Any) -> Any:
         close.index = close.index.tz_localize(idx.tz)
     out = close.pct_change(fill_method=None).reindex(idx)
     return out[[a for a in assets if a in out.columns]]
+
+
+def _shard_returns(run: Any, h: str, assets: list[str], index: Any) -> Any:
+    """:func:`_asset_returns` of a run on a shard dataset: only ``assets``' shards are read."""
+    import pandas as pd
+
+    from quantfleet.store.datasets import DATASET_FORMAT, ShardDataset
+
+    doc = run.store.get_json(h)
+    if not isinstance(doc, dict) or doc.get("format") != DATASET_FORMAT:
+        return None
+    ds = ShardDataset(run.store, h, doc)
+    have = [a for a in assets if a in ds.view.assets]
+    if not have:
+        return None
+    m = ds.load(have)
+    close = pd.DataFrame(m.close.T, index=pd.DatetimeIndex(m.timestamps), columns=list(have))
+    idx = pd.DatetimeIndex(index)
+    if close.index.tz is None and idx.tz is not None:
+        close.index = close.index.tz_localize(idx.tz)
+    return close.pct_change(fill_method=None).reindex(idx)
 
 
 def _name_workers(util: Any, spans: Any) -> tuple[Any, list[dict[str, Any]] | None]:

@@ -58,10 +58,11 @@ DEPENDS: dict[str, dict[str, tuple[str, str]]] = {
 
 
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "data": ("quantfleet.data.loaders",),
+    "data": ("quantfleet.data.loaders", "quantfleet.store.datasets"),
     "backtest": ("quantfleet.research.backtest",),
     "sweep": ("quantfleet.research.sweep",),
-    "tournament": ("quantfleet.research.tournament",),
+    # store.datasets: a shard dataset's reads and the parts its workers write
+    "tournament": ("quantfleet.research.tournament", "quantfleet.store.datasets"),
     "evolution": ("quantfleet.research.evolve",),
     "returns": ("quantfleet.portfolio.returns",),
     "portfolio": ("quantfleet.portfolio", "quantfleet.portfolio.rebalance"),
@@ -93,7 +94,10 @@ def cache_facts(ctx: RunContext, stage: str) -> dict[str, Any]:
                              "packages": package_versions(RESULT_PACKAGES)}
     reads_source = stage == "data" or (stage == "returns"
                                        and ctx.config.portfolio.source == "data")
-    if reads_source:
+    if reads_source and ctx.dataset is not None:
+        # a shard dataset: its manifest's hash names every shard's sha256
+        facts["data_source"] = {"kind": "shards", "manifest": ctx.dataset.manifest_hash}
+    elif reads_source:
         from quantfleet.data.loaders import fingerprint_source
 
         facts["data_source"] = fingerprint_source(ctx.config.data.source)
@@ -178,13 +182,44 @@ class RunContext:
             self._closed = True
 
     @cached_property
+    def dataset(self) -> Any:
+        """The shard dataset ``data.source = "shards:NAME[@HASH]"`` names in the run's store
+        (``store.datasets.ShardDataset``: its manifest, no prices), or None for other sources."""
+        from quantfleet.store.datasets import open_dataset, parse_shards
+
+        if parse_shards(self.config.data.source) is None:
+            return None
+        if self.manifest is None:
+            from quantfleet.errors import ConfigError
+
+            raise ConfigError(f"data.source {self.config.data.source}: a shard dataset is read "
+                              f"from the run's store and its tasks write their rows there; "
+                              f"drop --no-store and pass --store URL")
+        timer = SpanTimer()
+        ds = open_dataset(self.store, self.config.data.source,
+                          assets=self.config.data.assets or None)
+        self.spans.add(timer.finish_driver(self.stage, "driver.load"))
+        return ds
+
+    @property
+    def market_view(self) -> Any:
+        """What the driver knows of the market without loading a shard dataset's prices:
+        its ``MarketView``, or the loaded MarketData of any other source."""
+        return self.dataset.view if self.dataset is not None else self.market
+
+    @cached_property
     def market(self) -> Any:
+        """The whole market in this process (a shard dataset: every shard read here; the
+        tournament stage does not ask for it)."""
         from quantfleet.data import load
 
         timer = SpanTimer()
-        m = load(self.config.data.source)
-        if self.config.data.assets:
-            m = m.select(self.config.data.assets)
+        if self.dataset is not None:
+            m = self.dataset.load_all()
+        else:
+            m = load(self.config.data.source)
+            if self.config.data.assets:
+                m = m.select(self.config.data.assets)
         self.spans.add(timer.finish_driver(self.stage, "driver.load"))
         return m
 
@@ -236,6 +271,12 @@ def market_table(market: Any) -> Any:
 # -- stages ------------------------------------------------------------------------------------
 
 def data_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    ds = ctx.dataset
+    if ds is not None:  # the prices are in the store already: the manifest stands for them
+        v = ds.view
+        return {"market": ctx.put(ds.manifest, "dataset_manifest")}, {
+            "source": ds.reference, "assets": v.n_assets, "bars": v.n_bars,
+            "start": str(v.timestamps[0])[:10], "end": str(v.timestamps[-1])[:10]}
     m = ctx.market
     return {"market": ctx.put(ctx.timed("data", "driver.tables", market_table, m), "market")}, {
         "source": m.source, "assets": m.n_assets, "bars": m.n_bars,
@@ -295,11 +336,12 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
     from quantfleet.research.tournament import plan_tournament, tournament
 
     cfg = ctx.config.tournament
-    m = ctx.market
-    names = [s for s in _strategy_names(cfg.strategies)
-             if all(m.field(f) is not None for f in _needs(s))]
+    # a shard dataset stays in the store: the driver plans on its view, the tasks load assets
+    m = ctx.dataset if ctx.dataset is not None else ctx.market
+    have = set(ctx.market_view.columns())
+    names = [s for s in _strategy_names(cfg.strategies) if all(f in have for f in _needs(s))]
     # what the tournament will run, and its estimated work: executor "auto" picks by it
-    tp = plan_tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
+    tp = plan_tournament(ctx.market_view, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
                          n_windows=cfg.windows, anchored=cfg.anchored, grid=cfg.grid,
                          grids=cfg.grids, max_combos=cfg.max_combos)
     res = tournament(m, names, assets=cfg.assets or None, train=cfg.train, test=cfg.test,
@@ -314,11 +356,16 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      baseline_budget_s=ctx.config.baseline.budget_s,
                      map_options={"progress": ctx.progress})
     ctx.results["tournament"] = res
-    table = res.table if res.table is not None else Path(res.path) / "results.parquet"
+    if res.parts is not None:
+        results, oos = _tournament_parts(ctx, res)
+    else:
+        table = res.table if res.table is not None else Path(res.path) / "results.parquet"
+        results = ctx.put(table, "tournament_results")
+        oos = ctx.put(res.oos_returns.reset_index(), "oos_returns")
     out = {
-        "results": ctx.put(table, "tournament_results"),
+        "results": results,
         "leaderboard": ctx.put(res.leaderboard, "leaderboard"),
-        "oos_returns": ctx.put(res.oos_returns.reset_index(), "oos_returns"),
+        "oos_returns": oos,
         # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
         "overfit": ctx.put(res.overfit, "overfit"),
     }
@@ -327,6 +374,25 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                  "baseline": res.speedup,
                  # the leaderboard winner's DSR among every (pair, combo) trial, pooled PBO
                  "overfit": res.winner_overfit}
+
+
+def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:
+    """A shard tournament's ``results`` and ``oos_returns``: parts tables over the Parquet
+    parts its workers wrote (``Store.put_parts``; ``get_table`` joins them), the returns' first
+    part the timestamps, so they read back as the in-memory tournament's tables."""
+    import pandas as pd
+
+    p = res.parts
+    lo, hi = p["oos_span"]
+    ts = pd.DatetimeIndex(ctx.market_view.timestamps[lo:hi], name="timestamp")
+    index = ctx.put(pd.DataFrame(index=ts).reset_index(), "oos_returns_part")
+    results = ctx.timed(ctx.stage, "driver.store", ctx.store.put_parts,
+                        [x["hash"] for x in p["results"]], "tournament_results", "rows",
+                        res.n_rows)
+    oos = ctx.timed(ctx.stage, "driver.store", ctx.store.put_parts,
+                    [index.hash] + [x["hash"] for x in p["oos_returns"]], "oos_returns",
+                    "columns", hi - lo)
+    return results, oos
 
 
 CLOCK = ("wall_s", "cpu_s")
@@ -490,7 +556,10 @@ def _benchmark_returns(ctx: RunContext, mat: Any) -> Any:
     if cfg.source == "assets" and isinstance(mat, pd.DataFrame):  # a resumed flow
         return mat
     cols = [str(c) for c in getattr(mat, "returns", mat).columns]
-    if cfg.source == "strategies":
+    if cfg.source == "strategies" and ctx.dataset is not None:
+        # only the traded assets' shards, not the whole dataset
+        m = ctx.dataset.load(list(dict.fromkeys(c.split("/", 1)[1] for c in cols)))
+    elif cfg.source == "strategies":
         m = ctx.market
     elif cfg.prices is not None and all("/" in c for c in cols):
         from quantfleet.data import load

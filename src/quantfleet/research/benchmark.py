@@ -66,15 +66,18 @@ def buy_and_hold(market: MarketData, asset: int | str, lo: int = 0, hi: int | No
     return {"total_return": float(m[_TOTAL]), "sharpe": float(m[_SHARPE])}
 
 
-def with_benchmark(board: Any, market: MarketData, lo: int, hi: int | None, ppy: float,
-                   fee_rate: float, *, total_return: str, sharpe: str) -> Any:
+def with_benchmark(board: Any, market: MarketData | None, lo: int, hi: int | None, ppy: float,
+                   fee_rate: float, *, total_return: str, sharpe: str,
+                   bh: dict[str, dict[str, float]] | None = None) -> Any:
     """A leaderboard (DataFrame with an ``asset`` column) with :data:`BENCHMARK_COLUMNS`
     appended: each row's asset's :func:`buy_and_hold` over ``[lo, hi)`` (each asset computed
     once) and the row's ``total_return`` / ``sharpe`` columns minus it (NaN where either is
-    NaN). The other columns are kept as they are."""
+    NaN). The other columns are kept as they are. ``bh``: each asset's buy-and-hold computed
+    already (where the prices were: a worker of a shard tournament); ``market`` is then unused."""
     out = board.copy()
-    bh = {a: buy_and_hold(market, a, lo, hi, ppy, fee_rate)
-          for a in dict.fromkeys(str(x) for x in board["asset"])}
+    if bh is None:
+        bh = {a: buy_and_hold(market, a, lo, hi, ppy, fee_rate)
+              for a in dict.fromkeys(str(x) for x in board["asset"])}
     names = [str(x) for x in board["asset"]]
     tot = np.array([bh[a]["total_return"] for a in names], dtype=np.float64)
     sr = np.array([bh[a]["sharpe"] for a in names], dtype=np.float64)

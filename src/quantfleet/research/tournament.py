@@ -27,6 +27,7 @@ from quantfleet.backtest.job import NO_COMBO, BacktestJob, JobBatch, evaluate_jo
 from quantfleet.backtest.terms import Costs, Terms
 from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
+from quantfleet.data.shards import is_view
 from quantfleet.errors import QuantfleetError, did_you_mean
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric
 from quantfleet.observe.spans import DRIVER_NODE, Span, SpanTimer
@@ -42,6 +43,7 @@ __all__ = [
     "TournamentPlan",
     "TournamentResult",
     "coarse_grid",
+    "evaluate_shard_pair",
     "leaderboard_order",
     "pair_jobs",
     "pair_summary",
@@ -170,14 +172,14 @@ class TournamentPlan:
         return len(self.rows) * per_asset + self.n_items * ITEM_OVERHEAD_S
 
 
-def plan_tournament(market: MarketData, strategies: Sequence[str], *,
+def plan_tournament(market: Any, strategies: Sequence[str], *,
                     assets: Sequence[str] | None = None, train: int | str | None = None,
                     test: int | str | None = None, n_windows: int | None = None,
                     anchored: bool = False, grid: Mapping[str, Sequence[Any]] | None = None,
                     grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
                     max_combos: int = 64) -> TournamentPlan:
     """The assets, windows and grids :func:`tournament` runs (its arguments of the same
-    names), checked: unknown strategies, data a strategy cannot use and empty grids are
+    names; ``market`` a MarketData or a shard dataset's MarketView), checked: unknown strategies, data a strategy cannot use and empty grids are
     errors naming the fix."""
     if not strategies:
         raise QuantfleetError("no strategies given; e.g. --strategies sma_cross,rsi")
@@ -223,6 +225,10 @@ class TournamentResult:
     failed: list[Any] = field(default_factory=list)
     wall_s: float = 0.0
     speedup: dict[str, Any] | None = None
+    # a shard tournament: {"results": [part, ...] in item order, "oos_returns": [part, ...] in
+    # column order, "oos_span": (first, last + 1) bar of the returns, "loaded": [(pid, shard
+    # hashes read), ...] per item}; parts are {"hash", "rows", "bytes"} (evaluate_shard_pair)
+    parts: dict[str, Any] | None = None
 
 
 def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[Window],
@@ -296,6 +302,43 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
             "trial_sr": combo_sharpes(oos_m[:, _SHARPE], n_c, ppy)}
 
 
+def evaluate_shard_pair(source: Any, batch: JobBatch) -> dict[str, Any]:
+    """The worker function of a tournament on a shard dataset (``source``: a
+    ``store.datasets.ShardDataset``): loads the pair's asset (once per process: the dataset's
+    cache), runs :func:`~quantfleet.backtest.job.evaluate_jobs` on it, writes the pair's
+    result rows and out-of-sample returns to the store as Parquet parts and returns the
+    summary without them: the leaderboard and overfitting rows, the trial Sharpes, the
+    asset's buy-and-hold over the test span (``bh``), the parts' references and the shards
+    this call read (``loaded``: process id and hashes)."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    from quantfleet.research.benchmark import buy_and_hold
+
+    view = source.view
+    names = list(dict.fromkeys(view.assets[a] for j in batch.jobs for a in j.assets))
+    before = len(source.loads()[1])
+    market = source.load(names)
+    pos = {n: i for i, n in enumerate(market.assets)}
+    jobs = tuple(dataclasses.replace(j, assets=tuple(pos[view.assets[a]] for a in j.assets))
+                 for j in batch.jobs)
+    out = evaluate_jobs(market, JobBatch(jobs, batch.combine))
+    job = jobs[0]
+    lo, hi = job.walk.windows[0][2], job.walk.windows[-1][3]
+    ppy = job.terms.ppy if job.terms.ppy is not None else view.periods_per_year
+    column = f"{job.strategy}/{market.assets[job.assets[0]]}"
+    table = out.pop("table")
+    returns = out.pop("returns")
+    out["table_part"] = source.put_part(table, "tournament_results_part")
+    out["returns_part"] = source.put_part(
+        pa.table({column: np.ascontiguousarray(returns, dtype=np.float64)}), "oos_returns_part")
+    out["bh"] = buy_and_hold(market, job.assets[0], lo, hi, ppy, job.terms.fee_rate)
+    pid, loads = source.loads()
+    out["loaded"] = (pid, loads[before:])
+    return out
+
+
 def leaderboard_order(board: Sequence[Mapping[str, Any]]) -> list[int]:
     """Row order of the leaderboard: best out-of-sample Sharpe first (NaN last), then
     strategy, then asset, ties in the given order — what ``DataFrame.sort_values(["oos_sharpe",
@@ -358,7 +401,7 @@ def _strings(dictionary: Sequence[str], indices: np.ndarray) -> Any:
                                           ).cast(pa.string())
 
 
-def tournament(market: MarketData, strategies: Sequence[str], *,
+def tournament(market: Any, strategies: Sequence[str], *,
                assets: Sequence[str] | None = None, train: int | str | None = None,
                test: int | str | None = None, n_windows: int | None = None,
                anchored: bool = False, metric: str = "sharpe",
@@ -374,6 +417,11 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     Parameters
     ----------
+    market : MarketData, or a shard dataset (``store.datasets.ShardDataset``: a ``view`` and
+        ``load(assets)``): then each task loads its pair's asset in the worker
+        (:func:`evaluate_shard_pair`), which writes the pair's rows and returns to the store
+        and sends back a summary; the result has ``table`` and ``oos_returns`` None and
+        ``parts`` (the part references in order) instead
     strategies : names; each runs the explicit grid :func:`resolve_grids` gives it (``grid``
         keys it has, ``grids[name]``; other parameters: their search values, as in ``sweep``),
         else ``coarse_grid(space, max_combos)``; combos violating a constraint are skipped
@@ -405,12 +453,19 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     import pandas as pd
 
     check_metric(metric)
-    tp = plan_tournament(market, strategies, assets=assets, train=train, test=test,
+    sharded = is_view(market)
+    view = market.view if sharded else market
+    if sharded and out is not None:
+        raise QuantfleetError("out: a tournament on a shard dataset keeps its rows and returns "
+                              "in the store (the run's results/oos_returns artifacts); drop "
+                              "--out and read them with `quantfleet runs show` / query")
+    tp = plan_tournament(view, strategies, assets=assets, train=train, test=test,
                          n_windows=n_windows, anchored=anchored, grid=grid, grids=grids,
                          max_combos=max_combos)
     rows, windows, plan = tp.rows, tp.windows, tp.plan
     costs = costs or Costs()
-    ppy = float(ppy) if ppy is not None else market.periods_per_year
+    ppy = float(ppy) if ppy is not None else view.periods_per_year
+    worker_fn = evaluate_shard_pair if sharded else evaluate_jobs
 
     wins = tuple(windows)
     terms = Terms.of(costs, ppy, long_short)
@@ -428,7 +483,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
         executor = SerialExecutor()
     if executor is None:
-        results: Iterator[Any] = (evaluate_jobs(market, it) for it in items)
+        results: Iterator[Any] = (worker_fn(market, it) for it in items)
     else:
         opts = dict(map_options or {})
         # adaptive chunks, not the executor's probe (which would time one cold item, numba
@@ -442,7 +497,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
             opts.update(schedule="adaptive", chunk_size=CHUNK_MAX_ITEMS)
             opts.setdefault("target_task_s", TASK_TARGET_S)
         opts["checkpoint_key"] = f"{_CHUNK_FORMAT}:{opts.get('checkpoint_key', '')}"
-        results = executor.map(evaluate_jobs, items, shared=market, stage="tournament",
+        results = executor.map(worker_fn, items, shared=market, stage="tournament",
                                component=[name for name, _ in pairs],
                                checkpoint_dir=checkpoint_dir, **opts)
 
@@ -458,8 +513,13 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
     # stitched out-of-sample returns, one row per pair, strategy by strategy (the order
     # given) and assets in data order within each: results are written in place
     n_s, n_a = len(plan), len(rows)
-    block = np.empty((n_s * n_a, wins[-1].test_end - wins[0].test_start))
+    # a shard tournament keeps references to the parts its workers wrote instead
+    block = np.empty((0 if sharded else n_s * n_a, wins[-1].test_end - wins[0].test_start))
     done = np.zeros(n_s * n_a, dtype=bool)
+    table_parts: list[dict[str, Any]] = []
+    returns_parts: list[Any] = [None] * (n_s * n_a)
+    bh: dict[str, dict[str, float]] = {}
+    loaded: list[tuple[int, tuple[str, ...]]] = []
     board: list[dict[str, Any]] = []
     of_rows: list[dict[str, Any]] = []
     # each pair's combos' mean out-of-sample Sharpe (per bar): the trials the winner beat
@@ -492,11 +552,18 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
                 bt_per_pair[sname] = it.n_backtests  # in and out of sample, the selected again
             n_bt += bt_per_pair[sname]
             row = (k % n_s) * n_a + k // n_s  # items are asset-major, rows strategy-major
-            block[row] = res["returns"]
             done[row] = True
             board.append(res["board"])
             of_rows.append(res["overfit"])
             trial_sr.append(res["trial_sr"])
+            if sharded:
+                n_rows += res["table_part"]["rows"]
+                table_parts.append(res["table_part"])
+                returns_parts[row] = res["returns_part"]
+                bh[res["board"]["asset"]] = res["bh"]
+                loaded.append(res["loaded"])
+                continue
+            block[row] = res["returns"]
             pending.append(res["table"])
             if len(pending) >= _ROWS_FLUSH_AT:
                 emit(pa.concat_tables(pending))
@@ -526,7 +593,7 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         from quantfleet.research.baseline import measure_serial, speedup
 
         t_base = SpanTimer()
-        speed = speedup(measure_serial(evaluate_jobs, market, items,
+        speed = speedup(measure_serial(worker_fn, market, items,
                                        labels=[name for name, _ in pairs],
                                        budget_s=baseline_budget_s),
                         wall, int(getattr(executor, "workers", 1) or 1))
@@ -539,15 +606,22 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
 
     # stitched out-of-sample returns of the selected parameters, the leaderboard and the
     # overfitting statistics: each pair's part was computed in its task
-    ts = market.timestamps
+    ts = view.timestamps
     index = pd.DatetimeIndex(ts[windows[0].test_start:windows[-1].test_end], name="timestamp")
     # one 2-D block, rows contiguous per column (pandas keeps a block as columns x rows): a
     # frame from a dict of 1-D columns copies every column into a new block
-    names = [f"{s.name}/{market.assets[a]}" for s, _ in plan for a in rows]
-    if not done.all():  # failed pairs have no column
-        names = [c for c, d in zip(names, done, strict=True) if d]
-        block = block[done]
-    oos = pd.DataFrame(block.T, index=index, columns=pd.Index(names, dtype=object), copy=False)
+    names = [f"{s.name}/{view.assets[a]}" for s, _ in plan for a in rows]
+    oos = parts = None
+    if sharded:
+        parts = {"results": table_parts,
+                 "oos_returns": [p for p, d in zip(returns_parts, done, strict=True) if d],
+                 "oos_span": (wins[0].test_start, wins[-1].test_end), "loaded": loaded}
+    else:
+        if not done.all():  # failed pairs have no column
+            names = [c for c, d in zip(names, done, strict=True) if d]
+            block = block[done]
+        oos = pd.DataFrame(block.T, index=index, columns=pd.Index(names, dtype=object),
+                           copy=False)
     # the pairs' rows come in item order (asset-major); overfit sorted by strategy, asset
     order = sorted(range(len(of_rows)), key=lambda i: (of_rows[i]["strategy"],
                                                        of_rows[i]["asset"]))
@@ -563,9 +637,10 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         for k in ("pbo", "dsr", "verdict"):
             cols_b[f"pair_{k}"] = [of_rows[i][k] for i in order]
         # buy-and-hold of each row's asset over the same test bars, and the row's excess
-        leaderboard = with_benchmark(pd.DataFrame(cols_b), market, wins[0].test_start,
-                                     wins[-1].test_end, ppy, terms.fee_rate,
-                                     total_return="oos_total_return", sharpe="oos_sharpe")
+        leaderboard = with_benchmark(pd.DataFrame(cols_b), None if sharded else market,
+                                     wins[0].test_start, wins[-1].test_end, ppy, terms.fee_rate,
+                                     total_return="oos_total_return", sharpe="oos_sharpe",
+                                     bh=bh if sharded else None)
         winner = tournament_winner_overfit(of_rows, trial_sr, order[0])
     else:
         leaderboard = pd.DataFrame()
@@ -581,5 +656,5 @@ def tournament(market: MarketData, strategies: Sequence[str], *,
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
         oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
-        wall_s=wall, speedup=speed,
+        wall_s=wall, speedup=speed, parts=parts,
     )

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DEFAULT_URL",
     "PARQUET_OPTIONS",
+    "PARTS_FORMAT",
     "ArtifactRef",
     "ArtifactStore",
     "canonical_json",
@@ -57,6 +58,11 @@ PARQUET_OPTIONS: dict[str, Any] = {
     "write_page_checksum": False,
 }
 """Fixed writer options: the same table gives the same bytes (for one pyarrow version)."""
+
+PARTS_FORMAT = "quantfleet.parts/1"
+"""A JSON artifact ``{"format": PARTS_FORMAT, "axis": "rows"|"columns", "parts": [hash, ...]}``
+is a table kept as Parquet parts (written by the workers that computed them): ``get_table``
+joins them (rows: one after another; columns: side by side)."""
 
 
 # ---------------------------------------------------------------- canonical bytes
@@ -529,12 +535,51 @@ class ArtifactStore:
 
     def get_table(self, ref: ArtifactRef | str) -> pa.Table:
         """Read a table by :class:`ArtifactRef` or hash; raises ``CorruptArtifactError`` if the
-        bytes no longer match the hash."""
+        bytes no longer match the hash. A parts table (:meth:`put_parts`) is joined."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        fmt = ref.format if isinstance(ref, ArtifactRef) else self._locate(_hash_of(ref))[1]
+        if fmt == "json":
+            doc = self.get_json(ref)
+            if isinstance(doc, dict) and doc.get("format") == PARTS_FORMAT:
+                return self._join_parts(doc)
         data, _ = self._fetch(ref, "parquet")
         return pq.read_table(pa.BufferReader(data))
+
+    def put_parts(self, parts: list[str], kind: str, axis: str = "rows",
+                  rows: int | None = None) -> ArtifactRef:
+        """Record the Parquet artifacts ``parts`` (hashes, in order) as one table of ``kind``
+        (:data:`PARTS_FORMAT`): ``axis="rows"`` stacks them (same columns), ``"columns"``
+        puts them side by side (same rows). Nothing is read or copied here."""
+        if axis not in ("rows", "columns"):
+            raise StoreError(f"put_parts: axis must be 'rows' or 'columns' (got {axis!r})")
+        doc = {"format": PARTS_FORMAT, "axis": axis, "parts": [check_hash(h) for h in parts]}
+        return self._put(canonical_json(doc), "json", kind, rows)
+
+    def parts_of(self, ref: ArtifactRef | str) -> list[str] | None:
+        """The part hashes of a parts table, or None for any other artifact."""
+        fmt = ref.format if isinstance(ref, ArtifactRef) else self._locate(_hash_of(ref))[1]
+        if fmt != "json":
+            return None
+        doc = self.get_json(ref)
+        if isinstance(doc, dict) and doc.get("format") == PARTS_FORMAT:
+            return list(doc["parts"])
+        return None
+
+    def _join_parts(self, doc: Mapping[str, Any]) -> pa.Table:
+        import pyarrow as pa
+
+        tables = [self.get_table(h) for h in doc["parts"]]
+        if not tables:
+            return pa.table({})
+        if doc["axis"] == "rows":
+            return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+        names, cols = [], []
+        for t in tables:
+            names.extend(t.column_names)
+            cols.extend(t.columns)
+        return pa.Table.from_arrays(cols, names=names)
 
     def put_json(self, obj: Any, kind: str = "document") -> ArtifactRef:
         """Store a JSON-able value as canonical JSON (see :func:`canonical_json`)."""

@@ -149,22 +149,56 @@ class Catalog:
                 "and comment = 'quantfleet kind'").fetchall():
             self.con.execute(f"drop view if exists {_quote(name)}")
         kinds = self.con.execute(
-            "select distinct l.kind, a.uri from lineage l join artifacts a "
+            "select distinct l.kind, a.uri, a.hash, a.format from lineage l join artifacts a "
             "on a.hash = l.hash and a.kind = l.kind "
-            "where l.direction = 'output' and a.format = 'parquet' and a.uri is not null "
+            "where l.direction = 'output' and a.uri is not null "
+            "and (a.format = 'parquet' or (a.format = 'json' and a.rows is not null)) "
             "order by 1, 2").fetchall()
         by_kind: dict[str, list[str]] = {}
-        for kind, uri in kinds:
-            if kind and kind not in RESERVED_KINDS:
+        # tables kept as parts (Store.put_parts: a shard tournament's results, oos_returns):
+        # row parts are read like files and mapped to their table's hash; column parts are
+        # joined side by side (positional join), one select per table
+        side: dict[str, list[str]] = {}
+        part_of: list[tuple[str, str]] = []
+        for kind, uri, h, fmt in kinds:
+            if not kind or kind in RESERVED_KINDS:
+                continue
+            if fmt == "parquet":
                 by_kind.setdefault(kind, []).append(uri)
-        for kind, uris in by_kind.items():
-            files = "[" + ", ".join(_lit(u) for u in uris) + "]"
+                continue
+            parts = self.store.parts_of(h)
+            if not parts:
+                continue
+            uris = [self.store.uri(p) for p in parts]
+            doc_axis = self.store.get_json(h)["axis"]
+            if doc_axis == "rows":
+                by_kind.setdefault(kind, []).extend(uris)
+                part_of.extend((p, h) for p in parts)
+            else:
+                body = " positional join ".join(f"read_parquet({_lit(u)})" for u in uris)
+                side.setdefault(kind, []).append(f"select {_lit(h)} as __hash, * from {body}")
+        # a table, not a temp one: a catalog file reopened without refresh keeps its views
+        self.con.execute("create or replace table __part_of (part varchar, hash varchar)")
+        if part_of:
+            self.con.executemany("insert into __part_of values (?, ?)", part_of)
+        name_re = "'([0-9a-f]{64})\\.parquet$'"
+        for kind in sorted(set(by_kind) | set(side)):
+            selects = list(side.get(kind, []))
+            uris = list(dict.fromkeys(by_kind.get(kind, [])))
+            if uris:
+                files = "[" + ", ".join(_lit(u) for u in uris) + "]"
+                selects.insert(0, (
+                    f"select coalesce(pm.hash, regexp_extract(t.filename, {name_re}, 1)) "
+                    f"as __hash, t.* exclude (filename) "
+                    f"from read_parquet({files}, union_by_name = true, filename = true) t "
+                    f"left join __part_of pm "
+                    f"on pm.part = regexp_extract(t.filename, {name_re}, 1)"))
             sql = (f"create or replace view {_quote(kind)} as "
-                   f"select l.run_id, l.name as artifact, t.* exclude (filename) "
-                   f"from read_parquet({files}, union_by_name = true, filename = true) t "
+                   f"select l.run_id, l.name as artifact, t.* exclude (__hash) "
+                   f"from ({' union all by name '.join(selects)}) t "
                    f"join (select distinct run_id, name, hash from lineage "
                    f"where direction = 'output' and kind = {_lit(kind)}) l "
-                   f"on regexp_extract(t.filename, '([0-9a-f]{{64}})\\.parquet$', 1) = l.hash")
+                   f"on t.__hash = l.hash")
             try:
                 self.con.execute(sql)
                 self.con.execute(f"comment on view {_quote(kind)} is 'quantfleet kind'")

@@ -78,14 +78,15 @@ class Strategy:
 
     def check_market(self, market: MarketData) -> None:
         """Raise if ``market`` lacks a field or column this strategy reads."""
+        have = set(market.columns())  # a MarketView (shard dataset) has columns, no arrays
         for f in self.needs:
-            if market.field(f) is None:
+            if f not in have:
                 raise DataError(
                     f"{market.source}: strategy {self.name} needs a {f!r} column; "
                     f"the data has {', '.join(market.columns())}"
                 )
         for f in self.extras:
-            if market.field(f) is None:
+            if f not in have:
                 raise DataError(
                     f"{market.source}: strategy {self.name} needs a {f!r} column "
                     f"(e.g. perpetual-futures funding per bar); the data has "
