@@ -165,6 +165,17 @@ def test_adaptive_map_cuts_chunks_as_it_runs_and_equals_fixed():
     assert ex.summary.chunks == len(sizes) and ex.summary.item_cost_s > 0
 
 
+def test_an_adaptive_map_on_a_fresh_process_pool_waits_for_its_workers():
+    # nothing is cut before a worker is ready, and a process worker reports ready through the
+    # executor's poll: the loop must poll while items wait uncut (it spun forever before)
+    from quantfleet.compute import ProcessExecutor
+
+    with ProcessExecutor(2) as ex:
+        got = list(ex.map(wl.numpy_work, range(20), schedule="adaptive"))
+    want = list(SerialExecutor().map(wl.numpy_work, range(20), chunk_size=7))
+    assert all((a == b).all() for a, b in zip(got, want, strict=True))
+
+
 def test_resumed_adaptive_map_reuses_the_saved_cuts(tmp_path):
     items = list(range(40))
     store = ChunkStore(tmp_path, fingerprint(wl.counted, items))

@@ -541,7 +541,9 @@ class BaseExecutor:
                 if refresh_s is not None and waiting:
                     until = max(0.0, refresh_at - time.monotonic())
                     wait = until if wait is None else min(wait, until)
-                events = self._poll(wait) if inflight or pending else []  # pending: workers starting
+                # with work waiting (pending, or items not cut yet) and nothing in flight the
+                # backend is starting its workers: its poll is where they report ready
+                events = self._poll(wait) if inflight or waiting else []
                 for uid, out in events:
                     if uid not in inflight:
                         continue  # a task we already gave up on
