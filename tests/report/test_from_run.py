@@ -86,7 +86,12 @@ def test_the_report_of_a_real_run_is_small_labelled_and_first_screen_first(run, 
     # run has the demo's 7,500+ bars) and the page's size grows only with the table rows
     assert path.stat().st_size < 2_000_000
     figs = re.findall(r'<div class="figure".*?</svg></div>', page, re.S)
-    assert len(figs) >= 8 and max(len(f) for f in figs) < 120_000, [len(f) for f in figs]
+    # the "where the speed-up was lost" figure is drawn only for a valid speedup, and whether
+    # the measured one is valid depends on the machine's load: not asserted here
+    drawn = set(re.findall(r'<div class="figure" id="fig-([a-z-]+?)-[0-9]+"', page))
+    assert {"equity", "evolution", "weights", "portfolio-returns", "latency", "utilisation",
+            "cost"} <= drawn, drawn
+    assert max(len(f) for f in figs) < 120_000, [len(f) for f in figs]
     assert len(_section(page, "leaderboard")) < 8 * 1_000 + 6_000
     v = _section(page, "verdict")
     win = out.results["tournament"].leaderboard.iloc[0]
