@@ -67,7 +67,7 @@ class Strategy:
     needs: tuple[str, ...] = ()
     extras: tuple[str, ...] = ()
     warmup: Callable[[Mapping[str, Any]], int] | None = None
-    cost_ns: float = 10.0
+    cost_ns: float = 5.0
 
     def min_bars(self, params: Mapping[str, Any]) -> int:
         """Bars an asset needs so this parameter set can take at least one position."""

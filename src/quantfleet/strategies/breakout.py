@@ -96,7 +96,7 @@ DONCHIAN = register(Strategy(
     kernel=donchian_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["entry"]), int(p["exit"])),
-    cost_ns=14,
+    cost_ns=5,
 ))
 
 
@@ -179,7 +179,7 @@ ATR_STOP = register(Strategy(
     kernel=atr_stop_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["trend"]), int(p["atr_window"])) - 1,
-    cost_ns=15,
+    cost_ns=4,
 ))
 
 
@@ -243,5 +243,5 @@ ICHIMOKU = register(Strategy(
     kernel=ichimoku_kernel,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["kijun"]),
-    cost_ns=20,
+    cost_ns=5,
 ))

@@ -66,5 +66,5 @@ FUNDING_CARRY = register(Strategy(
     kernel=funding_carry_kernel,
     extras=("funding_rate",),
     warmup=lambda p: int(p["window"]) - 1,
-    cost_ns=10,
+    cost_ns=2,
 ))

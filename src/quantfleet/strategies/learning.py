@@ -135,7 +135,7 @@ LINEAR_CLASSIFIER = register(Strategy(
     ),
     kernel=linear_classifier_kernel,
     warmup=lambda p: int(p["window"]) + int(p["lags"]),
-    cost_ns=60,
+    cost_ns=29,
 ))
 
 
@@ -188,5 +188,5 @@ QUANTILE_REGIME = register(Strategy(
     ),
     kernel=quantile_regime_kernel,
     warmup=lambda p: int(p["window"]),
-    cost_ns=15,
+    cost_ns=12,
 ))

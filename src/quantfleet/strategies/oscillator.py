@@ -77,7 +77,7 @@ RSI = register(Strategy(
     ),
     kernel=rsi_kernel,
     warmup=lambda p: int(p["window"]),
-    cost_ns=8,
+    cost_ns=3.5,
 ))
 
 
@@ -164,5 +164,5 @@ STOCHASTIC = register(Strategy(
     kernel=stochastic_kernel,
     needs=("high", "low"),
     warmup=lambda p: int(p["k_window"]) + int(p["d_window"]) - 1,
-    cost_ns=16,
+    cost_ns=5,
 ))

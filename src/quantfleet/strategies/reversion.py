@@ -99,7 +99,7 @@ BOLLINGER = register(Strategy(
     ),
     kernel=bollinger_kernel,
     warmup=lambda p: int(p["window"]) - 1,
-    cost_ns=10,
+    cost_ns=3.5,
 ))
 
 
@@ -159,7 +159,7 @@ VWAP_REVERSION = register(Strategy(
     kernel=vwap_reversion_kernel,
     needs=("high", "low", "volume"),
     warmup=lambda p: 2 * int(p["window"]) - 2,
-    cost_ns=17,
+    cost_ns=3,
 ))
 
 
@@ -218,5 +218,5 @@ NW_ENVELOPE = register(Strategy(
     ),
     kernel=nw_envelope_kernel,
     warmup=lambda p: 2 * int(p["window"]) - 2,
-    cost_ns=10,
+    cost_ns=9.5,
 ))

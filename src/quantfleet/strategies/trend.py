@@ -61,7 +61,7 @@ SMA_CROSS = register(Strategy(
     ),
     kernel=sma_cross_kernel,
     warmup=lambda p: int(p["slow"]) - 1,
-    cost_ns=7,
+    cost_ns=4,
 ))
 
 
@@ -109,7 +109,7 @@ EMA_CROSS = register(Strategy(
     ),
     kernel=ema_cross_kernel,
     warmup=lambda p: int(p["slow"]) - 1,
-    cost_ns=12,
+    cost_ns=4,
 ))
 
 
@@ -144,5 +144,5 @@ SMA_TREND = register(Strategy(
     ),
     kernel=sma_trend_kernel,
     warmup=lambda p: int(p["window"]) - 1,
-    cost_ns=9,
+    cost_ns=4.5,
 ))

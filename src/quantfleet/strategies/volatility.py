@@ -74,5 +74,5 @@ VOL_SCALING = register(Strategy(
     ),
     kernel=vol_scaling_kernel,
     warmup=lambda p: max(int(p["window"]), int(p["trend"]) - 1),
-    cost_ns=13,
+    cost_ns=6.5,
 ))
