@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,9 +138,13 @@ class Coordinator:
     driver empties with :meth:`drain`; ``max_concurrency=2`` lets ``drain`` run beside ``run``.
     """
 
-    def __init__(self, checkpoint: Any, keeper: Any, make_executor: Callable[..., Any]) -> None:
+    def __init__(self, checkpoint: Any, keeper_name: str,
+                 make_executor: Callable[..., Any]) -> None:
         import ray
 
+        # the keeper by name, not by handle: an actor handle among the constructor's arguments
+        # makes Ray log an error about restarts at every start (core_worker.cc, ray#53727)
+        keeper = ray.get_actor(keeper_name)
         if checkpoint is None:
             checkpoint = ScratchCheckpoint(keeper)
         self.checkpoint = checkpoint
@@ -206,13 +211,15 @@ def run_coordinated(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
     head = head_node_id()
     payload = ray.put((fn, tuple(args), dict(kwargs)))  # held here: a restart reads it again
     on_head = NodeAffinitySchedulingStrategy(node_id=head, soft=False)
-    keeper = ray.remote(Keeper).options(num_cpus=0, scheduling_strategy=on_head).remote()
+    keeper_name = f"quantfleet-keeper-{uuid.uuid4().hex}"
+    keeper = ray.remote(Keeper).options(num_cpus=0, scheduling_strategy=on_head,
+                                        name=keeper_name).remote()
     if isinstance(checkpoint, os.PathLike):
         checkpoint = os.fspath(checkpoint)
     actor = ray.remote(Coordinator).options(
         num_cpus=0, max_restarts=int(restarts), max_task_retries=-1, max_concurrency=2,
         scheduling_strategy=on_head,
-    ).remote(checkpoint, keeper, make_executor or type(executor))
+    ).remote(checkpoint, keeper_name, make_executor or type(executor))
     last_round = -1
     pending: Any = None
 
