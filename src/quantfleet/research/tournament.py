@@ -365,31 +365,46 @@ def pair_table(market: MarketData, strategy: str, asset: int, params: np.ndarray
     n_w, n_c = len(windows), int(params.shape[0])
     n = n_w * n_c
     w = np.asarray(windows, dtype=np.int64).reshape(n_w, 4)
-    w_pos = np.repeat(np.arange(n_w), n_c)
-    combo = np.tile(np.arange(n_c, dtype=np.int32), n_w)
     best = np.asarray(best, dtype=np.int64)
     sel = np.zeros(n, dtype=bool)
     picked = best != NO_COMBO  # windows without a finite in-sample metric select nothing
     sel[(np.arange(n_w) * n_c + best)[picked]] = True
     ts = market.timestamps
-    one = np.zeros(n, dtype=np.int32)
-    # string columns from a dictionary and row indices (cast in C++, not a Python string per row)
-    params_json = [json.dumps(d, sort_keys=True) for d in get(strategy).space.to_dicts(params)]
-    cols: dict[str, Any] = {
-        "strategy": _strings([strategy], one),
-        "asset": _strings([market.assets[asset]], one),
-        "window": pa.array(w_pos.astype(np.int32)),
-        "train_start": pa.array(ts[w[:, 0]][w_pos]),
-        "test_start": pa.array(ts[w[:, 2]][w_pos]),
-        "test_end": pa.array(ts[w[:, 3] - 1][w_pos]),
-        "combo": pa.array(combo),
-        "params": _strings(params_json, combo),
-        "selected": pa.array(sel),
-    }
+    bounds = np.stack([ts[w[:, 0]], ts[w[:, 2]], ts[w[:, 3] - 1]])
+    # every asset of a strategy shares these columns: built once per worker process
+    fixed = _strategy_columns(strategy, params.tobytes(), params.shape, str(params.dtype),
+                              bounds.tobytes(), str(bounds.dtype), n_w)
+    cols: dict[str, Any] = {"strategy": fixed[0],
+                            "asset": pa.repeat(pa.scalar(market.assets[asset], pa.string()), n),
+                            **fixed[1], "selected": pa.array(sel)}
     for prefix, m in (("is_", is_m), ("oos_", oos_m)):
         for k, name in enumerate(METRIC_NAMES):
             cols[prefix + name] = pa.array(np.ascontiguousarray(m[:, k]))
     return pa.table(cols)
+
+
+@functools.lru_cache(maxsize=64)
+def _strategy_columns(strategy: str, params: bytes, shape: tuple[int, ...], dtype: str,
+                      bounds: bytes, bounds_dtype: str, n_w: int) -> tuple[Any, dict[str, Any]]:
+    """The result-row columns every asset of one strategy shares (its grid over the same
+    windows): strategy, window, train_start, test_start, test_end, combo, params."""
+    import pyarrow as pa
+
+    grid = np.frombuffer(params, dtype=dtype).reshape(shape)
+    n_c = shape[0]
+    b = np.frombuffer(bounds, dtype=bounds_dtype).reshape(3, n_w)
+    w_pos = np.repeat(np.arange(n_w), n_c)
+    combo = np.tile(np.arange(n_c, dtype=np.int32), n_w)
+    # string columns from a dictionary and row indices (cast in C++, not a Python string per row)
+    params_json = [json.dumps(d, sort_keys=True) for d in get(strategy).space.to_dicts(grid)]
+    return pa.repeat(pa.scalar(strategy, pa.string()), n_w * n_c), {
+        "window": pa.array(w_pos.astype(np.int32)),
+        "train_start": pa.array(b[0][w_pos]),
+        "test_start": pa.array(b[1][w_pos]),
+        "test_end": pa.array(b[2][w_pos]),
+        "combo": pa.array(combo),
+        "params": _strings(params_json, combo),
+    }
 
 
 def _strings(dictionary: Sequence[str], indices: np.ndarray) -> Any:
