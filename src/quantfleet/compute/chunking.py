@@ -55,6 +55,12 @@ ADAPTIVE_WARMUP_SPLIT = 4
 results come back soon and measure the cost, and capacity that joins early has work."""
 
 
+def _check_target(target_task_s: float) -> None:
+    if target_task_s <= 0:
+        raise ExecutionError(f"target_task_s must be positive (got {target_task_s}); "
+                             f"typical values: 0.05-1 s")
+
+
 def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None, *,
                     target_task_s: float = DEFAULT_TARGET_TASK_S, min_size: int = 1,
                     max_size: int | None = None,
@@ -77,9 +83,7 @@ def plan_chunk_size(n_items: int, workers: int, item_cost_s: float | None = None
     if n_items < 0 or workers < 1:
         raise ExecutionError(f"plan_chunk_size: need n_items >= 0 and workers >= 1 "
                              f"(got {n_items}, {workers})")
-    if target_task_s <= 0:
-        raise ExecutionError(f"target_task_s must be positive (got {target_task_s}); "
-                             f"typical values: 0.05-1 s")
+    _check_target(target_task_s)
     cap = max(1, math.ceil(n_items / (workers * max(1, min_tasks_per_worker))))
     size = cap
     if item_cost_s is not None and item_cost_s > 0 and math.isfinite(item_cost_s):
@@ -114,9 +118,7 @@ def adaptive_chunk_size(remaining: int, workers: int, item_cost_s: float | None,
     if remaining < 1 or workers < 1:
         raise ExecutionError(f"adaptive_chunk_size: need remaining >= 1 and workers >= 1 "
                              f"(got {remaining}, {workers})")
-    if target_task_s <= 0:
-        raise ExecutionError(f"target_task_s must be positive (got {target_task_s}); "
-                             f"typical values: 0.05-1 s")
+    _check_target(target_task_s)
     guided = math.ceil(remaining / (2 * workers))
     if item_cost_s is not None and item_cost_s > 0 and math.isfinite(item_cost_s):
         hi = max(1, math.ceil(target_task_s / item_cost_s))
