@@ -313,7 +313,7 @@ def sweep_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any]
     res = sweep(ctx.market, cfg.strategy, cfg.grid, ctx.costs(), executor=ctx.executor(),
                 assets=cfg.assets or None, long_short=cfg.long_short,
                 ppy=cfg.periods_per_year, out=cfg.out, keep_table=cfg.out is None,
-                metric=cfg.metric, top=cfg.top)
+                metric=cfg.metric, top=cfg.top, execution=ctx.execution())
     ctx.results["sweep"] = res
     table = res.table if res.table is not None else res.path
     return {"results": ctx.put(table, "sweep_results"),
