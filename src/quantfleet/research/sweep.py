@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from quantfleet.backtest.blocks import BlockStats
-from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate, evaluate_jobs
 from quantfleet.backtest.execution import execution_rows, execution_space, searched_in
+from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate, evaluate_jobs
 from quantfleet.backtest.terms import Costs, Execution, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.data.validate import require_bars
