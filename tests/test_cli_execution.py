@@ -82,3 +82,17 @@ def test_sweep_searches_stop_loss_like_a_parameter(csv_path):
         assert r["total_return"] == pytest.approx(want["total_return"], rel=1e-9, abs=1e-12)
     # the options differ, so do the results (the stops are hit on this data)
     assert len({round(r["total_return"], 12) for r in res["top"]}) > 2
+
+
+def test_execution_table_in_a_config():
+    from quantfleet.errors import ConfigError
+    from quantfleet.pipeline.config import validate_config
+
+    cfg = validate_config({"execution": {"fill": "next_open", "stop_loss": 0.04}}, "t.toml")
+    ex = cfg.execution.build()
+    assert ex.fill == "next_open" and ex.stop_loss == 0.04 and not ex.is_default
+    assert validate_config({}, "t.toml").execution.build().is_default
+    with pytest.raises(ConfigError, match="execution.*take_profit must be a number"):
+        validate_config({"execution": {"take_profit": -0.1}}, "t.toml")
+    with pytest.raises(ConfigError, match="unknown key 'execution.stop_los'"):
+        validate_config({"execution": {"stop_los": 0.1}}, "t.toml")

@@ -264,7 +264,7 @@ def tournament(
     }
     if speed is not None:
         summary["baseline"] = speed
-    summary = _with_run(summary, run)
+    summary = _with_run({**summary, "execution": ex}, run)
     if as_json:
         print_json({**summary, "leaderboard": board,
                     "failures": [str(f) for f in res.failed]})
@@ -289,6 +289,7 @@ def tournament(
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
                    f"{w['pair_verdict']}")
+    _print_execution(ex)
     if speed is not None:
         head = (f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial, "
                 f"parallel {speed['wall_s']:.2f} s on {speed['workers']} workers -> ")
@@ -359,6 +360,7 @@ def evolve(
                          "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
                          "failed": res.n_failed, "in_sample_bars": res.split,
                          "executor": run.context.executor_name, "overfit": res.overfit,
+                         "execution": ex,
                          "coordinator": res.coordinator}, run)
     if as_json:
         print_json({**summary, "winners": res.winners, "history": res.history})
@@ -380,6 +382,7 @@ def evolve(
                    + f", restarted {co['restarts']} time(s)")
     if res.overfit:
         typer.echo(res.overfit["verdict"])
+    _print_execution(ex)
 
 
 def portfolio(
