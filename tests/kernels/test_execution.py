@@ -16,14 +16,16 @@ from quantfleet.kernels.execution import N_EX, execute, execute_path, execute_se
 from quantfleet.kernels.metrics import N_METRICS, evaluate_positions
 from tests.reference import assert_metrics_close, execute_reference, random_ohlcv
 
+_NONE = np.empty(0)  # no funding column
+
 
 def run(ohlc, targets, execs, fee=0.0, ppy=252.0, start=0):
     targets = np.ascontiguousarray(np.atleast_2d(targets), dtype=float)
     ex = np.array([e.row() for e in execs], dtype=float)
     out = np.empty((targets.shape[0], N_METRICS))
     rets = np.zeros((targets.shape[0], 2, len(ohlc["close"])))
-    execute(ohlc["open"], ohlc["high"], ohlc["low"], ohlc["close"], targets, ex, fee, ppy, start,
-            out, rets)
+    execute(ohlc["open"], ohlc["high"], ohlc["low"], ohlc["close"], _NONE, targets, ex, fee, ppy,
+            start, out, rets)
     return out, rets
 
 
@@ -167,7 +169,7 @@ def test_segments_and_path_are_runs_from_flat():
     bounds = np.array([[0, 40], [40, 90], [90, 120]], dtype=np.int64)
     seg = np.empty((3, 3, N_METRICS))
     o, h, lo, c = ohlc["open"], ohlc["high"], ohlc["low"], ohlc["close"]
-    execute_segments(o, h, lo, c, tg, ex, bounds, 0.001, 252.0, seg)
+    execute_segments(o, h, lo, c, _NONE, tg, ex, bounds, 0.001, 252.0, seg)
     for k in range(3):
         for s, (a, b) in enumerate(bounds):
             want, _, _ = execute_reference(o[:b], h[:b], lo[:b], c[:b], tg[k][:b], 0.001,
@@ -178,7 +180,7 @@ def test_segments_and_path_are_runs_from_flat():
     row = np.repeat(np.array([0, 1], dtype=np.int64), 60)
     out = np.empty(N_METRICS)
     pr = np.zeros((1, 2, 120))
-    execute_path(o, h, lo, c, path, ex[[0, 2]], row, 0.001, 252.0, 0, out, pr)
+    execute_path(o, h, lo, c, _NONE, path, ex[[0, 2]], row, 0.001, 252.0, 0, out, pr)
     # the first piece alone is the same as a single-combo run over its bars
     single, srets = run({k_: v[:60] for k_, v in ohlc.items()}, tg[0, :60], [execs[0]], 0.001)
     assert np.array_equal(pr[0, :, :60], srets[0])

@@ -139,3 +139,24 @@ def test_funding_at_exactly_the_threshold_does_not_flicker():
     out = get("funding_carry").run(_market(close, funding), np.array([[8, 1e-4]]),
                                    long_short=True, start=120)
     assert out[0, 0, 6] == 0.0  # no trades once every rate in the window equals the threshold
+
+
+@pytest.mark.parametrize("long_short", [False, True])
+def test_funding_is_paid_under_execution_options(long_short):
+    # half-sized positions (execution option fraction=0.5) still pay the bar's funding:
+    # the reference books 0.5 × the strategy's targets with funding-adjusted returns
+    from quantfleet.backtest.job import BacktestJob, evaluate
+    from quantfleet.backtest.terms import Execution, Terms
+
+    rng = np.random.default_rng(7)
+    n = 250
+    close = ref.random_close(rng, n)
+    funding = 3e-4 * np.sin(np.arange(n) / 15.0) + rng.normal(0, 2e-4, n)
+    m = _market(close, funding)
+    terms = Terms(fee_rate=5e-4, ppy=365.0, long_short=long_short,
+                  execution=Execution(fraction=0.5))
+    got = evaluate(m, BacktestJob("funding_carry", (0,), np.array([[10.0, 1e-4]]), start=3,
+                                  terms=terms)).metrics[0, 0]
+    pos = 0.5 * funding_carry_positions(funding, 10, 1e-4, long_short)
+    ref.assert_metrics_close(got, ref.metrics(funded_close(close, funding), pos, 5e-4, 365.0, 3),
+                             rtol=1e-9)

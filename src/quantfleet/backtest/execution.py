@@ -103,7 +103,7 @@ class OHLC:
     """The price arrays the execution kernel reads for one asset over ``[lo, stop)``."""
 
     def __init__(self, market: MarketData, terms: Terms, asset: int, lo: int, stop: int,
-                 ex: np.ndarray) -> None:
+                 ex: np.ndarray, extras: tuple[str, ...] = ()) -> None:
         close = np.ascontiguousarray(market.close[asset, lo:stop])
         need = []
         if (ex[:, 0] == 1.0).any() or np.isfinite(ex[:, 1:4]).any():
@@ -121,6 +121,9 @@ class OHLC:
             arrays[f] = close if src is None else np.ascontiguousarray(src[asset, lo:stop])
         self.open, self.high, self.low, self.close = (arrays["open"], arrays["high"],
                                                       arrays["low"], close)
+        # a strategy that pays funding (funding_carry) pays it under any execution too
+        self.funding = (np.ascontiguousarray(market.field("funding_rate")[asset, lo:stop])
+                        if "funding_rate" in extras else np.empty(0))
 
 
 def _lo(market: MarketData, asset: int, warm_from: int | None) -> int:
@@ -165,7 +168,7 @@ def evaluate_executed(market: MarketData, job: Any) -> tuple[np.ndarray, Any, An
     for i, a in enumerate(job.assets):
         lo = _lo(market, a, job.warm_from)
         start = max(int(job.start), lo)
-        px = OHLC(market, t, a, lo, stop, ex)
+        px = OHLC(market, t, a, lo, stop, ex, strat.extras)
         bars = stop - lo
         per = max(1, BLOCK_BATCH_BYTES // (24 * max(bars, 1)))
         cache: dict[int, np.ndarray] = {}
@@ -178,7 +181,8 @@ def evaluate_executed(market: MarketData, job: Any) -> tuple[np.ndarray, Any, An
                           t.long_short, ppy, cache)
             want_series = job.blocks or (series is not None and keep_rows & set(idx.tolist()))
             rets = np.zeros((len(idx), 2, bars)) if want_series else None
-            execute(px.open, px.high, px.low, px.close, tg, np.ascontiguousarray(ex[idx]),
+            execute(px.open, px.high, px.low, px.close, px.funding, tg,
+                    np.ascontiguousarray(ex[idx]),
                     float(t.fee_rate), ppy, start - lo, metrics[i, c0:c0 + len(idx)], rets)
             if len(cache) > 4 * per:
                 cache.clear()
@@ -237,7 +241,7 @@ def evaluate_walk_executed(market: MarketData, job: Any, best_combo: Any, no_com
                 f"walk-forward job {job.strategy}: a window starts at bar "
                 f"{int(wins[:, 0].min())}, before asset {market.assets[a]!r} is priced or "
                 f"warmed up (bar {lo}); start the windows at or after it")
-        px = OHLC(market, t, a, lo, t1, ex)
+        px = OHLC(market, t, a, lo, t1, ex, strat.extras)
         bars = t1 - lo
         bounds = np.ascontiguousarray(np.concatenate([wins[:, 0:2], wins[:, 2:4]]) - lo)
         best_val = np.full(n_w, np.nan)
@@ -250,7 +254,7 @@ def evaluate_walk_executed(market: MarketData, job: Any, best_combo: Any, no_com
             if len(cache) > 4 * size:
                 cache.clear()
             out = np.empty((len(idx), 2 * n_w, N_METRICS))
-            execute_segments(px.open, px.high, px.low, px.close, tg,
+            execute_segments(px.open, px.high, px.low, px.close, px.funding, tg,
                              np.ascontiguousarray(ex[idx]), bounds, fee, ppy, out)
             is_m[i, :, c0:c0 + len(idx)] = out[:, :n_w].transpose(1, 0, 2)
             oos_m[i, :, c0:c0 + len(idx)] = out[:, n_w:].transpose(1, 0, 2)
@@ -270,7 +274,8 @@ def evaluate_walk_executed(market: MarketData, job: Any, best_combo: Any, no_com
             if chosen[i, w] != no_combo:
                 p_ex[w] = ex[chosen[i, w]]
         rets = np.zeros((1, 2, bars))
-        execute_path(px.open, px.high, px.low, px.close, p_tg, np.ascontiguousarray(p_ex),
+        execute_path(px.open, px.high, px.low, px.close, px.funding, p_tg,
+                     np.ascontiguousarray(p_ex),
                      rows, fee, ppy, t0 - lo, path_m[i, 0], rets)
         if series is not None:
             kk = 1 if job.keep == "positions" else 0

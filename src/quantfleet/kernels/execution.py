@@ -113,11 +113,13 @@ def _book(st, prev, end, pnl, growth, fills, two, fee_rate):
 
 
 @njit(cache=True)
-def _run(open_, high, low, close, target, ex, ex_row, fee_rate, ppy, start, stop, returns_out,
-         c):
+def _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, start, stop,
+         returns_out, c):
     """Accumulator state of one target series executed over bars ``[start, stop)`` (flat
     before ``start``); bar ``t`` uses execution row ``ex[ex_row[t]]``. ``returns_out``
-    (combos, 2, bars) or None gets each bar's return and the position held at its close."""
+    (combos, 2, bars) or None gets each bar's return and the position held at its close.
+    ``funding`` (bars,) or empty: the rate longs pay shorts for each bar (NaN: 0), charged on
+    the position carried into the bar, as the strategy kernels charge it."""
     st = acc_init()
     pos = 0.0        # position held at the previous close
     pending = 0.0    # next_open: the position to fill at this bar's open
@@ -139,6 +141,8 @@ def _run(open_, high, low, close, target, ex, ex_row, fee_rate, ppy, start, stop
         held = pos  # the position after this bar's intrabar fills
         if t > start:
             carry = borrow * -prev if prev < 0.0 else 0.0
+            if funding.shape[0] > 0 and funding[t] == funding[t]:
+                carry += prev * funding[t]
             if next_open:
                 q = pending
                 a = prev * (open_[t] / close[t - 1] - 1.0) - carry
@@ -244,13 +248,15 @@ def _run(open_, high, low, close, target, ex, ex_row, fee_rate, ppy, start, stop
 
 
 @njit(cache=True)
-def execute(open_, high, low, close, targets, ex, fee_rate, ppy, start, out, returns_out):
+def execute(open_, high, low, close, funding, targets, ex, fee_rate, ppy, start, out,
+            returns_out):
     """Metrics of target positions executed under per-combo execution rows.
 
     Parameters
     ----------
     open_, high, low, close : float64 (bars,)  (open/high/low may be empty when neither
         next_open nor a stop is used)
+    funding : float64 (bars,) or (0,)  per-bar funding rate longs pay shorts (empty: none)
     targets : float64 (combos, bars)  target position decided at each bar's close
     ex : float64 (combos, N_EX)       execution row of each combo (:data:`EX_FIELDS`)
     fee_rate : float                  (fee_bps + slippage_bps) / 1e4, on every fill
@@ -263,13 +269,13 @@ def execute(open_, high, low, close, targets, ex, fee_rate, ppy, start, out, ret
     n = close.shape[0]
     row = np.zeros(n, dtype=np.int64)
     for c in range(targets.shape[0]):
-        st = _run(open_, high, low, close, targets[c], ex[c:c + 1], row, fee_rate, ppy, start,
-                  n, returns_out, c)
+        st = _run(open_, high, low, close, funding, targets[c], ex[c:c + 1], row, fee_rate, ppy,
+                  start, n, returns_out, c)
         acc_finish(st, ppy, out[c])
 
 
 @njit(cache=True)
-def execute_segments(open_, high, low, close, targets, ex, bounds, fee_rate, ppy, out):
+def execute_segments(open_, high, low, close, funding, targets, ex, bounds, fee_rate, ppy, out):
     """Metrics of every combo over every segment ``[lo, hi)`` of ``bounds`` (segments, 2),
     each executed and booked on its own, flat before its first bar; out (combos, segments,
     N_METRICS)."""
@@ -277,17 +283,17 @@ def execute_segments(open_, high, low, close, targets, ex, bounds, fee_rate, ppy
     row = np.zeros(n, dtype=np.int64)
     for c in range(targets.shape[0]):
         for s in range(bounds.shape[0]):
-            st = _run(open_, high, low, close, targets[c], ex[c:c + 1], row, fee_rate, ppy,
-                      bounds[s, 0], bounds[s, 1], None, 0)
+            st = _run(open_, high, low, close, funding, targets[c], ex[c:c + 1], row, fee_rate,
+                      ppy, bounds[s, 0], bounds[s, 1], None, 0)
             acc_finish(st, ppy, out[c, s])
 
 
 @njit(cache=True)
-def execute_path(open_, high, low, close, target, ex, ex_row, fee_rate, ppy, start, out,
-                 returns_out):
+def execute_path(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, start,
+                 out, returns_out):
     """Metrics of one target path over bars ``[start, bars)`` in one pass (the position and
     its trade carry across the path's pieces); bar ``t`` executes under ``ex[ex_row[t]]``.
     returns_out (1, 2, bars) or None."""
-    st = _run(open_, high, low, close, target, ex, ex_row, fee_rate, ppy, start,
+    st = _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, start,
               close.shape[0], returns_out, 0)
     acc_finish(st, ppy, out)
