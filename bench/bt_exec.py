@@ -242,8 +242,7 @@ def run_cli(spec, name, params, sl, tp, fee_bps) -> float:
         cmd += ["--stop-loss", str(sl)]
     if tp:
         cmd += ["--take-profit", str(tp)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: {res.stderr.strip()}")
     data = json.loads(res.stdout)
