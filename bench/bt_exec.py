@@ -1,8 +1,8 @@
 """`make bench`: quantfleet's execution options against backtesting.py, checked from outside.
 
-Cases: strategies {sma_cross, sma_trend, donchian} x data {S&P 500, NASDAQ, a 5,000-bar GBM
-with gaps} x execution {next_open; + stop_loss; + take_profit; + both} x fees {0, 10 bps},
-long-only. Per case:
+Cases: strategies {sma_cross, sma_trend, donchian} x data {S&P 500, NASDAQ, a 5,000-bar daily
+GBM with gaps} x execution {next_open; + stop_loss; + take_profit; + both; + trailing_stop;
++ all three} x fees {0, 10 bps}, long-only. Per case:
 
 - quantfleet: ``quantfleet.research.backtest.backtest(..., execution=Execution(...))``, the
   public API the ``quantfleet backtest`` command calls (one case per strategy is also run
@@ -16,7 +16,9 @@ long-only. Per case:
   ``next()`` starts at bar 1; the stop and target set on the trade from its fill price at the
   close of the entry bar (checked from the next bar on, as quantfleet does), cancelled when the
   rule exits (that exit fills at the open, before the bar's range), and re-entry only after the
-  signal has been off (quantfleet's fresh-entry rule);
+  signal has been off (quantfleet's fresh-entry rule). backtesting.py has no trailing stop of
+  its own: at each close the trade's stop is raised to (highest high since the entry fill) x
+  (1 - trailing_stop), so it acts from the next bar, in every variant;
 - the aligned result times ``(1 - f^2)^entries``, which undoes backtesting.py's commission
   convention (an entry buys ``cash / (price (1 + f))``: equity ``E/(1+f)`` where quantfleet
   leaves ``E(1-f)``; exits are the same). What remains is whole-share rounding (cash 1e15:
@@ -64,12 +66,14 @@ STRATEGIES = {
     "sma_trend": {"window": 50},
     "donchian": {"entry": 20, "exit": 10},
 }
-# (label, stop_loss, take_profit); every one fills at the next bar's open
+# (label, stop_loss, take_profit, trailing_stop); every one fills at the next bar's open
 OPTIONS = (
-    ("next_open", None, None),
-    ("+ sl 4%", 0.04, None),
-    ("+ tp 8%", None, 0.08),
-    ("+ sl 4% + tp 8%", 0.04, 0.08),
+    ("next_open", None, None, None),
+    ("+ sl 4%", 0.04, None, None),
+    ("+ tp 8%", None, 0.08, None),
+    ("+ sl 4% + tp 8%", 0.04, 0.08, None),
+    ("+ trail 5%", None, None, 0.05),
+    ("+ sl 4% + tp 8% + trail 6%", 0.04, 0.08, 0.06),
 )
 
 
@@ -138,6 +142,7 @@ def _strategy_class():
         warm = 0
         sl = 0.0
         tp = 0.0
+        ts = 0.0
         early = False
         fresh = False
         cancel = False
@@ -152,9 +157,10 @@ def _strategy_class():
             self.blocked = False   # a stop/target exit happened: wait for the signal to go off
             self.armed = False     # stop/target set on the current trade
             self.rule_exits = 0
-            self.stop_exits = 0    # stop/target exits below the entry price
-            self.target_exits = 0  # above it
-            self.gap_exits = 0     # (arm) stop/target exits filled at the open, beyond the level
+            self.stop_exits = 0    # exits at (or, at the open, beyond) the stop or trailing stop
+            self.target_exits = 0  # exits at (or beyond) the take-profit level
+            self.gap_exits = 0     # of both, those filled at the open, beyond the level
+            self.both_exits = 0    # stop exits on a bar whose high reached the target too
 
         def next(self):
             on = bool(self.sig[len(self.data) - 1]) if self.early else self.s[-1] > 0.5
@@ -162,21 +168,27 @@ def _strategy_class():
                 self.held = False
                 self.blocked = self.fresh
                 last = self.closed_trades[-1]
-                if last.exit_price < last.entry_price:
+                if last.sl and last.exit_price <= last.sl * (1 + 1e-12):
                     self.stop_exits += 1
-                    level = last.entry_price * (1 - self.sl)
+                    self.gap_exits += last.exit_price < last.sl * (1 - 1e-12)
+                    self.both_exits += bool(last.tp) and self.data.High[-1] >= last.tp
                 else:
                     self.target_exits += 1
-                    level = last.entry_price * (1 + self.tp)
-                if self.arm and abs(last.exit_price / level - 1) > 1e-12:
-                    self.gap_exits += 1
-            if self.arm and self.position and not self.armed:
+                    self.gap_exits += last.exit_price > last.tp * (1 + 1e-12)
+            if self.position and self.arm and not self.armed:
                 for tr in self.trades:
                     if self.sl:
                         tr.sl = tr.entry_price * (1 - self.sl)
                     if self.tp:
                         tr.tp = tr.entry_price * (1 + self.tp)
                 self.armed = True
+            if self.position and self.ts:
+                # trailing stop at (highest high since the entry fill) x (1 - ts), entry bar
+                # included; set at this close, it acts from the next bar
+                for tr in self.trades:
+                    level = float(np.max(self.data.High[tr.entry_bar:])) * (1 - self.ts)
+                    if tr.sl is None or level > tr.sl:
+                        tr.sl = level
             if not on:
                 self.blocked = False
                 if self.position:
@@ -202,7 +214,7 @@ def _strategy_class():
 _RULE = None
 
 
-def run_bt(frame, sig, warm, sl, tp, fee, **switches) -> dict:
+def run_bt(frame, sig, warm, sl, tp, ts, fee, **switches) -> dict:
     """backtesting.py's final equity (per unit of cash), entries and exits by kind."""
     global _RULE
     from backtesting import Backtest
@@ -213,27 +225,28 @@ def run_bt(frame, sig, warm, sl, tp, fee, **switches) -> dict:
         warnings.simplefilter("ignore")
         bt = Backtest(frame, _RULE, cash=CASH, commission=fee, trade_on_close=False,
                       exclusive_orders=True, finalize_trades=False)
-        stats = bt.run(sig=sig, warm=warm, sl=sl or 0.0, tp=tp or 0.0, **switches)
+        stats = bt.run(sig=sig, warm=warm, sl=sl or 0.0, tp=tp or 0.0, ts=ts or 0.0, **switches)
     st = stats["_strategy"]
     broker = st._broker
     return {"equity": float(stats["Equity Final [$]"]) / CASH,
             "entries": len(broker.closed_trades) + len(broker.trades),
             "rule_exits": st.rule_exits, "stop_exits": st.stop_exits,
-            "target_exits": st.target_exits, "gap_exits": st.gap_exits}
+            "target_exits": st.target_exits, "gap_exits": st.gap_exits,
+            "both_exits": st.both_exits}
 
 
 # --- quantfleet ----------------------------------------------------------------------------
 
-def run_qf(market, name, params, sl, tp, fee_bps) -> dict:
+def run_qf(market, name, params, sl, tp, ts, fee_bps) -> dict:
     from quantfleet.backtest.terms import Costs, Execution
     from quantfleet.research.backtest import backtest
 
-    ex = Execution(fill="next_open", stop_loss=sl, take_profit=tp)
+    ex = Execution(fill="next_open", stop_loss=sl, take_profit=tp, trailing_stop=ts)
     row = backtest(market, name, params, Costs(fee_bps=fee_bps), execution=ex)[0]
     return {"equity": 1.0 + row["total_return"], "entries": int(row["n_trades"])}
 
 
-def run_cli(spec, name, params, sl, tp, fee_bps) -> float:
+def run_cli(spec, name, params, sl, tp, ts, fee_bps) -> float:
     cmd = [sys.executable, "-m", "quantfleet.cli", "backtest", spec, "-s", name, "--no-store",
            "--json", "--fee-bps", str(fee_bps), "--fill", "next_open"]
     for k, v in params.items():
@@ -242,6 +255,8 @@ def run_cli(spec, name, params, sl, tp, fee_bps) -> float:
         cmd += ["--stop-loss", str(sl)]
     if tp:
         cmd += ["--take-profit", str(tp)]
+    if ts:
+        cmd += ["--trailing-stop", str(ts)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: {res.stderr.strip()}")
@@ -274,17 +289,17 @@ def main() -> int:
         frame = frame_of(md)
         for sname, params in STRATEGIES.items():
             sig, warm = signal(sname, frame, params)
-            for label, sl, tp in OPTIONS:
+            for label, sl, tp, ts in OPTIONS:
                 for fee_bps in FEES_BPS:
                     f = fee_bps / 1e4
-                    bt = {lab: run_bt(frame, sig, warm, sl, tp, f, **sw) for lab, sw in STEPS}
+                    bt = {lab: run_bt(frame, sig, warm, sl, tp, ts, f, **sw) for lab, sw in STEPS}
                     al = bt[STEPS[-1][0]]
-                    qf = run_qf(md, sname, params, sl, tp, fee_bps)
+                    qf = run_qf(md, sname, params, sl, tp, ts, fee_bps)
                     corrected = al["equity"] * (1.0 - f * f) ** al["entries"]
                     c = {
                         "data": dname, "bars": int(md.n_bars), "strategy": sname,
                         "params": params, "execution": label, "stop_loss": sl,
-                        "take_profit": tp, "fee_bps": fee_bps,
+                        "take_profit": tp, "trailing_stop": ts, "fee_bps": fee_bps,
                         "quantfleet": qf["equity"] - 1.0, "quantfleet_entries": qf["entries"],
                         "bt": {k: {**v, "total_return": v["equity"] - 1.0,
                                    "rel": v["equity"] / qf["equity"] - 1.0}
@@ -306,8 +321,9 @@ def main() -> int:
         md = load(spec)
         for sname, params in STRATEGIES.items():
             api = next(c for c in cases if c["data"] == "sp500" and c["strategy"] == sname
-                       and c["stop_loss"] and c["take_profit"] and c["fee_bps"])
-            tr = run_cli(spec, sname, params, api["stop_loss"], api["take_profit"], 10.0)
+                       and c["execution"] == OPTIONS[-1][0] and c["fee_bps"])
+            tr = run_cli(spec, sname, params, api["stop_loss"], api["take_profit"],
+                         api["trailing_stop"], api["fee_bps"])
             cli.append({"strategy": sname, "cli_total_return": tr,
                         "api_total_return": api["quantfleet"],
                         "equal": tr == api["quantfleet"]})
@@ -382,7 +398,7 @@ def report(r: dict) -> str:
     a("")
     a("| data | strategy | execution | fee | quantfleet | bt usual (rel) | bt aligned (rel) "
       "| × (1−f²)ⁿ rel | entries qf / bt usual / bt aligned | bt aligned exits: rule / stop / "
-      "target (at the open) |")
+      "target (at the open; stop with the target also in the bar) |")
     a("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     last = steps[-1]
     for c in cases:
@@ -392,7 +408,7 @@ def report(r: dict) -> str:
           f"| {_pct(al['total_return'])} ({al['rel']:+.1e}) | {c['rel_corrected']:+.1e} "
           f"| {c['quantfleet_entries']} / {u['entries']} / {al['entries']} "
           f"| {al['rule_exits']} / {al['stop_exits']} / {al['target_exits']} "
-          f"({al['gap_exits']}) |")
+          f"({al['gap_exits']}; {al['both_exits']}) |")
     a("")
     a("From backtesting.py as usually written to quantfleet's rules, one change at a time "
       "(each keeps the ones above it); max |rel| over the cases, and in how many cases the "
@@ -403,8 +419,8 @@ def report(r: dict) -> str:
     a("| --- | --- | ---: | ---: | ---: |")
     prev = None
     for k in steps:
-        plain = [abs(c["bt"][k]["rel"]) for c in cases if not (c["stop_loss"] or c["take_profit"])]
-        stops = [abs(c["bt"][k]["rel"]) for c in cases if c["stop_loss"] or c["take_profit"]]
+        plain = [abs(c["bt"][k]["rel"]) for c in cases if c["execution"] == OPTIONS[0][0]]
+        stops = [abs(c["bt"][k]["rel"]) for c in cases if c["execution"] != OPTIONS[0][0]]
         moved = ("" if prev is None else
                  str(sum(abs(c["bt"][k]["equity"] / c["bt"][prev]["equity"] - 1) > 1e-9
                          for c in cases)))
@@ -431,7 +447,11 @@ def report(r: dict) -> str:
       "before the fill, so they come from the signal bar's close, and backtesting.py checks "
       "them on the entry bar itself; quantfleet's are fractions of the fill price checked from "
       "the bar after the entry fill. Both then fill at the level, or at the open when the bar "
-      "opens beyond it, and take the stop when stop and target are both in one bar.")
+      "opens beyond it, and take the stop when stop and target are both in one bar (the "
+      "counts in the last column: those exits agree too). The trailing stop is the stop "
+      "raised at each close to the highest high since the entry fill (entry bar included) "
+      "times `1 − trailing_stop`, acting from the next bar, in every variant (backtesting.py "
+      "has none built in).")
     a("- **commission convention**: backtesting.py sizes an entry as `cash / (price (1 + f))`, "
       "leaving equity `E/(1+f)` where quantfleet leaves `E(1−f)`; exits are the same. The "
       "aligned residual is therefore `(1−f²)^−entries − 1` (~1e-6 an entry at 10 bps; 0 at "
