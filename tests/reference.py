@@ -229,3 +229,195 @@ def book_metrics(pos: np.ndarray, r: np.ndarray | None, fee_rate: float, ppy: fl
     m["exposure"] = float(np.mean(pos != 0)) if n else np.nan
     m["turnover"] = float(np.sum(np.abs(pos - held)))
     return m, rb
+
+
+def execute_reference(o, h, lo, c, target, fee_rate, ppy, start=0, fill="close", stop_loss=None,
+                      take_profit=None, trailing_stop=None, fraction=1.0, vol_target=None,
+                      vol_window=20, vol_cap=1.0, borrow_rate=0.0) -> tuple[dict, np.ndarray,
+                                                                            np.ndarray]:
+    """Target positions executed as docs/conventions.md ("Execution options") says, one bar
+    at a time with explicit fills, the slow way: returns (metrics, per-bar returns, positions
+    held at each close) over bars [start, n).
+
+    Each bar is a list of fills (position before, position after) at prices; the equity moves
+    by each held position's price change between events and by ``1 - fee_rate * |fill|`` at
+    each fill."""
+    n = len(c)
+
+    def sigma(t):
+        if t - vol_window < 0:
+            return np.nan
+        rets = np.array([c[j] / c[j - 1] - 1.0 for j in range(t - vol_window + 1, t + 1)])
+        return float(np.std(rets, ddof=1) * np.sqrt(ppy))
+
+    def levels(side, entry, best):
+        stops = []
+        if stop_loss is not None:
+            stops.append(entry * (1 - side * stop_loss))
+        if trailing_stop is not None:
+            stops.append(best * (1 - side * trailing_stop))
+        stop = (max(stops) if side > 0 else min(stops)) if stops else None
+        tgt = entry * (1 + side * take_profit) if take_profit is not None else None
+        return stop, tgt
+
+    def hit(t, side, entry, best):
+        """Exit price of a position of sign side within bar t, or None."""
+        stop, tgt = levels(side, entry, best)
+        beyond = (lambda px, lvl: px <= lvl) if side > 0 else (lambda px, lvl: px >= lvl)
+        reach_t = (lambda px, lvl: px >= lvl) if side > 0 else (lambda px, lvl: px <= lvl)
+        adverse, favour = (lo[t], h[t]) if side > 0 else (h[t], lo[t])
+        if stop is not None and beyond(o[t], stop):
+            return o[t]
+        if tgt is not None and reach_t(o[t], tgt):
+            return o[t]
+        if stop is not None and beyond(adverse, stop):
+            return stop
+        if tgt is not None and reach_t(favour, tgt):
+            return tgt
+        return None
+
+    has_stops = any(v is not None for v in (stop_loss, take_profit, trailing_stop))
+    held = 0.0          # position held now
+    size = 1.0
+    entry = best = 0.0
+    entry_bar = -1
+    blocked = 0.0       # sign of a stopped trade while its signal stays on
+    pending = 0.0
+    eq = 1.0
+    rets, poss, fills_all, acc_pnl, prevs = [], [], [], [], []
+
+    def decide(t, now):
+        """The position wanted after bar t's close, given the position ``now``."""
+        nonlocal blocked, size
+        x = target[t]
+        if blocked and np.sign(x) == blocked:
+            x = 0.0
+        elif blocked:
+            blocked = 0.0
+        if x == 0:
+            return 0.0, False
+        if np.sign(x) == np.sign(now):
+            return x * size, False
+        s = fraction
+        if vol_target is not None:
+            sg = sigma(t)
+            if not (sg > 0):
+                return 0.0, False
+            s = fraction * min(vol_cap, vol_target / sg)
+        size = s
+        return x * s, True
+
+    for t in range(start, n):
+        before = eq
+        prev = held
+        fills = []
+        factor = 1.0
+        if t > start:
+            borrow = borrow_rate / ppy * max(-prev, 0.0)
+            if fill == "close":
+                px = None
+                if prev != 0 and has_stops:
+                    px = hit(t, np.sign(prev), entry, best)
+                if px is not None:
+                    factor *= 1 + prev * (px / c[t - 1] - 1) - borrow
+                    factor *= 1 - fee_rate * abs(prev)
+                    fills.append(abs(prev))
+                    blocked = np.sign(prev)
+                    held = 0.0
+                else:
+                    factor *= 1 + prev * (c[t] / c[t - 1] - 1) - borrow
+                    if prev > 0:
+                        best = max(best, h[t]) if has_stops else best
+                    elif prev < 0:
+                        best = min(best, lo[t]) if has_stops else best
+            else:
+                factor *= 1 + prev * (o[t] / c[t - 1] - 1) - borrow
+                q = pending
+                if q != prev:
+                    factor *= 1 - fee_rate * abs(q - prev)
+                    fills.append(abs(q - prev))
+                if q != 0 and np.sign(q) != np.sign(prev):
+                    entry, entry_bar = o[t], t
+                    best = max(o[t], h[t]) if q > 0 else min(o[t], lo[t])
+                    factor *= 1 + q * (c[t] / o[t] - 1)
+                    held = q
+                elif q != 0:
+                    px = hit(t, np.sign(q), entry, best) if has_stops else None
+                    if px is not None:
+                        factor *= 1 + q * (px / o[t] - 1)
+                        factor *= 1 - fee_rate * abs(q)
+                        fills.append(abs(q))
+                        blocked = np.sign(q)
+                        held = 0.0
+                    else:
+                        factor *= 1 + q * (c[t] / o[t] - 1)
+                        held = q
+                        best = max(best, h[t]) if q > 0 else min(best, lo[t])
+                else:
+                    held = 0.0
+        want, new = decide(t, held)
+        if fill == "close":
+            if want != held:
+                factor *= 1 - fee_rate * abs(want - held)
+                fills.append(abs(want - held))
+            if new:
+                entry = best = c[t]
+                entry_bar = t
+            held = want
+        else:
+            pending = want
+        eq = before * factor
+        rets.append(factor - 1.0)
+        poss.append(held)
+        fills_all.append(sum(fills))
+        prevs.append(prev)
+        d = abs(held - prev)
+        # the bar as the one accumulator books it: P&L before one fill of |Δ|
+        acc_pnl.append(factor / (1 - fee_rate * d) - 1.0)
+    del entry_bar
+    rb = np.array(rets)
+    pos = np.array(poss)
+    held_before = np.array(prevs)
+    m = _metrics_of_bars(rb, pos, held_before, np.array(acc_pnl), np.array(fills_all),
+                         fee_rate, ppy)
+    return m, rb, pos
+
+
+def _metrics_of_bars(rb, pos, held, acc_pnl, fills, fee_rate, ppy) -> dict:
+    """Metrics from per-bar returns, end-of-bar positions and fills (the trade rule: a trade
+    runs from the equity before its entry bar's fill to the equity after its exit's share of
+    the fee, the bar's P&L before fees counted as ``acc_pnl``)."""
+    n = len(rb)
+    equity = np.cumprod(1.0 + rb)
+    before = np.concatenate([[1.0], equity[:-1]])
+    marked = before * (1.0 + acc_pnl)
+    final = equity[-1]
+    m: dict = {"total_return": final - 1.0,
+               "cagr": final ** (ppy / n) - 1.0 if final > 0 else -1.0}
+    mean = float(np.mean(rb))
+    sd = float(np.std(rb, ddof=1)) if n > 1 else np.nan
+    m["sharpe"] = mean / sd * np.sqrt(ppy) if sd > 0 else np.nan
+    down = float(np.sqrt(np.mean(np.minimum(rb, 0.0) ** 2)))
+    m["sortino"] = mean / down * np.sqrt(ppy) if down > 0 else (np.inf if mean > 0 else np.nan)
+    peak = np.maximum(1.0, np.maximum.accumulate(equity))
+    m["max_drawdown"] = float(np.max(1.0 - equity / peak))
+    m["calmar"] = m["cagr"] / m["max_drawdown"] if m["max_drawdown"] > 0 else np.nan
+    sign = np.sign(pos)
+    prev_sign = np.sign(held)
+    entries = [t for t in range(n) if sign[t] != 0 and sign[t] != prev_sign[t]]
+    wins = closed = 0
+    for t_in in entries:
+        if prev_sign[t_in] == 0:
+            start_eq = marked[t_in]
+        else:
+            start_eq = marked[t_in] * (1.0 - fee_rate * abs(held[t_in]))
+        t_out = next((t for t in range(t_in + 1, n) if sign[t] != sign[t_in]), None)
+        if t_out is None:
+            continue
+        closed += 1
+        wins += marked[t_out] * (1.0 - fee_rate * abs(held[t_out])) > start_eq
+    m["n_trades"] = float(len(entries))
+    m["win_rate"] = wins / closed if closed else np.nan
+    m["exposure"] = float(np.mean(pos != 0))
+    m["turnover"] = float(np.sum(fills))
+    return m

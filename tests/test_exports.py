@@ -8,6 +8,7 @@ import quantfleet
 def test_all_is_pinned_and_sorted():
     assert quantfleet.__all__ == [
         "Costs",
+        "Execution",
         "MarketData",
         "ParamSpace",
         "QuantfleetError",

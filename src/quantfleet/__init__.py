@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Costs": "quantfleet.backtest.terms",
+    "Execution": "quantfleet.backtest.terms",
     "MarketData": "quantfleet.data.market",
     "ParamSpace": "quantfleet.strategies.space",
     "QuantfleetError": "quantfleet.errors",

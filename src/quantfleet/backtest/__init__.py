@@ -2,8 +2,8 @@
 
 from quantfleet.backtest.blocks import BlockStats, block_stats
 from quantfleet.backtest.job import BacktestJob, JobBatch, JobResult, evaluate, evaluate_jobs
-from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.terms import Costs, Execution, Terms
 from quantfleet.backtest.walk import Walk, WalkResult
 
-__all__ = ["BacktestJob", "BlockStats", "Costs", "JobBatch", "JobResult", "Terms", "Walk",
+__all__ = ["BacktestJob", "BlockStats", "Costs", "Execution", "JobBatch", "JobResult", "Terms", "Walk",
            "WalkResult", "block_stats", "evaluate", "evaluate_jobs"]

@@ -43,7 +43,9 @@ class BacktestJob:
     start, stop : counted bars (stop None: the last bar)
     warm_from : where indicators start computing (None: each asset's first valid bar); bars in
         ``[warm_from, start)`` only warm them up
-    terms : fees, periods per year, long/short
+    terms : fees, periods per year, long/short, execution options (non-default execution
+        runs through :mod:`quantfleet.backtest.execution`; searched execution options are the
+        trailing columns of ``params``, ``Terms.searched``)
     keep : "metrics", or also per-bar "returns" or "positions"
     combos : rows of ``params`` whose series are kept (None: all)
     walk : a :class:`~quantfleet.backtest.walk.Walk`: a walk-forward job over its windows,
@@ -166,8 +168,14 @@ def evaluate(market: MarketData, job: BacktestJob) -> JobResult:
     through its ``walk``: :func:`~quantfleet.backtest.walk.evaluate_walk`)."""
     if job.walk is not None:
         return job.walk.evaluate(market, job)
-    strat = get(job.strategy)
     t = job.terms
+    if not t.plain:
+        # execution options: targets from the strategy, fills/stops/sizing by kernels.execution
+        from quantfleet.backtest.execution import evaluate_executed
+
+        metrics, series, blocks = evaluate_executed(market, job)
+        return JobResult(metrics=metrics, series=series, blocks=blocks)
+    strat = get(job.strategy)
     kw = {"fee_rate": t.fee_rate, "ppy": t.ppy, "long_short": t.long_short}
     bars = {"start": job.start, "stop": job.stop, "warm_from": job.warm_from}
     if job.blocks:

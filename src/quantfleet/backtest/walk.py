@@ -124,6 +124,14 @@ def evaluate_walk(market: MarketData, job: BacktestJob) -> WalkResult:
     to the lower combo, so any sub-batch size selects what one batch does); the path is then
     booked once over the test span.
     """
+    if not job.terms.plain:
+        from quantfleet.backtest.execution import evaluate_walk_executed
+
+        is_m, oos_m, chosen, path_m, series = evaluate_walk_executed(
+            market, job, best_combo, NO_COMBO,
+            lambda bars: _batch_size(bars, job.walk.buffer_bytes))
+        return WalkResult(is_metrics=is_m, oos_metrics=oos_m, chosen=chosen, metrics=path_m,
+                          series=series)
     walk: Walk = job.walk
     strat = get(job.strategy)
     t = job.terms

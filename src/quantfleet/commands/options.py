@@ -15,18 +15,28 @@ __all__ = [
     "DEFAULT_STORE",
     "AsJson",
     "AssetOpt",
+    "BorrowRate",
     "DataArg",
     "Executor",
     "Fee",
+    "Fill",
+    "Fraction",
     "LongShort",
     "NoStore",
     "Ppy",
     "RayAddress",
     "Slip",
+    "StopLoss",
     "StoreUrl",
     "StrategyOpt",
+    "TakeProfit",
+    "TrailingStop",
+    "VolCap",
+    "VolTarget",
+    "VolWindow",
     "Workers",
     "check_ppy",
+    "execution_settings",
     "fail",
     "fmt",
     "parse_grid",
@@ -57,6 +67,17 @@ RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Ray clust
 StoreUrl = Annotated[str | None, typer.Option("--store", help=f"Store URL: a folder, file://..., s3://bucket/prefix, memory://... (default: env QUANTFLEET_STORE, else {DEFAULT_STORE}).")]
 NoStore = Annotated[bool, typer.Option("--no-store", help="Do not record the run in the store.")]
 
+# execution options (docs/conventions.md, "Execution options"); every research command takes them
+Fill = Annotated[str, typer.Option("--fill", help="close: fill at the decision bar's close; next_open: at the next bar's open.")]
+StopLoss = Annotated[float | None, typer.Option("--stop-loss", help="Exit when price moves this fraction against the entry fill (e.g. 0.05).")]
+TakeProfit = Annotated[float | None, typer.Option("--take-profit", help="Exit when price moves this fraction in favour of the entry fill (e.g. 0.10).")]
+TrailingStop = Annotated[float | None, typer.Option("--trailing-stop", help="Exit this fraction below the highest high since entry (above the lowest low for shorts).")]
+Fraction = Annotated[float, typer.Option("--fraction", help="Fraction of equity a position takes (size set at each entry).")]
+VolTarget = Annotated[float | None, typer.Option("--vol-target", help="Annualised volatility an entry is sized to (e.g. 0.15).")]
+VolWindow = Annotated[int, typer.Option("--vol-window", help="Bars of close-to-close returns --vol-target estimates volatility from.")]
+VolCap = Annotated[float, typer.Option("--vol-cap", help="Largest size --vol-target may give.")]
+BorrowRate = Annotated[float, typer.Option("--borrow-rate", help="Annual borrow rate charged per bar on short positions (e.g. 0.02).")]
+
 
 def store_url(store: str | None) -> str:
     """``--store``, else ``$QUANTFLEET_STORE``, else ``./lakehouse``: the one default."""
@@ -67,6 +88,21 @@ def fail(msg: str) -> None:
     """Bad input: one line on stderr, exit code 2."""
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
+
+
+def execution_settings(fill: str = "close", stop_loss: float | None = None,
+                       take_profit: float | None = None, trailing_stop: float | None = None,
+                       fraction: float = 1.0, vol_target: float | None = None,
+                       vol_window: int = 20, vol_cap: float = 1.0,
+                       borrow_rate: float = 0.0) -> dict[str, Any]:
+    """The ``[execution]`` config table of the execution flags, validated (one-line errors
+    naming the option and a typical value)."""
+    from quantfleet.backtest.terms import Execution
+
+    ex = Execution(fill=fill, stop_loss=stop_loss, take_profit=take_profit,
+                   trailing_stop=trailing_stop, fraction=fraction, vol_target=vol_target,
+                   vol_window=vol_window, vol_cap=vol_cap, borrow_rate=borrow_rate)
+    return ex.settings()
 
 
 def check_ppy(ppy: float | None) -> None:

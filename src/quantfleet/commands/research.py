@@ -16,18 +16,28 @@ import typer
 from quantfleet.commands.options import (
     AsJson,
     AssetOpt,
+    BorrowRate,
     DataArg,
     Executor,
     Fee,
+    Fill,
+    Fraction,
     LongShort,
     NoStore,
     Ppy,
     RayAddress,
     Slip,
+    StopLoss,
     StoreUrl,
     StrategyOpt,
+    TakeProfit,
+    TrailingStop,
+    VolCap,
+    VolTarget,
+    VolWindow,
     Workers,
     check_ppy,
+    execution_settings,
     fail,
     fmt,
     parse_grid,
@@ -60,6 +70,15 @@ def backtest(
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
     long_short: LongShort = False,
+    fill: Fill = "close",
+    stop_loss: StopLoss = None,
+    take_profit: TakeProfit = None,
+    trailing_stop: TrailingStop = None,
+    fraction: Fraction = 1.0,
+    vol_target: VolTarget = None,
+    vol_window: VolWindow = 20,
+    vol_cap: VolCap = 1.0,
+    borrow_rate: BorrowRate = 0.0,
     store: StoreUrl = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
@@ -67,10 +86,13 @@ def backtest(
     """Backtest one parameter set of one strategy."""
     params = parse_params(param or [])
     check_ppy(periods_per_year)
+    ex = execution_settings(fill, stop_loss, take_profit, trailing_stop, fraction, vol_target,
+                            vol_window, vol_cap, borrow_rate)
     cfg = research_config("backtest", {"strategy": strategy, "params": params,
                                        "assets": asset or [], "long_short": long_short,
                                        "periods_per_year": periods_per_year},
-                          data=data, store=store, fee_bps=fee_bps, slippage_bps=slippage_bps)
+                          data=data, store=store, fee_bps=fee_bps, slippage_bps=slippage_bps,
+                          execution=ex)
     out = run_research(cfg, "backtest", no_store=no_store)
     results = out.results["backtest"]
     if as_json:
@@ -78,7 +100,19 @@ def backtest(
         rows = [_with_run(r, out) for r in results]
         print_json(rows[0] if len(rows) == 1 else rows)
         return
-    print_rows(results, title=f"{results[0]['strategy']} {results[0]['params']}" if results else "")
+    print_rows(results, title=f"{results[0]['strategy']} {results[0]['params']}" if results else "",
+               skip=("params", "strategy", "execution"))
+    _print_execution(ex)
+
+
+def _print_execution(settings: dict) -> None:
+    """One line naming the execution options that differ from the default (none: silent)."""
+    from quantfleet.backtest.terms import Execution
+
+    base = Execution().settings()
+    diff = {k: v for k, v in settings.items() if v != base[k]}
+    if diff:
+        typer.echo("execution: " + ", ".join(f"{k}={v}" for k, v in diff.items()))
 
 
 def sweep(

@@ -22,6 +22,7 @@ __all__ = [
     "CostsConfig",
     "DataConfig",
     "EvolutionConfig",
+    "ExecutionConfig",
     "ExecutorConfig",
     "Number",
     "PipelineConfig",
@@ -53,6 +54,37 @@ class ExecutorConfig(_Section):
 class CostsConfig(_Section):
     fee_bps: float = Field(default=5.0, ge=0, lt=10_000)
     slippage_bps: float = Field(default=0.0, ge=0, lt=10_000)
+
+
+class ExecutionConfig(_Section):
+    """Execution options every research stage trades on (docs/conventions.md, "Execution
+    options"); the defaults are today's convention: fill at the close, no stops."""
+
+    fill: Literal["close", "next_open"] = "close"
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    fraction: float = 1.0
+    vol_target: float | None = None
+    vol_window: int = 20
+    vol_cap: float = 1.0
+    borrow_rate: float = 0.0
+
+    @model_validator(mode="after")
+    def _valid(self) -> ExecutionConfig:
+        from quantfleet.errors import QuantfleetError
+
+        try:
+            self.build()
+        except QuantfleetError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    def build(self) -> Any:
+        """The :class:`~quantfleet.backtest.terms.Execution` of these settings."""
+        from quantfleet.backtest.terms import Execution
+
+        return Execution(**self.model_dump())
 
 
 Number = int | float
@@ -244,6 +276,7 @@ class PipelineConfig(_Section):
     executor: ExecutorConfig = ExecutorConfig()
     store: str = "lakehouse"
     costs: CostsConfig = CostsConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     backtest: BacktestConfig = BacktestConfig()
     sweep: SweepConfig = SweepConfig()
     tournament: TournamentConfig = TournamentConfig()

@@ -228,6 +228,10 @@ class RunContext:
 
         return Costs(self.config.costs.fee_bps, self.config.costs.slippage_bps)
 
+    def execution(self) -> Any:
+        """The run's :class:`~quantfleet.backtest.terms.Execution` (the ``[execution]`` table)."""
+        return self.config.execution.build()
+
     def checkpoint(self, value: str | None, stage: str) -> Path | None:
         if value is None:
             return None
@@ -289,12 +293,15 @@ def backtest_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, A
     cfg = ctx.config.backtest
     rows = ctx.timed("backtest", f"backtest.{cfg.strategy}", backtest, ctx.market, cfg.strategy,
                      cfg.params, ctx.costs(), assets=cfg.assets or None,
-                     long_short=cfg.long_short, ppy=cfg.periods_per_year)
+                     long_short=cfg.long_short, ppy=cfg.periods_per_year,
+                     execution=ctx.execution())
     ctx.results["backtest"] = rows
     import pandas as pd
 
-    table = pd.DataFrame([{**{k: v for k, v in r.items() if k != "params"},
-                           "params": json.dumps(r["params"], sort_keys=True)} for r in rows])
+    table = pd.DataFrame([{**{k: v for k, v in r.items() if k not in ("params", "execution")},
+                           "params": json.dumps(r["params"], sort_keys=True),
+                           "execution": json.dumps(r["execution"], sort_keys=True)}
+                          for r in rows])
     return {"results": ctx.put(table, "backtest_results")}, {
         "strategy": cfg.strategy, "assets": len(rows), "params": rows[0]["params"] if rows else {}}
 

@@ -1,0 +1,103 @@
+"""Jobs with execution options: the strategy's target positions executed by
+``kernels.execution``, checked against the slow reference on the same targets; default
+execution through the same route is the plain job; searched options are trailing columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantfleet.backtest import BacktestJob, Terms, evaluate
+from quantfleet.backtest.terms import Execution
+from quantfleet.data.market import MarketData
+from quantfleet.errors import DataError, QuantfleetError
+from quantfleet.research.backtest import backtest
+from quantfleet.strategies import get
+from tests import reference as ref
+
+PARAMS = np.array([[3.0, 20.0], [5.0, 30.0], [8.0, 40.0]])
+
+
+@pytest.fixture(scope="module")
+def market() -> MarketData:
+    rng = np.random.default_rng(11)
+    n = 300
+    d = [ref.random_ohlcv(rng, n) for _ in range(2)]
+    f = {k: np.stack([x[k] for x in d]) for k in ("open", "high", "low", "close", "volume")}
+    f["close"][1, :25] = np.nan  # a late starter
+    for k in ("open", "high", "low"):
+        f[k][1, :25] = np.nan
+    ts = (np.datetime64("2015-01-01") + np.arange(n)).astype("datetime64[ns]")
+    return MarketData(ts, ("A", "B"), f["close"], open=f["open"], high=f["high"], low=f["low"],
+                      volume=f["volume"], source="test")
+
+
+def targets(market, a, params, ls):
+    return get("sma_cross").run_asset(market, a, params, long_short=ls, positions=True)[2]
+
+
+@pytest.mark.parametrize("ex", [
+    Execution(stop_loss=0.03, take_profit=0.06),
+    Execution(fill="next_open", trailing_stop=0.04, borrow_rate=0.1),
+    Execution(vol_target=0.2, vol_window=10, vol_cap=2.0, fraction=0.5),
+])
+def test_job_is_the_reference_on_the_strategy_targets(market, ex):
+    t = Terms.of(None, 252.0, True, ex)
+    res = evaluate(market, BacktestJob("sma_cross", (0, 1), PARAMS, start=40, terms=t,
+                                       keep="returns"))
+    for i, a in enumerate((0, 1)):
+        first = int(market.first_valid()[a])
+        pos = targets(market, a, PARAMS, True)  # from the first valid bar
+        o, h, lo, c = (market.field(f)[a, first:] for f in ("open", "high", "low", "close"))
+        for k in range(len(PARAMS)):
+            want, rb, _ = ref.execute_reference(o, h, lo, c, pos[k], 0.0, 252.0, 40 - first,
+                                                **ex.settings())
+            ref.assert_metrics_close(res.metrics[i, k], want)
+            np.testing.assert_allclose(res.series[i][k], rb, rtol=1e-9, atol=1e-12)
+
+
+def test_default_execution_via_the_execution_route_is_the_plain_job(market):
+    plain = evaluate(market, BacktestJob("sma_cross", (0, 1), PARAMS, start=30,
+                                         terms=Terms(1e-3, 252.0, True), keep="positions"))
+    # one searched column holding the default fraction forces the execution route
+    p = np.column_stack([PARAMS, np.ones(len(PARAMS))])
+    t = Terms(1e-3, 252.0, True, searched=("fraction",))
+    assert not t.plain
+    routed = evaluate(market, BacktestJob("sma_cross", (0, 1), p, start=30, terms=t,
+                                          keep="positions"))
+    assert np.array_equal(plain.metrics, routed.metrics, equal_nan=True)
+    for x, y in zip(plain.series, routed.series, strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_searched_columns_override_the_execution_per_combo(market):
+    base = Execution(stop_loss=0.05)
+    t = Terms(0.0, 252.0, False, base, searched=("stop_loss",))
+    p = np.array([[5.0, 30.0, 0.02], [5.0, 30.0, 0.05], [8.0, 40.0, 0.02]])
+    res = evaluate(market, BacktestJob("sma_cross", (0,), p, terms=t, keep="returns",
+                                       combos=(2,)))
+    for k, (row, sl) in enumerate(zip(p[:, :2], p[:, 2], strict=True)):
+        one = evaluate(market, BacktestJob("sma_cross", (0,), row[None],
+                                           terms=Terms(0.0, 252.0, False,
+                                                       Execution(stop_loss=sl))))
+        assert np.array_equal(one.metrics[0, 0], res.metrics[0, k], equal_nan=True)
+    assert res.series[0].shape == (1, market.n_bars)
+    blocks = evaluate(market, BacktestJob("sma_cross", (0,), p, terms=t, blocks=4))
+    assert np.array_equal(blocks.metrics, res.metrics, equal_nan=True)
+    with pytest.raises(QuantfleetError, match="stop_loss must be"):
+        evaluate(market, BacktestJob("sma_cross", (0,), np.array([[5.0, 30.0, 1.5]]), terms=t))
+    with pytest.raises(QuantfleetError, match="cannot be searched"):
+        Terms(searched=("fill",))
+
+
+def test_research_backtest_and_missing_columns(market):
+    rows = backtest(market, "sma_cross", {"fast": 5, "slow": 30}, assets=["A"], ppy=252.0,
+                    execution=Execution(take_profit=0.05))
+    assert rows[0]["execution"]["take_profit"] == 0.05
+    close_only = MarketData(market.timestamps, market.assets, market.close, source="closes")
+    with pytest.raises(DataError, match="needs a 'open' column"):
+        backtest(close_only, "sma_cross", {"fast": 5, "slow": 30},
+                 execution=Execution(stop_loss=0.05))
+    # volatility sizing and the borrow cost read closes only
+    backtest(close_only, "sma_cross", {"fast": 5, "slow": 30},
+             execution=Execution(vol_target=0.1, borrow_rate=0.05))

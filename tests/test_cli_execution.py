@@ -1,0 +1,62 @@
+"""Execution options on the CLI end to end (subprocesses): backtest against the slow
+reference, a sweep searching stop_loss, bad input -> one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests import reference as ref
+
+
+def qf(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", *args], capture_output=True,
+                       text=True, timeout=300)
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory) -> str:
+    rng = np.random.default_rng(8)
+    d = ref.random_ohlcv(rng, 400)
+    df = pd.DataFrame({"Date": pd.date_range("2018-01-01", periods=400, freq="B"),
+                       **{k.capitalize(): v for k, v in d.items()}})
+    path = tmp_path_factory.mktemp("cliex") / "ACME.csv"
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_backtest_with_execution_matches_reference(csv_path):
+    out = json.loads(qf("backtest", csv_path, "-s", "sma_cross", "-p", "fast=5", "-p", "slow=20",
+                        "--fee-bps", "10", "--periods-per-year", "252", "--fill", "next_open",
+                        "--stop-loss", "0.03", "--take-profit", "0.05", "--no-store",
+                        "--json").stdout)
+    assert out["execution"]["fill"] == "next_open" and out["execution"]["stop_loss"] == 0.03
+    df = pd.read_csv(csv_path)
+    o, h, lo, c = (df[k].to_numpy() for k in ("Open", "High", "Low", "Close"))
+    f, s = ref.sma(c, 5), ref.sma(c, 20)
+    pos = np.where(f > s, 1.0, 0.0)
+    pos[np.isnan(s)] = 0.0
+    want, _, _ = ref.execute_reference(o, h, lo, c, pos, 0.001, 252.0, fill="next_open",
+                                       stop_loss=0.03, take_profit=0.05)
+    for k, v in want.items():
+        assert out[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True) or (
+            out[k] is None and np.isnan(v)), k
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (["--stop-loss", "0"], "execution stop_loss must be a number in (0, 1)"),
+    (["--fill", "open"], "execution fill must be one of close, next_open"),
+    (["--vol-window", "1"], "execution vol_window must be a whole number of bars >= 2"),
+])
+def test_bad_execution_flags_exit_2(csv_path, args, msg):
+    p = qf("backtest", csv_path, "-s", "sma_cross", "--no-store", *args, ok=False)
+    assert p.returncode == 2
+    assert msg in p.stderr and len(p.stderr.strip().splitlines()) == 1
