@@ -267,7 +267,7 @@ def run_cli(python, spec, name, params, sl, tp, ts, fee_bps) -> float:
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: {res.stderr.strip()}")
     data = json.loads(res.stdout)
-    rows = data if isinstance(data, list) else data.get("rows", data.get("results", [data]))
+    rows = data if isinstance(data, list) else [data]  # one asset: one object
     return float(rows[0]["total_return"])
 
 
@@ -326,6 +326,10 @@ def main() -> int:
                         f"entries {qf['entries']}/{al['entries']}"
                         + ("" if c["ok"] else "  <-- OVER TOLERANCE"))
     cli = []
+    if not a.quick and not Path(a.cli_python).exists():
+        log(f"--cli-python: {a.cli_python} does not exist; run `make install-test` (the "
+            "project venv) or pass a python that has quantfleet[all]")
+        return 2
     if not a.quick:
         spec = DATA["sp500"]
         md = load(spec)
@@ -354,7 +358,7 @@ def main() -> int:
     bad = [c for c in cases if not c["ok"]] + [c for c in cli if not c["equal"]]
     if bad:
         log(f"FAILED: {len(bad)} case(s) over tolerance {TOL:g} or with different entries / "
-            f"CLI output (bench/.out/bt_exec.json)")
+            f"CLI output ({OUT})")
         return 1
     log(f"all {len(cases)} cases within {TOL:g}; {time.perf_counter() - t_start:.0f} s")
     return 0
