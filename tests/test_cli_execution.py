@@ -60,3 +60,39 @@ def test_bad_execution_flags_exit_2(csv_path, args, msg):
     p = qf("backtest", csv_path, "-s", "sma_cross", "--no-store", *args, ok=False)
     assert p.returncode == 2
     assert msg in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_searches_stop_loss_like_a_parameter(csv_path):
+    res = json.loads(qf("sweep", csv_path, "-s", "sma_cross", "--grid", "fast=5,8",
+                        "--grid", "slow=20", "--grid", "stop_loss=0.02:0.06:0.02",
+                        "--periods-per-year", "252", "--fee-bps", "5", "--top", "6",
+                        "--no-store", "--json").stdout)
+    assert res["combos"] == 6 and len(res["top"]) == 6
+    assert sorted((r["fast"], r["stop_loss"]) for r in res["top"]) == [
+        (f, s) for f in (5, 8) for s in (0.02, 0.04, 0.06)]
+    df = pd.read_csv(csv_path)
+    o, h, lo, c = (df[k].to_numpy() for k in ("Open", "High", "Low", "Close"))
+    for r in res["top"]:
+        f, s = ref.sma(c, r["fast"]), ref.sma(c, 20)
+        pos = np.where(f > s, 1.0, 0.0)
+        pos[np.isnan(s)] = 0.0
+        want, _, _ = ref.execute_reference(o, h, lo, c, pos, 5e-4, 252.0,
+                                           stop_loss=r["stop_loss"])
+        assert r["sharpe"] == pytest.approx(want["sharpe"], rel=1e-9)
+        assert r["total_return"] == pytest.approx(want["total_return"], rel=1e-9, abs=1e-12)
+    # the options differ, so do the results (the stops are hit on this data)
+    assert len({round(r["total_return"], 12) for r in res["top"]}) > 2
+
+
+def test_execution_table_in_a_config():
+    from quantfleet.errors import ConfigError
+    from quantfleet.pipeline.config import validate_config
+
+    cfg = validate_config({"execution": {"fill": "next_open", "stop_loss": 0.04}}, "t.toml")
+    ex = cfg.execution.build()
+    assert ex.fill == "next_open" and ex.stop_loss == 0.04 and not ex.is_default
+    assert validate_config({}, "t.toml").execution.build().is_default
+    with pytest.raises(ConfigError, match="execution.*take_profit must be a number"):
+        validate_config({"execution": {"take_profit": -0.1}}, "t.toml")
+    with pytest.raises(ConfigError, match="unknown key 'execution.stop_los'"):
+        validate_config({"execution": {"stop_los": 0.1}}, "t.toml")

@@ -101,3 +101,56 @@ def test_research_backtest_and_missing_columns(market):
     # volatility sizing and the borrow cost read closes only
     backtest(close_only, "sma_cross", {"fast": 5, "slow": 30},
              execution=Execution(vol_target=0.1, borrow_rate=0.05))
+
+
+def test_walk_job_windows_and_path_are_the_reference(market):
+    from quantfleet.backtest.walk import Walk
+
+    ex = Execution(fill="next_open", stop_loss=0.02, take_profit=0.04, borrow_rate=0.05)
+    wins = ((40, 120, 120, 170), (90, 170, 170, 230), (140, 230, 230, 300))
+    walk = Walk(wins, metric="sharpe")
+    t = Terms.of(None, 252.0, True, ex)
+    res = evaluate(market, BacktestJob("sma_cross", (0,), PARAMS, start=120, stop=300, terms=t,
+                                       walk=walk, keep="returns"))
+    o, h, lo, c = (market.field(f)[0] for f in ("open", "high", "low", "close"))
+    pos = targets(market, 0, PARAMS, True)
+    for w, (a, b, ts, te) in enumerate(wins):
+        for k in range(len(PARAMS)):
+            for part, (s0, s1) in ((res.is_metrics, (a, b)), (res.oos_metrics, (ts, te))):
+                want, _, _ = ref.execute_reference(o[:s1], h[:s1], lo[:s1], c[:s1],
+                                                   pos[k, :s1], 0.0, 252.0, s0, **ex.settings())
+                ref.assert_metrics_close(part[0, w, k], want)
+        sh = res.is_metrics[0, w, :, 2]
+        assert res.chosen[0, w] == (int(np.nanargmax(sh)) if np.isfinite(sh).any() else -1)
+    path = np.zeros(300)
+    for w, (_, _, ts, te) in enumerate(wins):
+        if res.chosen[0, w] >= 0:
+            path[ts:te] = pos[res.chosen[0, w], ts:te]
+    want, rb, _ = ref.execute_reference(o, h, lo, c, path, 0.0, 252.0, 120, **ex.settings())
+    ref.assert_metrics_close(res.metrics[0, 0], want)
+    np.testing.assert_allclose(res.series[0][0], rb, rtol=1e-9, atol=1e-12)
+
+
+def test_tournament_and_evolve_trade_under_the_execution(market):
+    from quantfleet.research.evolve import evolve
+    from quantfleet.research.tournament import tournament
+
+    ex = Execution(trailing_stop=0.03)
+    res = tournament(market, ["sma_cross"], assets=["A"], n_windows=2, max_combos=4,
+                     ppy=252.0, execution=ex)
+    plain = tournament(market, ["sma_cross"], assets=["A"], n_windows=2, max_combos=4,
+                       ppy=252.0)
+    assert not np.allclose(res.oos_returns.to_numpy(), plain.oos_returns.to_numpy())
+    with pytest.raises(QuantfleetError, match="is an execution option"):
+        tournament(market, ["sma_cross"], n_windows=2, grid={"stop_loss": [0.02]})
+    ev = evolve(market, ["sma_cross"], population=6, generations=2, seed=1, ppy=252.0,
+                assets=["A"], grid={"stop_loss": [0.02, 0.05]}, execution=ex)
+    w = ev.winners[0]
+    assert w["params"]["stop_loss"] in (0.02, 0.05)
+    p = {k: v for k, v in w["params"].items() if k != "stop_loss"}
+    # its out-of-sample figure is the backtest of those params under that execution
+    job = BacktestJob("sma_cross", (0,), get("sma_cross").space.to_array([p]), start=ev.split,
+                      terms=Terms.of(None, 252.0, False,
+                                     Execution(trailing_stop=0.03,
+                                               stop_loss=w["params"]["stop_loss"])))
+    assert evaluate(market, job).metrics[0, 0, 2] == pytest.approx(w["oos_sharpe"], nan_ok=True)

@@ -10,6 +10,7 @@ and the strategy runs once per distinct strategy parameter set.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,52 @@ from quantfleet.errors import DataError, QuantfleetError
 from quantfleet.kernels.execution import execute, execute_path, execute_segments
 from quantfleet.kernels.metrics import N_METRICS
 from quantfleet.strategies.registry import get
+from quantfleet.strategies.space import Float, Int, ParamSpace
 
-__all__ = ["OHLC", "evaluate_executed", "evaluate_walk_executed", "execution_rows",
-           "split_params"]
+__all__ = ["OHLC", "SEARCH_DIMS", "evaluate_executed", "evaluate_walk_executed",
+           "execution_rows", "execution_space", "searched_in", "split_params"]
+
+SEARCH_DIMS = {
+    "stop_loss": Float("stop_loss", 0.01, 0.10, hard_min=0.0, hard_max=1.0),
+    "take_profit": Float("take_profit", 0.02, 0.20, hard_min=0.0),
+    "trailing_stop": Float("trailing_stop", 0.01, 0.10, hard_min=0.0, hard_max=1.0),
+    "fraction": Float("fraction", 0.25, 1.0, hard_min=0.0),
+    "vol_target": Float("vol_target", 0.05, 0.40, hard_min=0.0),
+    "vol_window": Int("vol_window", 10, 60, 10, hard_min=2, window=False),
+    "vol_cap": Float("vol_cap", 0.5, 2.0, hard_min=0.0),
+    "borrow_rate": Float("borrow_rate", 0.0, 0.10, hard_min=0.0),
+}
+"""The dimension each searchable execution option adds to a strategy's ParamSpace; the bounds
+are search defaults (what random and genetic search draw from)."""
+
+
+def searched_in(strategy: Any, names: Any) -> tuple[str, ...]:
+    """The execution options among ``names`` (a grid's keys, say) that are not parameters of
+    ``strategy``, in ``SEARCH_DIMS`` order; ``fill`` is refused (it is not searchable)."""
+    names = set(names or ())
+    if "fill" in names and "fill" not in strategy.space.names:
+        raise QuantfleetError("execution option 'fill' cannot be searched; run close and "
+                              "next_open as two runs (--fill)")
+    return tuple(n for n in SEARCH_DIMS if n in names and n not in strategy.space.names)
+
+
+def execution_space(strategy: Any, searched: tuple[str, ...], execution: Any = None) -> Any:
+    """``strategy`` with the ``searched`` execution options appended to its ParamSpace (a
+    Strategy-compatible view: grids, samples, result columns and leaderboards then carry them;
+    jobs run it with ``Terms.searched`` = ``searched``). Each option's default is the value of
+    ``execution`` (None: the option's search range)."""
+    if not searched:
+        return strategy
+    dims = []
+    for name in searched:
+        d = SEARCH_DIMS[name]
+        v = None if execution is None else getattr(execution, name)
+        if v is not None:
+            d = dataclasses.replace(d, default=v)
+        dims.append(d)
+    space = ParamSpace(tuple(strategy.space.dims) + tuple(dims), strategy.space.constraints,
+                       strategy.space.strategy)
+    return dataclasses.replace(strategy, space=space)
 
 
 def split_params(strat: Any, terms: Terms, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

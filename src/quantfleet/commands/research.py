@@ -124,6 +124,15 @@ def sweep(
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
     long_short: LongShort = False,
+    fill: Fill = "close",
+    stop_loss: StopLoss = None,
+    take_profit: TakeProfit = None,
+    trailing_stop: TrailingStop = None,
+    fraction: Fraction = 1.0,
+    vol_target: VolTarget = None,
+    vol_window: VolWindow = 20,
+    vol_cap: VolCap = 1.0,
+    borrow_rate: BorrowRate = 0.0,
     metric: Annotated[str, typer.Option("--metric", help="Leaderboard metric.")] = "sharpe",
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows.")] = 10,
     out: Annotated[Path | None, typer.Option("--out", help="Write every row to this Parquet file.")] = None,
@@ -141,29 +150,36 @@ def sweep(
         fail(f"--out {out}: expected a .parquet file name")
     check_ppy(periods_per_year)
     g = parse_grid(grid or [])
+    ex = execution_settings(fill, stop_loss, take_profit, trailing_stop, fraction, vol_target,
+                            vol_window, vol_cap, borrow_rate)
     cfg = research_config("sweep", {"strategy": strategy, "grid": g, "assets": asset or [],
                                     "metric": metric, "top": top,
                                     "out": str(out) if out is not None else None,
                                     "long_short": long_short,
                                     "periods_per_year": periods_per_year},
                           data=data, store=store, executor=executor, workers=workers,
-                          ray_address=ray_address, fee_bps=fee_bps, slippage_bps=slippage_bps)
+                          ray_address=ray_address, fee_bps=fee_bps, slippage_bps=slippage_bps,
+                          execution=ex)
     run = run_research(cfg, "sweep", no_store=no_store)
     res = run.results["sweep"]
     board = res.top.to_dict("records") if len(res.top) else []
     summary = _with_run({"strategy": res.strategy, "combos": res.n_combos,
                          "skipped": res.n_skipped, "rows": res.n_rows,
                          "failed": len(res.failed), "assets": len(res.assets), "metric": metric,
-                         "out": str(res.path) if res.path else None, "overfit": res.overfit},
+                         "out": str(res.path) if res.path else None, "overfit": res.overfit,
+                         "execution": ex},
                         run)
     if as_json:
         print_json({**summary, "top": board})
         return
+    from quantfleet.backtest.terms import SEARCHABLE
     from quantfleet.strategies import get
 
     print_rows(board, title=f"{res.strategy}: top {len(board)} by {metric}", skip=("strategy",),
-               first=("asset", *get(res.strategy).space.names, metric, "sharpe", "bh_sharpe",
-                      "excess_sharpe", "total_return", "bh_total_return"))
+               first=("asset", *get(res.strategy).space.names, *(k for k in SEARCHABLE if k in g),
+                      metric, "sharpe", "bh_sharpe", "excess_sharpe", "total_return",
+                      "bh_total_return"))
+    _print_execution(ex)
     if board:
         typer.echo(_BENCHMARK_NOTE)
     typer.echo(f"{res.n_combos} combos x {len(res.assets)} assets = {res.n_rows} backtests; "
@@ -188,6 +204,15 @@ def tournament(
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
     long_short: LongShort = False,
+    fill: Fill = "close",
+    stop_loss: StopLoss = None,
+    take_profit: TakeProfit = None,
+    trailing_stop: TrailingStop = None,
+    fraction: Fraction = 1.0,
+    vol_target: VolTarget = None,
+    vol_window: VolWindow = 20,
+    vol_cap: VolCap = 1.0,
+    borrow_rate: BorrowRate = 0.0,
     executor: Executor = "auto",
     workers: Workers = None,
     ray_address: RayAddress = None,
@@ -205,6 +230,8 @@ def tournament(
         fail(f"--max-combos must be >= 1 (got {max_combos})")
     check_ppy(periods_per_year)
     g = parse_grid(grid or [])
+    ex = execution_settings(fill, stop_loss, take_profit, trailing_stop, fraction, vol_target,
+                            vol_window, vol_cap, borrow_rate)
     cfg = research_config(
         "tournament",
         {"strategies": names_, "assets": split(assets) or [], "train": window_len(train),
@@ -213,7 +240,8 @@ def tournament(
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
          "checkpoint": str(resume) if resume is not None else None},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
-        fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline})
+        fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline},
+        execution=ex)
     # a rich progress bar (tasks, items/s, ETA) on an interactive terminal only
     run = run_research(cfg, "tournament", no_store=no_store,
                        progress=sys.stderr.isatty() and not as_json)
@@ -236,7 +264,7 @@ def tournament(
     }
     if speed is not None:
         summary["baseline"] = speed
-    summary = _with_run(summary, run)
+    summary = _with_run({**summary, "execution": ex}, run)
     if as_json:
         print_json({**summary, "leaderboard": board,
                     "failures": [str(f) for f in res.failed]})
@@ -261,6 +289,7 @@ def tournament(
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
                    f"{w['pair_verdict']}")
+    _print_execution(ex)
     if speed is not None:
         head = (f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial, "
                 f"parallel {speed['wall_s']:.2f} s on {speed['workers']} workers -> ")
@@ -286,6 +315,15 @@ def evolve(
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
     long_short: LongShort = False,
+    fill: Fill = "close",
+    stop_loss: StopLoss = None,
+    take_profit: TakeProfit = None,
+    trailing_stop: TrailingStop = None,
+    fraction: Fraction = 1.0,
+    vol_target: VolTarget = None,
+    vol_window: VolWindow = 20,
+    vol_cap: VolCap = 1.0,
+    borrow_rate: BorrowRate = 0.0,
     executor: Executor = "serial",
     workers: Workers = None,
     ray_address: RayAddress = None,
@@ -301,6 +339,8 @@ def evolve(
     check_ppy(periods_per_year)
     if not names_:
         fail("--strategies: no strategy names given; e.g. --strategies sma_cross,rsi")
+    ex = execution_settings(fill, stop_loss, take_profit, trailing_stop, fraction, vol_target,
+                            vol_window, vol_cap, borrow_rate)
     cfg = research_config(
         "evolution",
         {"strategies": names_, "assets": split(assets) or [], "population": population,
@@ -312,7 +352,7 @@ def evolve(
          "checkpoint": (str(resume) if resume is not None
                         else None if no_store else "auto")},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
-        fee_bps=fee_bps, slippage_bps=slippage_bps)
+        fee_bps=fee_bps, slippage_bps=slippage_bps, execution=ex)
     run = run_research(cfg, "evolve", no_store=no_store)
     res = run.results["evolution"]
     summary = _with_run({"strategies": res.config.get("strategies", names_),
@@ -320,6 +360,7 @@ def evolve(
                          "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
                          "failed": res.n_failed, "in_sample_bars": res.split,
                          "executor": run.context.executor_name, "overfit": res.overfit,
+                         "execution": ex,
                          "coordinator": res.coordinator}, run)
     if as_json:
         print_json({**summary, "winners": res.winners, "history": res.history})
@@ -341,6 +382,7 @@ def evolve(
                    + f", restarted {co['restarts']} time(s)")
     if res.overfit:
         typer.echo(res.overfit["verdict"])
+    _print_execution(ex)
 
 
 def portfolio(

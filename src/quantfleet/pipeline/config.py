@@ -172,9 +172,13 @@ class EvolutionConfig(_Section):
 
     @model_validator(mode="after")
     def _grids_name_parameters(self) -> EvolutionConfig:
-        """As the tournament's: every grid key names a parameter of a selected strategy and
-        has a value; a strategy that no key names searches its whole space."""
-        _check_grids(self.strategies, self.grid, self.grids)
+        """As the tournament's: every grid key names a parameter of a selected strategy (or
+        an execution option, searched like one) and has a value; a strategy that no key names
+        searches its whole space."""
+        from quantfleet.backtest.terms import SEARCHABLE
+
+        _check_grids(self.strategies, {k: v for k, v in self.grid.items()
+                                       if k not in SEARCHABLE or not v}, self.grids)
         return self
 
 

@@ -313,7 +313,7 @@ def sweep_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any]
     res = sweep(ctx.market, cfg.strategy, cfg.grid, ctx.costs(), executor=ctx.executor(),
                 assets=cfg.assets or None, long_short=cfg.long_short,
                 ppy=cfg.periods_per_year, out=cfg.out, keep_table=cfg.out is None,
-                metric=cfg.metric, top=cfg.top)
+                metric=cfg.metric, top=cfg.top, execution=ctx.execution())
     ctx.results["sweep"] = res
     table = res.table if res.table is not None else res.path
     return {"results": ctx.put(table, "sweep_results"),
@@ -361,7 +361,7 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
                      baseline=ctx.config.baseline.enabled,
                      baseline_budget_s=ctx.config.baseline.budget_s,
-                     map_options={"progress": ctx.progress})
+                     map_options={"progress": ctx.progress}, execution=ctx.execution())
     ctx.results["tournament"] = res
     if res.parts is not None:
         results, oos = _tournament_parts(ctx, res)
@@ -417,7 +417,10 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
         # one automatic checkpoint per (settings, data): an interrupted run resumes, a run on
         # other data or settings starts afresh (an explicit directory refuses instead)
         blob = json.dumps([cfg.model_dump(mode="json"), ctx.config.costs.model_dump(mode="json"),
-                           data_fingerprint(ctx.market)], sort_keys=True, default=str)
+                           data_fingerprint(ctx.market)]
+                          + ([ctx.config.execution.model_dump(mode="json")]
+                             if not ctx.execution().is_default else []),
+                          sort_keys=True, default=str)
         name = hashlib.sha256(blob.encode()).hexdigest()[:16]
         if ctx.manifest is not None:
             # a recorded run keeps it in its store (local folder or S3), where a Ray
@@ -440,7 +443,8 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
                  generations=cfg.generations, seed=cfg.seed, metric=cfg.metric,
                  train_frac=cfg.train_frac, costs=ctx.costs(), long_short=cfg.long_short,
                  ppy=cfg.periods_per_year, assets=cfg.assets or None, executor=ctx.executor(),
-                 checkpoint_dir=ck, top=cfg.top, grid=cfg.grid, grids=cfg.grids, **ga)
+                 checkpoint_dir=ck, top=cfg.top, grid=cfg.grid, grids=cfg.grids,
+                 execution=ctx.execution(), **ga)
     ctx.results["evolution"] = res
     winners = pd.DataFrame([{**w, "params": json.dumps(w["params"], sort_keys=True)}
                             for w in res.winners])

@@ -10,6 +10,7 @@ coordinator) end exactly where an uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.execution import execution_rows, execution_space, searched_in
 from quantfleet.backtest.job import BacktestJob, evaluate
-from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.terms import Costs, Execution, Terms
 from quantfleet.codeprint import code_fingerprint
 from quantfleet.data.market import MarketData
 from quantfleet.errors import QuantfleetError
@@ -77,6 +79,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            grid: Mapping[str, Sequence[Any]] | None = None,
            grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
            on_round: Callable[[dict[str, Any]], None] | None = None,
+           execution: Execution | None = None,
            **ga: Any) -> EvolveResult:
     """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
 
@@ -88,6 +91,12 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     strategy that has the parameter, ``grids[name]`` to one strategy and wins): each named
     parameter may only take the listed values (:meth:`ParamSpace.restrict`), so every candidate
     lies in the grid; strategies no key names search their full space.
+
+    ``execution`` (:class:`~quantfleet.backtest.terms.Execution`; None: fill at the close, no
+    stops) is how every trial trades. An execution option named in ``grid`` (e.g.
+    ``{"stop_loss": [0.02, 0.04, 0.06]}``) is searched like a parameter: every strategy's
+    space gains it as a last dimension (``backtest.execution.execution_space``), restricted to
+    the listed values; winners' ``params`` then name it.
 
     ``checkpoint_dir`` keeps ``evolve.json`` after every generation beside
     ``evolve.config.json``, the record of what it is computed from (settings, a fingerprint
@@ -112,9 +121,25 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     split = int(round(market.n_bars * train_frac))
     if split < 10:
         raise QuantfleetError(f"the in-sample part has {split} bars; use more data or a larger train_frac")
+    execution = execution or Execution()
+    searched = searched_in(get(names[0]), grid) if names else ()
+    for name in names[1:]:
+        if searched_in(get(name), grid) != searched:
+            raise QuantfleetError(f"grid: execution option(s) {', '.join(searched)} are "
+                                  f"parameters of strategy {name}; search them one at a time")
     cfg = _config(names, population, generations, seed, metric, train_frac, costs, long_short,
                   [market.assets[a] for a in rows], ga)
-    spaces = _restricted(names, spaces, grid, grids, market.n_bars)
+    if not execution.is_default or searched:
+        cfg["execution"] = execution.settings()
+        cfg["searched"] = list(searched)
+    ex_spec = {k: v for k, v in (grid or {}).items() if k in searched}
+    strat_grid = {k: v for k, v in (grid or {}).items() if k not in searched}
+    spaces = _restricted(names, spaces, strat_grid, grids, market.n_bars)
+    if searched:
+        spaces = _with_execution(names, spaces, searched, execution, ex_spec, market.n_bars)
+        execution_rows(Terms.of(costs, ppy, long_short, execution, searched),
+                       np.array([[min(ex_spec[n]) for n in searched],
+                                 [max(ex_spec[n]) for n in searched]]))
     searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
     ck = record = None
     if checkpoint_dir is not None:
@@ -125,6 +150,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
                   "code": code_fingerprint(__name__)}
     kw = dict(metric=metric, assets=rows, start=0, stop=split, fee_rate=costs.fee_rate,
               ppy=ppy, long_short=long_short, checkpoint=ck, on_round=on_round, stage="evolve")
+    if "execution" in cfg:
+        kw.update(execution=execution, searched=searched)
     host = getattr(executor, "host", None)
     coordinator = None
     if host is not None:
@@ -135,7 +162,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
         res, coordinator = hosted.value, hosted.to_dict()
     else:
         res = checked_search(record, searcher, market, executor=executor, **kw)
-    terms = Terms.of(costs, ppy, long_short)
+    terms = Terms.of(costs, ppy, long_short, execution, searched)
     winners = _out_of_sample(res.best, market, rows, split, metric, terms, top)
     overfit = _winner_dsr(winners, market, rows, split, terms, res)
     return EvolveResult(winners=winners, history=res.history, n_evaluations=res.n_evaluations,
@@ -184,9 +211,27 @@ def _restricted(names, spaces, grid, grids, n_bars) -> dict[str, ParamSpace]:
     return out
 
 
+def _with_execution(names, spaces, searched, execution, spec, n_bars) -> dict[str, ParamSpace]:
+    """Each strategy's space (restricted or not) with the searched execution options appended,
+    restricted to their listed values."""
+    out = {}
+    for name in names:
+        base = spaces.get(name) or get(name).space
+        view = execution_space(dataclasses.replace(get(name), space=base), searched, execution)
+        out[name] = view.space.restrict(spec, n_bars)
+    return out
+
+
+def _params_dict(strategy: str, params: Sequence[float], terms: Terms) -> dict[str, Any]:
+    """A trial's parameters by name, searched execution options included."""
+    space = execution_space(get(strategy), terms.searched).space
+    return space.to_dicts(np.array([params]))[0]
+
+
 # what a checkpoint record's keys are called in messages
 _LABELS = {"data": "data", "spaces": "parameter spaces (grid)", "ppy": "periods_per_year",
-           "fee_rate": "costs", "code": "code (the quantfleet modules an evolution runs)"}
+           "fee_rate": "costs", "execution": "execution options", "searched": "searched "
+           "execution options", "code": "code (the quantfleet modules an evolution runs)"}
 
 
 def _check_checkpoint(ck: Checkpoint, record: dict[str, Any]) -> None:
@@ -220,7 +265,8 @@ def _out_of_sample(best, market, rows, split, metric, terms, top):
         if key in seen or fit <= FALLBACK_FITNESS:
             continue
         seen.add(key)
-        row: dict[str, Any] = {"strategy": trial.strategy, "params": trial.params_dict(),
+        row: dict[str, Any] = {"strategy": trial.strategy,
+                               "params": _params_dict(trial.strategy, trial.params, terms),
                                "generation": trial.generation, f"is_{metric}": sign * fit}
         if split < market.n_bars:
             m = evaluate(market, trial_job(trial.strategy, np.array([trial.params]), rows,
@@ -267,7 +313,8 @@ def _winner_dsr(winners, market, rows, split, terms, res, max_trials: int = 400)
     n_trials = len(uniq)
     n_failed_distinct = len({(t.strategy, t.params) for t, _ in hist} - set(uniq))
     w = winners[0]
-    wkey = (w["strategy"], tuple(float(x) for x in get(w["strategy"]).space.to_array([w["params"]])[0]))
+    wspace = execution_space(get(w["strategy"]), terms.searched).space
+    wkey = (w["strategy"], tuple(float(x) for x in wspace.to_array([w["params"]])[0]))
     sample = uniq
     if len(uniq) > max_trials:
         idx = np.unique(np.linspace(0, len(uniq) - 1, max_trials).round().astype(int))

@@ -267,7 +267,8 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
                fee_rate: float = 0.0, ppy: float | None = None, long_short: bool = False,
                executor: Any = None, checkpoint: str | Path | Checkpoint | None = None,
                on_round: Callable[[dict[str, Any]], None] | None = None,
-               stage: str = "search") -> SearchResult:
+               stage: str = "search", execution: Any = None,
+               searched: tuple[str, ...] = ()) -> SearchResult:
     """Drive ``searcher`` until done: suggest → evaluate on ``executor`` → observe → checkpoint.
 
     Fitness is the mean over ``assets`` of ``metric`` on bars ``[start, stop)`` (an asset on
@@ -277,14 +278,19 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     Identical (strategy, params) are evaluated once and served from a cache afterwards.
     ``checkpoint`` (a JSON file's path, or any :class:`Checkpoint`: e.g. a key in the run's
     store) receives the searcher's state after every round; pass the same one to resume. ``on_round`` receives each round's record as it ends (on a resume,
-    first the records of the rounds the checkpoint holds).
+    first the records of the rounds the checkpoint holds). ``execution`` (an
+    :class:`~quantfleet.backtest.terms.Execution`, None: the default) is how trials trade;
+    ``searched`` names the execution options a trial's trailing parameters are
+    (``Terms.searched``).
     """
     k = METRIC_NAMES.index(check_metric(metric))
     sign = metric_sign(metric)
     rows = list(range(market.n_assets)) if assets is None else list(assets)
     ppy = float(ppy) if ppy is not None else market.periods_per_year
     stop = market.n_bars if stop is None else stop
-    terms = Terms(fee_rate=fee_rate, ppy=ppy, long_short=long_short)
+    terms = Terms.of(None, ppy, long_short, execution, searched)
+    terms = Terms(fee_rate=fee_rate, ppy=terms.ppy, long_short=terms.long_short,
+                  execution=terms.execution, searched=terms.searched)
     cache: dict[tuple[str, tuple[float, ...]], float] = {}
     history: list[dict[str, Any]] = []
     n_eval = n_failed = n_cached = 0

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from quantfleet.backtest.blocks import BlockStats
+from quantfleet.backtest.execution import execution_rows, execution_space, searched_in
 from quantfleet.backtest.job import BacktestJob, JobBatch, evaluate, evaluate_jobs
-from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.terms import Costs, Execution, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.data.validate import require_bars
 from quantfleet.errors import QuantfleetError
@@ -82,7 +83,8 @@ def sweep(market: MarketData, strategy: str | Strategy,
           grid: Mapping[str, Sequence[Any]] | None = None, costs: Costs | None = None, *,
           executor: Any = None, assets: Sequence[str] | None = None, long_short: bool = False,
           ppy: float | None = None, out: str | Path | None = None, keep_table: bool = True,
-          metric: str = "sharpe", top: int = 10, chunk: int = 4096) -> SweepResult:
+          metric: str = "sharpe", top: int = 10, chunk: int = 4096,
+          execution: Execution | None = None) -> SweepResult:
     """Evaluate every combo of ``grid`` (a dict of value lists; missing names use the search
     values of the strategy's ParamSpace) on every asset.
 
@@ -98,6 +100,10 @@ def sweep(market: MarketData, strategy: str | Strategy,
     metric, top : leaderboard column and length (higher is better; max_drawdown and turnover
         lower: ``kernels.metrics.LOWER_IS_BETTER``)
     chunk : cartesian rows per work item
+    execution : fills, stops, sizing, borrow (:class:`~quantfleet.backtest.terms.Execution`;
+        None: fill at the close, no stops). An execution option named in ``grid`` (e.g.
+        ``{"stop_loss": [0.02, 0.04]}``) is searched like a parameter: one more column of
+        the results table and the leaderboard
 
     The leaderboard ranks the rows with a finite ``metric``; ties go to the first asset (in
     sweep order), then the lowest combo index. ``overfit`` deflates the winner's Sharpe by
@@ -117,14 +123,20 @@ def sweep(market: MarketData, strategy: str | Strategy,
     strat.check_market(market)
     check_metric(metric)
     costs = costs or Costs()
+    execution = execution or Execution()
+    searched = searched_in(strat, grid)
+    strat = execution_space(strat, searched, execution)
     rows = list(range(market.n_assets)) if assets is None else [market.asset_index(a) for a in assets]
     space = strat.space
     axes = space.grid_axes(grid, market.n_bars)
     _check_history(strat, market, rows, {d.name: (int(a[-1]) if isinstance(d, Int) else float(a[-1]))
                                          for d, a in zip(space.dims, axes, strict=True)})
     ppy = float(ppy) if ppy is not None else market.periods_per_year
-    terms = Terms.of(costs, ppy, long_short)
+    terms = Terms.of(costs, ppy, long_short, execution, searched)
     spec = {d.name: list(a) for d, a in zip(space.dims, axes, strict=True)}
+    if searched:  # each searched value valid for Execution (one-line errors)
+        execution_rows(terms, np.array([[spec[n][0] for n in searched],
+                                        [spec[n][-1] for n in searched]]))
 
     skipped = 0
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from quantfleet.backtest.job import NO_COMBO, BacktestJob, JobBatch, evaluate_jobs
-from quantfleet.backtest.terms import Costs, Terms
+from quantfleet.backtest.terms import SEARCHABLE, Costs, Execution, Terms
 from quantfleet.backtest.walk import Walk, WalkResult
 from quantfleet.data.market import MarketData
 from quantfleet.data.shards import is_view
@@ -112,6 +112,11 @@ def resolve_grids(strategies: Sequence[str | Strategy],
     out: dict[str, dict[str, list[Any]]] = {}
     for key, values in (grid or {}).items():
         having = [s for s in strats if key in s.space.names]
+        if not having and key in (*SEARCHABLE, "fill"):
+            raise QuantfleetError(
+                f"grid key {key!r} is an execution option: a tournament trades every strategy "
+                f"on one execution (--{key.replace('_', '-')} / [execution] {key}); search it "
+                f"with sweep or evolve")
         if not having:
             every = sorted({n for s in strats for n in s.space.names})
             listing = "; ".join(f"{s.name} has {', '.join(s.space.names)}" for s in strats)
@@ -427,7 +432,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
                keep_table: bool = True, baseline: bool = False,
                baseline_budget_s: float | None = None,
                checkpoint_dir: str | Path | None = None,
-               map_options: Mapping[str, Any] | None = None) -> TournamentResult:
+               map_options: Mapping[str, Any] | None = None,
+               execution: Execution | None = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -450,6 +456,9 @@ def tournament(market: Any, strategies: Sequence[str], *,
     out : directory; ``results.parquet`` (streamed row groups), ``leaderboard.parquet`` and
         ``oos_returns.parquet`` are written there
     map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
+    execution : fills, stops, sizing, borrow for every strategy (:class:`Execution`; None:
+        fill at the close, no stops): each window part and the out-of-sample path are executed
+        under it (docs/conventions.md, "Execution options"); not searchable here
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process after the parallel run
@@ -483,7 +492,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     worker_fn = evaluate_shard_pair if sharded else evaluate_jobs
 
     wins = tuple(windows)
-    terms = Terms.of(costs, ppy, long_short)
+    terms = Terms.of(costs, ppy, long_short, execution)
     # asset-major: consecutive items cycle through the strategies, so any run of items holds
     # every strategy once per asset and equal chunks cost about the same, although one
     # strategy's pair can cost many times another's; equal chunks then need no shrinking tail
