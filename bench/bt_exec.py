@@ -71,15 +71,18 @@ STRATEGIES = {
     "sma_trend": {"window": 50},
     "donchian": {"entry": 20, "exit": 10},
 }
-# (label, stop_loss, take_profit, trailing_stop); every one fills at the next bar's open
+# (label, fill, stop_loss, take_profit, trailing_stop)
 OPTIONS = (
-    ("next_open", None, None, None),
-    ("+ sl 4%", 0.04, None, None),
-    ("+ tp 8%", None, 0.08, None),
-    ("+ sl 4% + tp 8%", 0.04, 0.08, None),
-    ("+ trail 5%", None, None, 0.05),
-    ("+ sl 4% + tp 8% + trail 6%", 0.04, 0.08, 0.06),
+    ("next_open", "next_open", None, None, None),
+    ("next_open + sl 4%", "next_open", 0.04, None, None),
+    ("next_open + tp 8%", "next_open", None, 0.08, None),
+    ("next_open + sl 4% + tp 8%", "next_open", 0.04, 0.08, None),
+    ("next_open + trail 5%", "next_open", None, None, 0.05),
+    ("next_open + sl 4% + tp 8% + trail 6%", "next_open", 0.04, 0.08, 0.06),
+    ("close + sl 4% + tp 8%", "close", 0.04, 0.08, None),
+    ("close + sl 4% + tp 8% + trail 6%", "close", 0.04, 0.08, 0.06),
 )
+CLI_OPTION = "next_open + sl 4% + tp 8% + trail 6%"  # also run through the CLI (sp500, 10 bps)
 
 
 # --- the rules, written again with pandas (docstrings of src/quantfleet/strategies/*.py) ------
@@ -144,6 +147,8 @@ def _strategy_class():
         sl = 0.0
         tp = 0.0
         ts = 0.0
+        on_close = False
+        n_bars = 0
         early = False
         fresh = False
         arm = False
@@ -163,6 +168,8 @@ def _strategy_class():
             self.both_exits = 0    # stop exits on a bar whose high reached the target too
             self.open_target_stops = 0     # of those, bars that opened beyond the target
             self.open_target_factor = 1.0  # product of open / stop fill over them
+            self.last_bar_fills = 0  # orders placed at the last bar (never filled here)
+            self.last_bar_entries = 0
 
         def next(self):
             on = bool(self.sig[len(self.data) - 1]) if self.early else self.s[-1] > 0.5
@@ -190,10 +197,15 @@ def _strategy_class():
                         tr.tp = tr.entry_price * (1 + self.tp)
                 self.armed = True
             if self.position and self.ts:
-                # trailing stop at (highest high since the entry fill) x (1 - ts), entry bar
-                # included; set at this close, it acts from the next bar
+                # trailing stop at (highest price since the entry fill) x (1 - ts): the entry
+                # bar's high with a next-open fill, the fill price with a close fill (that
+                # bar's high came before it); set at this close, it acts from the next bar
                 for tr in self.trades:
-                    level = float(np.max(self.data.High[tr.entry_bar:])) * (1 - self.ts)
+                    if self.on_close:
+                        m = max([tr.entry_price, *self.data.High[tr.entry_bar + 1:]])
+                    else:
+                        m = float(np.max(self.data.High[tr.entry_bar:]))
+                    level = m * (1 - self.ts)
                     if tr.sl is None or level > tr.sl:
                         tr.sl = level
             if not on:
@@ -204,14 +216,18 @@ def _strategy_class():
                     self.position.close()
                     self.rule_exits += 1
                     self.held = False
+                    self.last_bar_fills += len(self.data) == self.n_bars
             elif not self.position and not self.held and not self.blocked:
                 if self.arm:
                     self.buy()
                 else:
                     c = self.data.Close[-1]
-                    self.buy(sl=c * (1 - self.sl) if self.sl else None,
-                             tp=c * (1 + self.tp) if self.tp else None)
+                    stop = max(c * (1 - self.sl) if self.sl else 0.0,
+                               c * (1 - self.ts) if self.ts and self.on_close else 0.0)
+                    self.buy(sl=stop or None, tp=c * (1 + self.tp) if self.tp else None)
                 self.held, self.armed = True, False
+                self.last_bar_fills += len(self.data) == self.n_bars
+                self.last_bar_entries += len(self.data) == self.n_bars
 
     return Rule
 
@@ -219,7 +235,7 @@ def _strategy_class():
 _RULE = None
 
 
-def run_bt(frame, sig, warm, sl, tp, ts, fee, **switches) -> dict:
+def run_bt(frame, sig, warm, fill, sl, tp, ts, fee, **switches) -> dict:
     """backtesting.py's final equity (per unit of cash), entries and exits by kind."""
     global _RULE
     from backtesting import Backtest
@@ -228,9 +244,15 @@ def run_bt(frame, sig, warm, sl, tp, ts, fee, **switches) -> dict:
         _RULE = _strategy_class()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = Backtest(frame, _RULE, cash=CASH, commission=fee, trade_on_close=False,
+        on_close = fill == "close"
+        if on_close:
+            # filled at the signal bar's close, `buy(sl=, tp=)` from that close already is
+            # quantfleet's rule: set from the fill price, checked from the next bar
+            switches = {**switches, "arm": False}
+        bt = Backtest(frame, _RULE, cash=CASH, commission=fee, trade_on_close=on_close,
                       exclusive_orders=True, finalize_trades=False)
-        stats = bt.run(sig=sig, warm=warm, sl=sl or 0.0, tp=tp or 0.0, ts=ts or 0.0, **switches)
+        stats = bt.run(sig=sig, warm=warm, sl=sl or 0.0, tp=tp or 0.0, ts=ts or 0.0,
+                       on_close=on_close, n_bars=len(frame), **switches)
     st = stats["_strategy"]
     broker = st._broker
     return {"equity": float(stats["Equity Final [$]"]) / CASH,
@@ -238,23 +260,24 @@ def run_bt(frame, sig, warm, sl, tp, ts, fee, **switches) -> dict:
             "rule_exits": int(st.rule_exits), "stop_exits": int(st.stop_exits),
             "target_exits": int(st.target_exits), "gap_exits": int(st.gap_exits),
             "both_exits": int(st.both_exits), "open_target_stops": int(st.open_target_stops),
-            "open_target_factor": float(st.open_target_factor)}
+            "open_target_factor": float(st.open_target_factor),
+            "last_bar_fills": int(st.last_bar_fills), "last_bar_entries": int(st.last_bar_entries)}
 
 
 # --- quantfleet ----------------------------------------------------------------------------
 
-def run_qf(market, name, params, sl, tp, ts, fee_bps) -> dict:
+def run_qf(market, name, params, fill, sl, tp, ts, fee_bps) -> dict:
     from quantfleet.backtest.terms import Costs, Execution
     from quantfleet.research.backtest import backtest
 
-    ex = Execution(fill="next_open", stop_loss=sl, take_profit=tp, trailing_stop=ts)
+    ex = Execution(fill=fill, stop_loss=sl, take_profit=tp, trailing_stop=ts)
     row = backtest(market, name, params, Costs(fee_bps=fee_bps), execution=ex)[0]
     return {"equity": 1.0 + row["total_return"], "entries": int(row["n_trades"])}
 
 
-def run_cli(python, spec, name, params, sl, tp, ts, fee_bps) -> float:
+def run_cli(python, spec, name, params, fill, sl, tp, ts, fee_bps) -> float:
     cmd = [python, "-m", "quantfleet.cli", "backtest", spec, "-s", name, "--no-store",
-           "--json", "--fee-bps", str(fee_bps), "--fill", "next_open"]
+           "--json", "--fee-bps", str(fee_bps), "--fill", fill]
     for k, v in params.items():
         cmd += ["-p", f"{k}={v}"]
     if sl:
@@ -298,17 +321,21 @@ def main() -> int:
         frame = frame_of(md)
         for sname, params in STRATEGIES.items():
             sig, warm = signal(sname, frame, params)
-            for label, sl, tp, ts in OPTIONS:
+            for label, fill, sl, tp, ts in OPTIONS:
                 for fee_bps in FEES_BPS:
                     f = fee_bps / 1e4
-                    bt = {lab: run_bt(frame, sig, warm, sl, tp, ts, f, **sw) for lab, sw in STEPS}
+                    bt = {lab: run_bt(frame, sig, warm, fill, sl, tp, ts, f, **sw) for lab, sw in STEPS}
                     al = bt[STEPS[-1][0]]
-                    qf = run_qf(md, sname, params, sl, tp, ts, fee_bps)
+                    qf = run_qf(md, sname, params, fill, sl, tp, ts, fee_bps)
+                    # a close fill at the last bar: quantfleet books it (its fee, its entry);
+                    # backtesting.py never fills an order placed there
+                    last = al["last_bar_fills"] if fill == "close" else 0
+                    last_entries = al["last_bar_entries"] if fill == "close" else 0
                     corrected = (al["equity"] * (1.0 - f * f) ** al["entries"]
-                                 * al["open_target_factor"])
+                                 * al["open_target_factor"] * (1.0 - f) ** last)
                     c = {
                         "data": dname, "bars": int(md.n_bars), "strategy": sname,
-                        "params": params, "execution": label, "stop_loss": sl,
+                        "params": params, "execution": label, "fill": fill, "stop_loss": sl,
                         "take_profit": tp, "trailing_stop": ts, "fee_bps": fee_bps,
                         "quantfleet": qf["equity"] - 1.0, "quantfleet_entries": qf["entries"],
                         "bt": {k: {**v, "total_return": v["equity"] - 1.0,
@@ -318,8 +345,9 @@ def main() -> int:
                         "rel_corrected": corrected / qf["equity"] - 1.0,
                         "predicted_fee_term": (1.0 - f * f) ** -al["entries"] - 1.0,
                     }
+                    c["last_bar_fills"] = last
                     c["ok"] = bool(abs(c["rel_corrected"]) <= TOL
-                                   and qf["entries"] == al["entries"])
+                                   and qf["entries"] == al["entries"] + last_entries)
                     cases.append(c)
                     log(f"{dname} {sname} {label} {fee_bps:g}bps: qf {c['quantfleet']:+.6f} "
                         f"bt {al['equity'] - 1:+.6f} corrected rel {c['rel_corrected']:+.1e} "
@@ -335,9 +363,9 @@ def main() -> int:
         md = load(spec)
         for sname, params in STRATEGIES.items():
             api = next(c for c in cases if c["data"] == "sp500" and c["strategy"] == sname
-                       and c["execution"] == OPTIONS[-1][0] and c["fee_bps"])
-            tr = run_cli(a.cli_python, spec, sname, params, api["stop_loss"], api["take_profit"],
-                         api["trailing_stop"], api["fee_bps"])
+                       and c["execution"] == CLI_OPTION and c["fee_bps"])
+            tr = run_cli(a.cli_python, spec, sname, params, api["fill"], api["stop_loss"],
+                         api["take_profit"], api["trailing_stop"], api["fee_bps"])
             cli.append({"strategy": sname, "cli_total_return": tr,
                         "api_total_return": api["quantfleet"],
                         "equal": tr == api["quantfleet"]})
@@ -391,30 +419,34 @@ def report(r: dict) -> str:
     a(f"`bench/bt_exec.py` ({'--quick, ' if r['quick'] else ''}{r['date']}, "
       f"{r['seconds']:.0f} s; backtesting {r['versions']['backtesting']}, "
       f"pandas {r['versions']['pandas']}, numpy {r['versions']['numpy']}): quantfleet's "
-      "`Execution(fill=\"next_open\", stop_loss=..., take_profit=..., trailing_stop=...)` "
-      "through `quantfleet.research.backtest.backtest` (what `quantfleet backtest --fill "
-      "next_open --stop-loss ... --take-profit ... --trailing-stop ...` calls) against "
-      "backtesting.py with `trade_on_close=False` (its default: market orders fill at the next "
-      "open), `exclusive_orders=True`, `finalize_trades=False` (an open trade is marked to the "
-      "last close without an exit fee, as quantfleet does) and cash "
+      "`Execution(fill=..., stop_loss=..., take_profit=..., trailing_stop=...)` "
+      "through `quantfleet.research.backtest.backtest` (what `quantfleet backtest --fill ... "
+      "--stop-loss ... --take-profit ... --trailing-stop ...` calls) against backtesting.py "
+      "with `trade_on_close=False` for `next_open` (its default: market orders fill at the "
+      "next open) and `trade_on_close=True` for `close`, `exclusive_orders=True`, "
+      "`finalize_trades=False` (an open trade is marked to the last close without an exit "
+      "fee, as quantfleet does) and cash "
       f"{r['cash']:.0e} (whole-share rounding ~1e-12 of equity a trade). Long-only; fees 0 and "
       "10 bps; data " + ", ".join(f"{k} `{v}`" for k, v in r["data"].items()) + "; "
       + ", ".join(f"{k} " + ", ".join(f"{n}={v}" for n, v in p.items())
                   for k, p in STRATEGIES.items())
-      + f"; execution {opts} (every one fills at the next open).")
+      + f"; execution {opts}.")
     a("")
     a("backtesting.py trades the same target signal, computed here with pandas from the rules' "
       "docstrings (src/quantfleet/strategies), not with quantfleet's code. *rel* is "
       "backtesting.py's final equity / quantfleet's − 1. *usual*: backtesting.py as usually "
       "written; *aligned*: quantfleet's rules expressed with backtesting.py's orders (the steps "
       "between the two are the second table); *explained*: the aligned equity times "
-      "`(1 − f²)^entries` (its commission convention) and times `open / stop fill` for each "
-      "bar that opened beyond the target and reached the stop too (its order queue; both "
-      "below). The bench exits 1, stopping `make bench`, when an *explained* residual exceeds "
-      f"{r['tol']:.0e} or the entry counts differ in any case.")
+      "`(1 − f²)^entries` (its commission convention), times `open / stop fill` for each "
+      "bar that opened beyond the target and reached the stop too (its order queue), and with "
+      "`close` fills times `1 − f` for an order at the last bar (never filled by "
+      "backtesting.py; all three below). The bench exits 1, stopping `make bench`, when an *explained* residual exceeds "
+      f"{r['tol']:.0e} or the entry counts differ (beyond a `close` fill at the last bar) in "
+      "any case.")
     a("")
     a("| data | strategy | execution | fee | quantfleet | bt usual (rel) | bt aligned (rel) "
-      "| explained rel | entries: qf / bt usual / bt aligned | bt aligned exits: rule / stop "
+      "| explained rel | entries: qf / bt usual / bt aligned (+ at the last bar) "
+      "| bt aligned exits: rule / stop "
       "/ target | of those at the open (gap) / stop with target in the bar / of those opened "
       "beyond the target |")
     a("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -423,13 +455,17 @@ def report(r: dict) -> str:
         a(f"| {c['data']} | {c['strategy']} | {c['execution']} | {c['fee_bps']:g} bps "
           f"| {_pct(c['quantfleet'])} | {_pct(u['total_return'])} ({u['rel']:+.1e}) "
           f"| {_pct(al['total_return'])} ({al['rel']:+.1e}) | {c['rel_corrected']:+.1e} "
-          f"| {c['quantfleet_entries']} / {u['entries']} / {al['entries']} "
+          f"| {c['quantfleet_entries']} / {u['entries']} / {al['entries']}"
+          + (f" (+{al['last_bar_entries']})" if c["fill"] == "close" and al["last_bar_entries"]
+             else "") + " "
           f"| {al['rule_exits']} / {al['stop_exits']} / {al['target_exits']} "
           f"| {al['gap_exits']} / {al['both_exits']} / {al['open_target_stops']} |")
     a("")
     a("From backtesting.py as usually written to quantfleet's rules, one change at a time "
       "(each keeps the ones above it): max |rel| over the cases, and in how many cases the "
-      "step moved the result by more than 1e-9:")
+      "step moved the result by more than 1e-9. With `close` fills the last step changes "
+      "nothing: `buy(sl=, tp=)` from the signal bar's close is already from the fill price, "
+      "and backtesting.py checks it from the next bar.")
     a("")
     a("| step | what changes | max abs rel, next_open alone | max abs rel, with stops "
       "| cases moved |")
@@ -464,11 +500,12 @@ def report(r: dict) -> str:
       "and on again; backtesting.py as usually written (`if signal and not self.position: "
       "self.buy()`) buys again at the next open: its larger entry counts, and most of the "
       "*usual* residual.")
-    a("- **stop/target reference and timing**: a `buy(sl=, tp=)` in `next()` has to name prices "
-      "before the fill, so they come from the signal bar's close, and backtesting.py checks "
-      "them on the entry bar itself (it re-processes the new trade's orders in the bar it "
-      "fills); quantfleet's are fractions of the fill price, checked from the bar after the "
-      "entry fill. Then both fill a stop or target at its level, or at the open when the bar "
+    a("- **stop/target reference and timing** (`next_open`): a `buy(sl=, tp=)` in `next()` has "
+      "to name prices before the fill, so they come from the signal bar's close, and "
+      "backtesting.py checks them on the entry bar itself (it re-processes the new trade's "
+      "orders in the bar it fills); quantfleet's are fractions of the fill price, checked from "
+      "the bar after the entry fill. With `close` fills the two agree (the signal bar's close "
+      "is the fill). Then both fill a stop or target at its level, or at the open when the bar "
       f"opens beyond it ({n_gap} such exits here), and take the stop when stop and target are "
       f"both inside one bar ({n_both} such bars here). The trailing stop is the stop raised at "
       "each close to (highest high since the entry fill, entry bar included) × "
@@ -485,13 +522,17 @@ def report(r: dict) -> str:
       "leaving equity `E/(1+f)` where quantfleet leaves `E(1−f)`; exits are the same. The "
       "aligned residual is then `(1−f²)^−entries − 1` (~1e-6 an entry at 10 bps, 0 at 0 bps); "
       "multiplied out, whole-share and float rounding remain.")
-    a("- **end of data**: an order placed at the last bar is never filled by either; an open "
-      "trade is marked to the last close without an exit fee by both.")
+    n_last = sum(c["last_bar_fills"] > 0 for c in cases)
+    a("- **end of data**: an open trade is marked to the last close without an exit fee by "
+      "both. With `next_open`, an order decided at the last bar fills in neither. With "
+      "`close`, quantfleet fills a decision at the last bar's close (its fee, and an entry "
+      "counted) while backtesting.py never fills an order placed at the last bar: "
+      f"{n_last} case(s) here, each `1 − f` of equity and at most one entry.")
     if r["cli"]:
         a("")
-        lab, sl, tp, ts = OPTIONS[-1]
+        _, fill, sl, tp, ts = next(o for o in OPTIONS if o[0] == CLI_OPTION)
         a("The CLI prints the same total return as the API (`quantfleet backtest sp500_ohlcv -s "
-          f"NAME -p ... --fill next_open --stop-loss {sl} --take-profit {tp} --trailing-stop "
+          f"NAME -p ... --fill {fill} --stop-loss {sl} --take-profit {tp} --trailing-stop "
           f"{ts} --fee-bps 10 --json`): "
           + "; ".join(f"{x['strategy']} {x['cli_total_return']:.12f} "
                       f"({'equal' if x['equal'] else 'DIFFERENT from ' + repr(x['api_total_return'])})"
