@@ -149,6 +149,7 @@ def _strategy_class():
         ts = 0.0
         on_close = False
         n_bars = 0
+        peek = None   # next bar's open per bar: stop/target from the coming fill price
         early = False
         fresh = False
         arm = False
@@ -170,6 +171,8 @@ def _strategy_class():
             self.open_target_factor = 1.0  # product of open / stop fill over them
             self.last_bar_fills = 0  # orders placed at the last bar (never filled here)
             self.last_bar_entries = 0
+            self.refused = 0
+            self.entry_bar_exits = 0  # stop/target exits in the bar of the entry fill
 
         def next(self):
             on = bool(self.sig[len(self.data) - 1]) if self.early else self.s[-1] > 0.5
@@ -177,6 +180,7 @@ def _strategy_class():
                 self.held = False
                 self.blocked = self.fresh
                 last = self.closed_trades[-1]
+                self.entry_bar_exits += last.exit_bar == last.entry_bar
                 if last.sl and last.exit_price <= last.sl * (1 + 1e-12):
                     self.stop_exits += 1
                     self.gap_exits += last.exit_price < last.sl * (1 - 1e-12)
@@ -220,6 +224,16 @@ def _strategy_class():
             elif not self.position and not self.held and not self.blocked:
                 if self.arm:
                     self.buy()
+                elif self.peek is not None:
+                    # levels from the fill price (the next open, read ahead), so that
+                    # backtesting.py checks them in the entry bar already
+                    p = self.peek[len(self.data) - 1]
+                    try:
+                        self.buy(sl=p * (1 - self.sl) if self.sl else None,
+                                 tp=p * (1 + self.tp) if self.tp else None)
+                    except ValueError:  # a level beyond the signal close: it refuses the order
+                        self.refused += 1
+                        self.buy()
                 else:
                     c = self.data.Close[-1]
                     stop = max(c * (1 - self.sl) if self.sl else 0.0,
@@ -261,7 +275,8 @@ def run_bt(frame, sig, warm, fill, sl, tp, ts, fee, **switches) -> dict:
             "target_exits": int(st.target_exits), "gap_exits": int(st.gap_exits),
             "both_exits": int(st.both_exits), "open_target_stops": int(st.open_target_stops),
             "open_target_factor": float(st.open_target_factor),
-            "last_bar_fills": int(st.last_bar_fills), "last_bar_entries": int(st.last_bar_entries)}
+            "last_bar_fills": int(st.last_bar_fills), "last_bar_entries": int(st.last_bar_entries),
+            "refused": int(st.refused), "entry_bar_exits": int(st.entry_bar_exits)}
 
 
 # --- quantfleet ----------------------------------------------------------------------------
@@ -321,6 +336,7 @@ def main() -> int:
         frame = frame_of(md)
         for sname, params in STRATEGIES.items():
             sig, warm = signal(sname, frame, params)
+            nxt = np.append(frame["Open"].to_numpy()[1:], np.nan)
             for label, fill, sl, tp, ts in OPTIONS:
                 for fee_bps in FEES_BPS:
                     f = fee_bps / 1e4
@@ -346,6 +362,16 @@ def main() -> int:
                         "predicted_fee_term": (1.0 - f * f) ** -al["entries"] - 1.0,
                     }
                     c["last_bar_fills"] = last
+                    if fill == "next_open" and (sl or tp):
+                        # what quantfleet's convention of checking stops from the bar after
+                        # the entry fill is worth: backtesting.py with the same levels
+                        # checked in the entry bar too (the whole bar follows an open fill)
+                        eb = run_bt(frame, sig, warm, fill, sl, tp, ts, f, early=True,
+                                    fresh=True, peek=nxt)
+                        c["entry_bar_checked"] = {
+                            **eb, "rel": eb["equity"] / qf["equity"] - 1.0,
+                            "rel_explained": eb["equity"] * (1.0 - f * f) ** eb["entries"]
+                            * eb["open_target_factor"] / qf["equity"] - 1.0}
                     c["ok"] = bool(abs(c["rel_corrected"]) <= TOL
                                    and qf["entries"] == al["entries"] + last_entries)
                     cases.append(c)
@@ -528,6 +554,27 @@ def report(r: dict) -> str:
       "`close`, quantfleet fills a decision at the last bar's close (its fee, and an entry "
       "counted) while backtesting.py never fills an order placed at the last bar: "
       f"{n_last} case(s) here, each `1 − f` of equity and at most one entry.")
+    eb = [c for c in cases if "entry_bar_checked" in c]
+    if eb:
+        a("")
+        a("**Not a residual but a convention worth knowing**: with `next_open` quantfleet checks "
+          "stops and targets from the bar *after* the entry fill, although the whole entry bar "
+          "(its high and low) follows a fill at its open. backtesting.py run with the same "
+          "levels from the fill price (the next open, read ahead by the bench) checks them in "
+          "the entry bar too; its difference from quantfleet, after the same explanations, is "
+          "what that convention is worth here (trailing stops as in *aligned*; orders "
+          "backtesting.py refused because a level lay beyond the signal close were placed "
+          "without levels):")
+        a("")
+        a("| data | cases | exits in the entry bar | max abs rel | refused |")
+        a("| --- | ---: | ---: | ---: | ---: |")
+        for d in r["data"]:
+            cs = [c for c in eb if c["data"] == d]
+            if not cs:
+                continue
+            a(f"| {d} | {len(cs)} | {sum(c['entry_bar_checked']['entry_bar_exits'] for c in cs)} "
+              f"| {max(abs(c['entry_bar_checked']['rel_explained']) for c in cs):.1e} "
+              f"| {sum(c['entry_bar_checked']['refused'] for c in cs)} |")
     if r["cli"]:
         a("")
         _, fill, sl, tp, ts = next(o for o in OPTIONS if o[0] == CLI_OPTION)
