@@ -96,3 +96,19 @@ def test_execution_table_in_a_config():
         validate_config({"execution": {"take_profit": -0.1}}, "t.toml")
     with pytest.raises(ConfigError, match="unknown key 'execution.stop_los'"):
         validate_config({"execution": {"stop_los": 0.1}}, "t.toml")
+
+
+def test_tournament_and_evolve_take_the_flags(csv_path):
+    out = json.loads(qf("tournament", csv_path, "--strategies", "sma_cross", "--windows", "2",
+                        "--max-combos", "4", "--trailing-stop", "0.03", "--grid",
+                        "stop_loss=0.02,0.05", "--no-store", "--json").stdout)
+    assert out["execution"]["trailing_stop"] == 0.03 and out["failed"] == 0
+    one = json.loads(qf("tournament", csv_path, "--strategies", "sma_cross", "--windows", "2",
+                        "--max-combos", "4", "--no-store", "--json").stdout)
+    assert out["rows"] == 2 * one["rows"]  # every combo under each of the 2 stops
+    assert out["leaderboard"][0]["oos_sharpe"] != one["leaderboard"][0]["oos_sharpe"]
+    ev = json.loads(qf("evolve", csv_path, "--strategies", "sma_cross", "--population", "6",
+                       "--generations", "2", "--fill", "next_open", "--grid",
+                       "take_profit=0.03,0.06", "--no-store", "--json").stdout)
+    assert ev["execution"]["fill"] == "next_open"
+    assert all(w["params"]["take_profit"] in (0.03, 0.06) for w in ev["winners"])

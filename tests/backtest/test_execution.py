@@ -141,8 +141,19 @@ def test_tournament_and_evolve_trade_under_the_execution(market):
     plain = tournament(market, ["sma_cross"], assets=["A"], n_windows=2, max_combos=4,
                        ppy=252.0)
     assert not np.allclose(res.oos_returns.to_numpy(), plain.oos_returns.to_numpy())
-    with pytest.raises(QuantfleetError, match="is an execution option"):
-        tournament(market, ["sma_cross"], n_windows=2, grid={"stop_loss": [0.02]})
+    # a searched execution option: every strategy combo under each value, chosen in sample
+    srch = tournament(market, ["sma_cross"], assets=["A"], n_windows=2, max_combos=4,
+                      ppy=252.0, execution=ex, grid={"stop_loss": [0.02, 0.05]})
+    import json
+
+    tbl = srch.table.to_pandas()
+    stops = sorted({json.loads(p)["stop_loss"] for p in tbl["params"]})
+    assert stops == [0.02, 0.05] and len(tbl) == 2 * len(res.table)
+    # the selected rows: each window's best in-sample Sharpe among its strategy × stop combos
+    for _, g in tbl.groupby("window"):
+        assert g.loc[g["selected"], "is_sharpe"].iloc[0] == g["is_sharpe"].max()
+    with pytest.raises(QuantfleetError, match="'fill' cannot be searched"):
+        tournament(market, ["sma_cross"], n_windows=2, grid={"fill": [1.0]})
     ev = evolve(market, ["sma_cross"], population=6, generations=2, seed=1, ppy=252.0,
                 assets=["A"], grid={"stop_loss": [0.02, 0.05]}, execution=ex)
     w = ev.winners[0]

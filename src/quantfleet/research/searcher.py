@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from quantfleet.backtest.job import BacktestJob, JobBatch, JobResult, evaluate_jobs
-from quantfleet.backtest.terms import Terms
+from quantfleet.backtest.terms import Execution, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.strategies.registry import get
@@ -288,9 +288,8 @@ def run_search(searcher: Any, market: MarketData, *, metric: str = "sharpe",
     rows = list(range(market.n_assets)) if assets is None else list(assets)
     ppy = float(ppy) if ppy is not None else market.periods_per_year
     stop = market.n_bars if stop is None else stop
-    terms = Terms.of(None, ppy, long_short, execution, searched)
-    terms = Terms(fee_rate=fee_rate, ppy=terms.ppy, long_short=terms.long_short,
-                  execution=terms.execution, searched=terms.searched)
+    terms = Terms(fee_rate=fee_rate, ppy=ppy, long_short=long_short,
+                  execution=execution or Execution(), searched=tuple(searched))
     cache: dict[tuple[str, tuple[float, ...]], float] = {}
     history: list[dict[str, Any]] = []
     n_eval = n_failed = n_cached = 0

@@ -23,6 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.execution import (
+    SEARCH_DIMS,
+    execution_rows,
+    execution_space,
+    searched_in,
+)
 from quantfleet.backtest.job import NO_COMBO, BacktestJob, JobBatch, evaluate_jobs
 from quantfleet.backtest.terms import SEARCHABLE, Costs, Execution, Terms
 from quantfleet.backtest.walk import Walk, WalkResult
@@ -106,6 +112,8 @@ def resolve_grids(strategies: Sequence[str | Strategy],
     strategy (its keys must be among ``strategies``) and wins over ``grid`` for a parameter
     both name. A strategy that no key applies to is absent (it keeps the coarse grid); in a
     strategy's grid, parameters no key names take their search values, as in ``sweep``.
+    A ``grid`` key naming an execution option (no strategy's parameter) is left out here:
+    :func:`plan_tournament` searches it for every strategy.
     """
     strats = [get(s) if isinstance(s, str) else s for s in strategies]
     by_name = {s.name: s for s in strats}
@@ -113,10 +121,8 @@ def resolve_grids(strategies: Sequence[str | Strategy],
     for key, values in (grid or {}).items():
         having = [s for s in strats if key in s.space.names]
         if not having and key in (*SEARCHABLE, "fill"):
-            raise QuantfleetError(
-                f"grid key {key!r} is an execution option: a tournament trades every strategy "
-                f"on one execution (--{key.replace('_', '-')} / [execution] {key}); search it "
-                f"with sweep or evolve")
+            searched_in(strats[0], [key])  # fill is refused there
+            continue  # an execution option: searched by plan_tournament, not a strategy's
         if not having:
             every = sorted({n for s in strats for n in s.space.names})
             listing = "; ".join(f"{s.name} has {', '.join(s.space.names)}" for s in strats)
@@ -159,6 +165,7 @@ class TournamentPlan:
     rows: list[int]
     windows: list[Window]
     plan: list[tuple[Strategy, np.ndarray]]
+    searched: tuple[str, ...] = ()  # execution options searched: each grid's trailing columns
 
     @property
     def n_items(self) -> int:
@@ -193,6 +200,13 @@ def plan_tournament(market: Any, strategies: Sequence[str], *,
     first = int(market.first_valid()[rows].max()) if rows else 0
     windows = walk_forward(market.timestamps, train, test, n_windows, anchored, start=first)
     explicit = resolve_grids(strats, grid, grids)
+    searched = tuple(n for n in SEARCHABLE
+                     if n in (grid or {}) and not any(n in s.space.names for s in strats))
+    ex_grid = np.zeros((1, 0))
+    if searched:
+        ex_space = ParamSpace(tuple(SEARCH_DIMS[n] for n in searched), (), "execution")
+        ex_grid, _ = ex_space.grid({n: grid[n] for n in searched})
+        execution_rows(Terms(searched=searched), ex_grid)  # one-line errors for bad values
     plan: list[tuple[Strategy, np.ndarray]] = []
     for s in strats:
         s.check_market(market)
@@ -202,8 +216,11 @@ def plan_tournament(market: Any, strategies: Sequence[str], *,
             params = coarse_grid(s.space, max_combos)
         if params.shape[0] == 0:
             raise QuantfleetError(f"{s.name}: the grid has no combo satisfying its constraints")
+        if searched:  # every strategy combo under every searched execution combo
+            params = np.hstack([np.repeat(params, len(ex_grid), axis=0),
+                                np.tile(ex_grid, (params.shape[0], 1))])
         plan.append((s, params))
-    return TournamentPlan(rows, windows, plan)
+    return TournamentPlan(rows, windows, plan, searched)
 
 
 @dataclass
@@ -302,7 +319,8 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
     # the result rows as one Arrow table, built here in the worker: on the driver, decoding
     # and assembling a million rows was a serial tail after the last task and took CPU from
     # the workers while they ran
-    table = pair_table(market, name, asset, job.params, job.walk.windows, best_idx, is_m, oos_m)
+    table = pair_table(market, name, asset, job.params, job.walk.windows, best_idx, is_m, oos_m,
+                       searched=job.terms.searched)
     return {"table": table, "returns": series, "board": board, "overfit": overfit,
             "trial_sr": combo_sharpes(oos_m[:, _SHARPE], n_c, ppy)}
 
@@ -360,11 +378,12 @@ def leaderboard_order(board: Sequence[Mapping[str, Any]]) -> list[int]:
 
 def pair_table(market: MarketData, strategy: str, asset: int, params: np.ndarray,
                windows: Sequence[tuple[int, int, int, int]], best: np.ndarray,
-               is_m: np.ndarray, oos_m: np.ndarray) -> Any:
+               is_m: np.ndarray, oos_m: np.ndarray, searched: tuple[str, ...] = ()) -> Any:
     """One (strategy, asset)'s result rows as an Arrow table: window by window, combos in grid
     order within each; ``windows`` as ``(train_start, train_end, test_start, test_end)`` bar
     positions, ``best`` each window's selected combo (``NO_COMBO``: none), ``is_m``/``oos_m``
-    one row of ``METRIC_NAMES`` per (window, combo)."""
+    one row of ``METRIC_NAMES`` per (window, combo); ``searched``: the execution options that
+    are the trailing columns of ``params`` (named in the ``params`` column too)."""
     import pyarrow as pa
 
     n_w, n_c = len(windows), int(params.shape[0])
@@ -378,7 +397,7 @@ def pair_table(market: MarketData, strategy: str, asset: int, params: np.ndarray
     bounds = np.stack([ts[w[:, 0]], ts[w[:, 2]], ts[w[:, 3] - 1]])
     # every asset of a strategy shares these columns: built once per worker process
     fixed = _strategy_columns(strategy, params.tobytes(), params.shape, str(params.dtype),
-                              bounds.tobytes(), str(bounds.dtype), n_w)
+                              bounds.tobytes(), str(bounds.dtype), n_w, tuple(searched))
     cols: dict[str, Any] = {"strategy": fixed[0],
                             "asset": pa.repeat(pa.scalar(market.assets[asset], pa.string()), n),
                             **fixed[1], "selected": pa.array(sel)}
@@ -390,7 +409,8 @@ def pair_table(market: MarketData, strategy: str, asset: int, params: np.ndarray
 
 @functools.lru_cache(maxsize=64)
 def _strategy_columns(strategy: str, params: bytes, shape: tuple[int, ...], dtype: str,
-                      bounds: bytes, bounds_dtype: str, n_w: int) -> tuple[Any, dict[str, Any]]:
+                      bounds: bytes, bounds_dtype: str, n_w: int,
+                      searched: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     """The result-row columns every asset of one strategy shares (its grid over the same
     windows): strategy, window, train_start, test_start, test_end, combo, params."""
     import pyarrow as pa
@@ -401,7 +421,8 @@ def _strategy_columns(strategy: str, params: bytes, shape: tuple[int, ...], dtyp
     w_pos = np.repeat(np.arange(n_w), n_c)
     combo = np.tile(np.arange(n_c, dtype=np.int32), n_w)
     # string columns from a dictionary and row indices (cast in C++, not a Python string per row)
-    params_json = [json.dumps(d, sort_keys=True) for d in get(strategy).space.to_dicts(grid)]
+    space = execution_space(get(strategy), searched).space
+    params_json = [json.dumps(d, sort_keys=True) for d in space.to_dicts(grid)]
     return pa.repeat(pa.scalar(strategy, pa.string()), n_w * n_c), {
         "window": pa.array(w_pos.astype(np.int32)),
         "train_start": pa.array(b[0][w_pos]),
@@ -458,7 +479,10 @@ def tournament(market: Any, strategies: Sequence[str], *,
     map_options : further ``executor.map`` arguments (chunk_size, retries, timeout_s, progress)
     execution : fills, stops, sizing, borrow for every strategy (:class:`Execution`; None:
         fill at the close, no stops): each window part and the out-of-sample path are executed
-        under it (docs/conventions.md, "Execution options"); not searchable here
+        under it (docs/conventions.md, "Execution options"). An execution option named in
+        ``grid`` is searched like a parameter: every strategy's grid (explicit or coarse) runs
+        under each of its values, which the in-sample selection then chooses among; the
+        ``params`` column names it
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process after the parallel run
@@ -492,7 +516,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     worker_fn = evaluate_shard_pair if sharded else evaluate_jobs
 
     wins = tuple(windows)
-    terms = Terms.of(costs, ppy, long_short, execution)
+    terms = Terms.of(costs, ppy, long_short, execution, tp.searched)
     # asset-major: consecutive items cycle through the strategies, so any run of items holds
     # every strategy once per asset and equal chunks cost about the same, although one
     # strategy's pair can cost many times another's; equal chunks then need no shrinking tail
