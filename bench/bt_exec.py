@@ -508,7 +508,8 @@ def report(r: dict) -> str:
     corr_plain = [abs(c["rel_corrected"]) for c in cases if c["execution"] == OPTIONS[0][0]]
     corr_stops = [abs(c["rel_corrected"]) for c in cases if c["execution"] != OPTIONS[0][0]]
     a(f"| explained | × `(1 − f²)^entries` × `open / stop fill` on bars opening beyond the "
-      f"target | {max(corr_plain):.1e} | {max(corr_stops):.1e} | |")
+      f"target × `(1 − f)` for a `close` fill at the last bar | {max(corr_plain):.1e} "
+      f"| {max(corr_stops):.1e} | |")
     n_ot = sum(c["bt"][last]["open_target_stops"] for c in cases)
     n_ot_cases = sum(c["bt"][last]["open_target_stops"] > 0 for c in cases)
     n_both = sum(c["bt"][last]["both_exits"] for c in cases)
