@@ -64,6 +64,8 @@ test: browser prometheus $(TEST_STAMP) $(NUMBA_STAMP) lint
 bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	bash bench/setup.sh
 	$(BENCH_VENV)/bin/python bench/run.py
+	@# next-open/close fills, stop-loss, take-profit, trailing stop against backtesting.py (~2 min; exit 1 on a residual over its tolerance)
+	$(BENCH_VENV)/bin/python bench/bt_exec.py $(BENCH_FLAGS)
 	@# executors, GA and replay (project venv; ~6 min; BENCH_FLAGS=--quick for a ~2 min smoke run)
 	$(PY) bench/tournament_bench.py $(BENCH_FLAGS)
 	@# the demo's own tournament through the CLI, serial vs processes vs Ray on 2 workers (~6 min; --quick: 1 rep)
