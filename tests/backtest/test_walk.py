@@ -189,3 +189,31 @@ def test_walk_job_errors():
     late = BacktestJob("sma_cross", (0,), p, start=100, stop=200, warm_from=50, walk=walk)
     with pytest.raises(QuantfleetError, match="a window starts at bar 0, before asset"):
         evaluate(MARKET, late)
+
+
+@pytest.mark.parametrize("strategy", ["sma_cross", "bollinger", "funding_carry"])
+def test_the_path_earns_what_it_holds_at_window_boundaries(strategy):
+    # the path's returns, booked from its own positions the slow way: at the first bar of each
+    # test window the path still holds the previous window's position, and earns that one's
+    # bar return (funding included), not what the newly chosen combo held
+    strat = get(strategy)
+    res = evaluate(MARKET, walk_job(strategy, grid(strat)))
+    pos = evaluate(MARKET, walk_job(strategy, grid(strat), keep="positions"))
+    t0, t1 = WALK.start, WALK.stop
+    fee = TERMS.fee_rate
+    boundaries = 0
+    for i, a in enumerate((0, 1)):
+        close = MARKET.close[a, t0 - 1:t1]
+        f = (np.nan_to_num(MARKET.field("funding_rate")[a, t0 - 1:t1])
+             if strategy == "funding_carry" else np.zeros(t1 - t0 + 1))
+        p = np.concatenate([[0.0], pos.series[i][0]])
+        want = np.empty(t1 - t0)
+        for k in range(1, t1 - t0 + 1):
+            earned = p[k - 1] * (close[k] / close[k - 1] - 1.0 - f[k]) if k > 1 else 0.0
+            want[k - 1] = (1.0 + earned) * (1.0 - fee * abs(p[k] - p[k - 1])) - 1.0
+        np.testing.assert_allclose(res.series[i][0], want, rtol=0, atol=1e-14)
+        for w in WALK.windows[1:]:
+            c_prev, c_new = res.chosen[i, WALK.windows.index(w) - 1], \
+                res.chosen[i, WALK.windows.index(w)]
+            boundaries += int(c_prev != c_new)
+    assert boundaries > 0  # the selection does change between windows

@@ -18,6 +18,7 @@ cached positions and earned P&L (``kernels.walk``), booked exactly as a kernel b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -161,6 +162,8 @@ def evaluate_walk(market: MarketData, job: BacktestJob) -> WalkResult:
         # the running best's test-part positions and earned P&L, on the test span
         p_pos = np.zeros(t1 - t0)
         p_earn = np.zeros(t1 - t0)
+        # the running best's position at the close before its test part (what it earned on)
+        p_before = np.zeros(n_w)
         size = _batch_size(bars, walk.buffer_bytes)
         seg = np.empty((min(size, n_c), 2 * n_w, N_METRICS))
         for c0 in range(0, n_c, size):
@@ -184,6 +187,8 @@ def evaluate_walk(market: MarketData, job: BacktestJob) -> WalkResult:
                 ts, te = wins[w, 2], wins[w, 3]
                 p_pos[ts - t0:te - t0] = pos[c, ts - lo:te - lo]
                 p_earn[ts - t0:te - t0] = earned[c, ts - lo:te - lo]
+                p_before[w] = pos[c, ts - 1 - lo] if ts - 1 >= lo else 0.0
+        _hold_across_boundaries(market, strat, a, wins, t0, p_pos, p_earn, p_before)
         rets = np.empty(t1 - t0)
         path_metrics(p_pos, p_earn, fee, ppy, path_m[i, 0], rets)
         if series is not None:
@@ -191,3 +196,24 @@ def evaluate_walk(market: MarketData, job: BacktestJob) -> WalkResult:
     return WalkResult(is_metrics=is_m, oos_metrics=oos_m, chosen=chosen, metrics=path_m,
                       series=None if series is None else tuple(series))
 
+
+def _hold_across_boundaries(market: MarketData, strat: Any, asset: int, wins: np.ndarray,
+                            t0: int, p_pos: np.ndarray, p_earn: np.ndarray,
+                            p_before: np.ndarray) -> None:
+    """Correct the path's P&L at the first bar of each test window: over that bar the path
+    holds the previous window's last position, not the position the newly chosen combo held
+    at the close before (whose earned P&L the test part was copied with). Where the two
+    differ, the bar earns the held position times the asset's per-unit bar return (net of
+    funding for a strategy that pays it)."""
+    for w in range(wins.shape[0]):
+        k = int(wins[w, 2]) - t0
+        if k <= 0 or p_pos[k - 1] == p_before[w]:
+            continue
+        t = t0 + k
+        close = market.close[asset]
+        unit = close[t] / close[t - 1] - 1.0
+        if "funding_rate" in strat.extras:
+            f = float(market.field("funding_rate")[asset, t])
+            unit -= f if np.isfinite(f) else 0.0
+        held = p_pos[k - 1]
+        p_earn[k] = (1.0 + held * unit) - 1.0  # as the kernels book a bar at zero fees
