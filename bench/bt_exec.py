@@ -314,9 +314,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two data sets, no CLI checks")
     ap.add_argument("--no-doc", action="store_true")
-    # the CLI runs a store (the `state` extra), which the bench venv does not install
     ap.add_argument("--cli-python", default=str(ROOT / ".venv" / "bin" / "python"),
-                    help="python with quantfleet[all] for the CLI checks (default: .venv's)")
+                    help="python with quantfleet installed for the CLI checks (default: "
+                         ".venv's; the base install is enough)")
     a = ap.parse_args()
     from quantfleet.data import load
 
@@ -364,7 +364,7 @@ def main() -> int:
     cli = []
     if not a.quick and not Path(a.cli_python).exists():
         log(f"--cli-python: {a.cli_python} does not exist; run `make install-test` (the "
-            "project venv) or pass a python that has quantfleet[all]")
+            "project venv) or pass a python that has quantfleet installed")
         return 2
     if not a.quick:
         spec = DATA["sp500"]
