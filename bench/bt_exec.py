@@ -13,12 +13,15 @@ daily GBMs with gaps (60 % and 150 % annual vol)} x execution {next_open; + stop
   bar, re-entry whenever flat and the signal is on;
 - backtesting.py *aligned*: the same target signal (computed here with pandas from the rules in
   src/quantfleet/strategies, not with quantfleet's code) read by bar index with no indicator, so
-  ``next()`` starts at bar 1; the stop and target set on the trade from its fill price at the
-  close of the entry bar (checked from the next bar on, as quantfleet does), and re-entry only
-  after the signal has been off (quantfleet's fresh-entry rule). backtesting.py has no trailing
-  stop of
-  its own: at each close the trade's stop is raised to (highest high since the entry fill) x
-  (1 - trailing_stop), so it acts from the next bar, in every variant;
+  ``next()`` starts at bar 1; the stop and target from the fill price: with ``next_open`` set on
+  the entry order from the next open (read ahead here; written with ``Order._replace`` after
+  backtesting.py's check of the levels against the signal close), so backtesting.py checks them
+  in the entry bar already, as quantfleet does (the whole entry bar follows the fill); and
+  re-entry only after the signal has been off (quantfleet's fresh-entry rule). backtesting.py
+  has no trailing stop of its own: the entry order's stop is the nearer of the stop loss and
+  (fill price) x (1 - trailing_stop), and at each close the trade's stop is raised to (highest
+  high since the entry fill) x (1 - trailing_stop), so it acts from the next bar, in every
+  variant;
 - *explained*: the aligned result times ``(1 - f^2)^entries``, which undoes backtesting.py's
   commission convention (an entry buys ``cash / (price (1 + f))``: equity ``E/(1+f)`` where
   quantfleet leaves ``E(1-f)``; exits are the same), and times ``open / stop`` for each bar
@@ -123,7 +126,7 @@ STEPS = (
     ("usual", {}),
     ("start at bar 1", {"early": True}),
     ("fresh entry", {"early": True, "fresh": True}),
-    ("sl/tp from fill, next bar", {"early": True, "fresh": True, "arm": True}),
+    ("sl/tp from fill", {"early": True, "fresh": True, "arm": True}),
 )
 
 
@@ -138,9 +141,9 @@ def _strategy_class():
                  backtesting.py starts one bar after it is defined
         fresh  : after a stop/target exit, re-enter only once the signal has been off
                  (otherwise whenever flat and the signal is on)
-        arm    : set stop/target on the trade from its fill price at the close of the entry
-                 bar, so they act from the next bar; otherwise ``buy(sl=, tp=)`` from the
-                 signal bar's close, acting on the entry bar already
+        arm    : set stop/target on the entry order from its fill price (``peek``: the next
+                 open), so they act in the entry bar already; otherwise ``buy(sl=, tp=)``
+                 from the signal bar's close, acting on the entry bar too
         """
         sig = None
         warm = 0
@@ -161,7 +164,6 @@ def _strategy_class():
                 self.s = self.I(lambda: s, name="signal")
             self.held = False      # an entry was ordered and no exit since
             self.blocked = False   # a stop/target exit happened: wait for the signal to go off
-            self.armed = False     # stop/target set on the current trade
             self.rule_exits = 0
             self.stop_exits = 0    # exits at (or, at the open, beyond) the stop or trailing stop
             self.target_exits = 0  # exits at (or beyond) the take-profit level
@@ -171,7 +173,6 @@ def _strategy_class():
             self.open_target_factor = 1.0  # product of open / stop fill over them
             self.last_bar_fills = 0  # orders placed at the last bar (never filled here)
             self.last_bar_entries = 0
-            self.refused = 0
             self.entry_bar_exits = 0  # stop/target exits in the bar of the entry fill
 
         def next(self):
@@ -193,13 +194,6 @@ def _strategy_class():
                 else:
                     self.target_exits += 1
                     self.gap_exits += last.exit_price > last.tp * (1 + 1e-12)
-            if self.position and self.arm and not self.armed:
-                for tr in self.trades:
-                    if self.sl:
-                        tr.sl = tr.entry_price * (1 - self.sl)
-                    if self.tp:
-                        tr.tp = tr.entry_price * (1 + self.tp)
-                self.armed = True
             if self.position and self.ts:
                 # trailing stop at (highest price since the entry fill) x (1 - ts): the entry
                 # bar's high with a next-open fill, the fill price with a close fill (that
@@ -223,23 +217,21 @@ def _strategy_class():
                     self.last_bar_fills += len(self.data) == self.n_bars
             elif not self.position and not self.held and not self.blocked:
                 if self.arm:
-                    self.buy()
-                elif self.peek is not None:
                     # levels from the fill price (the next open, read ahead), so that
-                    # backtesting.py checks them in the entry bar already
+                    # backtesting.py checks them in the entry bar already; written after its
+                    # check of the levels against the signal close, which a gap can fail
+                    order = self.buy()
                     p = self.peek[len(self.data) - 1]
-                    try:
-                        self.buy(sl=p * (1 - self.sl) if self.sl else None,
-                                 tp=p * (1 + self.tp) if self.tp else None)
-                    except ValueError:  # a level beyond the signal close: it refuses the order
-                        self.refused += 1
-                        self.buy()
+                    if p == p:  # an order at the last bar never fills
+                        stops = [p * (1 - x) for x in (self.sl, self.ts) if x]
+                        order._replace(sl_price=max(stops) if stops else None,
+                                       tp_price=p * (1 + self.tp) if self.tp else None)
                 else:
                     c = self.data.Close[-1]
                     stop = max(c * (1 - self.sl) if self.sl else 0.0,
                                c * (1 - self.ts) if self.ts and self.on_close else 0.0)
                     self.buy(sl=stop or None, tp=c * (1 + self.tp) if self.tp else None)
-                self.held, self.armed = True, False
+                self.held = True
                 self.last_bar_fills += len(self.data) == self.n_bars
                 self.last_bar_entries += len(self.data) == self.n_bars
 
@@ -251,6 +243,7 @@ _RULE = None
 
 def run_bt(frame, sig, warm, fill, sl, tp, ts, fee, **switches) -> dict:
     """backtesting.py's final equity (per unit of cash), entries and exits by kind."""
+    nxt = np.append(frame["Open"].to_numpy()[1:], np.nan)
     global _RULE
     from backtesting import Backtest
 
@@ -266,7 +259,7 @@ def run_bt(frame, sig, warm, fill, sl, tp, ts, fee, **switches) -> dict:
         bt = Backtest(frame, _RULE, cash=CASH, commission=fee, trade_on_close=on_close,
                       exclusive_orders=True, finalize_trades=False)
         stats = bt.run(sig=sig, warm=warm, sl=sl or 0.0, tp=tp or 0.0, ts=ts or 0.0,
-                       on_close=on_close, n_bars=len(frame), **switches)
+                       on_close=on_close, n_bars=len(frame), peek=nxt, **switches)
     st = stats["_strategy"]
     broker = st._broker
     return {"equity": float(stats["Equity Final [$]"]) / CASH,
@@ -276,7 +269,7 @@ def run_bt(frame, sig, warm, fill, sl, tp, ts, fee, **switches) -> dict:
             "both_exits": int(st.both_exits), "open_target_stops": int(st.open_target_stops),
             "open_target_factor": float(st.open_target_factor),
             "last_bar_fills": int(st.last_bar_fills), "last_bar_entries": int(st.last_bar_entries),
-            "refused": int(st.refused), "entry_bar_exits": int(st.entry_bar_exits)}
+            "entry_bar_exits": int(st.entry_bar_exits)}
 
 
 # --- quantfleet ----------------------------------------------------------------------------
@@ -321,9 +314,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two data sets, no CLI checks")
     ap.add_argument("--no-doc", action="store_true")
-    # the CLI runs a store (the `state` extra), which the bench venv does not install
     ap.add_argument("--cli-python", default=str(ROOT / ".venv" / "bin" / "python"),
-                    help="python with quantfleet[all] for the CLI checks (default: .venv's)")
+                    help="python with quantfleet installed for the CLI checks (default: "
+                         ".venv's; the base install is enough)")
     a = ap.parse_args()
     from quantfleet.data import load
 
@@ -336,7 +329,6 @@ def main() -> int:
         frame = frame_of(md)
         for sname, params in STRATEGIES.items():
             sig, warm = signal(sname, frame, params)
-            nxt = np.append(frame["Open"].to_numpy()[1:], np.nan)
             for label, fill, sl, tp, ts in OPTIONS:
                 for fee_bps in FEES_BPS:
                     f = fee_bps / 1e4
@@ -362,16 +354,6 @@ def main() -> int:
                         "predicted_fee_term": (1.0 - f * f) ** -al["entries"] - 1.0,
                     }
                     c["last_bar_fills"] = last
-                    if fill == "next_open" and (sl or tp):
-                        # what quantfleet's convention of checking stops from the bar after
-                        # the entry fill is worth: backtesting.py with the same levels
-                        # checked in the entry bar too (the whole bar follows an open fill)
-                        eb = run_bt(frame, sig, warm, fill, sl, tp, ts, f, early=True,
-                                    fresh=True, peek=nxt)
-                        c["entry_bar_checked"] = {
-                            **eb, "rel": eb["equity"] / qf["equity"] - 1.0,
-                            "rel_explained": eb["equity"] * (1.0 - f * f) ** eb["entries"]
-                            * eb["open_target_factor"] / qf["equity"] - 1.0}
                     c["ok"] = bool(abs(c["rel_corrected"]) <= TOL
                                    and qf["entries"] == al["entries"] + last_entries)
                     cases.append(c)
@@ -382,7 +364,7 @@ def main() -> int:
     cli = []
     if not a.quick and not Path(a.cli_python).exists():
         log(f"--cli-python: {a.cli_python} does not exist; run `make install-test` (the "
-            "project venv) or pass a python that has quantfleet[all]")
+            "project venv) or pass a python that has quantfleet installed")
         return 2
     if not a.quick:
         spec = DATA["sp500"]
@@ -424,8 +406,9 @@ STEP_TEXT = {
     "start at bar 1": "the signal read by bar index, no indicator: `next()` starts at bar 1, "
                       "not one bar after the indicators are defined",
     "fresh entry": "after a stop/target exit, re-enter only once the signal has been off",
-    "sl/tp from fill, next bar": "stop/target set from the fill price at the entry bar's close, "
-                                 "so they act from the next bar (*aligned*)",
+    "sl/tp from fill": "stop/target set from the fill price (`next_open`: on the entry order, "
+                       "from the next open read ahead), so they act in the entry bar already "
+                       "(*aligned*)",
 }
 
 
@@ -527,17 +510,23 @@ def report(r: dict) -> str:
       "and on again; backtesting.py as usually written (`if signal and not self.position: "
       "self.buy()`) buys again at the next open: its larger entry counts, and most of the "
       "*usual* residual.")
-    a("- **stop/target reference and timing** (`next_open`): a `buy(sl=, tp=)` in `next()` has "
-      "to name prices before the fill, so they come from the signal bar's close, and "
-      "backtesting.py checks them on the entry bar itself (it re-processes the new trade's "
-      "orders in the bar it fills); quantfleet's are fractions of the fill price, checked from "
-      "the bar after the entry fill. With `close` fills the two agree (the signal bar's close "
-      "is the fill). Then both fill a stop or target at its level, or at the open when the bar "
-      f"opens beyond it ({n_gap} such exits here), and take the stop when stop and target are "
-      f"both inside one bar ({n_both} such bars here). The trailing stop is the stop raised at "
-      "each close to (highest high since the entry fill, entry bar included) × "
-      "`1 − trailing_stop`, acting from the next bar, in every variant: backtesting.py has "
-      "none built in.")
+    n_eb = sum(c["bt"][last]["entry_bar_exits"] for c in cases if c["fill"] == "next_open")
+    a("- **stop/target reference** (`next_open`): a `buy(sl=, tp=)` in `next()` has to name "
+      "prices before the fill, so as usually written they come from the signal bar's close; "
+      "quantfleet's are fractions of the fill price (the next open). *aligned* writes the "
+      "fill-price levels on the entry order (read ahead by the bench, after backtesting.py's "
+      "check of the levels against the signal close, which a gap can fail). Both check them "
+      "in the entry bar already (the whole bar follows a fill at its open; backtesting.py "
+      "re-processes a new trade's orders in the bar it fills): "
+      f"{n_eb} exits in the entry bar here. With `close` fills the two agree (the signal "
+      "bar's close is the fill, checked from the next bar). Then both fill a stop or target "
+      "at its level, or at the open when a later bar opens beyond it "
+      f"({n_gap} such exits here), and take the stop when stop and target are both inside "
+      f"one bar ({n_both} such bars here). The trailing stop is, in the entry bar of a "
+      "`next_open` fill, (fill price) × `1 − trailing_stop` (the nearer of it and the stop "
+      "loss on the entry order), then the stop raised at each close to (highest high since "
+      "the entry fill, entry bar included) × `1 − trailing_stop`, acting from the next bar, "
+      "in every variant: backtesting.py has none built in.")
     a("- **a bar that opens beyond the target and then reaches the stop**: backtesting.py "
       "queues stop orders first and fills at the stop; quantfleet fills the target at the open, "
       f"the bar's first price. {n_ot} such bars in {n_ot_cases} cases here"
@@ -555,27 +544,6 @@ def report(r: dict) -> str:
       "`close`, quantfleet fills a decision at the last bar's close (its fee, and an entry "
       "counted) while backtesting.py never fills an order placed at the last bar: "
       f"{n_last} case(s) here, each `1 − f` of equity and at most one entry.")
-    eb = [c for c in cases if "entry_bar_checked" in c]
-    if eb:
-        a("")
-        a("**Not a residual but a convention worth knowing**: with `next_open` quantfleet checks "
-          "stops and targets from the bar *after* the entry fill, although the whole entry bar "
-          "(its high and low) follows a fill at its open. backtesting.py run with the same "
-          "levels from the fill price (the next open, read ahead by the bench) checks them in "
-          "the entry bar too; its difference from quantfleet, after the same explanations, is "
-          "what that convention is worth here (trailing stops as in *aligned*; orders "
-          "backtesting.py refused because a level lay beyond the signal close were placed "
-          "without levels):")
-        a("")
-        a("| data | cases | exits in the entry bar | max abs rel | refused |")
-        a("| --- | ---: | ---: | ---: | ---: |")
-        for d in r["data"]:
-            cs = [c for c in eb if c["data"] == d]
-            if not cs:
-                continue
-            a(f"| {d} | {len(cs)} | {sum(c['entry_bar_checked']['entry_bar_exits'] for c in cs)} "
-              f"| {max(abs(c['entry_bar_checked']['rel_explained']) for c in cs):.1e} "
-              f"| {sum(c['entry_bar_checked']['refused'] for c in cs)} |")
     if r["cli"]:
         a("")
         _, fill, sl, tp, ts = next(o for o in OPTIONS if o[0] == CLI_OPTION)

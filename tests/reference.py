@@ -260,16 +260,18 @@ def execute_reference(o, h, lo, c, target, fee_rate, ppy, start=0, fill="close",
         tgt = entry * (1 + side * take_profit) if take_profit is not None else None
         return stop, tgt
 
-    def hit(t, side, entry, best):
-        """Exit price of a position of sign side within bar t, or None."""
+    def hit(t, side, entry, best, entry_fill_at_open=False):
+        """Exit price of a position of sign side within bar t, or None (no gap at the open
+        when that open is the entry fill itself)."""
         stop, tgt = levels(side, entry, best)
         beyond = (lambda px, lvl: px <= lvl) if side > 0 else (lambda px, lvl: px >= lvl)
         reach_t = (lambda px, lvl: px >= lvl) if side > 0 else (lambda px, lvl: px <= lvl)
         adverse, favour = (lo[t], h[t]) if side > 0 else (h[t], lo[t])
-        if stop is not None and beyond(o[t], stop):
-            return o[t]
-        if tgt is not None and reach_t(o[t], tgt):
-            return o[t]
+        if not entry_fill_at_open:
+            if stop is not None and beyond(o[t], stop):
+                return o[t]
+            if tgt is not None and reach_t(o[t], tgt):
+                return o[t]
         if stop is not None and beyond(adverse, stop):
             return stop
         if tgt is not None and reach_t(favour, tgt):
@@ -285,6 +287,8 @@ def execute_reference(o, h, lo, c, target, fee_rate, ppy, start=0, fill="close",
     pending = 0.0
     eq = 1.0
     rets, poss, fills_all, acc_pnl, prevs = [], [], [], [], []
+    # trades entered at an open and stopped in that same bar (flat at both closes): won?
+    in_bar_trades = []
 
     def decide(t, now):
         """The position wanted after bar t's close, given the position ``now``."""
@@ -337,10 +341,26 @@ def execute_reference(o, h, lo, c, target, fee_rate, ppy, start=0, fill="close",
                     factor *= 1 - fee_rate * abs(q - prev)
                     fills.append(abs(q - prev))
                 if q != 0 and np.sign(q) != np.sign(prev):
+                    # the whole bar follows the fill: its levels, from P = open and a
+                    # trailing extreme P, are checked in this bar already
                     entry, entry_bar = o[t], t
-                    best = max(o[t], h[t]) if q > 0 else min(o[t], lo[t])
-                    factor *= 1 + q * (c[t] / o[t] - 1)
-                    held = q
+                    best = o[t]
+                    px = hit(t, np.sign(q), entry, best, entry_fill_at_open=True) \
+                        if has_stops else None
+                    if px is not None:
+                        move = 1 + q * (px / o[t] - 1)
+                        factor *= move
+                        factor *= 1 - fee_rate * abs(q)
+                        fills.append(abs(q))
+                        blocked = np.sign(q)
+                        held = 0.0
+                        # its own share of the entry fee, its move, its exit fee
+                        in_bar_trades.append((1 - fee_rate * abs(q)) * move
+                                             * (1 - fee_rate * abs(q)) > 1)
+                    else:
+                        factor *= 1 + q * (c[t] / o[t] - 1)
+                        held = q
+                        best = max(o[t], h[t]) if q > 0 else min(o[t], lo[t])
                 elif q != 0:
                     px = hit(t, np.sign(q), entry, best) if has_stops else None
                     if px is not None:
@@ -379,14 +399,15 @@ def execute_reference(o, h, lo, c, target, fee_rate, ppy, start=0, fill="close",
     pos = np.array(poss)
     held_before = np.array(prevs)
     m = _metrics_of_bars(rb, pos, held_before, np.array(acc_pnl), np.array(fills_all),
-                         fee_rate, ppy)
+                         fee_rate, ppy, in_bar_trades)
     return m, rb, pos
 
 
-def _metrics_of_bars(rb, pos, held, acc_pnl, fills, fee_rate, ppy) -> dict:
+def _metrics_of_bars(rb, pos, held, acc_pnl, fills, fee_rate, ppy, in_bar_trades=()) -> dict:
     """Metrics from per-bar returns, end-of-bar positions and fills (the trade rule: a trade
     runs from the equity before its entry bar's fill to the equity after its exit's share of
-    the fee, the bar's P&L before fees counted as ``acc_pnl``)."""
+    the fee, the bar's P&L before fees counted as ``acc_pnl``); ``in_bar_trades``: whether
+    each trade opened and closed within one bar (invisible in the positions) was a win."""
     n = len(rb)
     equity = np.cumprod(1.0 + rb)
     before = np.concatenate([[1.0], equity[:-1]])
@@ -416,7 +437,9 @@ def _metrics_of_bars(rb, pos, held, acc_pnl, fills, fee_rate, ppy) -> dict:
             continue
         closed += 1
         wins += marked[t_out] * (1.0 - fee_rate * abs(held[t_out])) > start_eq
-    m["n_trades"] = float(len(entries))
+    wins += sum(bool(w) for w in in_bar_trades)
+    closed += len(in_bar_trades)
+    m["n_trades"] = float(len(entries) + len(in_bar_trades))
     m["win_rate"] = wins / closed if closed else np.nan
     m["exposure"] = float(np.mean(pos != 0))
     m["turnover"] = float(np.sum(fills))

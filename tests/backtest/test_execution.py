@@ -103,6 +103,21 @@ def test_research_backtest_and_missing_columns(market):
              execution=Execution(vol_target=0.1, borrow_rate=0.05))
 
 
+def test_next_open_stop_acts_in_the_entry_bar():
+    # sma_trend window=2 goes long at bar 2's close, filled at bar 3's open (100); bar 3's low
+    # 90 goes through the 5 % stop (95) in that bar, and the signal stays on: no re-entry
+    o = np.array([[100, 100, 100.5, 100, 101.5, 102.0]])
+    h = np.array([[100, 100, 101, 102, 102.5, 103.0]])
+    lo = np.array([[100, 100, 100.5, 90, 101.5, 102.0]])
+    c = np.array([[100, 100, 101, 101.5, 102, 102.5]])
+    ts = (np.datetime64("2015-01-01") + np.arange(6)).astype("datetime64[ns]")
+    md = MarketData(ts, ("A",), c, open=o, high=h, low=lo, source="entry-bar stop")
+    row = backtest(md, "sma_trend", {"window": 2}, ppy=252.0,
+                   execution=Execution(fill="next_open", stop_loss=0.05))[0]
+    assert row["total_return"] == pytest.approx(-0.05)
+    assert (row["n_trades"], row["win_rate"]) == (1, 0)
+
+
 def test_walk_job_windows_and_path_are_the_reference(market):
     from quantfleet.backtest.walk import Walk
 

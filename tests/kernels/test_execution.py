@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from quantfleet.backtest.terms import Execution
 from quantfleet.kernels.execution import N_EX, execute, execute_path, execute_segments
-from quantfleet.kernels.metrics import N_METRICS, evaluate_positions
+from quantfleet.kernels.metrics import METRIC_NAMES, N_METRICS, evaluate_positions
 from tests.reference import assert_metrics_close, execute_reference, random_ohlcv
 
 _NONE = np.empty(0)  # no funding column
@@ -141,6 +141,43 @@ def test_next_open_fill():
     assert r[2] == pytest.approx(105 / 103 - 1)
     assert r[3] == pytest.approx((107 / 105) * (1 - 0.001) - 1)   # exits at bar 3's open
     assert rets[0, 1].tolist() == [0, 1, 1, 0]
+
+
+# closes 100, 100, 101, 101.5, 102, 102.5 (sma_trend window=2 goes long at bar 2's close)
+ENTRY_BAR = [(100, 100, 100, 100), (100, 100, 100, 100), (100.5, 101, 100.5, 101),
+             (100, 102, 90, 101.5), (101.5, 102.5, 101.5, 102), (102, 103, 102, 102.5)]
+
+
+def test_next_open_entry_bar_is_checked_from_the_fill():
+    m = {k: i for i, k in enumerate(METRIC_NAMES)}
+    ohlc = bars(ENTRY_BAR)
+    target = np.array([0, 0, 1, 1, 1, 1.0])
+    # filled at bar 3's open 100; its low 90 goes through the 95 stop in the same bar
+    e = Execution(fill="next_open", stop_loss=0.05)
+    out, rets = run(ohlc, target, [e], fee=0.001)
+    assert rets[0, 0, 3] == pytest.approx((1 - 0.001) * 0.95 * (1 - 0.001) - 1)  # both fees
+    assert rets[0, 1].tolist() == [0] * 6      # flat at every close; no re-entry while on
+    assert rets[0, 0, 4:].tolist() == [0.0, 0.0]
+    assert (out[0, m["n_trades"]], out[0, m["win_rate"]], out[0, m["turnover"]]) == (1, 0, 2)
+    assert out[0, m["exposure"]] == 0.0
+    check(ohlc, target, e, 0.001)
+    # a target in the entry bar: 1 % above the fill (101) is inside bar 3's high 102
+    out, rets = run(ohlc, target, [Execution(fill="next_open", take_profit=0.01)])
+    assert rets[0, 0, 3] == pytest.approx(0.01)
+    assert out[0, m["win_rate"]] == 1.0
+    # stop and target both inside the entry bar: the stop first
+    out, rets = run(ohlc, target, [Execution(fill="next_open", stop_loss=0.05, take_profit=0.01)])
+    assert rets[0, 0, 3] == pytest.approx(-0.05)
+    # trailing 5 %: in the entry bar from the fill (95, not reached by a low of 96); the bar's
+    # high 110 raises it to 104.5 for the next bar
+    ohlc2 = bars(ENTRY_BAR[:3] + [(100, 110, 96, 108), (107, 108, 104, 105), (105, 106, 104, 105)])
+    out, rets = run(ohlc2, target, [Execution(fill="next_open", trailing_stop=0.05)])
+    assert rets[0, 1].tolist() == [0, 0, 0, 1, 0, 0]
+    assert rets[0, 0, 4] == pytest.approx(104.5 / 108 - 1)
+    # a short filled at the open: its stop 5 % above (105) reached by the entry bar's high
+    ohlc3 = bars(ENTRY_BAR[:3] + [(100, 106, 99, 101), (101, 102, 100, 101), (101, 102, 100, 101)])
+    out, rets = run(ohlc3, -target, [Execution(fill="next_open", stop_loss=0.05)])
+    assert rets[0, 0, 3] == pytest.approx(-0.05)
 
 
 def test_vol_target_sizes_at_entry_and_borrow():

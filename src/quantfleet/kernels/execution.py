@@ -56,10 +56,10 @@ def _vol(close, t, window, ppy):
 
 
 @njit(cache=True, inline="always")
-def _exit_price(o, h, lo, side, entry, extreme, sl, tp, ts):
+def _exit_price(o, h, lo, side, entry, extreme, sl, tp, ts, gap):
     """Where a position of sign ``side`` entered at ``entry`` exits within a bar (o, h, lo), or
-    NaN: gap through a level at the open fills at the open; the stop is assumed hit before the
-    target."""
+    NaN: gap through a level at the open fills at the open (``gap``; not in the bar whose open
+    is the entry fill); the stop is assumed hit before the target."""
     stop = np.nan
     target = np.nan
     if side > 0.0:
@@ -71,7 +71,7 @@ def _exit_price(o, h, lo, side, entry, extreme, sl, tp, ts):
                 stop = trail
         if tp == tp:
             target = entry * (1.0 + tp)
-        if o <= stop or o >= target:
+        if gap and (o <= stop or o >= target):
             return o
         if lo <= stop:
             return stop
@@ -86,7 +86,7 @@ def _exit_price(o, h, lo, side, entry, extreme, sl, tp, ts):
                 stop = trail
         if tp == tp:
             target = entry * (1.0 - tp)
-        if o >= stop or o <= target:
+        if gap and (o >= stop or o <= target):
             return o
         if h >= stop:
             return stop
@@ -138,6 +138,7 @@ def _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, st
         growth = 1.0
         fills = 0.0
         two = False
+        round_trip = -1.0  # a trade entered and stopped within this bar: 1 a win, 0 a loss
         held = pos  # the position after this bar's intrabar fills
         if t > start:
             carry = borrow * -prev if prev < 0.0 else 0.0
@@ -148,17 +149,35 @@ def _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, st
                 a = prev * (open_[t] / close[t - 1] - 1.0) - carry
                 f1 = abs(q - prev)
                 if q != 0.0 and _sign(q) != _sign(prev):
-                    # a new trade filled at the open: its stops start checking next bar
+                    # a new trade filled at the open: the whole bar follows the fill, so its
+                    # levels (from P = open, trailing extreme P) are checked in this bar
                     entry = open_[t]
-                    extreme = high[t] if q > 0.0 else low[t]
-                    if (q > 0.0 and entry > extreme) or (q < 0.0 and entry < extreme):
-                        extreme = entry
+                    extreme = entry
                     entry_bar = t
-                    b = q * (close[t] / open_[t] - 1.0)
-                    held = q
-                    f2 = 0.0
+                    x = np.nan
+                    if sl == sl or tp == tp or ts == ts:
+                        x = _exit_price(open_[t], high[t], low[t], q, entry, extreme, sl, tp,
+                                        ts, False)
+                    if x == x:
+                        b = q * (x / open_[t] - 1.0)
+                        held = 0.0
+                        f2 = abs(q)
+                        lock = _sign(q)
+                        # a trade entered and exited within the bar: flat at both closes
+                        round_trip = 1.0 if (1.0 + b) * (1.0 - fee_rate * f2) ** 2 > 1.0 \
+                            else 0.0
+                    else:
+                        b = q * (close[t] / open_[t] - 1.0)
+                        held = q
+                        f2 = 0.0
+                        # this bar's range raises the extreme for the next bar on
+                        if q > 0.0:
+                            extreme = max(extreme, high[t])
+                        else:
+                            extreme = min(extreme, low[t])
                 elif q != 0.0:
-                    x = _exit_price(open_[t], high[t], low[t], q, entry, extreme, sl, tp, ts)
+                    x = _exit_price(open_[t], high[t], low[t], q, entry, extreme, sl, tp, ts,
+                                    True)
                     if x == x:
                         b = q * (x / open_[t] - 1.0)
                         held = 0.0
@@ -183,8 +202,8 @@ def _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, st
             elif prev != 0.0:
                 x = np.nan
                 if entry_bar < t:
-                    x = _exit_price(open_[t], high[t], low[t], prev, entry, extreme, sl, tp, ts) \
-                        if (sl == sl or tp == tp or ts == ts) else np.nan
+                    x = _exit_price(open_[t], high[t], low[t], prev, entry, extreme, sl, tp, ts,
+                                    True) if (sl == sl or tp == tp or ts == ts) else np.nan
                 if x == x:
                     pnl = prev * (x / close[t - 1] - 1.0) - carry
                     held = 0.0
@@ -243,6 +262,11 @@ def _run(open_, high, low, close, funding, target, ex, ex_row, fee_rate, ppy, st
             else:
                 returns_out[c, 0, t] = (1.0 + pnl) * (1.0 - fee_rate * abs(end - prev)) - 1.0
         st = _book(st, prev, end, pnl, growth, fills, two, fee_rate)
+        if round_trip >= 0.0:
+            # the accumulator sees positions at closes only: count the trade and its result
+            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+            st = (eq, peak, maxdd, n, s1, s2, down2, entries + 1.0, wins + round_trip,
+                  closed + 1.0, entry_eq, exposed, turn)
         pos = end
     return st
 

@@ -340,17 +340,33 @@ def pushgateway_url() -> str | None:
 def start_metrics(log: Callable[[str], None]) -> Any:
     """The run's ``RunMetrics``, served on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default a
     free port) while it runs; ``QUANTFLEET_METRICS=0``: none. Pass it to :func:`open_run` and
-    end it with :func:`finish_metrics` (which pushes to ``QUANTFLEET_PUSHGATEWAY`` if set)."""
-    if os.environ.get("QUANTFLEET_METRICS", "1") == "0":
-        return None
-    pushgateway_url()  # a bad address fails before the run starts
-    from quantfleet.errors import ConfigError
-    from quantfleet.observe.metrics import RunMetrics
+    end it with :func:`finish_metrics` (which pushes to ``QUANTFLEET_PUSHGATEWAY`` if set).
 
+    Metrics need ``prometheus_client`` (the ``state`` extra): without it a run has none,
+    unless they are asked for (``QUANTFLEET_METRICS`` set to anything but 0,
+    ``QUANTFLEET_METRICS_PORT`` or ``QUANTFLEET_PUSHGATEWAY`` set), then it stops in one line."""
+    from quantfleet.errors import ConfigError
+
+    switch = os.environ.get("QUANTFLEET_METRICS", "").strip()
+    if switch == "0":
+        return None
+    gateway = pushgateway_url()  # a bad address fails before the run starts
     port = os.environ.get("QUANTFLEET_METRICS_PORT", "").strip()
     if port and not port.isdigit():
         raise ConfigError(f"QUANTFLEET_METRICS_PORT: {port!r} is not a port number; set it "
                           f"to 0-65535 or unset it (a free port)")
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        asked = [k for k, v in (("QUANTFLEET_METRICS", switch), ("QUANTFLEET_METRICS_PORT", port),
+                                ("QUANTFLEET_PUSHGATEWAY", gateway)) if v]
+        if not asked:
+            return None
+        raise ConfigError(f"{asked[0]} asks for metrics, which need prometheus_client: "
+                          f"pip install 'quantfleet[state]', or unset it (or "
+                          f"QUANTFLEET_METRICS=0)") from None
+    from quantfleet.observe.metrics import RunMetrics
+
     m = RunMetrics()
     url = m.serve(int(port) if port else None)
     log(f"metrics: {url}")
