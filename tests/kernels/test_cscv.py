@@ -58,9 +58,10 @@ def _run(x: np.ndarray, s: int, sharpe: bool):
     for c, ins in enumerate(itertools.combinations(range(s), s // 2)):
         mask[c, list(ins)] = True
     c = mask.shape[0]
+    pair = np.array([next(q for q in range(c) if (mask[q] == ~mask[i]).all()) for i in range(c)])
     best, omega = np.empty(c, np.intp), np.empty(c)
     is_b, oos_b = np.empty(c), np.empty(c)
-    cscv_select(mask, st.count.astype(np.float64), s1, s2, st.count.sum(axis=0), s1.sum(axis=0),
+    cscv_select(mask, pair, st.count.astype(np.float64), s1, s2, st.count.sum(axis=0), s1.sum(axis=0),
                 s2.sum(axis=0), m0, sharpe, best, omega, is_b, oos_b)
     return best, omega, is_b, oos_b
 

@@ -8,6 +8,7 @@ annualized: divide an annualized Sharpe by ``sqrt(periods_per_year)``), and kurt
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -474,6 +475,18 @@ def _combination_mask(s: int) -> np.ndarray:
     return mask
 
 
+@functools.cache
+def _cscv_layout(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_combination_mask` and, for each combination, the row whose in-sample blocks are
+    its out-of-sample blocks (both read-only, built once per S)."""
+    mask = _combination_mask(s)
+    row = {r.tobytes(): i for i, r in enumerate(mask)}
+    pair = np.array([row[(~r).tobytes()] for r in mask], dtype=np.intp)
+    mask.setflags(write=False)
+    pair.setflags(write=False)
+    return mask, pair
+
+
 def pbo(returns: Any, n_splits: int = 16,
         metric: str | Callable[[np.ndarray], np.ndarray] = "sharpe") -> PBOResult:
     """Probability of backtest overfitting by combinatorially symmetric cross-validation (CSCV).
@@ -563,9 +576,9 @@ def pbo_from_blocks(blocks: BlockStats, metric: str = "sharpe", *,
     ``BacktestJob(blocks=S)``), so memory is O(N · S) whatever the number of bars. The counts,
     sums and sums of squares of any union of blocks follow exactly (Chan et al.): centred at
     each trial's overall mean m0, block b contributes ``n_b``, ``n_b (mean_b - m0)`` and
-    ``M2_b + n_b (mean_b - m0)²``; per combination, the in-sample blocks are added in block
-    order and out of sample is the total minus them
-    (:func:`~quantfleet.kernels.cscv.cscv_select`, one pass per combination).
+    ``M2_b + n_b (mean_b - m0)²``; per pair of complementary combinations, the blocks of the
+    one with the lower index are added in block order and the other half is the total minus
+    them (:func:`~quantfleet.kernels.cscv.cscv_select`, one pass per pair).
     ``pbo(returns)`` is ``pbo_from_blocks(block_stats(returns.T, S))``.
 
     Parameters
@@ -606,16 +619,16 @@ def pbo_from_blocks(blocks: BlockStats, metric: str = "sharpe", *,
     s1 = cnt * d
     s2 = blocks.m2[:, keep] + s1 * d
     tot = (cnt.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0))
-    mask = _combination_mask(s)
+    mask, pair = _cscv_layout(s)
     n_comb = mask.shape[0]
     best = np.empty(n_comb, dtype=np.intp)
     omega = np.empty(n_comb)
     is_best = np.empty(n_comb)
     oos_best = np.empty(n_comb)
-    # one pass per combination, no (combinations, trials) temporaries
-    cscv_select(mask, np.ascontiguousarray(cnt, dtype=np.float64), np.ascontiguousarray(s1),
-                np.ascontiguousarray(s2), *tot, m0, metric == "sharpe", best, omega, is_best,
-                oos_best)
+    # one pass per pair of complementary combinations, no (combinations, trials) temporaries
+    cscv_select(mask, pair, np.ascontiguousarray(cnt, dtype=np.float64),
+                np.ascontiguousarray(s1), np.ascontiguousarray(s2), *tot, m0,
+                metric == "sharpe", best, omega, is_best, oos_best)
     return _pbo_result(best, omega, is_best, oos_best, kept_idx, s, n_trials,
                        blocks.rows_dropped, dropped, metric, picked=True)
 
