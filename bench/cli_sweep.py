@@ -28,7 +28,7 @@ Repetitions alternate the contenders (the order rotates) after one warm-up each;
 medians. Writes the "cli-sweep" section of docs/BENCHMARKS.md and bench/.out/cli_sweep.json.
 
 Usage: .venv/bin/python bench/cli_sweep.py [--quick] [--reps 3] [--bench-python PATH]
-       [--no-doc] [--skip-big]
+       [--no-doc] [--skip-big] [--render]
 """
 
 from __future__ import annotations
@@ -282,7 +282,10 @@ def render(meta: dict, res: dict) -> str:
         f"- command: `{meta['command']}`; date {meta['date']}; python {meta['python']}, "
         f"{meta['cpus']} cores (shared with other work: read the ratios and medians); "
         f"{meta['reps']} repetitions after one warm-up, the contenders alternating (order "
-        "rotates), each run a fresh process",
+        "rotates), each run a fresh process; load average (1 min) "
+        + (" → ".join(f"{x:.1f}" for x in meta["loadavg"]) + " (start → end)"
+           if meta.get("loadavg") else "not recorded")
+        + ": wall seconds above CPU seconds are time waiting for a core",
         f"- measured: `{cmd}` ({n} combos × 1 asset × {BARS:,} bars, serial, PBO on: the "
         "default) and the same with `--grid fast=10 --grid slow=50` (1 combo); vectorbt "
         f"{meta['vectorbt']} and backtesting.py {meta['backtesting']} in their own processes "
@@ -325,7 +328,8 @@ def render(meta: dict, res: dict) -> str:
     lines += [
         f"| `quantfleet backtest` < {TARGETS['backtest_s']:.0f} s whole process, warm numba "
         f"cache | {bt['wall_s']:.2f} s wall median ({bt['wall_s_min']:.2f}–{bt['wall_s_max']:.2f}"
-        f", {bt['runs']} runs) | **{'met' if bt['wall_s'] < TARGETS['backtest_s'] else 'not met'}** |",
+        f", {bt['runs']} runs); CPU {bt['cpu_s']:.2f} s | "
+        f"**{'met' if bt['wall_s'] < TARGETS['backtest_s'] else 'not met'}** |",
         "| results agree with vectorbt to 1e-9, every combo | "
         + "; ".join(f"{x['fee_bps']:g} bps: max {x['max_rel']:.1e} over {x['combos']} combos, "
                     f"{x['n_over_1e-9']} over 1e-9" for x in chk)
@@ -425,7 +429,16 @@ def main() -> None:
                     help="python with vectorbt and backtesting (bench/setup.sh)")
     ap.add_argument("--skip-big", action="store_true", help="no 1,000,000-bar sweep")
     ap.add_argument("--no-doc", action="store_true")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the doc section from bench/.out/cli_sweep.json")
     args = ap.parse_args()
+    out = HERE / ".out"
+    if args.render:
+        saved = json.loads((out / "cli_sweep.json").read_text())
+        write_section(SECTION, render(saved["meta"], saved["results"]))
+        log(f"wrote {DOC}")
+        return
+    load0 = os.getloadavg()[0]
     reps = args.reps or (1 if args.quick else 3)
     run = Runner(args.bench_python)
     t0 = time.time()
@@ -447,10 +460,9 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "python": platform.python_version(), "cpus": os.cpu_count(), "reps": reps,
             "vectorbt": versions[0], "backtesting": versions[1],
-            "minutes": (time.time() - t0) / 60.0}
+            "minutes": (time.time() - t0) / 60.0, "loadavg": [load0, os.getloadavg()[0]]}
     text = render(meta, res)
     print(text)
-    out = HERE / ".out"
     out.mkdir(exist_ok=True)
     (out / "cli_sweep.json").write_text(json.dumps({"meta": meta, "results": res}, indent=1))
     if not args.no_doc:
