@@ -87,8 +87,11 @@ def run_proc(cmd: list[str], env: dict[str, str] | None = None) -> dict:
 
 class Runner:
     def __init__(self, bench_python: Path):
-        self.qf_env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        self.peer_env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}",
+        # Python's default: modules' bytecode cached in __pycache__ (a shell with
+        # PYTHONDONTWRITEBYTECODE set would recompile quantfleet's modules in every process)
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.qf_env = {**base, "PYTHONPATH": str(ROOT / "src")}
+        self.peer_env = {**base, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{HERE}",
                          "TQDM_DISABLE": "1"}
         self.bench_python = str(bench_python)
 
@@ -290,8 +293,9 @@ def render(meta: dict, res: dict) -> str:
         "default) and the same with `--grid fast=10 --grid slow=50` (1 combo); vectorbt "
         f"{meta['vectorbt']} and backtesting.py {meta['backtesting']} in their own processes "
         "(`bench/peer_proc.py`, the same GBM series through `quantfleet.data.load`)",
-        "- CPU s = the child's user + system time (`os.wait4`), the whole process: imports, "
-        "data, the grid, the output; marginal = 994-combo process − 1-combo process "
+        "- CPU s = the child's user + system time (`os.wait4`), the whole process: imports "
+        "(bytecode cached in `__pycache__`, Python's default), data, the grid, the output; "
+        "marginal = 994-combo process − 1-combo process "
         f"({n - 1} combos); start-up = the 1-combo process; ratios are of CPU medians",
         "",
     ]
