@@ -76,6 +76,9 @@ bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	$(PY) bench/replay_bench.py $(BENCH_FLAGS)
 	@# peak RSS and wall of the whole `quantfleet sweep` process, 994 combos x 100,000 bars, PBO on (~1 min)
 	$(PY) bench/sweep_memory.py
+	@# the CLI path as whole processes: `quantfleet sweep` (994 combos vs 1: marginal and start-up) against vectorbt and
+	@# backtesting.py, peak RSS at 100k x 994 and 1M x 10k, `quantfleet backtest`, the kernel per strategy (~6 min)
+	$(PY) bench/cli_sweep.py $(BENCH_FLAGS)
 	@# driver peak RSS of a tournament on shard datasets vs in memory, 50/100/200 assets x 50,000 bars (~5 min)
 	$(PY) bench/shard_memory.py
 

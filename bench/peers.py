@@ -62,7 +62,7 @@ def vectorbt_total_returns(close: pd.Series, combos: np.ndarray, fee: float, *,
         exits = ~entries
         fees = vbt_exact_fees(entries.to_numpy(), fee) if exact_fees else fee
         pf = vbt.Portfolio.from_signals(close, entries, exits, fees=fees, freq="1D")
-        out[lo:lo + c.shape[0]] = pf.total_return().to_numpy()
+        out[lo:lo + c.shape[0]] = np.atleast_1d(np.asarray(pf.total_return()))  # 1 combo: a scalar
         del fast, slow, entries, exits, fees, pf
         if chunk < n:
             gc.collect()  # vectorbt's arrays sit in reference cycles: free each chunk

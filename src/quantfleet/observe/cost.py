@@ -12,11 +12,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from quantfleet.errors import QuantfleetError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CATALOG_PATH",
@@ -215,6 +216,8 @@ def what_if(cpu_s: float, wall_s: float, workers_local: int, instance: str | Map
                      "nodes": n, "workers": r["workers"], "wall_s": r["wall_s"],
                      "speedup": r["speedup"], "billed_s": r["billed_s"],
                      "usd_per_h": r["usd_per_h"], "cost_usd": r["cost_usd"]})
+    import pandas as pd
+
     return pd.DataFrame(rows)
 
 

@@ -203,8 +203,6 @@ class RunMetrics:
         """
         import os
 
-        from prometheus_client import start_http_server
-
         host = host or os.environ.get("QUANTFLEET_METRICS_HOST", "127.0.0.1")
         if self._server is not None:
             return self.url or ""
@@ -212,8 +210,7 @@ class RunMetrics:
                                  or not 0 <= port <= 65535):
             raise QuantfleetError(f"metrics port must be 0-65535 or None (got {port!r})")
         try:
-            self._server, self._thread = start_http_server(port or 0, addr=host,
-                                                           registry=self.registry)
+            self._server, self._thread = _start_server(host, port or 0, self.registry)
         except OSError as e:
             raise QuantfleetError(f"metrics endpoint: cannot listen on {host}:{port} "
                                   f"({e.strerror or e}); pick another port or None") from None
@@ -240,3 +237,36 @@ class RunMetrics:
 
     def __repr__(self) -> str:
         return f"RunMetrics(url={self.url!r})"
+
+
+#: seconds between the endpoint's checks for ``stop()`` (socketserver's default is 0.5 s,
+#: which every command would wait at its end)
+_POLL_S = 0.02
+
+
+def _start_server(host: str, port: int, registry: Any) -> tuple[Any, threading.Thread]:
+    """prometheus_client's WSGI endpoint for ``registry`` on ``host:port`` in a daemon thread
+    (what ``prometheus_client.start_http_server`` does), its loop checking for shutdown every
+    ``_POLL_S`` seconds; quiet (no request log)."""
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    # the address family of the host (IPv4 or IPv6), as prometheus_client picks it
+    family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                               flags=socket.AI_PASSIVE)[0]
+    Server.address_family = family
+    httpd = make_server(str(addr[0]), port, make_wsgi_app(registry), Server, handler_class=Quiet)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": _POLL_S},
+                         daemon=True, name="quantfleet-metrics")
+    t.start()
+    return httpd, t

@@ -8,6 +8,7 @@ annualized: divide an annualized Sharpe by ``sqrt(periods_per_year)``), and kurt
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 from quantfleet.backtest.blocks import BlockStats, block_stats
 from quantfleet.backtest.job import NO_COMBO, best_combo
 from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.cscv import cscv_select
 from quantfleet.kernels.metrics import metric_sign
 
 __all__ = [
@@ -56,7 +58,6 @@ PBO_GOOD = 0.25
 _N = NormalDist()
 _EULER_GAMMA = 0.5772156649015329
 _MAX_COMBINATIONS = 1_000_000
-_PBO_CHUNK = 250_000  # combinations × trials scored at once (each temporary: 2 MB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,19 +403,6 @@ class PBOResult:
                 f"slope={self.degradation_slope:.3f}, prob_loss={self.prob_loss:.3f})")
 
 
-def _perf_from_sums(metric: str, n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
-                    m0: np.ndarray) -> np.ndarray:
-    """Metric of every (combination, trial) from counts and sums of returns centred at ``m0``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dev = s1 / n
-        mean = m0 + dev
-        if metric == "mean":
-            return np.where(n >= 1, mean, np.nan)
-        var = (s2 - n * dev * dev) / (n - 1.0)
-        ok = (n >= 2) & (var > 0.0)
-        return np.where(ok, mean / np.sqrt(np.where(ok, var, 1.0)), np.nan)
-
-
 def _relative_rank(is_perf: np.ndarray, oos_perf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """IS-best column per row and its out-of-sample rank / (N + 1).
 
@@ -485,6 +473,18 @@ def _combination_mask(s: int) -> np.ndarray:
     mask = np.zeros((combos.shape[0], s), dtype=bool)
     mask[np.arange(combos.shape[0])[:, None], combos] = True
     return mask
+
+
+@functools.cache
+def _cscv_layout(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_combination_mask` and, for each combination, the row whose in-sample blocks are
+    its out-of-sample blocks (both read-only, built once per S)."""
+    mask = _combination_mask(s)
+    row = {r.tobytes(): i for i, r in enumerate(mask)}
+    pair = np.array([row[(~r).tobytes()] for r in mask], dtype=np.intp)
+    mask.setflags(write=False)
+    pair.setflags(write=False)
+    return mask, pair
 
 
 def pbo(returns: Any, n_splits: int = 16,
@@ -576,8 +576,10 @@ def pbo_from_blocks(blocks: BlockStats, metric: str = "sharpe", *,
     ``BacktestJob(blocks=S)``), so memory is O(N · S) whatever the number of bars. The counts,
     sums and sums of squares of any union of blocks follow exactly (Chan et al.): centred at
     each trial's overall mean m0, block b contributes ``n_b``, ``n_b (mean_b - m0)`` and
-    ``M2_b + n_b (mean_b - m0)²``, and one matrix product per chunk of combinations adds them
-    up. ``pbo(returns)`` is ``pbo_from_blocks(block_stats(returns.T, S))``.
+    ``M2_b + n_b (mean_b - m0)²``; per pair of complementary combinations, the blocks of the
+    one with the lower index are added in block order and the other half is the total minus
+    them (:func:`~quantfleet.kernels.cscv.cscv_select`, one pass per pair).
+    ``pbo(returns)`` is ``pbo_from_blocks(block_stats(returns.T, S))``.
 
     Parameters
     ----------
@@ -617,23 +619,16 @@ def pbo_from_blocks(blocks: BlockStats, metric: str = "sharpe", *,
     s1 = cnt * d
     s2 = blocks.m2[:, keep] + s1 * d
     tot = (cnt.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0))
-    mask = _combination_mask(s)
+    mask, pair = _cscv_layout(s)
     n_comb = mask.shape[0]
     best = np.empty(n_comb, dtype=np.intp)
     omega = np.empty(n_comb)
     is_best = np.empty(n_comb)
     oos_best = np.empty(n_comb)
-    chunk = max(1, _PBO_CHUNK // max(n_trials, 1))  # (chunk, N) temporaries stay small
-    for lo in range(0, n_comb, chunk):
-        hi = min(n_comb, lo + chunk)
-        m = mask[lo:hi].astype(np.float64)
-        parts = (m @ cnt, m @ s1, m @ s2)
-        is_p = _perf_from_sums(metric, *parts, m0)
-        oos_p = _perf_from_sums(metric, *(a - b for a, b in zip(tot, parts, strict=True)), m0)
-        b, w = _relative_rank(is_p, oos_p)
-        r = np.arange(hi - lo)
-        best[lo:hi], omega[lo:hi] = b, w
-        is_best[lo:hi], oos_best[lo:hi] = is_p[r, b], oos_p[r, b]
+    # one pass per pair of complementary combinations, no (combinations, trials) temporaries
+    cscv_select(mask, pair, np.ascontiguousarray(cnt, dtype=np.float64),
+                np.ascontiguousarray(s1), np.ascontiguousarray(s2), *tot, m0,
+                metric == "sharpe", best, omega, is_best, oos_best)
     return _pbo_result(best, omega, is_best, oos_best, kept_idx, s, n_trials,
                        blocks.rows_dropped, dropped, metric, picked=True)
 
