@@ -260,16 +260,20 @@ class RunContext:
 
 
 def market_table(market: Any) -> Any:
-    """The market as one long table: timestamp, asset, open, high, low, close, volume, extras."""
-    import pandas as pd
+    """The market as one long Arrow table: timestamp, asset, open, high, low, close, volume,
+    extras (one asset after another). Built from the arrays without a pandas round trip: a
+    price column of a one-asset market is the market's own memory, not a copy."""
+    import numpy as np
+    import pyarrow as pa
 
-    frames = []
+    ts = pa.array(np.asarray(market.timestamps).astype("datetime64[ns]", copy=False))
+    fields = list(market.columns())
+    batches = []
     for a, name in enumerate(market.assets):
-        cols = {"timestamp": market.timestamps, "asset": name}
-        for f in market.columns():
-            cols[f] = market.field(f)[a]
-        frames.append(pd.DataFrame(cols))
-    return pd.concat(frames, ignore_index=True)
+        cols = [ts, pa.repeat(pa.scalar(str(name)), len(ts))]
+        cols += [pa.array(np.asarray(market.field(f)[a])) for f in fields]
+        batches.append(pa.RecordBatch.from_arrays(cols, ["timestamp", "asset", *fields]))
+    return pa.Table.from_batches(batches)
 
 
 # -- stages ------------------------------------------------------------------------------------

@@ -88,9 +88,14 @@ def table_bytes(table: Any) -> tuple[bytes, int]:
             raise TypeError(f"put_table expects a pyarrow.Table, RecordBatch or pandas.DataFrame "
                             f"(got {type(table).__name__}); use put_json for dicts and lists")
     table = table.combine_chunks()
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PARQUET_OPTIONS)
-    return sink.getvalue().to_pybytes(), table.num_rows
+    import tempfile
+
+    # through a temporary file, not a growing in-memory buffer: the writer's output would be
+    # reallocated (and held twice) as it grows, then copied once more into bytes
+    with tempfile.TemporaryFile() as f:
+        pq.write_table(table, f, **PARQUET_OPTIONS)
+        f.seek(0)
+        return f.read(), table.num_rows
 
 
 def _clean(v: Any, where: str) -> Any:
