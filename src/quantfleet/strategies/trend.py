@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
 from quantfleet.kernels.indicators import ema, sma_table, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
 from quantfleet.strategies.base import Strategy, register
@@ -14,8 +15,11 @@ __all__ = [
     "EMA_CROSS",
     "SMA_CROSS",
     "SMA_TREND",
+    "ema_cross_fast",
     "ema_cross_kernel",
+    "sma_cross_fast",
     "sma_cross_kernel",
+    "sma_trend_fast",
     "sma_trend_kernel",
 ]
 
@@ -50,6 +54,41 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`sma_cross_kernel` (``Strategy.fast``; kernels/fastpath.py): the
+    same rule, same expressions, scanned into change bars and booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    cs = np.empty(n + 1)
+    cs[0] = 0.0
+    for t in range(n):
+        cs[t + 1] = cs[t] + close[t]
+    low_pos = -1.0 if long_short else 0.0
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            fw = int(params[c, 0])
+            sw = int(params[c, 1])
+            ff = float(fw)
+            sf = float(sw)
+            k = 0
+            prev = state[c, 13]
+            for t in range(max(c0, max(fw, sw) - 1), c1):
+                hi = cs[t + 1]
+                pos = 1.0 if (hi - cs[t + 1 - fw]) * sf > (hi - cs[t + 1 - sw]) * ff else low_pos
+                ct[k] = t
+                cp[k] = pos
+                k += pos != prev
+                prev = pos
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 SMA_CROSS = register(Strategy(
     name="sma_cross",
     family="trend",
@@ -60,6 +99,7 @@ SMA_CROSS = register(Strategy(
         strategy="sma_cross",
     ),
     kernel=sma_cross_kernel,
+    fast=sma_cross_fast,
     warmup=lambda p: int(p["slow"]) - 1,
     cost_ns=4,
 ))
@@ -98,6 +138,37 @@ def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`ema_cross_kernel` (kernels/fastpath.py)."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    both = np.concatenate((params[:, 0], params[:, 1]))
+    uniq, idx = unique_windows(both)
+    table = _ema_table(close, uniq)
+    m = params.shape[0]
+    low_pos = -1.0 if long_short else 0.0
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            f = table[idx[c]]
+            s = table[idx[m + c]]
+            warm = int(max(params[c, 0], params[c, 1])) - 1
+            k = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                pos = 1.0 if f[t] > s[t] else low_pos
+                ct[k] = t
+                cp[k] = pos
+                k += pos != prev
+                prev = pos
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 EMA_CROSS = register(Strategy(
     name="ema_cross",
     family="trend",
@@ -108,6 +179,7 @@ EMA_CROSS = register(Strategy(
         strategy="ema_cross",
     ),
     kernel=ema_cross_kernel,
+    fast=ema_cross_fast,
     warmup=lambda p: int(p["slow"]) - 1,
     cost_ns=4,
 ))
@@ -134,6 +206,35 @@ def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py)."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = sma_table(close, uniq)
+    low_pos = -1.0 if long_short else 0.0
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            s = table[idx[c]]
+            warm = int(params[c, 0]) - 1
+            k = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                pos = 1.0 if close[t] > s[t] else low_pos
+                ct[k] = t
+                cp[k] = pos
+                k += pos != prev
+                prev = pos
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 SMA_TREND = register(Strategy(
     name="sma_trend",
     family="trend",
@@ -143,6 +244,7 @@ SMA_TREND = register(Strategy(
         strategy="sma_trend",
     ),
     kernel=sma_trend_kernel,
+    fast=sma_trend_fast,
     warmup=lambda p: int(p["window"]) - 1,
     cost_ns=4.5,
 ))

@@ -1,0 +1,409 @@
+"""The fast path: book a combo's metrics (and per-block return sums) from the bars where its
+position changes, instead of bar by bar.
+
+A crossover, threshold or band rule changes position on few bars; every other bar only holds
+the position. A strategy's fast kernel scans each combo's rule (a tight loop, the same float
+expressions as its per-bar kernel) into the list of change bars, then :func:`fp_book` books:
+
+- a change bar (the position moves at its close: fee, entry, exit, win) through the exact
+  ``acc_step`` of ``kernels/metrics.py``, so trade counters and fees are those of the per-bar
+  kernel;
+- a held stretch (position ``p`` in {-1, +1} before and after every bar, no fill) in O(1) per
+  block piece from per-asset prefix tables shared by every combo of the batch: double-double
+  prefix sums of the per-bar returns ``(1 + p·r) - 1``, their squares and their squares where
+  negative (one table per side); equity from the close ratio (long) or the double-double
+  prefix of ``log1p(-r)`` (short); peak and drawdown from range minimum/maximum queries
+  (:func:`rmq_minmax`): the drawdown against the incoming peak is exact from
+  the stretch's minimum, and the stretch is replayed bar by bar only when its own max-to-min
+  drop could exceed the drawdown so far;
+- a flat stretch by its bar count.
+
+Short held stretches (fewer than :data:`FP_MIN_HELD` bars), positions other than 0 and ±1 and
+short stretches on data with a bar return >= 1 are booked bar by bar. Agreement with the per-bar
+kernel is to rounding (the sums are added in another order; docs/conventions.md, "Fast path").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
+
+__all__ = [
+    "FP_CHUNK",
+    "FP_MIN_HELD",
+    "FP_STATE",
+    "RMQ_BLOCK",
+    "fp_blocks_finish",
+    "fp_book",
+    "fp_prefix",
+    "fp_prepare",
+    "fp_state",
+    "rmq_minmax",
+]
+
+FP_MIN_HELD = 8
+"""Held stretches shorter than this many bars are booked bar by bar (cheaper than the queries)."""
+
+RMQ_BLOCK = 64
+"""Bars per block of the range-extremum structure (in-block prefix/suffix extrema + a sparse
+table over block extrema: O(bars) memory, O(1) queries across blocks)."""
+
+_SHIFT = 6  # log2(RMQ_BLOCK)
+
+# columns of the per-bar table T (fp_prepare): row i of a prefix column is the sum over bars
+# [start, i); row t of a bar column is bar t's value. Side s (0 long, 1 short) starts at s*_SIDE.
+_SIDE = 12
+_SUMS = 0  # hi/lo of Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
+_CLOSE = 6  # close (long side only)
+_R = 7  # bar return r (long side only)
+_EXT = 8  # in-block prefix min, prefix max, suffix min, suffix max of the side's value: 8..11
+_LOG = 18  # short side: hi/lo of the prefix of log1p(-r) (columns 18, 19)
+
+
+@njit(cache=True)
+def _ext_fill(x, T, col):
+    """In-block prefix/suffix minima and maxima of ``x`` into ``T[:, col:col + 4]``."""
+    n = x.shape[0]
+    for lo in range(0, n, RMQ_BLOCK):
+        hi = min(n, lo + RMQ_BLOCK)
+        mn = x[lo]
+        mx = x[lo]
+        for t in range(lo, hi):
+            mn = min(mn, x[t])
+            mx = max(mx, x[t])
+            T[t, col] = mn
+            T[t, col + 1] = mx
+        mn = x[hi - 1]
+        mx = x[hi - 1]
+        for t in range(hi - 1, lo - 1, -1):
+            mn = min(mn, x[t])
+            mx = max(mx, x[t])
+            T[t, col + 2] = mn
+            T[t, col + 3] = mx
+
+
+@njit(cache=True)
+def _sparse_fill(x, sp, side):
+    """Sparse tables of block minima (``sp[side, 0]``) and maxima (``sp[side, 1]``) of ``x``:
+    level ``l``, column ``j`` is the extremum of blocks ``[j, j + 2**l)``."""
+    n = x.shape[0]
+    nb = (n + RMQ_BLOCK - 1) >> _SHIFT
+    for j in range(nb):
+        lo = j << _SHIFT
+        mn = x[lo]
+        mx = x[lo]
+        for t in range(lo, min(n, lo + RMQ_BLOCK)):
+            mn = min(mn, x[t])
+            mx = max(mx, x[t])
+        sp[side, 0, 0, j] = mn
+        sp[side, 1, 0, j] = mx
+    for lev in range(1, sp.shape[2]):
+        half = 1 << (lev - 1)
+        for j in range(nb - (1 << lev) + 1):
+            sp[side, 0, lev, j] = min(sp[side, 0, lev - 1, j], sp[side, 0, lev - 1, j + half])
+            sp[side, 1, lev, j] = max(sp[side, 1, lev - 1, j], sp[side, 1, lev - 1, j + half])
+
+
+@njit(cache=True, inline="always")
+def rmq_minmax(V, side, T, SP, LG, a, b):
+    """``(min, max)`` of ``V[side, a:b]`` (``a < b``) from the structure :func:`fp_prepare`
+    builds: a scan inside one block of :data:`RMQ_BLOCK` bars, else the in-block suffix/prefix
+    extrema of the two end blocks and two sparse-table entries for the blocks between."""
+    ba = a >> _SHIFT
+    bb = (b - 1) >> _SHIFT
+    if ba == bb:
+        mn = V[side, a]
+        mx = mn
+        for t in range(a + 1, b):
+            v = V[side, t]
+            mn = min(mn, v)
+            mx = max(mx, v)
+        return mn, mx
+    col = side * _SIDE + _EXT
+    mn = min(T[a, col + 2], T[b - 1, col])
+    mx = max(T[a, col + 3], T[b - 1, col + 1])
+    k = bb - ba - 1
+    if k > 0:
+        lev = LG[k]
+        j = bb - (1 << lev)
+        mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, j]))
+        mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, j]))
+    return mn, mx
+
+
+@njit(cache=True, inline="always")
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@njit(cache=True, inline="always")
+def _dd_add(T, row, col, x):
+    """T[row, col:col+2] = T[row-1, col:col+2] + x in double-double (renormalized)."""
+    s, e = _two_sum(T[row - 1, col], x)
+    hi, lo = _two_sum(s, T[row - 1, col + 1] + e)
+    T[row, col] = hi
+    T[row, col + 1] = lo
+
+
+@njit(cache=True)
+def fp_prefix(x, start):
+    """Double-double prefix sums of ``x`` from bar ``start``: (bars + 1, 2), row ``i`` the sum of
+    ``x[start:i]`` as hi + lo (hi the nearest double to the sum). Rows up to ``start`` are 0."""
+    n = x.shape[0]
+    out = np.zeros((n + 1, 2))
+    for t in range(start, n):
+        _dd_add(out, t + 1, 0, x[t])
+    return out
+
+
+@njit(cache=True)
+def fp_prepare(close, start, long_short):
+    """The per-asset structures every combo of a batch shares: ``(T, V, SP, LG, short_ok)``.
+
+    T : (bars + 1, 12 or 24) per-bar table; per side (long, and short when ``long_short``):
+        double-double prefix sums from ``start`` of the held-bar return
+        ``g = (1 + side·r) - 1`` (the per-bar kernel's value), of g² and of g² where g < 0;
+        the in-block extrema of the side's equity value; the long side also holds close and r,
+        the short side the double-double prefix of log1p(-r)
+    V : (sides, bars) the value whose extrema give a held stretch's peak and trough: close
+        (long) and the short equity's log after each bar (prefix of log1p(-r))
+    SP : (sides, 2, levels, blocks) sparse tables of block minima / maxima of V
+    LG : int64 floor(log2(i)) for i up to the number of blocks
+    short_ok : no counted bar return >= 1 (else short stretches are booked bar by bar)
+
+    ``close`` must be finite and > 0 (the caller checks).
+    """
+    n = close.shape[0]
+    sides = 2 if long_short else 1
+    T = np.zeros((n + 1, _SIDE * sides))
+    V = np.zeros((sides, max(n, 1)))
+    for t in range(n):
+        T[t, _CLOSE] = close[t]
+        T[t, _R] = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
+        V[0, t] = close[t]
+    short_ok = True
+    for side in range(sides):
+        sg = 1.0 if side == 0 else -1.0
+        col = side * _SIDE + _SUMS
+        for t in range(start, n):
+            g = (1.0 + sg * T[t, _R]) - 1.0
+            _dd_add(T, t + 1, col, g)
+            _dd_add(T, t + 1, col + 2, g * g)
+            _dd_add(T, t + 1, col + 4, g * g if g < 0.0 else 0.0)
+    if long_short:
+        for t in range(start, n):
+            r = T[t, _R]
+            if r >= 1.0:
+                short_ok = False
+            _dd_add(T, t + 1, _LOG, math.log1p(-r) if r < 1.0 else 0.0)
+            V[1, t] = T[t + 1, _LOG]
+    nb = (n + RMQ_BLOCK - 1) >> _SHIFT
+    LG = np.zeros(nb + 1, dtype=np.int64)
+    for i in range(2, nb + 1):
+        LG[i] = LG[i >> 1] + 1
+    SP = np.zeros((sides, 2, LG[nb] + 1 if nb > 0 else 1, max(nb, 1)))
+    if n > 0:
+        for side in range(sides):
+            _ext_fill(V[side], T, side * _SIDE + _EXT)
+            _sparse_fill(V[side], SP, side)
+    return T, V, SP, LG, short_ok
+
+
+FP_CHUNK = 2048
+"""Bars per chunk: a fast kernel scans and books every combo over one chunk of bars before the
+next, so the chunk's rows of the shared tables stay in cache while all combos read them."""
+
+FP_STATE = 16
+"""Columns of the per-combo state array between chunks: the 13 accumulator floats, the position
+held, the first bar not yet booked, and one float of rule state for the strategy's scan."""
+
+
+@njit(cache=True)
+def fp_state(combos, start):
+    """Fresh per-combo states (combos, :data:`FP_STATE`): flat, nothing booked before ``start``."""
+    state = np.zeros((combos, FP_STATE))
+    st = acc_init()
+    for c in range(combos):
+        for i in range(13):
+            state[c, i] = st[i]
+        state[c, 14] = start
+    return state
+
+
+@njit(cache=True, inline="always")
+def _load(state, c):
+    s = state[c]
+    return (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12])
+
+
+@njit(cache=True, inline="always")
+def _store(state, c, st):
+    s = state[c]
+    for i in range(13):
+        s[i] = st[i]
+
+
+@njit(cache=True)
+def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
+    """Book combo ``c``'s position changes ``ct[:k]`` (bars, increasing, each later than every
+    bar booked so far) / ``cp[:k]`` (the new positions), with the held stretch before each,
+    updating its row of ``state`` (:func:`fp_state`); with ``final`` also the last stretch (to
+    the last bar), then write the combo's metric row into ``out`` (order of ``METRIC_NAMES``).
+
+    fp : :func:`fp_prepare` of the asset
+    bsum, bsq : float64 (S, combos): column ``c`` gets each block's Σ and Σ² of the per-bar
+        strategy returns (blk = (b0, B, S): block ``j`` is bars ``[b0 + j·B, b0 + (j+1)·B)``;
+        S = 0: no blocks)
+
+    One function body on purpose: numba counts references on every array handed to an inlined
+    helper, once per call, which would cost more than the booking itself.
+    """
+    T, V, SP, LG, short_ok = fp
+    nbar = T.shape[0] - 1
+    b0, bl, ns = blk
+    bend = b0 + bl * ns
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = \
+        _load(state, c)
+    prev = state[c, 13]
+    u = int(state[c, 14])
+    for i in range(k + 1 if final else k):
+        t = ct[i] if i < k else nbar
+        # -- the held stretch [u, t): position prev before and after every bar, no fill
+        p = prev
+        kk = t - u
+        if kk > 0 and p == 0.0:
+            n += kk
+        elif kk > 0 and (kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok))):
+            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
+                  turn)
+            for tt in range(u, t):
+                rt = T[tt, _R]
+                st = acc_step(st, p, p, rt, fee_rate)
+                if ns > 0 and b0 <= tt < bend:
+                    x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                    jb = (tt - b0) // bl
+                    bsum[jb, c] += x
+                    bsq[jb, c] += x * x
+            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+        elif kk > 0:
+            side = 0 if p == 1.0 else 1
+            col = side * _SIDE + _SUMS
+            a = u
+            while a < t:
+                e = t
+                j = -1
+                if ns > 0:
+                    if a < b0:
+                        e = min(t, b0)
+                    elif a < bend:
+                        j = (a - b0) // bl
+                        e = min(t, b0 + (j + 1) * bl)
+                x1 = (T[e, col] - T[a, col]) + (T[e, col + 1] - T[a, col + 1])
+                x2 = (T[e, col + 2] - T[a, col + 2]) + (T[e, col + 3] - T[a, col + 3])
+                x3 = (T[e, col + 4] - T[a, col + 4]) + (T[e, col + 5] - T[a, col + 5])
+                s1 += x1
+                s2 += x2
+                down2 += x3
+                if j >= 0:
+                    bsum[j, c] += x1
+                    bsq[j, c] += x2
+                a = e
+            n += kk
+            exposed += kk
+            # min and max of V[side, u:t] (rmq_minmax, written out)
+            ba = u >> _SHIFT
+            bb = (t - 1) >> _SHIFT
+            if ba == bb:
+                mn = V[side, u]
+                mx = mn
+                for tt in range(u + 1, t):
+                    x = V[side, tt]
+                    mn = min(mn, x)
+                    mx = max(mx, x)
+            else:
+                ecol = side * _SIDE + _EXT
+                mn = min(T[u, ecol + 2], T[t - 1, ecol])
+                mx = max(T[u, ecol + 3], T[t - 1, ecol + 1])
+                nb = bb - ba - 1
+                if nb > 0:
+                    lev = LG[nb]
+                    jj = bb - (1 << lev)
+                    mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, jj]))
+                    mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, jj]))
+            if side == 0:
+                f = eq / T[u - 1, _CLOSE]
+                if mn < mx * (1.0 - maxdd):
+                    # the stretch's own drop could beat the drawdown so far: replay its equity
+                    for tt in range(u, t):
+                        et = f * T[tt, _CLOSE]
+                        if et > peak:
+                            peak = et
+                        elif et < peak * (1.0 - maxdd):
+                            maxdd = 1.0 - et / peak
+                else:
+                    lo = f * mn
+                    if lo < peak * (1.0 - maxdd):
+                        maxdd = 1.0 - lo / peak
+                    hi = f * mx
+                    if hi > peak:
+                        peak = hi
+                eq = f * T[t - 1, _CLOSE]
+            else:
+                l0 = T[u, _LOG]
+                if math.exp(mn - mx) < 1.0 - maxdd:
+                    et = eq
+                    for tt in range(u, t):
+                        et = et * (1.0 - T[tt, _R])
+                        if et > peak:
+                            peak = et
+                        elif et < peak * (1.0 - maxdd):
+                            maxdd = 1.0 - et / peak
+                    eq = et
+                else:
+                    lo = eq * math.exp(mn - l0)
+                    if lo < peak * (1.0 - maxdd):
+                        maxdd = 1.0 - lo / peak
+                    hi = eq * math.exp(mx - l0)
+                    if hi > peak:
+                        peak = hi
+                    eq = eq * math.exp((T[t, _LOG] - l0) + (T[t, _LOG + 1] - T[u, _LOG + 1]))
+        if i == k:
+            break
+        # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
+        pos = cp[i]
+        rt = T[t, _R]
+        st = acc_step((eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
+                       exposed, turn), prev, pos, rt, fee_rate)
+        eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+        if ns > 0 and b0 <= t < bend:
+            x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            jb = (t - b0) // bl
+            bsum[jb, c] += x
+            bsq[jb, c] += x * x
+        prev = pos
+        u = t + 1
+    st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+    if final:
+        acc_finish(st, ppy, out)
+    _store(state, c, st)
+    state[c, 13] = prev
+    state[c, 14] = u
+
+
+@njit(cache=True)
+def fp_blocks_finish(bsum, bsq, bl, count, mean, m2):
+    """Per-block count, mean and M2 (sum of squared deviations) from the sums of ``bl`` bars
+    each (every bar of a fast-path block is finite)."""
+    for j in range(bsum.shape[0]):
+        for c in range(bsum.shape[1]):
+            s = bsum[j, c]
+            mu = s / bl
+            count[j, c] = bl
+            mean[j, c] = mu
+            m2[j, c] = max(bsq[j, c] - s * mu, 0.0)
