@@ -36,9 +36,12 @@ __all__ = [
     "FP_CHUNK",
     "FP_MIN_HELD",
     "FP_STATE",
+    "ONE",
     "RMQ_BLOCK",
+    "ZERO",
     "fp_blocks_finish",
     "fp_book",
+    "fp_flag_changes",
     "fp_prefix",
     "fp_prepare",
     "fp_state",
@@ -214,6 +217,11 @@ def fp_prepare(close, start, long_short):
             _sparse_fill(V[side], SP, side)
     return T, V, SP, LG, short_ok
 
+
+ONE = np.uint8(1)
+ZERO = np.uint8(0)
+"""A rule's result per bar as the uint8 :func:`fp_flag_changes` reads (an explicit uint8, not a
+bool, keeps a scan loop vectorizable)."""
 
 FP_CHUNK = 2048
 """Bars per chunk: a fast kernel scans and books every combo over one chunk of bars before the
@@ -394,6 +402,43 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     _store(state, c, st)
     state[c, 13] = prev
     state[c, 14] = u
+
+
+@njit(cache=True)
+def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
+    """The position changes of a stateless rule over bars ``[t0, t0 + m)`` whose rule result
+    is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
+    ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
+    returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
+    time; its bytes from ``m`` on are overwritten.
+    """
+    if m <= 0:
+        return 0
+    k = 0
+    p = pos1 if flags[0] else pos0
+    if p != prev:
+        ct[0] = t0
+        cp[0] = p
+        k = 1
+    last = flags[m - 1]
+    for i in range(m, flags.shape[0]):
+        flags[i] = last
+    w = flags.view(np.uint64)
+    carry = np.uint64(flags[0])
+    eight = np.uint64(8)
+    one = np.uint64(1)
+    for wi in range((m + 7) >> 3):
+        x = w[wi]
+        d = x ^ ((x << eight) | carry)
+        carry = x >> np.uint64(56)
+        if d:
+            for j in range(8):
+                sh = np.uint64(8 * j)
+                if (d >> sh) & one:
+                    ct[k] = t0 + 8 * wi + j
+                    cp[k] = pos1 if (x >> sh) & one else pos0
+                    k += 1
+    return k
 
 
 @njit(cache=True)
