@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
 from quantfleet.kernels.indicators import (
     atr,
     midpoint,
@@ -26,6 +27,7 @@ __all__ = [
     "DONCHIAN",
     "ICHIMOKU",
     "atr_stop_kernel",
+    "donchian_fast",
     "donchian_kernel",
     "ichimoku_kernel",
 ]
@@ -84,6 +86,50 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): the same channel state
+    machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
+    hh, ll = _channel_tables(high, low, uniq)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            he = hh[idx[c]]
+            le = ll[idx[c]]
+            hx = hh[idx[m + c]]
+            lx = ll[idx[m + c]]
+            warm = int(max(params[c, 0], params[c, 1]))
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                x = close[t]
+                if rule > 0.0 and x < lx[t - 1]:
+                    rule = 0.0
+                elif rule < 0.0 and x > hx[t - 1]:
+                    rule = 0.0
+                if rule == 0.0:
+                    if x > he[t - 1]:
+                        rule = 1.0
+                    elif long_short and x < le[t - 1]:
+                        rule = -1.0
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 DONCHIAN = register(Strategy(
     name="donchian",
     family="breakout",
@@ -94,6 +140,7 @@ DONCHIAN = register(Strategy(
         strategy="donchian",
     ),
     kernel=donchian_kernel,
+    fast=donchian_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["entry"]), int(p["exit"])),
     cost_ns=5,

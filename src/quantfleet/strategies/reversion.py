@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
 from quantfleet.kernels.indicators import (
     nw_regression,
     rolling_pstd,
@@ -26,6 +27,7 @@ __all__ = [
     "NW_ENVELOPE",
     "VWAP_REVERSION",
     "band_step",
+    "bollinger_fast",
     "bollinger_kernel",
     "nw_band",
     "nw_envelope_kernel",
@@ -88,6 +90,42 @@ def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`bollinger_kernel` (kernels/fastpath.py): the same band state
+    machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    mid, sd = _bollinger_tables(close, uniq)
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            mm = mid[idx[c]]
+            ss = sd[idx[c]]
+            k = params[c, 1]
+            rule = state[c, 15]
+            for t in range(c0, min(c1, start)):
+                rule = band_step(rule, close[t], mm[t] - k * ss[t], mm[t], mm[t] + k * ss[t],
+                                 long_short)
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, start), c1):
+                rule = band_step(rule, close[t], mm[t] - k * ss[t], mm[t], mm[t] + k * ss[t],
+                                 long_short)
+                ct[j] = t
+                cp[j] = rule
+                j += rule != prev
+                prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 BOLLINGER = register(Strategy(
     name="bollinger",
     family="reversion",
@@ -98,6 +136,7 @@ BOLLINGER = register(Strategy(
         strategy="bollinger",
     ),
     kernel=bollinger_kernel,
+    fast=bollinger_fast,
     warmup=lambda p: int(p["window"]) - 1,
     cost_ns=3.5,
 ))
