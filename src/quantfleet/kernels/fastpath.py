@@ -18,8 +18,9 @@ expressions as its per-bar kernel) into the list of change bars, then :func:`fp_
   drop could exceed the drawdown so far;
 - a flat stretch by its bar count.
 
-Short held stretches (fewer than :data:`FP_MIN_HELD` bars), positions other than 0 and ±1 and
-short stretches on data with a bar return >= 1 are booked bar by bar. Agreement with the per-bar
+Short held stretches (fewer than :data:`FP_MIN_HELD` bars), positions other than 0 and ±1,
+short stretches on data with a bar return >= 1 and stretches entered with equity <= 0 are booked
+bar by bar. Agreement with the per-bar
 kernel is to rounding (the sums are added in another order; docs/conventions.md, "Fast path").
 """
 
@@ -287,7 +288,10 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         kk = t - u
         if kk > 0 and p == 0.0:
             n += kk
-        elif kk > 0 and (kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok))):
+        elif kk > 0 and (kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok))
+                         or not eq > 0.0):
+            # short stretches, fractional positions, a short that can lose more than all of
+            # its equity in a bar, equity already <= 0: bar by bar
             st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
                   turn)
             for tt in range(u, t):
@@ -345,23 +349,25 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, jj]))
                     mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, jj]))
             if side == 0:
-                f = eq / T[u - 1, _CLOSE]
+                # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
+                # unchanged, as the per-bar product of 1.0s is
+                c0 = T[u - 1, _CLOSE]
                 if mn < mx * (1.0 - maxdd):
                     # the stretch's own drop could beat the drawdown so far: replay its equity
                     for tt in range(u, t):
-                        et = f * T[tt, _CLOSE]
+                        et = eq * (T[tt, _CLOSE] / c0)
                         if et > peak:
                             peak = et
                         elif et < peak * (1.0 - maxdd):
                             maxdd = 1.0 - et / peak
                 else:
-                    lo = f * mn
+                    lo = eq * (mn / c0)
                     if lo < peak * (1.0 - maxdd):
                         maxdd = 1.0 - lo / peak
-                    hi = f * mx
+                    hi = eq * (mx / c0)
                     if hi > peak:
                         peak = hi
-                eq = f * T[t - 1, _CLOSE]
+                eq = eq * (T[t - 1, _CLOSE] / c0)
             else:
                 l0 = T[u, _LOG]
                 if math.exp(mn - mx) < 1.0 - maxdd:
