@@ -23,7 +23,8 @@ from quantfleet.data.market import MarketData
 from quantfleet.kernels.fastpath import fp_flag_changes, fp_prefix, fp_prepare, rmq_minmax
 from quantfleet.strategies import get
 
-FAST = ("sma_cross", "ema_cross", "sma_trend", "bollinger", "donchian")
+FAST = ("sma_cross", "ema_cross", "sma_trend", "bollinger", "donchian", "rsi", "stochastic",
+        "ichimoku", "vwap_reversion", "nw_envelope", "atr_stop")
 TOL = 1e-12
 PPY = 252.0
 
@@ -49,7 +50,8 @@ def _market(close: np.ndarray, rng: np.random.Generator) -> MarketData:
     ts = (np.datetime64("2020-01-01") + np.arange(n)).astype("datetime64[ns]")
     spread = np.abs(rng.normal(0.0, 0.01, n))
     return MarketData(ts, ("X",), close[None, :], high=(close * (1 + spread))[None, :],
-                      low=(close * (1 - spread))[None, :])
+                      low=(close * (1 - spread))[None, :],
+                      volume=rng.uniform(1e3, 1e5, n)[None, :])
 
 
 def _params(name: str, rng: np.random.Generator, n: int, k: int = 10) -> np.ndarray:
@@ -65,11 +67,26 @@ def _params(name: str, rng: np.random.Generator, n: int, k: int = 10) -> np.ndar
             rows.append((f, f + w(1)))
         elif name == "sma_trend":
             rows.append((w(2),))
-        elif name == "bollinger":
+        elif name in ("bollinger", "vwap_reversion"):
             rows.append((w(2), float(rng.choice([0.0, 0.5, 1.3, 2.0, 3.0]))))
-        else:
+        elif name == "donchian":
             x = w(1)
             rows.append((x + int(rng.integers(0, 20)), x))
+        elif name == "rsi":
+            lo = float(rng.uniform(10, 50))
+            rows.append((w(2), lo, lo + float(rng.uniform(0, 40))))
+        elif name == "stochastic":
+            lo = float(rng.uniform(10, 50))
+            rows.append((w(1), w(2), lo, lo + float(rng.uniform(0, 40))))
+        elif name == "ichimoku":
+            a = w(1)
+            b = a + w(1)
+            rows.append((a, b, b + w(1)))
+        elif name == "nw_envelope":
+            win = w(2)
+            rows.append((float(rng.uniform(0.1, win)), float(rng.uniform(0, 4)), win))
+        else:  # atr_stop
+            rows.append((w(2), w(1), float(rng.uniform(0, 5))))
     return np.array(rows, dtype=float)
 
 

@@ -228,9 +228,10 @@ FP_CHUNK = 2048
 """Bars per chunk: a fast kernel scans and books every combo over one chunk of bars before the
 next, so the chunk's rows of the shared tables stay in cache while all combos read them."""
 
-FP_STATE = 16
-"""Columns of the per-combo state array between chunks: the 13 accumulator floats, the position
-held, the first bar not yet booked, and one float of rule state for the strategy's scan."""
+FP_STATE = 20
+"""Columns of the per-combo state array between chunks: the 13 accumulator floats (0-12), the
+position held (13), the first bar not yet booked (14), and five floats of rule state for the
+strategy's scan (15-19, zero at the start)."""
 
 
 @njit(cache=True)

@@ -26,9 +26,11 @@ __all__ = [
     "ATR_STOP",
     "DONCHIAN",
     "ICHIMOKU",
+    "atr_stop_fast",
     "atr_stop_kernel",
     "donchian_fast",
     "donchian_kernel",
+    "ichimoku_fast",
     "ichimoku_kernel",
 ]
 
@@ -211,6 +213,68 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def atr_stop_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`atr_stop_kernel` (kernels/fastpath.py): the same stop state machine per bar (its state: position, extreme since entry, armed flags, carried between chunks), its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    m = params.shape[0]
+    su, si = unique_windows(params[:, 0].copy())
+    au, ai = unique_windows(params[:, 1].copy())
+    smas = sma_table(close, su)
+    atrs = _atr_table(high, low, close, au)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            s = smas[si[c]]
+            a = atrs[ai[c]]
+            mult = params[c, 2]
+            warm = int(max(params[c, 0], params[c, 1])) - 1
+            ext = state[c, 16]
+            armed_long = state[c, 17] == 0.0
+            armed_short = state[c, 18] == 0.0
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                x = close[t]
+                if rule > 0.0:
+                    ext = max(ext, x)
+                    if x < ext - mult * a[t]:
+                        rule = 0.0
+                        armed_long = False
+                elif rule < 0.0:
+                    ext = min(ext, x)
+                    if x > ext + mult * a[t]:
+                        rule = 0.0
+                        armed_short = False
+                if x <= s[t]:
+                    armed_long = True
+                if x >= s[t]:
+                    armed_short = True
+                if rule == 0.0:
+                    if armed_long and x > s[t]:
+                        rule = 1.0
+                        ext = x
+                    elif long_short and armed_short and x < s[t]:
+                        rule = -1.0
+                        ext = x
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            state[c, 16] = ext
+            state[c, 17] = 0.0 if armed_long else 1.0
+            state[c, 18] = 0.0 if armed_short else 1.0
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 ATR_STOP = register(Strategy(
     name="atr_stop",
     family="breakout",
@@ -224,6 +288,7 @@ ATR_STOP = register(Strategy(
         strategy="atr_stop",
     ),
     kernel=atr_stop_kernel,
+    fast=atr_stop_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["trend"]), int(p["atr_window"])) - 1,
     cost_ns=4,
@@ -274,6 +339,47 @@ def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def ichimoku_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`ichimoku_kernel` (kernels/fastpath.py): the same cloud rule per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1], params[:, 2])))
+    mid = _midpoint_table(high, low, uniq)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            tk = mid[idx[c]]
+            kj = mid[idx[m + c]]
+            sb = mid[idx[2 * m + c]]
+            lag = int(params[c, 1])
+            warm = int(max(params[c, 0], params[c, 1], params[c, 2])) - 1 + lag
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                a = (tk[t - lag] + kj[t - lag]) / 2.0
+                b = sb[t - lag]
+                x = close[t]
+                rule = 0.0
+                if x > max(a, b) and tk[t] > kj[t]:
+                    rule = 1.0
+                elif long_short and x < min(a, b) and tk[t] < kj[t]:
+                    rule = -1.0
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 ICHIMOKU = register(Strategy(
     name="ichimoku",
     family="breakout",
@@ -288,6 +394,7 @@ ICHIMOKU = register(Strategy(
         strategy="ichimoku",
     ),
     kernel=ichimoku_kernel,
+    fast=ichimoku_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["kijun"]),
     cost_ns=5,

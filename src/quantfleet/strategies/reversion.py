@@ -30,7 +30,9 @@ __all__ = [
     "bollinger_fast",
     "bollinger_kernel",
     "nw_band",
+    "nw_envelope_fast",
     "nw_envelope_kernel",
+    "vwap_reversion_fast",
     "vwap_reversion_kernel",
     "vwap_zscore",
 ]
@@ -186,6 +188,39 @@ def vwap_reversion_kernel(open_, high, low, close, volume, extra, params, fee_ra
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def vwap_reversion_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                        start, out, bsum, bsq, blk):
+    """The fast path of :func:`vwap_reversion_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = np.empty((uniq.shape[0], n))
+    for i in range(uniq.shape[0]):
+        table[i] = vwap_zscore(high, low, close, volume, int(uniq[i]))
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            zs = table[idx[c]]
+            ze = params[c, 1]
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(c0, c1):
+                rule = band_step(rule, zs[t], -ze, 0.0, ze, long_short)
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 VWAP_REVERSION = register(Strategy(
     name="vwap_reversion",
     family="reversion",
@@ -196,6 +231,7 @@ VWAP_REVERSION = register(Strategy(
         strategy="vwap_reversion",
     ),
     kernel=vwap_reversion_kernel,
+    fast=vwap_reversion_fast,
     needs=("high", "low", "volume"),
     warmup=lambda p: 2 * int(p["window"]) - 2,
     cost_ns=3,
@@ -244,6 +280,41 @@ def nw_envelope_kernel(open_, high, low, close, volume, extra, params, fee_rate,
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def nw_envelope_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                     start, out, bsum, bsq, blk):
+    """The fast path of :func:`nw_envelope_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, start, long_short)
+    m = params.shape[0]
+    ub, uw, idx = unique_pairs(params[:, 0].copy(), params[:, 2].copy())
+    est = np.empty((ub.shape[0], n))
+    mad = np.empty((ub.shape[0], n))
+    for i in range(ub.shape[0]):
+        est[i], mad[i] = nw_band(close, ub[i], int(uw[i]))
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        for c in range(m):
+            e = est[idx[c]]
+            d = mad[idx[c]]
+            k = params[c, 1]
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(c0, c1):
+                rule = band_step(rule, close[t], e[t] - k * d[t], e[t], e[t] + k * d[t], long_short)
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 NW_ENVELOPE = register(Strategy(
     name="nw_envelope",
     family="reversion",
@@ -256,6 +327,7 @@ NW_ENVELOPE = register(Strategy(
         strategy="nw_envelope",
     ),
     kernel=nw_envelope_kernel,
+    fast=nw_envelope_fast,
     warmup=lambda p: 2 * int(p["window"]) - 2,
     cost_ns=9.5,
 ))
