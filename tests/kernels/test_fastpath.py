@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from quantfleet.backtest.blocks import block_stats
 from quantfleet.backtest.job import run_blocks
 from quantfleet.data.market import MarketData
-from quantfleet.kernels.fastpath import fp_flag_changes, fp_prefix, fp_prepare, rmq_minmax
+from quantfleet.kernels.fastpath import (
+    FP_CHUNK,
+    fp_chunk,
+    fp_flag_changes,
+    fp_prefix,
+    fp_prepare,
+    rmq_minmax,
+)
 from quantfleet.strategies import get
 
 FAST = ("sma_cross", "ema_cross", "sma_trend", "bollinger", "donchian", "rsi", "stochastic",
@@ -244,28 +251,31 @@ def test_fp_prefix_is_the_exactly_rounded_running_sum(seed, n, start):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 700), long_short=st.booleans())
-def test_range_minmax_and_prepared_tables(seed, n, long_short):
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3000), long_short=st.booleans())
+def test_chunk_tables_and_range_minmax(seed, n, long_short):
     rng = np.random.default_rng(seed)
     close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.05, n)))
-    start = int(rng.integers(0, n))
-    T, V, SP, LG, short_ok = fp_prepare(close, start, long_short)
-    assert short_ok
+    c0 = int(rng.integers(0, n))
+    c1 = int(rng.integers(c0 + 1, min(n, c0 + FP_CHUNK) + 1))
+    m = c1 - c0
+    fp = fp_prepare(close, long_short)
+    fp_chunk(fp, c0, c1)
+    _, T, V, SP, LG, info = fp
+    assert tuple(info) == (c0, c1, 1.0)
     r = np.r_[0.0, close[1:] / close[:-1] - 1.0]
-    np.testing.assert_array_equal(V[0], close)
+    np.testing.assert_array_equal(V[0, :m], close[c0:c1])
     for side, sg in ((0, 1.0), (1, -1.0))[: 2 if long_short else 1]:
-        g = (1.0 + sg * r) - 1.0
-        base = 12 * side
-        for i in (start, (start + n) // 2, n):
-            seg = g[start:i]
+        g = (1.0 + sg * r[c0:c1]) - 1.0
+        for i in (0, m // 3, m):
+            seg = g[:i]
             for col, vals in ((0, seg), (2, seg * seg), (4, np.where(seg < 0, seg * seg, 0.0))):
-                assert T[i, base + col] == math.fsum(vals)
+                assert T[i, 10 * side + col] == math.fsum(vals)  # hi: the sum rounded once
         if side == 1:
-            logs = [math.fsum(np.log1p(-r[start:t + 1])) for t in range(n)]
-            np.testing.assert_allclose(V[1, start:], logs[start:], rtol=0, atol=1e-12)
+            logs = [math.fsum(np.log1p(-r[c0:c0 + i + 1])) for i in range(m)]
+            np.testing.assert_allclose(V[1, :m], logs, rtol=0, atol=1e-13)
         for _ in range(30):
-            a = int(rng.integers(0, n))
-            b = int(rng.integers(a + 1, n + 1))
+            a = int(rng.integers(0, m))
+            b = int(rng.integers(a + 1, m + 1))
             mn, mx = rmq_minmax(V, side, T, SP, LG, a, b)
             assert mn == V[side, a:b].min() and mx == V[side, a:b].max()
 

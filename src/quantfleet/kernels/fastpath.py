@@ -3,13 +3,16 @@ position changes, instead of bar by bar.
 
 A crossover, threshold or band rule changes position on few bars; every other bar only holds
 the position. A strategy's fast kernel scans each combo's rule (a tight loop, the same float
-expressions as its per-bar kernel) into the list of change bars, then :func:`fp_book` books:
+expressions as its per-bar kernel) into the list of change bars, then :func:`fp_book` books
+them. Bars go in chunks of :data:`FP_CHUNK`: :func:`fp_chunk` builds the chunk's tables once,
+every combo scans and books the chunk, and a stretch still open at the chunk's end is booked up
+to it (so memory is O(chunk), whatever the number of bars). Booking:
 
 - a change bar (the position moves at its close: fee, entry, exit, win) through the exact
   ``acc_step`` of ``kernels/metrics.py``, so trade counters and fees are those of the per-bar
   kernel;
 - a held stretch (position ``p`` in {-1, +1} before and after every bar, no fill) in O(1) per
-  block piece from per-asset prefix tables shared by every combo of the batch: double-double
+  block piece from the chunk's tables shared by every combo of the batch: double-double
   prefix sums of the per-bar returns ``(1 + p·r) - 1``, their squares and their squares where
   negative (one table per side); equity from the close ratio (long) or the double-double
   prefix of ``log1p(-r)`` (short); peak and drawdown from range minimum/maximum queries
@@ -42,6 +45,7 @@ __all__ = [
     "ZERO",
     "fp_blocks_finish",
     "fp_book",
+    "fp_chunk",
     "fp_flag_changes",
     "fp_prefix",
     "fp_prepare",
@@ -58,72 +62,65 @@ table over block extrema: O(bars) memory, O(1) queries across blocks)."""
 
 _SHIFT = 6  # log2(RMQ_BLOCK)
 
-# columns of the per-bar table T (fp_prepare): row i of a prefix column is the sum over bars
-# [start, i); row t of a bar column is bar t's value. Side s (0 long, 1 short) starts at s*_SIDE.
-_SIDE = 12
+# columns of the chunk table T (fp_chunk): row i of a prefix column is the sum over bars
+# [c0, c0 + i) of the chunk [c0, c1); row i of a bar column is bar c0 + i's value. Side s (0 long,
+# 1 short) starts at column s * _SIDE.
+_SIDE = 10
 _SUMS = 0  # hi/lo of Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
-_CLOSE = 6  # close (long side only)
-_R = 7  # bar return r (long side only)
-_EXT = 8  # in-block prefix min, prefix max, suffix min, suffix max of the side's value: 8..11
-_LOG = 18  # short side: hi/lo of the prefix of log1p(-r) (columns 18, 19)
+_EXT = 6  # in-block prefix min, prefix max, suffix min, suffix max of the side's value: 6..9
+_LOG = 20  # short side: hi/lo of the prefix of log1p(-r) (columns 20, 21)
 
 
 @njit(cache=True)
-def _ext_fill(x, T, col):
-    """In-block prefix/suffix minima and maxima of ``x`` into ``T[:, col:col + 4]``."""
-    n = x.shape[0]
-    for lo in range(0, n, RMQ_BLOCK):
-        hi = min(n, lo + RMQ_BLOCK)
-        mn = x[lo]
-        mx = x[lo]
-        for t in range(lo, hi):
-            mn = min(mn, x[t])
-            mx = max(mx, x[t])
-            T[t, col] = mn
-            T[t, col + 1] = mx
-        mn = x[hi - 1]
-        mx = x[hi - 1]
-        for t in range(hi - 1, lo - 1, -1):
-            mn = min(mn, x[t])
-            mx = max(mx, x[t])
-            T[t, col + 2] = mn
-            T[t, col + 3] = mx
+def _ext_fill(V, side, m, T, col):
+    """In-block prefix/suffix minima and maxima of ``V[side, :m]`` into ``T[:m, col:col+4]``."""
+    for lo in range(0, m, RMQ_BLOCK):
+        hi = min(m, lo + RMQ_BLOCK)
+        mn = V[side, lo]
+        mx = mn
+        for i in range(lo, hi):
+            mn = min(mn, V[side, i])
+            mx = max(mx, V[side, i])
+            T[i, col] = mn
+            T[i, col + 1] = mx
+        mn = V[side, hi - 1]
+        mx = mn
+        for i in range(hi - 1, lo - 1, -1):
+            mn = min(mn, V[side, i])
+            mx = max(mx, V[side, i])
+            T[i, col + 2] = mn
+            T[i, col + 3] = mx
 
 
 @njit(cache=True)
-def _sparse_fill(x, sp, side):
-    """Sparse tables of block minima (``sp[side, 0]``) and maxima (``sp[side, 1]``) of ``x``:
-    level ``l``, column ``j`` is the extremum of blocks ``[j, j + 2**l)``."""
-    n = x.shape[0]
-    nb = (n + RMQ_BLOCK - 1) >> _SHIFT
+def _sparse_fill(V, side, m, T, col, SP):
+    """Sparse tables of block minima (``SP[side, 0]``) and maxima (``SP[side, 1]``) of
+    ``V[side, :m]``: level ``l``, column ``j`` is the extremum of blocks ``[j, j + 2**l)``."""
+    nb = (m + RMQ_BLOCK - 1) >> _SHIFT
     for j in range(nb):
-        lo = j << _SHIFT
-        mn = x[lo]
-        mx = x[lo]
-        for t in range(lo, min(n, lo + RMQ_BLOCK)):
-            mn = min(mn, x[t])
-            mx = max(mx, x[t])
-        sp[side, 0, 0, j] = mn
-        sp[side, 1, 0, j] = mx
-    for lev in range(1, sp.shape[2]):
+        last = min(m, (j + 1) << _SHIFT) - 1
+        SP[side, 0, 0, j] = T[last, col]  # the in-block prefix extremum at the block's end
+        SP[side, 1, 0, j] = T[last, col + 1]
+    for lev in range(1, SP.shape[2]):
         half = 1 << (lev - 1)
         for j in range(nb - (1 << lev) + 1):
-            sp[side, 0, lev, j] = min(sp[side, 0, lev - 1, j], sp[side, 0, lev - 1, j + half])
-            sp[side, 1, lev, j] = max(sp[side, 1, lev - 1, j], sp[side, 1, lev - 1, j + half])
+            SP[side, 0, lev, j] = min(SP[side, 0, lev - 1, j], SP[side, 0, lev - 1, j + half])
+            SP[side, 1, lev, j] = max(SP[side, 1, lev - 1, j], SP[side, 1, lev - 1, j + half])
 
 
 @njit(cache=True, inline="always")
 def rmq_minmax(V, side, T, SP, LG, a, b):
-    """``(min, max)`` of ``V[side, a:b]`` (``a < b``) from the structure :func:`fp_prepare`
-    builds: a scan inside one block of :data:`RMQ_BLOCK` bars, else the in-block suffix/prefix
-    extrema of the two end blocks and two sparse-table entries for the blocks between."""
+    """``(min, max)`` of ``V[side, a:b]`` (``a < b``, chunk rows) from the structure
+    :func:`fp_chunk` builds: a scan inside one block of :data:`RMQ_BLOCK` bars, else the in-block
+    suffix/prefix extrema of the two end blocks and two sparse-table entries for the blocks
+    between."""
     ba = a >> _SHIFT
     bb = (b - 1) >> _SHIFT
     if ba == bb:
         mn = V[side, a]
         mx = mn
-        for t in range(a + 1, b):
-            v = V[side, t]
+        for i in range(a + 1, b):
+            v = V[side, i]
             mn = min(mn, v)
             mx = max(mx, v)
         return mn, mx
@@ -166,57 +163,73 @@ def fp_prefix(x, start):
     return out
 
 
-@njit(cache=True)
-def fp_prepare(close, start, long_short):
-    """The per-asset structures every combo of a batch shares: ``(T, V, SP, LG, short_ok)``.
+@njit(cache=True, inline="always")
+def _ret(close, t):
+    """Bar ``t``'s close-to-close return, the expression of ``metrics.bar_returns``."""
+    return close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
 
-    T : (bars + 1, 12 or 24) per-bar table; per side (long, and short when ``long_short``):
-        double-double prefix sums from ``start`` of the held-bar return
-        ``g = (1 + side·r) - 1`` (the per-bar kernel's value), of g² and of g² where g < 0;
-        the in-block extrema of the side's equity value; the long side also holds close and r,
-        the short side the double-double prefix of log1p(-r)
-    V : (sides, bars) the value whose extrema give a held stretch's peak and trough: close
-        (long) and the short equity's log after each bar (prefix of log1p(-r))
+
+@njit(cache=True)
+def fp_prepare(close, long_short):
+    """The tables every combo of a batch shares, for one chunk of bars at a time (filled by
+    :func:`fp_chunk`): ``(close, T, V, SP, LG, info)``.
+
+    T : (FP_CHUNK + 1, 10 or 22) per side (long, and short when ``long_short``): double-double
+        prefix sums over the chunk of the held-bar return ``g = (1 + side·r) - 1`` (the
+        per-bar kernel's value), of g² and of g² where g < 0, and the in-block extrema of V; the
+        short side also the double-double prefix of log1p(-r)
+    V : (sides, FP_CHUNK) the value whose extrema give a held stretch's peak and trough: close
+        (long) and the short equity's log after each bar, from the chunk's start
     SP : (sides, 2, levels, blocks) sparse tables of block minima / maxima of V
-    LG : int64 floor(log2(i)) for i up to the number of blocks
-    short_ok : no counted bar return >= 1 (else short stretches are booked bar by bar)
+    LG : int64 floor(log2(i)) for i up to the number of blocks of a chunk
+    info : float64 (3,) the chunk's first bar, its end, and 1.0 if no bar return in it is
+        >= 1 (else its short stretches are booked bar by bar)
 
     ``close`` must be finite and > 0 (the caller checks).
     """
-    n = close.shape[0]
     sides = 2 if long_short else 1
-    T = np.zeros((n + 1, _SIDE * sides))
-    V = np.zeros((sides, max(n, 1)))
-    for t in range(n):
-        T[t, _CLOSE] = close[t]
-        T[t, _R] = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
-        V[0, t] = close[t]
-    short_ok = True
-    for side in range(sides):
-        sg = 1.0 if side == 0 else -1.0
-        col = side * _SIDE + _SUMS
-        for t in range(start, n):
-            g = (1.0 + sg * T[t, _R]) - 1.0
-            _dd_add(T, t + 1, col, g)
-            _dd_add(T, t + 1, col + 2, g * g)
-            _dd_add(T, t + 1, col + 4, g * g if g < 0.0 else 0.0)
-    if long_short:
-        for t in range(start, n):
-            r = T[t, _R]
-            if r >= 1.0:
-                short_ok = False
-            _dd_add(T, t + 1, _LOG, math.log1p(-r) if r < 1.0 else 0.0)
-            V[1, t] = T[t + 1, _LOG]
-    nb = (n + RMQ_BLOCK - 1) >> _SHIFT
+    T = np.zeros((FP_CHUNK + 1, _SIDE * sides + (2 if long_short else 0)))
+    V = np.zeros((sides, FP_CHUNK))
+    nb = FP_CHUNK >> _SHIFT
     LG = np.zeros(nb + 1, dtype=np.int64)
     for i in range(2, nb + 1):
         LG[i] = LG[i >> 1] + 1
-    SP = np.zeros((sides, 2, LG[nb] + 1 if nb > 0 else 1, max(nb, 1)))
-    if n > 0:
+    SP = np.zeros((sides, 2, LG[nb] + 1, nb))
+    info = np.zeros(3)
+    return close, T, V, SP, LG, info
+
+
+@njit(cache=True)
+def fp_chunk(fp, c0, c1):
+    """Fill ``fp``'s tables (:func:`fp_prepare`) for bars ``[c0, c1)`` (at most FP_CHUNK)."""
+    close, T, V, SP, LG, info = fp
+    m = max(c1 - c0, 0)
+    sides = V.shape[0]
+    info[0] = c0
+    info[1] = c1
+    ok = 1.0
+    for side in range(sides):
+        sg = 1.0 if side == 0 else -1.0
+        col = side * _SIDE + _SUMS
+        for i in range(m):
+            g = (1.0 + sg * _ret(close, c0 + i)) - 1.0
+            _dd_add(T, i + 1, col, g)
+            _dd_add(T, i + 1, col + 2, g * g)
+            _dd_add(T, i + 1, col + 4, g * g if g < 0.0 else 0.0)
+    for i in range(m):
+        V[0, i] = close[c0 + i]
+    if sides == 2:
+        for i in range(m):
+            r = _ret(close, c0 + i)
+            if r >= 1.0:
+                ok = 0.0
+            _dd_add(T, i + 1, _LOG, math.log1p(-r) if r < 1.0 else 0.0)
+            V[1, i] = T[i + 1, _LOG]
+    info[2] = ok
+    if m > 0:
         for side in range(sides):
-            _ext_fill(V[side], T, side * _SIDE + _EXT)
-            _sparse_fill(V[side], SP, side)
-    return T, V, SP, LG, short_ok
+            _ext_fill(V, side, m, T, side * _SIDE + _EXT)
+            _sparse_fill(V, side, m, T, side * _SIDE + _EXT, SP)
 
 
 ONE = np.uint8(1)
@@ -261,12 +274,13 @@ def _store(state, c, st):
 
 @njit(cache=True)
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
-    """Book combo ``c``'s position changes ``ct[:k]`` (bars, increasing, each later than every
-    bar booked so far) / ``cp[:k]`` (the new positions), with the held stretch before each,
-    updating its row of ``state`` (:func:`fp_state`); with ``final`` also the last stretch (to
-    the last bar), then write the combo's metric row into ``out`` (order of ``METRIC_NAMES``).
+    """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
+    each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
+    stretch before each and the one from the last change to the chunk's end, updating its row of
+    ``state`` (:func:`fp_state`); with ``final`` (the chunk ends at the last bar) then write
+    the combo's metric row into ``out`` (order of ``METRIC_NAMES``).
 
-    fp : :func:`fp_prepare` of the asset
+    fp : :func:`fp_prepare`, filled by :func:`fp_chunk` for the current chunk
     bsum, bsq : float64 (S, combos): column ``c`` gets each block's Σ and Σ² of the per-bar
         strategy returns (blk = (b0, B, S): block ``j`` is bars ``[b0 + j·B, b0 + (j+1)·B)``;
         S = 0: no blocks)
@@ -274,16 +288,18 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     One function body on purpose: numba counts references on every array handed to an inlined
     helper, once per call, which would cost more than the booking itself.
     """
-    T, V, SP, LG, short_ok = fp
-    nbar = T.shape[0] - 1
+    close, T, V, SP, LG, info = fp
+    c0 = int(info[0])
+    c1 = int(info[1])
+    short_ok = info[2] == 1.0
     b0, bl, ns = blk
     bend = b0 + bl * ns
     eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = \
         _load(state, c)
     prev = state[c, 13]
     u = int(state[c, 14])
-    for i in range(k + 1 if final else k):
-        t = ct[i] if i < k else nbar
+    for i in range(k + 1):
+        t = ct[i] if i < k else c1
         # -- the held stretch [u, t): position prev before and after every bar, no fill
         p = prev
         kk = t - u
@@ -296,7 +312,7 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
                   turn)
             for tt in range(u, t):
-                rt = T[tt, _R]
+                rt = _ret(close, tt)
                 st = acc_step(st, p, p, rt, fee_rate)
                 if ns > 0 and b0 <= tt < bend:
                     x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
@@ -317,9 +333,11 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     elif a < bend:
                         j = (a - b0) // bl
                         e = min(t, b0 + (j + 1) * bl)
-                x1 = (T[e, col] - T[a, col]) + (T[e, col + 1] - T[a, col + 1])
-                x2 = (T[e, col + 2] - T[a, col + 2]) + (T[e, col + 3] - T[a, col + 3])
-                x3 = (T[e, col + 4] - T[a, col + 4]) + (T[e, col + 5] - T[a, col + 5])
+                ra = a - c0
+                re = e - c0
+                x1 = (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
+                x2 = (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
+                x3 = (T[re, col + 4] - T[ra, col + 4]) + (T[re, col + 5] - T[ra, col + 5])
                 s1 += x1
                 s2 += x2
                 down2 += x3
@@ -329,20 +347,22 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                 a = e
             n += kk
             exposed += kk
-            # min and max of V[side, u:t] (rmq_minmax, written out)
-            ba = u >> _SHIFT
-            bb = (t - 1) >> _SHIFT
+            # min and max of V[side] over the stretch (rmq_minmax, written out)
+            la = u - c0
+            lb = t - c0
+            ba = la >> _SHIFT
+            bb = (lb - 1) >> _SHIFT
             if ba == bb:
-                mn = V[side, u]
+                mn = V[side, la]
                 mx = mn
-                for tt in range(u + 1, t):
+                for tt in range(la + 1, lb):
                     x = V[side, tt]
                     mn = min(mn, x)
                     mx = max(mx, x)
             else:
                 ecol = side * _SIDE + _EXT
-                mn = min(T[u, ecol + 2], T[t - 1, ecol])
-                mx = max(T[u, ecol + 3], T[t - 1, ecol + 1])
+                mn = min(T[la, ecol + 2], T[lb - 1, ecol])
+                mx = max(T[la, ecol + 3], T[lb - 1, ecol + 1])
                 nb = bb - ba - 1
                 if nb > 0:
                     lev = LG[nb]
@@ -352,29 +372,29 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             if side == 0:
                 # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
                 # unchanged, as the per-bar product of 1.0s is
-                c0 = T[u - 1, _CLOSE]
+                cu = close[u - 1]
                 if mn < mx * (1.0 - maxdd):
                     # the stretch's own drop could beat the drawdown so far: replay its equity
                     for tt in range(u, t):
-                        et = eq * (T[tt, _CLOSE] / c0)
+                        et = eq * (close[tt] / cu)
                         if et > peak:
                             peak = et
                         elif et < peak * (1.0 - maxdd):
                             maxdd = 1.0 - et / peak
                 else:
-                    lo = eq * (mn / c0)
+                    lo = eq * (mn / cu)
                     if lo < peak * (1.0 - maxdd):
                         maxdd = 1.0 - lo / peak
-                    hi = eq * (mx / c0)
+                    hi = eq * (mx / cu)
                     if hi > peak:
                         peak = hi
-                eq = eq * (T[t - 1, _CLOSE] / c0)
+                eq = eq * (close[t - 1] / cu)
             else:
-                l0 = T[u, _LOG]
+                l0 = T[la, _LOG]
                 if math.exp(mn - mx) < 1.0 - maxdd:
                     et = eq
                     for tt in range(u, t):
-                        et = et * (1.0 - T[tt, _R])
+                        et = et * (1.0 - _ret(close, tt))
                         if et > peak:
                             peak = et
                         elif et < peak * (1.0 - maxdd):
@@ -387,12 +407,14 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     hi = eq * math.exp(mx - l0)
                     if hi > peak:
                         peak = hi
-                    eq = eq * math.exp((T[t, _LOG] - l0) + (T[t, _LOG + 1] - T[u, _LOG + 1]))
+                    eq = eq * math.exp((T[lb, _LOG] - l0) + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
+        if kk > 0:
+            u = t
         if i == k:
             break
         # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
         pos = cp[i]
-        rt = T[t, _R]
+        rt = _ret(close, t)
         st = acc_step((eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
                        exposed, turn), prev, pos, rt, fee_rate)
         eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
 from quantfleet.kernels.indicators import (
     atr,
     midpoint,
@@ -94,7 +94,7 @@ def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): the same channel state
     machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
     hh, ll = _channel_tables(high, low, uniq)
@@ -103,6 +103,7 @@ def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             he = hh[idx[c]]
             le = ll[idx[c]]
@@ -218,7 +219,7 @@ def atr_stop_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                   start, out, bsum, bsq, blk):
     """The fast path of :func:`atr_stop_kernel` (kernels/fastpath.py): the same stop state machine per bar (its state: position, extreme since entry, armed flags, carried between chunks), its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     su, si = unique_windows(params[:, 0].copy())
     au, ai = unique_windows(params[:, 1].copy())
@@ -229,6 +230,7 @@ def atr_stop_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             s = smas[si[c]]
             a = atrs[ai[c]]
@@ -344,7 +346,7 @@ def ichimoku_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                   start, out, bsum, bsq, blk):
     """The fast path of :func:`ichimoku_kernel` (kernels/fastpath.py): the same cloud rule per bar, its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1], params[:, 2])))
     mid = _midpoint_table(high, low, uniq)
@@ -353,6 +355,7 @@ def ichimoku_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             tk = mid[idx[c]]
             kj = mid[idx[m + c]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
 from quantfleet.kernels.indicators import rsi, sma, stochastic_k, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
 from quantfleet.strategies.base import Strategy, register
@@ -75,7 +75,7 @@ def rsi_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long
              start, out, bsum, bsq, blk):
     """The fast path of :func:`rsi_kernel` (kernels/fastpath.py): the same threshold state machine per bar, its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(params[:, 0].copy())
     table = _rsi_table(close, uniq)
@@ -84,6 +84,7 @@ def rsi_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             v = table[idx[c]]
             lower = params[c, 1]
@@ -203,7 +204,7 @@ def stochastic_fast(open_, high, low, close, volume, extra, params, fee_rate, pp
                     start, out, bsum, bsq, blk):
     """The fast path of :func:`stochastic_kernel` (kernels/fastpath.py): the same cross state machine per bar, its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     ku, ki = unique_windows(params[:, 0].copy())
     du, di = unique_windows(params[:, 1].copy())
@@ -215,6 +216,7 @@ def stochastic_fast(open_, high, low, close, volume, extra, params, fee_rate, pp
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             k = ktab[ki[c]]
             d = dtab[pi[c]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_prepare, fp_state
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
 from quantfleet.kernels.indicators import (
     nw_regression,
     rolling_pstd,
@@ -98,7 +98,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     """The fast path of :func:`bollinger_kernel` (kernels/fastpath.py): the same band state
     machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     uniq, idx = unique_windows(params[:, 0].copy())
     mid, sd = _bollinger_tables(close, uniq)
     m = params.shape[0]
@@ -107,6 +107,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             mm = mid[idx[c]]
             ss = sd[idx[c]]
@@ -193,7 +194,7 @@ def vwap_reversion_fast(open_, high, low, close, volume, extra, params, fee_rate
                         start, out, bsum, bsq, blk):
     """The fast path of :func:`vwap_reversion_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(params[:, 0].copy())
     table = np.empty((uniq.shape[0], n))
@@ -204,6 +205,7 @@ def vwap_reversion_fast(open_, high, low, close, volume, extra, params, fee_rate
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             zs = table[idx[c]]
             ze = params[c, 1]
@@ -285,7 +287,7 @@ def nw_envelope_fast(open_, high, low, close, volume, extra, params, fee_rate, p
                      start, out, bsum, bsq, blk):
     """The fast path of :func:`nw_envelope_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     m = params.shape[0]
     ub, uw, idx = unique_pairs(params[:, 0].copy(), params[:, 2].copy())
     est = np.empty((ub.shape[0], n))
@@ -297,6 +299,7 @@ def nw_envelope_fast(open_, high, low, close, volume, extra, params, fee_rate, p
     cp = np.empty(FP_CHUNK)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             e = est[idx[c]]
             d = mad[idx[c]]

@@ -10,6 +10,7 @@ from quantfleet.kernels.fastpath import (
     ONE,
     ZERO,
     fp_book,
+    fp_chunk,
     fp_flag_changes,
     fp_prepare,
     fp_state,
@@ -68,7 +69,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     """The fast path of :func:`sma_cross_kernel` (``Strategy.fast``; kernels/fastpath.py): the
     same rule, same expressions, scanned into change bars and booked by ``fp_book``."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     cs = np.empty(n + 1)
     cs[0] = 0.0
     for t in range(n):
@@ -81,6 +82,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             fw = int(params[c, 0])
             sw = int(params[c, 1])
@@ -151,7 +153,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                    start, out, bsum, bsq, blk):
     """The fast path of :func:`ema_cross_kernel` (kernels/fastpath.py)."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     both = np.concatenate((params[:, 0], params[:, 1]))
     uniq, idx = unique_windows(both)
     table = _ema_table(close, uniq)
@@ -163,6 +165,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             f = table[idx[c]]
             s = table[idx[m + c]]
@@ -218,7 +221,7 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                    start, out, bsum, bsq, blk):
     """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py)."""
     n = close.shape[0]
-    fp = fp_prepare(close, start, long_short)
+    fp = fp_prepare(close, long_short)
     uniq, idx = unique_windows(params[:, 0].copy())
     table = sma_table(close, uniq)
     low_pos = -1.0 if long_short else 0.0
@@ -229,6 +232,7 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
         for c in range(m):
             s = table[idx[c]]
             warm = int(params[c, 0]) - 1
