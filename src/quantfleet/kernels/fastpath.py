@@ -323,33 +323,25 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         elif kk > 0:
             side = 0 if p == 1.0 else 1
             col = side * _SIDE + _SUMS
-            a = u
-            while a < t:
-                e = t
-                j = -1
-                if ns > 0:
-                    if a < b0:
-                        e = min(t, b0)
-                    elif a < bend:
-                        j = (a - b0) // bl
-                        e = min(t, b0 + (j + 1) * bl)
+            la = u - c0
+            lb = t - c0
+            # the metric sums over the whole stretch (the same bits with or without blocks)
+            s1 += (T[lb, col] - T[la, col]) + (T[lb, col + 1] - T[la, col + 1])
+            s2 += (T[lb, col + 2] - T[la, col + 2]) + (T[lb, col + 3] - T[la, col + 3])
+            down2 += (T[lb, col + 4] - T[la, col + 4]) + (T[lb, col + 5] - T[la, col + 5])
+            a = max(u, b0)
+            while ns > 0 and a < min(t, bend):
+                # each block's piece of the stretch
+                j = (a - b0) // bl
+                e = min(t, b0 + (j + 1) * bl)
                 ra = a - c0
                 re = e - c0
-                x1 = (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
-                x2 = (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
-                x3 = (T[re, col + 4] - T[ra, col + 4]) + (T[re, col + 5] - T[ra, col + 5])
-                s1 += x1
-                s2 += x2
-                down2 += x3
-                if j >= 0:
-                    bsum[j, c] += x1
-                    bsq[j, c] += x2
+                bsum[j, c] += (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
+                bsq[j, c] += (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
                 a = e
             n += kk
             exposed += kk
             # min and max of V[side] over the stretch (rmq_minmax, written out)
-            la = u - c0
-            lb = t - c0
             ba = la >> _SHIFT
             bb = (lb - 1) >> _SHIFT
             if ba == bb:
