@@ -15,7 +15,7 @@ from quantfleet.kernels.fastpath import (
     fp_prepare,
     fp_state,
 )
-from quantfleet.kernels.indicators import ema, sma_table, unique_windows
+from quantfleet.kernels.indicators import ema, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
 from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
@@ -196,22 +196,35 @@ EMA_CROSS = register(Strategy(
 
 
 @njit(cache=True)
+def _close_prefix(close):
+    """Prefix sums of close, (bars + 1,): cs[t + 1] - cs[t + 1 - w] is the sum of the last w."""
+    n = close.shape[0]
+    cs = np.empty(n + 1)
+    cs[0] = 0.0
+    for t in range(n):
+        cs[t + 1] = cs[t] + close[t]
+    return cs
+
+
+@njit(cache=True)
 def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                      long_short, start, out, returns_out):
-    """Long 1 while close > SMA(window), else 0 (-1 in long/short mode). params: window."""
+    """Long 1 while close > SMA(window), else 0 (-1 in long/short mode). params: window.
+
+    The SMA comes from one prefix sum of close shared by every combo (O(bars) memory however
+    many distinct windows), compared without division: close * w > sum of the last w closes.
+    """
     n = close.shape[0]
     r = bar_returns(close)
-    uniq, idx = unique_windows(params[:, 0].copy())
-    table = sma_table(close, uniq)
+    cs = _close_prefix(close)
     low_pos = -1.0 if long_short else 0.0
     for c in range(params.shape[0]):
-        s = table[idx[c]]
-        warm = int(params[c, 0]) - 1
-        tail = tail_init()
-        for t in range(start, n):
-            pos = 0.0
-            if t >= warm:
-                pos = 1.0 if close[t] > s[t] else low_pos
+        w = int(params[c, 0])
+        wf = float(w)
+        t0 = max(start, w - 1)
+        tail = tail_flat(tail_init(), float(min(t0, n) - start))
+        for t in range(t0, n):
+            pos = 1.0 if close[t] * wf > cs[t + 1] - cs[t + 1 - w] else low_pos
             tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
         tail_finish(tail, ppy, out[c])
 
@@ -222,8 +235,7 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py)."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
-    uniq, idx = unique_windows(params[:, 0].copy())
-    table = sma_table(close, uniq)
+    cs = _close_prefix(close)
     low_pos = -1.0 if long_short else 0.0
     m = params.shape[0]
     state = fp_state(m, start)
@@ -234,13 +246,14 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
         for c in range(m):
-            s = table[idx[c]]
-            warm = int(params[c, 0]) - 1
-            t0 = max(c0, warm)
+            w = int(params[c, 0])
+            wf = float(w)
+            t0 = max(c0, w - 1)
             xa = close[t0:c1]
-            sa = s[t0:c1]
+            hs = cs[t0 + 1:c1 + 1]
+            ls = cs[t0 + 1 - w:c1 + 1 - w]
             for i in range(c1 - t0):
-                flags[i] = ONE if xa[i] > sa[i] else ZERO
+                flags[i] = ONE if xa[i] * wf > hs[i] - ls[i] else ZERO
             k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
