@@ -37,16 +37,21 @@ from numba import njit
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
 
 __all__ = [
+    "EV_FLAT",
+    "EV_LONG",
+    "EV_SHORT",
     "FP_CHUNK",
     "FP_MIN_HELD",
     "FP_STATE",
     "ONE",
     "RMQ_BLOCK",
+    "TWO",
     "ZERO",
     "fp_blocks_finish",
     "fp_book",
     "fp_chunk",
     "fp_flag_changes",
+    "fp_next_event",
     "fp_prefix",
     "fp_prepare",
     "fp_state",
@@ -233,6 +238,7 @@ def fp_chunk(fp, c0, c1):
 
 
 ONE = np.uint8(1)
+TWO = np.uint8(2)
 ZERO = np.uint8(0)
 """A rule's result per bar as the uint8 :func:`fp_flag_changes` reads (an explicit uint8, not a
 bool, keeps a scan loop vectorizable)."""
@@ -460,6 +466,39 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
                     cp[k] = pos1 if (x >> sh) & one else pos0
                     k += 1
     return k
+
+
+EV_FLAT = np.uint8(1)
+EV_LONG = np.uint8(2)
+EV_SHORT = np.uint8(4)
+"""Event bits of a state-machine rule's per-bar flags (:func:`fp_next_event`): the bar would
+change the state when flat / long / short."""
+
+
+@njit(cache=True)
+def fp_next_event(flags, i, m, mask):
+    """The first ``j`` in ``[i, m)`` with ``flags[j] & mask``, else ``m``; read 8 bytes at a
+    time. ``flags`` (uint8) must be 0 from ``m`` to the next multiple of 8 (and be that long).
+
+    A state-machine rule marks, per bar, whether the bar would change its state from each state
+    (``EV_FLAT``, ``EV_LONG``, ``EV_SHORT``); the scan then runs the exact rule only on the bars
+    its current state's bit marks, every other bar provably keeping the state.
+    """
+    while i < m and (i & 7):
+        if flags[i] & mask:
+            return i
+        i += 1
+    if i >= m:
+        return m
+    w = flags.view(np.uint64)
+    rep = np.uint64(mask) * np.uint64(0x0101010101010101)
+    for wi in range(i >> 3, (m + 7) >> 3):
+        if w[wi] & rep:
+            j = wi << 3
+            while not (flags[j] & mask):
+                j += 1
+            return min(j, m)
+    return m
 
 
 @njit(cache=True)

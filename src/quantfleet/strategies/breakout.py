@@ -9,7 +9,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
+from quantfleet.kernels.fastpath import (
+    EV_FLAT,
+    EV_LONG,
+    EV_SHORT,
+    FP_CHUNK,
+    ONE,
+    TWO,
+    fp_book,
+    fp_chunk,
+    fp_next_event,
+    fp_prepare,
+    fp_state,
+)
 from quantfleet.kernels.indicators import (
     atr,
     midpoint,
@@ -91,8 +103,10 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
 @njit(cache=True)
 def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                   start, out, bsum, bsq, blk):
-    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): the same channel state
-    machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
+    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): per chunk, a vectorised
+    pass marks the bars that would change the channel state from flat / long / short; the exact
+    rule runs only on the marked bars of the current state, and its changes are booked by
+    ``fp_book``."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     m = params.shape[0]
@@ -101,34 +115,67 @@ def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
+        nc = c1 - c0
+        flags[nc:] = 0
         for c in range(m):
             he = hh[idx[c]]
             le = ll[idx[c]]
             hx = hh[idx[m + c]]
             lx = ll[idx[m + c]]
+            # the channels of the previous w bars exist from bar w
             warm = int(max(params[c, 0], params[c, 1]))
+            t0 = min(max(c0, warm), c1)
+            flags[:t0 - c0] = 0
+            xa = close[t0:c1]
+            hea = he[t0 - 1:c1 - 1]
+            lea = le[t0 - 1:c1 - 1]
+            hxa = hx[t0 - 1:c1 - 1]
+            lxa = lx[t0 - 1:c1 - 1]
+            b = t0 - c0
+            for i in range(c1 - t0):
+                x = xa[i]
+                f_flat = (x > hea[i]) | (long_short & (x < lea[i]))
+                flags[b + i] = (np.uint8(f_flat) | (np.uint8(x < lxa[i]) << ONE)
+                                | (np.uint8(x > hxa[i]) << TWO))
             rule = state[c, 15]
-            j = 0
             prev = state[c, 13]
-            for t in range(max(c0, warm), c1):
-                x = close[t]
-                if rule > 0.0 and x < lx[t - 1]:
-                    rule = 0.0
-                elif rule < 0.0 and x > hx[t - 1]:
-                    rule = 0.0
-                if rule == 0.0:
-                    if x > he[t - 1]:
-                        rule = 1.0
-                    elif long_short and x < le[t - 1]:
-                        rule = -1.0
-                if t >= start:
-                    ct[j] = t
+            j = 0
+            t = c0
+            while t < c1:
+                mask = EV_FLAT if rule == 0.0 else (EV_LONG if rule > 0.0 else EV_SHORT)
+                if t <= start:
+                    # before start only the state moves; bar start books what it holds
+                    stop = min(start, c1)
+                    e = c0 + fp_next_event(flags, t - c0, stop - c0, mask)
+                    if e >= stop:
+                        if start >= c1:
+                            break
+                        e = start
+                else:
+                    e = c0 + fp_next_event(flags, t - c0, nc, mask)
+                    if e >= c1:
+                        break
+                if flags[e - c0] & mask:
+                    x = close[e]
+                    if rule > 0.0 and x < lx[e - 1]:
+                        rule = 0.0
+                    elif rule < 0.0 and x > hx[e - 1]:
+                        rule = 0.0
+                    if rule == 0.0:
+                        if x > he[e - 1]:
+                            rule = 1.0
+                        elif long_short and x < le[e - 1]:
+                            rule = -1.0
+                if e >= start and rule != prev:
+                    ct[j] = e
                     cp[j] = rule
-                    j += rule != prev
+                    j += 1
                     prev = rule
+                t = e + 1
             state[c, 15] = rule
             fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 

@@ -9,7 +9,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
+from quantfleet.kernels.fastpath import (
+    EV_FLAT,
+    EV_LONG,
+    EV_SHORT,
+    FP_CHUNK,
+    ONE,
+    TWO,
+    fp_book,
+    fp_chunk,
+    fp_next_event,
+    fp_prepare,
+    fp_state,
+)
 from quantfleet.kernels.indicators import (
     nw_regression,
     rolling_pstd,
@@ -95,8 +107,10 @@ def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
 @njit(cache=True)
 def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
-    """The fast path of :func:`bollinger_kernel` (kernels/fastpath.py): the same band state
-    machine per bar (cheap: no P&L), its changes booked by ``fp_book``."""
+    """The fast path of :func:`bollinger_kernel` (kernels/fastpath.py): per chunk, a vectorised
+    pass marks the bars that would change the band state from flat / long / short; the exact
+    ``band_step`` runs only on the marked bars of the current state, and its changes are booked
+    by ``fp_book``."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     uniq, idx = unique_windows(params[:, 0].copy())
@@ -105,26 +119,59 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
+        nc = c1 - c0
+        flags[nc:] = 0
         for c in range(m):
             mm = mid[idx[c]]
             ss = sd[idx[c]]
             k = params[c, 1]
+            xa = close[c0:c1]
+            ma = mm[c0:c1]
+            sa = ss[c0:c1]
+            for i in range(nc):
+                x = xa[i]
+                mi = ma[i]
+                lo = mi - k * sa[i]
+                up = mi + k * sa[i]
+                # band_step keeps flat unless an entry, long/short unless an exit or a NaN
+                # (bitwise, not short-circuit, operators: the loop vectorises)
+                ok = (x == x) & (lo == lo) & (mi == mi) & (up == up)
+                f_flat = ok & ((x < lo) | (long_short & (x > up)))
+                f_long = (~ok) | (x >= mi)
+                f_short = (~ok) | (x <= mi)
+                flags[i] = (np.uint8(f_flat) | (np.uint8(f_long) << ONE)
+                            | (np.uint8(f_short) << TWO))
             rule = state[c, 15]
-            for t in range(c0, min(c1, start)):
-                rule = band_step(rule, close[t], mm[t] - k * ss[t], mm[t], mm[t] + k * ss[t],
-                                 long_short)
-            j = 0
             prev = state[c, 13]
-            for t in range(max(c0, start), c1):
-                rule = band_step(rule, close[t], mm[t] - k * ss[t], mm[t], mm[t] + k * ss[t],
-                                 long_short)
-                ct[j] = t
-                cp[j] = rule
-                j += rule != prev
-                prev = rule
+            j = 0
+            t = c0
+            while t < c1:
+                mask = EV_FLAT if rule == 0.0 else (EV_LONG if rule > 0.0 else EV_SHORT)
+                if t <= start:
+                    # before start only the state moves; bar start books what it holds
+                    stop = min(start, c1)
+                    e = c0 + fp_next_event(flags, t - c0, stop - c0, mask)
+                    if e >= stop:
+                        if start >= c1:
+                            break
+                        e = start
+                else:
+                    e = c0 + fp_next_event(flags, t - c0, nc, mask)
+                    if e >= c1:
+                        break
+                if flags[e - c0] & mask:
+                    rule = band_step(rule, close[e], mm[e] - k * ss[e], mm[e],
+                                     mm[e] + k * ss[e], long_short)
+                if e >= start and rule != prev:
+                    ct[j] = e
+                    cp[j] = rule
+                    j += 1
+                    prev = rule
+                t = e + 1
             state[c, 15] = rule
             fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
