@@ -152,8 +152,15 @@ def test_sweep_pbo_comes_from_its_own_jobs_blocks_whatever_the_chunking(market, 
     asked = ref.returns_requests(monkeypatch)
     monkeypatch.setattr(job_mod, "BLOCK_BATCH_BYTES", 16 * market.n_bars * 5)
     results = [sweep(market, "sma_cross", grid, ppy=252.0, chunk=c) for c in (7, 1000)]
-    # per-bar returns were asked for at most 5 combos at a time, apart from the winner's
-    # single-combo series for its deflated Sharpe
+    # sma_cross books its blocks on its fast path (kernels/fastpath.py): per-bar returns only
+    # for the winner's single-combo series (its deflated Sharpe)
+    assert max(asked) == 1
+    # without a fast path, per-bar returns are asked for at most 5 combos at a time
+    import dataclasses
+
+    from quantfleet.strategies import base
+    monkeypatch.setitem(base._REGISTRY, "sma_cross", dataclasses.replace(strat, fast=None))
+    results.append(sweep(market, "sma_cross", grid, ppy=252.0, chunk=7))
     assert max(asked) == 5
     for res in results:
         of = res.overfit

@@ -1,9 +1,10 @@
 """Every registered strategy through the one per-bar tail: its metrics are those of its own
 positions under the conventions (the slow reference of tests/reference.py), and the optional
-stores change nothing."""
+stores change nothing; a strategy's fast path (kernels/fastpath.py) gives the same metrics."""
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -27,7 +28,10 @@ def test_metrics_are_those_of_the_kernels_positions(strategy, long_short):
         params[:, 1] = np.minimum(params[:, 1], 2e-5)
     start, fee_rate, ppy = 230, 7e-4, 365.0
     kw = dict(fee_rate=fee_rate, ppy=ppy, long_short=long_short, start=start)
-    bare, none = strategy.run_asset(MARKET, 0, params, **kw)
+    per_bar = dataclasses.replace(strategy, fast=None)
+    bare, none = per_bar.run_asset(MARKET, 0, params, **kw)
+    # metrics alone go through the fast path when the strategy has one
+    quick = strategy.run_asset(MARKET, 0, params, **kw)[0]
     out, rets, pos = strategy.run_asset(MARKET, 0, params, returns=True, positions=True, **kw)
     assert none is None
     assert (pos != 0).any(), "no position taken: the check would be vacuous"
@@ -41,8 +45,11 @@ def test_metrics_are_those_of_the_kernels_positions(strategy, long_short):
     for c in range(params.shape[0]):
         want, rb = ref.book_metrics(pos[c], r, fee_rate, ppy)
         ref.assert_metrics_close(out[c], want)
+        ref.assert_metrics_close(quick[c], want)
         np.testing.assert_allclose(rets[c], rb, rtol=0, atol=1e-13)
-    # a batch is the combos one by one, bit for bit
+    # a batch is the combos one by one, bit for bit (per-bar kernel and fast path alike)
     for c in range(params.shape[0]):
-        one, _ = strategy.run_asset(MARKET, 0, params[c:c + 1], **kw)
-        np.testing.assert_array_equal(one[0], bare[c])
+        np.testing.assert_array_equal(per_bar.run_asset(MARKET, 0, params[c:c + 1], **kw)[0][0],
+                                      bare[c])
+        np.testing.assert_array_equal(strategy.run_asset(MARKET, 0, params[c:c + 1], **kw)[0][0],
+                                      quick[c])

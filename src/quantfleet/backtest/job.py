@@ -220,9 +220,19 @@ def _evaluate_blocks(market: MarketData, job: BacktestJob, strat: Any, kw: dict[
 def run_blocks(strat: Any, market: MarketData, asset: int, params: np.ndarray, n_splits: int,
                per_batch: int, **run_kw: Any) -> tuple[np.ndarray, BlockStats]:
     """Metrics (combos, N_METRICS) and :class:`BlockStats` (``n_splits`` blocks) of ``params``
-    on one asset, ``Strategy.run_asset(..., returns=True)`` run on ``per_batch`` combos at a
-    time: only one sub-batch's per-bar returns exist at once. The statistics are the same bits
-    whatever ``per_batch`` (each combo's row is reduced on its own)."""
+    on one asset. A strategy with a fast path books them directly
+    (``Strategy.run_asset_blocks``, equal to the per-bar reduction to rounding:
+    docs/conventions.md, "Fast path"); otherwise ``Strategy.run_asset(..., returns=True)`` runs
+    on ``per_batch`` combos at a time: only one sub-batch's per-bar returns exist at once, and
+    the statistics are the same bits whatever ``per_batch`` (each combo's row is reduced on its
+    own). The fast path covers the default execution terms (``run_kw``: fees, ppy,
+    long/short, bar range) only."""
+    fast = strat.run_asset_blocks(market, asset, params, n_splits, **run_kw) \
+        if getattr(strat, "fast", None) is not None else None
+    if fast is not None:
+        # the fast path books the block sums directly: no per-bar buffer at all
+        metrics, count, mean, m2, bars = fast
+        return metrics, BlockStats(count, mean, m2, bars)
     n_c = params.shape[0]
     metrics = np.empty((n_c, N_METRICS))
     parts = []

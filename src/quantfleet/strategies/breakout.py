@@ -9,6 +9,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import (
+    EV_FLAT,
+    EV_LONG,
+    EV_SHORT,
+    FP_CHUNK,
+    ONE,
+    TWO,
+    fp_book,
+    fp_chunk,
+    fp_next_event,
+    fp_prepare,
+    fp_state,
+)
 from quantfleet.kernels.indicators import (
     atr,
     midpoint,
@@ -25,8 +38,11 @@ __all__ = [
     "ATR_STOP",
     "DONCHIAN",
     "ICHIMOKU",
+    "atr_stop_fast",
     "atr_stop_kernel",
+    "donchian_fast",
     "donchian_kernel",
+    "ichimoku_fast",
     "ichimoku_kernel",
 ]
 
@@ -84,6 +100,86 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): per chunk, a vectorised
+    pass marks the bars that would change the channel state from flat / long / short; the exact
+    rule runs only on the marked bars of the current state, and its changes are booked by
+    ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
+    hh, ll = _channel_tables(high, low, uniq)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        nc = c1 - c0
+        flags[nc:] = 0
+        for c in range(m):
+            he = hh[idx[c]]
+            le = ll[idx[c]]
+            hx = hh[idx[m + c]]
+            lx = ll[idx[m + c]]
+            # the channels of the previous w bars exist from bar w
+            warm = int(max(params[c, 0], params[c, 1]))
+            t0 = min(max(c0, warm), c1)
+            flags[:t0 - c0] = 0
+            xa = close[t0:c1]
+            hea = he[t0 - 1:c1 - 1]
+            lea = le[t0 - 1:c1 - 1]
+            hxa = hx[t0 - 1:c1 - 1]
+            lxa = lx[t0 - 1:c1 - 1]
+            b = t0 - c0
+            for i in range(c1 - t0):
+                x = xa[i]
+                f_flat = (x > hea[i]) | (long_short & (x < lea[i]))
+                flags[b + i] = (np.uint8(f_flat) | (np.uint8(x < lxa[i]) << ONE)
+                                | (np.uint8(x > hxa[i]) << TWO))
+            rule = state[c, 15]
+            prev = state[c, 13]
+            j = 0
+            t = c0
+            while t < c1:
+                mask = EV_FLAT if rule == 0.0 else (EV_LONG if rule > 0.0 else EV_SHORT)
+                if t <= start:
+                    # before start only the state moves; bar start books what it holds
+                    stop = min(start, c1)
+                    e = c0 + fp_next_event(flags, t - c0, stop - c0, mask)
+                    if e >= stop:
+                        if start >= c1:
+                            break
+                        e = start
+                else:
+                    e = c0 + fp_next_event(flags, t - c0, nc, mask)
+                    if e >= c1:
+                        break
+                if flags[e - c0] & mask:
+                    x = close[e]
+                    if rule > 0.0 and x < lx[e - 1]:
+                        rule = 0.0
+                    elif rule < 0.0 and x > hx[e - 1]:
+                        rule = 0.0
+                    if rule == 0.0:
+                        if x > he[e - 1]:
+                            rule = 1.0
+                        elif long_short and x < le[e - 1]:
+                            rule = -1.0
+                if e >= start and rule != prev:
+                    ct[j] = e
+                    cp[j] = rule
+                    j += 1
+                    prev = rule
+                t = e + 1
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 DONCHIAN = register(Strategy(
     name="donchian",
     family="breakout",
@@ -94,6 +190,7 @@ DONCHIAN = register(Strategy(
         strategy="donchian",
     ),
     kernel=donchian_kernel,
+    fast=donchian_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["entry"]), int(p["exit"])),
     cost_ns=5,
@@ -164,6 +261,69 @@ def atr_stop_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def atr_stop_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`atr_stop_kernel` (kernels/fastpath.py): the same stop state machine per bar (its state: position, extreme since entry, armed flags, carried between chunks), its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    su, si = unique_windows(params[:, 0].copy())
+    au, ai = unique_windows(params[:, 1].copy())
+    smas = sma_table(close, su)
+    atrs = _atr_table(high, low, close, au)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            s = smas[si[c]]
+            a = atrs[ai[c]]
+            mult = params[c, 2]
+            warm = int(max(params[c, 0], params[c, 1])) - 1
+            ext = state[c, 16]
+            armed_long = state[c, 17] == 0.0
+            armed_short = state[c, 18] == 0.0
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                x = close[t]
+                if rule > 0.0:
+                    ext = max(ext, x)
+                    if x < ext - mult * a[t]:
+                        rule = 0.0
+                        armed_long = False
+                elif rule < 0.0:
+                    ext = min(ext, x)
+                    if x > ext + mult * a[t]:
+                        rule = 0.0
+                        armed_short = False
+                if x <= s[t]:
+                    armed_long = True
+                if x >= s[t]:
+                    armed_short = True
+                if rule == 0.0:
+                    if armed_long and x > s[t]:
+                        rule = 1.0
+                        ext = x
+                    elif long_short and armed_short and x < s[t]:
+                        rule = -1.0
+                        ext = x
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            state[c, 16] = ext
+            state[c, 17] = 0.0 if armed_long else 1.0
+            state[c, 18] = 0.0 if armed_short else 1.0
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 ATR_STOP = register(Strategy(
     name="atr_stop",
     family="breakout",
@@ -177,6 +337,7 @@ ATR_STOP = register(Strategy(
         strategy="atr_stop",
     ),
     kernel=atr_stop_kernel,
+    fast=atr_stop_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["trend"]), int(p["atr_window"])) - 1,
     cost_ns=4,
@@ -227,6 +388,48 @@ def ichimoku_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def ichimoku_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`ichimoku_kernel` (kernels/fastpath.py): the same cloud rule per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1], params[:, 2])))
+    mid = _midpoint_table(high, low, uniq)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            tk = mid[idx[c]]
+            kj = mid[idx[m + c]]
+            sb = mid[idx[2 * m + c]]
+            lag = int(params[c, 1])
+            warm = int(max(params[c, 0], params[c, 1], params[c, 2])) - 1 + lag
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                a = (tk[t - lag] + kj[t - lag]) / 2.0
+                b = sb[t - lag]
+                x = close[t]
+                rule = 0.0
+                if x > max(a, b) and tk[t] > kj[t]:
+                    rule = 1.0
+                elif long_short and x < min(a, b) and tk[t] < kj[t]:
+                    rule = -1.0
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 ICHIMOKU = register(Strategy(
     name="ichimoku",
     family="breakout",
@@ -241,6 +444,7 @@ ICHIMOKU = register(Strategy(
         strategy="ichimoku",
     ),
     kernel=ichimoku_kernel,
+    fast=ichimoku_fast,
     needs=("high", "low"),
     warmup=lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["kijun"]),
     cost_ns=5,

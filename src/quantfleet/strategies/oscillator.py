@@ -9,12 +9,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import FP_CHUNK, fp_book, fp_chunk, fp_prepare, fp_state
 from quantfleet.kernels.indicators import rsi, sma, stochastic_k, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_init, tail_step
 from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Float, Int, ParamSpace
 
-__all__ = ["RSI", "STOCHASTIC", "rsi_kernel", "stochastic_kernel"]
+__all__ = [
+    "RSI",
+    "STOCHASTIC",
+    "rsi_fast",
+    "rsi_kernel",
+    "stochastic_fast",
+    "stochastic_kernel",
+]
 
 
 @njit(cache=True)
@@ -62,6 +70,49 @@ def rsi_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def rsi_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+             start, out, bsum, bsq, blk):
+    """The fast path of :func:`rsi_kernel` (kernels/fastpath.py): the same threshold state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = _rsi_table(close, uniq)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            v = table[idx[c]]
+            lower = params[c, 1]
+            upper = params[c, 2]
+            warm = int(params[c, 0])
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                x = v[t]
+                if rule > 0.0 and x > upper:
+                    rule = 0.0
+                elif rule < 0.0 and x < lower:
+                    rule = 0.0
+                if rule == 0.0:
+                    if x < lower:
+                        rule = 1.0
+                    elif long_short and x > upper:
+                        rule = -1.0
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 RSI = register(Strategy(
     name="rsi",
     family="oscillator",
@@ -76,6 +127,7 @@ RSI = register(Strategy(
         strategy="rsi",
     ),
     kernel=rsi_kernel,
+    fast=rsi_fast,
     warmup=lambda p: int(p["window"]),
     cost_ns=3.5,
 ))
@@ -147,6 +199,54 @@ def stochastic_kernel(open_, high, low, close, volume, extra, params, fee_rate, 
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def stochastic_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                    start, out, bsum, bsq, blk):
+    """The fast path of :func:`stochastic_kernel` (kernels/fastpath.py): the same cross state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    ku, ki = unique_windows(params[:, 0].copy())
+    du, di = unique_windows(params[:, 1].copy())
+    keys = (ki * du.shape[0] + di).astype(np.float64)
+    pu, pi = unique_windows(keys)
+    ktab, dtab = _stoch_tables(high, low, close, ku, du, pu)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            k = ktab[ki[c]]
+            d = dtab[pi[c]]
+            lower = params[c, 2]
+            upper = params[c, 3]
+            warm = int(params[c, 0]) + int(params[c, 1]) - 1
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(max(c0, warm), c1):
+                up = k[t] > d[t] and k[t - 1] <= d[t - 1]
+                down = k[t] < d[t] and k[t - 1] >= d[t - 1]
+                if rule > 0.0 and down and d[t] > upper:
+                    rule = 0.0
+                elif rule < 0.0 and up and d[t] < lower:
+                    rule = 0.0
+                if rule == 0.0:
+                    if up and d[t] < lower:
+                        rule = 1.0
+                    elif long_short and down and d[t] > upper:
+                        rule = -1.0
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 STOCHASTIC = register(Strategy(
     name="stochastic",
     family="oscillator",
@@ -162,6 +262,7 @@ STOCHASTIC = register(Strategy(
         strategy="stochastic",
     ),
     kernel=stochastic_kernel,
+    fast=stochastic_fast,
     needs=("high", "low"),
     warmup=lambda p: int(p["k_window"]) + int(p["d_window"]) - 1,
     cost_ns=5,

@@ -9,6 +9,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from quantfleet.kernels.fastpath import (
+    EV_FLAT,
+    EV_LONG,
+    EV_SHORT,
+    FP_CHUNK,
+    ONE,
+    TWO,
+    fp_book,
+    fp_chunk,
+    fp_next_event,
+    fp_prepare,
+    fp_state,
+)
 from quantfleet.kernels.indicators import (
     nw_regression,
     rolling_pstd,
@@ -26,9 +39,12 @@ __all__ = [
     "NW_ENVELOPE",
     "VWAP_REVERSION",
     "band_step",
+    "bollinger_fast",
     "bollinger_kernel",
     "nw_band",
+    "nw_envelope_fast",
     "nw_envelope_kernel",
+    "vwap_reversion_fast",
     "vwap_reversion_kernel",
     "vwap_zscore",
 ]
@@ -88,6 +104,78 @@ def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`bollinger_kernel` (kernels/fastpath.py): per chunk, a vectorised
+    pass marks the bars that would change the band state from flat / long / short; the exact
+    ``band_step`` runs only on the marked bars of the current state, and its changes are booked
+    by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    uniq, idx = unique_windows(params[:, 0].copy())
+    mid, sd = _bollinger_tables(close, uniq)
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        nc = c1 - c0
+        flags[nc:] = 0
+        for c in range(m):
+            mm = mid[idx[c]]
+            ss = sd[idx[c]]
+            k = params[c, 1]
+            xa = close[c0:c1]
+            ma = mm[c0:c1]
+            sa = ss[c0:c1]
+            for i in range(nc):
+                x = xa[i]
+                mi = ma[i]
+                lo = mi - k * sa[i]
+                up = mi + k * sa[i]
+                # band_step keeps flat unless an entry, long/short unless an exit or a NaN
+                # (bitwise, not short-circuit, operators: the loop vectorises)
+                ok = (x == x) & (lo == lo) & (mi == mi) & (up == up)
+                f_flat = ok & ((x < lo) | (long_short & (x > up)))
+                f_long = (~ok) | (x >= mi)
+                f_short = (~ok) | (x <= mi)
+                flags[i] = (np.uint8(f_flat) | (np.uint8(f_long) << ONE)
+                            | (np.uint8(f_short) << TWO))
+            rule = state[c, 15]
+            prev = state[c, 13]
+            j = 0
+            t = c0
+            while t < c1:
+                mask = EV_FLAT if rule == 0.0 else (EV_LONG if rule > 0.0 else EV_SHORT)
+                if t <= start:
+                    # before start only the state moves; bar start books what it holds
+                    stop = min(start, c1)
+                    e = c0 + fp_next_event(flags, t - c0, stop - c0, mask)
+                    if e >= stop:
+                        if start >= c1:
+                            break
+                        e = start
+                else:
+                    e = c0 + fp_next_event(flags, t - c0, nc, mask)
+                    if e >= c1:
+                        break
+                if flags[e - c0] & mask:
+                    rule = band_step(rule, close[e], mm[e] - k * ss[e], mm[e],
+                                     mm[e] + k * ss[e], long_short)
+                if e >= start and rule != prev:
+                    ct[j] = e
+                    cp[j] = rule
+                    j += 1
+                    prev = rule
+                t = e + 1
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 BOLLINGER = register(Strategy(
     name="bollinger",
     family="reversion",
@@ -98,6 +186,7 @@ BOLLINGER = register(Strategy(
         strategy="bollinger",
     ),
     kernel=bollinger_kernel,
+    fast=bollinger_fast,
     warmup=lambda p: int(p["window"]) - 1,
     cost_ns=3.5,
 ))
@@ -147,6 +236,40 @@ def vwap_reversion_kernel(open_, high, low, close, volume, extra, params, fee_ra
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def vwap_reversion_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                        start, out, bsum, bsq, blk):
+    """The fast path of :func:`vwap_reversion_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(params[:, 0].copy())
+    table = np.empty((uniq.shape[0], n))
+    for i in range(uniq.shape[0]):
+        table[i] = vwap_zscore(high, low, close, volume, int(uniq[i]))
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            zs = table[idx[c]]
+            ze = params[c, 1]
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(c0, c1):
+                rule = band_step(rule, zs[t], -ze, 0.0, ze, long_short)
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 VWAP_REVERSION = register(Strategy(
     name="vwap_reversion",
     family="reversion",
@@ -157,6 +280,7 @@ VWAP_REVERSION = register(Strategy(
         strategy="vwap_reversion",
     ),
     kernel=vwap_reversion_kernel,
+    fast=vwap_reversion_fast,
     needs=("high", "low", "volume"),
     warmup=lambda p: 2 * int(p["window"]) - 2,
     cost_ns=3,
@@ -205,6 +329,42 @@ def nw_envelope_kernel(open_, high, low, close, volume, extra, params, fee_rate,
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def nw_envelope_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                     start, out, bsum, bsq, blk):
+    """The fast path of :func:`nw_envelope_kernel` (kernels/fastpath.py): the same band state machine per bar, its changes booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    ub, uw, idx = unique_pairs(params[:, 0].copy(), params[:, 2].copy())
+    est = np.empty((ub.shape[0], n))
+    mad = np.empty((ub.shape[0], n))
+    for i in range(ub.shape[0]):
+        est[i], mad[i] = nw_band(close, ub[i], int(uw[i]))
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            e = est[idx[c]]
+            d = mad[idx[c]]
+            k = params[c, 1]
+            rule = state[c, 15]
+            j = 0
+            prev = state[c, 13]
+            for t in range(c0, c1):
+                rule = band_step(rule, close[t], e[t] - k * d[t], e[t], e[t] + k * d[t], long_short)
+                if t >= start:
+                    ct[j] = t
+                    cp[j] = rule
+                    j += rule != prev
+                    prev = rule
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 NW_ENVELOPE = register(Strategy(
     name="nw_envelope",
     family="reversion",
@@ -217,6 +377,7 @@ NW_ENVELOPE = register(Strategy(
         strategy="nw_envelope",
     ),
     kernel=nw_envelope_kernel,
+    fast=nw_envelope_fast,
     warmup=lambda p: 2 * int(p["window"]) - 2,
     cost_ns=9.5,
 ))

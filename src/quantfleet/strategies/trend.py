@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quantfleet.kernels.indicators import ema, sma_table, unique_windows
+from quantfleet.kernels.fastpath import (
+    FP_CHUNK,
+    ONE,
+    ZERO,
+    fp_book,
+    fp_chunk,
+    fp_flag_changes,
+    fp_prepare,
+    fp_state,
+)
+from quantfleet.kernels.indicators import ema, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
 from quantfleet.strategies.base import Strategy, register
 from quantfleet.strategies.space import Constraint, Int, ParamSpace
@@ -14,8 +24,11 @@ __all__ = [
     "EMA_CROSS",
     "SMA_CROSS",
     "SMA_TREND",
+    "ema_cross_fast",
     "ema_cross_kernel",
+    "sma_cross_fast",
     "sma_cross_kernel",
+    "sma_trend_fast",
     "sma_trend_kernel",
 ]
 
@@ -50,6 +63,42 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`sma_cross_kernel` (``Strategy.fast``; kernels/fastpath.py): the
+    same rule, same expressions, scanned into change bars and booked by ``fp_book``."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    cs = np.empty(n + 1)
+    cs[0] = 0.0
+    for t in range(n):
+        cs[t + 1] = cs[t] + close[t]
+    low_pos = -1.0 if long_short else 0.0
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            fw = int(params[c, 0])
+            sw = int(params[c, 1])
+            ff = float(fw)
+            sf = float(sw)
+            t0 = max(c0, max(fw, sw) - 1)
+            # slices and an explicit uint8 let LLVM vectorize the rule (4x)
+            hs = cs[t0 + 1:c1 + 1]
+            fs = cs[t0 + 1 - fw:c1 + 1 - fw]
+            ss = cs[t0 + 1 - sw:c1 + 1 - sw]
+            for i in range(c1 - t0):
+                flags[i] = ONE if (hs[i] - fs[i]) * sf > (hs[i] - ss[i]) * ff else ZERO
+            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 SMA_CROSS = register(Strategy(
     name="sma_cross",
     family="trend",
@@ -60,6 +109,7 @@ SMA_CROSS = register(Strategy(
         strategy="sma_cross",
     ),
     kernel=sma_cross_kernel,
+    fast=sma_cross_fast,
     warmup=lambda p: int(p["slow"]) - 1,
     cost_ns=4,
 ))
@@ -98,6 +148,37 @@ def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+@njit(cache=True)
+def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`ema_cross_kernel` (kernels/fastpath.py)."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    both = np.concatenate((params[:, 0], params[:, 1]))
+    uniq, idx = unique_windows(both)
+    table = _ema_table(close, uniq)
+    m = params.shape[0]
+    low_pos = -1.0 if long_short else 0.0
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            f = table[idx[c]]
+            s = table[idx[m + c]]
+            warm = int(max(params[c, 0], params[c, 1])) - 1
+            t0 = max(c0, warm)
+            fa = f[t0:c1]
+            sa = s[t0:c1]
+            for i in range(c1 - t0):
+                flags[i] = ONE if fa[i] > sa[i] else ZERO
+            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
 EMA_CROSS = register(Strategy(
     name="ema_cross",
     family="trend",
@@ -108,30 +189,73 @@ EMA_CROSS = register(Strategy(
         strategy="ema_cross",
     ),
     kernel=ema_cross_kernel,
+    fast=ema_cross_fast,
     warmup=lambda p: int(p["slow"]) - 1,
     cost_ns=4,
 ))
 
 
 @njit(cache=True)
+def _close_prefix(close):
+    """Prefix sums of close, (bars + 1,): cs[t + 1] - cs[t + 1 - w] is the sum of the last w."""
+    n = close.shape[0]
+    cs = np.empty(n + 1)
+    cs[0] = 0.0
+    for t in range(n):
+        cs[t + 1] = cs[t] + close[t]
+    return cs
+
+
+@njit(cache=True)
 def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                      long_short, start, out, returns_out):
-    """Long 1 while close > SMA(window), else 0 (-1 in long/short mode). params: window."""
+    """Long 1 while close > SMA(window), else 0 (-1 in long/short mode). params: window.
+
+    The SMA comes from one prefix sum of close shared by every combo (O(bars) memory however
+    many distinct windows), compared without division: close * w > sum of the last w closes.
+    """
     n = close.shape[0]
     r = bar_returns(close)
-    uniq, idx = unique_windows(params[:, 0].copy())
-    table = sma_table(close, uniq)
+    cs = _close_prefix(close)
     low_pos = -1.0 if long_short else 0.0
     for c in range(params.shape[0]):
-        s = table[idx[c]]
-        warm = int(params[c, 0]) - 1
-        tail = tail_init()
-        for t in range(start, n):
-            pos = 0.0
-            if t >= warm:
-                pos = 1.0 if close[t] > s[t] else low_pos
+        w = int(params[c, 0])
+        wf = float(w)
+        t0 = max(start, w - 1)
+        tail = tail_flat(tail_init(), float(min(t0, n) - start))
+        for t in range(t0, n):
+            pos = 1.0 if close[t] * wf > cs[t + 1] - cs[t + 1 - w] else low_pos
             tail = tail_step(tail, pos, r[t], fee_rate, returns_out, c, t)
         tail_finish(tail, ppy, out[c])
+
+
+@njit(cache=True)
+def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                   start, out, bsum, bsq, blk):
+    """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py)."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    cs = _close_prefix(close)
+    low_pos = -1.0 if long_short else 0.0
+    m = params.shape[0]
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    for c0 in range(start, max(n, start + 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        for c in range(m):
+            w = int(params[c, 0])
+            wf = float(w)
+            t0 = max(c0, w - 1)
+            xa = close[t0:c1]
+            hs = cs[t0 + 1:c1 + 1]
+            ls = cs[t0 + 1 - w:c1 + 1 - w]
+            for i in range(c1 - t0):
+                flags[i] = ONE if xa[i] * wf > hs[i] - ls[i] else ZERO
+            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
 SMA_TREND = register(Strategy(
@@ -143,6 +267,7 @@ SMA_TREND = register(Strategy(
         strategy="sma_trend",
     ),
     kernel=sma_trend_kernel,
+    fast=sma_trend_fast,
     warmup=lambda p: int(p["window"]) - 1,
     cost_ns=4.5,
 ))

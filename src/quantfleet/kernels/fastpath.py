@@ -1,0 +1,514 @@
+"""The fast path: book a combo's metrics (and per-block return sums) from the bars where its
+position changes, instead of bar by bar.
+
+A crossover, threshold or band rule changes position on few bars; every other bar only holds
+the position. A strategy's fast kernel scans each combo's rule (a tight loop, the same float
+expressions as its per-bar kernel) into the list of change bars, then :func:`fp_book` books
+them. Bars go in chunks of :data:`FP_CHUNK`: :func:`fp_chunk` builds the chunk's tables once,
+every combo scans and books the chunk, and a stretch still open at the chunk's end is booked up
+to it (so memory is O(chunk), whatever the number of bars). Booking:
+
+- a change bar (the position moves at its close: fee, entry, exit, win) through the exact
+  ``acc_step`` of ``kernels/metrics.py``, so trade counters and fees are those of the per-bar
+  kernel;
+- a held stretch (position ``p`` in {-1, +1} before and after every bar, no fill) in O(1) per
+  block piece from the chunk's tables shared by every combo of the batch: double-double
+  prefix sums of the per-bar returns ``(1 + p·r) - 1``, their squares and their squares where
+  negative (one table per side); equity from the close ratio (long) or the double-double
+  prefix of ``log1p(-r)`` (short); peak and drawdown from range minimum/maximum queries
+  (:func:`rmq_minmax`): the drawdown against the incoming peak is exact from
+  the stretch's minimum, and the stretch is replayed bar by bar only when its own max-to-min
+  drop could exceed the drawdown so far;
+- a flat stretch by its bar count.
+
+Short held stretches (fewer than :data:`FP_MIN_HELD` bars), positions other than 0 and ±1,
+short stretches on data with a bar return >= 1 and stretches entered with equity <= 0 are booked
+bar by bar. Agreement with the per-bar
+kernel is to rounding (the sums are added in another order; docs/conventions.md, "Fast path").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
+
+__all__ = [
+    "EV_FLAT",
+    "EV_LONG",
+    "EV_SHORT",
+    "FP_CHUNK",
+    "FP_MIN_HELD",
+    "FP_STATE",
+    "ONE",
+    "RMQ_BLOCK",
+    "TWO",
+    "ZERO",
+    "fp_blocks_finish",
+    "fp_book",
+    "fp_chunk",
+    "fp_flag_changes",
+    "fp_next_event",
+    "fp_prefix",
+    "fp_prepare",
+    "fp_state",
+    "rmq_minmax",
+]
+
+FP_MIN_HELD = 8
+"""Held stretches shorter than this many bars are booked bar by bar (cheaper than the queries)."""
+
+RMQ_BLOCK = 64
+"""Bars per block of the range-extremum structure (in-block prefix/suffix extrema + a sparse
+table over block extrema: O(bars) memory, O(1) queries across blocks)."""
+
+_SHIFT = 6  # log2(RMQ_BLOCK)
+
+# columns of the chunk table T (fp_chunk): row i of a prefix column is the sum over bars
+# [c0, c0 + i) of the chunk [c0, c1); row i of a bar column is bar c0 + i's value. Side s (0 long,
+# 1 short) starts at column s * _SIDE.
+_SIDE = 10
+_SUMS = 0  # hi/lo of Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
+_EXT = 6  # in-block prefix min, prefix max, suffix min, suffix max of the side's value: 6..9
+_LOG = 20  # short side: hi/lo of the prefix of log1p(-r) (columns 20, 21)
+
+
+@njit(cache=True)
+def _ext_fill(V, side, m, T, col):
+    """In-block prefix/suffix minima and maxima of ``V[side, :m]`` into ``T[:m, col:col+4]``."""
+    for lo in range(0, m, RMQ_BLOCK):
+        hi = min(m, lo + RMQ_BLOCK)
+        mn = V[side, lo]
+        mx = mn
+        for i in range(lo, hi):
+            mn = min(mn, V[side, i])
+            mx = max(mx, V[side, i])
+            T[i, col] = mn
+            T[i, col + 1] = mx
+        mn = V[side, hi - 1]
+        mx = mn
+        for i in range(hi - 1, lo - 1, -1):
+            mn = min(mn, V[side, i])
+            mx = max(mx, V[side, i])
+            T[i, col + 2] = mn
+            T[i, col + 3] = mx
+
+
+@njit(cache=True)
+def _sparse_fill(V, side, m, T, col, SP):
+    """Sparse tables of block minima (``SP[side, 0]``) and maxima (``SP[side, 1]``) of
+    ``V[side, :m]``: level ``l``, column ``j`` is the extremum of blocks ``[j, j + 2**l)``."""
+    nb = (m + RMQ_BLOCK - 1) >> _SHIFT
+    for j in range(nb):
+        last = min(m, (j + 1) << _SHIFT) - 1
+        SP[side, 0, 0, j] = T[last, col]  # the in-block prefix extremum at the block's end
+        SP[side, 1, 0, j] = T[last, col + 1]
+    for lev in range(1, SP.shape[2]):
+        half = 1 << (lev - 1)
+        for j in range(nb - (1 << lev) + 1):
+            SP[side, 0, lev, j] = min(SP[side, 0, lev - 1, j], SP[side, 0, lev - 1, j + half])
+            SP[side, 1, lev, j] = max(SP[side, 1, lev - 1, j], SP[side, 1, lev - 1, j + half])
+
+
+@njit(cache=True, inline="always")
+def rmq_minmax(V, side, T, SP, LG, a, b):
+    """``(min, max)`` of ``V[side, a:b]`` (``a < b``, chunk rows) from the structure
+    :func:`fp_chunk` builds: a scan inside one block of :data:`RMQ_BLOCK` bars, else the in-block
+    suffix/prefix extrema of the two end blocks and two sparse-table entries for the blocks
+    between."""
+    ba = a >> _SHIFT
+    bb = (b - 1) >> _SHIFT
+    if ba == bb:
+        mn = V[side, a]
+        mx = mn
+        for i in range(a + 1, b):
+            v = V[side, i]
+            mn = min(mn, v)
+            mx = max(mx, v)
+        return mn, mx
+    col = side * _SIDE + _EXT
+    mn = min(T[a, col + 2], T[b - 1, col])
+    mx = max(T[a, col + 3], T[b - 1, col + 1])
+    k = bb - ba - 1
+    if k > 0:
+        lev = LG[k]
+        j = bb - (1 << lev)
+        mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, j]))
+        mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, j]))
+    return mn, mx
+
+
+@njit(cache=True, inline="always")
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@njit(cache=True, inline="always")
+def _dd_add(T, row, col, x):
+    """T[row, col:col+2] = T[row-1, col:col+2] + x in double-double (renormalized)."""
+    s, e = _two_sum(T[row - 1, col], x)
+    hi, lo = _two_sum(s, T[row - 1, col + 1] + e)
+    T[row, col] = hi
+    T[row, col + 1] = lo
+
+
+@njit(cache=True)
+def fp_prefix(x, start):
+    """Double-double prefix sums of ``x`` from bar ``start``: (bars + 1, 2), row ``i`` the sum of
+    ``x[start:i]`` as hi + lo (hi the nearest double to the sum). Rows up to ``start`` are 0."""
+    n = x.shape[0]
+    out = np.zeros((n + 1, 2))
+    for t in range(start, n):
+        _dd_add(out, t + 1, 0, x[t])
+    return out
+
+
+@njit(cache=True, inline="always")
+def _ret(close, t):
+    """Bar ``t``'s close-to-close return, the expression of ``metrics.bar_returns``."""
+    return close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
+
+
+@njit(cache=True)
+def fp_prepare(close, long_short):
+    """The tables every combo of a batch shares, for one chunk of bars at a time (filled by
+    :func:`fp_chunk`): ``(close, T, V, SP, LG, info)``.
+
+    T : (FP_CHUNK + 1, 10 or 22) per side (long, and short when ``long_short``): double-double
+        prefix sums over the chunk of the held-bar return ``g = (1 + side·r) - 1`` (the
+        per-bar kernel's value), of g² and of g² where g < 0, and the in-block extrema of V; the
+        short side also the double-double prefix of log1p(-r)
+    V : (sides, FP_CHUNK) the value whose extrema give a held stretch's peak and trough: close
+        (long) and the short equity's log after each bar, from the chunk's start
+    SP : (sides, 2, levels, blocks) sparse tables of block minima / maxima of V
+    LG : int64 floor(log2(i)) for i up to the number of blocks of a chunk
+    info : float64 (3,) the chunk's first bar, its end, and 1.0 if no bar return in it is
+        >= 1 (else its short stretches are booked bar by bar)
+
+    ``close`` must be finite and > 0 (the caller checks).
+    """
+    sides = 2 if long_short else 1
+    T = np.zeros((FP_CHUNK + 1, _SIDE * sides + (2 if long_short else 0)))
+    V = np.zeros((sides, FP_CHUNK))
+    nb = FP_CHUNK >> _SHIFT
+    LG = np.zeros(nb + 1, dtype=np.int64)
+    for i in range(2, nb + 1):
+        LG[i] = LG[i >> 1] + 1
+    SP = np.zeros((sides, 2, LG[nb] + 1, nb))
+    info = np.zeros(3)
+    return close, T, V, SP, LG, info
+
+
+@njit(cache=True)
+def fp_chunk(fp, c0, c1):
+    """Fill ``fp``'s tables (:func:`fp_prepare`) for bars ``[c0, c1)`` (at most FP_CHUNK)."""
+    close, T, V, SP, LG, info = fp
+    m = max(c1 - c0, 0)
+    sides = V.shape[0]
+    info[0] = c0
+    info[1] = c1
+    ok = 1.0
+    for side in range(sides):
+        sg = 1.0 if side == 0 else -1.0
+        col = side * _SIDE + _SUMS
+        for i in range(m):
+            g = (1.0 + sg * _ret(close, c0 + i)) - 1.0
+            _dd_add(T, i + 1, col, g)
+            _dd_add(T, i + 1, col + 2, g * g)
+            _dd_add(T, i + 1, col + 4, g * g if g < 0.0 else 0.0)
+    for i in range(m):
+        V[0, i] = close[c0 + i]
+    if sides == 2:
+        for i in range(m):
+            r = _ret(close, c0 + i)
+            if r >= 1.0:
+                ok = 0.0
+            _dd_add(T, i + 1, _LOG, math.log1p(-r) if r < 1.0 else 0.0)
+            V[1, i] = T[i + 1, _LOG]
+    info[2] = ok
+    if m > 0:
+        for side in range(sides):
+            _ext_fill(V, side, m, T, side * _SIDE + _EXT)
+            _sparse_fill(V, side, m, T, side * _SIDE + _EXT, SP)
+
+
+ONE = np.uint8(1)
+TWO = np.uint8(2)
+ZERO = np.uint8(0)
+"""A rule's result per bar as the uint8 :func:`fp_flag_changes` reads (an explicit uint8, not a
+bool, keeps a scan loop vectorizable)."""
+
+FP_CHUNK = 2048
+"""Bars per chunk: a fast kernel scans and books every combo over one chunk of bars before the
+next, so the chunk's rows of the shared tables stay in cache while all combos read them."""
+
+FP_STATE = 20
+"""Columns of the per-combo state array between chunks: the 13 accumulator floats (0-12), the
+position held (13), the first bar not yet booked (14), and five floats of rule state for the
+strategy's scan (15-19, zero at the start)."""
+
+
+@njit(cache=True)
+def fp_state(combos, start):
+    """Fresh per-combo states (combos, :data:`FP_STATE`): flat, nothing booked before ``start``."""
+    state = np.zeros((combos, FP_STATE))
+    st = acc_init()
+    for c in range(combos):
+        for i in range(13):
+            state[c, i] = st[i]
+        state[c, 14] = start
+    return state
+
+
+@njit(cache=True, inline="always")
+def _load(state, c):
+    s = state[c]
+    return (s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], s[11], s[12])
+
+
+@njit(cache=True, inline="always")
+def _store(state, c, st):
+    s = state[c]
+    for i in range(13):
+        s[i] = st[i]
+
+
+@njit(cache=True)
+def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
+    """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
+    each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
+    stretch before each and the one from the last change to the chunk's end, updating its row of
+    ``state`` (:func:`fp_state`); with ``final`` (the chunk ends at the last bar) then write
+    the combo's metric row into ``out`` (order of ``METRIC_NAMES``).
+
+    fp : :func:`fp_prepare`, filled by :func:`fp_chunk` for the current chunk
+    bsum, bsq : float64 (S, combos): column ``c`` gets each block's Σ and Σ² of the per-bar
+        strategy returns (blk = (b0, B, S): block ``j`` is bars ``[b0 + j·B, b0 + (j+1)·B)``;
+        S = 0: no blocks)
+
+    One function body on purpose: numba counts references on every array handed to an inlined
+    helper, once per call, which would cost more than the booking itself.
+    """
+    close, T, V, SP, LG, info = fp
+    c0 = int(info[0])
+    c1 = int(info[1])
+    short_ok = info[2] == 1.0
+    b0, bl, ns = blk
+    bend = b0 + bl * ns
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = \
+        _load(state, c)
+    prev = state[c, 13]
+    u = int(state[c, 14])
+    for i in range(k + 1):
+        t = ct[i] if i < k else c1
+        # -- the held stretch [u, t): position prev before and after every bar, no fill
+        p = prev
+        kk = t - u
+        if kk > 0 and p == 0.0:
+            n += kk
+        elif kk > 0 and (kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok))
+                         or not eq > 0.0):
+            # short stretches, fractional positions, a short that can lose more than all of
+            # its equity in a bar, equity already <= 0: bar by bar
+            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
+                  turn)
+            for tt in range(u, t):
+                rt = _ret(close, tt)
+                st = acc_step(st, p, p, rt, fee_rate)
+                if ns > 0 and b0 <= tt < bend:
+                    x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                    jb = (tt - b0) // bl
+                    bsum[jb, c] += x
+                    bsq[jb, c] += x * x
+            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+        elif kk > 0:
+            side = 0 if p == 1.0 else 1
+            col = side * _SIDE + _SUMS
+            la = u - c0
+            lb = t - c0
+            # the metric sums over the whole stretch (the same bits with or without blocks)
+            s1 += (T[lb, col] - T[la, col]) + (T[lb, col + 1] - T[la, col + 1])
+            s2 += (T[lb, col + 2] - T[la, col + 2]) + (T[lb, col + 3] - T[la, col + 3])
+            down2 += (T[lb, col + 4] - T[la, col + 4]) + (T[lb, col + 5] - T[la, col + 5])
+            a = max(u, b0)
+            while ns > 0 and a < min(t, bend):
+                # each block's piece of the stretch
+                j = (a - b0) // bl
+                e = min(t, b0 + (j + 1) * bl)
+                ra = a - c0
+                re = e - c0
+                bsum[j, c] += (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
+                bsq[j, c] += (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
+                a = e
+            n += kk
+            exposed += kk
+            # min and max of V[side] over the stretch (rmq_minmax, written out)
+            ba = la >> _SHIFT
+            bb = (lb - 1) >> _SHIFT
+            if ba == bb:
+                mn = V[side, la]
+                mx = mn
+                for tt in range(la + 1, lb):
+                    x = V[side, tt]
+                    mn = min(mn, x)
+                    mx = max(mx, x)
+            else:
+                ecol = side * _SIDE + _EXT
+                mn = min(T[la, ecol + 2], T[lb - 1, ecol])
+                mx = max(T[la, ecol + 3], T[lb - 1, ecol + 1])
+                nb = bb - ba - 1
+                if nb > 0:
+                    lev = LG[nb]
+                    jj = bb - (1 << lev)
+                    mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, jj]))
+                    mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, jj]))
+            if side == 0:
+                # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
+                # unchanged, as the per-bar product of 1.0s is
+                cu = close[u - 1]
+                if mn < mx * (1.0 - maxdd):
+                    # the stretch's own drop could beat the drawdown so far: replay its equity
+                    for tt in range(u, t):
+                        et = eq * (close[tt] / cu)
+                        if et > peak:
+                            peak = et
+                        elif et < peak * (1.0 - maxdd):
+                            maxdd = 1.0 - et / peak
+                else:
+                    lo = eq * (mn / cu)
+                    if lo < peak * (1.0 - maxdd):
+                        maxdd = 1.0 - lo / peak
+                    hi = eq * (mx / cu)
+                    if hi > peak:
+                        peak = hi
+                eq = eq * (close[t - 1] / cu)
+            else:
+                l0 = T[la, _LOG]
+                if math.exp(mn - mx) < 1.0 - maxdd:
+                    et = eq
+                    for tt in range(u, t):
+                        et = et * (1.0 - _ret(close, tt))
+                        if et > peak:
+                            peak = et
+                        elif et < peak * (1.0 - maxdd):
+                            maxdd = 1.0 - et / peak
+                    eq = et
+                else:
+                    lo = eq * math.exp(mn - l0)
+                    if lo < peak * (1.0 - maxdd):
+                        maxdd = 1.0 - lo / peak
+                    hi = eq * math.exp(mx - l0)
+                    if hi > peak:
+                        peak = hi
+                    eq = eq * math.exp((T[lb, _LOG] - l0) + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
+        if kk > 0:
+            u = t
+        if i == k:
+            break
+        # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
+        pos = cp[i]
+        rt = _ret(close, t)
+        st = acc_step((eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
+                       exposed, turn), prev, pos, rt, fee_rate)
+        eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+        if ns > 0 and b0 <= t < bend:
+            x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+            jb = (t - b0) // bl
+            bsum[jb, c] += x
+            bsq[jb, c] += x * x
+        prev = pos
+        u = t + 1
+    st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+    if final:
+        acc_finish(st, ppy, out)
+    _store(state, c, st)
+    state[c, 13] = prev
+    state[c, 14] = u
+
+
+@njit(cache=True)
+def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
+    """The position changes of a stateless rule over bars ``[t0, t0 + m)`` whose rule result
+    is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
+    ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
+    returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
+    time; its bytes from ``m`` on are overwritten.
+    """
+    if m <= 0:
+        return 0
+    k = 0
+    p = pos1 if flags[0] else pos0
+    if p != prev:
+        ct[0] = t0
+        cp[0] = p
+        k = 1
+    last = flags[m - 1]
+    for i in range(m, flags.shape[0]):
+        flags[i] = last
+    w = flags.view(np.uint64)
+    carry = np.uint64(flags[0])
+    eight = np.uint64(8)
+    one = np.uint64(1)
+    for wi in range((m + 7) >> 3):
+        x = w[wi]
+        d = x ^ ((x << eight) | carry)
+        carry = x >> np.uint64(56)
+        if d:
+            for j in range(8):
+                sh = np.uint64(8 * j)
+                if (d >> sh) & one:
+                    ct[k] = t0 + 8 * wi + j
+                    cp[k] = pos1 if (x >> sh) & one else pos0
+                    k += 1
+    return k
+
+
+EV_FLAT = np.uint8(1)
+EV_LONG = np.uint8(2)
+EV_SHORT = np.uint8(4)
+"""Event bits of a state-machine rule's per-bar flags (:func:`fp_next_event`): the bar would
+change the state when flat / long / short."""
+
+
+@njit(cache=True)
+def fp_next_event(flags, i, m, mask):
+    """The first ``j`` in ``[i, m)`` with ``flags[j] & mask``, else ``m``; read 8 bytes at a
+    time. ``flags`` (uint8) must be 0 from ``m`` to the next multiple of 8 (and be that long).
+
+    A state-machine rule marks, per bar, whether the bar would change its state from each state
+    (``EV_FLAT``, ``EV_LONG``, ``EV_SHORT``); the scan then runs the exact rule only on the bars
+    its current state's bit marks, every other bar provably keeping the state.
+    """
+    while i < m and (i & 7):
+        if flags[i] & mask:
+            return i
+        i += 1
+    if i >= m:
+        return m
+    w = flags.view(np.uint64)
+    rep = np.uint64(mask) * np.uint64(0x0101010101010101)
+    for wi in range(i >> 3, (m + 7) >> 3):
+        if w[wi] & rep:
+            j = wi << 3
+            while not (flags[j] & mask):
+                j += 1
+            return min(j, m)
+    return m
+
+
+@njit(cache=True)
+def fp_blocks_finish(bsum, bsq, bl, count, mean, m2):
+    """Per-block count, mean and M2 (sum of squared deviations) from the sums of ``bl`` bars
+    each (every bar of a fast-path block is finite)."""
+    for j in range(bsum.shape[0]):
+        for c in range(bsum.shape[1]):
+            s = bsum[j, c]
+            mu = s / bl
+            count[j, c] = bl
+            mean[j, c] = mu
+            m2[j, c] = max(bsq[j, c] - s * mu, 0.0)
