@@ -28,6 +28,19 @@ def _perf(n, s1, s2, m0, sharpe):
 
 
 @njit(cache=True, error_model="numpy")
+def _sharpes(cnt, s1, s2, m0, out):
+    """``_perf(..., sharpe=True)`` of every trial, branch-free so the loop vectorizes (the
+    same operations, so the same bits)."""
+    for j in range(cnt.shape[0]):
+        n = cnt[j]
+        dev = s1[j] / n
+        mean = m0[j] + dev
+        var = (s2[j] - n * dev * dev) / (n - 1.0)
+        v = mean / math.sqrt(var)
+        out[j] = v if (n >= 2.0) & (var > 0.0) else math.nan
+
+
+@njit(cache=True, error_model="numpy")
 def _pick(is_p, oos_p, c, best, omega, is_best, oos_best):
     """Split ``c``'s winner (the first of equal finite in-sample values) and its relative rank
     among the out-of-sample values (non-finite lowest, ties at their average rank)."""
@@ -50,14 +63,11 @@ def _pick(is_p, oos_p, c, best, omega, is_best, oos_best):
         x = -math.inf
     lt = 0
     eq = 0
-    for j in range(n):
+    for j in range(n):  # branch-free, so it vectorizes
         v = oos_p[j]
-        if not math.isfinite(v):
-            v = -math.inf
-        if v < x:
-            lt += 1
-        elif v == x:
-            eq += 1
+        v = v if math.isfinite(v) else -math.inf
+        lt += v < x
+        eq += v == x
     best[c] = b
     omega[c] = (float(lt) + (float(eq) + 1.0) / 2.0) / (n + 1.0)
     is_best[c] = bv
@@ -94,6 +104,12 @@ def cscv_select(mask, pair, cnt, s1, s2, tot_n, tot_s1, tot_s2, m0, sharpe, best
     n_splits, s = mask.shape
     n = cnt.shape[1]
     ins = np.empty(s, np.intp)
+    a_n = np.empty(n)
+    a_1 = np.empty(n)
+    a_2 = np.empty(n)
+    b_n = np.empty(n)
+    b_1 = np.empty(n)
+    b_2 = np.empty(n)
     a_p = np.empty(n)
     b_p = np.empty(n)
     for c in range(n_splits):
@@ -105,17 +121,29 @@ def cscv_select(mask, pair, cnt, s1, s2, tot_n, tot_s1, tot_s2, m0, sharpe, best
             if mask[c, k]:
                 ins[h] = k
                 h += 1
-        for j in range(n):
-            a_n = 0.0
-            a_1 = 0.0
-            a_2 = 0.0
-            for i in range(h):
-                k = ins[i]
-                a_n += cnt[k, j]
-                a_1 += s1[k, j]
-                a_2 += s2[k, j]
-            a_p[j] = _perf(a_n, a_1, a_2, m0[j], sharpe)
-            b_p[j] = _perf(tot_n[j] - a_n, tot_s1[j] - a_1, tot_s2[j] - a_2, m0[j], sharpe)
+        # block by block over every trial (the inner loop runs along a block's row: SIMD); each
+        # trial's sums still add its blocks in block order
+        a_n[:] = 0.0
+        a_1[:] = 0.0
+        a_2[:] = 0.0
+        for i in range(h):
+            k = ins[i]
+            for j in range(n):
+                a_n[j] += cnt[k, j]
+                a_1[j] += s1[k, j]
+                a_2[j] += s2[k, j]
+        if sharpe:
+            _sharpes(a_n, a_1, a_2, m0, a_p)
+            for j in range(n):
+                b_n[j] = tot_n[j] - a_n[j]
+                b_1[j] = tot_s1[j] - a_1[j]
+                b_2[j] = tot_s2[j] - a_2[j]
+            _sharpes(b_n, b_1, b_2, m0, b_p)
+        else:
+            for j in range(n):
+                a_p[j] = _perf(a_n[j], a_1[j], a_2[j], m0[j], sharpe)
+                b_p[j] = _perf(tot_n[j] - a_n[j], tot_s1[j] - a_1[j], tot_s2[j] - a_2[j],
+                               m0[j], sharpe)
         _pick(a_p, b_p, c, best, omega, is_best, oos_best)
         if q != c:
             _pick(b_p, a_p, q, best, omega, is_best, oos_best)
