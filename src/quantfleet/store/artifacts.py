@@ -94,6 +94,9 @@ def table_bytes(table: Any) -> tuple[bytes, int]:
     # reallocated (and held twice) as it grows, then copied once more into bytes
     with tempfile.TemporaryFile() as f:
         pq.write_table(table, f, **PARQUET_OPTIONS)
+        # Arrow's allocator keeps the writer's freed buffers for reuse: hand them back, or a
+        # large table's encoding buffers stay in the process for the rest of the run
+        pa.default_memory_pool().release_unused()
         f.seek(0)
         return f.read(), table.num_rows
 
