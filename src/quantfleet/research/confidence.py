@@ -1,0 +1,177 @@
+"""How sure are we of a tournament's winner: a stationary-bootstrap confidence interval of its
+out-of-sample Sharpe and maximum drawdown, and a permutation p-value of its edge that counts
+the selection among the pairs (the winner against the best pair under each permutation).
+
+Everything is computed in the driver from the pairs' out-of-sample paths (positions and
+returns, which every executor hands back identically) with random numbers from one seeded
+generator, so the block is the same bytes on any executor. Formulas and references:
+docs/overfit.md, "How sure are we?".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.bootstrap import (
+    booked_sharpe,
+    shifted_max_sharpe,
+    stationary_bootstrap_metrics,
+)
+from quantfleet.kernels.metrics import metrics_from_returns
+
+__all__ = [
+    "N_BOOT",
+    "N_PERM",
+    "Confidence",
+    "block_length",
+    "permutation_shifts",
+    "winner_confidence",
+]
+
+N_BOOT = 1000
+"""Default bootstrap replicates."""
+N_PERM = 500
+"""Default permutations of the null."""
+_CHUNK = 64  # bootstrap replicates per batch of uniforms (bounds the buffer: 16 bytes × n each)
+
+
+def block_length(n: int) -> int:
+    """The mean block length of the stationary bootstrap: ``L = ceil(n ** (1/3))`` (at least
+    1, at most ``n``), the rate that minimises the mean squared error of block-bootstrap
+    variance estimates (Hall, Horowitz & Jing 1995; Politis & White 2004)."""
+    if n < 1:
+        return 1
+    return int(min(n, max(1, math.ceil(n ** (1.0 / 3.0) - 1e-9))))
+
+
+def permutation_shifts(n: int, k: int, rng: np.random.Generator, min_shift: int) -> np.ndarray:
+    """``k`` circular shifts uniform on ``[min_shift, n - min_shift]`` (on ``[1, n - 1]`` when
+    that range is empty): a shift never leaves the positions within ``min_shift`` bars of
+    where they were, so a slowly changing position cannot keep its timing by a small move."""
+    lo, hi = (min_shift, n - min_shift) if n - min_shift >= min_shift else (1, n - 1)
+    if hi < lo:
+        raise QuantfleetError(f"permutation test: {n} out-of-sample bars; it needs at least 2")
+    return rng.integers(lo, hi + 1, size=k, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """The winner's confidence block (:func:`winner_confidence`); ``to_dict`` for JSON."""
+
+    sharpe: float  # the winner's OOS Sharpe (annualised) of the returns bootstrapped
+    sharpe_ci: tuple[float, float]
+    max_drawdown: float
+    max_drawdown_ci: tuple[float, float]
+    level: float
+    p_value: float  # (1 + #{k: max over pairs under permutation k >= observed}) / (1 + K)
+    observed: float  # the winner's Sharpe as the permutation null books it (close to close)
+    n_pairs: int  # pairs the maximum is taken over (every pair with a path)
+    n_bars: int
+    block_length: int
+    n_boot: int
+    n_perm: int
+    seed: int
+    null: str = "circular shift of every pair's positions by one common offset"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("sharpe_ci", "max_drawdown_ci"):
+            d[k] = list(d[k])
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in d.items()}
+
+    def line(self) -> str:
+        """One line for the CLI: "How sure: Sharpe 95 % CI [a, b]; ..."."""
+        def f(x: float, fmt: str) -> str:
+            return format(x, fmt) if math.isfinite(x) else "n/a"
+
+        pct = f"{self.level * 100:g} %"
+        return (f"How sure: Sharpe {pct} CI [{f(self.sharpe_ci[0], '.2f')}, "
+                f"{f(self.sharpe_ci[1], '.2f')}]; max DD {pct} CI "
+                f"[{f(self.max_drawdown_ci[0], '.1%')}, {f(self.max_drawdown_ci[1], '.1%')}]; "
+                f"permutation p = {f(self.p_value, '.3f')} over {self.n_pairs} pairs "
+                f"(stationary bootstrap B={self.n_boot}, mean block {self.block_length} bars; "
+                f"K={self.n_perm} shifts, seed {self.seed})")
+
+
+def _percentile_ci(x: np.ndarray, level: float) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (math.nan, math.nan)
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(x, [a, 1.0 - a])
+    return (float(lo), float(hi))
+
+
+def winner_confidence(returns: Any, positions: Any, unit: Any, winner: int, *,
+                      fee_rate: float = 0.0, ppy: float = 252.0, n_boot: int = N_BOOT,
+                      n_perm: int = N_PERM, level: float = 0.95, seed: int = 0,
+                      block: int | None = None) -> Confidence:
+    """The confidence block of the winner ``positions[winner]``.
+
+    Parameters
+    ----------
+    returns : (n,) the winner's out-of-sample per-bar returns as its path booked them
+        (non-finite bars dropped): bootstrapped for the Sharpe and max-drawdown intervals
+    positions : (pairs, n) every pair's out-of-sample positions (decided at each bar's close)
+    unit : (pairs, n) the per-unit bar return of each pair's asset over the same bars
+    winner : row of ``positions`` that is the winner
+    fee_rate : fee per unit of position change, booked by the null as the path books it
+    n_boot, n_perm : bootstrap replicates and permutations; level : two-sided CI level
+    seed : one generator (PCG64) split in two streams: bootstrap, permutations
+    block : mean block length; None: :func:`block_length` of the bars
+
+    The permutation null books every pair close to close (``unit``) at ``fee_rate``; the
+    observed statistic is the winner's Sharpe booked the same way (``observed``), which equals
+    its path's Sharpe when the path fills at the close without funding or stops.
+    """
+    if not 0.0 < level < 1.0:
+        raise QuantfleetError(f"confidence level: {level}; give a fraction in (0, 1), e.g. 0.95")
+    if n_boot < 1 or n_perm < 1:
+        raise QuantfleetError(f"confidence: n_boot={n_boot}, n_perm={n_perm}; both must be >= 1")
+    r = np.asarray(returns, dtype=np.float64)
+    r = np.ascontiguousarray(r[np.isfinite(r)])
+    pos = np.ascontiguousarray(np.nan_to_num(np.asarray(positions, dtype=np.float64),
+                                             nan=0.0, posinf=0.0, neginf=0.0))
+    u = np.ascontiguousarray(np.nan_to_num(np.asarray(unit, dtype=np.float64),
+                                           nan=0.0, posinf=0.0, neginf=0.0))
+    if pos.ndim != 2 or pos.shape != u.shape:
+        raise QuantfleetError(f"confidence: positions {pos.shape} and unit returns {u.shape} "
+                              f"must both be (pairs, bars)")
+    if not 0 <= winner < pos.shape[0]:
+        raise QuantfleetError(f"confidence: winner row {winner} of {pos.shape[0]} pairs")
+    n = r.shape[0]
+    L = block_length(n) if block is None else int(block)
+    if L < 1:
+        raise QuantfleetError(f"confidence: block length {L}; give at least 1")
+    boot_ss, perm_ss = np.random.SeedSequence(int(seed)).spawn(2)
+    rng_b, rng_p = np.random.default_rng(boot_ss), np.random.default_rng(perm_ss)
+    m = metrics_from_returns(r, float(ppy)) if n else np.full(6, np.nan)
+    stats = np.full((n_boot, 2), np.nan)
+    if n >= 2:
+        for b0 in range(0, n_boot, _CHUNK):
+            b1 = min(n_boot, b0 + _CHUNK)
+            start_u = rng_b.random((b1 - b0, n))
+            new_u = rng_b.random((b1 - b0, n))
+            stationary_bootstrap_metrics(r, start_u, new_u, 1.0 / L, float(ppy), stats[b0:b1])
+    obs = np.empty(pos.shape[0])
+    booked_sharpe(pos, u, float(fee_rate), float(ppy), obs)
+    observed = float(obs[winner])
+    p = math.nan
+    n_bars = pos.shape[1]
+    if n_bars >= 2 and math.isfinite(observed):
+        shifts = permutation_shifts(n_bars, n_perm, rng_p, block_length(n_bars))
+        mx = np.empty(n_perm)
+        shifted_max_sharpe(pos, u, shifts, float(fee_rate), float(ppy), mx)
+        p = float((1 + np.count_nonzero(mx >= observed)) / (1 + n_perm))
+    return Confidence(
+        sharpe=float(m[2]), sharpe_ci=_percentile_ci(stats[:, 0], level),
+        max_drawdown=float(m[4]), max_drawdown_ci=_percentile_ci(stats[:, 1], level),
+        level=float(level), p_value=p, observed=observed, n_pairs=int(pos.shape[0]),
+        n_bars=int(n), block_length=int(L), n_boot=int(n_boot), n_perm=int(n_perm),
+        seed=int(seed))
