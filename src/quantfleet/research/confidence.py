@@ -11,6 +11,7 @@ docs/overfit.md, "How sure are we?".
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,7 +30,10 @@ __all__ = [
     "N_PERM",
     "Confidence",
     "block_length",
+    "confidence_line",
     "permutation_shifts",
+    "tournament_confidence",
+    "unit_returns",
     "winner_confidence",
 ]
 
@@ -85,18 +89,23 @@ class Confidence:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in d.items()}
 
-    def line(self) -> str:
-        """One line for the CLI: "How sure: Sharpe 95 % CI [a, b]; ..."."""
-        def f(x: float, fmt: str) -> str:
-            return format(x, fmt) if math.isfinite(x) else "n/a"
 
-        pct = f"{self.level * 100:g} %"
-        return (f"How sure: Sharpe {pct} CI [{f(self.sharpe_ci[0], '.2f')}, "
-                f"{f(self.sharpe_ci[1], '.2f')}]; max DD {pct} CI "
-                f"[{f(self.max_drawdown_ci[0], '.1%')}, {f(self.max_drawdown_ci[1], '.1%')}]; "
-                f"permutation p = {f(self.p_value, '.3f')} over {self.n_pairs} pairs "
-                f"(stationary bootstrap B={self.n_boot}, mean block {self.block_length} bars; "
-                f"K={self.n_perm} shifts, seed {self.seed})")
+
+def confidence_line(c: Mapping[str, Any]) -> str:
+    """One line for the CLI from a confidence dict (``Confidence.to_dict``, or
+    ``TournamentResult.confidence``): "How sure: Sharpe 95 % CI [a, b]; ...", n/a where a
+    figure is undefined (None)."""
+    def f(x: Any, fmt: str) -> str:
+        return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
+
+    pct = f"{c['level'] * 100:g} %"
+    who = f"{c['strategy']}/{c['asset']}: " if "strategy" in c else ""
+    s_ci, d_ci = c["sharpe_ci"], c["max_drawdown_ci"]
+    return (f"How sure ({who}out of sample): Sharpe {pct} CI [{f(s_ci[0], '.2f')}, "
+            f"{f(s_ci[1], '.2f')}]; max DD {pct} CI [{f(d_ci[0], '.1%')}, {f(d_ci[1], '.1%')}]; "
+            f"permutation p = {f(c['p_value'], '.3f')} over {c['n_pairs']} pairs "
+            f"(stationary bootstrap B={c['n_boot']}, mean block {c['block_length']} bars; "
+            f"K={c['n_perm']} shifts; seed {c['seed']})")
 
 
 def _percentile_ci(x: np.ndarray, level: float) -> tuple[float, float]:
@@ -175,3 +184,48 @@ def winner_confidence(returns: Any, positions: Any, unit: Any, winner: int, *,
         level=float(level), p_value=p, observed=observed, n_pairs=int(pos.shape[0]),
         n_bars=int(n), block_length=int(L), n_boot=int(n_boot), n_perm=int(n_perm),
         seed=int(seed))
+
+
+def unit_returns(market: Any, asset: int, start: int, stop: int, funding: bool = False
+                 ) -> np.ndarray:
+    """Per-unit close-to-close returns of ``asset`` over bars ``[start, stop)`` (bar ``t``:
+    ``close[t] / close[t - 1] - 1``; 0 where unknown), less the bar's funding rate when
+    ``funding`` (a strategy that pays it), as a path books a held position."""
+    close = np.asarray(market.close[asset], dtype=np.float64)
+    u = np.zeros(stop - start)
+    lo = max(start, 1)
+    u[lo - start:] = close[lo:stop] / close[lo - 1:stop - 1] - 1.0
+    if funding:
+        f = np.asarray(market.field("funding_rate")[asset, start:stop], dtype=np.float64)
+        u -= np.where(np.isfinite(f), f, 0.0)
+    return np.where(np.isfinite(u), u, 0.0)
+
+
+def tournament_confidence(market: Any, strategies: Sequence[Any], assets: Sequence[int],
+                          returns: np.ndarray, positions: np.ndarray, done: np.ndarray,
+                          winner_row: int, start: int, stop: int, *, fee_rate: float,
+                          ppy: float, **options: Any) -> dict[str, Any]:
+    """A tournament's confidence block (``TournamentResult.confidence``): row ``i`` of
+    ``returns``/``positions`` (the pairs' out-of-sample paths over bars ``[start, stop)``) is
+    ``strategies[i]`` on asset row ``assets[i]``; rows not ``done`` (failed pairs) are left
+    out; ``winner_row`` is the leaderboard's first. ``options``: :func:`winner_confidence`'s
+    (``n_boot``, ``n_perm``, ``level``, ``seed``, ``block``). The dict is
+    :meth:`Confidence.to_dict` with the winner's ``strategy`` and ``asset``."""
+    allowed = {"n_boot", "n_perm", "level", "seed", "block"}
+    bad = sorted(set(options) - allowed)
+    if bad:
+        raise QuantfleetError(f"confidence options: unknown {', '.join(bad)}; use "
+                              f"{', '.join(sorted(allowed))}")
+    idx = np.flatnonzero(done)
+    units: dict[tuple[int, bool], np.ndarray] = {}
+    u = np.empty((idx.size, stop - start))
+    for j, i in enumerate(idx):
+        key = (int(assets[i]), "funding_rate" in strategies[i].extras)
+        if key not in units:
+            units[key] = unit_returns(market, key[0], start, stop, key[1])
+        u[j] = units[key]
+    w = int(np.searchsorted(idx, winner_row))
+    c = winner_confidence(returns[winner_row], positions[idx], u, w, fee_rate=fee_rate,
+                          ppy=ppy, **options)
+    return {"strategy": strategies[winner_row].name,
+            "asset": market.assets[assets[winner_row]], **c.to_dict()}
