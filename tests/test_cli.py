@@ -208,8 +208,18 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     run = load_run(Store.open(os.environ["QUANTFLEET_STORE"]), doc["run_id"])
     rec = run.summary["stages"]["tournament"]["summary"]["overfit"]
     assert rec["n_trials"] == of["n_trials"] and rec["verdict"] == of["verdict"]
+    # how sure: the winner's bootstrap intervals and permutation p, in --json and the record
+    conf = doc["confidence"]
+    assert (conf["strategy"], conf["asset"]) == (row["strategy"], row["asset"])
+    assert conf["sharpe"] == pytest.approx(row["oos_sharpe"])
+    assert conf["n_pairs"] == 2 and (conf["n_boot"], conf["n_perm"]) == (1000, 500)
+    assert 0 < conf["p_value"] <= 1 and conf["sharpe_ci"][0] <= conf["sharpe_ci"][1]
+    assert run.summary["stages"]["tournament"]["summary"]["confidence"] == conf
     text = qf(*args, "--no-store").stdout
     assert f"winner {of['strategy']}/{of['asset']}: DSR" in text
+    assert (f"How sure ({conf['strategy']}/{conf['asset']}: out of sample): Sharpe 95 % CI "
+            f"[{conf['sharpe_ci'][0]:.2f}, {conf['sharpe_ci'][1]:.2f}]") in text
+    assert f"permutation p = {conf['p_value']:.3f} over 2 pairs" in text
     assert "bh_* = buy-and-hold of the row's asset over the same bars" in text
     top = json.loads(qf("sweep", csv_path, "--strategy", "sma_cross", "--grid", "fast=5,10",
                         "--grid", "slow=20,40", "--no-store", "--json").stdout)["top"]

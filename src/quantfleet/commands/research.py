@@ -261,6 +261,8 @@ def tournament(
         "executor_reason": ctx.executor_reason,
         "out": str(res.path) if res.path else None,
         "overfit": res.winner_overfit,
+        # how sure: bootstrap CIs of the winner's OOS Sharpe and max drawdown, permutation p
+        "confidence": res.confidence,
     }
     if speed is not None:
         summary["baseline"] = speed
@@ -285,6 +287,10 @@ def tournament(
     of = res.winner_overfit
     if of:
         typer.echo(f"winner {of['strategy']}/{of['asset']}: {of['verdict']}")
+    if res.confidence:
+        from quantfleet.research.confidence import confidence_line
+
+        typer.echo(confidence_line(res.confidence))
     if board and "pair_verdict" in board[0]:
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "

@@ -380,7 +380,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,
                  # the leaderboard winner's DSR among every (pair, combo) trial, pooled PBO
-                 "overfit": res.winner_overfit}
+                 "overfit": res.winner_overfit,
+                 # bootstrap CIs of the winner's OOS Sharpe / max drawdown, permutation p-value
+                 "confidence": res.confidence}
 
 
 def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:
