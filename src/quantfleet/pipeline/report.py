@@ -76,6 +76,8 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         lines += [f"within {r.strategy}/{r.asset}: {v}" for r, v in
                   zip(board.head(3).itertuples(), verdicts, strict=False)]
         view.overfit = {"verdict": lines, **_winner_figures(win)}
+        conf = ((stages.get("tournament") or {}).get("summary") or {}).get("confidence")
+        view.confidence = conf or None
     else:
         board = table("sweep_leaderboard")
         if board is not None:
