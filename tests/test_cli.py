@@ -215,6 +215,15 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     assert conf["n_pairs"] == 2 and (conf["n_boot"], conf["n_perm"]) == (1000, 500)
     assert 0 < conf["p_value"] <= 1 and conf["sharpe_ci"][0] <= conf["sharpe_ci"][1]
     assert run.summary["stages"]["tournament"]["summary"]["confidence"] == conf
+    from quantfleet.store.catalog import Catalog
+
+    with Catalog(os.environ["QUANTFLEET_STORE"]) as cat:
+        cat.refresh()
+        (rec_c,) = cat.rows("select * from tournament_confidence where run_id = ?",
+                            [doc["run_id"]])
+    assert (rec_c["strategy"], rec_c["n_pairs"], rec_c["seed"]) == (conf["strategy"], 2, 0)
+    assert rec_c["sharpe_ci_lo"] == pytest.approx(conf["sharpe_ci"][0])
+    assert rec_c["p_value"] == pytest.approx(conf["p_value"])
     text = qf(*args, "--no-store").stdout
     assert f"winner {of['strategy']}/{of['asset']}: DSR" in text
     assert (f"How sure ({conf['strategy']}/{conf['asset']}: out of sample): Sharpe 95 % CI "

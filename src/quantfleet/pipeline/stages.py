@@ -376,6 +376,13 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
         # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
         "overfit": ctx.put(res.overfit, "overfit"),
     }
+    if res.confidence:  # one row: the winner's bootstrap intervals and permutation p-value
+        import pandas as pd
+
+        from quantfleet.research.confidence import confidence_row
+
+        out["confidence"] = ctx.put(pd.DataFrame([confidence_row(res.confidence)]),
+                                    "tournament_confidence")
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,

@@ -31,6 +31,7 @@ __all__ = [
     "Confidence",
     "block_length",
     "confidence_line",
+    "confidence_row",
     "permutation_shifts",
     "tournament_confidence",
     "unit_returns",
@@ -89,6 +90,25 @@ class Confidence:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in d.items()}
 
+
+
+def confidence_row(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A confidence dict as one flat table row (the run's ``tournament_confidence`` artifact,
+    the catalog's view of that name): each interval as ``*_ci_lo``/``*_ci_hi``, undefined
+    figures NaN."""
+    def num(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    row: dict[str, Any] = {"strategy": c.get("strategy"), "asset": c.get("asset")}
+    for k in ("sharpe", "max_drawdown"):
+        lo, hi = c[f"{k}_ci"]
+        row.update({k: num(c[k]), f"{k}_ci_lo": num(lo), f"{k}_ci_hi": num(hi)})
+    row.update({"level": num(c["level"]), "p_value": num(c["p_value"]),
+                "observed": num(c["observed"])})
+    row.update({k: int(c[k]) for k in ("n_pairs", "n_bars", "block_length", "n_boot",
+                                        "n_perm", "seed")})
+    row["null"] = c["null"]
+    return row
 
 
 def confidence_line(c: Mapping[str, Any]) -> str:
