@@ -81,25 +81,64 @@ def stationary_bootstrap_metrics(returns, start_u, new_u, p_new, ppy, out):
 
 
 @njit(cache=True, inline="always")
+def _run_sums(pos, u, t0, t1, off, fee_rate):
+    """Sum and sum of squares of the booked returns of bars ``[t0, t1)``, bar ``t`` holding
+    ``pos[t + off - 1]`` and moving to ``pos[t + off]`` (both in range): four independent
+    accumulators, as the bars do not depend on each other."""
+    a0 = a1 = a2 = a3 = 0.0
+    b0 = b1 = b2 = b3 = 0.0
+    t = t0
+    while t + 4 <= t1:
+        j = t + off
+        r0 = (1.0 + pos[j - 1] * u[t]) * (1.0 - fee_rate * abs(pos[j] - pos[j - 1])) - 1.0
+        r1 = (1.0 + pos[j] * u[t + 1]) * (1.0 - fee_rate * abs(pos[j + 1] - pos[j])) - 1.0
+        r2 = (1.0 + pos[j + 1] * u[t + 2]) * (1.0 - fee_rate * abs(pos[j + 2] - pos[j + 1])) - 1.0
+        r3 = (1.0 + pos[j + 2] * u[t + 3]) * (1.0 - fee_rate * abs(pos[j + 3] - pos[j + 2])) - 1.0
+        a0 += r0
+        a1 += r1
+        a2 += r2
+        a3 += r3
+        b0 += r0 * r0
+        b1 += r1 * r1
+        b2 += r2 * r2
+        b3 += r3 * r3
+        t += 4
+    while t < t1:
+        j = t + off
+        r = (1.0 + pos[j - 1] * u[t]) * (1.0 - fee_rate * abs(pos[j] - pos[j - 1])) - 1.0
+        a0 += r
+        b0 += r * r
+        t += 1
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+
+
+@njit(cache=True, inline="always")
 def _shifted_sharpe(positions, unit, row, shift, fee_rate, ppy):
     """Sharpe of row ``row``'s positions moved ``shift`` bars (circularly) against its bars'
     returns, booked as a path is: flat before bar 0, bar ``t`` earns the position held times
     ``unit[t]`` and pays ``fee_rate * |Δpos|`` at its close."""
     n = positions.shape[1]
-    prev = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    for t in range(n):
-        j = t + shift
-        if j >= n:
-            j -= n
-        pos = positions[row, j]
-        r = (1.0 + prev * unit[row, t]) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-        s1 += r
-        s2 += r * r
-        prev = pos
     if n < 2:
         return np.nan
+    pos = positions[row]
+    u = unit[row]
+    # bar t moves to pos[(t + shift) mod n], holding the previous bar's (flat before bar 0):
+    # bar 0, bars 1 .. cut-1 (no wrap), bar cut (wraps: holds pos[n-1], moves to pos[0]), then
+    # bars cut+1 .. n-1
+    cut = n - shift
+    p0 = pos[shift % n]
+    r = (1.0 + 0.0 * u[0]) * (1.0 - fee_rate * abs(p0)) - 1.0
+    s1, s2 = r, r * r
+    x1, x2 = _run_sums(pos, u, 1, cut, shift, fee_rate)
+    s1 += x1
+    s2 += x2
+    if cut < n:
+        r = (1.0 + pos[n - 1] * u[cut]) * (1.0 - fee_rate * abs(pos[0] - pos[n - 1])) - 1.0
+        s1 += r
+        s2 += r * r
+        x1, x2 = _run_sums(pos, u, cut + 1, n, -cut, fee_rate)
+        s1 += x1
+        s2 += x2
     mean = s1 / n
     m2 = max(s2 - s1 * mean, 0.0)
     sd = math.sqrt(m2 / (n - 1.0))
@@ -128,10 +167,11 @@ def shifted_max_sharpe(positions, unit, shifts, fee_rate, ppy, out):
     shifts : int64 (K,)  in ``[1, n - 1]``
     out : float64 (K,)
     """
-    for k in range(shifts.shape[0]):
-        best = -np.inf
-        for i in range(positions.shape[0]):
+    out[:] = -np.inf
+    # pair by pair, every shift: one pair's rows stay in cache (the maximum does not depend on
+    # the order it is taken in)
+    for i in range(positions.shape[0]):
+        for k in range(shifts.shape[0]):
             s = _shifted_sharpe(positions, unit, i, shifts[k], fee_rate, ppy)
-            if s == s and s > best:
-                best = s
-        out[k] = best
+            if s == s and s > out[k]:
+                out[k] = s
