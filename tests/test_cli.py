@@ -229,6 +229,11 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     assert (f"How sure ({conf['strategy']}/{conf['asset']}: out of sample): Sharpe 95 % CI "
             f"[{conf['sharpe_ci'][0]:.2f}, {conf['sharpe_ci'][1]:.2f}]") in text
     assert f"permutation p = {conf['p_value']:.3f} over 2 pairs" in text
+    other = json.loads(qf(*args, "--no-store", "--json", "--confidence-seed", "3").stdout)
+    assert other["confidence"]["seed"] == 3
+    assert other["confidence"]["sharpe_ci"] != conf["sharpe_ci"]
+    assert json.loads(qf(*args, "--no-store", "--json", "--no-confidence").stdout)[
+        "confidence"] is None
     assert "bh_* = buy-and-hold of the row's asset over the same bars" in text
     top = json.loads(qf("sweep", csv_path, "--strategy", "sma_cross", "--grid", "fast=5,10",
                         "--grid", "slow=20,40", "--no-store", "--json").stdout)["top"]

@@ -219,6 +219,8 @@ def tournament(
     out: Annotated[Path | None, typer.Option("--out", help="Directory for results.parquet, leaderboard.parquet, oos_returns.parquet.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also run the whole tournament serially in this process (every strategy warmed up first) and report the speedup and efficiency (baseline.enabled).")] = False,
+    confidence: Annotated[bool, typer.Option("--confidence/--no-confidence", help="How sure: bootstrap 95% intervals of the winner's OOS Sharpe and max drawdown, permutation p-value over the pairs (tournament.confidence).")] = True,
+    confidence_seed: Annotated[int, typer.Option("--confidence-seed", help="Seed of the bootstrap and the permutations (tournament.confidence.seed).")] = 0,
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
     store: StoreUrl = None,
     no_store: NoStore = False,
@@ -238,7 +240,8 @@ def tournament(
          "test": window_len(test), "windows": windows, "anchored": anchored, "metric": metric,
          "max_combos": max_combos, "grid": g, "long_short": long_short,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
-         "checkpoint": str(resume) if resume is not None else None},
+         "checkpoint": str(resume) if resume is not None else None,
+         "confidence": {"enabled": confidence, "seed": confidence_seed}},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
         fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline},
         execution=ex)

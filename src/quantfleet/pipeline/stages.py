@@ -361,7 +361,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
                      baseline=ctx.config.baseline.enabled,
                      baseline_budget_s=ctx.config.baseline.budget_s,
-                     map_options={"progress": ctx.progress}, execution=ctx.execution())
+                     map_options={"progress": ctx.progress}, execution=ctx.execution(),
+                     confidence=cfg.confidence.enabled and cfg.confidence.model_dump(
+                         exclude={"enabled"}))
     ctx.results["tournament"] = res
     if res.parts is not None:
         results, oos = _tournament_parts(ctx, res)
