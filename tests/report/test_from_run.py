@@ -304,6 +304,7 @@ def test_the_run_has_spans_per_strategy_and_for_the_driver_steps(run):
     for stage, comp in (("data", "driver.load"), ("data", "driver.tables"),
                         ("data", "driver.store"), ("tournament", "driver.serial_start"),
                         ("tournament", "driver.tables"), ("tournament", "driver.baseline"),
+                        ("tournament", "driver.confidence"),
                         ("tournament", "driver.store"), ("portfolio", "driver.store")):
         assert hm.loc[stage, comp] > 0, (stage, comp)
     comps = {(sp.stage, sp.component) for sp in rec.spans}

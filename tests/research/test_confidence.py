@@ -227,3 +227,5 @@ def test_tournament_block_is_the_same_on_every_executor_and_can_be_skipped():
     assert tournament(m, ["sma_cross"], **{**KW, "confidence": False}).confidence is None
     with pytest.raises(QuantfleetError, match="confidence options: unknown n_boots"):
         tournament(m, ["sma_cross"], **{**KW, "confidence": {"n_boots": 5}})
+    with pytest.raises(QuantfleetError, match="confidence option n_perm: 0; give an integer"):
+        tournament(m, ["sma_cross"], **{**KW, "confidence": {"n_perm": 0}})

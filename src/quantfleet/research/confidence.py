@@ -31,6 +31,7 @@ __all__ = [
     "Confidence",
     "block_length",
     "confidence_line",
+    "confidence_options",
     "confidence_row",
     "permutation_shifts",
     "tournament_confidence",
@@ -206,6 +207,37 @@ def winner_confidence(returns: Any, positions: Any, unit: Any, winner: int, *,
         seed=int(seed))
 
 
+_OPTIONS = ("block", "level", "n_boot", "n_perm", "seed")
+
+
+def confidence_options(confidence: Any) -> dict[str, Any] | None:
+    """A tournament's ``confidence`` argument checked: None for False/None (skip), ``{}`` for
+    True, else the mapping's options (:func:`winner_confidence`'s ``n_boot``, ``n_perm``,
+    ``level``, ``seed``, ``block``) with unknown names and bad values one-line errors."""
+    if confidence is None or confidence is False:
+        return None
+    if confidence is True:
+        return {}
+    if not isinstance(confidence, Mapping):
+        raise QuantfleetError(f"confidence: {confidence!r}; give True, False or a mapping of "
+                              f"{', '.join(_OPTIONS)}")
+    bad = sorted(set(confidence) - set(_OPTIONS))
+    if bad:
+        raise QuantfleetError(f"confidence options: unknown {', '.join(map(str, bad))}; use "
+                              f"{', '.join(_OPTIONS)}")
+    opts = dict(confidence)
+    for k in ("n_boot", "n_perm", "block"):
+        v = opts.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | np.integer)
+                              or v < 1):
+            raise QuantfleetError(f"confidence option {k}: {v!r}; give an integer >= 1")
+    level = opts.get("level", 0.95)
+    if not isinstance(level, int | float) or not 0.0 < float(level) < 1.0:
+        raise QuantfleetError(f"confidence option level: {level!r}; give a fraction in (0, 1), "
+                              f"e.g. 0.95")
+    return opts
+
+
 def unit_returns(market: Any, asset: int, start: int, stop: int, funding: bool = False
                  ) -> np.ndarray:
     """Per-unit close-to-close returns of ``asset`` over bars ``[start, stop)`` (bar ``t``:
@@ -231,11 +263,7 @@ def tournament_confidence(market: Any, strategies: Sequence[Any], assets: Sequen
     out; ``winner_row`` is the leaderboard's first. ``options``: :func:`winner_confidence`'s
     (``n_boot``, ``n_perm``, ``level``, ``seed``, ``block``). The dict is
     :meth:`Confidence.to_dict` with the winner's ``strategy`` and ``asset``."""
-    allowed = {"n_boot", "n_perm", "level", "seed", "block"}
-    bad = sorted(set(options) - allowed)
-    if bad:
-        raise QuantfleetError(f"confidence options: unknown {', '.join(bad)}; use "
-                              f"{', '.join(sorted(allowed))}")
+    options = confidence_options(options) or {}
     idx = np.flatnonzero(done)
     units: dict[tuple[int, bool], np.ndarray] = {}
     u = np.empty((idx.size, stop - start))

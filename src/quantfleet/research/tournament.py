@@ -69,8 +69,8 @@ _SHARPE = METRIC_NAMES.index("sharpe")
 _ROWS_FLUSH_AT = 32  # pairs' row tables per Parquet row group
 
 # names what a checkpointed chunk of tournament items holds (pair_summary's results of
-# walk-forward jobs: converged warm-up, one continuous out-of-sample path, its positions); mixed into the
-# checkpoint fingerprint so chunks of the per-window jobs before it are never resumed
+# walk-forward jobs: converged warm-up, one continuous out-of-sample path and its positions);
+# mixed into the checkpoint fingerprint so chunks of older formats are never resumed
 _CHUNK_FORMAT = "tournament-walk-3"
 
 
@@ -262,7 +262,8 @@ def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[W
     """The walk-forward job of one (strategy, asset): every combo on every window's train bars
     (in sample) and test bars (out of sample), the combo best in sample by ``metric`` selected
     per window, and the selected combos' out-of-sample returns and positions as one continuous
-    path over the test span (``keep="path"``). Indicators warm up from the asset's first valid bar (``warm_from=None``)."""
+    path over the test span (``keep="path"``). Indicators warm up from the asset's first valid
+    bar (``warm_from=None``)."""
     walk = _walk(metric, tuple(windows))
     return (BacktestJob(strategy, (asset,), params, start=walk.start, stop=walk.stop,
                         warm_from=None, terms=terms, keep="path", walk=walk),)
@@ -511,7 +512,10 @@ def tournament(market: Any, strategies: Sequence[str], *,
 
     import pandas as pd
 
+    from quantfleet.research.confidence import confidence_options
+
     check_metric(metric)
+    conf_opts = confidence_options(confidence)  # bad options fail before the map, not after
     sharded = is_view(market)
     view = market.view if sharded else market
     if sharded and out is not None:
@@ -574,7 +578,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     n_s, n_a = len(plan), len(rows)
     # a shard tournament keeps references to the parts its workers wrote instead
     block = np.empty((0 if sharded else n_s * n_a, wins[-1].test_end - wins[0].test_start))
-    want_conf = bool(confidence) and not sharded
+    want_conf = conf_opts is not None and not sharded
     # the paths' positions, rows as ``block``'s: the confidence block's permutation null
     pos_block = np.zeros_like(block) if want_conf else None
     board_rows: list[int] = []  # board[i]'s row in block
@@ -694,6 +698,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     overfit = pd.DataFrame({c: [of_rows[i][c] for i in order] for c in OVERFIT_COLUMNS},
                            columns=list(OVERFIT_COLUMNS))
     winner = None
+    win_row = -1  # the winner's row in ``block``
     if board:
         order = leaderboard_order(board)
         # board[i] and of_rows[i] are the same pair: the overfitting verdict joins by position;
@@ -708,6 +713,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
                                      total_return="oos_total_return", sharpe="oos_sharpe",
                                      bh=bh if sharded else None)
         winner = tournament_winner_overfit(of_rows, trial_sr, order[0])
+        win_row = board_rows[order[0]]
     else:
         leaderboard = pd.DataFrame()
     table = pa.concat_tables(tables) if tables else None
@@ -719,16 +725,15 @@ def tournament(market: Any, strategies: Sequence[str], *,
     if recorder is not None:
         recorder.add(t_tables.finish_driver("tournament", "driver.tables"))
     conf = None
-    if want_conf and board:
+    if want_conf and win_row >= 0:
         from quantfleet.research.confidence import tournament_confidence
 
         t_conf = SpanTimer()
         conf = tournament_confidence(
             market, [s for s, _ in plan for _ in rows],
             [a for _ in plan for a in rows], block, pos_block, done,
-            board_rows[order[0]], wins[0].test_start, wins[-1].test_end,
-            fee_rate=terms.fee_rate, ppy=ppy,
-            **(dict(confidence) if isinstance(confidence, Mapping) else {}))
+            win_row, wins[0].test_start, wins[-1].test_end, fee_rate=terms.fee_rate, ppy=ppy,
+            **conf_opts)
         if recorder is not None:
             recorder.add(t_conf.finish_driver("tournament", "driver.confidence"))
     return TournamentResult(
