@@ -151,6 +151,11 @@ def test_every_research_command_records_its_run_and_json_names_it(csv_path, tmp_
         m = st.get_run(doc["run_id"])
         assert m.command == name and m.status == "succeeded", name
         assert m.output(kinds[name]) and m.output("spans") and m.output("run_summary"), name
+        if name == "portfolio":  # each profile's bootstrap intervals, in --json
+            c = doc["confidence"]["equal_weight"]
+            assert c["sharpe"] == pytest.approx(doc["metrics"][0]["sharpe"])
+            assert c["sharpe_ci"][0] <= c["sharpe"] <= c["sharpe_ci"][1]
+            assert (c["n_boot"], c["seed"], c["level"]) == (1000, 0, 0.95)
     # --no-store: nothing recorded, no run_id
     before = st.run_ids()
     doc = json.loads(qf(*cmds["sweep"], "--no-store", "--json").stdout)

@@ -229,3 +229,31 @@ def test_tournament_block_is_the_same_on_every_executor_and_can_be_skipped():
         tournament(m, ["sma_cross"], **{**KW, "confidence": {"n_boots": 5}})
     with pytest.raises(QuantfleetError, match="confidence option n_perm: 0; give an integer"):
         tournament(m, ["sma_cross"], **{**KW, "confidence": {"n_perm": 0}})
+
+
+def test_profile_intervals_are_the_percentiles_of_the_bootstrap_from_its_definition():
+    import pandas as pd
+
+    from quantfleet.research.confidence import bootstrap_intervals, profile_confidence
+
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame({"hrp": rng.normal(4e-4, 0.01, 120), "ew": rng.normal(0, 0.01, 120)})
+    got = profile_confidence(frame, ppy=PPY, n_boot=40, level=0.9, seed=5)
+    streams = np.random.SeedSequence(5).spawn(2)
+    for (name, col), ss in zip(frame.items(), streams, strict=True):
+        r = col.to_numpy()
+        g = np.random.default_rng(ss)  # 40 replicates: one batch of uniforms, start then new
+        su, nu = g.random((40, 120)), g.random((40, 120))
+        idx = ref_indices(su, nu, 1 / block_length(120))
+        sh = [ref_sharpe(r[i]) for i in idx]
+        dd = [ref_maxdd(r[i]) for i in idx]
+        c = got[name]
+        np.testing.assert_allclose(c["sharpe_ci"], np.quantile(sh, [0.05, 0.95]), rtol=1e-9)
+        np.testing.assert_allclose(c["max_drawdown_ci"], np.quantile(dd, [0.05, 0.95]),
+                                   rtol=1e-9)
+        assert c["sharpe"] == pytest.approx(ref_sharpe(r)) and c["seed"] == 5
+        assert c["block_length"] == 5 and c["n_bars"] == 120
+    # a profile's figures do not depend on the columns after it
+    alone = profile_confidence(frame[["hrp"]], ppy=PPY, n_boot=40, level=0.9, seed=5)
+    assert alone["hrp"] == got["hrp"]
+    assert bootstrap_intervals(np.zeros(1), ppy=PPY, n_boot=3)["sharpe_ci"] == [None, None]

@@ -452,6 +452,8 @@ def portfolio(
          "selection": matrix.provenance.get("selection"),
          "buy_and_hold": res.provenance["buy_and_hold"]["text"],
          "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}, run)
+    conf = (run.stages["portfolio"]["summary"] or {}).get("confidence")
+    summary["confidence"] = conf  # each profile's bootstrap intervals (None: disabled)
     if as_json:
         print_json({**summary, "metrics": metrics, "timing": timing,
                     "fallbacks": res.log[res.log["fallback"] != ""].to_dict("records")})
@@ -468,6 +470,11 @@ def portfolio(
     print_rows([{k: m[k] for k in vs} for m in metrics],
                title="Against buy-and-hold over the same bars (excess = profile - bh)", skip=())
     typer.echo(f"Buy-and-hold: {summary['buy_and_hold']}")
+    if conf:
+        from quantfleet.research.confidence import confidence_line
+
+        for name, c in conf.items():
+            typer.echo(confidence_line({**c, "profile": name}))
     print_rows(timing, title="Optimizer cost per window", skip=())
     n_fb = int((res.log["fallback"] != "").sum())
     typer.echo(f"{len(res.windows)} windows x {len(res.profiles)} profiles in {res.wall_s:.1f} s "

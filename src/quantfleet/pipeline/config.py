@@ -243,6 +243,8 @@ class PortfolioConfig(_Section):
     drift: bool = True
     periods_per_year: float | None = Field(default=None, gt=0)
     out: str | None = None
+    # each profile's bootstrap intervals (n_perm unused: a profile has no permutation test)
+    confidence: ConfidenceConfig = ConfidenceConfig()
     # None: the profile's default
     covariance: str | None = None
     linkage: str | None = None

@@ -559,7 +559,15 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     origin = getattr(mat, "provenance", {}).get("selection")
     selection = (f"{origin}: {sel['text']}" if origin else f"members: {sel['text']}") if sel \
         else "every column in every window"
+    conf = None
+    if cfg.confidence.enabled:  # each profile's bootstrap intervals of Sharpe and max drawdown
+        from quantfleet.research.confidence import profile_confidence
+
+        conf = ctx.timed("portfolio", "driver.confidence", profile_confidence, res.returns,
+                         ppy=res.provenance["ppy"], n_boot=cfg.confidence.n_boot,
+                         level=cfg.confidence.level, seed=cfg.confidence.seed)
     return out, {"profiles": [p.name for p in res.profiles], "windows": len(res.windows),
+                 "confidence": conf,
                  "wall_s": res.wall_s, "fallbacks": int((res.log["fallback"] != "").sum())
                  if "fallback" in res.log else 0,
                  "selection": selection,

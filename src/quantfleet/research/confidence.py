@@ -30,10 +30,12 @@ __all__ = [
     "N_PERM",
     "Confidence",
     "block_length",
+    "bootstrap_intervals",
     "confidence_line",
     "confidence_options",
     "confidence_row",
     "permutation_shifts",
+    "profile_confidence",
     "tournament_confidence",
     "unit_returns",
     "winner_confidence",
@@ -120,13 +122,16 @@ def confidence_line(c: Mapping[str, Any]) -> str:
         return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
 
     pct = f"{c['level'] * 100:g} %"
-    who = f"{c['strategy']}/{c['asset']}: " if "strategy" in c else ""
+    who = (f"{c['strategy']}/{c['asset']}: " if "strategy" in c
+           else f"{c['profile']}: " if "profile" in c else "")
     s_ci, d_ci = c["sharpe_ci"], c["max_drawdown_ci"]
-    return (f"How sure ({who}out of sample): Sharpe {pct} CI [{f(s_ci[0], '.2f')}, "
-            f"{f(s_ci[1], '.2f')}]; max DD {pct} CI [{f(d_ci[0], '.1%')}, {f(d_ci[1], '.1%')}]; "
-            f"permutation p = {f(c['p_value'], '.3f')} over {c['n_pairs']} pairs "
-            f"(stationary bootstrap B={c['n_boot']}, mean block {c['block_length']} bars; "
-            f"K={c['n_perm']} shifts; seed {c['seed']})")
+    head = (f"How sure ({who}out of sample): Sharpe {pct} CI [{f(s_ci[0], '.2f')}, "
+            f"{f(s_ci[1], '.2f')}]; max DD {pct} CI [{f(d_ci[0], '.1%')}, {f(d_ci[1], '.1%')}]")
+    boot = (f"stationary bootstrap B={c['n_boot']}, mean block {c['block_length']} bars")
+    if "p_value" not in c:  # a portfolio profile: intervals only
+        return f"{head} ({boot}; seed {c['seed']})"
+    return (f"{head}; permutation p = {f(c['p_value'], '.3f')} over {c['n_pairs']} pairs "
+            f"({boot}; K={c['n_perm']} shifts; seed {c['seed']})")
 
 
 def _percentile_ci(x: np.ndarray, level: float) -> tuple[float, float]:
@@ -175,20 +180,9 @@ def winner_confidence(returns: Any, positions: Any, unit: Any, winner: int, *,
                               f"must both be (pairs, bars)")
     if not 0 <= winner < pos.shape[0]:
         raise QuantfleetError(f"confidence: winner row {winner} of {pos.shape[0]} pairs")
-    n = r.shape[0]
-    L = block_length(n) if block is None else int(block)
-    if L < 1:
-        raise QuantfleetError(f"confidence: block length {L}; give at least 1")
     boot_ss, perm_ss = np.random.SeedSequence(int(seed)).spawn(2)
-    rng_b, rng_p = np.random.default_rng(boot_ss), np.random.default_rng(perm_ss)
-    m = metrics_from_returns(r, float(ppy)) if n else np.full(6, np.nan)
-    stats = np.full((n_boot, 2), np.nan)
-    if n >= 2:
-        for b0 in range(0, n_boot, _CHUNK):
-            b1 = min(n_boot, b0 + _CHUNK)
-            start_u = rng_b.random((b1 - b0, n))
-            new_u = rng_b.random((b1 - b0, n))
-            stationary_bootstrap_metrics(r, start_u, new_u, 1.0 / L, float(ppy), stats[b0:b1])
+    bi = bootstrap_intervals(r, ppy=ppy, n_boot=n_boot, level=level, seed=boot_ss, block=block)
+    rng_p = np.random.default_rng(perm_ss)
     obs = np.empty(pos.shape[0])
     booked_sharpe(pos, u, float(fee_rate), float(ppy), obs)
     observed = float(obs[winner])
@@ -199,12 +193,66 @@ def winner_confidence(returns: Any, positions: Any, unit: Any, winner: int, *,
         mx = np.empty(n_perm)
         shifted_max_sharpe(pos, u, shifts, float(fee_rate), float(ppy), mx)
         p = float((1 + np.count_nonzero(mx >= observed)) / (1 + n_perm))
+    def f(x: float | None) -> float:
+        return math.nan if x is None else x
+
     return Confidence(
-        sharpe=float(m[2]), sharpe_ci=_percentile_ci(stats[:, 0], level),
-        max_drawdown=float(m[4]), max_drawdown_ci=_percentile_ci(stats[:, 1], level),
+        sharpe=f(bi["sharpe"]), sharpe_ci=(f(bi["sharpe_ci"][0]), f(bi["sharpe_ci"][1])),
+        max_drawdown=f(bi["max_drawdown"]),
+        max_drawdown_ci=(f(bi["max_drawdown_ci"][0]), f(bi["max_drawdown_ci"][1])),
         level=float(level), p_value=p, observed=observed, n_pairs=int(pos.shape[0]),
-        n_bars=int(n), block_length=int(L), n_boot=int(n_boot), n_perm=int(n_perm),
-        seed=int(seed))
+        n_bars=bi["n_bars"], block_length=bi["block_length"], n_boot=int(n_boot),
+        n_perm=int(n_perm), seed=int(seed))
+
+
+def bootstrap_intervals(returns: Any, *, ppy: float, n_boot: int = N_BOOT, level: float = 0.95,
+                        seed: Any = 0, block: int | None = None) -> dict[str, Any]:
+    """Stationary-bootstrap percentile intervals of a return series' Sharpe and max drawdown
+    (non-finite bars dropped; ``seed`` an int or a ``numpy.random.SeedSequence``): the
+    bootstrap half of :func:`winner_confidence`, for any series (a portfolio profile's).
+    Returns ``sharpe, sharpe_ci, max_drawdown, max_drawdown_ci, level, n_bars,
+    block_length, n_boot`` (undefined figures None)."""
+    if not 0.0 < level < 1.0:
+        raise QuantfleetError(f"confidence level: {level}; give a fraction in (0, 1), e.g. 0.95")
+    if n_boot < 1:
+        raise QuantfleetError(f"confidence: n_boot={n_boot}; it must be >= 1")
+    r = np.asarray(returns, dtype=np.float64)
+    r = np.ascontiguousarray(r[np.isfinite(r)])
+    n = r.shape[0]
+    L = block_length(n) if block is None else int(block)
+    if L < 1:
+        raise QuantfleetError(f"confidence: block length {L}; give at least 1")
+    rng = np.random.default_rng(seed)
+    m = metrics_from_returns(r, float(ppy)) if n else np.full(6, np.nan)
+    stats = np.full((n_boot, 2), np.nan)
+    if n >= 2:
+        for b0 in range(0, n_boot, _CHUNK):
+            b1 = min(n_boot, b0 + _CHUNK)
+            start_u = rng.random((b1 - b0, n))
+            new_u = rng.random((b1 - b0, n))
+            stationary_bootstrap_metrics(r, start_u, new_u, 1.0 / L, float(ppy), stats[b0:b1])
+
+    def clean(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    s_ci, d_ci = _percentile_ci(stats[:, 0], level), _percentile_ci(stats[:, 1], level)
+    return {"sharpe": clean(m[2]), "sharpe_ci": [clean(s_ci[0]), clean(s_ci[1])],
+            "max_drawdown": clean(m[4]), "max_drawdown_ci": [clean(d_ci[0]), clean(d_ci[1])],
+            "level": float(level), "n_bars": int(n), "block_length": int(L),
+            "n_boot": int(n_boot)}
+
+
+def profile_confidence(returns: Any, *, ppy: float, n_boot: int = N_BOOT, level: float = 0.95,
+                       seed: int = 0) -> dict[str, dict[str, Any]]:
+    """:func:`bootstrap_intervals` of every column of ``returns`` (a DataFrame, timestamps ×
+    portfolio profile): ``{profile: {..., "seed": seed}}``; column ``i`` draws from stream
+    ``i`` of ``SeedSequence(seed).spawn(columns)``, so a profile's figures do not depend on
+    the columns after it."""
+    cols = list(returns.columns)
+    streams = np.random.SeedSequence(int(seed)).spawn(len(cols))
+    return {str(c): {**bootstrap_intervals(returns[c].to_numpy(), ppy=ppy, n_boot=n_boot,
+                                           level=level, seed=ss), "seed": int(seed)}
+            for c, ss in zip(cols, streams, strict=True)}
 
 
 _OPTIONS = ("block", "level", "n_boot", "n_perm", "seed")
