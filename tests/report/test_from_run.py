@@ -77,6 +77,8 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     assert ("Members chosen per window from the 8 tournament pairs by train-window Sharpe "
             "(top 4)") in port
     assert "Members: windows each column was chosen in" in port
+    for name in ("hrp", "equal_weight"):  # each profile's bootstrap intervals
+        assert f"How sure ({name}: out of sample): Sharpe 95 % CI [" in port, name
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
     assert "Not part of this run." not in sp and "baseline kind" in sp

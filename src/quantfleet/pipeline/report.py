@@ -109,6 +109,11 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         port = ((meta.get("stages") or {}).get("portfolio") or {}).get("summary") or {}
         notes = [f"{label}{port[k][:1].upper()}{port[k][1:]}" for k, label in
                  (("selection", ""), ("buy_and_hold", "Buy-and-hold (bh_*): ")) if port.get(k)]
+        from quantfleet.research.confidence import confidence_line
+
+        # each profile's bootstrap intervals of its OOS Sharpe and max drawdown
+        notes += [confidence_line({**c, "profile": name})
+                  for name, c in (port.get("confidence") or {}).items()]
         view.portfolio_notes = notes or None
         members = table("portfolio_members")
         if members is not None and len(members):
