@@ -151,6 +151,11 @@ def test_every_research_command_records_its_run_and_json_names_it(csv_path, tmp_
         m = st.get_run(doc["run_id"])
         assert m.command == name and m.status == "succeeded", name
         assert m.output(kinds[name]) and m.output("spans") and m.output("run_summary"), name
+        if name == "portfolio":  # each profile's bootstrap intervals, in --json
+            c = doc["confidence"]["equal_weight"]
+            assert c["sharpe"] == pytest.approx(doc["metrics"][0]["sharpe"])
+            assert c["sharpe_ci"][0] <= c["sharpe"] <= c["sharpe_ci"][1]
+            assert (c["n_boot"], c["seed"], c["level"]) == (1000, 0, 0.95)
     # --no-store: nothing recorded, no run_id
     before = st.run_ids()
     doc = json.loads(qf(*cmds["sweep"], "--no-store", "--json").stdout)
@@ -208,8 +213,32 @@ def test_tournament_and_sweep_show_the_winners_deflation_and_buy_and_hold(csv_pa
     run = load_run(Store.open(os.environ["QUANTFLEET_STORE"]), doc["run_id"])
     rec = run.summary["stages"]["tournament"]["summary"]["overfit"]
     assert rec["n_trials"] == of["n_trials"] and rec["verdict"] == of["verdict"]
+    # how sure: the winner's bootstrap intervals and permutation p, in --json and the record
+    conf = doc["confidence"]
+    assert (conf["strategy"], conf["asset"]) == (row["strategy"], row["asset"])
+    assert conf["sharpe"] == pytest.approx(row["oos_sharpe"])
+    assert conf["n_pairs"] == 2 and (conf["n_boot"], conf["n_perm"]) == (1000, 500)
+    assert 0 < conf["p_value"] <= 1 and conf["sharpe_ci"][0] <= conf["sharpe_ci"][1]
+    assert run.summary["stages"]["tournament"]["summary"]["confidence"] == conf
+    from quantfleet.store.catalog import Catalog
+
+    with Catalog(os.environ["QUANTFLEET_STORE"]) as cat:
+        cat.refresh()
+        (rec_c,) = cat.rows("select * from tournament_confidence where run_id = ?",
+                            [doc["run_id"]])
+    assert (rec_c["strategy"], rec_c["n_pairs"], rec_c["seed"]) == (conf["strategy"], 2, 0)
+    assert rec_c["sharpe_ci_lo"] == pytest.approx(conf["sharpe_ci"][0])
+    assert rec_c["p_value"] == pytest.approx(conf["p_value"])
     text = qf(*args, "--no-store").stdout
     assert f"winner {of['strategy']}/{of['asset']}: DSR" in text
+    assert (f"How sure ({conf['strategy']}/{conf['asset']}: out of sample): Sharpe 95 % CI "
+            f"[{conf['sharpe_ci'][0]:.2f}, {conf['sharpe_ci'][1]:.2f}]") in text
+    assert f"permutation p = {conf['p_value']:.3f} over 2 pairs" in text
+    other = json.loads(qf(*args, "--no-store", "--json", "--confidence-seed", "3").stdout)
+    assert other["confidence"]["seed"] == 3
+    assert other["confidence"]["sharpe_ci"] != conf["sharpe_ci"]
+    assert json.loads(qf(*args, "--no-store", "--json", "--no-confidence").stdout)[
+        "confidence"] is None
     assert "bh_* = buy-and-hold of the row's asset over the same bars" in text
     top = json.loads(qf("sweep", csv_path, "--strategy", "sma_cross", "--grid", "fast=5,10",
                         "--grid", "slow=20,40", "--no-store", "--json").stdout)["top"]

@@ -217,3 +217,21 @@ def test_the_path_earns_what_it_holds_at_window_boundaries(strategy):
                 res.chosen[i, WALK.windows.index(w)]
             boundaries += int(c_prev != c_new)
     assert boundaries > 0  # the selection does change between windows
+
+
+@pytest.mark.parametrize("execution", [None, "next_open_stop"])
+def test_keep_path_is_the_returns_and_the_positions_of_the_path(execution):
+    from quantfleet.backtest.terms import Execution
+
+    terms = TERMS if execution is None else dataclasses.replace(
+        TERMS, execution=Execution(fill="next_open", stop_loss=0.05))
+    job = dataclasses.replace(walk_job("sma_cross", grid(get("sma_cross"))), terms=terms)
+    both = evaluate(MARKET, dataclasses.replace(job, keep="path"))
+    rets = evaluate(MARKET, job)
+    pos = evaluate(MARKET, dataclasses.replace(job, keep="positions"))
+    for a in range(2):
+        assert both.series[a].shape == (2, WALK.stop - WALK.start)
+        assert np.array_equal(both.series[a][0], rets.series[a][0])
+        assert np.array_equal(both.series[a][1], pos.series[a][0])
+    with pytest.raises(QuantfleetError, match="keep='path' is a walk job's"):
+        BacktestJob("sma_cross", (0,), np.array([[5.0, 20.0]]), keep="path")

@@ -64,11 +64,21 @@ def test_every_section_of_a_real_run_renders(run, tmp_path):
     for col in ("pair DSR", "pair PBO", "B&amp;H Sharpe", "excess Sharpe",
                 "trials compared (N)"):
         assert col in lb, col
+    # how sure: the winner's bootstrap intervals and permutation p-value, from the record
+    conf = out.results["tournament"].confidence
+    assert '<h3>How sure are we?</h3>' in lb
+    assert f"Winner {conf['strategy']}/{conf['asset']}: Out-of-sample Sharpe" in lb
+    assert f"p = {conf['p_value']:.3f}</span>" in lb
+    assert f"in which the best of the {conf['n_pairs']} pairs did at least as well" in lb
+    assert (f"95 % interval [{conf['sharpe_ci'][0]:,.2f}, {conf['sharpe_ci'][1]:,.2f}]"
+            in lb)
     port = _section(page, "portfolio")
     assert "hrp" in port and "bh_sharpe" in port and "excess_sharpe" in port
     assert ("Members chosen per window from the 8 tournament pairs by train-window Sharpe "
             "(top 4)") in port
     assert "Members: windows each column was chosen in" in port
+    for name in ("hrp", "equal_weight"):  # each profile's bootstrap intervals
+        assert f"How sure ({name}: out of sample): Sharpe 95 % CI [" in port, name
     # the tournament measured its serial baseline: the speedup section reads its keys
     sp = _section(page, "speedup")
     assert "Not part of this run." not in sp and "baseline kind" in sp
@@ -296,6 +306,7 @@ def test_the_run_has_spans_per_strategy_and_for_the_driver_steps(run):
     for stage, comp in (("data", "driver.load"), ("data", "driver.tables"),
                         ("data", "driver.store"), ("tournament", "driver.serial_start"),
                         ("tournament", "driver.tables"), ("tournament", "driver.baseline"),
+                        ("tournament", "driver.confidence"),
                         ("tournament", "driver.store"), ("portfolio", "driver.store")):
         assert hm.loc[stage, comp] > 0, (stage, comp)
     comps = {(sp.stage, sp.component) for sp in rec.spans}

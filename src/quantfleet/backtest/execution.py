@@ -278,6 +278,9 @@ def evaluate_walk_executed(market: MarketData, job: Any, best_combo: Any, no_com
                      np.ascontiguousarray(p_ex),
                      rows, fee, ppy, t0 - lo, path_m[i, 0], rets)
         if series is not None:
-            kk = 1 if job.keep == "positions" else 0
-            series.append(np.ascontiguousarray(rets[0, kk, t0 - lo:]).reshape(1, -1))
+            if job.keep == "path":  # returns, positions
+                series.append(np.ascontiguousarray(rets[0, :, t0 - lo:]))
+            else:
+                kk = 1 if job.keep == "positions" else 0
+                series.append(np.ascontiguousarray(rets[0, kk, t0 - lo:]).reshape(1, -1))
     return is_m, oos_m, chosen, path_m, None if series is None else tuple(series)

@@ -26,8 +26,9 @@ __all__ = ["KEEP", "NO_COMBO", "BacktestJob", "JobBatch", "JobResult", "best_com
 
 _FREE = Terms()
 
-KEEP = ("metrics", "returns", "positions")
-"""What a job returns besides metrics: nothing, per-bar returns or per-bar target positions."""
+KEEP = ("metrics", "returns", "positions", "path")
+"""What a job returns besides metrics: nothing, per-bar returns or per-bar target positions;
+"path" (walk jobs only): the out-of-sample path's returns and positions, rows 0 and 1."""
 
 NO_COMBO = -1
 """What :func:`best_combo` (and a walk job's ``chosen``) gives when no combo has a finite metric."""
@@ -46,7 +47,8 @@ class BacktestJob:
     terms : fees, periods per year, long/short, execution options (non-default execution
         runs through :mod:`quantfleet.backtest.execution`; searched execution options are the
         trailing columns of ``params``, ``Terms.searched``)
-    keep : "metrics", or also per-bar "returns" or "positions"
+    keep : "metrics", or also per-bar "returns" or "positions"; a walk job also "path" (its
+        out-of-sample path's returns and positions, two rows)
     combos : rows of ``params`` whose series are kept (None: all)
     walk : a :class:`~quantfleet.backtest.walk.Walk`: a walk-forward job over its windows,
         ``[start, stop)`` its test span; :func:`evaluate` returns a
@@ -88,6 +90,10 @@ class BacktestJob:
                                   f"(got {self.keep!r})")
         if self.combos is not None:
             object.__setattr__(self, "combos", tuple(int(c) for c in self.combos))
+        if self.keep == "path" and self.walk is None:
+            raise QuantfleetError("BacktestJob: keep='path' is a walk job's (its out-of-sample "
+                                  "path's returns and positions); without walk keep 'returns' "
+                                  "or 'positions'")
         if self.walk is not None:
             if self.combos is not None:
                 raise QuantfleetError("BacktestJob: a walk job selects per window itself; "

@@ -101,7 +101,8 @@ class WalkResult:
     metrics : (assets, 1, N_METRICS) the out-of-sample path over the test span: the chosen
         combos' positions window after window, one position series evaluated in one pass
     series : per asset, (1, bars) the path's per-bar returns (keep="returns") or positions
-        (keep="positions"); None for keep="metrics"
+        (keep="positions"), (2, bars) both (keep="path": returns, positions); None for
+        keep="metrics"
     """
 
     is_metrics: np.ndarray
@@ -192,7 +193,8 @@ def evaluate_walk(market: MarketData, job: BacktestJob) -> WalkResult:
         rets = np.empty(t1 - t0)
         path_metrics(p_pos, p_earn, fee, ppy, path_m[i, 0], rets)
         if series is not None:
-            series.append((p_pos if job.keep == "positions" else rets).reshape(1, -1))
+            series.append(np.stack([rets, p_pos]) if job.keep == "path" else
+                          (p_pos if job.keep == "positions" else rets).reshape(1, -1))
     return WalkResult(is_metrics=is_m, oos_metrics=oos_m, chosen=chosen, metrics=path_m,
                       series=None if series is None else tuple(series))
 

@@ -219,6 +219,8 @@ def tournament(
     out: Annotated[Path | None, typer.Option("--out", help="Directory for results.parquet, leaderboard.parquet, oos_returns.parquet.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Checkpoint directory: finished chunks are kept there and skipped on a re-run.")] = None,
     baseline: Annotated[bool, typer.Option("--baseline", help="Also run the whole tournament serially in this process (every strategy warmed up first) and report the speedup and efficiency (baseline.enabled).")] = False,
+    confidence: Annotated[bool, typer.Option("--confidence/--no-confidence", help="How sure: bootstrap 95% intervals of the winner's OOS Sharpe and max drawdown, permutation p-value over the pairs (tournament.confidence).")] = True,
+    confidence_seed: Annotated[int, typer.Option("--confidence-seed", help="Seed of the bootstrap and the permutations (tournament.confidence.seed).")] = 0,
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
     store: StoreUrl = None,
     no_store: NoStore = False,
@@ -238,7 +240,8 @@ def tournament(
          "test": window_len(test), "windows": windows, "anchored": anchored, "metric": metric,
          "max_combos": max_combos, "grid": g, "long_short": long_short,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
-         "checkpoint": str(resume) if resume is not None else None},
+         "checkpoint": str(resume) if resume is not None else None,
+         "confidence": {"enabled": confidence, "seed": confidence_seed}},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
         fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline},
         execution=ex)
@@ -261,6 +264,8 @@ def tournament(
         "executor_reason": ctx.executor_reason,
         "out": str(res.path) if res.path else None,
         "overfit": res.winner_overfit,
+        # how sure: bootstrap CIs of the winner's OOS Sharpe and max drawdown, permutation p
+        "confidence": res.confidence,
     }
     if speed is not None:
         summary["baseline"] = speed
@@ -285,6 +290,10 @@ def tournament(
     of = res.winner_overfit
     if of:
         typer.echo(f"winner {of['strategy']}/{of['asset']}: {of['verdict']}")
+    if res.confidence:
+        from quantfleet.research.confidence import confidence_line
+
+        typer.echo(confidence_line(res.confidence))
     if board and "pair_verdict" in board[0]:
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
@@ -443,6 +452,8 @@ def portfolio(
          "selection": matrix.provenance.get("selection"),
          "buy_and_hold": res.provenance["buy_and_hold"]["text"],
          "wall_s": round(res.wall_s, 3), "out": str(out) if out else None}, run)
+    conf = (run.stages["portfolio"]["summary"] or {}).get("confidence")
+    summary["confidence"] = conf  # each profile's bootstrap intervals (None: disabled)
     if as_json:
         print_json({**summary, "metrics": metrics, "timing": timing,
                     "fallbacks": res.log[res.log["fallback"] != ""].to_dict("records")})
@@ -459,6 +470,11 @@ def portfolio(
     print_rows([{k: m[k] for k in vs} for m in metrics],
                title="Against buy-and-hold over the same bars (excess = profile - bh)", skip=())
     typer.echo(f"Buy-and-hold: {summary['buy_and_hold']}")
+    if conf:
+        from quantfleet.research.confidence import confidence_line
+
+        for name, c in conf.items():
+            typer.echo(confidence_line({**c, "profile": name}))
     print_rows(timing, title="Optimizer cost per window", skip=())
     n_fb = int((res.log["fallback"] != "").sum())
     typer.echo(f"{len(res.windows)} windows x {len(res.profiles)} profiles in {res.wall_s:.1f} s "

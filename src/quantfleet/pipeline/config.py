@@ -19,6 +19,7 @@ __all__ = [
     "BacktestConfig",
     "BaselineConfig",
     "Checkpoint",
+    "ConfidenceConfig",
     "CostsConfig",
     "DataConfig",
     "EvolutionConfig",
@@ -118,6 +119,19 @@ class SweepConfig(_Section):
     periods_per_year: float | None = Field(default=None, gt=0)
 
 
+class ConfidenceConfig(_Section):
+    """How sure are we of the tournament's winner (``research.confidence``; docs/overfit.md):
+    stationary-bootstrap intervals of its OOS Sharpe and max drawdown (``n_boot`` resamples,
+    two-sided ``level``) and the max-over-pairs permutation p-value (``n_perm`` shifts), all
+    drawn from ``seed``."""
+
+    enabled: bool = True
+    n_boot: int = Field(default=1000, ge=1, le=1_000_000)
+    n_perm: int = Field(default=500, ge=1, le=1_000_000)
+    level: float = Field(default=0.95, gt=0, lt=1)
+    seed: int = Field(default=0, ge=0)
+
+
 class TournamentConfig(_Section):
     enabled: bool = True
     strategies: list[str] = Field(default_factory=lambda: ["all"])
@@ -137,6 +151,7 @@ class TournamentConfig(_Section):
     periods_per_year: float | None = Field(default=None, gt=0)
     out: str | None = None
     checkpoint: Checkpoint = "auto"
+    confidence: ConfidenceConfig = ConfidenceConfig()
 
     @model_validator(mode="after")
     def _grids_name_parameters(self) -> TournamentConfig:
@@ -228,6 +243,8 @@ class PortfolioConfig(_Section):
     drift: bool = True
     periods_per_year: float | None = Field(default=None, gt=0)
     out: str | None = None
+    # each profile's bootstrap intervals (n_perm unused: a profile has no permutation test)
+    confidence: ConfidenceConfig = ConfidenceConfig()
     # None: the profile's default
     covariance: str | None = None
     linkage: str | None = None

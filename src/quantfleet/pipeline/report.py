@@ -76,6 +76,8 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         lines += [f"within {r.strategy}/{r.asset}: {v}" for r, v in
                   zip(board.head(3).itertuples(), verdicts, strict=False)]
         view.overfit = {"verdict": lines, **_winner_figures(win)}
+        conf = ((stages.get("tournament") or {}).get("summary") or {}).get("confidence")
+        view.confidence = conf or None
     else:
         board = table("sweep_leaderboard")
         if board is not None:
@@ -107,6 +109,11 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         port = ((meta.get("stages") or {}).get("portfolio") or {}).get("summary") or {}
         notes = [f"{label}{port[k][:1].upper()}{port[k][1:]}" for k, label in
                  (("selection", ""), ("buy_and_hold", "Buy-and-hold (bh_*): ")) if port.get(k)]
+        from quantfleet.research.confidence import confidence_line
+
+        # each profile's bootstrap intervals of its OOS Sharpe and max drawdown
+        notes += [confidence_line({**c, "profile": name})
+                  for name, c in (port.get("confidence") or {}).items()]
         view.portfolio_notes = notes or None
         members = table("portfolio_members")
         if members is not None and len(members):

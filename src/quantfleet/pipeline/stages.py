@@ -365,7 +365,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      checkpoint_dir=ctx.checkpoint(cfg.checkpoint, "tournament"),
                      baseline=ctx.config.baseline.enabled,
                      baseline_budget_s=ctx.config.baseline.budget_s,
-                     map_options={"progress": ctx.progress}, execution=ctx.execution())
+                     map_options={"progress": ctx.progress}, execution=ctx.execution(),
+                     confidence=cfg.confidence.enabled and cfg.confidence.model_dump(
+                         exclude={"enabled"}))
     ctx.results["tournament"] = res
     if res.parts is not None:
         results, oos = _tournament_parts(ctx, res)
@@ -380,11 +382,20 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
         # PBO and deflated Sharpe per (strategy, asset), computed in the tasks
         "overfit": ctx.put(res.overfit, "overfit"),
     }
+    if res.confidence:  # one row: the winner's bootstrap intervals and permutation p-value
+        import pandas as pd
+
+        from quantfleet.research.confidence import confidence_row
+
+        out["confidence"] = ctx.put(pd.DataFrame([confidence_row(res.confidence)]),
+                                    "tournament_confidence")
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,
                  # the leaderboard winner's DSR among every (pair, combo) trial, pooled PBO
-                 "overfit": res.winner_overfit}
+                 "overfit": res.winner_overfit,
+                 # bootstrap CIs of the winner's OOS Sharpe / max drawdown, permutation p-value
+                 "confidence": res.confidence}
 
 
 def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:
@@ -552,7 +563,15 @@ def portfolio_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     origin = getattr(mat, "provenance", {}).get("selection")
     selection = (f"{origin}: {sel['text']}" if origin else f"members: {sel['text']}") if sel \
         else "every column in every window"
+    conf = None
+    if cfg.confidence.enabled:  # each profile's bootstrap intervals of Sharpe and max drawdown
+        from quantfleet.research.confidence import profile_confidence
+
+        conf = ctx.timed("portfolio", "driver.confidence", profile_confidence, res.returns,
+                         ppy=res.provenance["ppy"], n_boot=cfg.confidence.n_boot,
+                         level=cfg.confidence.level, seed=cfg.confidence.seed)
     return out, {"profiles": [p.name for p in res.profiles], "windows": len(res.windows),
+                 "confidence": conf,
                  "wall_s": res.wall_s, "fallbacks": int((res.log["fallback"] != "").sum())
                  if "fallback" in res.log else 0,
                  "selection": selection,

@@ -552,7 +552,39 @@ def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
             block.append(kv_table(of))
         block.append("</div>")
         parts.append("".join(block))
+    parts.append(_confidence_html(view.confidence))
     return "".join(parts)
+
+
+def _confidence_html(c: dict | None) -> str:
+    """The winner's "How sure are we?" block: bootstrap intervals and the permutation p-value
+    (``TournamentResult.confidence``); n/a for a figure that is undefined."""
+    if not c:
+        return ""
+
+    def ci(key: str, pct: bool) -> str:
+        lo, hi = (c.get(key) or [None, None])[:2]
+        show = _pct if pct else _num
+        return (f"[{show(lo)}, {show(hi)}]" if _numeric(lo) and _numeric(hi)
+                and not _is_missing(lo) and not _is_missing(hi) else "n/a")
+
+    level = c.get("level")
+    lv = f"{float(level) * 100:g} %" if _numeric(level) else "n/a"
+    p = c.get("p_value")
+    p_txt = f"{float(p):.3f}" if _numeric(p) and not _is_missing(p) else "n/a"
+    grade = "good" if _numeric(p) and not _is_missing(p) and p < 0.05 else "warn"
+    who = f"{c.get('strategy')}/{c.get('asset')}"
+    words = (f"Out-of-sample Sharpe {_num(c.get('sharpe'))}, {lv} interval {ci('sharpe_ci', False)}; "
+             f"max drawdown {_pct(c.get('max_drawdown'))}, {lv} interval "
+             f"{ci('max_drawdown_ci', True)} (stationary block bootstrap, {fmt(c.get('n_boot'))} "
+             f"resamples, mean block {fmt(c.get('block_length'))} bars).")
+    perm = (f"Permutation p-value of its timing: <span class=\"{grade}\">p = {esc(p_txt)}</span> "
+            f"— the share of {esc(fmt(c.get('n_perm')))} circular shifts of every pair's positions "
+            f"in which the best of the {esc(fmt(c.get('n_pairs')))} pairs did at least as well "
+            f"(seed {esc(fmt(c.get('seed')))}; small p: the winner's edge is unlikely to be the "
+            f"luck of picking the best pair).")
+    return ('<div class="verdict" id="how-sure"><h3>How sure are we?</h3>'
+            f"<p>Winner {esc(who)}: {esc(words)}</p><p>{perm}</p></div>")
 
 
 def _equity(view: RunView, figs: _Figures, top: int = 5) -> str:

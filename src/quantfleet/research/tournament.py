@@ -69,9 +69,9 @@ _SHARPE = METRIC_NAMES.index("sharpe")
 _ROWS_FLUSH_AT = 32  # pairs' row tables per Parquet row group
 
 # names what a checkpointed chunk of tournament items holds (pair_summary's results of
-# walk-forward jobs: converged warm-up, one continuous out-of-sample path); mixed into the
-# checkpoint fingerprint so chunks of the per-window jobs before it are never resumed
-_CHUNK_FORMAT = "tournament-walk-2"
+# walk-forward jobs: converged warm-up, one continuous out-of-sample path and its positions);
+# mixed into the checkpoint fingerprint so chunks of older formats are never resumed
+_CHUNK_FORMAT = "tournament-walk-3"
 
 
 def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
@@ -251,17 +251,22 @@ class TournamentResult:
     # column order, "oos_span": (first, last + 1) bar of the returns, "loaded": [(pid, shard
     # hashes read), ...] per item}; parts are {"hash", "rows", "bytes"} (evaluate_shard_pair)
     parts: dict[str, Any] | None = None
+    # how sure we are of the leaderboard's first row: research.confidence.tournament_confidence
+    # (stationary-bootstrap CIs of its OOS Sharpe and max drawdown, max-over-pairs permutation
+    # p-value); None when not computed (confidence=False, a shard tournament, no winner)
+    confidence: dict[str, Any] | None = None
 
 
 def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[Window],
               terms: Terms, metric: str) -> tuple[BacktestJob, ...]:
     """The walk-forward job of one (strategy, asset): every combo on every window's train bars
     (in sample) and test bars (out of sample), the combo best in sample by ``metric`` selected
-    per window, and the selected combos' out-of-sample returns as one continuous path over the
-    test span. Indicators warm up from the asset's first valid bar (``warm_from=None``)."""
+    per window, and the selected combos' out-of-sample returns and positions as one continuous
+    path over the test span (``keep="path"``). Indicators warm up from the asset's first valid
+    bar (``warm_from=None``)."""
     walk = _walk(metric, tuple(windows))
     return (BacktestJob(strategy, (asset,), params, start=walk.start, stop=walk.stop,
-                        warm_from=None, terms=terms, keep="returns", walk=walk),)
+                        warm_from=None, terms=terms, keep="path", walk=walk),)
 
 
 @functools.lru_cache(maxsize=64)
@@ -286,7 +291,7 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
     ppy = job.terms.ppy if job.terms.ppy is not None else market.periods_per_year
     k = METRIC_NAMES.index(metric)
     n_w, n_c = len(job.walk.windows), job.params.shape[0]
-    series = res.series[0][0]
+    series, path_pos = res.series[0][0], res.series[0][1]
     best_idx = res.chosen[0]
     # rows window by window, combos in grid order within each
     is_m = res.is_metrics[0].reshape(n_w * n_c, -1)
@@ -321,7 +326,8 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
     # the workers while they ran
     table = pair_table(market, name, asset, job.params, job.walk.windows, best_idx, is_m, oos_m,
                        searched=job.terms.searched)
-    return {"table": table, "returns": series, "board": board, "overfit": overfit,
+    return {"table": table, "returns": series, "positions": path_pos, "board": board,
+            "overfit": overfit,
             "trial_sr": combo_sharpes(oos_m[:, _SHARPE], n_c, ppy)}
 
 
@@ -353,6 +359,7 @@ def evaluate_shard_pair(source: Any, batch: JobBatch) -> dict[str, Any]:
     column = f"{job.strategy}/{market.assets[job.assets[0]]}"
     table = out.pop("table")
     returns = out.pop("returns")
+    out.pop("positions")  # a shard tournament has no confidence block (its driver keeps no paths)
     out["table_part"] = source.put_part(table, "tournament_results_part")
     out["returns_part"] = source.put_part(
         pa.table({column: np.ascontiguousarray(returns, dtype=np.float64)}), "oos_returns_part")
@@ -454,7 +461,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
                baseline_budget_s: float | None = None,
                checkpoint_dir: str | Path | None = None,
                map_options: Mapping[str, Any] | None = None,
-               execution: Execution | None = None) -> TournamentResult:
+               execution: Execution | None = None,
+               confidence: bool | Mapping[str, Any] = True) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -483,6 +491,10 @@ def tournament(market: Any, strategies: Sequence[str], *,
         ``grid`` is searched like a parameter: every strategy's grid (explicit or coarse) runs
         under each of its values, which the in-sample selection then chooses among; the
         ``params`` column names it
+    confidence : compute ``result.confidence`` for the leaderboard's winner in the driver
+        after the map (:func:`~quantfleet.research.confidence.tournament_confidence`); a
+        mapping gives its options (``n_boot``, ``n_perm``, ``level``, ``seed``, ``block``);
+        False: skip it. Not available on a shard dataset (its driver keeps no paths)
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process after the parallel run
@@ -500,7 +512,10 @@ def tournament(market: Any, strategies: Sequence[str], *,
 
     import pandas as pd
 
+    from quantfleet.research.confidence import confidence_options
+
     check_metric(metric)
+    conf_opts = confidence_options(confidence)  # bad options fail before the map, not after
     sharded = is_view(market)
     view = market.view if sharded else market
     if sharded and out is not None:
@@ -563,6 +578,10 @@ def tournament(market: Any, strategies: Sequence[str], *,
     n_s, n_a = len(plan), len(rows)
     # a shard tournament keeps references to the parts its workers wrote instead
     block = np.empty((0 if sharded else n_s * n_a, wins[-1].test_end - wins[0].test_start))
+    want_conf = conf_opts is not None and not sharded
+    # the paths' positions, rows as ``block``'s: the confidence block's permutation null
+    pos_block = np.zeros_like(block) if want_conf else None
+    board_rows: list[int] = []  # board[i]'s row in block
     done = np.zeros(n_s * n_a, dtype=bool)
     table_parts: list[dict[str, Any]] = []
     returns_parts: list[Any] = [None] * (n_s * n_a)
@@ -602,6 +621,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
             row = (k % n_s) * n_a + k // n_s  # items are asset-major, rows strategy-major
             done[row] = True
             board.append(res["board"])
+            board_rows.append(row)
             of_rows.append(res["overfit"])
             trial_sr.append(res["trial_sr"])
             if sharded:
@@ -612,6 +632,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
                 loaded.append(res["loaded"])
                 continue
             block[row] = res["returns"]
+            if pos_block is not None:
+                pos_block[row] = res["positions"]
             pending.append(res["table"])
             if len(pending) >= _ROWS_FLUSH_AT:
                 emit(pa.concat_tables(pending))
@@ -676,6 +698,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     overfit = pd.DataFrame({c: [of_rows[i][c] for i in order] for c in OVERFIT_COLUMNS},
                            columns=list(OVERFIT_COLUMNS))
     winner = None
+    win_row = -1  # the winner's row in ``block``
     if board:
         order = leaderboard_order(board)
         # board[i] and of_rows[i] are the same pair: the overfitting verdict joins by position;
@@ -690,6 +713,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
                                      total_return="oos_total_return", sharpe="oos_sharpe",
                                      bh=bh if sharded else None)
         winner = tournament_winner_overfit(of_rows, trial_sr, order[0])
+        win_row = board_rows[order[0]]
     else:
         leaderboard = pd.DataFrame()
     table = pa.concat_tables(tables) if tables else None
@@ -700,9 +724,21 @@ def tournament(market: Any, strategies: Sequence[str], *,
 
     if recorder is not None:
         recorder.add(t_tables.finish_driver("tournament", "driver.tables"))
+    conf = None
+    if want_conf and win_row >= 0:
+        from quantfleet.research.confidence import tournament_confidence
+
+        t_conf = SpanTimer()
+        conf = tournament_confidence(
+            market, [s for s, _ in plan for _ in rows],
+            [a for _ in plan for a in rows], block, pos_block, done,
+            win_row, wins[0].test_start, wins[-1].test_end, fee_rate=terms.fee_rate, ppy=ppy,
+            **conf_opts)
+        if recorder is not None:
+            recorder.add(t_conf.finish_driver("tournament", "driver.confidence"))
     return TournamentResult(
         metric=metric, windows=windows, n_rows=n_rows, n_backtests=n_bt,
         table=table, leaderboard=leaderboard,
         oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
-        wall_s=wall, speedup=speed, parts=parts,
+        wall_s=wall, speedup=speed, parts=parts, confidence=conf,
     )
