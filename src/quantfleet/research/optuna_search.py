@@ -21,12 +21,14 @@ Design (docs/research.md, "Searchers"):
 - **Constraints.** A proposal that violates the space's constraints (e.g. ``fast < slow``) is
   told to its study as PRUNED (TPE ranks it below every completed trial; CMA-ES, NSGA-II and
   random ignore it) and the study is asked again, up to ``max_resample`` times; then a feasible
-  point drawn from the seeded RNG is enqueued and asked. The searcher never proposes an
+  point drawn from a seeded RNG is enqueued and asked (the sampler's model never holds it
+  otherwise). The searcher never proposes an
   infeasible trial, and only proposed trials are evaluated and counted.
 - **Failures.** A trial whose evaluation failed (``FALLBACK_FITNESS``: exception, timeout, no
   finite metric) is told as FAIL, which every sampler leaves out of its model.
 - **Checkpoint.** ``state()`` holds every trial of every study (params, state, value, system
-  attributes); ``from_state`` replays them into fresh in-memory studies
+  attributes) and each study's system attributes (a sampler's cache: NSGA-II's parents per
+  generation); ``from_state`` replays them into fresh in-memory studies
   (``study.add_trial(create_trial(...))``), after which the searcher suggests exactly what an
   uninterrupted one would.
 """
@@ -85,8 +87,8 @@ class OptunaSearcher:
     seed : everything random flows from it
     batch : trials per ``suggest()`` (the driver's round)
     spaces : optional ParamSpace per strategy replacing its default search space
-    max_resample : asks per trial before an infeasible proposal is replaced by a random
-        feasible point
+    max_resample : times the sampler is asked again after an infeasible proposal; then the
+        trial is a random feasible point (drawn from the seed)
     """
 
     def __init__(self, strategies: Sequence[str], sampler: str = "tpe", n_trials: int = 100,
@@ -164,9 +166,9 @@ class OptunaSearcher:
     def _ask(self, strategy: str) -> tuple[Any, tuple[float, ...]]:
         study = self._studies[strategy]
         space = self._space(strategy)
-        for attempt in range(self.max_resample + 1):
+        for attempt in range(self.max_resample + 2):
             k = len(study.trials)
-            if attempt == self.max_resample:
+            if attempt > self.max_resample:
                 # the sampler keeps proposing infeasible points: a seeded feasible one instead
                 row = space.sample(np.random.default_rng(self._seed(strategy, k)), 1)[0]
                 study.enqueue_trial(dict(zip(space.names, _values(space, row), strict=True)))
@@ -187,12 +189,15 @@ class OptunaSearcher:
             raise QuantfleetError("an Optuna searcher's state is taken between rounds only "
                                   "(trials are still open)")
         dist_json = self._optuna.distributions.distribution_to_json
-        studies = {}
+        studies, attrs = {}, {}
         for s, study in self._studies.items():
             studies[s] = [{"state": t.state.name, "value": t.value, "params": t.params,
                            "distributions": {k: dist_json(v) for k, v in t.distributions.items()},
                            "system_attrs": t.system_attrs}
                           for t in study.trials]
+            # what a sampler caches in the study (NSGA-II: each generation's parents, chosen
+            # with its RNG at the time): replayed too, or a resume would choose again
+            attrs[s] = study._storage.get_study_system_attrs(study._study_id)
         return {"kind": f"optuna:{self.sampler}",
                 "config": {"strategies": self.strategies, "sampler": self.sampler,
                            "n_trials": self.n_trials, "seed": self.seed, "batch": self.batch,
@@ -200,7 +205,11 @@ class OptunaSearcher:
                            "max_resample": self.max_resample},
                 "next_id": self.next_id, "round": self.round,
                 "history": [(asdict(t), f) for t, f in self.history],
-                "studies": studies}
+                "studies": studies, "study_attrs": attrs}
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # pickled as its state (a study holds locks): how the Ray coordinator receives it
+        return _restore, (self.state(),)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> OptunaSearcher:
@@ -218,6 +227,8 @@ class OptunaSearcher:
                     params=t["params"],
                     distributions={k: from_json(v) for k, v in t["distributions"].items()},
                     system_attrs=t["system_attrs"]))
+            for k, v in state.get("study_attrs", {}).get(s, {}).items():
+                study._storage.set_study_system_attr(study._study_id, k, v)
         o.next_id, o.round = state["next_id"], state["round"]
         o.history = [(Trial(**{**t, "params": tuple(t["params"])}), f)
                      for t, f in state["history"]]
@@ -240,7 +251,3 @@ def _values(space: ParamSpace, row: np.ndarray) -> list[Any]:
 
 def _restore(state: Mapping[str, Any]) -> OptunaSearcher:
     return OptunaSearcher.from_state(state)
-
-
-# pickled as its state (an Optuna study holds locks): the Ray coordinator receives it so
-OptunaSearcher.__reduce__ = lambda self: (_restore, (self.state(),))  # type: ignore[method-assign,assignment]
