@@ -233,3 +233,17 @@ def test_cli_evolve_with_an_optuna_searcher(tmp_path):
     of = out[0]["overfit"]
     assert of["n_trials"] + of["n_repeats"] + of["n_failed"] == 12 and of["n_trials"] >= 6
     assert out[0]["winners"] == out[1]["winners"]
+
+
+def test_every_searcher_keeps_to_the_grid_and_the_budget(market):
+    grid = {"fast": [5, 10, 15], "slow": [10, 30, 60]}  # fast < slow: 7 feasible combos
+    allowed = {(f, s) for f in grid["fast"] for s in grid["slow"] if f < s}
+    res = evolve(market, ["sma_cross"], searcher="grid", grid=grid, population=3,
+                 generations=1, top=10)
+    assert res.n_evaluations == 7 and len(res.history) == 3  # the whole grid, 3 a round
+    assert {(w["params"]["fast"], w["params"]["slow"]) for w in res.winners} == allowed
+    for searcher in ("random", "optuna:tpe", "optuna:cmaes", "optuna:nsgaii", "optuna:random"):
+        res = evolve(market, ["sma_cross"], searcher=searcher, grid=grid, population=4,
+                     generations=2, top=10)
+        assert res.n_evaluations + res.n_cached == 8 and len(res.history) == 2, searcher
+        assert {(w["params"]["fast"], w["params"]["slow"]) for w in res.winners} <= allowed
