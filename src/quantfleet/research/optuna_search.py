@@ -161,7 +161,7 @@ class OptunaSearcher:
 
     def _seed(self, strategy: str, k: int) -> int:
         i = self.strategies.index(strategy)
-        return int(np.random.SeedSequence([self.seed, i, k]).generate_state(1)[0])
+        return int(np.random.SeedSequence([self.seed & (2**64 - 1), i, k]).generate_state(1)[0])
 
     def _ask(self, strategy: str) -> tuple[Any, tuple[float, ...]]:
         study = self._studies[strategy]
