@@ -247,3 +247,14 @@ def test_every_searcher_keeps_to_the_grid_and_the_budget(market):
                      generations=2, top=10)
         assert res.n_evaluations + res.n_cached == 8 and len(res.history) == 2, searcher
         assert {(w["params"]["fast"], w["params"]["slow"]) for w in res.winners} <= allowed
+
+
+def test_a_checkpoint_is_resumed_only_by_the_searcher_that_wrote_it(market, tmp_path):
+    kw = dict(population=6, generations=2, seed=1, checkpoint_dir=tmp_path)
+    first = evolve(market, ["sma_cross"], searcher="optuna:tpe", **kw)
+    again = evolve(market, ["sma_cross"], searcher="optuna:tpe", **kw)  # served from it
+    assert json.dumps(again.winners) == json.dumps(first.winners)
+    assert _strip(again.history) == _strip(first.history)
+    for other in ("genetic", "optuna:cmaes"):
+        with pytest.raises(QuantfleetError, match=r"other settings \(searcher differ\)"):
+            evolve(market, ["sma_cross"], searcher=other, **kw)
