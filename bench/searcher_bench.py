@@ -118,13 +118,15 @@ def main() -> None:
         log(f"{name}: grid {len(grid)} combos, best {best:.4f}, {n_within} within 1%, "
             f"grid order reaches it at {order}")
         for kind in SEARCHERS:
-            xs, cpu = [], []
+            xs, cpu, distinct = [], [], []
             for seed in range(n_seeds):
                 c0 = time.process_time()
                 r = run_search(make(kind, name, space, budget, seed), market, metric="sharpe")
                 cpu.append(time.process_time() - c0)
                 xs.append(evals_to(r.state["history"], target, budget))
-            results[(name, kind)] = (xs, statistics.median(cpu))
+                distinct.append(len({(t["strategy"], tuple(t["params"]))
+                                     for t, _ in r.state["history"]}))
+            results[(name, kind)] = (xs, statistics.median(cpu), statistics.median(distinct))
             log(f"  {kind}: {xs} (median CPU {statistics.median(cpu):.2f} s a run)")
 
     took = (time.time() - t_start) / 60
@@ -146,20 +148,28 @@ def main() -> None:
         f"seeds 0..{n_seeds - 1}",
         "- *evaluations* = distinct (strategy, params) evaluated, in proposal order, until the "
         "first one within 1 % of the grid's best (a repeat served from the cache is not counted "
-        "again); cells: median [min–max] over the seeds that reached it, and how many did; "
-        "*grid order* = the same count walking the grid in its order",
+        "again); cells: median [min–max] over the seeds that reached it, and how many did "
+        "when not all; *grid order* = the same count walking the grid in its order; a searcher "
+        "may propose a point again (a discrete grid: Optuna's samplers and the GA repeat), so "
+        "a run's distinct evaluations can be fewer than its trials",
         "",
         "| strategy | grid combos | grid best Sharpe | at | within 1 % of it | grid order |",
         "| --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for name, n, best, params, _target, within, order in grid_rows:
-        lines.append(f"| {name} | {n:,} | {best:.4f} | {params} | {within} combos | {order} |")
-    lines += ["", "| searcher | " + " | ".join(strategies) + " | median CPU s a run |",
-              "| --- | " + " | ".join("---:" for _ in strategies) + " | ---: |"]
+        lines.append(f"| {name} | {n:,} | {best:.4f} | {params} | {within} "
+                     f"combo{'s' if within != 1 else ''} | {order} |")
+    lines += ["", "| searcher | " + " | ".join(strategies)
+              + f" | distinct evaluations in {budget} trials (median) | median CPU s a run |",
+              "| --- | " + " | ".join("---:" for _ in strategies) + " | ---: | ---: |"]
     for kind in SEARCHERS:
         cells = [cell(results[(s, kind)][0], budget) for s in strategies]
+        distinct = " / ".join(f"{results[(s, kind)][2]:g}" for s in strategies)
         cpu = " / ".join(f"{results[(s, kind)][1]:.2f}" for s in strategies)
-        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {cpu} |")
+        lines.append(f"| {kind} | " + " | ".join(cells) + f" | {distinct} | {cpu} |")
+    every = {s: [k for k in SEARCHERS if None not in results[(s, k)][0]] for s in strategies}
+    lines += ["", f"Within 1 % on all {n_seeds} seeds within {budget} trials: " + "; ".join(
+        f"{s}: {', '.join(every[s]) or 'none'}" for s in strategies) + "."]
     lines += ["", "Per seed (evaluations; '-' = not within the budget): " + "; ".join(
         f"{s} {k}: " + ", ".join("-" if x is None else str(x) for x in results[(s, k)][0])
         for s in strategies for k in SEARCHERS) + ".",
