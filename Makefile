@@ -73,6 +73,8 @@ bench: $(TEST_STAMP) $(NUMBA_STAMP)
 	@# what one tournament item costs per strategy: the cost_ns behind executor auto's estimate (~1 min)
 	$(PY) bench/tournament_cost.py $(BENCH_FLAGS)
 	$(PY) bench/ga_bench.py $(BENCH_FLAGS)
+	@# random, genetic and Optuna's tpe/cmaes/nsgaii/random: evaluations to within 1 % of the grid's best, 10 seeds (~5 min; --quick: 2 seeds)
+	$(PY) bench/searcher_bench.py $(BENCH_FLAGS)
 	$(PY) bench/replay_bench.py $(BENCH_FLAGS)
 	@# peak RSS and wall of the whole `quantfleet sweep` process, 994 combos x 100,000 bars, PBO on (~1 min)
 	$(PY) bench/sweep_memory.py

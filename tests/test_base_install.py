@@ -1,6 +1,6 @@
 """The research CLI with only the base install (``pip install quantfleet``, no extras): every
 module an extra brings (pyproject.toml's ``data``, ``ray``, ``portfolio``, ``state``,
-``pipeline``) is made unimportable in a subprocess, which then runs ``quantfleet backtest``."""
+``pipeline``, ``search``) is made unimportable in a subprocess, which then runs ``quantfleet backtest``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("data", "ray", "portfolio", "state", "pipeline")
+EXTRAS = ("data", "ray", "portfolio", "state", "pipeline", "search")
 
 # a meta-path finder refusing the listed top-level modules, then the CLI's entry point
 SHIM = """

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ["ray", "prefect", "skfolio", "sklearn", "matplotlib", "plotly", "quantstats", "seaborn",
-         "duckdb", "s3fs", "typer", "rich"]
+         "duckdb", "s3fs", "typer", "rich", "optuna"]
 
 
 def _modules_after(code: str) -> set[str]:

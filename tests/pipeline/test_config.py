@@ -20,6 +20,7 @@ def test_bundled_demo_config_is_valid():
 @pytest.mark.parametrize("text, message", [
     ("[tournament]\nmax_combo = 3\n", "unknown key 'tournament.max_combo' (did you mean 'max_combos'?)"),
     ("[evolution]\npopulation = 2\n", "evolution.population: Input should be greater than or equal to 4"),
+    ("[evolution]\nsearcher = 'optuna'\n", "evolution.searcher: Input should be 'genetic', 'random', 'grid', 'optuna:tpe', 'optuna:cmaes', 'optuna:nsgaii' or 'optuna:random'"),
     ("[executor]\nkind = 'slurm'\n", "executor.kind: Input should be 'serial', 'processes', 'ray' or 'auto'"),
     ("storee = 'x'\n", "unknown key 'storee' (did you mean 'store'"),
     ("[data\nsource = 1\n", "not valid TOML"),

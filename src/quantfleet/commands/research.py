@@ -310,16 +310,17 @@ def tournament(
 def evolve(
     data: DataArg,
     strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names (a mixed population), or 'all'.")],
-    population: Annotated[int, typer.Option("--population", help="Individuals per generation.")] = 100,
-    generations: Annotated[int, typer.Option("--generations", help="Generations.")] = 20,
+    searcher: Annotated[str, typer.Option("--searcher", help="What proposes the trials: genetic, random, grid (every combo of the --grid), or Optuna's optuna:tpe|cmaes|nsgaii|random (pip install 'quantfleet[search]').")] = "genetic",
+    population: Annotated[int, typer.Option("--population", help="Trials per generation (round).")] = 100,
+    generations: Annotated[int, typer.Option("--generations", help="Generations (rounds).")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="RNG seed: same seed, same evolution on every executor.")] = 0,
     metric: Annotated[str, typer.Option("--metric", help="Fitness metric (mean over assets, in sample).")] = "sharpe",
     train_frac: Annotated[float, typer.Option("--train-frac", help="Fraction of bars in sample; the rest checks the winners.")] = 0.7,
     assets: Annotated[str | None, typer.Option("--assets", help="Comma-separated assets (default: all).")] = None,
-    mutation: Annotated[float, typer.Option("--mutation", help="Per-parameter mutation probability.")] = 0.25,
-    crossover: Annotated[float, typer.Option("--crossover", help="Crossover probability.")] = 0.8,
-    elite: Annotated[int, typer.Option("--elite", help="Elites kept per generation.")] = 2,
-    immigrants: Annotated[float, typer.Option("--immigrants", help="Fraction of fresh random individuals per generation.")] = 0.1,
+    mutation: Annotated[float | None, typer.Option("--mutation", help="Per-parameter mutation probability (genetic; default 0.25).")] = None,
+    crossover: Annotated[float | None, typer.Option("--crossover", help="Crossover probability (genetic; default 0.8).")] = None,
+    elite: Annotated[int | None, typer.Option("--elite", help="Elites kept per generation (genetic; default 2).")] = None,
+    immigrants: Annotated[float | None, typer.Option("--immigrants", help="Fraction of fresh random individuals per generation (genetic; default 0.1).")] = None,
     fee_bps: Fee = 0.0,
     slippage_bps: Slip = 0.0,
     periods_per_year: Ppy = None,
@@ -343,7 +344,7 @@ def evolve(
     no_store: NoStore = False,
     as_json: AsJson = False,
 ) -> None:
-    """Evolve strategy parameters with a genetic algorithm; check the winners out of sample."""
+    """Search strategy parameters (a genetic algorithm, or --searcher random|grid|optuna:*); check the winners out of sample."""
     names_ = ["all"] if strategies.strip() == "all" else (split(strategies) or [])
     check_ppy(periods_per_year)
     if not names_:
@@ -352,10 +353,13 @@ def evolve(
                             vol_window, vol_cap, borrow_rate)
     cfg = research_config(
         "evolution",
-        {"strategies": names_, "assets": split(assets) or [], "population": population,
+        {"strategies": names_, "assets": split(assets) or [], "searcher": searcher,
+         "population": population,
          "generations": generations, "seed": seed, "metric": metric, "train_frac": train_frac,
          "top": top, "grid": parse_grid(grid or []), "long_short": long_short,
-         "periods_per_year": periods_per_year, "mutation": mutation, "crossover": crossover, "elite": elite, "immigrants": immigrants,
+         "periods_per_year": periods_per_year,
+         **{k: v for k, v in {"mutation": mutation, "crossover": crossover, "elite": elite,
+                              "immigrants": immigrants}.items() if v is not None},
          # a recorded run keeps its checkpoint in its store ("auto"): a killed run
          # resumes from it, on any machine that reaches the store
          "checkpoint": (str(resume) if resume is not None
@@ -365,7 +369,7 @@ def evolve(
     run = run_research(cfg, "evolve", no_store=no_store)
     res = run.results["evolution"]
     summary = _with_run({"strategies": res.config.get("strategies", names_),
-                         "population": population, "generations": generations,
+                         "searcher": searcher, "population": population, "generations": generations,
                          "seed": seed, "evaluations": res.n_evaluations, "cached": res.n_cached,
                          "failed": res.n_failed, "in_sample_bars": res.split,
                          "executor": run.context.executor_name, "overfit": res.overfit,
@@ -376,7 +380,8 @@ def evolve(
         return
     shown = ("round", "evaluated", "failed", "best", "mean", "median", "diversity", "wall_s")
     print_rows([{k: h[k] for k in shown} for h in res.history],
-               title="Evolution history (fitness = mean in-sample " + metric + ")", skip=())
+               title=f"Search history ({searcher}; fitness = mean in-sample {metric})",
+               skip=())
     rows = [{"strategy": w["strategy"],
              "params": " ".join(f"{k}={fmt(v)}" for k, v in w["params"].items()),
              **{k: w[k] for k in w if k.startswith(("is_", "oos_")) and not k.startswith("oos_mean_")}}

@@ -165,6 +165,10 @@ class EvolutionConfig(_Section):
     enabled: bool = True
     strategies: list[str] = Field(default_factory=lambda: ["sma_cross", "ema_cross", "rsi"])
     assets: list[str] = Field(default_factory=list)
+    searcher: Literal["genetic", "random", "grid", "optuna:tpe", "optuna:cmaes",
+                      "optuna:nsgaii", "optuna:random"] = Field(
+        default="genetic", description="what proposes the trials (research.evolve.SEARCHERS); "
+        "optuna:* need pip install 'quantfleet[search]'")
     population: int = Field(default=40, ge=4, le=100_000)
     generations: int = Field(default=6, ge=1, le=10_000)
     seed: int = 7
@@ -178,7 +182,7 @@ class EvolutionConfig(_Section):
         default_factory=dict, description="values per strategy; wins over grid")
     long_short: bool = False
     periods_per_year: float | None = Field(default=None, gt=0)
-    # None: the GeneticSearcher's default
+    # None: the GeneticSearcher's default (searcher = "genetic" only)
     mutation: float | None = None
     crossover: float | None = None
     elite: int | None = None

@@ -459,7 +459,7 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
                  train_frac=cfg.train_frac, costs=ctx.costs(), long_short=cfg.long_short,
                  ppy=cfg.periods_per_year, assets=cfg.assets or None, executor=ctx.executor(),
                  checkpoint_dir=ck, top=cfg.top, grid=cfg.grid, grids=cfg.grids,
-                 execution=ctx.execution(), **ga)
+                 execution=ctx.execution(), searcher=cfg.searcher, **ga)
     ctx.results["evolution"] = res
     winners = pd.DataFrame([{**w, "params": json.dumps(w["params"], sort_keys=True)}
                             for w in res.winners])
@@ -470,7 +470,8 @@ def evolution_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, 
     return ({"evolution": ctx.put(winners, "evolution"),
              "history": ctx.put(history, "evolution_history"),
              "timing_evolution": ctx.put(timing, "evolution_timing")},
-            {"evaluations": res.n_evaluations, "cached": res.n_cached, "failed": res.n_failed,
+            {"searcher": cfg.searcher,
+             "evaluations": res.n_evaluations, "cached": res.n_cached, "failed": res.n_failed,
              "best": res.winners[0] if res.winners else None, "overfit": res.overfit,
              "coordinator": res.coordinator})
 

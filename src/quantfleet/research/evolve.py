@@ -32,6 +32,8 @@ from quantfleet.research.genetic import GeneticSearcher
 from quantfleet.research.searcher import (
     FALLBACK_FITNESS,
     Checkpoint,
+    GridSearcher,
+    RandomSearcher,
     as_checkpoint,
     mean_over_assets,
     run_search,
@@ -40,10 +42,57 @@ from quantfleet.research.searcher import (
 from quantfleet.strategies.registry import get
 from quantfleet.strategies.space import ParamSpace
 
-__all__ = ["CHECKPOINT", "RECORD", "EvolveResult", "checked_search", "data_fingerprint", "evolve"]
+__all__ = ["CHECKPOINT", "RECORD", "SEARCHERS", "EvolveResult", "check_searcher",
+           "checked_search", "data_fingerprint", "evolve", "make_searcher"]
 
 CHECKPOINT = "evolve.json"
 RECORD = "evolve.config.json"
+SEARCHERS = ("genetic", "random", "grid", "optuna:tpe", "optuna:cmaes", "optuna:nsgaii",
+             "optuna:random")
+"""What ``evolve(searcher=...)`` / ``--searcher`` accepts."""
+
+
+def check_searcher(searcher: str) -> str:
+    """``searcher`` if it is one of :data:`SEARCHERS`; else a one-line error listing them."""
+    if searcher not in SEARCHERS:
+        raise QuantfleetError(f"searcher {searcher!r}: unknown; use one of {', '.join(SEARCHERS)}")
+    return searcher
+
+
+def make_searcher(searcher: str, strategies: Sequence[str], *, population: int,
+                  generations: int, seed: int, spaces: Mapping[str, ParamSpace] | None = None,
+                  n_bars: int | None = None, **ga: Any) -> Any:
+    """The searcher ``evolve`` runs, by name (:data:`SEARCHERS`).
+
+    Every searcher proposes ``population`` trials a round for ``generations`` rounds
+    (``population * generations`` in all), within ``spaces`` (default: each strategy's search
+    space): ``genetic`` breeds each round from the last (``ga``: GeneticSearcher's options),
+    ``random`` draws uniformly, ``optuna:NAME`` asks Optuna's sampler NAME
+    (:class:`~quantfleet.research.optuna_search.OptunaSearcher`). ``grid`` ignores the budget:
+    it evaluates every feasible combo of each space's grid (Float dims: 5 values), in grid
+    order, ``population`` a round.
+    """
+    check_searcher(searcher)
+    if ga and searcher != "genetic":
+        raise QuantfleetError(f"{', '.join(sorted(ga))}: genetic-algorithm option(s), but the "
+                              f"searcher is {searcher}; drop them or use --searcher genetic")
+    if population < 1:
+        raise QuantfleetError(f"population must be >= 1 (got {population})")
+    if generations < 1:
+        raise QuantfleetError(f"generations must be >= 1 (got {generations})")
+    spaces = dict(spaces or {})
+    if searcher == "genetic":
+        return GeneticSearcher(strategies, population, generations, seed, spaces=spaces, **ga)
+    if searcher == "random":
+        return RandomSearcher(strategies, population * generations, seed, batch=population,
+                              spaces=spaces)
+    if searcher == "grid":
+        return GridSearcher({s: (spaces.get(s) or get(s).space).grid(n_bars=n_bars)[0]
+                             for s in strategies}, batch=population)
+    from quantfleet.research.optuna_search import OptunaSearcher
+
+    return OptunaSearcher(strategies, searcher.partition(":")[2], population * generations,
+                          seed, batch=population, spaces=spaces)
 
 
 @dataclass
@@ -79,12 +128,18 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
            grid: Mapping[str, Sequence[Any]] | None = None,
            grids: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
            on_round: Callable[[dict[str, Any]], None] | None = None,
-           execution: Execution | None = None,
+           execution: Execution | None = None, searcher: str = "genetic",
            **ga: Any) -> EvolveResult:
     """Evolve (strategy, params) individuals on the first ``train_frac`` of the bars.
 
     Fitness is the mean over assets of ``metric`` in sample; the ``top`` distinct winners are
     then evaluated on the remaining bars (out of sample).
+
+    ``searcher`` (:data:`SEARCHERS`, :func:`make_searcher`) proposes the trials: the genetic
+    algorithm by default; ``random``, ``grid`` or an Optuna sampler (``optuna:tpe``,
+    ``optuna:cmaes``, ``optuna:nsgaii``, ``optuna:random``: ``pip install
+    'quantfleet[search]'``) run through the same driver, executors, checkpoints and deflated
+    Sharpe.
 
     ``grid`` / ``grids`` restrict the search space as the tournament's explicit grids do
     (:func:`quantfleet.research.tournament.resolve_grids`: a ``grid`` key applies to every
@@ -110,6 +165,7 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
     min_diversity).
     """
     check_metric(metric)
+    check_searcher(searcher)
     if not 0.0 < train_frac <= 1.0:
         raise QuantfleetError(f"train_frac must be in (0, 1] (got {train_frac}); e.g. 0.7")
     costs = costs or Costs()
@@ -129,6 +185,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
                                   f"parameters of strategy {name}; search them one at a time")
     cfg = _config(names, population, generations, seed, metric, train_frac, costs, long_short,
                   [market.assets[a] for a in rows], ga)
+    if searcher != "genetic":  # absent: the genetic algorithm (records made before the choice)
+        cfg["searcher"] = searcher
     if not execution.is_default or searched:
         cfg["execution"] = execution.settings()
         cfg["searched"] = list(searched)
@@ -140,7 +198,8 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
         execution_rows(Terms.of(costs, ppy, long_short, execution, searched),
                        np.array([[min(ex_spec[n]) for n in searched],
                                  [max(ex_spec[n]) for n in searched]]))
-    searcher = GeneticSearcher(names, population, generations, seed, spaces=spaces, **ga)
+    search = make_searcher(searcher, names, population=population, generations=generations,
+                           seed=seed, spaces=spaces, n_bars=market.n_bars, **ga)
     ck = record = None
     if checkpoint_dir is not None:
         ck = (checkpoint_dir if isinstance(checkpoint_dir, Checkpoint)
@@ -158,10 +217,10 @@ def evolve(market: MarketData, strategies: Sequence[str], *, population: int = 1
         # Ray: the loop lives in a coordinator actor pinned to the head, restarted from the
         # checkpoint when it dies (a path: on the head's filesystem; a store checkpoint: in
         # the store, which the actor re-opens there)
-        hosted = host(checked_search, record, searcher, market, **kw)
+        hosted = host(checked_search, record, search, market, **kw)
         res, coordinator = hosted.value, hosted.to_dict()
     else:
-        res = checked_search(record, searcher, market, executor=executor, **kw)
+        res = checked_search(record, search, market, executor=executor, **kw)
     terms = Terms.of(costs, ppy, long_short, execution, searched)
     winners = _out_of_sample(res.best, market, rows, split, metric, terms, top)
     overfit = _winner_dsr(winners, market, rows, split, terms, res)
@@ -242,7 +301,7 @@ def _check_checkpoint(ck: Checkpoint, record: dict[str, Any]) -> None:
     if raw is not None:
         old = json.loads(raw)
         if old != record:
-            diff = [_LABELS.get(k, k) for k in record if old.get(k) != record[k]]
+            diff = [_LABELS.get(k, k) for k in {**old, **record} if old.get(k) != record.get(k)]
             raise QuantfleetError(
                 f"{root}: the checkpoint there was made with other settings "
                 f"({', '.join(diff)} differ); resume only with the same data and settings, "

@@ -25,6 +25,7 @@ from quantfleet.backtest.terms import Execution, Terms
 from quantfleet.data.market import MarketData
 from quantfleet.kernels.metrics import METRIC_NAMES, check_metric, metric_sign
 from quantfleet.strategies.registry import get
+from quantfleet.strategies.space import ParamSpace
 
 __all__ = [
     "FALLBACK_FITNESS",
@@ -129,14 +130,16 @@ class GridSearcher:
 
 
 class RandomSearcher:
-    """``n_trials`` feasible parameter sets drawn uniformly within the search bounds."""
+    """``n_trials`` feasible parameter sets drawn uniformly within the search bounds
+    (``spaces``: a ParamSpace per strategy replacing its default one, e.g. a restricted grid)."""
 
     def __init__(self, strategies: Sequence[str], n_trials: int, seed: int = 0,
-                 batch: int = 256) -> None:
+                 batch: int = 256, spaces: Mapping[str, ParamSpace] | None = None) -> None:
         self.strategies = list(strategies)
         self.n_trials = n_trials
         self.seed = seed
         self.batch = batch
+        self.spaces = dict(spaces or {})
         self._rng = np.random.default_rng(seed)
         self._next = 0
         self.history: list[tuple[Trial, float]] = []
@@ -150,7 +153,7 @@ class RandomSearcher:
         out = []
         for _ in range(max(n, 0)):
             s = self.strategies[int(self._rng.integers(len(self.strategies)))]
-            row = get(s).space.sample(self._rng, 1)[0]
+            row = (self.spaces.get(s) or get(s).space).sample(self._rng, 1)[0]
             out.append(Trial(self._next, s, tuple(float(x) for x in row)))
             self._next += 1
         return out
@@ -164,12 +167,14 @@ class RandomSearcher:
     def state(self) -> dict[str, Any]:
         return {"kind": "random", "strategies": self.strategies, "n_trials": self.n_trials,
                 "seed": self.seed, "batch": self.batch, "next": len(self.history),
+                "spaces": {k: v.to_dict() for k, v in self.spaces.items()},
                 "rng": self._rng.bit_generator.state,
                 "history": [(asdict(t), f) for t, f in self.history]}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RandomSearcher:
-        r = cls(state["strategies"], state["n_trials"], state["seed"], state["batch"])
+        spaces = {k: ParamSpace.from_dict(v) for k, v in state.get("spaces", {}).items()}
+        r = cls(state["strategies"], state["n_trials"], state["seed"], state["batch"], spaces)
         r._rng.bit_generator.state = state["rng"]
         r._next = state["next"]
         r.history = [(Trial(**{**t, "params": tuple(t["params"])}), f) for t, f in state["history"]]
