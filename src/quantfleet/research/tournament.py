@@ -71,7 +71,7 @@ _ROWS_FLUSH_AT = 32  # pairs' row tables per Parquet row group
 # names what a checkpointed chunk of tournament items holds (pair_summary's results of
 # walk-forward jobs: converged warm-up, one continuous out-of-sample path and its positions);
 # mixed into the checkpoint fingerprint so chunks of older formats are never resumed
-_CHUNK_FORMAT = "tournament-walk-3"
+_CHUNK_FORMAT = "tournament-walk-4"
 
 
 def coarse_grid(space: ParamSpace, max_combos: int = 64) -> np.ndarray:
@@ -255,6 +255,11 @@ class TournamentResult:
     # (stationary-bootstrap CIs of its OOS Sharpe and max drawdown, max-over-pairs permutation
     # p-value); None when not computed (confidence=False, a shard tournament, no winner)
     confidence: dict[str, Any] | None = None
+    # one block per strategy (grid order of ``strategies``): its map of the out-of-sample
+    # metric over its two most important parameters and the plateau drop at its most chosen
+    # combo (research.stability.strategy_stability); the leaderboard has each pair's
+    # ``plateau_drop`` and ``stable``
+    stability: list[dict[str, Any]] = field(default_factory=list)
 
 
 def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[Window],
@@ -285,6 +290,7 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
     combos (one position series over the test span), the leaderboard row and the overfitting
     row (PBO, deflated Sharpe; :func:`~quantfleet.research.overfit.pair_overfit`)."""
     from quantfleet.research.overfit import pair_overfit
+    from quantfleet.research.stability import pair_stability
 
     job, res = jobs[0], results[0]
     name, asset, metric = job.strategy, job.assets[0], job.walk.metric
@@ -318,6 +324,10 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
         f"mean_is_{metric}": float(np.nanmean(pairs[:, 0])) if np.isfinite(pairs[:, 0]).any() else np.nan,
         f"mean_oos_{metric}": float(np.nanmean(pairs[:, 1])) if np.isfinite(pairs[:, 1]).any() else np.nan,
     }
+    # parameter stability: each combo's mean OOS metric over windows, the plateau drop at the
+    # combo chosen most often (research.stability)
+    stab = pair_stability(job.params, res.oos_metrics[0][:, :, k], best_idx, metric)
+    board["plateau_drop"], board["stable"] = stab["plateau_drop"], stab["stable"]
     overfit = pair_overfit(name, asset_name, win_col, combo_col, is_m[:, k], oos_m[:, k], sel,
                            oos_m[:, METRIC_NAMES.index("sharpe")], series, metric=metric,
                            periods_per_year=ppy)
@@ -328,6 +338,7 @@ def pair_summary(market: MarketData, jobs: Sequence[BacktestJob],
                        searched=job.terms.searched)
     return {"table": table, "returns": series, "positions": path_pos, "board": board,
             "overfit": overfit,
+            "stability": {"score": stab["score"], "chosen": stab["chosen"]},
             "trial_sr": combo_sharpes(oos_m[:, _SHARPE], n_c, ppy)}
 
 
@@ -591,6 +602,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
     of_rows: list[dict[str, Any]] = []
     # each pair's combos' mean out-of-sample Sharpe (per bar): the trials the winner beat
     trial_sr: list[np.ndarray] = []
+    stab_parts: dict[int, dict[str, np.ndarray]] = {}  # by row in block: data order per strategy
     # pairs' row tables written and kept a few dozen at a time: bigger Parquet row groups
     pending: list[Any] = []
 
@@ -624,6 +636,7 @@ def tournament(market: Any, strategies: Sequence[str], *,
             board_rows.append(row)
             of_rows.append(res["overfit"])
             trial_sr.append(res["trial_sr"])
+            stab_parts[row] = res["stability"]
             if sharded:
                 n_rows += res["table_part"]["rows"]
                 table_parts.append(res["table_part"])
@@ -716,6 +729,15 @@ def tournament(market: Any, strategies: Sequence[str], *,
         win_row = board_rows[order[0]]
     else:
         leaderboard = pd.DataFrame()
+    from quantfleet.research.stability import strategy_stability
+
+    stability = []
+    for i, (s, params) in enumerate(plan):
+        got = [stab_parts[r] for r in range(i * n_a, (i + 1) * n_a) if r in stab_parts]
+        if got:
+            stability.append(strategy_stability(
+                s.name, execution_space(s, tp.searched).space.names, params,
+                [g["score"] for g in got], [g["chosen"] for g in got], metric))
     table = pa.concat_tables(tables) if tables else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -741,4 +763,5 @@ def tournament(market: Any, strategies: Sequence[str], *,
         table=table, leaderboard=leaderboard,
         oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
         wall_s=wall, speedup=speed, parts=parts, confidence=conf,
+        stability=stability,
     )
