@@ -215,3 +215,54 @@ def test_stability_is_identical_on_serial_and_process_executors(market):
     assert json.dumps(serial.stability) == json.dumps(procs.stability)
     cols = ["strategy", "asset", "plateau_drop", "stable"]
     assert serial.leaderboard[cols].equals(procs.leaderboard[cols])
+
+
+def test_the_cli_shows_the_blocks_in_json_text_and_the_catalog_view(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from quantfleet.research.stability import stability_line
+    from quantfleet.store.catalog import Catalog
+
+    rng = np.random.default_rng(5)
+    d = ref.random_ohlcv(rng, 400)
+    csv = tmp_path / "ACME.csv"
+    pd.DataFrame({"Date": pd.date_range("2018-01-01", periods=400, freq="B"),
+                  **{k.capitalize(): v for k, v in d.items()}}).to_csv(csv, index=False)
+    lake = str(tmp_path / "lake")
+    args = [sys.executable, "-m", "quantfleet.cli", "tournament", str(csv), "--strategies",
+            "sma_cross,rsi", "--windows", "3", "--max-combos", "8", "--executor", "serial"]
+
+    def run(*more):
+        p = subprocess.run([*args, *more], capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    doc = json.loads(run("--store", lake, "--json"))
+    blocks = doc["stability"]
+    assert [b["strategy"] for b in blocks] == ["sma_cross", "rsi"]
+    for b in blocks:
+        assert len(b["params"]) == 2 and np.array(b["map"], dtype=float).shape == tuple(
+            len(v) for v in b["values"])
+    assert {"plateau_drop", "stable"} <= set(doc["leaderboard"][0])
+    with Catalog(lake) as cat:
+        cat.refresh()
+        rows = cat.rows("select * from tournament_stability where run_id = ? "
+                        "order by strategy, value1, value2", [doc["run_id"]])
+    assert len(rows) == sum(len(b["values"][0]) * len(b["values"][1]) for b in blocks)
+    for b in blocks:
+        mine = [r for r in rows if r["strategy"] == b["strategy"]]
+        cells = {(r["value1"], r["value2"]): r["score"] for r in mine}
+        for i, v1 in enumerate(b["values"][0]):
+            for j, v2 in enumerate(b["values"][1]):
+                want = b["map"][i][j]
+                assert (cells[(v1, v2)] is None) if want is None else (
+                    cells[(v1, v2)] == pytest.approx(want))
+    text = run("--no-store")
+    for b in blocks:
+        line = stability_line({**b, "plateau_drop": (math.nan if b["plateau_drop"] is None
+                                                     else b["plateau_drop"])})
+        assert line in text

@@ -266,6 +266,8 @@ def tournament(
         "overfit": res.winner_overfit,
         # how sure: bootstrap CIs of the winner's OOS Sharpe and max drawdown, permutation p
         "confidence": res.confidence,
+        # per strategy: the OOS metric over its two most important parameters, plateau drop
+        "stability": res.stability,
     }
     if speed is not None:
         summary["baseline"] = speed
@@ -294,6 +296,11 @@ def tournament(
         from quantfleet.research.confidence import confidence_line
 
         typer.echo(confidence_line(res.confidence))
+    if res.stability:
+        from quantfleet.research.stability import stability_line
+
+        for b in res.stability:
+            typer.echo(stability_line(b))
     if board and "pair_verdict" in board[0]:
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "

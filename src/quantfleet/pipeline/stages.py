@@ -389,13 +389,19 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
 
         out["confidence"] = ctx.put(pd.DataFrame([confidence_row(res.confidence)]),
                                     "tournament_confidence")
+    if res.stability:  # each strategy's map over its two most important parameters, long
+        from quantfleet.research.stability import stability_table
+
+        out["stability"] = ctx.put(stability_table(res.stability), "tournament_stability")
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,
                  # the leaderboard winner's DSR among every (pair, combo) trial, pooled PBO
                  "overfit": res.winner_overfit,
                  # bootstrap CIs of the winner's OOS Sharpe / max drawdown, permutation p-value
-                 "confidence": res.confidence}
+                 "confidence": res.confidence,
+                 # per strategy: the OOS metric's map, the plateau drop at its most chosen combo
+                 "stability": res.stability}
 
 
 def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:

@@ -33,6 +33,7 @@ __all__ = [
     "important_dims",
     "pair_stability",
     "plateau_drop",
+    "stability_line",
     "stability_map",
     "stability_table",
     "strategy_stability",
@@ -200,6 +201,24 @@ def strategy_stability(strategy: str, names: Sequence[str], params: np.ndarray,
     pick = chosen_combo(picks, score.size)
     return {"strategy": strategy, "metric": metric, "assets": len(scores),
             **_summary(params, score, pick, metric, list(names))}
+
+
+def stability_line(block: dict[str, Any]) -> str:
+    """One labelled line of a strategy's block, e.g. ``stability rsi (sharpe, mean OOS over
+    windows and 2 assets): plateau drop 1.86 std at window=30, lower=40, upper=60 (5
+    neighbours) — a spike on a cliff edge (> 1 std)``; n/a when the drop is undefined."""
+    head = (f"stability {block['strategy']} ({block['metric']}, mean OOS over windows and "
+            f"{block['assets']} asset{'s' if block['assets'] != 1 else ''}): ")
+    cp = block.get("chosen_params")
+    at = ", ".join(f"{k}={v:g}" for k, v in cp.items()) if cp else "no chosen combo"
+    drop = block["plateau_drop"]
+    if drop != drop:
+        why = "no neighbour with a score" if cp else "no window selected a combo"
+        return head + f"plateau drop n/a at {at} ({why})"
+    verdict = (f"a plateau (<= {CLIFF_DROP:g} std)" if block["stable"]
+               else f"a spike on a cliff edge (> {CLIFF_DROP:g} std)")
+    return head + (f"plateau drop {drop:.2f} std at {at} ({block['neighbours']} "
+                   f"neighbour{'s' if block['neighbours'] != 1 else ''}) — {verdict}")
 
 
 def stability_table(blocks: Sequence[dict[str, Any]]) -> Any:
