@@ -261,8 +261,38 @@ def test_the_cli_shows_the_blocks_in_json_text_and_the_catalog_view(tmp_path):
                 want = b["map"][i][j]
                 assert (cells[(v1, v2)] is None) if want is None else (
                     cells[(v1, v2)] == pytest.approx(want))
+    # the report: a heatmap per strategy under the leaderboard, its line and the column
+    html_out = tmp_path / "r.html"
+    p = subprocess.run([sys.executable, "-m", "quantfleet.cli", "report", doc["run_id"],
+                        "--store", lake, "--out", str(html_out)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    page = html_out.read_text(encoding="utf-8")
+    assert 'id="stability"' in page and "<th>plateau drop</th>" in page
+    for b in blocks:
+        assert f'id="fig-stability-{b["strategy"]}-' in page
+        n_cells = sum(v is not None for row in b["map"] for v in row)
+        assert f'data-series="{n_cells}"' in page
     text = run("--no-store")
     for b in blocks:
         line = stability_line({**b, "plateau_drop": (math.nan if b["plateau_drop"] is None
                                                      else b["plateau_drop"])})
         assert line in text
+
+
+def test_the_heatmap_marks_the_chosen_cell_and_labels_true_values():
+    from quantfleet.report.plots import stability
+
+    b = {"strategy": "s", "metric": "sharpe", "params": ["a", "b"],
+         "values": [[1.0, 2.0], [10.0, 20.0, 30.0]],
+         "map": [[-0.5, None, 0.25], [1.5, 0.0, -1.25]],
+         "chosen_params": {"a": 2.0, "b": 10.0, "c": 7.0}}
+    fig = stability(b)
+    assert fig.series == 5 and fig.svg.count("<rect") == 6
+    assert "● 1.50" in fig.svg and fig.svg.count("●") == 1
+    assert "a=1 / b=30: 0.25" in fig.svg and "a=2 / b=30: -1.25" in fig.svg
+    assert "#f5f5f5" in fig.svg  # the empty cell
+    prof = stability({**b, "params": ["a"], "values": [[1.0, 2.0]], "map": [0.5, None],
+                      "chosen_params": {"a": 1.0}})
+    assert prof.series == 1 and "● 0.50" in prof.svg
+    assert stability({**b, "params": [], "values": [], "map": []}).svg == ""

@@ -131,6 +131,10 @@ def _grade(column: str, v: Any) -> str:
         return ""
     x = float(v)
     column = column.removeprefix("pair_")  # a tournament pair's own DSR/PBO: same thresholds
+    if column == "plateau_drop":  # research.stability: above CLIFF_DROP, a spike on a cliff
+        from quantfleet.research.stability import CLIFF_DROP
+
+        return "good" if x <= CLIFF_DROP else "bad"
     if column == "dsr":
         return "good" if x >= DSR_GOOD else "warn" if x >= DSR_LUCK else "bad"
     if column == "pbo":
@@ -140,7 +144,9 @@ def _grade(column: str, v: Any) -> str:
 
 _GRADE_WORDS = {("dsr", "good"): "unlikely to be luck", ("dsr", "warn"): "inconclusive",
                 ("dsr", "bad"): "likely luck", ("pbo", "good"): "holds up out of sample",
-                ("pbo", "warn"): "some overfitting", ("pbo", "bad"): "likely overfit"}
+                ("pbo", "warn"): "some overfitting", ("pbo", "bad"): "likely overfit",
+                ("plateau_drop", "good"): "a plateau: its grid neighbours do about as well",
+                ("plateau_drop", "bad"): "a spike on a cliff edge: its grid neighbours do worse"}
 
 
 def table(rows: list[dict], columns: list[str] | None = None, *, caption: str | None = None,
@@ -488,7 +494,8 @@ _LEADER_COLS = (("oos_sharpe", "OOS Sharpe"), ("bh_sharpe", "B&H Sharpe"),
                 ("excess_sharpe", "excess Sharpe"), ("oos_total_return", "OOS return"),
                 ("bh_total_return", "B&H return"), ("oos_max_drawdown", "max drawdown"),
                 ("mean_is_sharpe", "IS Sharpe"), ("pair_dsr", "pair DSR"),
-                ("pair_pbo", "pair PBO"), ("dsr", "DSR"), ("pbo", "PBO"))
+                ("pair_pbo", "pair PBO"), ("dsr", "DSR"), ("pbo", "PBO"),
+                ("plateau_drop", "plateau drop"))
 
 
 def _board_rows(lb: pd.DataFrame, start: int, cols: list[tuple[str, str]]) -> str:
@@ -553,7 +560,39 @@ def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
         block.append("</div>")
         parts.append("".join(block))
     parts.append(_confidence_html(view.confidence))
+    parts.append(_stability_html(view.stability, figs))
     return "".join(parts)
+
+
+def _stability_html(blocks: list[dict] | None, figs: _Figures) -> str:
+    """Each strategy's parameter-stability heatmap and its plateau drop
+    (``TournamentResult.stability``; docs/overfit.md, "Parameter stability")."""
+    if not blocks:
+        return ""
+    from quantfleet.report import plots
+    from quantfleet.research.stability import CLIFF_DROP, stability_line
+
+    note = ("Each strategy's out-of-sample metric (mean over windows and assets) over its two "
+            "most important parameters, averaged over the others; ● the combo chosen in most "
+            "windows; darker = higher. Plateau drop: how far the mean of its ±1-grid-step "
+            "neighbours falls below it, in cross-grid standard deviations; above "
+            f"{CLIFF_DROP:g} the pick is a spike on a cliff edge.")
+    out = ['<div class="verdict" id="stability"><h3>Parameter stability</h3>'
+           f'<p class="note">{esc(note)}</p>']
+    for b in blocks:
+        drop = b.get("plateau_drop")
+        nan = not _numeric(drop) or _is_missing(drop)
+        line = stability_line({**b, "plateau_drop": math.nan if nan else drop})
+        badge = ('<span class="badge warn">n/a</span>' if nan else
+                 '<span class="badge good">plateau</span>'
+                 if _grade("plateau_drop", drop) == "good"
+                 else '<span class="badge bad">cliff</span>')
+        out.append(f"<p>{badge} {esc(line)}</p>")
+        fig = plots.stability(b)
+        if fig.svg:
+            out.append(figs.div(fig, f"stability-{b.get('strategy')}"))
+    out.append("</div>")
+    return "".join(out)
 
 
 def _confidence_html(c: dict | None) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "label",
     "latency",
     "losses",
+    "stability",
     "utilisation",
     "weights",
 ]
@@ -328,15 +329,16 @@ def weights(by_profile: dict[str, Any]) -> Figure:
 
 def _heat(z: Any, rows: list[str], cols: list[str], *, zmax: float, rgb: tuple[int, int, int],
           text: list[list[str]] | None = None, unit: str = "", cell_h: int = 26,
-          left: int = 200, col_every: int = 1) -> tuple[str, int]:
+          left: int = 200, col_every: int = 1, zmin: float = 0.0,
+          width: int = _W) -> tuple[str, int]:
     import numpy as np
 
     z = np.asarray(z, dtype=float)
     top, bottom = 70, 10
-    pw = _W - left - 20
+    pw = width - left - 20
     cw = pw / max(1, len(cols))
     height = top + cell_h * len(rows) + bottom
-    out = [f'<svg viewBox="0 0 {_W} {height}" width="100%" role="img" class="chart">']
+    out = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" class="chart">']
     for j, c in enumerate(cols):
         if j % col_every == 0:
             x = left + (j + 0.5) * cw
@@ -352,7 +354,8 @@ def _heat(z: Any, rows: list[str], cols: list[str], *, zmax: float, rgb: tuple[i
                 fill = "#f5f5f5"
                 a = 0.0
             else:
-                a = max(0.0, min(1.0, v / zmax)) if zmax > 0 else 0.0
+                span = zmax - zmin
+                a = max(0.0, min(1.0, (v - zmin) / span)) if span > 0 else 0.0
                 fill = "#" + "".join(f"{int(255 - (255 - k) * a):02x}" for k in rgb)
             out.append(f'<rect x="{left + j * cw:.1f}" y="{y}" width="{cw:.1f}" '
                        f'height="{cell_h}" fill="{fill}" stroke="#fff">'
@@ -376,6 +379,37 @@ def latency(seconds: Any) -> Figure:
     svg, h = _heat(z, [str(i) for i in seconds.index], [str(c) for c in seconds.columns],
                    zmax=zmax, rgb=(31, 95, 168), text=text, unit=" s", cell_h=34)
     return Figure(svg, h, int(np.isfinite(z).sum()))
+
+
+def stability(block: dict[str, Any]) -> Figure:
+    """Heatmap of one strategy's parameter-stability map (``TournamentResult.stability``'s
+    block): rows the first important parameter's grid values, columns the second's (one
+    column for a 1-D profile); darker = a higher value of the metric, from the map's minimum
+    to its maximum; the chosen combo's cell is marked ●; grey: no combo with a score."""
+    import numpy as np
+
+    params, values = block.get("params") or [], block.get("values") or []
+    if not params:
+        return Figure("", 0, 0)
+    z = np.array([[np.nan if v is None else v for v in (row if len(params) == 2 else [row])]
+                  for row in block["map"]], dtype=float)
+    cp = block.get("chosen_params") or {}
+    rows = [f"{params[0]}={v:g}" for v in values[0]]
+    cols = [f"{params[1]}={v:g}" for v in values[1]] if len(params) == 2 else [block["metric"]]
+    text = []
+    for i, v1 in enumerate(values[0]):
+        line = []
+        for j in range(z.shape[1]):
+            hit = cp.get(params[0]) == v1 and (len(params) == 1
+                                               or cp.get(params[1]) == values[1][j])
+            cell = "" if z[i, j] != z[i, j] else f"{z[i, j]:.2f}"
+            line.append(("● " if hit else "") + cell)
+        text.append(line)
+    fin = z[np.isfinite(z)]
+    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
+    svg, h = _heat(z, rows, cols, zmin=lo, zmax=hi, rgb=(31, 95, 168), text=text,
+                   cell_h=24, left=150, width=700)
+    return Figure(svg, h, int(fin.size))
 
 
 def utilisation(busy: Any) -> Figure:
