@@ -409,6 +409,7 @@ def stability(block: dict[str, Any]) -> Figure:
     lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.0, 1.0)
     svg, h = _heat(z, rows, cols, zmin=lo, zmax=hi, rgb=(31, 95, 168), text=text,
                    cell_h=24, left=150, width=700)
+    svg = svg.replace('width="100%"', 'width="100%" style="max-width:700px"', 1)
     return Figure(svg, h, int(fin.size))
 
 
