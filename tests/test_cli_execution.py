@@ -112,3 +112,17 @@ def test_tournament_and_evolve_take_the_flags(csv_path):
                        "take_profit=0.03,0.06", "--no-store", "--json").stdout)
     assert ev["execution"]["fill"] == "next_open"
     assert all(w["params"]["take_profit"] in (0.03, 0.06) for w in ev["winners"])
+
+
+@pytest.mark.parametrize("cmd", [
+    ["sweep", "sp500", "--strategy", "rsi", "--asset", "AAPL", "--grid", "stop_loss=0.05,0.1"],
+    ["tournament", "sp500", "--strategies", "rsi", "--assets", "AAPL", "--windows", "3",
+     "--max-combos", "4", "--grid", "stop_loss=0.05,0.1", "--executor", "serial"],
+])
+def test_stops_on_close_only_data_are_one_line_and_exit_2(cmd, tmp_path):
+    # every chunk / pair fails in its worker on the same bad input: the command says why
+    p = qf(*cmd, "--store", str(tmp_path / "lake"), ok=False)
+    assert p.returncode == 2
+    err = p.stderr.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "stop_loss / take_profit / trailing_stop need the 'open', 'high', 'low'" in err

@@ -114,10 +114,12 @@ class OHLC:
         for f in ("open", "high", "low"):
             src = market.field(f) if f in need else None
             if f in need and src is None:
-                raise DataError(f"{market.source}: execution option "
-                                f"{'fill=next_open' if f == 'open' and not need[1:] else 'stops'}"
-                                f" needs a {f!r} column; the data has "
-                                f"{', '.join(market.columns())}")
+                what = ("fill=next_open needs" if not need[1:] else
+                        "stop_loss / take_profit / trailing_stop need")
+                raise DataError(f"{market.source}: execution option {what} the "
+                                f"{', '.join(repr(x) for x in need)} column(s); the data has "
+                                f"{', '.join(market.columns())} (use OHLC data, e.g. "
+                                f"sp500_ohlcv, or drop the option)")
             arrays[f] = close if src is None else np.ascontiguousarray(src[asset, lo:stop])
         self.open, self.high, self.low, self.close = (arrays["open"], arrays["high"],
                                                       arrays["low"], close)

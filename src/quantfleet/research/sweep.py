@@ -206,6 +206,11 @@ def sweep(market: MarketData, strategy: str | Strategy,
     finally:
         if writer is not None:
             writer.close()
+    if failed and n_rows == 0:
+        first = failed[0]
+        raise QuantfleetError(f"sweep: all {len(failed)} chunk(s) of combos failed; the first: "
+                              f"{getattr(first, 'error_type', 'error')}: "
+                              f"{getattr(first, 'message', first)}")
     if writer is not None:
         Path(str(out) + ".partial").replace(out)
     import pyarrow as pa

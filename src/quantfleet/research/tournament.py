@@ -687,6 +687,13 @@ def tournament(market: Any, strategies: Sequence[str], *,
     from quantfleet.research.benchmark import with_benchmark
     from quantfleet.research.overfit import OVERFIT_COLUMNS, tournament_winner_overfit
 
+    if failed and not done.any():
+        # nothing to rank: say why in one line (every pair failed the same way, typically bad
+        # input a worker found, e.g. an execution option on data without the columns it reads)
+        first = failed[0]
+        raise QuantfleetError(f"tournament: all {len(failed)} (strategy, asset) pairs failed; "
+                              f"the first: {getattr(first, 'error_type', 'error')}: "
+                              f"{getattr(first, 'message', first)}")
     # stitched out-of-sample returns of the selected parameters, the leaderboard and the
     # overfitting statistics: each pair's part was computed in its task
     ts = view.timestamps
