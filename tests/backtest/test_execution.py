@@ -95,7 +95,7 @@ def test_research_backtest_and_missing_columns(market):
                     execution=Execution(take_profit=0.05))
     assert rows[0]["execution"]["take_profit"] == 0.05
     close_only = MarketData(market.timestamps, market.assets, market.close, source="closes")
-    with pytest.raises(DataError, match="needs the 'open' column"):
+    with pytest.raises(DataError, match="need the 'open', 'high', 'low' column"):
         backtest(close_only, "sma_cross", {"fast": 5, "slow": 30},
                  execution=Execution(stop_loss=0.05))
     # volatility sizing and the borrow cost read closes only
