@@ -367,7 +367,7 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      baseline_budget_s=ctx.config.baseline.budget_s,
                      map_options={"progress": ctx.progress}, execution=ctx.execution(),
                      confidence=cfg.confidence.enabled and cfg.confidence.model_dump(
-                         exclude={"enabled"}))
+                         exclude={"enabled"}), cv=_cpcv(cfg))
     ctx.results["tournament"] = res
     if res.parts is not None:
         results, oos = _tournament_parts(ctx, res)
@@ -389,6 +389,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
 
         out["confidence"] = ctx.put(pd.DataFrame([confidence_row(res.confidence)]),
                                     "tournament_confidence")
+    if res.cpcv is not None:  # cv = "cpcv": per pair, and per pair and path
+        out["cpcv"] = ctx.put(res.cpcv, "tournament_cpcv")
+        out["cpcv_paths"] = ctx.put(res.cpcv_paths, "tournament_cpcv_paths")
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,
@@ -396,6 +399,15 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                  "overfit": res.winner_overfit,
                  # bootstrap CIs of the winner's OOS Sharpe / max drawdown, permutation p-value
                  "confidence": res.confidence}
+
+
+def _cpcv(cfg: Any) -> Any:
+    """The tournament's :class:`~quantfleet.research.cpcv.Cpcv` (None: walk-forward only)."""
+    if cfg.cv != "cpcv":
+        return None
+    from quantfleet.research.cpcv import Cpcv
+
+    return Cpcv(cfg.groups, cfg.test_groups, cfg.embargo)
 
 
 def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:
