@@ -78,6 +78,7 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         view.overfit = {"verdict": lines, **_winner_figures(win)}
         conf = ((stages.get("tournament") or {}).get("summary") or {}).get("confidence")
         view.confidence = conf or None
+        view.cpcv = table("tournament_cpcv")  # cv = "cpcv" only
     else:
         board = table("sweep_leaderboard")
         if board is not None:

@@ -22,7 +22,7 @@ _JSON_PARTS = ("summary", "lineage", "evolution_history", "evolution_winners", "
                "bottlenecks", "break_even", "speedup", "portfolio_notes", "cost_assumptions",
                "workers", "confidence")
 _FRAME_PARTS = ("leaderboard", "oos_returns", "portfolio_returns", "portfolio_metrics", "heatmap",
-                "utilisation", "cost_what_if", "portfolio_members", "asset_returns")
+                "utilisation", "cost_what_if", "portfolio_members", "asset_returns", "cpcv")
 
 
 @dataclass
@@ -57,6 +57,10 @@ class RunView:
         How sure we are of the tournament's winner: ``TournamentResult.confidence``
         (``strategy, asset, sharpe, sharpe_ci, max_drawdown, max_drawdown_ci, level, p_value,
         n_pairs, block_length, n_boot, n_perm, seed``...; docs/overfit.md, "How sure are we?").
+    cpcv : DataFrame, optional
+        A tournament run with ``cv = "cpcv"``: one row per strategy x asset,
+        ``research.cpcv.CPCV_SUMMARY_COLUMNS`` (PBO over the splits, the φ out-of-sample
+        paths' Sharpe distribution; docs/overfit.md, "Combinatorial purged cross-validation").
     portfolio_weights : dict of str to DataFrame, optional
         Profile -> (window start x asset) target weights.
     portfolio_returns : DataFrame, optional
@@ -101,6 +105,7 @@ class RunView:
     evolution_winners: list[dict] | None = None
     overfit: dict | None = None
     confidence: dict | None = None
+    cpcv: pd.DataFrame | None = None
     portfolio_weights: dict[str, pd.DataFrame] | None = None
     portfolio_returns: pd.DataFrame | None = None
     portfolio_metrics: pd.DataFrame | None = None
