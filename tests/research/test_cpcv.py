@@ -196,3 +196,71 @@ def test_cpcv_errors():
         tournament(market, ["sma_cross"], execution=Execution(fill="next_open"), cv=Cpcv(), **kw)
     with pytest.raises(QuantfleetError, match="cannot make 300 groups"):
         tournament(market, ["sma_cross"], cv=Cpcv(300, 2), **kw)
+
+
+def _qf(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "quantfleet.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_cpcv_json_catalog_report_and_errors(tmp_path):
+    import pandas as pd
+
+    from quantfleet.data import load
+    from quantfleet.store.catalog import Catalog
+
+    rng = np.random.default_rng(5)
+    d = ref.random_ohlcv(rng, 400)
+    csv = tmp_path / "ACME.csv"
+    pd.DataFrame({"Date": pd.date_range("2018-01-01", periods=400, freq="B"),
+                  **{k.capitalize(): v for k, v in d.items()}}).to_csv(csv, index=False)
+    store = str(tmp_path / "lake")
+    args = ("tournament", str(csv), "--strategies", "sma_cross", "--windows", "3",
+            "--max-combos", "4", "--executor", "serial", "--no-confidence", "--store", store)
+    p = _qf(*args, "--cv", "cpcv", "--groups", "6", "--test-groups", "2", "--embargo", "5",
+            "--json")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    c = doc["cpcv"]
+    assert (c["groups"], c["test_groups"], c["embargo"], c["splits"], c["paths"]) == (6, 2, 5,
+                                                                                      15, 5)
+    (pair,) = c["pairs"]
+    assert (pair["strategy"], pair["asset"]) == ("sma_cross", "ACME")
+    # what the library computes in process with the same settings
+    res = tournament(load(str(csv)), ["sma_cross"], n_windows=3, max_combos=4,
+                     cv=Cpcv(6, 2, 5), confidence=False)
+    want = res.cpcv.iloc[0]
+    assert pair["pbo"] == want["pbo"] and pair["sharpe_mean"] == want["sharpe_mean"]
+    assert pair["path_sharpe"] == res.cpcv_paths["sharpe"].tolist()
+    with Catalog(store) as cat:
+        cat.refresh()
+        rows = cat.rows("select path, sharpe from tournament_cpcv_paths where run_id = ? "
+                        "order by path", [doc["run_id"]])
+        (summ,) = cat.rows("select pbo, paths from tournament_cpcv where run_id = ?",
+                           [doc["run_id"]])
+    assert [r["path"] for r in rows] == list(range(5))
+    assert [r["sharpe"] for r in rows] == pair["path_sharpe"]
+    assert (summ["pbo"], summ["paths"]) == (pair["pbo"], 5)
+    out = tmp_path / "r.html"
+    assert _qf("report", doc["run_id"], "--store", store, "--out", str(out)).returncode == 0
+    html = out.read_text()
+    assert "Combinatorial purged cross-validation" in html
+    assert "6 groups, 2 tested per split, embargo 5 bars: 15 splits, 5 out-of-sample" in html
+    # walk-forward stays the default: no cpcv block
+    plain = json.loads(_qf(*args, "--json").stdout)
+    assert "cpcv" not in plain
+    # the text output names the settings
+    text = _qf(*args, "--cv", "cpcv", "--groups", "4").stdout
+    assert "CPCV: 4 groups, 2 tested per split, embargo 0 bars: 6 splits, 3" in text
+    for bad, message in ((("--cv", "kfold"), "--cv must be walk or cpcv"),
+                         (("--cv", "cpcv", "--groups", "3", "--test-groups", "3"),
+                          "test_groups = 3 must be below groups = 3"),
+                         (("--cv", "cpcv", "--metric", "turnover"), "metric 'turnover' with cv"),
+                         (("--cv", "cpcv", "--fill", "next_open"), "default execution")):
+        p = _qf(*args, *bad)
+        assert p.returncode == 2, (p.stdout, p.stderr)
+        assert message in p.stderr and "Traceback" not in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
