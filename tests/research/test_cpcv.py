@@ -264,3 +264,21 @@ def test_cli_cpcv_json_catalog_report_and_errors(tmp_path):
         assert p.returncode == 2, (p.stdout, p.stderr)
         assert message in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_config_keys(tmp_path):
+    from quantfleet.errors import ConfigError
+    from quantfleet.pipeline.config import PipelineConfig, load_config
+    from quantfleet.pipeline.stages import _cpcv
+
+    assert PipelineConfig().tournament.cv == "walk" and _cpcv(PipelineConfig().tournament) is None
+    p = tmp_path / "c.toml"
+    p.write_text("[tournament]\ncv = 'cpcv'\ngroups = 8\ntest_groups = 3\nembargo = 4\n")
+    assert _cpcv(load_config(p).tournament) == Cpcv(8, 3, 4)
+    for text, message in (("cv = 'kfold'", "tournament.cv: Input should be 'walk' or 'cpcv'"),
+                          ("cv = 'cpcv'\ngroups = 4\ntest_groups = 4",
+                           "test_groups = 4 must be below groups = 4"),
+                          ("embargo = -1", "tournament.embargo: Input should be greater")):
+        p.write_text(f"[tournament]\n{text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(p)
