@@ -282,3 +282,23 @@ def test_config_keys(tmp_path):
         p.write_text(f"[tournament]\n{text}\n")
         with pytest.raises(ConfigError, match=message):
             load_config(p)
+
+
+def test_a_shard_tournament_gives_the_in_memory_cpcv(tmp_path):
+    import pandas as pd
+
+    from quantfleet.data import load
+    from quantfleet.store import Store
+    from quantfleet.store.datasets import clear_process_cache, open_dataset, put_dataset
+
+    market = load("synthetic:gbm?bars=600&assets=2&seed=11")
+    kw = dict(n_windows=3, grid={"fast": [5, 10], "slow": [20, 40]}, cv=Cpcv(5, 2, 2),
+              confidence=False)
+    mem = tournament(market, ["sma_cross"], **kw)
+    st = Store.open(tmp_path / "store")
+    ref_ = put_dataset(st, market, name="g")["reference"]
+    clear_process_cache()
+    shard = tournament(open_dataset(st, ref_), ["sma_cross"], **kw)
+    pd.testing.assert_frame_equal(mem.cpcv, shard.cpcv)
+    pd.testing.assert_frame_equal(mem.cpcv_paths, shard.cpcv_paths)
+    assert len(mem.cpcv_paths) == 2 * 4
