@@ -189,13 +189,15 @@ def test_cpcv_errors():
         Cpcv(1, 1)
     with pytest.raises(QuantfleetError, match="embargo"):
         Cpcv(4, 2, -1)
+    with pytest.raises(QuantfleetError, match=r"C\(20, 10\) = 184,756 splits, more than 5,000"):
+        Cpcv(20, 10)
     kw = dict(train=100, test=50, n_windows=None, max_combos=4, confidence=False)
     with pytest.raises(QuantfleetError, match="metric 'turnover' with cv"):
         tournament(market, ["sma_cross"], metric="turnover", cv=Cpcv(), **kw)
     with pytest.raises(QuantfleetError, match="default execution"):
         tournament(market, ["sma_cross"], execution=Execution(fill="next_open"), cv=Cpcv(), **kw)
-    with pytest.raises(QuantfleetError, match="cannot make 300 groups"):
-        tournament(market, ["sma_cross"], cv=Cpcv(300, 2), **kw)
+    with pytest.raises(QuantfleetError, match="cannot make 300 groups"):  # 200 bars
+        tournament(market, ["sma_cross"], cv=Cpcv(300, 1), **kw)
 
 
 def _qf(*args: str):
@@ -278,7 +280,9 @@ def test_config_keys(tmp_path):
     for text, message in (("cv = 'kfold'", "tournament.cv: Input should be 'walk' or 'cpcv'"),
                           ("cv = 'cpcv'\ngroups = 4\ntest_groups = 4",
                            "test_groups = 4 must be below groups = 4"),
-                          ("embargo = -1", "tournament.embargo: Input should be greater")):
+                          ("embargo = -1", "tournament.embargo: Input should be greater"),
+                          ("cv = 'cpcv'\ngroups = 20\ntest_groups = 10",
+                           "184,756 splits, more than 5,000")):
         p.write_text(f"[tournament]\n{text}\n")
         with pytest.raises(ConfigError, match=message):
             load_config(p)

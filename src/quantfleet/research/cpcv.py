@@ -38,6 +38,7 @@ from quantfleet.kernels.metrics import RETURN_METRIC_NAMES, metric_sign, metrics
 __all__ = [
     "CPCV_PATH_COLUMNS",
     "CPCV_SUMMARY_COLUMNS",
+    "MAX_SPLITS",
     "Cpcv",
     "CpcvSummary",
     "booked_returns",
@@ -47,6 +48,9 @@ __all__ = [
     "cpcv_splits",
     "group_bounds",
 ]
+
+MAX_SPLITS = 5000
+"""Most splits a :class:`Cpcv` may make (each is a selection over every combo of every pair)."""
 
 CPCV_SUMMARY_COLUMNS = ("strategy", "asset", "groups", "test_groups", "embargo", "splits",
                         "paths", "pbo", "sharpe_mean", "sharpe_std", "sharpe_min",
@@ -76,6 +80,10 @@ class Cpcv:
                                   f"< groups ({self.groups}); e.g. --test-groups 2")
         if int(self.embargo) < 0:
             raise QuantfleetError(f"cpcv embargo = {self.embargo}: must be >= 0 bars")
+        if self.n_splits > MAX_SPLITS:
+            raise QuantfleetError(
+                f"cpcv: C({self.groups}, {self.test_groups}) = {self.n_splits:,} splits, more "
+                f"than {MAX_SPLITS:,}; lower --groups or --test-groups (e.g. 6 and 2: 15)")
 
     @property
     def n_splits(self) -> int:
