@@ -205,8 +205,12 @@ def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, 
     bounds = group_bounds(0, n, cv.groups)
     gstart = np.zeros(n, dtype=bool)
     gstart[bounds[:, 0]] = True
+    # each bar's return with the position carried in, and entering flat there: a run of bars
+    # booked on its own is the first at its first bar and the second elsewhere
+    carried = booked_returns(positions, earned, np.zeros(n, dtype=bool), fee_rate)
+    flat = booked_returns(positions, earned, np.ones(n, dtype=bool), fee_rate)
     # out of sample every group is booked on its own: the same returns in every split
-    test_r = booked_returns(positions, earned, gstart, fee_rate)
+    test_r = np.where(gstart, flat, carried)
     assign = cpcv_paths(cv.groups, cv.test_groups)
     n_s = len(splits)
     is_m = np.full((n_s, n_c), np.nan)
@@ -217,7 +221,7 @@ def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, 
     logits = np.full(n_s, np.nan)
     for s, sp in enumerate(splits):
         train, test = sp["train"], sp["test"]
-        tr = booked_returns(positions, earned, _runs(train), fee_rate)[:, train]
+        tr = np.where(_runs(train), flat, carried)[:, train]
         te = test_r[:, test]
         for c in range(n_c):
             is_m[s, c] = _metric(tr[c], k, ppy)
