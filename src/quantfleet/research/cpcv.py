@@ -181,7 +181,7 @@ def _runs(mask: np.ndarray) -> np.ndarray:
 
 
 def _metric(r: np.ndarray, k: int, ppy: float) -> float:
-    return float(metrics_from_returns(np.ascontiguousarray(r), ppy)[k]) if r.size else math.nan
+    return float(metrics_from_returns(r, ppy)[k]) if r.size else math.nan
 
 
 def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, fee_rate: float,
@@ -221,8 +221,11 @@ def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, 
     logits = np.full(n_s, np.nan)
     for s, sp in enumerate(splits):
         train, test = sp["train"], sp["test"]
-        tr = np.where(_runs(train), flat, carried)[:, train]
-        te = test_r[:, test]
+        # the training bars (C order: each combo's row contiguous), runs entering flat
+        tr = np.ascontiguousarray(carried[:, train])
+        starts = _runs(train)
+        tr[:, np.flatnonzero(starts[train])] = flat[:, starts]
+        te = np.ascontiguousarray(test_r[:, test])
         for c in range(n_c):
             is_m[s, c] = _metric(tr[c], k, ppy)
             oos_m[s, c] = _metric(te[c], k, ppy)
