@@ -146,6 +146,13 @@ def realistic_view(seed: int = 11, *, odd_name: str | None = None) -> RunView:
                      {"title": "Idle workers", "value": 0.21,
                       "text": "workers waited on the scheduler 21% of the time"}],
         cost_what_if=what_if, asset_returns=asset_returns, workers=workers,
+        cpcv=pd.DataFrame({"strategy": ["sma_cross", "rsi"], "asset": ["AAPL", "MSFT"],
+                           "groups": 6, "test_groups": 2, "embargo": 5, "splits": 15,
+                           "paths": 5, "pbo": [0.2, 0.6], "sharpe_mean": [0.9, -0.1],
+                           "sharpe_std": [0.3, 0.4], "sharpe_min": [0.5, -0.7],
+                           "sharpe_q05": [0.52, -0.66], "sharpe_median": [0.85, -0.05],
+                           "sharpe_q95": [1.3, 0.4], "sharpe_max": [1.4, np.nan],
+                           "share_negative": [0.0, 0.6]}),
         cost_assumptions=describe(load_catalog(), "c7i.4xlarge"),
         break_even={"nodes": 4, "wall_s": float(wall[2]), "cost_usd": float(wall[2] / 3600 *
                                                                              0.714 * 4),

@@ -194,6 +194,18 @@ def test_save_load_round_trip(store):
     assert list(load_view(store, ref).heatmap.columns) == [3, 4]
 
 
+def test_the_cpcv_section(tmp_path):
+    view = realistic_view()
+    page = build(view, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Combinatorial purged cross-validation" in page
+    assert "6 groups, 2 tested per split, embargo 5 bars: 15 splits, 5 out-of-sample" in page
+    sec = page[page.index('id="cpcv"'):]
+    sec = sec[:sec.index("</table>")]
+    assert sec.count("<tr>") == 1 + 2 and "—" in sec  # header, two pairs; NaN shown as n/a
+    view.cpcv = None
+    assert 'id="cpcv"' not in build(view, tmp_path / "s.html").read_text(encoding="utf-8")
+
+
 def test_save_load_of_an_empty_view(store):
     assert load_view(store, save_view(RunView("only-id"), store)) == RunView("only-id")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -189,6 +189,20 @@ def sweep(
         typer.echo(f"winner on {res.overfit['asset']}: {res.overfit['verdict']}")
 
 
+def _cpcv_block(pairs: Any, paths: Any, cv: Any) -> dict[str, Any]:
+    """The tournament's ``--json`` ``cpcv`` block: the settings (``cv`` a research.cpcv.Cpcv),
+    and per pair its summary row with every path's annualised Sharpe (``path_sharpe``, in
+    path order)."""
+    rows = pairs.to_dict("records")
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for r in paths.to_dict("records"):
+        by_pair.setdefault((r["strategy"], r["asset"]), []).append(r["sharpe"])
+    return {"groups": cv.groups, "test_groups": cv.test_groups, "embargo": cv.embargo,
+            "splits": cv.n_splits, "paths": cv.n_paths,
+            "pairs": [{**r, "path_sharpe": by_pair.get((r["strategy"], r["asset"]), [])}
+                      for r in rows]}
+
+
 def tournament(
     data: DataArg,
     strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategy names, or 'all'.")],
@@ -221,12 +235,18 @@ def tournament(
     baseline: Annotated[bool, typer.Option("--baseline", help="Also run the whole tournament serially in this process (every strategy warmed up first) and report the speedup and efficiency (baseline.enabled).")] = False,
     confidence: Annotated[bool, typer.Option("--confidence/--no-confidence", help="How sure: bootstrap 95% intervals of the winner's OOS Sharpe and max drawdown, permutation p-value over the pairs (tournament.confidence).")] = True,
     confidence_seed: Annotated[int, typer.Option("--confidence-seed", help="Seed of the bootstrap and the permutations (tournament.confidence.seed).")] = 0,
+    cv: Annotated[str, typer.Option("--cv", help="walk: walk-forward only; cpcv: each pair also cross-validated by combinatorial purged CV (phi paths' Sharpe distribution, PBO; tournament.cv).")] = "walk",
+    groups: Annotated[int, typer.Option("--groups", help="cpcv: N contiguous groups of bars (tournament.groups).")] = 6,
+    test_groups: Annotated[int, typer.Option("--test-groups", help="cpcv: k test groups per split (tournament.test_groups).")] = 2,
+    embargo: Annotated[int, typer.Option("--embargo", help="cpcv: bars after each test group left out of training (tournament.embargo).")] = 0,
     top: Annotated[int, typer.Option("--top", help="Leaderboard rows shown.")] = 15,
     store: StoreUrl = None,
     no_store: NoStore = False,
     as_json: AsJson = False,
 ) -> None:
     """Strategies x assets x walk-forward windows: pick in sample, score out of sample."""
+    if cv not in ("walk", "cpcv"):
+        fail(f"--cv must be walk or cpcv (got {cv!r})")
     names_ = ["all"] if strategies.strip() == "all" else (split(strategies) or [])
     if max_combos < 1:
         fail(f"--max-combos must be >= 1 (got {max_combos})")
@@ -241,7 +261,8 @@ def tournament(
          "max_combos": max_combos, "grid": g, "long_short": long_short,
          "periods_per_year": periods_per_year, "out": str(out) if out is not None else None,
          "checkpoint": str(resume) if resume is not None else None,
-         "confidence": {"enabled": confidence, "seed": confidence_seed}},
+         "confidence": {"enabled": confidence, "seed": confidence_seed},
+         "cv": cv, "groups": groups, "test_groups": test_groups, "embargo": embargo},
         data=data, store=store, executor=executor, workers=workers, ray_address=ray_address,
         fee_bps=fee_bps, slippage_bps=slippage_bps, baseline={"enabled": baseline},
         execution=ex)
@@ -271,6 +292,11 @@ def tournament(
     }
     if speed is not None:
         summary["baseline"] = speed
+    if res.cpcv is not None:
+        from quantfleet.research.cpcv import Cpcv
+
+        summary["cpcv"] = _cpcv_block(res.cpcv, res.cpcv_paths,
+                                      Cpcv(groups, test_groups, embargo))
     summary = _with_run({**summary, "execution": ex}, run)
     if as_json:
         print_json({**summary, "leaderboard": board,
@@ -305,6 +331,14 @@ def tournament(
         w = board[0]
         typer.echo(f"within {w['strategy']}/{w['asset']} (pair_dsr, pair_pbo): "
                    f"{w['pair_verdict']}")
+    if res.cpcv is not None and len(res.cpcv):
+        c = summary["cpcv"]
+        print_rows([{k: v for k, v in r.items() if k != "path_sharpe"} for r in c["pairs"]],
+                   title=f"CPCV: {c['groups']} groups, {c['test_groups']} tested per split, "
+                   f"embargo {c['embargo']} bars: {c['splits']} splits, {c['paths']} "
+                   f"out-of-sample paths per pair (annualised path Sharpe; PBO over the splits)",
+                   skip=("groups", "test_groups", "embargo", "splits", "paths"),
+                   first=("strategy", "asset", "pbo", "sharpe_mean", "sharpe_std"))
     _print_execution(ex)
     if speed is not None:
         head = (f"baseline ({speed['baseline_kind']}): {speed['serial_s']:.2f} s serial, "

@@ -152,12 +152,30 @@ class TournamentConfig(_Section):
     out: str | None = None
     checkpoint: Checkpoint = "auto"
     confidence: ConfidenceConfig = ConfidenceConfig()
+    cv: Literal["walk", "cpcv"] = Field(
+        default="walk", description="walk: walk-forward only; cpcv: each pair also "
+        "cross-validated by combinatorial purged CV (research.cpcv; docs/overfit.md)")
+    groups: int = Field(default=6, ge=2, description="cpcv: N contiguous groups")
+    test_groups: int = Field(default=2, ge=1, description="cpcv: k test groups per split")
+    embargo: int = Field(default=0, ge=0, description="cpcv: bars after each test group "
+                         "left out of training")
 
     @model_validator(mode="after")
     def _grids_name_parameters(self) -> TournamentConfig:
         """Every grid key names a parameter of a selected strategy, every value list has a
         value; a strategy that no key names keeps the coarse ``max_combos`` grid."""
         _check_grids(self.strategies, self.grid, self.grids)
+        if self.cv == "cpcv" and self.test_groups >= self.groups:
+            raise ValueError(f"test_groups = {self.test_groups} must be below groups = "
+                             f"{self.groups} (cv = 'cpcv'); e.g. groups = 6, test_groups = 2")
+        if self.cv == "cpcv":
+            from quantfleet.errors import QuantfleetError
+            from quantfleet.research.cpcv import Cpcv
+
+            try:  # the settings' other limits (at most MAX_SPLITS splits)
+                Cpcv(self.groups, self.test_groups, self.embargo)
+            except QuantfleetError as e:
+                raise ValueError(str(e)) from None
         return self
 
 

@@ -80,6 +80,7 @@ def run_view(run: Any, *, prices: str | Path | None = None,
         view.confidence = conf or None
         stab = ((stages.get("tournament") or {}).get("summary") or {}).get("stability")
         view.stability = stab or None
+        view.cpcv = table("tournament_cpcv")  # cv = "cpcv" only
     else:
         board = table("sweep_leaderboard")
         if board is not None:

@@ -367,7 +367,7 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                      baseline_budget_s=ctx.config.baseline.budget_s,
                      map_options={"progress": ctx.progress}, execution=ctx.execution(),
                      confidence=cfg.confidence.enabled and cfg.confidence.model_dump(
-                         exclude={"enabled"}))
+                         exclude={"enabled"}), cv=_cpcv(cfg))
     ctx.results["tournament"] = res
     if res.parts is not None:
         results, oos = _tournament_parts(ctx, res)
@@ -393,6 +393,9 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
         from quantfleet.research.stability import stability_table
 
         out["stability"] = ctx.put(stability_table(res.stability), "tournament_stability")
+    if res.cpcv is not None:  # cv = "cpcv": per pair, and per pair and path
+        out["cpcv"] = ctx.put(res.cpcv, "tournament_cpcv")
+        out["cpcv_paths"] = ctx.put(res.cpcv_paths, "tournament_cpcv_paths")
     return out, {"strategies": names, "windows": len(res.windows), "rows": res.n_rows,
                  "backtests": res.n_backtests, "failed": len(res.failed), "wall_s": res.wall_s,
                  "baseline": res.speedup,
@@ -402,6 +405,15 @@ def tournament_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str,
                  "confidence": res.confidence,
                  # per strategy: the OOS metric's map, the plateau drop at its most chosen combo
                  "stability": res.stability}
+
+
+def _cpcv(cfg: Any) -> Any:
+    """The tournament's :class:`~quantfleet.research.cpcv.Cpcv` (None: walk-forward only)."""
+    if cfg.cv != "cpcv":
+        return None
+    from quantfleet.research.cpcv import Cpcv
+
+    return Cpcv(cfg.groups, cfg.test_groups, cfg.embargo)
 
 
 def _tournament_parts(ctx: RunContext, res: Any) -> tuple[Any, Any]:

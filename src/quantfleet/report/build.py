@@ -561,6 +561,7 @@ def _leaderboard(view: RunView, figs: _Figures, shown: int = 20) -> str:
         parts.append("".join(block))
     parts.append(_confidence_html(view.confidence))
     parts.append(_stability_html(view.stability, figs))
+    parts.append(_cpcv_html(view.cpcv))
     return "".join(parts)
 
 
@@ -593,6 +594,28 @@ def _stability_html(blocks: list[dict] | None, figs: _Figures) -> str:
             out.append(figs.div(fig, f"stability-{b.get('strategy')}"))
     out.append("</div>")
     return "".join(out)
+
+
+def _cpcv_html(df: pd.DataFrame | None) -> str:
+    """The tournament's combinatorial purged cross-validation, one row per pair: PBO over the
+    C(N, k) splits and the φ out-of-sample paths' annualised Sharpe distribution."""
+    if not _present(df):
+        return ""
+    r0 = df.iloc[0]
+    head = (f"{fmt(r0['groups'])} groups, {fmt(r0['test_groups'])} tested per split, "
+            f"embargo {fmt(r0['embargo'])} bars: {fmt(r0['splits'])} splits, "
+            f"{fmt(r0['paths'])} out-of-sample paths per pair")
+    rows, cols = frame_rows(df.drop(columns=["groups", "test_groups", "embargo", "splits",
+                                             "paths"]))
+    note = ("Each pair's bars cut into N groups; every choice of k test groups trains on the "
+            "rest (minus one purged bar before and the embargo after each test group), picks "
+            "the best combo in sample and books it on the test groups; the splits' test groups "
+            "make φ = C(N, k)·k/N full out-of-sample paths. PBO: share of splits whose "
+            "in-sample winner ranks in the bottom half out of sample. Sharpe columns describe "
+            "the paths' annualised Sharpe ratios; — where undefined (n/a).")
+    return ('<div class="verdict" id="cpcv"><h3>Combinatorial purged cross-validation</h3>'
+            f"<p>{esc(head)}</p>" + table(rows, cols, graded=("pbo",))
+            + f'<p class="note">{esc(note)}</p></div>')
 
 
 def _confidence_html(c: dict | None) -> str:

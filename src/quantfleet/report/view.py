@@ -22,7 +22,7 @@ _JSON_PARTS = ("summary", "lineage", "evolution_history", "evolution_winners", "
                "bottlenecks", "break_even", "speedup", "portfolio_notes", "cost_assumptions",
                "workers", "confidence", "stability")
 _FRAME_PARTS = ("leaderboard", "oos_returns", "portfolio_returns", "portfolio_metrics", "heatmap",
-                "utilisation", "cost_what_if", "portfolio_members", "asset_returns")
+                "utilisation", "cost_what_if", "portfolio_members", "asset_returns", "cpcv")
 
 
 @dataclass
@@ -61,6 +61,10 @@ class RunView:
         Each strategy's parameter-stability block: ``TournamentResult.stability`` (``strategy,
         metric, params, values, map, chosen_params, plateau_drop, neighbours, stable``...;
         docs/overfit.md, "Parameter stability").
+    cpcv : DataFrame, optional
+        A tournament run with ``cv = "cpcv"``: one row per strategy x asset,
+        ``research.cpcv.CPCV_SUMMARY_COLUMNS`` (PBO over the splits, the φ out-of-sample
+        paths' Sharpe distribution; docs/overfit.md, "Combinatorial purged cross-validation").
     portfolio_weights : dict of str to DataFrame, optional
         Profile -> (window start x asset) target weights.
     portfolio_returns : DataFrame, optional
@@ -106,6 +110,7 @@ class RunView:
     overfit: dict | None = None
     confidence: dict | None = None
     stability: list[dict] | None = None
+    cpcv: pd.DataFrame | None = None
     portfolio_weights: dict[str, pd.DataFrame] | None = None
     portfolio_returns: pd.DataFrame | None = None
     portfolio_metrics: pd.DataFrame | None = None

@@ -260,6 +260,10 @@ class TournamentResult:
     # combo (research.stability.strategy_stability); the leaderboard has each pair's
     # ``plateau_drop`` and ``stable``
     stability: list[dict[str, Any]] = field(default_factory=list)
+    # cv="cpcv" (research.cpcv): per pair CPCV_SUMMARY_COLUMNS, per pair and path
+    # CPCV_PATH_COLUMNS (pandas.DataFrame); None under walk-forward only
+    cpcv: Any = None
+    cpcv_paths: Any = None
 
 
 def pair_jobs(strategy: str, asset: int, params: np.ndarray, windows: Sequence[Window],
@@ -473,7 +477,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
                checkpoint_dir: str | Path | None = None,
                map_options: Mapping[str, Any] | None = None,
                execution: Execution | None = None,
-               confidence: bool | Mapping[str, Any] = True) -> TournamentResult:
+               confidence: bool | Mapping[str, Any] = True,
+               cv: Any = None) -> TournamentResult:
     """Run every strategy on every asset in every walk-forward window.
 
     Parameters
@@ -506,6 +511,11 @@ def tournament(market: Any, strategies: Sequence[str], *,
         after the map (:func:`~quantfleet.research.confidence.tournament_confidence`); a
         mapping gives its options (``n_boot``, ``n_perm``, ``level``, ``seed``, ``block``);
         False: skip it. Not available on a shard dataset (its driver keeps no paths)
+    cv : a :class:`~quantfleet.research.cpcv.Cpcv`: each pair is also cross-validated by
+        CPCV over the span from the first bar every asset is priced to the last, in its task
+        (:class:`~quantfleet.research.cpcv.CpcvSummary`): ``result.cpcv`` (per pair: φ paths'
+        Sharpe distribution, PBO) and ``result.cpcv_paths`` (per pair and path); the
+        leaderboard stays the walk-forward's. None: walk-forward only
     checkpoint_dir : finished chunks are kept there; running the same tournament again with
         the same directory (after the driver was killed) skips them
     baseline : also run the same work serially in this process after the parallel run
@@ -547,7 +557,13 @@ def tournament(market: Any, strategies: Sequence[str], *,
     # every strategy once per asset and equal chunks cost about the same, although one
     # strategy's pair can cost many times another's; equal chunks then need no shrinking tail
     pairs = [(s.name, a) for a in rows for s, _ in plan]
-    items = [JobBatch(pair_jobs(s.name, a, params, wins, terms, metric), pair_summary)
+    combine: Any = pair_summary
+    if cv is not None:
+        from quantfleet.research.cpcv import CpcvSummary, check_cpcv
+
+        combine = CpcvSummary(cv, *check_cpcv(view, rows, terms, metric, cv),
+                              pair_summary)
+    items = [JobBatch(pair_jobs(s.name, a, params, wins, terms, metric), combine)
              for a in rows for s, params in plan]
 
     t_start = time.perf_counter()
@@ -570,7 +586,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
         if "chunk_size" not in opts and "schedule" not in opts:
             opts.update(schedule="adaptive", chunk_size=CHUNK_MAX_ITEMS)
             opts.setdefault("target_task_s", TASK_TARGET_S)
-        opts["checkpoint_key"] = f"{_CHUNK_FORMAT}:{opts.get('checkpoint_key', '')}"
+        fmt = _CHUNK_FORMAT if cv is None else f"{_CHUNK_FORMAT}+{cv!r}"  # CPCV rows too
+        opts["checkpoint_key"] = f"{fmt}:{opts.get('checkpoint_key', '')}"
         results = executor.map(worker_fn, items, shared=market, stage="tournament",
                                component=[name for name, _ in pairs],
                                checkpoint_dir=checkpoint_dir, **opts)
@@ -603,6 +620,8 @@ def tournament(market: Any, strategies: Sequence[str], *,
     # each pair's combos' mean out-of-sample Sharpe (per bar): the trials the winner beat
     trial_sr: list[np.ndarray] = []
     stab_parts: dict[int, dict[str, np.ndarray]] = {}  # by row in block: data order per strategy
+    cpcv_rows: list[dict[str, Any]] = []  # cv="cpcv": per pair, and per pair and path
+    cpcv_path_rows: list[dict[str, Any]] = []
     # pairs' row tables written and kept a few dozen at a time: bigger Parquet row groups
     pending: list[Any] = []
 
@@ -637,6 +656,9 @@ def tournament(market: Any, strategies: Sequence[str], *,
             of_rows.append(res["overfit"])
             trial_sr.append(res["trial_sr"])
             stab_parts[row] = res["stability"]
+            if "cpcv" in res:
+                cpcv_rows.append(res["cpcv"])
+                cpcv_path_rows.extend(res["cpcv_paths"])
             if sharded:
                 n_rows += res["table_part"]["rows"]
                 table_parts.append(res["table_part"])
@@ -771,4 +793,19 @@ def tournament(market: Any, strategies: Sequence[str], *,
         oos_returns=oos, overfit=overfit, winner_overfit=winner, path=out_dir, failed=failed,
         wall_s=wall, speedup=speed, parts=parts, confidence=conf,
         stability=stability,
+        **(_cpcv_frames(cpcv_rows, cpcv_path_rows) if cv is not None else {}),
     )
+
+
+def _cpcv_frames(rows: list[dict[str, Any]], paths: list[dict[str, Any]]) -> dict[str, Any]:
+    """``cpcv`` and ``cpcv_paths`` frames sorted by strategy, asset (and path)."""
+    import pandas as pd
+
+    from quantfleet.research.cpcv import CPCV_PATH_COLUMNS, CPCV_SUMMARY_COLUMNS
+
+    def frame(r: list[dict[str, Any]], cols: tuple[str, ...], key: tuple[str, ...]) -> Any:
+        r = sorted(r, key=lambda x: tuple(x[k] for k in key))
+        return pd.DataFrame({c: [x[c] for x in r] for c in cols}, columns=list(cols))
+
+    return {"cpcv": frame(rows, CPCV_SUMMARY_COLUMNS, ("strategy", "asset")),
+            "cpcv_paths": frame(paths, CPCV_PATH_COLUMNS, ("strategy", "asset", "path"))}
