@@ -166,6 +166,8 @@ def test_a_plain_csv_read_through_arrow_is_the_pandas_reading(tmp_path, text):
     "date,close,exchange\n" + "".join(f"{d},{i + 1},NYSE\n" for i, d in enumerate(DAYS)),
     "date,close\n" + "".join(f"{'' if i == 3 else d},{i + 1}\n" for i, d in enumerate(DAYS)),
     "date,close\n" + "".join(f"13/{i + 1}/2021,{i + 1}\n" for i in range(12)),  # day first
+    "date,close\n2/27/2021,1\n2/28/2021,2\n2/30/2021,3\n",  # no such day
+    "date,close\n 2/27/2021,1\n2/28/2021,2\n",
     "date,close\n" + "".join(f"{1609459200 + 86400 * i},{i + 1}\n" for i in range(9)),  # epoch
     "date,close\n" + "".join(f"{d},{'abc' if i == 2 else i + 1}\n" for i, d in enumerate(DAYS)),
 ])

@@ -562,38 +562,50 @@ def _numeric(s: pd.Series, label: str, source: str, kind: str = "price") -> np.n
 # the pandas-free reading of a plain CSV
 
 
-_US_DATE = r"^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"  # 1/4/1999: pandas infers %m/%d/%Y for it
+_US_DATE = "[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}"  # 1/4/1999: pandas infers %m/%d/%Y for it
+_US_DATES = re.compile(f"(?:{_US_DATE}\n)*{_US_DATE}")
 _NS_PER = {"D": 86_400 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _us_days(values: list[str]) -> np.ndarray | None:
+    """Days since 1970 of text dates written month first (1/4/1999), or None if one is not
+    such a date (a 13th month, February 30th, another format)."""
+    text = "\n".join(values)
+    if not _US_DATES.fullmatch(text):
+        return None
+    mdy = np.array([p.split("/") for p in values], dtype=np.int64).reshape(-1, 3)
+    m, d, y = mdy[:, 0], mdy[:, 1], mdy[:, 2]
+    month = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
+    days = month.astype("datetime64[D]") + (d - 1)
+    if not ((m >= 1) & (m <= 12) & (d >= 1) & (days.astype("datetime64[M]") == month)).all():
+        return None
+    return days.view(np.int64)
 
 
 def _arrow_times(col: Any) -> np.ndarray | None:
     """datetime64[ns] of an Arrow timestamp/date column, or of text dates written 1/4/1999
     (month first, as pandas reads them), without missing values; None for any other column
-    (:func:`_timestamps` then reads it and names what is wrong)."""
+    (:func:`_timestamps` then reads it and names what is wrong). No ``pyarrow.compute``."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     t = col.type
-    if col.null_count:
+    if col.null_count or len(col) == 0:
         return None
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        if not pc.all(pc.match_substring_regex(col, _US_DATE)).as_py():
+        unit, v = "D", _us_days(col.to_pylist())
+        if v is None:
             return None
-        try:
-            col = pc.strptime(col, format="%m/%d/%Y", unit="s", error_is_null=False)
-        except (pa.ArrowInvalid, ValueError):
-            return None
-        t = col.type
-    if pa.types.is_timestamp(t):
+    elif pa.types.is_timestamp(t):
         unit = t.unit  # a zone's values are UTC already: the naive UTC times pandas gives
+        v = to_numpy(col)[0].astype(np.int64)
     elif pa.types.is_date32(t):
         unit = "D"
+        v = to_numpy(col)[0].astype(np.int64)
     else:
         return None
-    v = to_numpy(col)[0].astype(np.int64)
     k = _NS_PER[unit]
     lim = np.iinfo(np.int64).max // k
-    if v.size and (int(v.max()) >= lim or int(v.min()) <= -lim):
+    if int(v.max()) >= lim or int(v.min()) <= -lim:
         return None  # outside 1678..2262: from_frame's message
     return (v * k).view("datetime64[ns]")
 
@@ -608,7 +620,8 @@ def _arrow_numbers(col: Any) -> np.ndarray | bool | None:
         return False
     if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
         return None
-    v, valid = to_numpy(col.cast(pa.float64()))
+    v, valid = to_numpy(col)
+    v = v.astype(np.float64)  # a new array; an integer converts as Arrow's cast does
     if valid is not None:
         v[~valid] = np.nan
     return v
