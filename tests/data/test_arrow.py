@@ -163,6 +163,8 @@ def test_a_plain_csv_read_through_arrow_is_the_pandas_reading(tmp_path, text):
     "date,asset,close\n" + "".join(f"{d},{a},{i + 1}\n" for i, d in enumerate(DAYS[:5])
                                    for a in "XY"),  # long table
     "date,time,close\n" + "".join(f"{d},09:30,{i + 1}\n" for i, d in enumerate(DAYS)),
+    "date,close,flag\n" + "".join(f"{d},{i + 1},{'' if i == 2 else 'true'}\n"
+                                  for i, d in enumerate(DAYS)),  # a bool with a gap
     "date,close,exchange\n" + "".join(f"{d},{i + 1},NYSE\n" for i, d in enumerate(DAYS)),
     "date,close\n" + "".join(f"{'' if i == 3 else d},{i + 1}\n" for i, d in enumerate(DAYS)),
     "date,close\n" + "".join(f"13/{i + 1}/2021,{i + 1}\n" for i in range(12)),  # day first

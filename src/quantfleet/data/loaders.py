@@ -612,12 +612,13 @@ def _arrow_times(col: Any) -> np.ndarray | None:
 
 def _arrow_numbers(col: Any) -> np.ndarray | bool | None:
     """float64 of an Arrow integer/float column (missing -> NaN, a new array); False for
-    a boolean column (not market data, as :func:`_numeric` says); None for any other type."""
+    a boolean column without nulls (not market data, as :func:`_numeric` says; with nulls
+    pandas sees objects, and numbers in them); None for any other column."""
     import pyarrow as pa
 
     t = col.type
     if pa.types.is_boolean(t):
-        return False
+        return False if col.null_count == 0 else None
     if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
         return None
     v, valid = to_numpy(col)
