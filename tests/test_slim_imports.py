@@ -51,3 +51,40 @@ def test_first_backtest_path_does_not_import_pandas():
         "get('sma_cross')"
     )
     assert "pandas" not in mods and "pyarrow" not in mods
+
+
+def _write_ohlcv_csv(path, bars: int = 300) -> None:
+    import numpy as np
+
+    close = 100 + np.cumsum(np.sin(np.arange(bars) / 7.0))
+    days = np.datetime64("2020-01-01") + np.arange(bars)
+    with open(path, "w") as f:
+        f.write("Date,Open,High,Low,Close,Volume\n")
+        for d, c in zip(days, close, strict=True):
+            f.write(f"{d},{c:.4f},{c + 1:.4f},{c - 1:.4f},{c:.4f},{1000}\n")
+
+
+def _cli_modules(argv: list[str]) -> set[str]:
+    return _modules_after(f"from quantfleet.cli import main\nmain({argv!r})")
+
+
+def test_cli_backtest_does_not_import_pandas(tmp_path):
+    # the whole `quantfleet backtest` command: CSV read, data and backtest stages, their
+    # tables put in the run's store (recorded or not), the JSON printed
+    csv = tmp_path / "ACME.csv"
+    _write_ohlcv_csv(csv)
+    for store in (["--no-store"], ["--store", str(tmp_path / "lake")]):
+        mods = _cli_modules(["backtest", str(csv), "-s", "sma_cross", *store, "--json"])
+        heavy = mods & (set(HEAVY) - {"typer", "rich"})  # the CLI itself is typer's
+        assert "pandas" not in mods and not heavy, (store, sorted(heavy))
+
+
+def test_cli_backtest_of_a_bundled_dataset_does_not_import_pandas():
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("arch") is None:
+        pytest.skip("sp500_ohlcv ships with arch (quantfleet[data])")
+    mods = _cli_modules(["backtest", "sp500_ohlcv", "-s", "sma_cross", "--no-store", "--json"])
+    assert "pandas" not in mods

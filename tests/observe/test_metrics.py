@@ -258,3 +258,27 @@ def test_bad_port_bytes_events_and_gateway(monkeypatch):
     monkeypatch.setenv("QUANTFLEET_METRICS_PORT", "nine")
     with pytest.raises(ConfigError, match="QUANTFLEET_METRICS_PORT: 'nine' is not a port"):
         start_metrics(print)
+
+
+def test_a_backtest_serves_metrics_only_when_asked(monkeypatch):
+    from quantfleet.pipeline.record import start_metrics
+
+    for k in ("QUANTFLEET_METRICS", "QUANTFLEET_METRICS_PORT", "QUANTFLEET_PUSHGATEWAY"):
+        monkeypatch.delenv(k, raising=False)
+    assert start_metrics(print, asked_only=True) is None  # `quantfleet backtest`'s default
+    every = start_metrics(lambda m: None)  # any other run: served
+    try:
+        assert isinstance(every, RunMetrics) and every.url
+    finally:
+        every.stop()
+    for k, v in (("QUANTFLEET_METRICS", "1"), ("QUANTFLEET_METRICS_PORT", "0")):
+        monkeypatch.setenv(k, v)
+        asked = start_metrics(lambda m: None, asked_only=True)
+        try:
+            assert isinstance(asked, RunMetrics) and asked.url, k
+        finally:
+            asked.stop()
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("QUANTFLEET_METRICS_PORT", "nine")  # still checked
+    with pytest.raises(ConfigError, match="QUANTFLEET_METRICS_PORT: 'nine' is not a port"):
+        start_metrics(print, asked_only=True)

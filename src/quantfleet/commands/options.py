@@ -269,10 +269,12 @@ def research_config(section: str, settings: dict[str, Any], *, data: str, store:
 
 def run_research(config: Any, command: str, *, no_store: bool, quiet: bool = False,
                  progress: bool = False) -> Any:
-    """Run a research command's stages (no Prefect) and record the run unless ``no_store``."""
+    """Run a research command's stages (no Prefect) and record the run unless ``no_store``.
+    ``backtest`` (one backtest, over in a moment) serves metrics only when asked for."""
     from quantfleet.pipeline.record import run_stages
 
-    out = run_stages(config, command, record=not no_store, log=lambda m: None, progress=progress)
+    out = run_stages(config, command, record=not no_store, log=lambda m: None, progress=progress,
+                     metrics_if_asked=command == "backtest")
     if out.run_id:
         typer.echo(f"recorded run {out.run_id} in {out.store_url}", err=True)
     return out

@@ -11,16 +11,20 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from quantfleet.data.arrow import to_numpy
 from quantfleet.data.datasets import DATASETS, dataset_names, locate
 from quantfleet.data.market import MarketData
 from quantfleet.data.synthetic import from_url
 from quantfleet.data.validate import Where, validate_market
 from quantfleet.errors import DataError, did_you_mean, printable
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "ASSET_NAMES",
@@ -143,6 +147,8 @@ def from_frame(frame: pd.DataFrame, *, source: str = "<frame>", asset: str | Non
     asset : asset name for a single-asset table (default: ``source``'s file stem)
     file_rows : messages give 1-based data rows ("row 17"); False names bars instead
     """
+    import pandas as pd
+
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"from_frame() takes a pandas DataFrame, got {type(frame).__name__}")
     frame = _index_to_columns(frame)
@@ -179,6 +185,8 @@ def from_frame(frame: pd.DataFrame, *, source: str = "<frame>", asset: str | Non
 def info(market: MarketData) -> dict[str, Any]:
     """A JSON-serializable summary: source, assets, bars, span, columns, periods per year and,
     per asset, its first/last bar with a price and its min/max close."""
+    import pandas as pd
+
     ts = market.timestamps
 
     def iso(i: int) -> str | None:
@@ -223,8 +231,7 @@ def info(market: MarketData) -> dict[str, Any]:
 
 def _load_dataset(name: str) -> MarketData:
     ds, path = locate(name)
-    frame = _read(path, name)
-    return from_frame(frame, source=name, asset=ds.asset)
+    return _load_file(path, name, ds.asset)
 
 
 def _stem(source: str) -> str:
@@ -247,7 +254,20 @@ def _load_path(path: Path, shown: str) -> MarketData:
     if path.is_dir():
         raise DataError(f"{shown}: is a directory; give one .csv or .parquet file")
     # messages and lineage show the path as the user gave it
-    return from_frame(_read(path, shown), source=shown)
+    return _load_file(path, shown)
+
+
+def _load_file(path: Path, name: str, asset: str | None = None) -> MarketData:
+    """A CSV that :func:`_from_arrow` can take is read without pandas; anything else (and any
+    file that does not pass its checks) goes through :func:`from_frame`."""
+    if path.name.lower().endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zst")):
+        table = _csv_table(path, name)
+        if table is not None:
+            market = _from_arrow(table, name, asset)
+            if market is not None:
+                return market
+        return from_frame(_csv_frame(table, path, name), source=name, asset=asset)
+    return from_frame(_read(path, name), source=name, asset=asset)
 
 
 def _read(path: Path, name: str) -> pd.DataFrame:
@@ -312,13 +332,21 @@ def _no_bytes(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, name: str) -> pd.DataFrame:
+    table = _csv_table(path, name)
+    return _csv_frame(table, path, name)
+
+
+def _csv_table(path: Path, name: str) -> pa.Table | None:
+    """The CSV as pyarrow reads it, or None when a bad value deep in a numeric column (after
+    pyarrow inferred the type from the first block) needs the all-text read of
+    :func:`_csv_frame` so the row-level checks can name it."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     _check_text(path, name)
     try:
         opts = pcsv.ConvertOptions(strings_can_be_null=True)  # an empty cell is missing
-        return _no_bytes(pcsv.read_csv(path, convert_options=opts).to_pandas(), name)
+        return pcsv.read_csv(path, convert_options=opts)
     except pa.ArrowInvalid as exc:
         msg = printable(str(exc), limit=200)
         if "Empty CSV file" in msg:
@@ -327,8 +355,15 @@ def _read_csv(path: Path, name: str) -> pd.DataFrame:
             ) from None
         if "conversion error" not in msg:
             raise DataError(f"{name}: cannot parse the CSV ({msg}); check quoting and column counts") from None
-    # A bad value deep in a numeric column (after pyarrow inferred the type from the first
-    # block): read everything as text so the row-level checks below can name it.
+    return None
+
+
+def _csv_frame(table: pa.Table | None, path: Path, name: str) -> pd.DataFrame:
+    """:func:`_csv_table`'s table as a DataFrame (None: the file read again as text)."""
+    import pandas as pd
+
+    if table is not None:
+        return _no_bytes(table.to_pandas(), name)
     try:
         return pd.read_csv(path, dtype=str)
     except (ValueError, pd.errors.ParserError) as exc:
@@ -354,6 +389,8 @@ def _read_parquet(path: Path, name: str) -> pd.DataFrame:
 
 def _index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Make a meaningful index (Parquet written from pandas) into ordinary columns."""
+    import pandas as pd
+
     idx = frame.index
     if isinstance(idx, pd.RangeIndex) and idx.name is None:
         return frame
@@ -364,10 +401,10 @@ def _index_to_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def _columns(frame: pd.DataFrame, source: str) -> dict[str, str]:
+def _columns(frame: pd.DataFrame | pa.Table, source: str) -> dict[str, str]:
     """Matching key -> column name; two columns with the same meaning are an error."""
     cols: dict[str, str] = {}
-    for c in frame.columns:
+    for c in (frame.column_names if hasattr(frame, "column_names") else frame.columns):
         if not isinstance(c, str):
             raise DataError(
                 f"{source}: column names must be text, got {c!r}; give the file a header row"
@@ -386,6 +423,8 @@ def _columns(frame: pd.DataFrame, source: str) -> dict[str, str]:
 
 def _find_timestamp(cols: dict[str, str], frame: pd.DataFrame, source: str,
                     found: list[str]) -> str | tuple[str, str]:
+    import pandas as pd
+
     if "timestamp" in cols:
         return cols["timestamp"]
     if "datetime" in cols:
@@ -406,6 +445,8 @@ def _find_timestamp(cols: dict[str, str], frame: pd.DataFrame, source: str,
 
 def _timestamps(frame: pd.DataFrame, col: str | tuple[str, str], source: str) -> np.ndarray:
     """datetime64[ns] per row, tz-aware values converted to UTC and made naive."""
+    import pandas as pd
+
     if isinstance(col, tuple):
         d, t = frame[col[0]], frame[col[1]]
         if pd.api.types.is_datetime64_any_dtype(d):
@@ -457,6 +498,8 @@ def _timestamps(frame: pd.DataFrame, col: str | tuple[str, str], source: str) ->
 
 def _parse_text_times(s: pd.Series) -> pd.Series:
     """Inferred format first (fast); ISO 8601 of any precision when that leaves gaps."""
+    import pandas as pd
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -479,6 +522,8 @@ def _numeric(s: pd.Series, label: str, source: str, kind: str = "price") -> np.n
     ``kind`` is "price" (an OHLCV column), "asset" (a wide table's column) or "extra"; an extra
     column of text with no numbers at all (exchange, name, ...) is not market data: None.
     """
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(s):
         return None
     if pd.api.types.is_numeric_dtype(s):
@@ -511,6 +556,135 @@ def _numeric(s: pd.Series, label: str, source: str, kind: str = "price") -> np.n
         f"{source}: row {row}, column {label!r}: '{value}' is not a number; "
         "clean the value (or leave it empty for a missing one)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the pandas-free reading of a plain CSV
+
+
+_US_DATE = "[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}"  # 1/4/1999: pandas infers %m/%d/%Y for it
+_US_DATES = re.compile(f"(?:{_US_DATE}\n)*{_US_DATE}")
+_NS_PER = {"D": 86_400 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _us_days(values: list[str]) -> np.ndarray | None:
+    """Days since 1970 of text dates written month first (1/4/1999), or None if one is not
+    such a date (a 13th month, February 30th, another format)."""
+    text = "\n".join(values)
+    if not _US_DATES.fullmatch(text):
+        return None
+    mdy = np.array([p.split("/") for p in values], dtype=np.int64).reshape(-1, 3)
+    m, d, y = mdy[:, 0], mdy[:, 1], mdy[:, 2]
+    month = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
+    days = month.astype("datetime64[D]") + (d - 1)
+    if not ((m >= 1) & (m <= 12) & (d >= 1) & (days.astype("datetime64[M]") == month)).all():
+        return None
+    return days.view(np.int64)
+
+
+def _arrow_times(col: Any) -> np.ndarray | None:
+    """datetime64[ns] of an Arrow timestamp/date column, or of text dates written 1/4/1999
+    (month first, as pandas reads them), without missing values; None for any other column
+    (:func:`_timestamps` then reads it and names what is wrong). No ``pyarrow.compute``."""
+    import pyarrow as pa
+
+    t = col.type
+    if col.null_count or len(col) == 0:
+        return None
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        unit, v = "D", _us_days(col.to_pylist())
+        if v is None:
+            return None
+    elif pa.types.is_timestamp(t):
+        unit = t.unit  # a zone's values are UTC already: the naive UTC times pandas gives
+        v = to_numpy(col)[0].astype(np.int64)
+    elif pa.types.is_date32(t):
+        unit = "D"
+        v = to_numpy(col)[0].astype(np.int64)
+    else:
+        return None
+    k = _NS_PER[unit]
+    lim = np.iinfo(np.int64).max // k
+    if int(v.max()) >= lim or int(v.min()) <= -lim:
+        return None  # outside 1678..2262: from_frame's message
+    return (v * k).view("datetime64[ns]")
+
+
+def _arrow_numbers(col: Any) -> np.ndarray | bool | None:
+    """float64 of an Arrow integer/float column (missing -> NaN, a new array); False for
+    a boolean column without nulls (not market data, as :func:`_numeric` says; with nulls
+    pandas sees objects, and numbers in them); None for any other column."""
+    import pyarrow as pa
+
+    t = col.type
+    if pa.types.is_boolean(t):
+        return False if col.null_count == 0 else None
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+        return None
+    v, valid = to_numpy(col)
+    v = v.astype(np.float64)  # a new array; an integer converts as Arrow's cast does
+    if valid is not None:
+        v[~valid] = np.nan
+    return v
+
+
+def _from_arrow(table: pa.Table, source: str, asset: str | None) -> MarketData | None:
+    """:func:`from_frame` of a CSV's Arrow table without pandas, for the plain cases: one
+    timestamp column (:func:`_arrow_times`), one asset's OHLCV or a wide table of closes, all
+    numeric. Returns None for anything else (a long table, text in a number column, a date and
+    a time column, missing timestamps, ...): the caller then goes through pandas, whose checks
+    name the problem. The same MarketData as ``from_frame(table.to_pandas(), ...)``."""
+    names = table.column_names
+    if table.num_rows == 0 or len(set(names)) != len(names):
+        return None
+    cols = _columns(table, source)
+    if "date" in cols and "time" in cols and not ("timestamp" in cols or "datetime" in cols):
+        return None
+    ts_col = next((cols[k] for k in TIMESTAMP_NAMES if k in cols), None)
+    if ts_col is None or any(k in cols for k in ASSET_NAMES):
+        return None
+    ts = _arrow_times(table.column(ts_col))
+    if ts is None:
+        return None
+    close_col = next((cols[k] for k in CLOSE_NAMES if k in cols), None)
+    fields = {k: cols[k] for k in FIELD_NAMES if k in cols}
+    if close_col is None and fields:
+        return None
+    if close_col is None:  # wide: one close column per asset
+        wide = [c for c in names if c != ts_col and not _ignored(c)]
+        if not wide:
+            return None
+        close = np.empty((len(wide), len(ts)))
+        for i, c in enumerate(wide):
+            v = _arrow_numbers(table.column(c))
+            if v is None or v is False:
+                return None
+            close[i] = v
+        _check_order(ts, ts_col, source)
+        market = MarketData(timestamps=ts, assets=tuple(str(c).strip() for c in wide),
+                            close=close, source=source)
+        return validate_market(market, Where(wide=True, in_file=True))
+    fields["close"] = close_col
+    skip = {ts_col} | set(fields.values()) | {c for k, c in cols.items() if k in CLOSE_NAMES}
+    arrays: dict[str, np.ndarray] = {}
+    for f, c in fields.items():
+        v = _arrow_numbers(table.column(c))
+        if v is None or v is False:
+            return None
+        arrays[f] = v[None, :]
+    extra: dict[str, np.ndarray] = {}
+    for c in names:
+        if c in skip or _ignored(c):
+            continue
+        v = _arrow_numbers(table.column(c))
+        if v is None:
+            return None
+        if v is not False:
+            extra[_extra_name(c)] = v[None, :]
+    _check_order(ts, ts_col, source)
+    name = asset if asset is not None else _stem(source)
+    market = MarketData(timestamps=ts, assets=(name,), extra=extra, source=source, **arrays)
+    return validate_market(market, Where(columns=fields, in_file=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +753,8 @@ def _wide(frame: pd.DataFrame, ts: np.ndarray, label: str, used: set[str], sourc
 
 def _long(frame: pd.DataFrame, ts: np.ndarray, label: str, asset_col: str,
           fields: dict[str, str], skip: set[str], source: str, file_rows: bool) -> MarketData:
+    import pandas as pd
+
     sym = frame[asset_col]
     missing = (sym.isna() | (sym.astype("str").str.strip() == "")).to_numpy()
     if missing.any():

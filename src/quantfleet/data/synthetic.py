@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
-import pandas as pd
 
 from quantfleet.data.market import MarketData
 from quantfleet.errors import DataError, did_you_mean
@@ -95,6 +94,8 @@ def gbm(bars: int = 1000, assets: int = 1, seed: int = 0, vol: float = 0.2, drif
 
     Returns MarketData with float64 arrays of shape (assets, bars).
     """
+    import pandas as pd
+
     src = source or (
         f"synthetic:gbm?bars={bars}&assets={assets}&seed={seed}&vol={vol}&drift={drift}"
         f"&start={start}&freq={freq}&funding={int(funding)}&price={price}"

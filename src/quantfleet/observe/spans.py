@@ -210,11 +210,33 @@ class SpanRecorder:
         return cls(Span.from_dict(r) for r in rows)
 
     def to_arrow(self) -> Any:
-        """A ``pyarrow.Table`` with :func:`span_schema`."""
+        """A ``pyarrow.Table`` with :func:`span_schema` (a NaN ``cpu_s`` is a value, not a
+        null). Built through numpy (``data.arrow``: no pandas import, which pyarrow's own
+        conversion of Python values does), through ``from_pydict`` if a value is not of its
+        column's type."""
+        import numpy as np
         import pyarrow as pa
 
+        from quantfleet.data.arrow import from_numpy, strings
+
+        schema = span_schema()
         cols = {f: [getattr(s, f) for s in self._spans] for f in SPAN_FIELDS}
-        return pa.Table.from_pydict(cols, schema=span_schema())
+        arrays = []
+        for f in schema:
+            v = cols[f.name]
+            if pa.types.is_string(f.type) and all(isinstance(x, str) for x in v):
+                arrays.append(strings(v))
+            elif pa.types.is_floating(f.type) and all(
+                    isinstance(x, (float, int)) and not isinstance(x, bool) for x in v):
+                arrays.append(from_numpy(np.array(v, dtype=np.float64)))
+            elif pa.types.is_integer(f.type) and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in v):
+                arrays.append(from_numpy(np.array(v, dtype=np.int64)))
+            elif pa.types.is_boolean(f.type) and all(isinstance(x, bool) for x in v):
+                arrays.append(from_numpy(np.array(v, dtype=bool)))
+            else:
+                return pa.Table.from_pydict(cols, schema=schema)
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     @classmethod
     def from_arrow(cls, table: Any) -> SpanRecorder:

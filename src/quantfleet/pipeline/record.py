@@ -273,13 +273,15 @@ def run_summary(ctx: RunContext, outcome: RunOutcome) -> dict[str, Any]:
 def recorded_run(config: PipelineConfig, command: str, *, record: bool = True,
                  run_id: str | None = None, log: Callable[[str], None] = print,
                  progress: bool = False,
-                 after_close: Callable[[RunOutcome], None] | None = None
+                 after_close: Callable[[RunOutcome], None] | None = None,
+                 metrics_if_asked: bool = False
                  ) -> Iterator[tuple[RunContext, RunOutcome]]:
     """The life of one run, the same for a research command and a flow run: its metrics
     served (:func:`start_metrics`), the run opened, the body's stages recorded into the
     outcome, the run closed (``failed`` with the error if the body raises), ``after_close``
-    (the flow's report and Prefect artifacts), then the metrics pushed and stopped."""
-    metrics = start_metrics(log)
+    (the flow's report and Prefect artifacts), then the metrics pushed and stopped
+    (``metrics_if_asked``: :func:`start_metrics`'s ``asked_only``)."""
+    metrics = start_metrics(log, asked_only=metrics_if_asked)
     ctx: RunContext | None = None
     error: BaseException | None = None
     try:
@@ -307,11 +309,14 @@ def recorded_run(config: PipelineConfig, command: str, *, record: bool = True,
 
 
 def run_stages(config: PipelineConfig, command: str, *, record: bool = True,
-               log: Callable[[str], None] = print, progress: bool = False) -> RunOutcome:
+               log: Callable[[str], None] = print, progress: bool = False,
+               metrics_if_asked: bool = False) -> RunOutcome:
     """Run ``config``'s enabled stages in this process, without Prefect: what a research
     command does (``quantfleet sweep`` is the data and sweep stages of a one-section config).
-    Its metrics are served while it runs and pushed when it ends (:func:`recorded_run`)."""
-    with recorded_run(config, command, record=record, log=log, progress=progress) as (ctx, out):
+    Its metrics are served while it runs and pushed when it ends (:func:`recorded_run`;
+    ``metrics_if_asked``: only when asked for, :func:`start_metrics`)."""
+    with recorded_run(config, command, record=record, log=log, progress=progress,
+                      metrics_if_asked=metrics_if_asked) as (ctx, out):
         for stage in enabled_stages(config):
             before = time.time()
             inputs = stage_inputs(config, stage, out.stages)
@@ -337,14 +342,17 @@ def pushgateway_url() -> str | None:
     return url.rstrip("/")
 
 
-def start_metrics(log: Callable[[str], None]) -> Any:
+def start_metrics(log: Callable[[str], None], *, asked_only: bool = False) -> Any:
     """The run's ``RunMetrics``, served on 127.0.0.1 (``QUANTFLEET_METRICS_PORT``, default a
     free port) while it runs; ``QUANTFLEET_METRICS=0``: none. Pass it to :func:`open_run` and
     end it with :func:`finish_metrics` (which pushes to ``QUANTFLEET_PUSHGATEWAY`` if set).
 
     Metrics need ``prometheus_client`` (the ``state`` extra): without it a run has none,
     unless they are asked for (``QUANTFLEET_METRICS`` set to anything but 0,
-    ``QUANTFLEET_METRICS_PORT`` or ``QUANTFLEET_PUSHGATEWAY`` set), then it stops in one line."""
+    ``QUANTFLEET_METRICS_PORT`` or ``QUANTFLEET_PUSHGATEWAY`` set), then it stops in one line.
+
+    ``asked_only``: none unless asked for that way (``quantfleet backtest``: one backtest in
+    this process, over before a scrape could see it; the variables are still checked)."""
     from quantfleet.errors import ConfigError
 
     switch = os.environ.get("QUANTFLEET_METRICS", "").strip()
@@ -355,6 +363,8 @@ def start_metrics(log: Callable[[str], None]) -> Any:
     if port and not port.isdigit():
         raise ConfigError(f"QUANTFLEET_METRICS_PORT: {port!r} is not a port number; set it "
                           f"to 0-65535 or unset it (a free port)")
+    if asked_only and not (switch or port or gateway):
+        return None
     try:
         import prometheus_client  # noqa: F401
     except ImportError:

@@ -266,12 +266,14 @@ def market_table(market: Any) -> Any:
     import numpy as np
     import pyarrow as pa
 
-    ts = pa.array(np.asarray(market.timestamps).astype("datetime64[ns]", copy=False))
+    from quantfleet.data.arrow import from_numpy, repeat_string
+
+    ts = from_numpy(np.asarray(market.timestamps).astype("datetime64[ns]", copy=False))
     fields = list(market.columns())
     batches = []
     for a, name in enumerate(market.assets):
-        cols = [ts, pa.repeat(pa.scalar(str(name)), len(ts))]
-        cols += [pa.array(np.asarray(market.field(f)[a])) for f in fields]
+        cols = [ts, repeat_string(str(name), len(ts))]
+        cols += [from_numpy(np.asarray(market.field(f)[a])) for f in fields]
         batches.append(pa.RecordBatch.from_arrays(cols, ["timestamp", "asset", *fields]))
     return pa.Table.from_batches(batches)
 
@@ -300,14 +302,25 @@ def backtest_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, A
                      long_short=cfg.long_short, ppy=cfg.periods_per_year,
                      execution=ctx.execution())
     ctx.results["backtest"] = rows
-    import pandas as pd
-
-    table = pd.DataFrame([{**{k: v for k, v in r.items() if k not in ("params", "execution")},
-                           "params": json.dumps(r["params"], sort_keys=True),
-                           "execution": json.dumps(r["execution"], sort_keys=True)}
-                          for r in rows])
-    return {"results": ctx.put(table, "backtest_results")}, {
+    return {"results": ctx.put(_backtest_table(rows), "backtest_results")}, {
         "strategy": cfg.strategy, "assets": len(rows), "params": rows[0]["params"] if rows else {}}
+
+
+def _backtest_table(rows: list[dict[str, Any]]) -> Any:
+    """The backtest stage's results table, one row per asset (params and execution as sorted
+    JSON text): built without pandas (``data.arrow.table_from_rows``: the columns and types a
+    DataFrame of the rows gives), through a DataFrame only for values it does not take."""
+    from quantfleet.data.arrow import table_from_rows
+
+    flat = [{**{k: v for k, v in r.items() if k not in ("params", "execution")},
+             "params": json.dumps(r["params"], sort_keys=True),
+             "execution": json.dumps(r["execution"], sort_keys=True)} for r in rows]
+    table = table_from_rows(flat)
+    if table is None:
+        import pandas as pd
+
+        table = pd.DataFrame(flat)
+    return table
 
 
 def sweep_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
