@@ -38,11 +38,11 @@ def _tables(name: str):
         return lambda m, p: sma_table(_f(m, 'close'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "ema_cross":
-        from quantfleet.strategies.trend import _ema_table
+        from quantfleet.strategies.trend import _ema_table_interleaved as _ema_table
         return lambda m, p: _ema_table(_f(m, 'close'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "bollinger":
-        from quantfleet.strategies.reversion import _bollinger_tables
+        from quantfleet.strategies.reversion import _bollinger_tables_fused as _bollinger_tables
         return lambda m, p: _bollinger_tables(_f(m, 'close'), unique_windows(p[:, 0].copy())[0])
     if name == "donchian":
         from quantfleet.strategies.breakout import _channel_tables_blocked as _channel_tables
