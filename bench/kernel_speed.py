@@ -31,24 +31,26 @@ def _f(market, name: str) -> np.ndarray:
 
 
 def _tables(name: str):
-    """A callable building ``name``'s indicator tables for ``params`` (as its fast path does)."""
-    from quantfleet.kernels.indicators import sma_table, unique_windows
+    """A callable building ``name``'s indicator tables for ``params`` as its fast path does (the
+    per-bar kernel's table function on a source tree from before the fast-path tables)."""
+    from quantfleet.kernels.indicators import unique_windows
 
-    if name == "sma_cross":
-        return lambda m, p: sma_table(_f(m, 'close'), unique_windows(
-            np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "ema_cross":
-        from quantfleet.strategies.trend import _ema_table_interleaved as _ema_table
+        from quantfleet.strategies import trend
+        _ema_table = getattr(trend, "_ema_table_interleaved", trend._ema_table)
         return lambda m, p: _ema_table(_f(m, 'close'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "bollinger":
-        from quantfleet.strategies.reversion import _bollinger_tables_fused as _bollinger_tables
+        from quantfleet.strategies import reversion
+        _bollinger_tables = getattr(reversion, "_bollinger_tables_fused",
+                                    reversion._bollinger_tables)
         return lambda m, p: _bollinger_tables(_f(m, 'close'), unique_windows(p[:, 0].copy())[0])
     if name == "donchian":
-        from quantfleet.strategies.breakout import _channel_tables_blocked as _channel_tables
+        from quantfleet.strategies import breakout
+        _channel_tables = getattr(breakout, "_channel_tables_blocked", breakout._channel_tables)
         return lambda m, p: _channel_tables(_f(m, 'high'), _f(m, 'low'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
-    return None  # sma_trend: one prefix sum, no table
+    return None  # sma_cross, sma_trend: one prefix sum of close, no table
 
 
 def table_times(reps: int, max_combos: int, names: tuple[str, ...]) -> dict:
