@@ -198,14 +198,15 @@ def backtest_runs(run: Runner, n: int) -> dict:
 
 # --- 6. the kernel alone ----------------------------------------------------------------------
 
-def kernel_throughput(reps: int, max_combos: int) -> dict:
+def kernel_throughput(reps: int, max_combos: int,
+                      names: tuple[str, ...] = KERNEL_STRATEGIES) -> dict:
     from quantfleet.backtest.job import BacktestJob, evaluate
     from quantfleet.data import load
     from quantfleet.strategies import get
 
     market = load(DATA)
     out = {}
-    for name in KERNEL_STRATEGIES:
+    for name in names:
         strat = get(name)
         if name == "sma_cross":
             params = np.array([(f, s) for f in range(5, 50, 2) for s in range(20, 201, 4)

@@ -437,7 +437,8 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
     ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
     returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
-    time; its bytes from ``m`` on are overwritten.
+    time; its bytes from ``m`` on are overwritten. ``ct`` and ``cp`` hold at least ``m`` rounded
+    up to a multiple of 8 (entries past the returned count are scratch).
     """
     if m <= 0:
         return 0
@@ -459,12 +460,13 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
         d = x ^ ((x << eight) | carry)
         carry = x >> np.uint64(56)
         if d:
+            # every bar of the word written, the count advanced by its change bit: no branch
+            # to mispredict when changes are dense (index k never passes bar 8 * wi + j)
             for j in range(8):
                 sh = np.uint64(8 * j)
-                if (d >> sh) & one:
-                    ct[k] = t0 + 8 * wi + j
-                    cp[k] = pos1 if (x >> sh) & one else pos0
-                    k += 1
+                ct[k] = t0 + 8 * wi + j
+                cp[k] = pos1 if (x >> sh) & one else pos0
+                k += np.int64((d >> sh) & one)
     return k
 
 

@@ -59,6 +59,60 @@ def _channel_tables(high, low, windows):
 
 
 @njit(cache=True)
+def _channel_tables_blocked(high, low, windows):
+    """:func:`_channel_tables` by van Herk / Gil-Werman blocks: per window ``w``, the running
+    max (min) from each block start of ``w`` bars and from each block end back, so the extreme of
+    bars ``t-w+1..t`` is the larger (smaller) of two table entries, three passes without a
+    deque. The same values as the deque when high and low have no NaN (a zero's sign aside,
+    which no comparison sees); with a NaN it returns the deque's tables."""
+    n = high.shape[0]
+    for t in range(n):
+        if np.isnan(high[t]) or np.isnan(low[t]):
+            return _channel_tables(high, low, windows)
+    k = windows.shape[0]
+    hh = np.empty((k, n))
+    ll = np.empty((k, n))
+    gh = np.empty(n)
+    hb = np.empty(n)
+    gl = np.empty(n)
+    lb = np.empty(n)
+    for i in range(k):
+        w = int(windows[i])
+        oh = hh[i]
+        ol = ll[i]
+        if w < 1 or w > n:
+            oh[:] = np.nan
+            ol[:] = np.nan
+            continue
+        for b0 in range(0, n, w):
+            b1 = min(n, b0 + w)
+            a = high[b0]
+            c = low[b0]
+            gh[b0] = a
+            gl[b0] = c
+            for t in range(b0 + 1, b1):
+                a = max(a, high[t])
+                c = min(c, low[t])
+                gh[t] = a
+                gl[t] = c
+            a = high[b1 - 1]
+            c = low[b1 - 1]
+            hb[b1 - 1] = a
+            lb[b1 - 1] = c
+            for t in range(b1 - 2, b0 - 1, -1):
+                a = max(a, high[t])
+                c = min(c, low[t])
+                hb[t] = a
+                lb[t] = c
+        oh[:w - 1] = np.nan
+        ol[:w - 1] = np.nan
+        for t in range(w - 1, n):
+            oh[t] = max(hb[t - w + 1], gh[t])
+            ol[t] = min(lb[t - w + 1], gl[t])
+    return hh, ll
+
+
+@njit(cache=True)
 def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                     long_short, start, out, returns_out):
     """Donchian channel breakout, Turtle style. params: entry, exit.
@@ -111,7 +165,7 @@ def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
     fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
-    hh, ll = _channel_tables(high, low, uniq)
+    hh, ll = _channel_tables_blocked(high, low, uniq)
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)

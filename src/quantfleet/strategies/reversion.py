@@ -83,6 +83,60 @@ def _bollinger_tables(close, windows):
 
 
 @njit(cache=True)
+def _bollinger_tables_fused(close, windows):
+    """:func:`_bollinger_tables` with the SMA and the population std of a window computed in one
+    loop over the bars (two independent dependency chains that overlap) and the std's
+    every-``w``-bars recomputation tracked by a counter instead of a modulo; each value is the
+    same operations in the same order as ``sma`` and ``rolling_pstd``, hence the same bits."""
+    n = close.shape[0]
+    k = windows.shape[0]
+    mid = np.empty((k, n))
+    sd = np.empty((k, n))
+    for i in range(k):
+        w = int(windows[i])
+        mr = mid[i]
+        sr = sd[i]
+        mr[:] = np.nan
+        sr[:] = np.nan
+        if w < 1 or w > n:
+            continue
+        s = 0.0
+        for t in range(w - 1):
+            s += close[t]
+        m = 0.0
+        ss = 0.0
+        phase = 0
+        short = w <= 16
+        for t in range(w - 1, n):
+            s += close[t]
+            if t >= w:
+                s -= close[t - w]
+            mr[t] = s / w
+            if short or phase == 0:
+                m = 0.0
+                for j in range(t - w + 1, t + 1):
+                    m += close[j]
+                m /= w
+                ss = 0.0
+                for j in range(t - w + 1, t + 1):
+                    d = close[j] - m
+                    ss += d * d
+            else:
+                new = close[t]
+                old = close[t - w]
+                m_new = m + (new - old) / w
+                ss += (new - old) * (new - m_new + old - m)
+                m = m_new
+                if ss < 0.0:
+                    ss = 0.0
+            sr[t] = np.sqrt(ss / w)
+            phase += 1
+            if phase == w:
+                phase = 0
+    return mid, sd
+
+
+@njit(cache=True)
 def bollinger_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                      long_short, start, out, returns_out):
     """Band reversion around SMA(window) +- k * std(window). params: window, k."""
@@ -114,7 +168,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     uniq, idx = unique_windows(params[:, 0].copy())
-    mid, sd = _bollinger_tables(close, uniq)
+    mid, sd = _bollinger_tables_fused(close, uniq)
     m = params.shape[0]
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)

@@ -125,6 +125,67 @@ def _ema_table(close, windows):
 
 
 @njit(cache=True)
+def _ema_seed(close, w, row, upto):
+    """``ema(close, w)`` into ``row`` up to bar ``upto`` (exclusive); returns the last value."""
+    alpha = 2.0 / (w + 1.0)
+    s = 0.0
+    for t in range(w):
+        s += close[t]
+    v = s / w
+    row[:w - 1] = np.nan
+    row[w - 1] = v
+    for t in range(w, upto):
+        v = alpha * close[t] + (1.0 - alpha) * v
+        row[t] = v
+    return v
+
+
+@njit(cache=True)
+def _ema_table_interleaved(close, windows):
+    """:func:`_ema_table` with four windows' recurrences advanced in one loop over the bars, so
+    the four dependency chains overlap; each value is the same operations in the same order as
+    :func:`ema`, hence the same bits."""
+    n = close.shape[0]
+    k = windows.shape[0]
+    table = np.empty((k, n))
+    i = 0
+    while i < k:
+        if i + 4 > k or windows[i] < 1 or windows[i + 3] > n:
+            table[i] = ema(close, int(windows[i]))
+            i += 1
+            continue
+        w0 = int(windows[i])
+        w1 = int(windows[i + 1])
+        w2 = int(windows[i + 2])
+        w3 = int(windows[i + 3])
+        top = max(max(w0, w1), max(w2, w3))
+        r0 = table[i]
+        r1 = table[i + 1]
+        r2 = table[i + 2]
+        r3 = table[i + 3]
+        v0 = _ema_seed(close, w0, r0, top)
+        v1 = _ema_seed(close, w1, r1, top)
+        v2 = _ema_seed(close, w2, r2, top)
+        v3 = _ema_seed(close, w3, r3, top)
+        a0 = 2.0 / (w0 + 1.0)
+        a1 = 2.0 / (w1 + 1.0)
+        a2 = 2.0 / (w2 + 1.0)
+        a3 = 2.0 / (w3 + 1.0)
+        for t in range(top, n):
+            x = close[t]
+            v0 = a0 * x + (1.0 - a0) * v0
+            v1 = a1 * x + (1.0 - a1) * v1
+            v2 = a2 * x + (1.0 - a2) * v2
+            v3 = a3 * x + (1.0 - a3) * v3
+            r0[t] = v0
+            r1[t] = v1
+            r2[t] = v2
+            r3[t] = v3
+        i += 4
+    return table
+
+
+@njit(cache=True)
 def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                      long_short, start, out, returns_out):
     """Long 1 while EMA_fast > EMA_slow, else 0 (-1 in long/short mode). params: fast, slow."""
@@ -156,7 +217,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     fp = fp_prepare(close, long_short)
     both = np.concatenate((params[:, 0], params[:, 1]))
     uniq, idx = unique_windows(both)
-    table = _ema_table(close, uniq)
+    table = _ema_table_interleaved(close, uniq)
     m = params.shape[0]
     low_pos = -1.0 if long_short else 0.0
     state = fp_state(m, start)
