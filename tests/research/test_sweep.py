@@ -165,7 +165,18 @@ def test_sweep_pbo_comes_from_its_own_jobs_blocks_whatever_the_chunking(market, 
     for res in results:
         of = res.overfit
         assert of["pbo_trials"] == 2 * res.n_combos == 96 and of["pbo_note"] is None
-        assert of["pbo"] == want
+    # the per-bar path (no fast path) reduces the very returns pbo() is given: the same PBO
+    assert results[2].overfit["pbo"] == want
+    # the fast path books the same blocks to rounding (docs/conventions.md, "Fast path"), and
+    # the same PBO whatever the chunking; a split whose in-sample winner or out-of-sample rank
+    # is decided by an exact tie (two combos equal on every block of a union) can break the
+    # tie the other way, so the two PBOs agree to a few of the 12,870 splits
+    from quantfleet.backtest.blocks import BlockStats
+    from quantfleet.research.overfit import pbo_from_blocks
+    fast = [strat.run_asset_blocks(market, a, params, 16, ppy=252.0) for a in range(2)]
+    own = pbo_from_blocks(BlockStats.concat([BlockStats(*f[1:]) for f in fast])).pbo
+    assert results[0].overfit["pbo"] == results[1].overfit["pbo"] == own
+    assert abs(own - want) <= 10 / 12870
     with pytest.raises(TypeError, match="pbo_max_trials"):
         sweep(market, "sma_cross", grid, pbo_max_trials=10)
 

@@ -24,6 +24,7 @@ groups), logit ``λ = ln(ω / (1 − ω))``, PBO the share of splits with ``λ �
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from quantfleet.backtest.job import BacktestJob, evaluate
+from quantfleet.backtest.terms import Terms
 from quantfleet.errors import QuantfleetError
 from quantfleet.kernels.metrics import RETURN_METRIC_NAMES, metric_sign, metrics_from_returns
 
@@ -291,19 +294,19 @@ class CpcvSummary:
     walk: Callable[[Any, Any, Any], dict[str, Any]]
 
     def __call__(self, market: Any, jobs: Any, results: Any) -> dict[str, Any]:
-        from quantfleet.strategies.registry import get
-
         out = self.walk(market, jobs, results)
         job = jobs[0]
         t = job.terms
         ppy = float(t.ppy if t.ppy is not None else market.periods_per_year)
         a = job.assets[0]
-        strat = get(job.strategy)
         warm = int(market.first_valid()[a])
-        _, earned, pos = strat.run_asset(market, a, job.params, fee_rate=0.0, ppy=ppy,
-                                         long_short=bool(t.long_short), start=warm,
-                                         stop=self.hi, warm_from=None, returns=True,
-                                         positions=True)
+        # every combo's positions and earned P&L (its per-bar return at zero fees) over the
+        # asset's history up to the span's end, through the one backtest worker
+        bare = BacktestJob(job.strategy, (a,), job.params, start=warm, stop=self.hi,
+                           terms=Terms(fee_rate=0.0, ppy=ppy, long_short=bool(t.long_short)),
+                           keep="returns")
+        earned = evaluate(market, bare).series[0]
+        pos = evaluate(market, dataclasses.replace(bare, keep="positions")).series[0]
         off = self.lo - warm
         res = cpcv_pair(np.ascontiguousarray(pos[:, off:]), np.ascontiguousarray(earned[:, off:]),
                         self.cv, job.walk.metric, float(t.fee_rate), ppy)
