@@ -74,6 +74,28 @@ def test_an_unrecorded_run_leaves_nothing(store_url):
     assert Store.open(store_url).run_ids() == []
 
 
+def test_an_unrecorded_run_hashes_its_market_without_keeping_it(store_url, monkeypatch):
+    from quantfleet.pipeline.record import run_stages
+    from quantfleet.store.artifacts import ArtifactStore
+
+    kinds: list[str] = []
+    put = ArtifactStore.put_table
+
+    def spy(self, table, kind="table"):
+        kinds.append(kind)
+        return put(self, table, kind)
+
+    monkeypatch.setattr(ArtifactStore, "put_table", spy)
+    recorded = run_stages(_config(store_url), "sweep", log=lambda m: None)
+    assert "market" in kinds
+    kinds.clear()
+    unrecorded = run_stages(_config(store_url), "sweep", record=False, log=lambda m: None)
+    # no stage reads the market from the store: an unrecorded run only hashes it (same ref)
+    assert "market" not in kinds and "sweep_results" in kinds
+    assert (unrecorded.stages["data"]["outputs"]["market"]
+            == recorded.stages["data"]["outputs"]["market"])
+
+
 def test_a_failed_run_is_recorded_as_failed(store_url):
     from quantfleet.pipeline.record import run_stages
     from quantfleet.store import Store

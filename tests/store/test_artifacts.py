@@ -47,6 +47,19 @@ def test_same_table_same_bytes_and_hash(store):
     assert store.get_table(store.put_table(df, kind="t")).to_pandas().equals(df)
 
 
+def test_table_ref_is_put_tables_ref_without_storing(store):
+    # a table large enough that the writer hands its bytes over in several pieces
+    big = pa.concat_tables([_table(20_000, seed=s) for s in range(3)])
+    for t in (_table(), big, _table().to_pandas()):
+        ref = store.table_ref(t, kind="market")
+        assert not store.exists(ref)  # nothing stored
+        data, rows = table_bytes(t)
+        assert ref == ArtifactRef(hashlib.sha256(data).hexdigest(),
+                                  artifact_key(hashlib.sha256(data).hexdigest(), "parquet"),
+                                  "market", "parquet", len(data), rows)
+        assert store.put_table(t, kind="market") == ref
+
+
 def test_parquet_bytes_are_the_same_in_another_process():
     code = ("import numpy as np, pyarrow as pa, hashlib\n"
             "from quantfleet.store import table_bytes\n"

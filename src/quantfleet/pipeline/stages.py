@@ -237,9 +237,16 @@ class RunContext:
             return None
         return self.home / "checkpoints" / stage if value == "auto" else Path(value)
 
-    def put(self, value: Any, kind: str) -> Any:
+    def put(self, value: Any, kind: str, *, read_back: bool = True) -> Any:
         """Put a table (DataFrame / Arrow / a .parquet file) or a JSON document as ``kind``
-        (a ``driver.store`` span of the current stage)."""
+        (a ``driver.store`` span of the current stage).
+
+        ``read_back=False``: no stage of this run reads the table from the store (the data
+        stage's market: the stages use :attr:`market`), so an unrecorded run, whose store is
+        thrown away at its end, only hashes it (``store.table_ref``: the same ref, no bytes
+        kept in memory); a recorded run stores it as usual."""
+        if not read_back and self.manifest is None and not isinstance(value, (dict, list, str, Path)):
+            return self.timed(self.stage, "driver.store", self.store.table_ref, value, kind=kind)
         if isinstance(value, (dict, list)):
             return self.timed(self.stage, "driver.store", self.store.put_json, value, kind=kind)
         if isinstance(value, (str, Path)):
@@ -288,7 +295,8 @@ def data_stage(ctx: RunContext, inputs: dict[str, str]) -> tuple[dict[str, Any],
             "source": ds.reference, "assets": v.n_assets, "bars": v.n_bars,
             "start": str(v.timestamps[0])[:10], "end": str(v.timestamps[-1])[:10]}
     m = ctx.market
-    return {"market": ctx.put(ctx.timed("data", "driver.tables", market_table, m), "market")}, {
+    return {"market": ctx.put(ctx.timed("data", "driver.tables", market_table, m), "market",
+                              read_back=False)}, {
         "source": m.source, "assets": m.n_assets, "bars": m.n_bars,
         "start": str(m.timestamps[0])[:10], "end": str(m.timestamps[-1])[:10]}
 

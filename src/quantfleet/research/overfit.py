@@ -73,7 +73,10 @@ def _finite_returns(returns: Any, what: str) -> np.ndarray:
     if r.ndim != 1:
         raise QuantfleetError(f"{what} must be 1-D (one return per bar), got shape {r.shape}; "
                               "pass one strategy's returns, e.g. returns[:, k]")
-    return r[np.isfinite(r)]
+    fin = np.isfinite(r)
+    # a contiguous series with every bar finite is read in place (the same values, in the same
+    # layout, as its finite copy would be: the same sums), not copied
+    return r if r.flags.c_contiguous and fin.all() else r[fin]
 
 
 def return_moments(returns: Any) -> tuple[float, int, float, float]:
@@ -97,14 +100,18 @@ def return_moments(returns: Any) -> tuple[float, int, float, float]:
     if n < 2:
         raise QuantfleetError(f"returns: need at least 2 finite bars to estimate a Sharpe ratio, "
                               f"got {n}")
-    d = r - r.mean()
-    m2 = float(np.mean(d * d))
+    mean = r.mean()
+    d = r - mean
+    # one scratch series for the powers of d (d * d, d**3, d**4 each in turn), d**4 over d
+    buf = np.multiply(d, d)
+    m2 = float(np.mean(buf))
     if m2 <= 0.0:
         return math.nan, n, 0.0, 3.0
     sd = math.sqrt(m2 * n / (n - 1))
-    skew = float(np.mean(d**3)) / m2**1.5
-    kurt = float(np.mean(d**4)) / m2**2
-    return float(r.mean()) / sd, n, skew, kurt
+    skew = float(np.mean(np.power(d, 3, out=buf))) / m2**1.5
+    del buf
+    kurt = float(np.mean(np.power(d, 4, out=d))) / m2**2
+    return float(mean) / sd, n, skew, kurt
 
 
 def _sr_variance_factor(sr: float, skew: float, kurt: float) -> float:

@@ -283,9 +283,11 @@ def _winner_overfit(strat: Strategy, market: MarketData, winner: Any, rows: Sequ
     n_sr, _, m2 = sr_stats[0]
     var_trials = m2 / (n_sr - 1) / terms.ppy if n_sr > 1 else 0.0  # per-bar Sharpe variance
     params = np.array([[float(winner[d.name]) for d in strat.space.dims]])
-    rets = evaluate(market, BacktestJob(strat.name, (a,), params, terms=terms,
-                                        keep="returns")).series[0]
-    sr, n, skew, kurt = return_moments(rets[0])
+    # the winner's returns on their own: the kernel's buffer also holds its positions
+    rets = np.array(evaluate(market, BacktestJob(strat.name, (a,), params, terms=terms,
+                                                 keep="returns")).series[0][0])
+    sr, n, skew, kurt = return_moments(rets)
+    del rets
     n_trials = int(n_ranked)
     dsr = deflated_sharpe(sr, n, skew, kurt, n_trials, var_trials)
     among = (f"{n_assets} asset{'s' if n_assets != 1 else ''} × {n_combos} "

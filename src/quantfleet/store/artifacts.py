@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import math
 import os
@@ -67,17 +68,10 @@ joins them (rows: one after another; columns: side by side)."""
 
 # ---------------------------------------------------------------- canonical bytes
 
-def table_bytes(table: Any) -> tuple[bytes, int]:
-    """Deterministic Parquet bytes and row count of a ``pyarrow.Table`` / ``RecordBatch`` /
-    ``pandas.DataFrame``.
-
-    Parquet itself records no timestamps; the writer's options are fixed
-    (:data:`PARQUET_OPTIONS`) and chunks are combined first, so equal tables give equal bytes.
-    A DataFrame keeps its index the way ``DataFrame.to_parquet`` does (a RangeIndex as
-    metadata, any other index as columns).
-    """
+def _as_table(table: Any) -> pa.Table:
+    """A ``pyarrow.Table`` / ``RecordBatch`` / ``pandas.DataFrame`` as one Arrow table with its
+    chunks combined (what :data:`PARQUET_OPTIONS` writes to the same bytes every time)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
@@ -87,18 +81,58 @@ def table_bytes(table: Any) -> tuple[bytes, int]:
         else:
             raise TypeError(f"put_table expects a pyarrow.Table, RecordBatch or pandas.DataFrame "
                             f"(got {type(table).__name__}); use put_json for dicts and lists")
-    table = table.combine_chunks()
+    return table.combine_chunks()
+
+
+def _write_parquet(table: pa.Table, sink: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, sink, **PARQUET_OPTIONS)
+    # Arrow's allocator keeps the writer's freed buffers for reuse: hand them back, or a
+    # large table's encoding buffers stay in the process for the rest of the run
+    pa.default_memory_pool().release_unused()
+
+
+def table_bytes(table: Any) -> tuple[bytes, int]:
+    """Deterministic Parquet bytes and row count of a ``pyarrow.Table`` / ``RecordBatch`` /
+    ``pandas.DataFrame``.
+
+    Parquet itself records no timestamps; the writer's options are fixed
+    (:data:`PARQUET_OPTIONS`) and chunks are combined first, so equal tables give equal bytes.
+    A DataFrame keeps its index the way ``DataFrame.to_parquet`` does (a RangeIndex as
+    metadata, any other index as columns).
+    """
     import tempfile
 
+    table = _as_table(table)
     # through a temporary file, not a growing in-memory buffer: the writer's output would be
     # reallocated (and held twice) as it grows, then copied once more into bytes
     with tempfile.TemporaryFile() as f:
-        pq.write_table(table, f, **PARQUET_OPTIONS)
-        # Arrow's allocator keeps the writer's freed buffers for reuse: hand them back, or a
-        # large table's encoding buffers stay in the process for the rest of the run
-        pa.default_memory_pool().release_unused()
+        _write_parquet(table, f)
         f.seek(0)
         return f.read(), table.num_rows
+
+
+class _HashSink(io.RawIOBase):
+    """A write-only file that keeps only the sha256 and the size of what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        self.sha.update(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self.size
 
 
 def _clean(v: Any, where: str) -> Any:
@@ -530,6 +564,18 @@ class ArtifactStore:
         """Store a ``pyarrow.Table`` / ``DataFrame`` as deterministic Parquet; same table, same hash."""
         data, rows = table_bytes(table)
         return self._put(data, "parquet", kind, rows)
+
+    def table_ref(self, table: Any, kind: str = "table") -> ArtifactRef:
+        """The :class:`ArtifactRef` :meth:`put_table` would return, without storing anything:
+        the Parquet bytes are hashed as the writer produces them, never held (an unrecorded
+        run's market, whose bytes no one reads back). Nothing is added to the store."""
+        kind = check_kind(kind)
+        table = _as_table(table)
+        sink = _HashSink()
+        _write_parquet(table, sink)
+        h = sink.sha.hexdigest()
+        return ArtifactRef(h, artifact_key(h, "parquet"), kind, "parquet", sink.size,
+                           table.num_rows)
 
     def put_parquet_file(self, path: str | os.PathLike, kind: str = "table") -> ArtifactRef:
         """Store a Parquet file's bytes as they are (no table in memory: a result a driver
