@@ -278,7 +278,7 @@ def _store(state, c, st):
         s[i] = st[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
     each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
@@ -292,7 +292,11 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         S = 0: no blocks)
 
     One function body on purpose: numba counts references on every array handed to an inlined
-    helper, once per call, which would cost more than the booking itself.
+    helper, once per call, which would cost more than the booking itself. ``error_model="numpy"``
+    for the same reason: without division-by-zero raise paths (no divisor here is 0: closes and
+    peaks are > 0, blocks are >= 1 bar) numba can drop most of the reference counting of the
+    argument arrays on entry and exit, a per-call cost paid once per combo and chunk; the
+    results are the same bits.
     """
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
