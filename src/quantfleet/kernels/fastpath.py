@@ -496,11 +496,10 @@ def fp_next_event(flags, i, m, mask):
         i += 1
     if i >= m:
         return m
-    w = flags.view(np.uint64)
-    rep = np.uint64(mask) * np.uint64(0x0101010101010101)
-    for wi in range(i >> 3, (m + 7) >> 3):
-        if w[wi] & rep:
-            j = wi << 3
+    for j in range(i, (m + 7) & ~7, 8):
+        # the OR of 8 bytes, no uint64 view: building a view costs a reference count per call
+        if (flags[j] | flags[j + 1] | flags[j + 2] | flags[j + 3] | flags[j + 4] | flags[j + 5]
+                | flags[j + 6] | flags[j + 7]) & mask:
             while not (flags[j] & mask):
                 j += 1
             return min(j, m)
