@@ -278,7 +278,7 @@ def _store(state, c, st):
         s[i] = st[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
     each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
@@ -292,7 +292,11 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         S = 0: no blocks)
 
     One function body on purpose: numba counts references on every array handed to an inlined
-    helper, once per call, which would cost more than the booking itself.
+    helper, once per call, which would cost more than the booking itself. ``error_model="numpy"``
+    for the same reason: without division-by-zero raise paths (no divisor here is 0: closes and
+    peaks are > 0, blocks are >= 1 bar) numba can drop most of the reference counting of the
+    argument arrays on entry and exit, a per-call cost paid once per combo and chunk; the
+    results are the same bits.
     """
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
@@ -492,11 +496,10 @@ def fp_next_event(flags, i, m, mask):
         i += 1
     if i >= m:
         return m
-    w = flags.view(np.uint64)
-    rep = np.uint64(mask) * np.uint64(0x0101010101010101)
-    for wi in range(i >> 3, (m + 7) >> 3):
-        if w[wi] & rep:
-            j = wi << 3
+    for j in range(i, (m + 7) & ~7, 8):
+        # the OR of 8 bytes, no uint64 view: building a view costs a reference count per call
+        if (flags[j] | flags[j + 1] | flags[j + 2] | flags[j + 3] | flags[j + 4] | flags[j + 5]
+                | flags[j + 6] | flags[j + 7]) & mask:
             while not (flags[j] & mask):
                 j += 1
             return min(j, m)
