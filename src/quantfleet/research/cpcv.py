@@ -36,6 +36,7 @@ import numpy as np
 from quantfleet.backtest.job import BacktestJob, evaluate
 from quantfleet.backtest.terms import Terms
 from quantfleet.errors import QuantfleetError
+from quantfleet.kernels.cpcv import cpcv_metric_table
 from quantfleet.kernels.metrics import RETURN_METRIC_NAMES, metric_sign, metrics_from_returns
 
 __all__ = [
@@ -183,10 +184,6 @@ def _runs(mask: np.ndarray) -> np.ndarray:
     return mask & ~before
 
 
-def _metric(r: np.ndarray, k: int, ppy: float) -> float:
-    return float(metrics_from_returns(r, ppy)[k]) if r.size else math.nan
-
-
 def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, fee_rate: float,
               ppy: float) -> dict[str, Any]:
     """CPCV of one pair from its combos' ``positions`` and zero-fee ``earned`` P&L over the
@@ -222,16 +219,15 @@ def cpcv_pair(positions: np.ndarray, earned: np.ndarray, cv: Cpcv, metric: str, 
     paths = np.zeros((cv.n_paths, n))
     sign = metric_sign(metric)
     logits = np.full(n_s, np.nan)
+    # every combo's metric on every split's training bars (runs entering flat) and test bars,
+    # in one compiled pass (kernels.cpcv)
+    train = np.array([sp["train"] for sp in splits], dtype=bool).reshape(n_s, n)
+    test = np.array([sp["test"] for sp in splits], dtype=bool).reshape(n_s, n)
+    starts = np.array([_runs(sp["train"]) for sp in splits], dtype=bool).reshape(n_s, n)
+    cpcv_metric_table(np.ascontiguousarray(carried), np.ascontiguousarray(flat),
+                      np.ascontiguousarray(test_r), train, starts, test, k, float(ppy),
+                      is_m, oos_m)
     for s, sp in enumerate(splits):
-        train, test = sp["train"], sp["test"]
-        # the training bars (C order: each combo's row contiguous), runs entering flat
-        tr = np.ascontiguousarray(carried[:, train])
-        starts = _runs(train)
-        tr[:, np.flatnonzero(starts[train])] = flat[:, starts]
-        te = np.ascontiguousarray(test_r[:, test])
-        for c in range(n_c):
-            is_m[s, c] = _metric(tr[c], k, ppy)
-            oos_m[s, c] = _metric(te[c], k, ppy)
         b = best_combo(is_m[s], metric)
         chosen[s] = b
         for g in sp["test_groups"]:
