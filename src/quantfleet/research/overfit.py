@@ -102,15 +102,15 @@ def return_moments(returns: Any) -> tuple[float, int, float, float]:
                               f"got {n}")
     mean = r.mean()
     d = r - mean
-    # one scratch series for the powers of d (d * d, d**3, d**4 each in turn), d**4 over d
+    # the powers of d by multiplication (np.power with an integer exponent calls pow() per
+    # element): d * d, then d**3 over d and d**4 over the squares
     buf = np.multiply(d, d)
     m2 = float(np.mean(buf))
     if m2 <= 0.0:
         return math.nan, n, 0.0, 3.0
     sd = math.sqrt(m2 * n / (n - 1))
-    skew = float(np.mean(np.power(d, 3, out=buf))) / m2**1.5
-    del buf
-    kurt = float(np.mean(np.power(d, 4, out=d))) / m2**2
+    skew = float(np.mean(np.multiply(d, buf, out=d))) / m2**1.5
+    kurt = float(np.mean(np.multiply(buf, buf, out=buf))) / m2**2
     return float(mean) / sd, n, skew, kurt
 
 
