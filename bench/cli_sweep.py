@@ -117,6 +117,10 @@ def summarize(rs: list[dict]) -> dict:
 
 # --- 1-3. the sweep against its peers, whole processes ----------------------------------------
 
+QF_PER_REP = 3  # quantfleet's pair runs this many times a repetition: its marginal (~0.2 s) is
+# small against the run-to-run spread of a whole process, vectorbt's (~24 s) is not
+
+
 def contenders(run: Runner, reps: int, bt_sample: int) -> dict:
     jobs = {
         "qf_grid": lambda: run.qf([*SWEEP, *GRID, *TAIL]),
@@ -132,10 +136,11 @@ def contenders(run: Runner, reps: int, bt_sample: int) -> dict:
     order = list(jobs)
     for rep in range(reps):
         for k in order[rep % len(order):] + order[:rep % len(order)]:
-            r = jobs[k]()
-            got[k].append(r)
-            log(f"rep {rep + 1}/{reps} {k}: cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} s, "
-                f"peak RSS {r['rss_mb']:.0f} MiB")
+            for _ in range(QF_PER_REP if k.startswith("qf_") else 1):
+                r = jobs[k]()
+                got[k].append(r)
+                log(f"rep {rep + 1}/{reps} {k}: cpu {r['cpu_s']:.2f} s, wall {r['wall_s']:.2f} "
+                    f"s, peak RSS {r['rss_mb']:.0f} MiB")
     res = {k: summarize(v) for k, v in got.items()}
     res["qf_grid"]["combos"] = got["qf_grid"][-1]["json"]["combos"]
     res["qf_grid"]["pbo"] = got["qf_grid"][-1]["json"]["overfit"]["pbo"]
@@ -286,7 +291,9 @@ def render(meta: dict, res: dict) -> str:
         f"- command: `{meta['command']}`; date {meta['date']}; python {meta['python']}, "
         f"{meta['cpus']} cores (shared with other work: read the ratios and medians); "
         f"{meta['reps']} repetitions after one warm-up, the contenders alternating (order "
-        "rotates), each run a fresh process; load average (1 min) "
+        f"rotates; quantfleet's two sweeps {QF_PER_REP} times a repetition, their marginal "
+        "being small against a process's run-to-run spread), each run a fresh process; load "
+        "average (1 min) "
         + (" → ".join(f"{x:.1f}" for x in meta["loadavg"]) + " (start → end)"
            if meta.get("loadavg") else "not recorded")
         + ": wall seconds above CPU seconds are time waiting for a core",
