@@ -111,7 +111,9 @@ def _breakout_ages(high, low, close, cap):
     when ``up[t] > w`` and ``close[t] < min(low[t-w:t])`` exactly when ``dn[t] > w`` (a max is
     one of its values, no rounding): one age per bar answers every window's channel test.
     high and low without NaN. The last such ``s`` is found by jumping from ``t - 1`` along
-    ``ph`` (the previous bar with a high >= this bar's high; every bar jumped over is lower).
+    ``ph`` (the previous bar with a high >= this bar's high; every bar jumped over is lower):
+    at most ``cap`` jumps a bar, O(bars) in all when ``low <= close <= high`` (a bar the close
+    jumps over is lower than the bar's own high, so building ``ph[t]`` jumps over it for good).
     """
     n = close.shape[0]
     up = np.empty(n, dtype=np.int32)
