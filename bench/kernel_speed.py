@@ -30,9 +30,26 @@ def _f(market, name: str) -> np.ndarray:
     return np.ascontiguousarray(market.field(name)[0])
 
 
+def _donchian_bits(market, params) -> None:
+    """donchian's tables as its fast path builds them: one channel age per bar and direction,
+    then every chunk's per-window bit rows (one Python call per chunk, as the fast path's loop
+    does in compiled code)."""
+    from quantfleet.kernels.fastpath import FP_CHUNK
+    from quantfleet.kernels.indicators import unique_windows
+    from quantfleet.strategies.breakout import _channel_ages, _channel_bits
+
+    close = _f(market, "close")
+    uniq = unique_windows(np.concatenate((params[:, 0], params[:, 1])))[0]
+    lo, rank, up, dn = _channel_ages(_f(market, "high"), _f(market, "low"), close, uniq)
+    rows = np.zeros((2 * uniq.shape[0] + 1, FP_CHUNK >> 6), dtype=np.uint64)
+    for c0 in range(0, close.shape[0], FP_CHUNK):
+        _channel_bits(up, dn, lo, rank, c0, min(close.shape[0], c0 + FP_CHUNK), rows)
+
+
 def _tables(name: str):
     """A callable building ``name``'s indicator tables for ``params`` as its fast path does (the
-    per-bar kernel's table function on a source tree from before the fast-path tables)."""
+    per-bar kernel's table function on a source tree from before the fast-path tables;
+    donchian: the channel ages and per-chunk bit rows of :func:`_donchian_bits`)."""
     from quantfleet.kernels.indicators import unique_windows
 
     if name == "ema_cross":
@@ -47,6 +64,8 @@ def _tables(name: str):
         return lambda m, p: _bollinger_tables(_f(m, 'close'), unique_windows(p[:, 0].copy())[0])
     if name == "donchian":
         from quantfleet.strategies import breakout
+        if hasattr(breakout, "_channel_ages"):
+            return _donchian_bits
         _channel_tables = getattr(breakout, "_channel_tables_blocked", breakout._channel_tables)
         return lambda m, p: _channel_tables(_f(m, 'high'), _f(m, 'low'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])

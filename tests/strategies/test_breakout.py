@@ -259,34 +259,3 @@ def test_midpoint_matches_pandas(w):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert np.isnan(got[: w - 1]).all() and not np.isnan(got[w - 1:]).any()
     np.testing.assert_allclose(got, want, rtol=0, atol=0, equal_nan=True)
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 300), nan_at=st.integers(-1, 299),
-       windows=st.lists(st.integers(1, 320), min_size=1, max_size=6, unique=True))
-def test_blocked_channel_tables_are_the_rolling_extremes(seed, n, nan_at, windows):
-    """donchian's fast path builds its channels by van Herk blocks: each value the max / min of
-    the last w bars (NaN before bar w - 1 and for w > bars), the deque's tables when a NaN is
-    in high or low."""
-    from quantfleet.strategies.breakout import _channel_tables, _channel_tables_blocked
-
-    rng = np.random.default_rng(seed)
-    low = 100.0 + rng.normal(0.0, 1.0, n).round(1)  # rounded: ties happen
-    high = low + rng.uniform(0.0, 2.0, n).round(1)
-    if 0 <= nan_at < n:
-        high[nan_at] = np.nan
-    w = np.array(sorted(windows), dtype=np.float64)
-    hh, ll = _channel_tables_blocked(high, low, w)
-    if 0 <= nan_at < n:
-        dh, dl = _channel_tables(high, low, w)
-        np.testing.assert_array_equal(hh, dh)
-        np.testing.assert_array_equal(ll, dl)
-        return
-    assert hh.shape == ll.shape == (len(windows), n)
-    for i, win in enumerate(sorted(windows)):
-        for t in range(n):
-            if win > n or t < win - 1:
-                assert np.isnan(hh[i, t]) and np.isnan(ll[i, t])
-            else:
-                assert hh[i, t] == max(high[t - win + 1:t + 1])
-                assert ll[i, t] == min(low[t - win + 1:t + 1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from quantfleet.kernels.fastpath import (
     EV_FLAT,
@@ -59,60 +60,6 @@ def _channel_tables(high, low, windows):
 
 
 @njit(cache=True)
-def _channel_tables_blocked(high, low, windows):
-    """:func:`_channel_tables` by van Herk / Gil-Werman blocks: per window ``w``, the running
-    max (min) from each block start of ``w`` bars and from each block end back, so the extreme of
-    bars ``t-w+1..t`` is the larger (smaller) of two table entries, three passes without a
-    deque. The same values as the deque when high and low have no NaN (a zero's sign aside,
-    which no comparison sees); with a NaN it returns the deque's tables."""
-    n = high.shape[0]
-    for t in range(n):
-        if np.isnan(high[t]) or np.isnan(low[t]):
-            return _channel_tables(high, low, windows)
-    k = windows.shape[0]
-    hh = np.empty((k, n))
-    ll = np.empty((k, n))
-    gh = np.empty(n)
-    hb = np.empty(n)
-    gl = np.empty(n)
-    lb = np.empty(n)
-    for i in range(k):
-        w = int(windows[i])
-        oh = hh[i]
-        ol = ll[i]
-        if w < 1 or w > n:
-            oh[:] = np.nan
-            ol[:] = np.nan
-            continue
-        for b0 in range(0, n, w):
-            b1 = min(n, b0 + w)
-            a = high[b0]
-            c = low[b0]
-            gh[b0] = a
-            gl[b0] = c
-            for t in range(b0 + 1, b1):
-                a = max(a, high[t])
-                c = min(c, low[t])
-                gh[t] = a
-                gl[t] = c
-            a = high[b1 - 1]
-            c = low[b1 - 1]
-            hb[b1 - 1] = a
-            lb[b1 - 1] = c
-            for t in range(b1 - 2, b0 - 1, -1):
-                a = max(a, high[t])
-                c = min(c, low[t])
-                hb[t] = a
-                lb[t] = c
-        oh[:w - 1] = np.nan
-        ol[:w - 1] = np.nan
-        for t in range(w - 1, n):
-            oh[t] = max(hb[t - w + 1], gh[t])
-            ol[t] = min(lb[t - w + 1], gl[t])
-    return hh, ll
-
-
-@njit(cache=True)
 def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                     long_short, start, out, returns_out):
     """Donchian channel breakout, Turtle style. params: entry, exit.
@@ -155,17 +102,197 @@ def donchian_kernel(open_, high, low, close, volume, extra, params, fee_rate, pp
 
 
 @njit(cache=True)
-def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
-                  start, out, bsum, bsq, blk):
-    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): per chunk, a vectorised
-    pass marks the bars that would change the channel state from flat / long / short; the exact
-    rule runs only on the marked bars of the current state, and its changes are booked by
-    ``fp_book``."""
+def _breakout_ages(high, low, close, cap):
+    """Per bar ``t``, how many bars back the channels of ``close[t]`` reach: ``up[t]`` is ``t - s``
+    for the last ``s < t`` with ``high[s] >= close[t]`` (``t + 1`` if none), ``dn[t]`` the same
+    with ``low[s] <= close[t]``; both capped at ``cap`` (int32, bars).
+
+    For a window ``1 <= w < cap`` and a bar ``t >= w``, ``close[t] > max(high[t-w:t])`` exactly
+    when ``up[t] > w`` and ``close[t] < min(low[t-w:t])`` exactly when ``dn[t] > w`` (a max is
+    one of its values, no rounding): one age per bar answers every window's channel test.
+    high and low without NaN. The last such ``s`` is found by jumping from ``t - 1`` along
+    ``ph`` (the previous bar with a high >= this bar's high; every bar jumped over is lower):
+    at most ``cap`` jumps a bar, O(bars) in all when ``low <= close <= high`` (a bar the close
+    jumps over is lower than the bar's own high, so building ``ph[t]`` jumps over it for good).
+    """
+    n = close.shape[0]
+    up = np.empty(n, dtype=np.int32)
+    dn = np.empty(n, dtype=np.int32)
+    ph = np.empty(n, dtype=np.int64)
+    pl = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        x = close[t]
+        s = t - 1
+        while s >= 0 and high[s] < x and t - s < cap:
+            s = ph[s]
+        up[t] = min(t - s, cap)
+        s = t - 1
+        while s >= 0 and low[s] > x and t - s < cap:
+            s = pl[s]
+        dn[t] = min(t - s, cap)
+        v = high[t]
+        s = t - 1
+        while s >= 0 and high[s] < v:
+            s = ph[s]
+        ph[t] = s
+        v = low[t]
+        s = t - 1
+        while s >= 0 and low[s] > v:
+            s = pl[s]
+        pl[t] = s
+    return up, dn
+
+
+@njit(cache=True)
+def _window_ranks(windows, cap):
+    """``(lo, rank)`` for the sorted distinct ``windows``: ``rank[a]`` (``a`` in ``0..cap``) is
+    how many of them, as whole bars (``int``, the per-bar kernel's), are in ``[1, a)``; those are
+    rows ``lo .. lo + rank[a] - 1`` (rows of windows < 1, whose channels never exist, come
+    first and stay empty)."""
+    k = windows.shape[0]
+    lo = 0
+    while lo < k and int(windows[lo]) < 1:
+        lo += 1
+    rank = np.zeros(cap + 1, dtype=np.int64)
+    i = lo
+    for a in range(cap + 1):
+        while i < k and int(windows[i]) < a:
+            i += 1
+        rank[a] = i - lo
+    return lo, rank
+
+
+@njit(cache=True)
+def _channel_ages(high, low, close, windows):
+    """:func:`_breakout_ages` capped one bar above the longest window (or the data: ages above
+    it answer every window alike) and :func:`_window_ranks` of the sorted distinct ``windows``:
+    ``(lo, rank, up, dn)``, what :func:`_channel_bits` reads."""
+    n = close.shape[0]
+    cap = 0
+    for i in range(windows.shape[0]):
+        cap = max(cap, min(int(windows[i]), n))
+    cap += 1
+    lo, rank = _window_ranks(windows, cap)
+    up, dn = _breakout_ages(high, low, close, cap)
+    return lo, rank, up, dn
+
+
+@njit(cache=True)
+def _channel_bits(up, dn, lo, rank, c0, c1, UD):
+    """Bars ``[c0, c1)`` (at most FP_CHUNK) as bit rows, one per window (rows as in
+    :func:`_window_ranks`): bit ``i`` of row ``r`` of ``UD`` (64 bars a word) is set when bar
+    ``c0 + i`` closes above the highest high of the previous ``w`` bars (window ``r``), of row
+    ``k + r`` below the lowest low (``k`` windows; rows from ``2k`` on stay empty). A bar sets
+    the bits of the windows below its ages: most bars set none."""
+    k = (UD.shape[0] - 1) // 2
+    UD[:, :] = 0
+    one = np.uint64(1)
+    for t in range(c0, c1):
+        i = t - c0
+        w = i >> 6
+        b = one << np.uint64(i & 63)
+        for r in range(lo, lo + rank[up[t]]):
+            UD[r, w] |= b
+        for r in range(k + lo, k + lo + rank[dn[t]]):
+            UD[r, w] |= b
+
+
+@njit(cache=True)
+def _donchian_fast_bits(high, low, close, params, fee_rate, ppy, long_short, start, out, bsum,
+                        bsq, blk):
+    """:func:`donchian_fast` on high and low without NaN: the channel tests from one age per bar
+    (:func:`_breakout_ages`), as per-window bit rows per chunk (:func:`_channel_bits`) shared by
+    every combo with that entry or exit window; a combo jumps from one set bit of its current
+    state's row to the next (a word of 64 bars at a time, the first set bit by count of trailing
+    zeros) and runs the rule there, every bar in between provably keeping its state."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     m = params.shape[0]
     uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
-    hh, ll = _channel_tables_blocked(high, low, uniq)
+    k = uniq.shape[0]
+    lo, rank, up, dn = _channel_ages(high, low, close, uniq)
+    # rows: U (close above the highest high) 0..k-1, D (below the lowest low) k..2k-1, and an
+    # empty row 2k
+    UD = np.zeros((2 * k + 1, FP_CHUNK >> 6), dtype=np.uint64)
+    zero = 2 * k
+    one = np.uint64(1)
+    state = fp_state(m, start)
+    ct = np.empty(FP_CHUNK, dtype=np.int64)
+    cp = np.empty(FP_CHUNK)
+    for c0 in range(0, max(n, 1), FP_CHUNK):
+        c1 = min(n, c0 + FP_CHUNK)
+        fp_chunk(fp, c0, c1)
+        _channel_bits(up, dn, lo, rank, c0, c1, UD)
+        nc = c1 - c0
+        for c in range(m):
+            ue = idx[c]
+            de = k + ue if long_short else zero
+            ux = idx[m + c]
+            dx = k + ux
+            warm = int(max(params[c, 0], params[c, 1]))
+            rule = int(state[c, 15])
+            prev = state[c, 13]
+            # the rows whose bits would move the current state: flat -> entry rows, long -> the
+            # exit's D row, short -> the exit's U row
+            ra, rb = (ue, de) if rule == 0 else ((dx, zero) if rule > 0 else (ux, zero))
+            j = 0
+            i = min(max(c0, warm), c1) - c0
+            # bars before ``start`` move the state only; bar ``start`` books what it holds
+            ps = min(max(start - c0, i), nc)
+            lim = ps
+            while True:
+                # the first bar in [i, lim) with a bit in row ra or rb, else lim
+                e = lim
+                if i < lim:
+                    w = i >> 6
+                    x = ((UD[ra, w] | UD[rb, w]) >> np.uint64(i & 63)) << np.uint64(i & 63)
+                    last = (lim - 1) >> 6
+                    while x == 0 and w < last:
+                        w += 1
+                        x = UD[ra, w] | UD[rb, w]
+                    if x != 0:
+                        e = min((w << 6) + np.int64(trailing_zeros(x)), lim)
+                if e == lim:
+                    if lim == nc:
+                        break
+                    i = ps
+                    lim = nc
+                    if c0 + ps != start:
+                        continue
+                    # bar start: the rule runs whether the bar is marked or not
+                    e = ps
+                # the rule on bar e, from the bits of its windows
+                if rule > 0 and (UD[dx, e >> 6] >> np.uint64(e & 63)) & one:
+                    rule = 0
+                elif rule < 0 and (UD[ux, e >> 6] >> np.uint64(e & 63)) & one:
+                    rule = 0
+                if rule == 0:
+                    if (UD[ue, e >> 6] >> np.uint64(e & 63)) & one:
+                        rule = 1
+                    elif (UD[de, e >> 6] >> np.uint64(e & 63)) & one:
+                        rule = -1
+                ra, rb = (ue, de) if rule == 0 else ((dx, zero) if rule > 0 else (ux, zero))
+                if c0 + e >= start and rule != prev:
+                    ct[j] = c0 + e
+                    cp[j] = rule
+                    j += 1
+                    prev = float(rule)
+                i = e + 1
+            state[c, 15] = rule
+            fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
+@njit(cache=True)
+def _donchian_fast_tables(high, low, close, params, fee_rate, ppy, long_short, start, out, bsum,
+                          bsq, blk):
+    """:func:`donchian_fast` when high or low has a NaN: the per-bar kernel's channel tables
+    (deque), a vectorised pass per chunk marking the bars that would change the state from
+    flat / long / short, the exact rule on the marked bars of the current state."""
+    n = close.shape[0]
+    fp = fp_prepare(close, long_short)
+    m = params.shape[0]
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
+    hh, ll = _channel_tables(high, low, uniq)
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
@@ -232,6 +359,22 @@ def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy,
                 t = e + 1
             state[c, 15] = rule
             fp_book(fp, ct, cp, j, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+
+
+@njit(cache=True)
+def donchian_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
+                  start, out, bsum, bsq, blk):
+    """The fast path of :func:`donchian_kernel` (kernels/fastpath.py): the bars where each
+    combo's state changes, booked by ``fp_book``; found from per-window bit rows of the channel
+    tests (:func:`_donchian_fast_bits`), or, when high or low has a NaN, from the per-bar
+    kernel's channel tables (:func:`_donchian_fast_tables`)."""
+    for t in range(close.shape[0]):
+        if np.isnan(high[t]) or np.isnan(low[t]):
+            _donchian_fast_tables(high, low, close, params, fee_rate, ppy, long_short, start, out,
+                                  bsum, bsq, blk)
+            return
+    _donchian_fast_bits(high, low, close, params, fee_rate, ppy, long_short, start, out, bsum,
+                        bsq, blk)
 
 
 DONCHIAN = register(Strategy(
