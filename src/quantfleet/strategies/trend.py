@@ -124,6 +124,24 @@ def _ema_table(close, windows):
     return table
 
 
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_U58 = np.uint64(58)
+_U63 = np.uint64(63)
+_DEBRUIJN_MUL = np.uint64(0x03F79D71B4CB0A89)
+
+
+def _debruijn() -> np.ndarray:
+    """``t[(b * _DEBRUIJN_MUL mod 2**64) >> 58]`` is ``i`` for the word ``b = 1 << i``: the
+    multiplier is a de Bruijn sequence (every 6-bit window distinct), so the map is 1-1."""
+    t = np.full(64, -1, dtype=np.int64)
+    for i in range(64):
+        t[((1 << i) * int(_DEBRUIJN_MUL) % (1 << 64)) >> 58] = i
+    return t
+
+
+_DEBRUIJN = _debruijn()
+
 _EMA_GROUP = 8
 """EMA rows advanced together by :func:`_ema_group`: eight independent recurrences in one loop
 over the bars, so their dependency chains overlap."""
@@ -310,7 +328,9 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     The EMA table is built per chunk of bars (:func:`_ema_chunks`, O(windows x FP_CHUNK)
     memory), each row's recurrence carried from chunk to chunk; within a chunk rows are
     advanced eight at a time just before the first combo that reads them (combos in the order of
-    :func:`_ema_cross_order`), so a row is read while still in cache.
+    :func:`_ema_cross_order`), so a row is read while still in cache. The rule (the per-bar
+    kernel's ``f[t] > s[t]``) goes 64 bars to a word's bits, and the change bars come from the
+    word's set bits, lowest first (work per change, not per bar, once the rule is packed).
     """
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
@@ -331,7 +351,6 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
-    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -345,11 +364,42 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                 done += _EMA_GROUP
             warm = int(max(params[c, 0], params[c, 1])) - 1
             t0 = max(c0, warm)
+            mm = c1 - t0
             fa = E[jf, t0 - c0:c1 - c0]
             sa = E[js, t0 - c0:c1 - c0]
-            for i in range(c1 - t0):
-                flags[i] = ONE if fa[i] > sa[i] else ZERO
-            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            # the rule on 64 bars -> the bits of a word x (bit i: bar t0 + base + i); the bars
+            # where the position changes are the set bits of x ^ (x << 1 | the bar before's bit)
+            k = 0
+            carry = _U0
+            for wi in range((mm + 63) >> 6):
+                # (a stepped range here costs the inner loops their vectorisation)
+                base = wi << 6
+                r = min(64, mm - base)
+                x = _U0
+                if r == 64:
+                    for i in range(64):
+                        x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
+                else:
+                    for i in range(r):
+                        x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
+                if base == 0:
+                    carry = x & _U1
+                    p = 1.0 if carry else low_pos
+                    if p != state[c, 13]:
+                        ct[0] = t0
+                        cp[0] = p
+                        k = 1
+                d = x ^ ((x << _U1) | carry)
+                carry = x >> _U63
+                if r < 64:
+                    d &= (_U1 << np.uint64(r)) - _U1
+                while d:
+                    # the lowest set bit's index (de Bruijn multiply)
+                    j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
+                    ct[k] = t0 + base + j
+                    cp[k] = 1.0 if (x >> np.uint64(j)) & _U1 else low_pos
+                    k += 1
+                    d &= d - _U1
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
