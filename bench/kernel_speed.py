@@ -54,6 +54,8 @@ def _tables(name: str):
 
     if name == "ema_cross":
         from quantfleet.strategies import trend
+        if hasattr(trend, "_ema_chunks"):
+            return _ema_chunked
         _ema_table = getattr(trend, "_ema_table_interleaved", trend._ema_table)
         return lambda m, p: _ema_table(_f(m, 'close'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
@@ -70,6 +72,21 @@ def _tables(name: str):
         return lambda m, p: _channel_tables(_f(m, 'high'), _f(m, 'low'), unique_windows(
             np.concatenate((p[:, 0], p[:, 1])))[0])
     return None  # sma_cross, sma_trend: one prefix sum of close, no table
+
+
+def _ema_chunked(market, params) -> None:
+    """ema_cross's EMA tables as its fast path builds them: every row over every chunk of bars
+    (the rows' order and grouping of the fast path, without the scans and the booking)."""
+    from quantfleet.kernels.fastpath import FP_CHUNK
+    from quantfleet.kernels.indicators import unique_windows
+    from quantfleet.strategies.trend import _ema_chunk_all, _ema_chunks, _ema_cross_order
+
+    close = _f(market, "close")
+    uniq, idx = unique_windows(np.concatenate((params[:, 0], params[:, 1])))
+    em = _ema_chunks(close, uniq, _ema_cross_order(idx, params.shape[0])[1])
+    n = close.shape[0]
+    for c0 in range(0, n, FP_CHUNK):
+        _ema_chunk_all(close, em, c0, min(n, c0 + FP_CHUNK))
 
 
 def table_times(reps: int, max_combos: int, names: tuple[str, ...]) -> dict:

@@ -80,26 +80,3 @@ def test_explicit_window_beyond_search_bounds_is_accepted():
     assert p == {"fast": 2, "slow": 300}
     with pytest.raises(StrategyError, match="slow=1000 needs more than 1000 bars but the data has 1000"):
         get("sma_cross").space.validate({"fast": 2, "slow": 1000}, n_bars=1000)
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 200),
-       windows=st.lists(st.integers(1, 220), min_size=1, max_size=9, unique=True))
-def test_interleaved_ema_table_is_the_ema_of_each_window(seed, n, windows):
-    """ema_cross's fast path advances four EMAs per loop: the same bits as ``ema`` per window,
-    and the definition (SMA seed of the first w bars, then alpha = 2 / (w + 1))."""
-    from quantfleet.kernels.indicators import ema
-    from quantfleet.strategies.trend import _ema_table_interleaved
-
-    close = 100.0 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0.0, 0.01, n)))
-    w = np.array(sorted(windows), dtype=np.float64)
-    table = _ema_table_interleaved(close, w)
-    for i, win in enumerate(sorted(windows)):
-        np.testing.assert_array_equal(table[i], ema(close, win))
-        want = np.full(n, np.nan)
-        if win <= n:
-            a = 2.0 / (win + 1.0)
-            want[win - 1] = close[:win].mean()
-            for t in range(win, n):
-                want[t] = a * close[t] + (1.0 - a) * want[t - 1]
-        np.testing.assert_allclose(table[i], want, rtol=1e-12, equal_nan=True)

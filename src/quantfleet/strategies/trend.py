@@ -124,65 +124,146 @@ def _ema_table(close, windows):
     return table
 
 
-@njit(cache=True)
-def _ema_seed(close, w, row, upto):
-    """``ema(close, w)`` into ``row`` up to bar ``upto`` (exclusive); returns the last value."""
-    alpha = 2.0 / (w + 1.0)
-    s = 0.0
-    for t in range(w):
-        s += close[t]
-    v = s / w
-    row[:w - 1] = np.nan
-    row[w - 1] = v
-    for t in range(w, upto):
-        v = alpha * close[t] + (1.0 - alpha) * v
-        row[t] = v
-    return v
+_U0 = np.uint64(0)
+_U1 = np.uint64(1)
+_U58 = np.uint64(58)
+_U63 = np.uint64(63)
+_DEBRUIJN_MUL = np.uint64(0x03F79D71B4CB0A89)
+
+
+def _debruijn() -> np.ndarray:
+    """``t[(b * _DEBRUIJN_MUL mod 2**64) >> 58]`` is ``i`` for the word ``b = 1 << i``: the
+    multiplier is a de Bruijn sequence (every 6-bit window distinct), so the map is 1-1."""
+    t = np.full(64, -1, dtype=np.int64)
+    for i in range(64):
+        t[((1 << i) * int(_DEBRUIJN_MUL) % (1 << 64)) >> 58] = i
+    return t
+
+
+_DEBRUIJN = _debruijn()
+
+_EMA_GROUP = 8
+"""EMA rows advanced together by :func:`_ema_group`: eight independent recurrences in one loop
+over the bars, so their dependency chains overlap."""
 
 
 @njit(cache=True)
-def _ema_table_interleaved(close, windows):
-    """:func:`_ema_table` with four windows' recurrences advanced in one loop over the bars, so
-    the four dependency chains overlap; each value is the same operations in the same order as
-    :func:`ema`, hence the same bits."""
+def _ema_chunks(close, windows, rows):
+    """The state of ``ema_cross``'s per-chunk EMA tables (:func:`_ema_group`):
+    ``(w, a, b, v, order, E)``.
+
+    ``rows`` (int64) lists indices into ``windows`` in the order their rows are first needed;
+    rows whose ``ema`` is all NaN (``int(w) < 1`` or ``> bars``) are left out of ``order`` and
+    their row of ``E`` is NaN once for all. ``order`` is padded to a multiple of
+    :data:`_EMA_GROUP` with dummy rows (window 1) after the real ones. ``E`` (rows, FP_CHUNK)
+    holds the current chunk's values: ``E[j, i]`` = ``ema(close, int(windows[j]))[c0 + i]``.
+    ``a``, ``b``, ``v``: each row's alpha, 1 - alpha and last value (the recurrence's state,
+    carried from chunk to chunk).
+    """
     n = close.shape[0]
     k = windows.shape[0]
-    table = np.empty((k, n))
-    i = 0
-    while i < k:
-        if i + 4 > k or windows[i] < 1 or windows[i + 3] > n:
-            table[i] = ema(close, int(windows[i]))
-            i += 1
-            continue
-        w0 = int(windows[i])
-        w1 = int(windows[i + 1])
-        w2 = int(windows[i + 2])
-        w3 = int(windows[i + 3])
-        top = max(max(w0, w1), max(w2, w3))
-        r0 = table[i]
-        r1 = table[i + 1]
-        r2 = table[i + 2]
-        r3 = table[i + 3]
-        v0 = _ema_seed(close, w0, r0, top)
-        v1 = _ema_seed(close, w1, r1, top)
-        v2 = _ema_seed(close, w2, r2, top)
-        v3 = _ema_seed(close, w3, r3, top)
-        a0 = 2.0 / (w0 + 1.0)
-        a1 = 2.0 / (w1 + 1.0)
-        a2 = 2.0 / (w2 + 1.0)
-        a3 = 2.0 / (w3 + 1.0)
-        for t in range(top, n):
-            x = close[t]
-            v0 = a0 * x + (1.0 - a0) * v0
-            v1 = a1 * x + (1.0 - a1) * v1
-            v2 = a2 * x + (1.0 - a2) * v2
-            v3 = a3 * x + (1.0 - a3) * v3
-            r0[t] = v0
-            r1[t] = v1
-            r2[t] = v2
-            r3[t] = v3
-        i += 4
-    return table
+    real = 0
+    for q in range(rows.shape[0]):
+        wq = int(windows[rows[q]])
+        if 1 <= wq <= n:
+            real += 1
+    total = (real + _EMA_GROUP - 1) // _EMA_GROUP * _EMA_GROUP
+    pad = total - real
+    w = np.ones(k + pad, dtype=np.int64)
+    order = np.empty(total, dtype=np.int64)
+    o = 0
+    for q in range(rows.shape[0]):
+        wq = int(windows[rows[q]])
+        if 1 <= wq <= n:
+            order[o] = rows[q]
+            o += 1
+    for q in range(pad):
+        order[real + q] = k + q
+    for j in range(k):
+        w[j] = int(windows[j])
+    a = np.zeros(k + pad)
+    b = np.zeros(k + pad)
+    for j in range(k + pad):
+        if w[j] >= 1:
+            a[j] = 2.0 / (w[j] + 1.0)
+            b[j] = 1.0 - a[j]
+    v = np.zeros(k + pad)
+    E = np.full((k + pad, FP_CHUNK), np.nan)
+    return w, a, b, v, order, E
+
+
+@njit(cache=True)
+def _ema_group(close, em, g, c0, c1):
+    """Advance the EMA rows ``order[g:g + 8]`` of ``em`` (:func:`_ema_chunks`) over bars
+    ``[c0, c1)`` (at most FP_CHUNK, following the bars they were last advanced over), writing
+    bar ``c0 + i``'s values to ``E[row, i]``.
+
+    Each value is :func:`~quantfleet.kernels.indicators.ema`'s operations in its order, hence
+    its bits: NaN before bar ``w - 1``, there the sum of the first ``w`` closes over ``w``, then
+    ``alpha * close[t] + (1 - alpha) * v``. Bars before every row's recurrence runs (the
+    first chunks) go row by row; the rest advance the eight rows in one loop.
+    """
+    w, a, b, v, order, E = em
+    m = c1 - c0
+    i0 = 0
+    for q in range(_EMA_GROUP):
+        i0 = max(i0, min(m, w[order[g + q]] - c0))
+    for q in range(_EMA_GROUP):
+        j = order[g + q]
+        wj = w[j]
+        row = E[j]
+        for i in range(i0):
+            t = c0 + i
+            if t < wj - 1:
+                row[i] = np.nan
+            elif t == wj - 1:
+                s = 0.0
+                for u in range(wj):
+                    s += close[u]
+                v[j] = s / wj
+                row[i] = v[j]
+            else:
+                v[j] = a[j] * close[t] + b[j] * v[j]
+                row[i] = v[j]
+    j0 = order[g]
+    j1 = order[g + 1]
+    j2 = order[g + 2]
+    j3 = order[g + 3]
+    j4 = order[g + 4]
+    j5 = order[g + 5]
+    j6 = order[g + 6]
+    j7 = order[g + 7]
+    a0, a1, a2, a3, a4, a5, a6, a7 = a[j0], a[j1], a[j2], a[j3], a[j4], a[j5], a[j6], a[j7]
+    b0, b1, b2, b3, b4, b5, b6, b7 = b[j0], b[j1], b[j2], b[j3], b[j4], b[j5], b[j6], b[j7]
+    v0, v1, v2, v3, v4, v5, v6, v7 = v[j0], v[j1], v[j2], v[j3], v[j4], v[j5], v[j6], v[j7]
+    r0, r1, r2, r3, r4, r5, r6, r7 = E[j0], E[j1], E[j2], E[j3], E[j4], E[j5], E[j6], E[j7]
+    for i in range(i0, m):
+        x = close[c0 + i]
+        v0 = a0 * x + b0 * v0
+        v1 = a1 * x + b1 * v1
+        v2 = a2 * x + b2 * v2
+        v3 = a3 * x + b3 * v3
+        v4 = a4 * x + b4 * v4
+        v5 = a5 * x + b5 * v5
+        v6 = a6 * x + b6 * v6
+        v7 = a7 * x + b7 * v7
+        r0[i] = v0
+        r1[i] = v1
+        r2[i] = v2
+        r3[i] = v3
+        r4[i] = v4
+        r5[i] = v5
+        r6[i] = v6
+        r7[i] = v7
+    if i0 < m:
+        v[j0], v[j1], v[j2], v[j3], v[j4], v[j5], v[j6], v[j7] = v0, v1, v2, v3, v4, v5, v6, v7
+
+
+@njit(cache=True)
+def _ema_chunk_all(close, em, c0, c1):
+    """Advance every row of ``em`` (:func:`_ema_chunks`) over bars ``[c0, c1)``."""
+    for g in range(0, em[4].shape[0], _EMA_GROUP):
+        _ema_group(close, em, g, c0, c1)
 
 
 @njit(cache=True)
@@ -210,33 +291,115 @@ def ema_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
 
 
 @njit(cache=True)
+def _ema_cross_order(idx, m):
+    """Combos in the order ema_cross_fast scans them, and the table rows in the order first
+    needed: grouped by the role (fast / slow) with more distinct windows, so the other role's
+    rows stay in cache while each of these is used by its combos and then left."""
+    k = 0
+    for i in range(idx.shape[0]):
+        k = max(k, idx[i] + 1)
+    seen = np.zeros((2, k), dtype=np.bool_)
+    for c in range(m):
+        seen[0, idx[c]] = True
+        seen[1, idx[m + c]] = True
+    outer = 1 if seen[1].sum() >= seen[0].sum() else 0
+    key = np.empty(m, dtype=np.int64)
+    for c in range(m):
+        key[c] = idx[outer * m + c] * k + idx[(1 - outer) * m + c]
+    combos = np.argsort(key, kind="mergesort")
+    first = np.full(k, -1, dtype=np.int64)
+    rows = np.empty(k, dtype=np.int64)
+    nr = 0
+    for q in range(m):
+        c = combos[q]
+        for j in (idx[c], idx[m + c]):
+            if first[j] < 0:
+                first[j] = nr
+                rows[nr] = j
+                nr += 1
+    return combos, rows[:nr]
+
+
+@njit(cache=True)
 def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
-    """The fast path of :func:`ema_cross_kernel` (kernels/fastpath.py)."""
+    """The fast path of :func:`ema_cross_kernel` (kernels/fastpath.py).
+
+    The EMA table is built per chunk of bars (:func:`_ema_chunks`, O(windows x FP_CHUNK)
+    memory), each row's recurrence carried from chunk to chunk; within a chunk rows are
+    advanced eight at a time just before the first combo that reads them (combos in the order of
+    :func:`_ema_cross_order`), so a row is read while still in cache. The rule (the per-bar
+    kernel's ``f[t] > s[t]``) goes 64 bars to a word's bits, and the change bars come from the
+    word's set bits, lowest first (work per change, not per bar, once the rule is packed).
+    """
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     both = np.concatenate((params[:, 0], params[:, 1]))
     uniq, idx = unique_windows(both)
-    table = _ema_table_interleaved(close, uniq)
     m = params.shape[0]
+    combos, rows = _ema_cross_order(idx, m)
+    em = _ema_chunks(close, uniq, rows)
+    E = em[5]
+    order = em[4]
+    # rank of each table row in ``order`` (-1: an all-NaN row, never advanced)
+    rank = np.full(E.shape[0], -1, dtype=np.int64)
+    for q in range(order.shape[0]):
+        rank[order[q]] = q
+    for c0 in range(0, min(start, n), FP_CHUNK):
+        _ema_chunk_all(close, em, c0, min(min(start, n), c0 + FP_CHUNK))
     low_pos = -1.0 if long_short else 0.0
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
-    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
-        for c in range(m):
-            f = table[idx[c]]
-            s = table[idx[m + c]]
+        done = 0
+        for q in range(m):
+            c = combos[q]
+            jf = idx[c]
+            js = idx[m + c]
+            while done <= rank[jf] or done <= rank[js]:
+                _ema_group(close, em, done, c0, c1)
+                done += _EMA_GROUP
             warm = int(max(params[c, 0], params[c, 1])) - 1
             t0 = max(c0, warm)
-            fa = f[t0:c1]
-            sa = s[t0:c1]
-            for i in range(c1 - t0):
-                flags[i] = ONE if fa[i] > sa[i] else ZERO
-            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            mm = c1 - t0
+            fa = E[jf, t0 - c0:c1 - c0]
+            sa = E[js, t0 - c0:c1 - c0]
+            # the rule on 64 bars -> the bits of a word x (bit i: bar t0 + base + i); the bars
+            # where the position changes are the set bits of x ^ (x << 1 | the bar before's bit)
+            k = 0
+            carry = _U0
+            for wi in range((mm + 63) >> 6):
+                # (a stepped range here costs the inner loops their vectorisation)
+                base = wi << 6
+                r = min(64, mm - base)
+                x = _U0
+                if r == 64:
+                    for i in range(64):
+                        x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
+                else:
+                    for i in range(r):
+                        x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
+                if base == 0:
+                    carry = x & _U1
+                    p = 1.0 if carry else low_pos
+                    if p != state[c, 13]:
+                        ct[0] = t0
+                        cp[0] = p
+                        k = 1
+                d = x ^ ((x << _U1) | carry)
+                carry = x >> _U63
+                if r < 64:
+                    d &= (_U1 << np.uint64(r)) - _U1
+                while d:
+                    # the lowest set bit's index (de Bruijn multiply)
+                    j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
+                    ct[k] = t0 + base + j
+                    cp[k] = 1.0 if (x >> np.uint64(j)) & _U1 else low_pos
+                    k += 1
+                    d &= d - _U1
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
