@@ -7,7 +7,9 @@ before ``start`` warm the state up as well as the indicators; accounting starts 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from quantfleet.kernels.fastpath import (
     FP_CHUNK,
@@ -125,7 +127,6 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
     rss = scratch[2]
     wi = np.empty(g_n, dtype=np.int64)
     nx = np.empty(g_n, dtype=np.int64)
-    q = np.zeros(g_n, dtype=np.int64)
     for g in range(g_n):
         w = int(wins[g])
         # a window under 1 bar is NaN throughout, as one longer than the data
@@ -164,33 +165,57 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
             for p in range(npt):
                 d = xw[p, j] - mr[p]
                 qr[p] += d * d
-    # the running sums: the SMA's of every window, the sliding std's of windows >= 17 bars
-    for i in range(nc):
-        t = c0 + i
-        x = close[t]
-        for g in range(g_n):
-            w = wi[g]
-            s = st[g, 0] + x
-            if t >= w:
-                s -= close[t - w]
-            st[g, 0] = s
-            mid[g, i] = s
-            if i == nx[g]:
-                st[g, 1] = rm[g, q[g]]
-                st[g, 2] = rss[g, q[g]]
-                q[g] += 1
-                nx[g] += w
-            elif w >= _WELFORD_MIN and t >= w:
-                new = x
-                old = close[t - w]
-                m = st[g, 1]
-                m_new = m + dd[g, i]
-                ss = st[g, 2] + (new - old) * (new - m_new + old - m)
-                st[g, 1] = m_new
-                if ss < 0.0:
-                    ss = 0.0
-                st[g, 2] = ss
-            sd[g, i] = st[g, 2]
+    # the running sums, a window at a time: the SMA's sum and (windows >= 17 bars) the sliding
+    # std's mean and sum of squares, two dependency chains that overlap in one loop
+    for g in range(g_n):
+        w = wi[g]
+        mr = mid[g]
+        sr = sd[g]
+        s = st[g, 0]
+        m = st[g, 1]
+        ss = st[g, 2]
+        e0 = min(max(w - c0, 0), nc)  # rows before bar w: nothing leaves the SMA's sum
+        for i in range(e0):
+            s += close[c0 + i]
+            mr[i] = s
+        if e0 > 0 and nx[g] < e0:  # bar w - 1: the first two-pass std
+            m = rm[g, 0]
+            ss = rss[g, 0]
+            sr[nx[g]] = ss
+        xs = close[c0 + e0:c1]
+        xo = close[c0 + e0 - w:c1 - w] if e0 < nc else close[c0:c0]
+        ms = mr[e0:nc]
+        if w < _WELFORD_MIN:
+            for i in range(nc - e0):
+                s += xs[i]
+                s -= xo[i]
+                ms[i] = s
+        else:
+            qq = 1 if e0 > 0 and nx[g] < e0 else 0
+            nxt = nx[g] + w * qq - e0  # next two-pass row, counted from row e0
+            dr = dd[g, e0:nc]
+            ssr = sr[e0:nc]
+            for i in range(nc - e0):
+                new = xs[i]
+                old = xo[i]
+                s += new
+                s -= old
+                ms[i] = s
+                if i == nxt:
+                    m = rm[g, qq]
+                    ss = rss[g, qq]
+                    qq += 1
+                    nxt += w
+                else:
+                    m_new = m + dr[i]
+                    ss += (new - old) * (new - m_new + old - m)
+                    m = m_new
+                    if ss < 0.0:
+                        ss = 0.0
+                ssr[i] = ss
+        st[g, 0] = s
+        st[g, 1] = m
+        st[g, 2] = ss
     # the divisions and square roots; two-pass std of the windows under 17 bars
     for g in range(g_n):
         w = wi[g]
@@ -229,6 +254,30 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
                 so[i] = np.sqrt(so[i] / w)
 
 
+@intrinsic
+def _cttz(typingctx, x):
+    """Trailing zero bits of a uint64 (64 for 0)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+
+    return types.uint64(types.uint64), codegen
+
+
+@njit(cache=True, inline="always")
+def _band_entry(x, mi, s, k, ls):
+    """``band_step``'s entry test from flat with the band ``mi -+ k * s`` (the reference's
+    values: ``k * s`` is the same product on both sides) and whether both band edges are not
+    NaN, as two 0/1 uint8 (``ls``: long_short as a uint8; no branch: the loop vectorises)."""
+    ks = k * s
+    lo = mi - ks
+    up = mi + ks
+    ok = np.uint8(lo == lo) & np.uint8(up == up)
+    return ok & (np.uint8(x < lo) | (ls & np.uint8(x > up))), ok
+
+
 _BOLL_GROUP = 8
 """Windows whose chunk tables :func:`bollinger_fast` builds together."""
 
@@ -264,14 +313,18 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     cp = np.empty(FP_CHUNK)
     words = np.zeros(FP_CHUNK // 8 + 1, dtype=np.uint64)
     flags = words.view(np.uint8)
-    bad = np.zeros(FP_CHUNK, dtype=np.uint8)
+    ks = np.empty(_BOLL_PASS)
+    lsb = np.uint8(1) if long_short else np.uint8(0)
+    one, two, three, four, five, six, seven = (np.uint8(1), np.uint8(2), np.uint8(3),
+                                               np.uint8(4), np.uint8(5), np.uint8(6),
+                                               np.uint8(7))
+    full = np.uint64(0xFFFFFFFFFFFFFFFF)
     st = np.zeros((nw, 3))
     gmax = min(nw, _BOLL_GROUP)
     # rows a little longer than a chunk: rows 16 KiB apart would share cache sets
     mid = np.empty((gmax, FP_CHUNK + 24))
     sd = np.empty((gmax, FP_CHUNK + 24))
     scratch = np.empty((3, gmax, FP_CHUNK + 24))
-    lsb = np.uint8(1) if long_short else np.uint8(0)
     bl = np.uint8(64)
     bs = np.uint8(128)
     rep = np.uint64(0x0101010101010101)
@@ -290,28 +343,29 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                 for p0 in range(first[u], first[u + 1], _BOLL_PASS):
                     p1 = min(first[u + 1], p0 + _BOLL_PASS)
                     words[nwd - 1] = 0
-                    for i in range(nc):
-                        flags[i] = 0
-                        bad[i] = 0
-                    # entries, one bit per combo: band_step's flat branch, bitwise operators
-                    for jj in range(p1 - p0):
-                        k = params[order[p0 + jj], 1]
-                        bit = np.uint8(1 << jj)
-                        for i in range(nc):
-                            x = xa[i]
-                            mi = ma[i]
-                            lo = mi - k * sa[i]
-                            up = mi + k * sa[i]
-                            ok = (x == x) & (lo == lo) & (mi == mi) & (up == up)
-                            f = ok & ((x < lo) | ((lsb == 1) & (x > up)))
-                            flags[i] |= np.uint8(f) * bit
-                            bad[i] |= np.uint8(not ok)
-                    # exits (a NaN anywhere: band_step goes flat)
+                    # six k slots (the last k repeated into unused ones: the same bits)
+                    for jj in range(_BOLL_PASS):
+                        ks[jj] = params[order[min(p0 + jj, p1 - 1)], 1]
+                    k0, k1, k2, k3, k4, k5 = ks[0], ks[1], ks[2], ks[3], ks[4], ks[5]
                     for i in range(nc):
                         x = xa[i]
                         mi = ma[i]
-                        flags[i] |= ((bad[i] | np.uint8(x >= mi)) * bl) \
-                            | ((bad[i] | np.uint8(x <= mi)) * bs)
+                        sv = sa[i]
+                        f0, o0 = _band_entry(x, mi, sv, k0, lsb)
+                        f1, o1 = _band_entry(x, mi, sv, k1, lsb)
+                        f2, o2 = _band_entry(x, mi, sv, k2, lsb)
+                        f3, o3 = _band_entry(x, mi, sv, k3, lsb)
+                        f4, o4 = _band_entry(x, mi, sv, k4, lsb)
+                        f5, o5 = _band_entry(x, mi, sv, k5, lsb)
+                        # a NaN in x, mi or any slot's band marks both exits (band_step goes
+                        # flat); an entry needs x and both edges not NaN, which x < lo or
+                        # x > up already implies
+                        nok = (o0 & o1 & o2 & o3 & o4 & o5 & np.uint8(x == x)
+                               & np.uint8(mi == mi)) ^ one
+                        flags[i] = (f0 | (f1 << one) | (f2 << two) | (f3 << three)
+                                    | (f4 << four) | (f5 << five)
+                                    | ((nok | np.uint8(x >= mi)) << six)
+                                    | ((nok | np.uint8(x <= mi)) << seven))
                     for jj in range(p1 - p0):
                         c = order[p0 + jj]
                         k = params[c, 1]
@@ -323,22 +377,16 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                         while t < c1:
                             mask = fbit if rule == 0.0 else (bl if rule > 0.0 else bs)
                             stop = min(start, c1) if t <= start else c1
-                            # the first bar in [t, stop) whose flag has the mask's bit
+                            # the first bar from t whose flag has the mask's bit (8 a word;
+                            # the bytes past the chunk's end are 0)
                             i = t - c0
-                            e = stop - c0
-                            while i < e and (i & 7):
-                                if flags[i] & mask:
-                                    break
-                                i += 1
-                            if i < e and not (flags[i] & mask):
-                                wm = np.uint64(mask) * rep
-                                wj = i >> 3
-                                while wj < nwd and not (words[wj] & wm):
-                                    wj += 1
-                                i = wj << 3
-                                while i < e and not (flags[i] & mask):
-                                    i += 1
-                            e = c0 + min(i, e)
+                            wm = np.uint64(mask) * rep
+                            wj = i >> 3
+                            v = words[wj] & wm & (full << np.uint64(8 * (i & 7)))
+                            while v == 0 and wj < nwd - 1:
+                                wj += 1
+                                v = words[wj] & wm
+                            e = c0 + ((wj << 3) + np.int64(_cttz(v) >> np.uint64(3)) if v else nc)
                             if t <= start:
                                 # before start only the state moves; bar start books it
                                 if e >= stop:
