@@ -90,3 +90,33 @@ def test_fast_path_with_many_k_per_window(seed, n, long_short, start, flat):
             rows.append((float(w), float(k)))
     params = np.array(rows)[rng.permutation(len(rows))]
     _check("bollinger", market, params, 0.0005, long_short, start, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), w=st.integers(1, 10**6), root=st.booleans(),
+       kind=st.sampled_from(["normal", "bits", "multiple", "special"]))
+def test_divide_is_the_division_bit_for_bit(seed, w, root, kind):
+    """The multiply-and-correct division: every bit of ``a / w`` (and ``sqrt(a / w)``), on
+    values of every exponent (random bit patterns: subnormals, huge values, the fallback row),
+    exact multiples of w (ties and exact quotients), zeros of both signs, NaN and inf."""
+    from quantfleet.strategies.reversion import _divide
+
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        a = rng.normal(0.0, 1.0, 5000) * 10.0 ** float(rng.integers(-40, 40))
+    elif kind == "bits":
+        a = rng.integers(0, 2**63, 5000, dtype=np.int64).view(np.float64)
+        a = a[np.isfinite(a)] * rng.choice([-1.0, 1.0], a.size)[np.isfinite(a)]
+    elif kind == "multiple":
+        a = np.round(rng.normal(0.0, 1e6, 5000)) * w + rng.choice([0.0, 0.5, -0.5], 5000)
+    else:
+        a = rng.choice([0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, 1e-310, 3.0], 200)
+    if root:
+        a = np.abs(a)
+    with np.errstate(invalid="ignore"):
+        ref = np.sqrt(a / w) if root else a / w
+    got = a.copy()
+    _divide(got, w, root)
+    np.testing.assert_array_equal(got.view(np.int64)[~np.isnan(ref)],
+                                  ref.view(np.int64)[~np.isnan(ref)])
+    assert np.isnan(got[np.isnan(ref)]).all()

@@ -146,7 +146,8 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
         xn = close[lo:c1]
         xo = close[lo - w:c1 - w]
         for i in range(c1 - lo):
-            dr[i] = (xn[i] - xo[i]) / w
+            dr[i] = xn[i] - xo[i]
+        _divide(dr, w, False)
         # the two-pass mean and sum of squares at the recomputation bars first + p * w
         npt = (c1 - 1 - first) // w + 1 if first < c1 else 0
         mr = rm[g]
@@ -225,11 +226,9 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
         for i in range(a):
             mr[i] = np.nan
             sr[i] = np.nan
-        for i in range(a, nc):
-            mr[i] = mr[i] / w
+        _divide(mr[a:nc], w, False)
         if w >= _WELFORD_MIN:
-            for i in range(a, nc):
-                sr[i] = np.sqrt(sr[i] / w)
+            _divide(sr[a:nc], w, True)
         else:
             # bar c0 + a + i of the chunk, term j: close[c0 + a + i - w + 1 + j]
             b = c0 + a - w + 1
@@ -243,15 +242,62 @@ def _bollinger_chunk_tables(close, wins, st, c0, c1, mid, sd, scratch):
                 xs = close[b + j:b + j + m]
                 for i in range(m):
                     acc[i] += xs[i]
-            for i in range(m):
-                acc[i] /= w
+            _divide(acc, w, False)
             for j in range(w):
                 xs = close[b + j:b + j + m]
                 for i in range(m):
                     d = xs[i] - acc[i]
                     so[i] += d * d
-            for i in range(m):
-                so[i] = np.sqrt(so[i] / w)
+            _divide(so, w, True)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (llvm.fma)."""
+    if not (a == types.float64 and b == types.float64 and c == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+_DIV_SAFE = 2.0 ** 900
+""":func:`_divide` divides by multiplications where ``2**-900 < |a| < 2**900`` (no overflow,
+no underflow in the remainders), ``a`` zero or NaN."""
+
+
+@njit(cache=True)
+def _divide(a, w, root):
+    """``a[i] = a[i] / w`` (``np.sqrt(a[i] / w)`` with ``root``) in place, the same bits as the
+    division: from ``y = 1 / w`` (correctly rounded), ``q = a * y`` and two Newton-Markstein
+    corrections ``q += (a - q * w) * y`` (each an FMA); ``q`` is within an ulp of ``a / w``
+    after the first, and the second then rounds it correctly (Markstein's theorem: ``y`` within
+    half an ulp of ``1 / w``, ``q`` within one ulp of ``a / w``, the remainder exact). A zero
+    keeps its sign; a row with any value outside the safe range is divided by ``/``.
+    """
+    wf = float(w)
+    y = 1.0 / wf
+    odd = np.uint8(0)
+    for i in range(a.shape[0]):
+        x = a[i]
+        ax = abs(x)
+        odd |= np.uint8(not ((ax > 1.0 / _DIV_SAFE) & (ax < _DIV_SAFE))) \
+            & np.uint8(x != 0.0) & np.uint8(x == x)
+    if odd:
+        for i in range(a.shape[0]):
+            a[i] = a[i] / wf
+    else:
+        for i in range(a.shape[0]):
+            x = a[i]
+            q0 = x * y
+            q = _fma(_fma(-q0, wf, x), y, q0)
+            q = _fma(_fma(-q, wf, x), y, q)
+            a[i] = q if x != 0.0 else q0
+    if root:
+        for i in range(a.shape[0]):
+            a[i] = np.sqrt(a[i])
 
 
 @intrinsic
