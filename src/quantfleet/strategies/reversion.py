@@ -324,6 +324,71 @@ def _band_entry(x, mi, s, k, ls):
     return ok & (np.uint8(x < lo) | (ls & np.uint8(x > up))), ok
 
 
+@njit(cache=True)
+def _band_flags(xa, ma, sa, ks, flags, lsb, nc):
+    """``flags[i]`` for bars ``i < nc`` of a chunk (close ``xa``, SMA ``ma``, std ``sa``): bit j
+    (< 6) where a flat combo with k = ``ks[j]`` would enter, bit 6 where a long would exit
+    (x >= mid or a NaN), bit 7 where a short would (x <= mid or a NaN).
+
+    Without infinities in ``ma``, ``sa`` and ``ks``, both band edges are NaN exactly where
+    ``mi`` or ``s`` is (``k * s`` is then never NaN), and a NaN edge already fails ``x < lo`` /
+    ``x > up``: the entry bit is the comparison alone (the same bits, fewer operations)."""
+    one, two, three, four, five, six, seven = (np.uint8(1), np.uint8(2), np.uint8(3),
+                                               np.uint8(4), np.uint8(5), np.uint8(6),
+                                               np.uint8(7))
+    k0, k1, k2, k3, k4, k5 = ks[0], ks[1], ks[2], ks[3], ks[4], ks[5]
+    inf = np.inf
+    odd = np.uint8(0)
+    for j in range(6):
+        odd |= np.uint8(abs(ks[j]) == inf) | np.uint8(ks[j] != ks[j])
+    for i in range(nc):
+        odd |= np.uint8(abs(ma[i]) == inf) | np.uint8(abs(sa[i]) == inf)
+    if odd:
+        for i in range(nc):
+            x = xa[i]
+            mi = ma[i]
+            sv = sa[i]
+            f0, o0 = _band_entry(x, mi, sv, k0, lsb)
+            f1, o1 = _band_entry(x, mi, sv, k1, lsb)
+            f2, o2 = _band_entry(x, mi, sv, k2, lsb)
+            f3, o3 = _band_entry(x, mi, sv, k3, lsb)
+            f4, o4 = _band_entry(x, mi, sv, k4, lsb)
+            f5, o5 = _band_entry(x, mi, sv, k5, lsb)
+            # a NaN in x, mi or any slot's band marks both exits (band_step goes flat); an
+            # entry needs x and both edges not NaN, which x < lo or x > up already implies
+            nok = (o0 & o1 & o2 & o3 & o4 & o5 & np.uint8(x == x) & np.uint8(mi == mi)) ^ one
+            flags[i] = (f0 | (f1 << one) | (f2 << two) | (f3 << three) | (f4 << four)
+                        | (f5 << five) | ((nok | np.uint8(x >= mi)) << six)
+                        | ((nok | np.uint8(x <= mi)) << seven))
+    elif lsb:
+        for i in range(nc):
+            x = xa[i]
+            mi = ma[i]
+            sv = sa[i]
+            nok = (np.uint8(x == x) & np.uint8(mi == mi) & np.uint8(sv == sv)) ^ one
+            flags[i] = (np.uint8(x < mi - k0 * sv) | np.uint8(x > mi + k0 * sv)
+                        | ((np.uint8(x < mi - k1 * sv) | np.uint8(x > mi + k1 * sv)) << one)
+                        | ((np.uint8(x < mi - k2 * sv) | np.uint8(x > mi + k2 * sv)) << two)
+                        | ((np.uint8(x < mi - k3 * sv) | np.uint8(x > mi + k3 * sv)) << three)
+                        | ((np.uint8(x < mi - k4 * sv) | np.uint8(x > mi + k4 * sv)) << four)
+                        | ((np.uint8(x < mi - k5 * sv) | np.uint8(x > mi + k5 * sv)) << five)
+                        | ((nok | np.uint8(x >= mi)) << six)
+                        | ((nok | np.uint8(x <= mi)) << seven))
+    else:
+        for i in range(nc):
+            x = xa[i]
+            mi = ma[i]
+            sv = sa[i]
+            nok = (np.uint8(x == x) & np.uint8(mi == mi) & np.uint8(sv == sv)) ^ one
+            flags[i] = (np.uint8(x < mi - k0 * sv) | (np.uint8(x < mi - k1 * sv) << one)
+                        | (np.uint8(x < mi - k2 * sv) << two)
+                        | (np.uint8(x < mi - k3 * sv) << three)
+                        | (np.uint8(x < mi - k4 * sv) << four)
+                        | (np.uint8(x < mi - k5 * sv) << five)
+                        | ((nok | np.uint8(x >= mi)) << six)
+                        | ((nok | np.uint8(x <= mi)) << seven))
+
+
 _BOLL_GROUP = 8
 """Windows whose chunk tables :func:`bollinger_fast` builds together."""
 
@@ -361,9 +426,6 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     flags = words.view(np.uint8)
     ks = np.empty(_BOLL_PASS)
     lsb = np.uint8(1) if long_short else np.uint8(0)
-    one, two, three, four, five, six, seven = (np.uint8(1), np.uint8(2), np.uint8(3),
-                                               np.uint8(4), np.uint8(5), np.uint8(6),
-                                               np.uint8(7))
     full = np.uint64(0xFFFFFFFFFFFFFFFF)
     st = np.zeros((nw, 3))
     gmax = min(nw, _BOLL_GROUP)
@@ -392,26 +454,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                     # six k slots (the last k repeated into unused ones: the same bits)
                     for jj in range(_BOLL_PASS):
                         ks[jj] = params[order[min(p0 + jj, p1 - 1)], 1]
-                    k0, k1, k2, k3, k4, k5 = ks[0], ks[1], ks[2], ks[3], ks[4], ks[5]
-                    for i in range(nc):
-                        x = xa[i]
-                        mi = ma[i]
-                        sv = sa[i]
-                        f0, o0 = _band_entry(x, mi, sv, k0, lsb)
-                        f1, o1 = _band_entry(x, mi, sv, k1, lsb)
-                        f2, o2 = _band_entry(x, mi, sv, k2, lsb)
-                        f3, o3 = _band_entry(x, mi, sv, k3, lsb)
-                        f4, o4 = _band_entry(x, mi, sv, k4, lsb)
-                        f5, o5 = _band_entry(x, mi, sv, k5, lsb)
-                        # a NaN in x, mi or any slot's band marks both exits (band_step goes
-                        # flat); an entry needs x and both edges not NaN, which x < lo or
-                        # x > up already implies
-                        nok = (o0 & o1 & o2 & o3 & o4 & o5 & np.uint8(x == x)
-                               & np.uint8(mi == mi)) ^ one
-                        flags[i] = (f0 | (f1 << one) | (f2 << two) | (f3 << three)
-                                    | (f4 << four) | (f5 << five)
-                                    | ((nok | np.uint8(x >= mi)) << six)
-                                    | ((nok | np.uint8(x <= mi)) << seven))
+                    _band_flags(xa, ma, sa, ks, flags, lsb, nc)
                     for jj in range(p1 - p0):
                         c = order[p0 + jj]
                         k = params[c, 1]
