@@ -61,6 +61,9 @@ def _tables(name: str):
             np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "bollinger":
         from quantfleet.strategies import reversion
+        if hasattr(reversion, "_bollinger_chunk_tables"):
+            return lambda m, p: _bollinger_chunked(_f(m, 'close'),
+                                                   unique_windows(p[:, 0].copy())[0])
         _bollinger_tables = getattr(reversion, "_bollinger_tables_fused",
                                     reversion._bollinger_tables)
         return lambda m, p: _bollinger_tables(_f(m, 'close'), unique_windows(p[:, 0].copy())[0])
@@ -87,6 +90,38 @@ def _ema_chunked(market, params) -> None:
     n = close.shape[0]
     for c0 in range(0, n, FP_CHUNK):
         _ema_chunk_all(close, em, c0, min(n, c0 + FP_CHUNK))
+
+
+def _bollinger_chunked(close: np.ndarray, wins: np.ndarray) -> None:
+    """bollinger's rows as its fast path builds them: every chunk of bars, a group of windows
+    at a time (the compiled driver is built on first use)."""
+    global _BOLL_DRIVER
+    if _BOLL_DRIVER is None:
+        from numba import njit
+
+        from quantfleet.kernels.fastpath import FP_CHUNK
+        from quantfleet.strategies.reversion import _BOLL_GROUP, _bollinger_chunk_tables
+
+        @njit
+        def drive(close, wins):
+            n = close.shape[0]
+            g = min(wins.shape[0], _BOLL_GROUP)
+            st = np.zeros((wins.shape[0], 3))
+            mid = np.empty((g, FP_CHUNK + 24))
+            sd = np.empty((g, FP_CHUNK + 24))
+            scratch = np.empty((3, g, FP_CHUNK + 24))
+            for c0 in range(0, n, FP_CHUNK):
+                c1 = min(n, c0 + FP_CHUNK)
+                for g0 in range(0, wins.shape[0], _BOLL_GROUP):
+                    g1 = min(wins.shape[0], g0 + _BOLL_GROUP)
+                    _bollinger_chunk_tables(close, wins[g0:g1], st[g0:g1], c0, c1, mid, sd,
+                                            scratch)
+
+        _BOLL_DRIVER = drive
+    _BOLL_DRIVER(close, wins)
+
+
+_BOLL_DRIVER = None
 
 
 def table_times(reps: int, max_combos: int, names: tuple[str, ...]) -> dict:

@@ -181,29 +181,3 @@ def test_vwap_reversion_needs_volume():
     d = ref.random_ohlcv(np.random.default_rng(0), 100)
     with pytest.raises(DataError, match="vwap_reversion needs a 'volume' column"):
         get("vwap_reversion").run_asset(_market(d, ("high", "low")), 0, np.array([[10, 2.0]]))
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 200), flat=st.booleans(),
-       windows=st.lists(st.integers(1, 220), min_size=1, max_size=6, unique=True))
-def test_fused_bollinger_tables_are_the_sma_and_population_std(seed, n, flat, windows):
-    """bollinger's fast path computes a window's SMA and std in one loop: the same bits as
-    ``sma`` / ``rolling_pstd``, and the definition (mean and ddof=0 std of the last w bars)."""
-    from quantfleet.kernels.indicators import rolling_pstd, sma
-    from quantfleet.strategies.reversion import _bollinger_tables_fused
-
-    close = 100.0 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0.0, 0.01, n)))
-    if flat:
-        close[n // 3:] = close[n // 3]
-    w = np.array(sorted(windows), dtype=np.float64)
-    mid, sd = _bollinger_tables_fused(close, w)
-    for i, win in enumerate(sorted(windows)):
-        np.testing.assert_array_equal(mid[i], sma(close, win))
-        np.testing.assert_array_equal(sd[i], rolling_pstd(close, win))
-        for t in range(n):
-            if win > n or t < win - 1:
-                assert np.isnan(mid[i, t]) and np.isnan(sd[i, t])
-            else:
-                x = close[t - win + 1:t + 1]
-                assert abs(mid[i, t] - x.mean()) <= 1e-9 * x.mean()
-                assert abs(sd[i, t] - x.std()) <= 1e-7 * x.mean()
