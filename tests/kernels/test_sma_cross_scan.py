@@ -66,7 +66,8 @@ def test_packed_scan_finds_the_bars_where_the_rule_changes_position(seed, n, fw,
     cs[1:] = np.cumsum(close)  # sequential sums, as the kernel's loop adds them
     ct = np.full(c1 - t0, -7, dtype=np.int64)
     cp = np.full(c1 - t0, 7.0)
-    k = _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp)
+    words = np.zeros((c1 - t0 + 63) // 64, dtype=np.uint64)
+    k = _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words)
     want_t, want_p = _reference(close, fw, sw, t0, c1, prev, low_pos)
     np.testing.assert_array_equal(ct[:k], want_t)
     np.testing.assert_array_equal(cp[:k], want_p)
@@ -79,10 +80,13 @@ def test_every_bar_changing_fills_whole_words():
     cs = np.concatenate(([0.0], np.cumsum(close)))
     ct = np.empty(999, dtype=np.int64)
     cp = np.empty(999)
-    k = _sma_cross_changes(cs, 1, 2, 1, 1000, 1.0, -1.0, ct, cp)
+    k = _sma_cross_changes(cs, 1, 2, 1, 1000, 1.0, -1.0, ct, cp, np.zeros(16, dtype=np.uint64))
     assert k == 999
     np.testing.assert_array_equal(ct[:k], np.arange(1, 1000))
     np.testing.assert_array_equal(cp[:k], np.where(np.arange(1, 1000) % 2 == 0, 1.0, -1.0))
+    # an empty stretch (the warm-up reaches past the chunk): no change
+    assert _sma_cross_changes(cs, 1, 2, 500, 500, 1.0, -1.0, ct, cp, np.zeros(1, np.uint64)) == 0
+    assert _sma_cross_changes(cs, 1, 2, 501, 500, 1.0, -1.0, ct, cp, np.zeros(1, np.uint64)) == 0
 
 
 @pytest.mark.parametrize("kind", ["walk", "zigzag"])

@@ -64,49 +64,58 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
 
 
 @njit(cache=True)
-def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp):
+def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
     """The bars of ``[t0, c1)`` where an ``sma_cross`` combo (windows ``fw``, ``sw``; ``t0`` >=
     ``max(fw, sw) - 1``) changes position, the position before ``t0`` being ``prev``: writes
     them to ``ct`` and the positions taken (1.0 / ``low_pos``) to ``cp``, returns how many.
     ``cs``: the prefix sums of close (``cs[0] = 0``, ``cs[t + 1] = cs[t] + close[t]``);
-    ``ct`` / ``cp`` hold ``c1 - t0``.
+    ``ct`` / ``cp`` hold ``c1 - t0`` entries, ``words`` (uint64, scratch) ``(c1 - t0) / 64``
+    rounded up.
 
-    The rule is :func:`sma_cross_kernel`'s expression, evaluated 64 bars to a word's bits ``x``
-    (bit ``i``: bar ``t0 + base + i``); the change bars are the set bits of ``x ^ (x << 1 | the
-    bar before's bit)``, lowest first (de Bruijn index), so the work after the rule is per change.
+    The rule is :func:`sma_cross_kernel`'s expression, evaluated 64 bars to a word's bits (word
+    ``wi``, bit ``i``: bar ``t0 + 64 wi + i``) for the whole stretch first (no data-dependent
+    branch in that loop); the change bars are then the set bits of ``x ^ (x << 1 | the bar
+    before's bit)``, lowest first (de Bruijn index), so the work after the rule is per change.
     """
+    mm = c1 - t0
+    if mm <= 0:
+        return 0
     ff = float(fw)
     sf = float(sw)
-    mm = c1 - t0
     # slices let LLVM vectorize the rule
     hs = cs[t0 + 1:c1 + 1]
     fs = cs[t0 + 1 - fw:c1 + 1 - fw]
     ss = cs[t0 + 1 - sw:c1 + 1 - sw]
-    k = 0
-    carry = _U0
-    for wi in range((mm + 63) >> 6):
+    full = mm >> 6
+    nw = (mm + 63) >> 6
+    for wi in range(full):
         base = wi << 6
-        r = min(64, mm - base)
         x = _U0
-        if r == 64:
-            for i in range(64):
-                x |= np.uint64((hs[base + i] - fs[base + i]) * sf
-                               > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
-        else:
-            for i in range(r):
-                x |= np.uint64((hs[base + i] - fs[base + i]) * sf
-                               > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
-        if base == 0:
-            carry = x & _U1
-            p = 1.0 if carry else low_pos
-            if p != prev:
-                ct[0] = t0
-                cp[0] = p
-                k = 1
+        for i in range(64):
+            x |= np.uint64((hs[base + i] - fs[base + i]) * sf
+                           > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
+        words[wi] = x
+    if full < nw:
+        base = full << 6
+        x = _U0
+        for i in range(mm - base):
+            x |= np.uint64((hs[base + i] - fs[base + i]) * sf
+                           > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
+        words[full] = x
+    k = 0
+    carry = words[0] & _U1
+    p = 1.0 if carry else low_pos
+    if p != prev:
+        ct[0] = t0
+        cp[0] = p
+        k = 1
+    for wi in range(nw):
+        x = words[wi]
+        base = wi << 6
         d = x ^ ((x << _U1) | carry)
         carry = x >> _U63
-        if r < 64:
-            d &= (_U1 << np.uint64(r)) - _U1
+        if wi == full:  # the last, partial word: bits from mm - base on are not bars
+            d &= (_U1 << np.uint64(mm - base)) - _U1
         while d:
             j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
             ct[k] = t0 + base + j
@@ -133,6 +142,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
+    words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -140,9 +150,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             fw = int(params[c, 0])
             sw = int(params[c, 1])
             t0 = max(c0, max(fw, sw) - 1)
-            k = 0
-            if t0 < c1:
-                k = _sma_cross_changes(cs, fw, sw, t0, c1, state[c, 13], low_pos, ct, cp)
+            k = _sma_cross_changes(cs, fw, sw, t0, c1, state[c, 13], low_pos, ct, cp, words)
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
