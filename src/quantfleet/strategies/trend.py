@@ -77,11 +77,9 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
     branch in that loop); the change bars are then the set bits of ``x ^ (x << 1 | the bar
     before's bit)``, lowest first (de Bruijn index), so the work after the rule is per change.
     """
-    mm = c1 - t0
-    if mm <= 0:
-        return 0
     ff = float(fw)
     sf = float(sw)
+    mm = max(c1 - t0, 0)  # (an early return here costs the rule loop its vectorisation)
     # slices let LLVM vectorize the rule
     hs = cs[t0 + 1:c1 + 1]
     fs = cs[t0 + 1 - fw:c1 + 1 - fw]
@@ -102,6 +100,8 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
             x |= np.uint64((hs[base + i] - fs[base + i]) * sf
                            > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
         words[full] = x
+    if mm == 0:
+        return 0
     k = 0
     carry = words[0] & _U1
     p = 1.0 if carry else low_pos
