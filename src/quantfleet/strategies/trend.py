@@ -64,10 +64,73 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
 
 
 @njit(cache=True)
+def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
+    """The bars of ``[t0, c1)`` where an ``sma_cross`` combo (windows ``fw``, ``sw``; ``t0`` >=
+    ``max(fw, sw) - 1``) changes position, the position before ``t0`` being ``prev``: writes
+    them to ``ct`` and the positions taken (1.0 / ``low_pos``) to ``cp``, returns how many.
+    ``cs``: the prefix sums of close (``cs[0] = 0``, ``cs[t + 1] = cs[t] + close[t]``);
+    ``ct`` / ``cp`` hold ``c1 - t0`` entries, ``words`` (uint64, scratch) ``(c1 - t0) / 64``
+    rounded up.
+
+    The rule is :func:`sma_cross_kernel`'s expression, evaluated 64 bars to a word's bits (word
+    ``wi``, bit ``i``: bar ``t0 + 64 wi + i``) for the whole stretch first (no data-dependent
+    branch in that loop); the change bars are then the set bits of ``x ^ (x << 1 | the bar
+    before's bit)``, lowest first (de Bruijn index), so the work after the rule is per change.
+    """
+    ff = float(fw)
+    sf = float(sw)
+    mm = max(c1 - t0, 0)  # (an early return here costs the rule loop its vectorisation)
+    # slices let LLVM vectorize the rule
+    hs = cs[t0 + 1:c1 + 1]
+    fs = cs[t0 + 1 - fw:c1 + 1 - fw]
+    ss = cs[t0 + 1 - sw:c1 + 1 - sw]
+    full = mm >> 6
+    nw = (mm + 63) >> 6
+    for wi in range(full):
+        base = wi << 6
+        x = _U0
+        for i in range(64):
+            x |= np.uint64((hs[base + i] - fs[base + i]) * sf
+                           > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
+        words[wi] = x
+    if full < nw:
+        base = full << 6
+        x = _U0
+        for i in range(mm - base):
+            x |= np.uint64((hs[base + i] - fs[base + i]) * sf
+                           > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
+        words[full] = x
+    if mm == 0:
+        return 0
+    k = 0
+    carry = words[0] & _U1
+    p = 1.0 if carry else low_pos
+    if p != prev:
+        ct[0] = t0
+        cp[0] = p
+        k = 1
+    for wi in range(nw):
+        x = words[wi]
+        base = wi << 6
+        d = x ^ ((x << _U1) | carry)
+        carry = x >> _U63
+        if wi == full:  # the last, partial word: bits from mm - base on are not bars
+            d &= (_U1 << np.uint64(mm - base)) - _U1
+        while d:
+            j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
+            ct[k] = t0 + base + j
+            cp[k] = 1.0 if (x >> np.uint64(j)) & _U1 else low_pos
+            k += 1
+            d &= d - _U1
+    return k
+
+
+@njit(cache=True)
 def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
     """The fast path of :func:`sma_cross_kernel` (``Strategy.fast``; kernels/fastpath.py): the
-    same rule, same expressions, scanned into change bars and booked by ``fp_book``."""
+    same rule, same expressions, scanned into change bars (:func:`_sma_cross_changes`) and
+    booked by ``fp_book``."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     cs = np.empty(n + 1)
@@ -79,23 +142,15 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
-    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
         for c in range(m):
             fw = int(params[c, 0])
             sw = int(params[c, 1])
-            ff = float(fw)
-            sf = float(sw)
             t0 = max(c0, max(fw, sw) - 1)
-            # slices and an explicit uint8 let LLVM vectorize the rule (4x)
-            hs = cs[t0 + 1:c1 + 1]
-            fs = cs[t0 + 1 - fw:c1 + 1 - fw]
-            ss = cs[t0 + 1 - sw:c1 + 1 - sw]
-            for i in range(c1 - t0):
-                flags[i] = ONE if (hs[i] - fs[i]) * sf > (hs[i] - ss[i]) * ff else ZERO
-            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            k = _sma_cross_changes(cs, fw, sw, t0, c1, state[c, 13], low_pos, ct, cp, words)
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
