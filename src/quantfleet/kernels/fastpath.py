@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
 
@@ -557,8 +558,9 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
     ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
     returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
-    time; its bytes from ``m`` on are overwritten. ``ct`` and ``cp`` hold at least ``m`` rounded
-    up to a multiple of 8 (entries past the returned count are scratch).
+    time (bit 0 of each byte after the first); its bytes from ``m`` on are overwritten. ``ct``
+    and ``cp`` hold at least ``m`` rounded up to a multiple of 8 (entries past the returned
+    count are scratch).
     """
     if m <= 0:
         return 0
@@ -572,21 +574,29 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     for i in range(m, flags.shape[0]):
         flags[i] = last
     w = flags.view(np.uint64)
+    nw = (m + 7) >> 3
     carry = np.uint64(flags[0])
     eight = np.uint64(8)
+    s56 = np.uint64(56)
+    low = np.uint64(0x0101010101010101)
+    gather = np.uint64(0x0102040810204080)  # bit 0 of byte j -> bit 56 + j
     one = np.uint64(1)
-    for wi in range((m + 7) >> 3):
-        x = w[wi]
-        d = x ^ ((x << eight) | carry)
-        carry = x >> np.uint64(56)
-        if d:
-            # every bar of the word written, the count advanced by its change bit: no branch
-            # to mispredict when changes are dense (index k never passes bar 8 * wi + j)
-            for j in range(8):
-                sh = np.uint64(8 * j)
-                ct[k] = t0 + 8 * wi + j
-                cp[k] = pos1 if (x >> sh) & one else pos0
-                k += np.int64((d >> sh) & one)
+    for g in range(0, nw, 8):
+        # 64 bars at a time: one bit per bar that differs from the bar before (bit 0 of its
+        # flag byte), then one step per change; one hard-to-predict loop exit per 64 bars
+        # rather than a branch per word of 8
+        mask = np.uint64(0)
+        for j in range(min(8, nw - g)):
+            x = w[g + j]
+            d = (x ^ ((x << eight) | carry)) & low
+            carry = x >> s56
+            mask |= ((d * gather) >> s56) << np.uint64(8 * j)
+        while mask:
+            b = 8 * g + np.int64(trailing_zeros(mask))
+            ct[k] = t0 + b
+            cp[k] = pos1 if flags[b] & 1 else pos0
+            k += 1
+            mask &= mask - one
     return k
 
 
