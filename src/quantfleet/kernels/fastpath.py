@@ -377,7 +377,7 @@ def _store(state, c, st):
         s[i] = st[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
     each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
@@ -395,7 +395,11 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     for the same reason: without division-by-zero raise paths (no divisor here is 0: closes and
     peaks are > 0, blocks are >= 1 bar) numba can drop most of the reference counting of the
     argument arrays on entry and exit, a per-call cost paid once per combo and chunk; the
-    results are the same bits.
+    results are the same bits. ``_nrt=False`` drops the rest: the function neither allocates
+    nor keeps an array, every array it is handed stays referenced by its caller for the call,
+    so the reference counts (atomic operations on each array of ``fp``, ``state``, ``out``...)
+    are not needed. The same for :func:`fp_flag_changes` and :func:`fp_next_event`, called as
+    often.
     """
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
@@ -552,7 +556,7 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     state[c, 14] = u
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     """The position changes of a stateless rule over bars ``[t0, t0 + m)`` whose rule result
     is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
@@ -607,7 +611,7 @@ EV_SHORT = np.uint8(4)
 change the state when flat / long / short."""
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fp_next_event(flags, i, m, mask):
     """The first ``j`` in ``[i, m)`` with ``flags[j] & mask``, else ``m``; read 8 bytes at a
     time. ``flags`` (uint8) must be 0 from ``m`` to the next multiple of 8 (and be that long).
