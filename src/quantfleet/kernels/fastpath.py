@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
 
@@ -157,6 +158,60 @@ def _dd_add(T, row, col, x):
     T[row, col + 1] = lo
 
 
+@njit(cache=True, inline="always")
+def _hold_step(eq, peak, maxdd, s1, s2, down2, p, rt):
+    """``acc_step(st, p, p, rt, fee)`` of a bar held at ``p`` (``p`` = ±1, no fill) for the
+    sums it changes (the caller adds the bar to the count and the exposure): the same
+    expressions, with selects where acc_step branches (a drawdown ratio computed and dropped
+    costs less than a mispredicted branch)."""
+    g = 1.0 + p * rt
+    eq = eq * g
+    rb = g - 1.0
+    s1 += rb
+    s2 += rb * rb
+    down2 = down2 + rb * rb if rb < 0.0 else down2
+    dd = 1.0 - eq / peak
+    deeper = not eq > peak and eq < peak * (1.0 - maxdd)
+    peak = eq if eq > peak else peak
+    maxdd = dd if deeper else maxdd
+    return eq, peak, maxdd, s1, s2, down2
+
+
+@njit(cache=True, inline="always")
+def _fill_step(st, prev, pos, rt, fee_rate):
+    """``acc_step(st, prev, pos, rt, fee_rate)`` of a bar where the position moves
+    (``|pos - prev|`` != 0, not both 0): the same expressions, with selects where acc_step
+    branches on the trade's outcome."""
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    pnl = prev * rt
+    eq = eq * (1.0 + pnl)
+    d = abs(pos - prev)
+    growth = 1.0 + pnl
+    flip = pos * prev < 0.0
+    ex = prev != 0.0 and (pos == 0.0 or flip)
+    after_exit = eq * (1.0 - fee_rate * abs(prev))
+    closed = closed + 1.0 if ex else closed
+    wins = wins + 1.0 if ex and after_exit > entry_eq else wins
+    entry_eq = after_exit if ex and flip else (eq if not ex and pos != 0.0 and prev == 0.0
+                                              else entry_eq)
+    entries = entries + 1.0 if pos != 0.0 and (prev == 0.0 or flip) else entries
+    cost = 1.0 - fee_rate * d
+    eq = eq * cost
+    growth = growth * cost
+    turn += d
+    rb = growth - 1.0
+    n += 1.0
+    s1 += rb
+    s2 += rb * rb
+    down2 = down2 + rb * rb if rb < 0.0 else down2
+    dd = 1.0 - eq / peak
+    deeper = not eq > peak and eq < peak * (1.0 - maxdd)
+    peak = eq if eq > peak else peak
+    maxdd = dd if deeper else maxdd
+    exposed = exposed + 1.0 if pos != 0.0 else exposed
+    return (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
 @njit(cache=True)
 def fp_prefix(x, start):
     """Double-double prefix sums of ``x`` from bar ``start``: (bars + 1, 2), row ``i`` the sum of
@@ -204,32 +259,76 @@ def fp_prepare(close, long_short):
     return close, T, V, SP, LG, info
 
 
+@njit(cache=True, inline="always")
+def _dd_step(hi, lo, x):
+    """``(hi, lo) + x`` in double-double, renormalized: :func:`_dd_add` on values in
+    registers."""
+    s, e = _two_sum(hi, x)
+    return _two_sum(s, lo + e)
+
+
 @njit(cache=True)
 def fp_chunk(fp, c0, c1):
-    """Fill ``fp``'s tables (:func:`fp_prepare`) for bars ``[c0, c1)`` (at most FP_CHUNK)."""
+    """Fill ``fp``'s tables (:func:`fp_prepare`) for bars ``[c0, c1)`` (at most FP_CHUNK).
+
+    Every prefix (both sides' three sums and the short side's log) advances in one loop over
+    the bars with its running double-double in registers, so their dependency chains overlap;
+    each row is the same operations in the same order as :func:`_dd_add` row by row."""
     close, T, V, SP, LG, info = fp
     m = max(c1 - c0, 0)
     sides = V.shape[0]
     info[0] = c0
     info[1] = c1
     ok = 1.0
-    for side in range(sides):
-        sg = 1.0 if side == 0 else -1.0
-        col = side * _SIDE + _SUMS
+    h0 = l0 = h1 = l1 = h2 = l2 = 0.0
+    if sides == 1:
         for i in range(m):
-            g = (1.0 + sg * _ret(close, c0 + i)) - 1.0
-            _dd_add(T, i + 1, col, g)
-            _dd_add(T, i + 1, col + 2, g * g)
-            _dd_add(T, i + 1, col + 4, g * g if g < 0.0 else 0.0)
-    for i in range(m):
-        V[0, i] = close[c0 + i]
-    if sides == 2:
+            t = c0 + i
+            g = (1.0 + 1.0 * (close[t] / close[t - 1] - 1.0 if t > 0 else 0.0)) - 1.0
+            h0, l0 = _dd_step(h0, l0, g)
+            h1, l1 = _dd_step(h1, l1, g * g)
+            h2, l2 = _dd_step(h2, l2, g * g if g < 0.0 else 0.0)
+            row = T[i + 1]
+            row[0] = h0
+            row[1] = l0
+            row[2] = h1
+            row[3] = l1
+            row[4] = h2
+            row[5] = l2
+            V[0, i] = close[t]
+    else:
+        k0 = q0 = k1 = q1 = k2 = q2 = hl = ll = 0.0
         for i in range(m):
-            r = _ret(close, c0 + i)
+            t = c0 + i
+            r = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
+            g = (1.0 + 1.0 * r) - 1.0
+            h0, l0 = _dd_step(h0, l0, g)
+            h1, l1 = _dd_step(h1, l1, g * g)
+            h2, l2 = _dd_step(h2, l2, g * g if g < 0.0 else 0.0)
+            gs = (1.0 + -1.0 * r) - 1.0
+            k0, q0 = _dd_step(k0, q0, gs)
+            k1, q1 = _dd_step(k1, q1, gs * gs)
+            k2, q2 = _dd_step(k2, q2, gs * gs if gs < 0.0 else 0.0)
             if r >= 1.0:
                 ok = 0.0
-            _dd_add(T, i + 1, _LOG, math.log1p(-r) if r < 1.0 else 0.0)
-            V[1, i] = T[i + 1, _LOG]
+            hl, ll = _dd_step(hl, ll, math.log1p(-r) if r < 1.0 else 0.0)
+            row = T[i + 1]
+            row[0] = h0
+            row[1] = l0
+            row[2] = h1
+            row[3] = l1
+            row[4] = h2
+            row[5] = l2
+            row[_SIDE] = k0
+            row[_SIDE + 1] = q0
+            row[_SIDE + 2] = k1
+            row[_SIDE + 3] = q1
+            row[_SIDE + 4] = k2
+            row[_SIDE + 5] = q2
+            row[_LOG] = hl
+            row[_LOG + 1] = ll
+            V[0, i] = close[t]
+            V[1, i] = hl
     info[2] = ok
     if m > 0:
         for side in range(sides):
@@ -278,7 +377,7 @@ def _store(state, c, st):
         s[i] = st[i]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
     each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
@@ -296,7 +395,11 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     for the same reason: without division-by-zero raise paths (no divisor here is 0: closes and
     peaks are > 0, blocks are >= 1 bar) numba can drop most of the reference counting of the
     argument arrays on entry and exit, a per-call cost paid once per combo and chunk; the
-    results are the same bits.
+    results are the same bits. ``_nrt=False`` drops the rest: the function neither allocates
+    nor keeps an array, every array it is handed stays referenced by its caller for the call,
+    so the reference counts (atomic operations on each array of ``fp``, ``state``, ``out``...)
+    are not needed. The same for :func:`fp_flag_changes` and :func:`fp_next_event`, called as
+    often.
     """
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
@@ -310,27 +413,43 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     u = int(state[c, 14])
     for i in range(k + 1):
         t = ct[i] if i < k else c1
-        # -- the held stretch [u, t): position prev before and after every bar, no fill
+        # -- the held stretch [u, t) (t - u >= 0 bars): position prev before and after every
+        # bar, no fill. An empty stretch needs no test of its own: it adds 0 bars (n >= +0, so
+        # n + 0.0 is n) or runs no bar-by-bar step, which keeps a hard-to-predict branch out.
         p = prev
         kk = t - u
-        if kk > 0 and p == 0.0:
+        if p == 0.0:
             n += kk
-        elif kk > 0 and (kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok))
-                         or not eq > 0.0):
+        elif kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok)) or not eq > 0.0:
             # short stretches, fractional positions, a short that can lose more than all of
             # its equity in a bar, equity already <= 0: bar by bar
-            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
-                  turn)
-            for tt in range(u, t):
-                rt = _ret(close, tt)
-                st = acc_step(st, p, p, rt, fee_rate)
-                if ns > 0 and b0 <= tt < bend:
-                    x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
-                    jb = (tt - b0) // bl
-                    bsum[jb, c] += x
-                    bsq[jb, c] += x * x
-            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
-        elif kk > 0:
+            if p == 1.0 or p == -1.0:
+                # acc_step of a held bar with only what it changes: the same expressions
+                for tt in range(u, t):
+                    rt = _ret(close, tt)
+                    eq, peak, maxdd, s1, s2, down2 = _hold_step(eq, peak, maxdd, s1, s2, down2,
+                                                                p, rt)
+                    if ns > 0 and b0 <= tt < bend:
+                        x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                        jb = (tt - b0) // bl
+                        bsum[jb, c] += x
+                        bsq[jb, c] += x * x
+                n += kk
+                exposed += kk
+            else:
+                st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
+                      exposed, turn)
+                for tt in range(u, t):
+                    rt = _ret(close, tt)
+                    st = acc_step(st, p, p, rt, fee_rate)
+                    if ns > 0 and b0 <= tt < bend:
+                        x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                        jb = (tt - b0) // bl
+                        bsum[jb, c] += x
+                        bsq[jb, c] += x * x
+                eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
+                    turn = st
+        else:
             side = 0 if p == 1.0 else 1
             col = side * _SIDE + _SUMS
             la = u - c0
@@ -410,15 +529,17 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     if hi > peak:
                         peak = hi
                     eq = eq * math.exp((T[lb, _LOG] - l0) + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
-        if kk > 0:
-            u = t
+        u = t
         if i == k:
             break
         # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
         pos = cp[i]
         rt = _ret(close, t)
-        st = acc_step((eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
-                       exposed, turn), prev, pos, rt, fee_rate)
+        st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+        if abs(pos - prev) != 0.0 and not (prev == 0.0 and pos == 0.0):
+            st = _fill_step(st, prev, pos, rt, fee_rate)
+        else:
+            st = acc_step(st, prev, pos, rt, fee_rate)
         eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
         if ns > 0 and b0 <= t < bend:
             x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
@@ -435,14 +556,15 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     state[c, 14] = u
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     """The position changes of a stateless rule over bars ``[t0, t0 + m)`` whose rule result
     is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
     ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
     returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
-    time; its bytes from ``m`` on are overwritten. ``ct`` and ``cp`` hold at least ``m`` rounded
-    up to a multiple of 8 (entries past the returned count are scratch).
+    time (bit 0 of each byte after the first); its bytes from ``m`` on are overwritten. ``ct``
+    and ``cp`` hold at least ``m`` rounded up to a multiple of 8 (entries past the returned
+    count are scratch).
     """
     if m <= 0:
         return 0
@@ -456,21 +578,29 @@ def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
     for i in range(m, flags.shape[0]):
         flags[i] = last
     w = flags.view(np.uint64)
+    nw = (m + 7) >> 3
     carry = np.uint64(flags[0])
     eight = np.uint64(8)
+    s56 = np.uint64(56)
+    low = np.uint64(0x0101010101010101)
+    gather = np.uint64(0x0102040810204080)  # bit 0 of byte j -> bit 56 + j
     one = np.uint64(1)
-    for wi in range((m + 7) >> 3):
-        x = w[wi]
-        d = x ^ ((x << eight) | carry)
-        carry = x >> np.uint64(56)
-        if d:
-            # every bar of the word written, the count advanced by its change bit: no branch
-            # to mispredict when changes are dense (index k never passes bar 8 * wi + j)
-            for j in range(8):
-                sh = np.uint64(8 * j)
-                ct[k] = t0 + 8 * wi + j
-                cp[k] = pos1 if (x >> sh) & one else pos0
-                k += np.int64((d >> sh) & one)
+    for g in range(0, nw, 8):
+        # 64 bars at a time: one bit per bar that differs from the bar before (bit 0 of its
+        # flag byte), then one step per change; one hard-to-predict loop exit per 64 bars
+        # rather than a branch per word of 8
+        mask = np.uint64(0)
+        for j in range(min(8, nw - g)):
+            x = w[g + j]
+            d = (x ^ ((x << eight) | carry)) & low
+            carry = x >> s56
+            mask |= ((d * gather) >> s56) << np.uint64(8 * j)
+        while mask:
+            b = 8 * g + np.int64(trailing_zeros(mask))
+            ct[k] = t0 + b
+            cp[k] = pos1 if flags[b] & 1 else pos0
+            k += 1
+            mask &= mask - one
     return k
 
 
@@ -481,7 +611,7 @@ EV_SHORT = np.uint8(4)
 change the state when flat / long / short."""
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def fp_next_event(flags, i, m, mask):
     """The first ``j`` in ``[i, m)`` with ``flags[j] & mask``, else ``m``; read 8 bytes at a
     time. ``flags`` (uint8) must be 0 from ``m`` to the next multiple of 8 (and be that long).

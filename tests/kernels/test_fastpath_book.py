@@ -1,0 +1,152 @@
+"""The fast path's building blocks bit for bit against slow references written from their
+definitions: the chunk tables (double-double prefix sums, row by row in Python floats), the
+change bars of a flag series (numpy), and the booking's held-bar and fill steps (the per-bar
+accumulator step ``acc_step`` itself). The fast path's results are only as exact as these are,
+so these compare bits, not tolerances."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantfleet.kernels.fastpath import (
+    FP_CHUNK,
+    RMQ_BLOCK,
+    _fill_step,
+    _hold_step,
+    fp_chunk,
+    fp_flag_changes,
+    fp_prepare,
+)
+from quantfleet.kernels.metrics import acc_step
+
+
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    """Knuth's error-free sum: a + b = s + e exactly."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _dd_prefix(x: list[float]) -> list[tuple[float, float]]:
+    """Running double-double sums: row i = x[0] + ... + x[i-1], each step (hi, lo) + x and
+    renormalized."""
+    rows = [(0.0, 0.0)]
+    hi = lo = 0.0
+    for v in x:
+        s, e = _two_sum(hi, v)
+        hi, lo = _two_sum(s, lo + e)
+        rows.append((hi, lo))
+    return rows
+
+
+def _walk(rng: np.random.Generator, n: int, jumps: bool, flat: bool) -> np.ndarray:
+    r = rng.normal(0.0, 0.03, n)
+    if jumps and n > 3:
+        at = rng.integers(1, n, size=max(1, n // 50))
+        r[at] = rng.choice([-0.5, 0.8, 1.5], size=at.size)  # 1.5: a bar return >= 1
+    close = 100.0 * np.exp(np.cumsum(r))
+    if flat and n > 10:
+        for a in rng.integers(0, n - 5, size=max(1, n // 40)):
+            close[a:a + int(rng.integers(2, 20))] = close[a]
+    return close
+
+
+def _same(a, b) -> bool:
+    return np.array_equal(np.asarray(a, dtype=float).view(np.int64),
+                          np.asarray(b, dtype=float).view(np.int64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 2 * FP_CHUNK + 50),
+       long_short=st.booleans(), jumps=st.booleans(), flat=st.booleans())
+def test_chunk_tables_are_the_row_by_row_double_double_sums(seed, n, long_short, jumps, flat):
+    rng = np.random.default_rng(seed)
+    close = _walk(rng, n, jumps, flat)
+    fp = fp_prepare(close, long_short)
+    # several chunks through one fp: each fill stands alone (nothing left from the one before)
+    starts = sorted({0, int(rng.integers(0, n)), int(rng.integers(0, n))})
+    for c0 in starts:
+        c1 = int(min(n, c0 + rng.integers(1, FP_CHUNK + 1)))
+        m = c1 - c0
+        fp_chunk(fp, c0, c1)
+        _, T, V, _, _, info = fp
+        r = [close[t] / close[t - 1] - 1.0 if t > 0 else 0.0 for t in range(c0, c1)]
+        assert info[0] == c0 and info[1] == c1
+        assert info[2] == (0.0 if long_short and max(r) >= 1.0 else 1.0)
+        for side, sg in ((0, 1.0), (1, -1.0))[: 2 if long_short else 1]:
+            g = [(1.0 + sg * x) - 1.0 for x in r]
+            for col, vals in ((0, g), (2, [v * v for v in g]),
+                              (4, [v * v if v < 0.0 else 0.0 for v in g])):
+                ref = np.array(_dd_prefix(vals))
+                assert _same(T[:m + 1, 10 * side + col:10 * side + col + 2], ref), (side, col)
+        assert _same(V[0, :m], close[c0:c1])
+        if long_short:
+            logs = np.array(_dd_prefix([math.log1p(-x) if x < 1.0 else 0.0 for x in r]))
+            assert _same(T[:m + 1, 20:22], logs)
+            assert _same(V[1, :m], logs[1:, 0])
+        for side in range(2 if long_short else 1):
+            col = 10 * side + 6
+            for b in range(0, m, RMQ_BLOCK):
+                blk = V[side, b:min(m, b + RMQ_BLOCK)]
+                rows = slice(b, b + blk.size)
+                assert _same(T[rows, col], np.minimum.accumulate(blk))
+                assert _same(T[rows, col + 1], np.maximum.accumulate(blk))
+                assert _same(T[rows, col + 2], np.minimum.accumulate(blk[::-1])[::-1])
+                assert _same(T[rows, col + 3], np.maximum.accumulate(blk[::-1])[::-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, FP_CHUNK),
+       p_change=st.sampled_from([0.0, 0.001, 0.05, 0.3, 0.9, 1.0]),
+       prev=st.sampled_from([0.0, 1.0, -1.0]), low=st.sampled_from([0.0, -1.0]))
+def test_flag_changes_over_many_words(seed, m, p_change, prev, low):
+    """Chunk-sized flag series (many 64-bar groups, a partial last one), changes from none to
+    every bar."""
+    rng = np.random.default_rng(seed)
+    bits = (np.cumsum(rng.random(m) < p_change) % 2).astype(np.uint8)
+    if m and rng.random() < 0.5:
+        bits ^= 1
+    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    flags[:m] = bits
+    ct = np.full(FP_CHUNK, -1, dtype=np.int64)
+    cp = np.full(FP_CHUNK, np.nan)
+    k = fp_flag_changes(flags, m, 1000, prev, 1.0, low, ct, cp)
+    pos = np.where(bits == 1, 1.0, low)
+    before = np.r_[prev, pos[:-1]] if m else pos
+    where = np.flatnonzero(pos != before)
+    np.testing.assert_array_equal(ct[:k], where + 1000)
+    np.testing.assert_array_equal(cp[:k], pos[where])
+
+
+_STATES = st.tuples(
+    st.floats(0.01, 3.0), st.floats(0.01, 3.0), st.floats(0.0, 0.99), st.integers(0, 500),
+    st.floats(-1.0, 1.0), st.floats(0.0, 2.0), st.floats(0.0, 1.0), st.integers(0, 50),
+    st.integers(0, 50), st.integers(0, 50), st.floats(0.01, 3.0), st.integers(0, 500),
+    st.floats(0.0, 100.0))
+_RETURNS = st.one_of(st.just(0.0), st.floats(-0.99, 2.0), st.floats(-1e-12, 1e-12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=_STATES, p=st.sampled_from([1.0, -1.0]), r=_RETURNS)
+def test_hold_step_is_acc_step_of_a_held_bar(state, p, r):
+    st0 = tuple(float(x) for x in state)
+    ref = acc_step(st0, p, p, r, 0.001)
+    eq, peak, maxdd, s1, s2, down2 = _hold_step(st0[0], st0[1], st0[2], st0[4], st0[5], st0[6],
+                                                p, r)
+    got = (eq, peak, maxdd, st0[3] + 1.0, s1, s2, down2, *st0[7:11], st0[11] + 1.0, st0[12])
+    assert _same(got, ref)
+
+
+@settings(max_examples=500, deadline=None)
+@given(state=_STATES, prev=st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0]),
+       pos=st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0]), r=_RETURNS,
+       fee=st.sampled_from([0.0, 0.001, 0.02]))
+def test_fill_step_is_acc_step_of_a_bar_where_the_position_moves(state, prev, pos, r, fee):
+    if pos == prev:
+        return  # fp_book takes acc_step itself there
+    st0 = tuple(float(x) for x in state)
+    assert _same(_fill_step(st0, prev, pos, r, fee), acc_step(st0, prev, pos, r, fee))
