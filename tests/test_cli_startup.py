@@ -100,6 +100,14 @@ def test_other_commands_exit_as_usual(tmp_path):
     assert out[-1] == "frozen at exit False"
 
 
+@pytest.mark.parametrize("before", ["", "gc.disable()\n"])
+def test_importing_the_cli_leaves_the_collector_as_it_was(before):
+    code = f"import gc\n{before}import quantfleet.cli\nprint(gc.isenabled())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300).stdout.strip()
+    assert out == ("False" if before else "True")
+
+
 def test_main_called_in_process_freezes_nothing(capsys):
     cli.main(["strategies", "--json"])
     assert gc.get_freeze_count() == 0 and gc.isenabled()

@@ -12,10 +12,18 @@ import gc
 import os
 import sys
 
-import typer
+# the imports below (Typer, pydantic, the commands) make long-lived objects, no garbage: the
+# cyclic collector would only walk them again and again as they grow (as it was, after)
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    import typer
 
-from quantfleet.commands import data, jobs, observe, pipeline, research, runs
-from quantfleet.errors import QuantfleetError
+    from quantfleet.commands import data, jobs, observe, pipeline, research, runs
+    from quantfleet.errors import QuantfleetError
+finally:
+    if _collecting:
+        gc.enable()
 
 __all__ = ["app", "main", "one_line", "run"]
 
@@ -125,24 +133,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
-_FROZEN_AT_EXIT = frozenset({"backtest"})
-"""Commands whose process exits with what is alive frozen (:func:`run`): short ones that load
-no extension whose own exit-time check counts objects still alive as leaks (duckdb's nanobind
-bindings, for ``query``, report them on stderr)."""
+_SHORT = frozenset({"backtest"})
+"""Short commands (:func:`run`): mostly start-up, little garbage of their own, and no extension
+whose own exit-time check counts the objects still alive as leaks (duckdb's nanobind bindings,
+for ``query``, report them on stderr)."""
 
 
 def run() -> None:
     """The process's entry (the ``quantfleet`` console script, ``python -m quantfleet.cli``):
-    :func:`main` on ``sys.argv``, as the whole process. After a short command
-    (:data:`_FROZEN_AT_EXIT`) every object still alive is frozen (``gc.freeze``), so the
-    interpreter's exit does not walk them all again in its final collections (all the imported
-    modules: numba's alone are hundreds of thousands of objects); the process ends right after,
-    so nothing is kept longer. A program that calls :func:`main` itself is not affected."""
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    :func:`main` on ``sys.argv``, as the whole process. A short command (:data:`_SHORT`) runs
+    with the cyclic garbage collector paused from its parsing on, and every object still alive
+    at its end is frozen (``gc.freeze``), so the interpreter's exit does not walk them all again
+    in its final collections (all the imported modules: numba's alone are hundreds of
+    thousands of objects); the process ends right after, so nothing is kept longer. A program
+    that calls :func:`main` itself is not affected."""
+    short = (sys.argv[1] if len(sys.argv) > 1 else "") in _SHORT
+    if short:
+        gc.disable()
     try:
         main()
     finally:
-        if command in _FROZEN_AT_EXIT:
+        if short:
             gc.freeze()
 
 
