@@ -79,6 +79,15 @@ def test_cli_backtest_does_not_import_pandas(tmp_path):
         assert "pandas" not in mods and not heavy, (store, sorted(heavy))
 
 
+def test_an_unrecorded_cli_backtest_opens_no_store(tmp_path):
+    # --no-store: the run's tables are only hashed (no stage reads them back), so the
+    # throwaway memory:// store is never written and fsspec never imported
+    csv = tmp_path / "ACME.csv"
+    _write_ohlcv_csv(csv)
+    mods = _cli_modules(["backtest", str(csv), "-s", "sma_cross", "--no-store", "--json"])
+    assert "fsspec" not in mods and "quantfleet" in mods
+
+
 def test_cli_backtest_of_a_bundled_dataset_does_not_import_pandas():
     import importlib.util
 

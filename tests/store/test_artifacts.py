@@ -235,3 +235,30 @@ def test_a_parquet_file_is_put_as_it_is(store, tmp_path):
     assert ref.rows == 10 and ref.format == "parquet" and ref.bytes == path.stat().st_size
     assert store.get_table(ref).column("a").to_pylist() == list(range(10))
     assert store.get_bytes(ref) == path.read_bytes()
+
+
+def test_discard_empties_a_memory_store_and_only_a_memory_store(tmp_path):
+    import uuid
+
+    import fsspec
+
+    s = Store.open(f"memory://qf-discard-{uuid.uuid4().hex[:10]}")
+    ref = s.put_json({"a": 1}, kind="doc")
+    assert s.exists(ref)
+    s.discard()
+    assert not s.exists(ref)
+    assert not fsspec.filesystem("memory").exists(s._root)
+    s.discard()  # already empty: nothing to do
+    local = Store.open(tmp_path / "lake")
+    kept = local.put_json({"a": 1}, kind="doc")
+    with pytest.raises(StoreError, match="discard"):
+        local.discard()
+    assert local.exists(kept)
+
+
+def test_discarding_a_memory_store_that_wrote_nothing_imports_no_fsspec():
+    code = ("import sys\nfrom quantfleet.store import Store\n"
+            "Store.open('memory://never-written').discard()\n"
+            "print('fsspec' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

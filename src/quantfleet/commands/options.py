@@ -4,9 +4,12 @@ research command runs as (a one-stage run of the pipeline's stages)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +42,7 @@ __all__ = [
     "execution_settings",
     "fail",
     "fmt",
+    "gc_paused",
     "parse_grid",
     "parse_params",
     "print_json",
@@ -88,6 +92,23 @@ def fail(msg: str) -> None:
     """Bad input: one line on stderr, exit code 2."""
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(2)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for a short command's body (as it was before,
+    after). A short command is mostly start-up: numba's import and its target initialisation
+    on the first compiled-kernel load create hundreds of thousands of long-lived objects, and
+    the collector would walk them again and again as they grow; the body itself makes little
+    cyclic garbage. Not for a command whose work grows with its input (a sweep, a tournament):
+    its garbage would be kept until it ends."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def execution_settings(fill: str = "close", stop_loss: float | None = None,

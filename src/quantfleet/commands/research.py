@@ -40,6 +40,7 @@ from quantfleet.commands.options import (
     execution_settings,
     fail,
     fmt,
+    gc_paused,
     parse_grid,
     parse_params,
     print_json,
@@ -61,6 +62,7 @@ def _with_run(summary: dict, outcome) -> dict:
     return {**summary, "run_id": outcome.run_id} if outcome.run_id else summary
 
 
+@gc_paused()  # one backtest per asset: the command is mostly start-up
 def backtest(
     data: DataArg,
     strategy: StrategyOpt,

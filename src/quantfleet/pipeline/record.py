@@ -224,10 +224,7 @@ def close_run(ctx: RunContext, outcome: RunOutcome, error: BaseException | None 
     store is emptied."""
     ctx.close()
     if ctx.manifest is None:
-        try:
-            ctx.store.fs.rm(ctx.store._root, recursive=True)
-        except FileNotFoundError:
-            pass
+        ctx.store.discard()
         return
     st, m = ctx.store, ctx.manifest
     m.attach("spans", st.put_table(ctx.spans.to_arrow(), kind="spans"))

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -680,6 +681,19 @@ class ArtifactStore:
         key, fmt = self._locate(h)
         return ArtifactRef(h, key, ref.kind if isinstance(ref, ArtifactRef) else "", fmt,
                            self._size(key) or 0, ref.rows if isinstance(ref, ArtifactRef) else None)
+
+    def discard(self) -> None:
+        """Remove everything a throwaway ``memory://`` store holds (an unrecorded run's, at
+        its end). In a process that never imported fsspec, whose memory filesystem keeps the
+        bytes, it holds nothing: nothing to remove, and fsspec is not imported for it."""
+        if self._protocol != "memory":
+            raise StoreError(f"discard() empties a throwaway memory:// store, not {self.url}")
+        if "fsspec" not in sys.modules:
+            return
+        try:
+            self.fs.rm(self._root, recursive=True)
+        except FileNotFoundError:
+            pass
 
     def delete(self, ref: ArtifactRef | str) -> None:
         """Remove an artifact's object, e.g. a corrupt one before putting it again."""
