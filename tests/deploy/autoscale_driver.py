@@ -1,10 +1,16 @@
 """Driver for the autoscaling test, run as ``python -m tests.deploy.autoscale_driver ADDRESS``.
 
-Connects to a fake_multinode autoscaling head (0 CPUs), runs one quantfleet tournament on it
-through ``RayExecutor()`` (workers read from the cluster while the map runs: an elastic map)
-while sampling ``ray.nodes()``, compares it with the same tournament run serially, then waits
-for the idle nodes to be removed; prints one ``RESULT {json}`` line, with the tasks running
-per second of the map (from the spans).
+Connects to a fake_multinode autoscaling head (0 CPUs). Two 1-CPU tasks that each wait until
+two worker nodes are alive put demand on the autoscaler, which adds two nodes for them (a
+1-CPU node runs one of them, so each needs its own). Then one quantfleet tournament runs
+through ``RayExecutor()`` on the nodes the autoscaler added, while ``ray.nodes()`` is sampled;
+it is compared with the same tournament run serially, and the driver waits for the idle nodes
+to be removed. Prints one ``RESULT {json}`` line, with the tasks running per second of the map
+(from the spans). Ordering, not timing: the map starts once both nodes are up, so its first
+two tasks land on different nodes however fast the machine runs them (a map that outran the
+autoscaler's second node made an earlier version of this test fail on a fast run; a map
+growing onto nodes that join mid-map is tests/compute/test_elastic.py's, made deterministic
+there).
 """
 
 from __future__ import annotations
@@ -76,6 +82,32 @@ def main(address: str, idle_wait_s: float = 90.0) -> int:
         return n
 
     head = alive()
+
+    @ray.remote(num_cpus=1)
+    def hold_until(n_alive: int, timeout_s: float) -> bool:
+        import time as _t
+
+        import ray as _ray
+
+        end = _t.time() + timeout_s
+        while _t.time() < end:
+            if sum(1 for n in _ray.nodes() if n["Alive"]) >= n_alive:
+                return True
+            _t.sleep(0.2)
+        return False
+
+    seen: set[str] = set(head)
+    holders = [hold_until.remote(len(head) + 2, 240.0) for _ in range(2)]
+    while True:
+        ready, _ = ray.wait(holders, num_returns=2, timeout=0.25)
+        seen.update(alive())
+        sample()
+        if len(ready) == 2:
+            break
+    if not all(ray.get(holders)):
+        print("RESULT " + json.dumps({"error": "the autoscaler did not add 2 nodes in 240 s",
+                                      "timeline": timeline}))
+        return 1
     box: dict = {}
     t_map = time.time()
 
@@ -87,7 +119,6 @@ def main(address: str, idle_wait_s: float = 90.0) -> int:
 
     th = threading.Thread(target=work, daemon=True)
     th.start()
-    seen: set[str] = set(head)
     while th.is_alive():
         seen.update(alive())
         sample()

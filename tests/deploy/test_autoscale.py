@@ -1,6 +1,8 @@
 """Dynamic provisioning for real: Ray's autoscaler (fake_multinode provider) adds worker nodes
-while a quantfleet tournament waits for CPUs and removes them once idle; the tournament, one
-elastic map, grows onto the nodes that join while it runs.
+for tasks waiting for CPUs, a quantfleet tournament runs on the added nodes (every backtest on
+them, the same tables as a serial run), and the autoscaler removes them once idle. The order is
+enforced, not timed (tests/deploy/autoscale_driver.py); a map growing onto nodes that join
+mid-map is tests/compute/test_elastic.py's.
 
 The head is started by ``quantfleet cluster up`` (``RAY_FAKE_CLUSTER=1 ray start --head
 --num-cpus=0 --autoscaling-config=... --block`` on a free port, its own temp dir) and the
@@ -75,15 +77,15 @@ def test_autoscaler_adds_nodes_on_demand_and_removes_them_when_idle(tmp_path):
         print("tasks running per second of the map:", r.get("running_per_s"))
         assert drv.returncode == 0, r
         assert r["head_nodes"] == 1
-        # nodes were added on demand: the head has no CPU, so every backtest ran on them (read
-        # from the spans: the sampled timeline may miss a node that came and went in between);
-        # the one map ran on at least two nodes that joined after it started
+        # nodes were added on demand (two 1-CPU tasks waiting for each other's node): the head
+        # has no CPU, so every backtest ran on them (read from the spans: the sampled timeline
+        # may miss a node that came and went in between); the map started with both nodes up,
+        # so its first two tasks ran on different nodes
         assert r["workers_seen"] >= 2
         assert r["spans_on_head"] == 0 and r["span_nodes_added"] >= 2
-        # it counted them while running: 1 worker at the start (0 CPUs), more later, and more
-        # tasks in flight than the 2 it started with
-        assert r["capacity"][0][1] == 1 and max(w for _, w in r["capacity"]) >= 2, r
-        assert r["peak_inflight"] > 2, r
+        # the executor read the added nodes' CPUs as its capacity and kept them both busy
+        assert max(w for _, w in r["capacity"]) >= 2, r
+        assert r["peak_inflight"] >= 2, r
         # no task timed out waiting for a node (deadlines run from a task's start), nothing
         # failed, and every table equals the serial run's
         assert r["failed"] == 0 and r["lost"] == 0 and r["backtests"] > 0, r
