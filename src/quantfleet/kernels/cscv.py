@@ -110,15 +110,10 @@ def _keys(cnt, s1, s2, m0, key):
         ok = (nn >= 2.0) & (d > _TOL * sc) & (abs(a) > _TOL * (abs(m0[j] * nn) + abs(a1)))
         key[j] = k if ok else -math.inf
         u += (~ok) & (nn >= 2.0)
-    if u:
+    if u:  # the untrusted keys (-inf with 2 bars or more) from the exact Sharpe ratio
         for j in range(n):
-            nn = cnt[j]
-            a1 = s1[j]
-            a = m0[j] * nn + a1
-            d = nn * s2[j] - a1 * a1
-            sc = nn * s2[j] + a1 * a1
-            if nn >= 2.0 and not (d > _TOL * sc and abs(a) > _TOL * (abs(m0[j] * nn) + abs(a1))):
-                key[j] = _key_of(_perf(nn, a1, s2[j], m0[j], True))
+            if cnt[j] >= 2.0 and key[j] == -math.inf:
+                key[j] = _key_of(_perf(cnt[j], s1[j], s2[j], m0[j], True))
 
 
 @njit(cache=True, inline="always")
