@@ -126,11 +126,3 @@ def test_fast_path_results_do_not_depend_on_the_combo_order():
     np.testing.assert_array_equal(a[0][perm], b[0])
     for x, y in zip(a[1:4], b[1:4], strict=True):
         np.testing.assert_array_equal(x[:, perm], y)
-
-
-def test_de_bruijn_table_finds_every_bit():
-    from quantfleet.strategies.trend import _DEBRUIJN, _DEBRUIJN_MUL
-
-    assert sorted(_DEBRUIJN) == list(range(64))
-    for i in range(64):
-        assert _DEBRUIJN[((1 << i) * int(_DEBRUIJN_MUL) % (1 << 64)) >> 58] == i

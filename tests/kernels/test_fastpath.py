@@ -23,7 +23,6 @@ from quantfleet.data.market import MarketData
 from quantfleet.kernels.fastpath import (
     FP_CHUNK,
     fp_chunk,
-    fp_flag_changes,
     fp_prefix,
     fp_prepare,
     rmq_minmax,
@@ -278,21 +277,3 @@ def test_chunk_tables_and_range_minmax(seed, n, long_short):
             b = int(rng.integers(a + 1, m + 1))
             mn, mx = rmq_minmax(V, side, T, SP, LG, a, b)
             assert mn == V[side, a:b].min() and mx == V[side, a:b].max()
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, 100), p_change=st.floats(0.0, 1.0),
-       prev=st.sampled_from([0.0, 1.0, -1.0]), low=st.sampled_from([0.0, -1.0]))
-def test_flag_changes_are_the_bars_where_the_position_moves(seed, m, p_change, prev, low):
-    rng = np.random.default_rng(seed)
-    bits = (np.cumsum(rng.random(m) < p_change) % 2).astype(np.uint8)
-    flags = np.zeros(((m + 8) // 8 + 1) * 8, dtype=np.uint8)
-    flags[:m] = bits
-    ct = np.empty(m + 1, dtype=np.int64)
-    cp = np.empty(m + 1)
-    k = fp_flag_changes(flags, m, 17, prev, 1.0, low, ct, cp)
-    pos = np.where(bits == 1, 1.0, low)
-    before = np.r_[prev, pos[:-1]] if m else pos
-    where = np.flatnonzero(pos != before)
-    np.testing.assert_array_equal(ct[:k], where + 17)
-    np.testing.assert_array_equal(cp[:k], pos[where])

@@ -18,8 +18,8 @@ from quantfleet.kernels.fastpath import (
     _fill_step,
     _hold_step,
     fp_chunk,
-    fp_flag_changes,
     fp_prepare,
+    fp_word_changes,
 )
 from quantfleet.kernels.metrics import acc_step
 
@@ -99,22 +99,30 @@ def test_chunk_tables_are_the_row_by_row_double_double_sums(seed, n, long_short,
                 assert _same(T[rows, col + 3], np.maximum.accumulate(blk[::-1])[::-1])
 
 
+def _pack(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``bits`` packed 64 to a uint64 word, bit i of word j = bits[64 j + i]; the bits past the
+    end of the last word random (fp_word_changes must ignore them)."""
+    nw = (bits.size + 63) // 64
+    padded = rng.integers(0, 2, nw * 64).astype(np.uint8)
+    padded[:bits.size] = bits
+    return np.packbits(padded, bitorder="little").view("<u8").astype(np.uint64)
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, FP_CHUNK),
        p_change=st.sampled_from([0.0, 0.001, 0.05, 0.3, 0.9, 1.0]),
        prev=st.sampled_from([0.0, 1.0, -1.0]), low=st.sampled_from([0.0, -1.0]))
-def test_flag_changes_over_many_words(seed, m, p_change, prev, low):
-    """Chunk-sized flag series (many 64-bar groups, a partial last one), changes from none to
+def test_word_changes_over_many_words(seed, m, p_change, prev, low):
+    """Chunk-sized rule series (many 64-bar words, a partial last one), changes from none to
     every bar."""
     rng = np.random.default_rng(seed)
     bits = (np.cumsum(rng.random(m) < p_change) % 2).astype(np.uint8)
     if m and rng.random() < 0.5:
         bits ^= 1
-    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
-    flags[:m] = bits
+    words = _pack(bits, rng)
     ct = np.full(FP_CHUNK, -1, dtype=np.int64)
     cp = np.full(FP_CHUNK, np.nan)
-    k = fp_flag_changes(flags, m, 1000, prev, 1.0, low, ct, cp)
+    k = fp_word_changes(words, m, 1000, prev, 1.0, low, ct, cp)
     pos = np.where(bits == 1, 1.0, low)
     before = np.r_[prev, pos[:-1]] if m else pos
     where = np.flatnonzero(pos != before)

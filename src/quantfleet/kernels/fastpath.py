@@ -51,11 +51,11 @@ __all__ = [
     "fp_blocks_finish",
     "fp_book",
     "fp_chunk",
-    "fp_flag_changes",
     "fp_next_event",
     "fp_prefix",
     "fp_prepare",
     "fp_state",
+    "fp_word_changes",
     "rmq_minmax",
 ]
 
@@ -339,8 +339,8 @@ def fp_chunk(fp, c0, c1):
 ONE = np.uint8(1)
 TWO = np.uint8(2)
 ZERO = np.uint8(0)
-"""A rule's result per bar as the uint8 :func:`fp_flag_changes` reads (an explicit uint8, not a
-bool, keeps a scan loop vectorizable)."""
+"""Bits of a rule's per-bar flag byte as uint8 constants (an explicit uint8, not a bool, keeps
+a scan loop vectorizable)."""
 
 FP_CHUNK = 2048
 """Bars per chunk: a fast kernel scans and books every combo over one chunk of bars before the
@@ -398,7 +398,7 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     results are the same bits. ``_nrt=False`` drops the rest: the function neither allocates
     nor keeps an array, every array it is handed stays referenced by its caller for the call,
     so the reference counts (atomic operations on each array of ``fp``, ``state``, ``out``...)
-    are not needed. The same for :func:`fp_flag_changes` and :func:`fp_next_event`, called as
+    are not needed. The same for :func:`fp_word_changes` and :func:`fp_next_event`, called as
     often.
     """
     close, T, V, SP, LG, info = fp
@@ -557,50 +557,42 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
 
 
 @njit(cache=True, _nrt=False)
-def fp_flag_changes(flags, m, t0, prev, pos1, pos0, ct, cp):
-    """The position changes of a stateless rule over bars ``[t0, t0 + m)`` whose rule result
-    is ``flags[i]`` (1: position ``pos1``, 0: ``pos0``, ``pos1 != pos0``) for bar ``t0 + i``;
-    ``prev`` is the position before ``t0``. Writes bars / positions into ``ct`` / ``cp`` and
-    returns how many. ``flags`` (uint8, length a multiple of 8 and > ``m``) is read 8 bars at a
-    time (bit 0 of each byte after the first); its bytes from ``m`` on are overwritten. ``ct``
-    and ``cp`` hold at least ``m`` rounded up to a multiple of 8 (entries past the returned
-    count are scratch).
+def fp_word_changes(words, m, t0, prev, pos1, pos0, ct, cp):
+    """The position changes of a stateless two-valued rule over bars ``[t0, t0 + m)`` whose
+    result is packed 64 bars to a word: bit ``i`` of ``words[j]`` is 1 where bar
+    ``t0 + 64 j + i`` takes position ``pos1``, 0 where it takes ``pos0`` (``pos1 != pos0``;
+    bits from ``m`` on are ignored); ``prev`` is the position before ``t0``. Writes the change
+    bars / new positions into ``ct`` / ``cp`` (at least ``m`` long) and returns how many.
+
+    The change bars of a word ``x`` are the set bits of ``x ^ (x << 1 | the bar before's bit)``,
+    taken lowest first (a trailing-zero count): the work after the rule is per change, not per
+    bar.
     """
     if m <= 0:
         return 0
     k = 0
-    p = pos1 if flags[0] else pos0
+    one = np.uint64(1)
+    carry = words[0] & one
+    p = pos1 if carry else pos0
     if p != prev:
         ct[0] = t0
         cp[0] = p
         k = 1
-    last = flags[m - 1]
-    for i in range(m, flags.shape[0]):
-        flags[i] = last
-    w = flags.view(np.uint64)
-    nw = (m + 7) >> 3
-    carry = np.uint64(flags[0])
-    eight = np.uint64(8)
-    s56 = np.uint64(56)
-    low = np.uint64(0x0101010101010101)
-    gather = np.uint64(0x0102040810204080)  # bit 0 of byte j -> bit 56 + j
-    one = np.uint64(1)
-    for g in range(0, nw, 8):
-        # 64 bars at a time: one bit per bar that differs from the bar before (bit 0 of its
-        # flag byte), then one step per change; one hard-to-predict loop exit per 64 bars
-        # rather than a branch per word of 8
-        mask = np.uint64(0)
-        for j in range(min(8, nw - g)):
-            x = w[g + j]
-            d = (x ^ ((x << eight) | carry)) & low
-            carry = x >> s56
-            mask |= ((d * gather) >> s56) << np.uint64(8 * j)
-        while mask:
-            b = 8 * g + np.int64(trailing_zeros(mask))
-            ct[k] = t0 + b
-            cp[k] = pos1 if flags[b] & 1 else pos0
+    s63 = np.uint64(63)
+    nw = (m + 63) >> 6
+    for j in range(nw):
+        x = words[j]
+        d = x ^ ((x << one) | carry)
+        carry = x >> s63
+        r = m - (j << 6)
+        if r < 64:  # the last, partial word: bits from r on are not bars
+            d &= (one << np.uint64(r)) - one
+        while d:
+            b = np.int64(trailing_zeros(d))
+            ct[k] = t0 + (j << 6) + b
+            cp[k] = pos1 if (x >> np.uint64(b)) & one else pos0
             k += 1
-            mask &= mask - one
+            d &= d - one
     return k
 
 

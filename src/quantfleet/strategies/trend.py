@@ -7,13 +7,11 @@ from numba import njit
 
 from quantfleet.kernels.fastpath import (
     FP_CHUNK,
-    ONE,
-    ZERO,
     fp_book,
     fp_chunk,
-    fp_flag_changes,
     fp_prepare,
     fp_state,
+    fp_word_changes,
 )
 from quantfleet.kernels.indicators import ema, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
@@ -74,8 +72,8 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
 
     The rule is :func:`sma_cross_kernel`'s expression, evaluated 64 bars to a word's bits (word
     ``wi``, bit ``i``: bar ``t0 + 64 wi + i``) for the whole stretch first (no data-dependent
-    branch in that loop); the change bars are then the set bits of ``x ^ (x << 1 | the bar
-    before's bit)``, lowest first (de Bruijn index), so the work after the rule is per change.
+    branch in that loop); :func:`fp_word_changes` then takes the change bars from the words,
+    at a cost per change rather than per bar.
     """
     ff = float(fw)
     sf = float(sw)
@@ -100,29 +98,7 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
             x |= np.uint64((hs[base + i] - fs[base + i]) * sf
                            > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
         words[full] = x
-    if mm == 0:
-        return 0
-    k = 0
-    carry = words[0] & _U1
-    p = 1.0 if carry else low_pos
-    if p != prev:
-        ct[0] = t0
-        cp[0] = p
-        k = 1
-    for wi in range(nw):
-        x = words[wi]
-        base = wi << 6
-        d = x ^ ((x << _U1) | carry)
-        carry = x >> _U63
-        if wi == full:  # the last, partial word: bits from mm - base on are not bars
-            d &= (_U1 << np.uint64(mm - base)) - _U1
-        while d:
-            j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
-            ct[k] = t0 + base + j
-            cp[k] = 1.0 if (x >> np.uint64(j)) & _U1 else low_pos
-            k += 1
-            d &= d - _U1
-    return k
+    return fp_word_changes(words, mm, t0, prev, 1.0, low_pos, ct, cp)
 
 
 @njit(cache=True)
@@ -180,22 +156,6 @@ def _ema_table(close, windows):
 
 
 _U0 = np.uint64(0)
-_U1 = np.uint64(1)
-_U58 = np.uint64(58)
-_U63 = np.uint64(63)
-_DEBRUIJN_MUL = np.uint64(0x03F79D71B4CB0A89)
-
-
-def _debruijn() -> np.ndarray:
-    """``t[(b * _DEBRUIJN_MUL mod 2**64) >> 58]`` is ``i`` for the word ``b = 1 << i``: the
-    multiplier is a de Bruijn sequence (every 6-bit window distinct), so the map is 1-1."""
-    t = np.full(64, -1, dtype=np.int64)
-    for i in range(64):
-        t[((1 << i) * int(_DEBRUIJN_MUL) % (1 << 64)) >> 58] = i
-    return t
-
-
-_DEBRUIJN = _debruijn()
 
 _EMA_GROUP = 8
 """EMA rows advanced together by :func:`_ema_group`: eight independent recurrences in one loop
@@ -406,6 +366,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
+    words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -422,10 +383,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             mm = c1 - t0
             fa = E[jf, t0 - c0:c1 - c0]
             sa = E[js, t0 - c0:c1 - c0]
-            # the rule on 64 bars -> the bits of a word x (bit i: bar t0 + base + i); the bars
-            # where the position changes are the set bits of x ^ (x << 1 | the bar before's bit)
-            k = 0
-            carry = _U0
+            # the rule on 64 bars -> the bits of a word (bit i: bar t0 + base + i)
             for wi in range((mm + 63) >> 6):
                 # (a stepped range here costs the inner loops their vectorisation)
                 base = wi << 6
@@ -437,24 +395,8 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                 else:
                     for i in range(r):
                         x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
-                if base == 0:
-                    carry = x & _U1
-                    p = 1.0 if carry else low_pos
-                    if p != state[c, 13]:
-                        ct[0] = t0
-                        cp[0] = p
-                        k = 1
-                d = x ^ ((x << _U1) | carry)
-                carry = x >> _U63
-                if r < 64:
-                    d &= (_U1 << np.uint64(r)) - _U1
-                while d:
-                    # the lowest set bit's index (de Bruijn multiply)
-                    j = _DEBRUIJN[((d & (~d + _U1)) * _DEBRUIJN_MUL) >> _U58]
-                    ct[k] = t0 + base + j
-                    cp[k] = 1.0 if (x >> np.uint64(j)) & _U1 else low_pos
-                    k += 1
-                    d &= d - _U1
+                words[wi] = x
+            k = fp_word_changes(words, mm, t0, state[c, 13], 1.0, low_pos, ct, cp)
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
@@ -509,9 +451,38 @@ def sma_trend_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
 
 
 @njit(cache=True)
+def _sma_trend_words(close, cs, w, t0, c1, words):
+    """:func:`sma_trend_kernel`'s rule over bars ``[t0, c1)`` (``t0 >= w - 1``), 64 bars to a
+    word's bits (word ``wi``, bit ``i``: bar ``t0 + 64 wi + i``), the same expression; returns
+    the number of bars. ``words`` holds ``(c1 - t0) / 64`` rounded up."""
+    wf = float(w)
+    mm = max(c1 - t0, 0)
+    # slices let LLVM vectorize the rule
+    xa = close[t0:c1]
+    hs = cs[t0 + 1:c1 + 1]
+    ls = cs[t0 + 1 - w:c1 + 1 - w]
+    full = mm >> 6
+    for wi in range(full):
+        base = wi << 6
+        x = _U0
+        for i in range(64):
+            x |= np.uint64(xa[base + i] * wf > hs[base + i] - ls[base + i]) << np.uint64(i)
+        words[wi] = x
+    if full < (mm + 63) >> 6:
+        base = full << 6
+        x = _U0
+        for i in range(mm - base):
+            x |= np.uint64(xa[base + i] * wf > hs[base + i] - ls[base + i]) << np.uint64(i)
+        words[full] = x
+    return mm
+
+
+@njit(cache=True)
 def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
-    """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py)."""
+    """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py): the rule packed 64 bars
+    to a word (:func:`_sma_trend_words`), the change bars taken from the words
+    (``fp_word_changes``) and booked by ``fp_book``."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     cs = _close_prefix(close)
@@ -520,20 +491,15 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     state = fp_state(m, start)
     ct = np.empty(FP_CHUNK, dtype=np.int64)
     cp = np.empty(FP_CHUNK)
-    flags = np.zeros(FP_CHUNK + 8, dtype=np.uint8)
+    words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
         for c in range(m):
             w = int(params[c, 0])
-            wf = float(w)
             t0 = max(c0, w - 1)
-            xa = close[t0:c1]
-            hs = cs[t0 + 1:c1 + 1]
-            ls = cs[t0 + 1 - w:c1 + 1 - w]
-            for i in range(c1 - t0):
-                flags[i] = ONE if xa[i] * wf > hs[i] - ls[i] else ZERO
-            k = fp_flag_changes(flags, c1 - t0, t0, state[c, 13], 1.0, low_pos, ct, cp)
+            mm = _sma_trend_words(close, cs, w, t0, c1, words)
+            k = fp_word_changes(words, mm, t0, state[c, 13], 1.0, low_pos, ct, cp)
             fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
 
 
