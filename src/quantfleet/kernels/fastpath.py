@@ -14,17 +14,18 @@ to it (so memory is O(chunk), whatever the number of bars). Booking:
 - a held stretch (position ``p`` in {-1, +1} before and after every bar, no fill) in O(1) per
   block piece from the chunk's tables shared by every combo of the batch: double-double
   prefix sums of the per-bar returns ``(1 + p·r) - 1``, their squares and their squares where
-  negative (one table per side); equity from the close ratio (long) or the double-double
-  prefix of ``log1p(-r)`` (short); peak and drawdown from range minimum/maximum queries
-  (:func:`rmq_minmax`): the drawdown against the incoming peak is exact from
-  the stretch's minimum, and the stretch is replayed bar by bar only when its own max-to-min
-  drop could exceed the drawdown so far;
+  negative (one table per side); equity from the close ratio (long) or the prefix of
+  ``log1p(-r)`` (short); peak and drawdown from range minimum/maximum queries
+  (:func:`rmq_minmax`, a sparse table over the chunk's bars: two lookups whatever the
+  stretch's length, no branch): the drawdown against the incoming peak is exact from the
+  stretch's minimum, and the stretch is replayed bar by bar only when its own max-to-min drop
+  could exceed the drawdown so far;
 - a flat stretch by its bar count.
 
-Short held stretches (fewer than :data:`FP_MIN_HELD` bars), positions other than 0 and ±1,
-short stretches on data with a bar return >= 1 and stretches entered with equity <= 0 are booked
-bar by bar. Agreement with the per-bar
-kernel is to rounding (the sums are added in another order; docs/conventions.md, "Fast path").
+Positions other than 0 and ±1, short stretches on data with a bar return >= 1 and stretches
+entered with equity <= 0 are booked bar by bar. Agreement with the per-bar kernel is to
+rounding (the sums are added in another order, the drawdown is the largest ``1 - eq/peak``
+rather than updated after a comparison: docs/conventions.md, "Fast path").
 """
 
 from __future__ import annotations
@@ -42,10 +43,8 @@ __all__ = [
     "EV_LONG",
     "EV_SHORT",
     "FP_CHUNK",
-    "FP_MIN_HELD",
     "FP_STATE",
     "ONE",
-    "RMQ_BLOCK",
     "TWO",
     "ZERO",
     "fp_blocks_finish",
@@ -59,87 +58,50 @@ __all__ = [
     "rmq_minmax",
 ]
 
-FP_MIN_HELD = 8
-"""Held stretches shorter than this many bars are booked bar by bar (cheaper than the queries)."""
-
-RMQ_BLOCK = 64
-"""Bars per block of the range-extremum structure (in-block prefix/suffix extrema + a sparse
-table over block extrema: O(bars) memory, O(1) queries across blocks)."""
-
-_SHIFT = 6  # log2(RMQ_BLOCK)
-
 # columns of the chunk table T (fp_chunk): row i of a prefix column is the sum over bars
-# [c0, c0 + i) of the chunk [c0, c1); row i of a bar column is bar c0 + i's value. Side s (0 long,
-# 1 short) starts at column s * _SIDE.
-_SIDE = 10
-_SUMS = 0  # hi/lo of Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
-_EXT = 6  # in-block prefix min, prefix max, suffix min, suffix max of the side's value: 6..9
-_LOG = 20  # short side: hi/lo of the prefix of log1p(-r) (columns 20, 21)
+# [c0, c0 + i) of the chunk [c0, c1) as two columns, the plain running sum and the running sum
+# of its rounding errors (:func:`_cs_step`). Side s (0 long, 1 short) starts at column s * _SIDE.
+_SIDE = 6
+_SUMS = 0  # Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
+_LOG = 12  # short side: the prefix of log1p(-r) (columns 12, 13)
 
 
 @njit(cache=True)
-def _ext_fill(V, side, m, T, col):
-    """In-block prefix/suffix minima and maxima of ``V[side, :m]`` into ``T[:m, col:col+4]``."""
-    for lo in range(0, m, RMQ_BLOCK):
-        hi = min(m, lo + RMQ_BLOCK)
-        mn = V[side, lo]
-        mx = mn
-        for i in range(lo, hi):
-            mn = min(mn, V[side, i])
-            mx = max(mx, V[side, i])
-            T[i, col] = mn
-            T[i, col + 1] = mx
-        mn = V[side, hi - 1]
-        mx = mn
-        for i in range(hi - 1, lo - 1, -1):
-            mn = min(mn, V[side, i])
-            mx = max(mx, V[side, i])
-            T[i, col + 2] = mn
-            T[i, col + 3] = mx
-
-
-@njit(cache=True)
-def _sparse_fill(V, side, m, T, col, SP):
-    """Sparse tables of block minima (``SP[side, 0]``) and maxima (``SP[side, 1]``) of
-    ``V[side, :m]``: level ``l``, column ``j`` is the extremum of blocks ``[j, j + 2**l)``."""
-    nb = (m + RMQ_BLOCK - 1) >> _SHIFT
-    for j in range(nb):
-        last = min(m, (j + 1) << _SHIFT) - 1
-        SP[side, 0, 0, j] = T[last, col]  # the in-block prefix extremum at the block's end
-        SP[side, 1, 0, j] = T[last, col + 1]
+def _bar_sparse(V, side, m, SP):
+    """The sparse table of ``V[side, :m]``: ``SP[side, 0, l, i]`` / ``SP[side, 1, l, i]`` the
+    minimum / maximum of ``V[side, i:i + 2**l]`` (for ``i + 2**l <= m``)."""
+    SP[side, 0, 0, :m] = V[side, :m]
+    SP[side, 1, 0, :m] = V[side, :m]
     for lev in range(1, SP.shape[2]):
-        half = 1 << (lev - 1)
-        for j in range(nb - (1 << lev) + 1):
-            SP[side, 0, lev, j] = min(SP[side, 0, lev - 1, j], SP[side, 0, lev - 1, j + half])
-            SP[side, 1, lev, j] = max(SP[side, 1, lev - 1, j], SP[side, 1, lev - 1, j + half])
+        h = 1 << (lev - 1)
+        cnt = m - (1 << lev) + 1
+        if cnt <= 0:
+            break
+        # one loop per table, slices and a plain select: the loops vectorise
+        p0 = SP[side, 0, lev - 1, :cnt]
+        x0 = SP[side, 0, lev - 1, h:h + cnt]
+        q0 = SP[side, 0, lev, :cnt]
+        for i in range(cnt):
+            a = p0[i]
+            b = x0[i]
+            q0[i] = a if a < b else b
+        p1 = SP[side, 1, lev - 1, :cnt]
+        x1 = SP[side, 1, lev - 1, h:h + cnt]
+        q1 = SP[side, 1, lev, :cnt]
+        for i in range(cnt):
+            a = p1[i]
+            b = x1[i]
+            q1[i] = a if a > b else b
 
 
 @njit(cache=True, inline="always")
-def rmq_minmax(V, side, T, SP, LG, a, b):
-    """``(min, max)`` of ``V[side, a:b]`` (``a < b``, chunk rows) from the structure
-    :func:`fp_chunk` builds: a scan inside one block of :data:`RMQ_BLOCK` bars, else the in-block
-    suffix/prefix extrema of the two end blocks and two sparse-table entries for the blocks
-    between."""
-    ba = a >> _SHIFT
-    bb = (b - 1) >> _SHIFT
-    if ba == bb:
-        mn = V[side, a]
-        mx = mn
-        for i in range(a + 1, b):
-            v = V[side, i]
-            mn = min(mn, v)
-            mx = max(mx, v)
-        return mn, mx
-    col = side * _SIDE + _EXT
-    mn = min(T[a, col + 2], T[b - 1, col])
-    mx = max(T[a, col + 3], T[b - 1, col + 1])
-    k = bb - ba - 1
-    if k > 0:
-        lev = LG[k]
-        j = bb - (1 << lev)
-        mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, j]))
-        mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, j]))
-    return mn, mx
+def rmq_minmax(SP, LG, side, a, b):
+    """``(min, max)`` of ``V[side, a:b]`` (``a < b``, chunk rows) from the sparse table
+    :func:`fp_chunk` builds: the extrema of two overlapping power-of-two ranges."""
+    lev = LG[b - a]
+    j = b - (1 << lev)
+    return (min(SP[side, 0, lev, a], SP[side, 0, lev, j]),
+            max(SP[side, 1, lev, a], SP[side, 1, lev, j]))
 
 
 @njit(cache=True, inline="always")
@@ -162,18 +124,17 @@ def _dd_add(T, row, col, x):
 def _hold_step(eq, peak, maxdd, s1, s2, down2, p, rt):
     """``acc_step(st, p, p, rt, fee)`` of a bar held at ``p`` (``p`` = ±1, no fill) for the
     sums it changes (the caller adds the bar to the count and the exposure): the same
-    expressions, with selects where acc_step branches (a drawdown ratio computed and dropped
-    costs less than a mispredicted branch)."""
+    expressions, but the drawdown is the largest ``1 - eq / peak`` (acc_step divides only
+    after ``eq < peak * (1 - maxdd)``: the same value but where the two tests round apart, an
+    ulp; the maximum keeps the division off the chain of bars)."""
     g = 1.0 + p * rt
     eq = eq * g
     rb = g - 1.0
     s1 += rb
     s2 += rb * rb
     down2 = down2 + rb * rb if rb < 0.0 else down2
-    dd = 1.0 - eq / peak
-    deeper = not eq > peak and eq < peak * (1.0 - maxdd)
-    peak = eq if eq > peak else peak
-    maxdd = dd if deeper else maxdd
+    maxdd = max(maxdd, 1.0 - eq / peak)
+    peak = max(peak, eq)
     return eq, peak, maxdd, s1, s2, down2
 
 
@@ -204,10 +165,8 @@ def _fill_step(st, prev, pos, rt, fee_rate):
     s1 += rb
     s2 += rb * rb
     down2 = down2 + rb * rb if rb < 0.0 else down2
-    dd = 1.0 - eq / peak
-    deeper = not eq > peak and eq < peak * (1.0 - maxdd)
-    peak = eq if eq > peak else peak
-    maxdd = dd if deeper else maxdd
+    maxdd = max(maxdd, 1.0 - eq / peak)
+    peak = max(peak, eq)
     exposed = exposed + 1.0 if pos != 0.0 else exposed
     return (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
 
@@ -234,14 +193,15 @@ def fp_prepare(close, long_short):
     """The tables every combo of a batch shares, for one chunk of bars at a time (filled by
     :func:`fp_chunk`): ``(close, T, V, SP, LG, info)``.
 
-    T : (FP_CHUNK + 1, 10 or 22) per side (long, and short when ``long_short``): double-double
-        prefix sums over the chunk of the held-bar return ``g = (1 + side·r) - 1`` (the
-        per-bar kernel's value), of g² and of g² where g < 0, and the in-block extrema of V; the
-        short side also the double-double prefix of log1p(-r)
+    T : (FP_CHUNK + 1, 6 or 14) per side (long, and short when ``long_short``): prefix sums
+        over the chunk (:func:`_cs_step`: the running sum and the running sum of its rounding
+        errors) of the held-bar return ``g = (1 + side·r) - 1`` (the per-bar kernel's value),
+        of g² and of g² where g < 0; the short side also the prefix of log1p(-r)
     V : (sides, FP_CHUNK) the value whose extrema give a held stretch's peak and trough: close
         (long) and the short equity's log after each bar, from the chunk's start
-    SP : (sides, 2, levels, blocks) sparse tables of block minima / maxima of V
-    LG : int64 floor(log2(i)) for i up to the number of blocks of a chunk
+    SP : (sides, 2, levels, FP_CHUNK) the sparse table of V's minima / maxima
+        (:func:`_bar_sparse`)
+    LG : int64 floor(log2(i)) for i up to FP_CHUNK
     info : float64 (3,) the chunk's first bar, its end, and 1.0 if no bar return in it is
         >= 1 (else its short stretches are booked bar by bar)
 
@@ -250,21 +210,23 @@ def fp_prepare(close, long_short):
     sides = 2 if long_short else 1
     T = np.zeros((FP_CHUNK + 1, _SIDE * sides + (2 if long_short else 0)))
     V = np.zeros((sides, FP_CHUNK))
-    nb = FP_CHUNK >> _SHIFT
-    LG = np.zeros(nb + 1, dtype=np.int64)
-    for i in range(2, nb + 1):
+    LG = np.zeros(FP_CHUNK + 1, dtype=np.int64)
+    for i in range(2, FP_CHUNK + 1):
         LG[i] = LG[i >> 1] + 1
-    SP = np.zeros((sides, 2, LG[nb] + 1, nb))
+    SP = np.zeros((sides, 2, LG[FP_CHUNK] + 1, FP_CHUNK))
     info = np.zeros(3)
     return close, T, V, SP, LG, info
 
 
 @njit(cache=True, inline="always")
-def _dd_step(hi, lo, x):
-    """``(hi, lo) + x`` in double-double, renormalized: :func:`_dd_add` on values in
-    registers."""
-    s, e = _two_sum(hi, x)
-    return _two_sum(s, lo + e)
+def _cs_step(S, E, x):
+    """One bar of a cascaded prefix sum: ``S`` the running sum, ``E`` the running sum of its
+    rounding errors (each exact: Knuth's two-sum), so ``S + E`` is the exact sum to ~2**-100
+    relative. Each chain is one addition deep (a renormalized double-double is six), so a
+    bar's prefixes cost throughput, not latency."""
+    s = S + x
+    bb = s - S
+    return s, E + ((S - (s - bb)) + (x - bb))
 
 
 @njit(cache=True)
@@ -272,8 +234,8 @@ def fp_chunk(fp, c0, c1):
     """Fill ``fp``'s tables (:func:`fp_prepare`) for bars ``[c0, c1)`` (at most FP_CHUNK).
 
     Every prefix (both sides' three sums and the short side's log) advances in one loop over
-    the bars with its running double-double in registers, so their dependency chains overlap;
-    each row is the same operations in the same order as :func:`_dd_add` row by row."""
+    the bars with its running sums in registers, so their dependency chains overlap; then the
+    sparse tables of V (:func:`_bar_sparse`)."""
     close, T, V, SP, LG, info = fp
     m = max(c1 - c0, 0)
     sides = V.shape[0]
@@ -285,9 +247,9 @@ def fp_chunk(fp, c0, c1):
         for i in range(m):
             t = c0 + i
             g = (1.0 + 1.0 * (close[t] / close[t - 1] - 1.0 if t > 0 else 0.0)) - 1.0
-            h0, l0 = _dd_step(h0, l0, g)
-            h1, l1 = _dd_step(h1, l1, g * g)
-            h2, l2 = _dd_step(h2, l2, g * g if g < 0.0 else 0.0)
+            h0, l0 = _cs_step(h0, l0, g)
+            h1, l1 = _cs_step(h1, l1, g * g)
+            h2, l2 = _cs_step(h2, l2, g * g if g < 0.0 else 0.0)
             row = T[i + 1]
             row[0] = h0
             row[1] = l0
@@ -302,16 +264,16 @@ def fp_chunk(fp, c0, c1):
             t = c0 + i
             r = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
             g = (1.0 + 1.0 * r) - 1.0
-            h0, l0 = _dd_step(h0, l0, g)
-            h1, l1 = _dd_step(h1, l1, g * g)
-            h2, l2 = _dd_step(h2, l2, g * g if g < 0.0 else 0.0)
+            h0, l0 = _cs_step(h0, l0, g)
+            h1, l1 = _cs_step(h1, l1, g * g)
+            h2, l2 = _cs_step(h2, l2, g * g if g < 0.0 else 0.0)
             gs = (1.0 + -1.0 * r) - 1.0
-            k0, q0 = _dd_step(k0, q0, gs)
-            k1, q1 = _dd_step(k1, q1, gs * gs)
-            k2, q2 = _dd_step(k2, q2, gs * gs if gs < 0.0 else 0.0)
+            k0, q0 = _cs_step(k0, q0, gs)
+            k1, q1 = _cs_step(k1, q1, gs * gs)
+            k2, q2 = _cs_step(k2, q2, gs * gs if gs < 0.0 else 0.0)
             if r >= 1.0:
                 ok = 0.0
-            hl, ll = _dd_step(hl, ll, math.log1p(-r) if r < 1.0 else 0.0)
+            hl, ll = _cs_step(hl, ll, math.log1p(-r) if r < 1.0 else 0.0)
             row = T[i + 1]
             row[0] = h0
             row[1] = l0
@@ -328,12 +290,10 @@ def fp_chunk(fp, c0, c1):
             row[_LOG] = hl
             row[_LOG + 1] = ll
             V[0, i] = close[t]
-            V[1, i] = hl
+            V[1, i] = hl + ll
     info[2] = ok
-    if m > 0:
-        for side in range(sides):
-            _ext_fill(V, side, m, T, side * _SIDE + _EXT)
-            _sparse_fill(V, side, m, T, side * _SIDE + _EXT, SP)
+    for side in range(sides):
+        _bar_sparse(V, side, m, SP)
 
 
 ONE = np.uint8(1)
@@ -420,8 +380,8 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         kk = t - u
         if p == 0.0:
             n += kk
-        elif kk < FP_MIN_HELD or not (p == 1.0 or (p == -1.0 and short_ok)) or not eq > 0.0:
-            # short stretches, fractional positions, a short that can lose more than all of
+        elif kk == 0 or not (p == 1.0 or (p == -1.0 and short_ok)) or not eq > 0.0:
+            # empty stretches, fractional positions, a short that can lose more than all of
             # its equity in a bar, equity already <= 0: bar by bar
             if p == 1.0 or p == -1.0:
                 # acc_step of a held bar with only what it changes: the same expressions
@@ -471,25 +431,10 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             n += kk
             exposed += kk
             # min and max of V[side] over the stretch (rmq_minmax, written out)
-            ba = la >> _SHIFT
-            bb = (lb - 1) >> _SHIFT
-            if ba == bb:
-                mn = V[side, la]
-                mx = mn
-                for tt in range(la + 1, lb):
-                    x = V[side, tt]
-                    mn = min(mn, x)
-                    mx = max(mx, x)
-            else:
-                ecol = side * _SIDE + _EXT
-                mn = min(T[la, ecol + 2], T[lb - 1, ecol])
-                mx = max(T[la, ecol + 3], T[lb - 1, ecol + 1])
-                nb = bb - ba - 1
-                if nb > 0:
-                    lev = LG[nb]
-                    jj = bb - (1 << lev)
-                    mn = min(mn, min(SP[side, 0, lev, ba + 1], SP[side, 0, lev, jj]))
-                    mx = max(mx, max(SP[side, 1, lev, ba + 1], SP[side, 1, lev, jj]))
+            lev = LG[kk]
+            jj = lb - (1 << lev)
+            mn = min(SP[side, 0, lev, la], SP[side, 0, lev, jj])
+            mx = max(SP[side, 1, lev, la], SP[side, 1, lev, jj])
             if side == 0:
                 # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
                 # unchanged, as the per-bar product of 1.0s is
@@ -498,37 +443,28 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     # the stretch's own drop could beat the drawdown so far: replay its equity
                     for tt in range(u, t):
                         et = eq * (close[tt] / cu)
-                        if et > peak:
-                            peak = et
-                        elif et < peak * (1.0 - maxdd):
-                            maxdd = 1.0 - et / peak
+                        maxdd = max(maxdd, 1.0 - et / peak)
+                        peak = max(peak, et)
                 else:
                     lo = eq * (mn / cu)
-                    if lo < peak * (1.0 - maxdd):
-                        maxdd = 1.0 - lo / peak
-                    hi = eq * (mx / cu)
-                    if hi > peak:
-                        peak = hi
+                    maxdd = max(maxdd, 1.0 - lo / peak)
+                    peak = max(peak, eq * (mx / cu))
                 eq = eq * (close[t - 1] / cu)
             else:
-                l0 = T[la, _LOG]
+                l0 = T[la, _LOG] + T[la, _LOG + 1]  # V's value before the stretch
                 if math.exp(mn - mx) < 1.0 - maxdd:
                     et = eq
                     for tt in range(u, t):
                         et = et * (1.0 - _ret(close, tt))
-                        if et > peak:
-                            peak = et
-                        elif et < peak * (1.0 - maxdd):
-                            maxdd = 1.0 - et / peak
+                        maxdd = max(maxdd, 1.0 - et / peak)
+                        peak = max(peak, et)
                     eq = et
                 else:
                     lo = eq * math.exp(mn - l0)
-                    if lo < peak * (1.0 - maxdd):
-                        maxdd = 1.0 - lo / peak
-                    hi = eq * math.exp(mx - l0)
-                    if hi > peak:
-                        peak = hi
-                    eq = eq * math.exp((T[lb, _LOG] - l0) + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
+                    maxdd = max(maxdd, 1.0 - lo / peak)
+                    peak = max(peak, eq * math.exp(mx - l0))
+                    eq = eq * math.exp((T[lb, _LOG] - T[la, _LOG])
+                                       + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
         u = t
         if i == k:
             break
