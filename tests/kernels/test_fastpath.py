@@ -268,7 +268,7 @@ def test_chunk_tables_and_range_minmax(seed, n, long_short):
         for i in (0, m // 3, m):
             seg = g[:i]
             for col, vals in ((0, seg), (2, seg * seg), (4, np.where(seg < 0, seg * seg, 0.0))):
-                got = T[i, 6 * side + col] + T[i, 6 * side + col + 1]
+                got = T[i, 1 + 6 * side + col] + T[i, 2 + 6 * side + col]
                 assert abs(got - math.fsum(vals)) <= 1e-15 * np.abs(vals).sum() + 1e-300
         if side == 1:
             logs = [math.fsum(np.log1p(-r[c0:c0 + i + 1])) for i in range(m)]

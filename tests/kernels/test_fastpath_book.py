@@ -93,16 +93,18 @@ def test_chunk_tables_are_the_row_by_row_cascaded_sums(seed, n, long_short, jump
             for col, vals in ((0, g), (2, [v * v for v in g]),
                               (4, [v * v if v < 0.0 else 0.0 for v in g])):
                 ref = np.array(_cascaded_prefix(vals))
-                assert _same(T[:m + 1, 6 * side + col:6 * side + col + 2], ref), (side, col)
+                c = 1 + 6 * side + col
+                assert _same(T[:m + 1, c:c + 2], ref), (side, col)
                 # and the pair is the exact sum to far better than the metrics need
                 for i in (m // 2, m):
                     exact = math.fsum(vals[:i])
-                    got = T[i, 6 * side + col] + T[i, 6 * side + col + 1]
+                    got = T[i, c] + T[i, c + 1]
                     assert abs(got - exact) <= 1e-15 * math.fsum(map(abs, vals[:i])) + 1e-300
+        assert _same(T[:m, 0], r)  # each bar's return, bar_returns' expression
         assert _same(V[0, :m], close[c0:c1])
         if long_short:
             logs = np.array(_cascaded_prefix([math.log1p(-x) if x < 1.0 else 0.0 for x in r]))
-            assert _same(T[:m + 1, 12:14], logs)
+            assert _same(T[:m + 1, 13:15], logs)
             assert _same(V[1, :m], logs[1:, 0] + logs[1:, 1])
         # the sparse tables: level l, row i = min / max of V[i : i + 2**l]
         for side in range(2 if long_short else 1):

@@ -58,18 +58,26 @@ __all__ = [
     "rmq_minmax",
 ]
 
-# columns of the chunk table T (fp_chunk): row i of a prefix column is the sum over bars
-# [c0, c0 + i) of the chunk [c0, c1) as two columns, the plain running sum and the running sum
-# of its rounding errors (:func:`_cs_step`). Side s (0 long, 1 short) starts at column s * _SIDE.
+# columns of the chunk table T (fp_chunk): row i of the bar column is bar c0 + i's value; row i
+# of a prefix column is the sum over bars [c0, c0 + i) of the chunk [c0, c1) as two columns,
+# the plain running sum and the running sum of its rounding errors (:func:`_cs_step`). Side s
+# (0 long, 1 short) starts at column _SUMS + s * _SIDE.
+_RET = 0  # the bar's close-to-close return (metrics.bar_returns' expression)
 _SIDE = 6
-_SUMS = 0  # Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 0..5
-_LOG = 12  # short side: the prefix of log1p(-r) (columns 12, 13)
+_SUMS = 1  # Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 1..6 (long), 7..12 (short)
+_LOG = 13  # short side: the prefix of log1p(-r) (columns 13, 14)
+
+
+_SP_TOP = 6
+"""The sparse table's top level: a lookup covers up to 2**6 = 64 bars, two cover a stretch of
+up to 128; a longer one (a few % of the held stretches) takes one lookup per 64 bars. Each
+level costs a pass over the chunk per side."""
 
 
 @njit(cache=True)
 def _bar_sparse(V, side, m, SP):
     """The sparse table of ``V[side, :m]``: ``SP[side, 0, l, i]`` / ``SP[side, 1, l, i]`` the
-    minimum / maximum of ``V[side, i:i + 2**l]`` (for ``i + 2**l <= m``)."""
+    minimum / maximum of ``V[side, i:i + 2**l]`` (for ``i + 2**l <= m``, ``l <= _SP_TOP``)."""
     SP[side, 0, 0, :m] = V[side, :m]
     SP[side, 1, 0, :m] = V[side, :m]
     for lev in range(1, SP.shape[2]):
@@ -97,11 +105,20 @@ def _bar_sparse(V, side, m, SP):
 @njit(cache=True, inline="always")
 def rmq_minmax(SP, LG, side, a, b):
     """``(min, max)`` of ``V[side, a:b]`` (``a < b``, chunk rows) from the sparse table
-    :func:`fp_chunk` builds: the extrema of two overlapping power-of-two ranges."""
+    :func:`fp_chunk` builds: the extrema of two overlapping power-of-two ranges, or for a range
+    over ``2**(_SP_TOP + 1)`` bars of its top-level pieces (the last one overlapping)."""
     lev = LG[b - a]
-    j = b - (1 << lev)
-    return (min(SP[side, 0, lev, a], SP[side, 0, lev, j]),
-            max(SP[side, 1, lev, a], SP[side, 1, lev, j]))
+    if lev <= _SP_TOP:
+        j = b - (1 << lev)
+        return (min(SP[side, 0, lev, a], SP[side, 0, lev, j]),
+                max(SP[side, 1, lev, a], SP[side, 1, lev, j]))
+    j = b - (1 << _SP_TOP)
+    mn = SP[side, 0, _SP_TOP, j]
+    mx = SP[side, 1, _SP_TOP, j]
+    for i in range(a, j, 1 << _SP_TOP):
+        mn = min(mn, SP[side, 0, _SP_TOP, i])
+        mx = max(mx, SP[side, 1, _SP_TOP, i])
+    return mn, mx
 
 
 @njit(cache=True, inline="always")
@@ -121,20 +138,28 @@ def _dd_add(T, row, col, x):
 
 
 @njit(cache=True, inline="always")
+def _drawdown(eq, peak, maxdd):
+    """``(peak, maxdd)`` after a bar ending at equity ``eq``: acc_step's update (a division only
+    below the drawdown's floor ``peak * (1 - maxdd)``, rare: the branch is predicted), except
+    that the drawdown never moves down (where ``1 - eq / peak`` rounds below the floor's test,
+    acc_step would lower it by an ulp)."""
+    if eq < peak * (1.0 - maxdd):
+        maxdd = max(maxdd, 1.0 - eq / peak)
+    return max(peak, eq), maxdd
+
+
+@njit(cache=True, inline="always")
 def _hold_step(eq, peak, maxdd, s1, s2, down2, p, rt):
     """``acc_step(st, p, p, rt, fee)`` of a bar held at ``p`` (``p`` = ±1, no fill) for the
     sums it changes (the caller adds the bar to the count and the exposure): the same
-    expressions, but the drawdown is the largest ``1 - eq / peak`` (acc_step divides only
-    after ``eq < peak * (1 - maxdd)``: the same value but where the two tests round apart, an
-    ulp; the maximum keeps the division off the chain of bars)."""
+    expressions (the drawdown by :func:`_drawdown`)."""
     g = 1.0 + p * rt
     eq = eq * g
     rb = g - 1.0
     s1 += rb
     s2 += rb * rb
     down2 = down2 + rb * rb if rb < 0.0 else down2
-    maxdd = max(maxdd, 1.0 - eq / peak)
-    peak = max(peak, eq)
+    peak, maxdd = _drawdown(eq, peak, maxdd)
     return eq, peak, maxdd, s1, s2, down2
 
 
@@ -142,7 +167,7 @@ def _hold_step(eq, peak, maxdd, s1, s2, down2, p, rt):
 def _fill_step(st, prev, pos, rt, fee_rate):
     """``acc_step(st, prev, pos, rt, fee_rate)`` of a bar where the position moves
     (``|pos - prev|`` != 0, not both 0): the same expressions, with selects where acc_step
-    branches on the trade's outcome."""
+    branches on the trade's outcome (the drawdown by :func:`_drawdown`)."""
     eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
     pnl = prev * rt
     eq = eq * (1.0 + pnl)
@@ -165,8 +190,7 @@ def _fill_step(st, prev, pos, rt, fee_rate):
     s1 += rb
     s2 += rb * rb
     down2 = down2 + rb * rb if rb < 0.0 else down2
-    maxdd = max(maxdd, 1.0 - eq / peak)
-    peak = max(peak, eq)
+    peak, maxdd = _drawdown(eq, peak, maxdd)
     exposed = exposed + 1.0 if pos != 0.0 else exposed
     return (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
 
@@ -182,24 +206,19 @@ def fp_prefix(x, start):
     return out
 
 
-@njit(cache=True, inline="always")
-def _ret(close, t):
-    """Bar ``t``'s close-to-close return, the expression of ``metrics.bar_returns``."""
-    return close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
-
-
 @njit(cache=True)
 def fp_prepare(close, long_short):
     """The tables every combo of a batch shares, for one chunk of bars at a time (filled by
     :func:`fp_chunk`): ``(close, T, V, SP, LG, info)``.
 
-    T : (FP_CHUNK + 1, 6 or 14) per side (long, and short when ``long_short``): prefix sums
-        over the chunk (:func:`_cs_step`: the running sum and the running sum of its rounding
-        errors) of the held-bar return ``g = (1 + side·r) - 1`` (the per-bar kernel's value),
-        of g² and of g² where g < 0; the short side also the prefix of log1p(-r)
+    T : (FP_CHUNK + 1, 7 or 15) each bar's return r (row i: bar c0 + i); per side (long, and
+        short when ``long_short``) prefix sums over the chunk (:func:`_cs_step`: the running
+        sum and the running sum of its rounding errors) of the held-bar return
+        ``g = (1 + side·r) - 1`` (the per-bar kernel's value), of g² and of g² where g < 0; the
+        short side also the prefix of log1p(-r)
     V : (sides, FP_CHUNK) the value whose extrema give a held stretch's peak and trough: close
         (long) and the short equity's log after each bar, from the chunk's start
-    SP : (sides, 2, levels, FP_CHUNK) the sparse table of V's minima / maxima
+    SP : (sides, 2, _SP_TOP + 1, FP_CHUNK) the sparse table of V's minima / maxima
         (:func:`_bar_sparse`)
     LG : int64 floor(log2(i)) for i up to FP_CHUNK
     info : float64 (3,) the chunk's first bar, its end, and 1.0 if no bar return in it is
@@ -208,12 +227,12 @@ def fp_prepare(close, long_short):
     ``close`` must be finite and > 0 (the caller checks).
     """
     sides = 2 if long_short else 1
-    T = np.zeros((FP_CHUNK + 1, _SIDE * sides + (2 if long_short else 0)))
+    T = np.zeros((FP_CHUNK + 1, _SUMS + _SIDE * sides + (2 if long_short else 0)))
     V = np.zeros((sides, FP_CHUNK))
     LG = np.zeros(FP_CHUNK + 1, dtype=np.int64)
     for i in range(2, FP_CHUNK + 1):
         LG[i] = LG[i >> 1] + 1
-    SP = np.zeros((sides, 2, LG[FP_CHUNK] + 1, FP_CHUNK))
+    SP = np.zeros((sides, 2, _SP_TOP + 1, FP_CHUNK))
     info = np.zeros(3)
     return close, T, V, SP, LG, info
 
@@ -246,17 +265,19 @@ def fp_chunk(fp, c0, c1):
     if sides == 1:
         for i in range(m):
             t = c0 + i
-            g = (1.0 + 1.0 * (close[t] / close[t - 1] - 1.0 if t > 0 else 0.0)) - 1.0
+            r = close[t] / close[t - 1] - 1.0 if t > 0 else 0.0
+            g = (1.0 + 1.0 * r) - 1.0
             h0, l0 = _cs_step(h0, l0, g)
             h1, l1 = _cs_step(h1, l1, g * g)
             h2, l2 = _cs_step(h2, l2, g * g if g < 0.0 else 0.0)
+            T[i, _RET] = r
             row = T[i + 1]
-            row[0] = h0
-            row[1] = l0
-            row[2] = h1
-            row[3] = l1
-            row[4] = h2
-            row[5] = l2
+            row[1] = h0
+            row[2] = l0
+            row[3] = h1
+            row[4] = l1
+            row[5] = h2
+            row[6] = l2
             V[0, i] = close[t]
     else:
         k0 = q0 = k1 = q1 = k2 = q2 = hl = ll = 0.0
@@ -274,19 +295,20 @@ def fp_chunk(fp, c0, c1):
             if r >= 1.0:
                 ok = 0.0
             hl, ll = _cs_step(hl, ll, math.log1p(-r) if r < 1.0 else 0.0)
+            T[i, _RET] = r
             row = T[i + 1]
-            row[0] = h0
-            row[1] = l0
-            row[2] = h1
-            row[3] = l1
-            row[4] = h2
-            row[5] = l2
-            row[_SIDE] = k0
-            row[_SIDE + 1] = q0
-            row[_SIDE + 2] = k1
-            row[_SIDE + 3] = q1
-            row[_SIDE + 4] = k2
-            row[_SIDE + 5] = q2
+            row[1] = h0
+            row[2] = l0
+            row[3] = h1
+            row[4] = l1
+            row[5] = h2
+            row[6] = l2
+            row[_SUMS + _SIDE] = k0
+            row[_SUMS + _SIDE + 1] = q0
+            row[_SUMS + _SIDE + 2] = k1
+            row[_SUMS + _SIDE + 3] = q1
+            row[_SUMS + _SIDE + 4] = k2
+            row[_SUMS + _SIDE + 5] = q2
             row[_LOG] = hl
             row[_LOG + 1] = ll
             V[0, i] = close[t]
@@ -386,7 +408,7 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             if p == 1.0 or p == -1.0:
                 # acc_step of a held bar with only what it changes: the same expressions
                 for tt in range(u, t):
-                    rt = _ret(close, tt)
+                    rt = T[tt - c0, _RET]
                     eq, peak, maxdd, s1, s2, down2 = _hold_step(eq, peak, maxdd, s1, s2, down2,
                                                                 p, rt)
                     if ns > 0 and b0 <= tt < bend:
@@ -400,7 +422,7 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                 st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
                       exposed, turn)
                 for tt in range(u, t):
-                    rt = _ret(close, tt)
+                    rt = T[tt - c0, _RET]
                     st = acc_step(st, p, p, rt, fee_rate)
                     if ns > 0 and b0 <= tt < bend:
                         x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
@@ -432,9 +454,17 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             exposed += kk
             # min and max of V[side] over the stretch (rmq_minmax, written out)
             lev = LG[kk]
-            jj = lb - (1 << lev)
-            mn = min(SP[side, 0, lev, la], SP[side, 0, lev, jj])
-            mx = max(SP[side, 1, lev, la], SP[side, 1, lev, jj])
+            if lev <= _SP_TOP:
+                jj = lb - (1 << lev)
+                mn = min(SP[side, 0, lev, la], SP[side, 0, lev, jj])
+                mx = max(SP[side, 1, lev, la], SP[side, 1, lev, jj])
+            else:
+                jj = lb - (1 << _SP_TOP)
+                mn = SP[side, 0, _SP_TOP, jj]
+                mx = SP[side, 1, _SP_TOP, jj]
+                for tt in range(la, jj, 1 << _SP_TOP):
+                    mn = min(mn, SP[side, 0, _SP_TOP, tt])
+                    mx = max(mx, SP[side, 1, _SP_TOP, tt])
             if side == 0:
                 # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
                 # unchanged, as the per-bar product of 1.0s is
@@ -443,11 +473,15 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                     # the stretch's own drop could beat the drawdown so far: replay its equity
                     for tt in range(u, t):
                         et = eq * (close[tt] / cu)
-                        maxdd = max(maxdd, 1.0 - et / peak)
-                        peak = max(peak, et)
+                        peak, maxdd = _drawdown(et, peak, maxdd)
                 else:
-                    lo = eq * (mn / cu)
-                    maxdd = max(maxdd, 1.0 - lo / peak)
+                    # the trough's equity eq · mn / cu only where it may be below the floor
+                    # (the test without a division, with a margin far above its rounding)
+                    floor = peak * (1.0 - maxdd)
+                    if eq * mn < floor * cu * (1.0 + 1e-9):
+                        lo = eq * (mn / cu)
+                        if lo < floor:
+                            maxdd = max(maxdd, 1.0 - lo / peak)
                     peak = max(peak, eq * (mx / cu))
                 eq = eq * (close[t - 1] / cu)
             else:
@@ -455,13 +489,13 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
                 if math.exp(mn - mx) < 1.0 - maxdd:
                     et = eq
                     for tt in range(u, t):
-                        et = et * (1.0 - _ret(close, tt))
-                        maxdd = max(maxdd, 1.0 - et / peak)
-                        peak = max(peak, et)
+                        et = et * (1.0 - T[tt - c0, _RET])
+                        peak, maxdd = _drawdown(et, peak, maxdd)
                     eq = et
                 else:
                     lo = eq * math.exp(mn - l0)
-                    maxdd = max(maxdd, 1.0 - lo / peak)
+                    if lo < peak * (1.0 - maxdd):
+                        maxdd = max(maxdd, 1.0 - lo / peak)
                     peak = max(peak, eq * math.exp(mx - l0))
                     eq = eq * math.exp((T[lb, _LOG] - T[la, _LOG])
                                        + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
@@ -470,13 +504,48 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
             break
         # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
         pos = cp[i]
-        rt = _ret(close, t)
-        st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
-        if abs(pos - prev) != 0.0 and not (prev == 0.0 and pos == 0.0):
-            st = _fill_step(st, prev, pos, rt, fee_rate)
+        rt = T[t - c0, _RET]
+        if prev == 0.0 and (pos == 1.0 or pos == -1.0):
+            # an entry from flat: acc_step's expressions for this case (the bar earns
+            # nothing: eq * (1 + 0) is eq, the growth 1 * cost is cost)
+            entry_eq = eq
+            entries += 1.0
+            cost = 1.0 - fee_rate * 1.0
+            eq = eq * cost
+            turn += 1.0
+            rb = cost - 1.0
+            n += 1.0
+            s1 += rb
+            s2 += rb * rb
+            down2 = down2 + rb * rb if rb < 0.0 else down2
+            peak, maxdd = _drawdown(eq, peak, maxdd)
+            exposed += 1.0
+        elif pos == 0.0 and (prev == 1.0 or prev == -1.0):
+            # an exit to flat: likewise
+            growth = 1.0 + prev * rt
+            eq = eq * growth
+            after_exit = eq * (1.0 - fee_rate * 1.0)
+            closed += 1.0
+            wins = wins + 1.0 if after_exit > entry_eq else wins
+            cost = 1.0 - fee_rate * 1.0
+            eq = eq * cost
+            growth = growth * cost
+            turn += 1.0
+            rb = growth - 1.0
+            n += 1.0
+            s1 += rb
+            s2 += rb * rb
+            down2 = down2 + rb * rb if rb < 0.0 else down2
+            peak, maxdd = _drawdown(eq, peak, maxdd)
         else:
-            st = acc_step(st, prev, pos, rt, fee_rate)
-        eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
+                  turn)
+            if abs(pos - prev) != 0.0 and not (prev == 0.0 and pos == 0.0):
+                st = _fill_step(st, prev, pos, rt, fee_rate)
+            else:
+                st = acc_step(st, prev, pos, rt, fee_rate)
+            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
+                turn = st
         if ns > 0 and b0 <= t < bend:
             x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
             jb = (t - b0) // bl
