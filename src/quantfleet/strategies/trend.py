@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from quantfleet.kernels.fastpath import (
     FP_CHUNK,
@@ -61,6 +63,63 @@ def sma_cross_kernel(open_, high, low, close, volume, extra, params, fee_rate, p
         tail_finish(tail, ppy, out[c])
 
 
+def _rule_word(rule, uses):
+    """An intrinsic ``word(a, b, c, base, p, q)``: a uint64 whose bit ``i`` (``i < 64``) is
+    ``rule`` on element ``base + i`` of the float64 arrays ``a``, ``b``, ``c`` (contiguous, at
+    least ``base + 64`` long; ``uses`` names the ones the rule reads) and the scalars ``p``,
+    ``q``. The rule is built in LLVM IR on 8 lanes at a time (a compare's 8 result bits are a
+    byte), with no fast-math flag: each lane's operations and rounding are the scalar
+    expression's, so every bit is the scalar rule's."""
+    @intrinsic
+    def word(typingctx, a, b, c, base, p, q):
+        sig = types.uint64(a, b, c, types.intp, types.float64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            f64 = ir.DoubleType()
+            vec = ir.VectorType(f64, 8)
+            i64 = ir.IntType(64)
+            ptrs = [context.make_array(t)(context, builder, v).data
+                    for t, v in zip(signature.args[:3], args[:3], strict=True)]
+            lanes = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8)
+
+            def splat(x):
+                v = builder.insert_element(ir.Constant(vec, ir.Undefined), x,
+                                           ir.Constant(ir.IntType(32), 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), lanes)
+
+            pv, qv = splat(args[4]), splat(args[5])
+            acc = ir.Constant(i64, 0)
+            for j in range(8):
+                off = builder.add(args[3], ir.Constant(args[3].type, 8 * j))
+                vals = [builder.load(builder.bitcast(builder.gep(ptr, [off]), vec.as_pointer()),
+                                     align=8) if use else None
+                        for ptr, use in zip(ptrs, uses, strict=True)]
+                bits = builder.zext(builder.bitcast(rule(builder, *vals, pv, qv),
+                                                    ir.IntType(8)), i64)
+                acc = builder.or_(acc, builder.shl(bits, ir.Constant(i64, 8 * j)))
+            return acc
+
+        return sig, codegen
+
+    return word
+
+
+_trend_word = _rule_word(
+    lambda bd, x, h, lo, w, _: bd.fcmp_ordered(">", bd.fmul(x, w), bd.fsub(h, lo)),
+    (True, True, True))
+"""``close * w > (cs[t + 1] - cs[t + 1 - w])``: :func:`sma_trend_kernel`'s rule."""
+
+_cross_word = _rule_word(
+    lambda bd, h, f, sl, sf, ff: bd.fcmp_ordered(">", bd.fmul(bd.fsub(h, f), sf),
+                                                 bd.fmul(bd.fsub(h, sl), ff)),
+    (True, True, True))
+"""``(hs - fs) * sw > (hs - ss) * fw``: :func:`sma_cross_kernel`'s rule."""
+
+_ema_word = _rule_word(lambda bd, f, sl, _c, _p, _q: bd.fcmp_ordered(">", f, sl),
+                       (True, True, False))
+"""``ema_fast > ema_slow``: :func:`ema_cross_kernel`'s rule."""
+
+
 @njit(cache=True)
 def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
     """The bars of ``[t0, c1)`` where an ``sma_cross`` combo (windows ``fw``, ``sw``; ``t0`` >=
@@ -85,12 +144,7 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
     full = mm >> 6
     nw = (mm + 63) >> 6
     for wi in range(full):
-        base = wi << 6
-        x = _U0
-        for i in range(64):
-            x |= np.uint64((hs[base + i] - fs[base + i]) * sf
-                           > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
-        words[wi] = x
+        words[wi] = _cross_word(hs, fs, ss, wi << 6, sf, ff)
     if full < nw:
         base = full << 6
         x = _U0
@@ -390,8 +444,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                 r = min(64, mm - base)
                 x = _U0
                 if r == 64:
-                    for i in range(64):
-                        x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
+                    x = _ema_word(fa, sa, sa, base, 0.0, 0.0)
                 else:
                     for i in range(r):
                         x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
@@ -463,11 +516,7 @@ def _sma_trend_words(close, cs, w, t0, c1, words):
     ls = cs[t0 + 1 - w:c1 + 1 - w]
     full = mm >> 6
     for wi in range(full):
-        base = wi << 6
-        x = _U0
-        for i in range(64):
-            x |= np.uint64(xa[base + i] * wf > hs[base + i] - ls[base + i]) << np.uint64(i)
-        words[wi] = x
+        words[wi] = _trend_word(xa, hs, ls, wi << 6, wf, wf)
     if full < (mm + 63) >> 6:
         base = full << 6
         x = _U0
