@@ -18,10 +18,10 @@ from quantfleet.kernels.fastpath import (
     _fill_step,
     _hold_step,
     fp_book,
+    fp_book_words,
     fp_chunk,
     fp_prepare,
     fp_state,
-    fp_word_changes,
 )
 from quantfleet.kernels.metrics import acc_step
 
@@ -120,7 +120,7 @@ def test_chunk_tables_are_the_row_by_row_cascaded_sums(seed, n, long_short, jump
 
 def _pack(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``bits`` packed 64 to a uint64 word, bit i of word j = bits[64 j + i]; the bits past the
-    end of the last word random (fp_word_changes must ignore them)."""
+    end of the last word random (fp_book_words must ignore them)."""
     nw = (bits.size + 63) // 64
     padded = rng.integers(0, 2, nw * 64).astype(np.uint8)
     padded[:bits.size] = bits
@@ -128,25 +128,47 @@ def _pack(bits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), m=st.integers(0, FP_CHUNK),
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, FP_CHUNK),
        p_change=st.sampled_from([0.0, 0.001, 0.05, 0.3, 0.9, 1.0]),
-       prev=st.sampled_from([0.0, 1.0, -1.0]), low=st.sampled_from([0.0, -1.0]))
-def test_word_changes_over_many_words(seed, m, p_change, prev, low):
-    """Chunk-sized rule series (many 64-bar words, a partial last one), changes from none to
-    every bar."""
+       prev=st.sampled_from([0.0, 1.0, -1.0]), low=st.sampled_from([0.0, -1.0]),
+       fee=st.sampled_from([0.0, 0.001]), blocks=st.sampled_from([0, 4]), data=st.data())
+def test_book_words_is_book_of_the_change_bars(seed, n, p_change, prev, low, fee, blocks, data):
+    """A packed two-valued rule (many 64-bar words, a partial last one, changes from none to
+    every bar, bits past the end random) booked straight from its words gives, bit for bit,
+    what fp_book gives of its change bars as numpy finds them (the bars whose position differs
+    from the bar before's, the first against the position held before)."""
     rng = np.random.default_rng(seed)
+    close = _walk(rng, n, True, True)
+    t0 = data.draw(st.integers(0, n), label="t0")
+    m = n - t0
     bits = (np.cumsum(rng.random(m) < p_change) % 2).astype(np.uint8)
     if m and rng.random() < 0.5:
         bits ^= 1
-    words = _pack(bits, rng)
-    ct = np.full(FP_CHUNK, -1, dtype=np.int64)
-    cp = np.full(FP_CHUNK, np.nan)
-    k = fp_word_changes(words, m, 1000, prev, 1.0, low, ct, cp)
     pos = np.where(bits == 1, 1.0, low)
     before = np.r_[prev, pos[:-1]] if m else pos
     where = np.flatnonzero(pos != before)
-    np.testing.assert_array_equal(ct[:k], where + 1000)
-    np.testing.assert_array_equal(cp[:k], pos[where])
+    ct = (where + t0).astype(np.int64)
+    cp = pos[where].copy()
+    fp = fp_prepare(close, True)
+    fp_chunk(fp, 0, n)
+    bl = n // blocks if blocks else 0
+    ns = blocks if bl else 0
+    got = []
+    for book in ("changes", "words"):
+        state = fp_state(1, 0)
+        state[0, 13] = prev
+        out = np.zeros((1, 20))
+        bsum = np.zeros((ns, 1))
+        bsq = np.zeros((ns, 1))
+        blk = (n - bl * ns, max(bl, 1), ns)
+        if book == "changes":
+            fp_book(fp, ct, cp, ct.size, state, 0, fee, bsum, bsq, blk, True, 252.0, out[0])
+        else:
+            fp_book_words(fp, _pack(bits, rng), m, t0, 1.0, low, state, 0, fee, bsum, bsq, blk,
+                          True, 252.0, out[0])
+        got.append((state, out, bsum, bsq))
+    for a, b in zip(*got, strict=True):
+        assert _same(a, b)
 
 
 _STATES = st.tuples(

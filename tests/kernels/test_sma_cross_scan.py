@@ -1,7 +1,7 @@
-"""sma_cross's packed-rule scan (strategies/trend.py: ``_sma_cross_changes``, the rule 64 bars to
-a word's bits, change bars from the set bits) against the rule bar by bar in numpy, and the fast
-path built on it against the per-bar kernel where the chunking matters (windows longer than a
-chunk or than the data, starts at and next to chunk boundaries, long and long/short)."""
+"""sma_cross's packed rule (strategies/trend.py: ``_sma_cross_words``, the rule 64 bars to a
+word's bits) against the rule bar by bar in numpy, and the fast path built on it against the
+per-bar kernel where the chunking matters (windows longer than a chunk or than the data, starts
+at and next to chunk boundaries, long and long/short)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from quantfleet.kernels.fastpath import FP_CHUNK
-from quantfleet.strategies.trend import _sma_cross_changes
+from quantfleet.strategies.trend import _sma_cross_words
 from tests.kernels.test_fastpath import _check, _close, _market
 
 
@@ -27,17 +27,18 @@ def _series(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
     return close
 
 
-def _reference(close, fw, sw, t0, c1, prev, low_pos):
-    """The change bars of [t0, c1) and the positions taken, from sma_cross_kernel's rule on each
-    bar (numpy, elementwise: the same IEEE operations) and the position before each bar."""
+def _reference(close, fw, sw, t0, c1):
+    """sma_cross_kernel's rule on each bar of [t0, c1) (numpy, elementwise: the same IEEE
+    operations)."""
     cs = np.concatenate(([0.0], np.cumsum(close)))
     t = np.arange(t0, c1)
     hi = cs[t + 1]
-    pos = np.where((hi - cs[t + 1 - fw]) * float(sw) > (hi - cs[t + 1 - sw]) * float(fw),
-                   1.0, low_pos)
-    before = np.concatenate(([prev], pos[:-1]))
-    where = np.flatnonzero(pos != before)
-    return t[where], pos[where]
+    return (hi - cs[t + 1 - fw]) * float(sw) > (hi - cs[t + 1 - sw]) * float(fw)
+
+
+def _bits(words: np.ndarray, m: int) -> np.ndarray:
+    """The first ``m`` bits of ``words``, bit i of word j as element 64 j + i."""
+    return np.unpackbits(words.view(np.uint8), bitorder="little")[:m].astype(bool)
 
 
 @settings(max_examples=200, deadline=None)
@@ -47,12 +48,9 @@ def _reference(close, fw, sw, t0, c1, prev, low_pos):
     fw=st.one_of(st.integers(1, 12), st.integers(13, FP_CHUNK + 300)),
     sw=st.one_of(st.integers(1, 12), st.integers(13, FP_CHUNK + 300)),
     kind=st.sampled_from(["walk", "flat", "zigzag"]),
-    prev=st.sampled_from([0.0, 1.0, -1.0]),
-    low_pos=st.sampled_from([0.0, -1.0]),
     data=st.data(),
 )
-def test_packed_scan_finds_the_bars_where_the_rule_changes_position(seed, n, fw, sw, kind, prev,
-                                                                    low_pos, data):
+def test_packed_rule_is_the_rule_bar_by_bar(seed, n, fw, sw, kind, data):
     """Any stretch [t0, c1) of up to a chunk after the warm-up (its length any remainder mod 64,
     its start anywhere), any windows (fast above or below slow, longer than a chunk)."""
     rng = np.random.default_rng(seed)
@@ -64,29 +62,23 @@ def test_packed_scan_finds_the_bars_where_the_rule_changes_position(seed, n, fw,
     cs = np.empty(n + 1)
     cs[0] = 0.0
     cs[1:] = np.cumsum(close)  # sequential sums, as the kernel's loop adds them
-    ct = np.full(c1 - t0, -7, dtype=np.int64)
-    cp = np.full(c1 - t0, 7.0)
     words = np.zeros((c1 - t0 + 63) // 64, dtype=np.uint64)
-    k = _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words)
-    want_t, want_p = _reference(close, fw, sw, t0, c1, prev, low_pos)
-    np.testing.assert_array_equal(ct[:k], want_t)
-    np.testing.assert_array_equal(cp[:k], want_p)
+    m = _sma_cross_words(cs, fw, sw, t0, c1, words)
+    assert m == c1 - t0
+    np.testing.assert_array_equal(_bits(words, m), _reference(close, fw, sw, t0, c1))
 
 
 def test_every_bar_changing_fills_whole_words():
-    """SMA(1) vs SMA(2) on a zigzag: the position flips on every bar of several full words and a
+    """SMA(1) vs SMA(2) on a zigzag: the rule flips on every bar of several full words and a
     partial one."""
     close = 100.0 + np.where(np.arange(1000) % 2 == 0, 1.0, -1.0)
     cs = np.concatenate(([0.0], np.cumsum(close)))
-    ct = np.empty(999, dtype=np.int64)
-    cp = np.empty(999)
-    k = _sma_cross_changes(cs, 1, 2, 1, 1000, 1.0, -1.0, ct, cp, np.zeros(16, dtype=np.uint64))
-    assert k == 999
-    np.testing.assert_array_equal(ct[:k], np.arange(1, 1000))
-    np.testing.assert_array_equal(cp[:k], np.where(np.arange(1, 1000) % 2 == 0, 1.0, -1.0))
-    # an empty stretch (the warm-up reaches past the chunk): no change
-    assert _sma_cross_changes(cs, 1, 2, 500, 500, 1.0, -1.0, ct, cp, np.zeros(1, np.uint64)) == 0
-    assert _sma_cross_changes(cs, 1, 2, 501, 500, 1.0, -1.0, ct, cp, np.zeros(1, np.uint64)) == 0
+    words = np.zeros(16, dtype=np.uint64)
+    assert _sma_cross_words(cs, 1, 2, 1, 1000, words) == 999
+    np.testing.assert_array_equal(_bits(words, 999), np.arange(1, 1000) % 2 == 0)
+    # an empty stretch (the warm-up reaches past the chunk): no bar
+    assert _sma_cross_words(cs, 1, 2, 500, 500, words) == 0
+    assert _sma_cross_words(cs, 1, 2, 501, 500, words) == 0
 
 
 @pytest.mark.parametrize("kind", ["walk", "zigzag"])

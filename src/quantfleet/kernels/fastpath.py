@@ -49,12 +49,12 @@ __all__ = [
     "ZERO",
     "fp_blocks_finish",
     "fp_book",
+    "fp_book_words",
     "fp_chunk",
     "fp_next_event",
     "fp_prefix",
     "fp_prepare",
     "fp_state",
-    "fp_word_changes",
     "rmq_minmax",
 ]
 
@@ -359,6 +359,173 @@ def _store(state, c, st):
         s[i] = st[i]
 
 
+@njit(cache=True, inline="always")
+def _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st,
+               prev, u, t):
+    """Book the held stretch ``[u, t)`` (``t - u >= 0`` bars of the current chunk: position
+    ``prev`` before and after every bar, no fill) into the accumulator ``st``. An empty
+    stretch needs no test of its own: it adds 0 bars (n >= +0, so n + 0.0 is n) or runs no
+    bar-by-bar step, which keeps a hard-to-predict branch out."""
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    p = prev
+    kk = t - u
+    if p == 0.0:
+        n += kk
+    elif kk == 0 or not (p == 1.0 or (p == -1.0 and short_ok)) or not eq > 0.0:
+        # empty stretches, fractional positions, a short that can lose more than all of
+        # its equity in a bar, equity already <= 0: bar by bar
+        if p == 1.0 or p == -1.0:
+            # acc_step of a held bar with only what it changes: the same expressions
+            for tt in range(u, t):
+                rt = T[tt - c0, _RET]
+                eq, peak, maxdd, s1, s2, down2 = _hold_step(eq, peak, maxdd, s1, s2, down2,
+                                                            p, rt)
+                if ns > 0 and b0 <= tt < bend:
+                    x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                    jb = (tt - b0) // bl
+                    bsum[jb, c] += x
+                    bsq[jb, c] += x * x
+            n += kk
+            exposed += kk
+        else:
+            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
+                  exposed, turn)
+            for tt in range(u, t):
+                rt = T[tt - c0, _RET]
+                st = acc_step(st, p, p, rt, fee_rate)
+                if ns > 0 and b0 <= tt < bend:
+                    x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
+                    jb = (tt - b0) // bl
+                    bsum[jb, c] += x
+                    bsq[jb, c] += x * x
+            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
+                turn = st
+    else:
+        side = 0 if p == 1.0 else 1
+        col = side * _SIDE + _SUMS
+        la = u - c0
+        lb = t - c0
+        # the metric sums over the whole stretch (the same bits with or without blocks)
+        s1 += (T[lb, col] - T[la, col]) + (T[lb, col + 1] - T[la, col + 1])
+        s2 += (T[lb, col + 2] - T[la, col + 2]) + (T[lb, col + 3] - T[la, col + 3])
+        down2 += (T[lb, col + 4] - T[la, col + 4]) + (T[lb, col + 5] - T[la, col + 5])
+        a = max(u, b0)
+        while ns > 0 and a < min(t, bend):
+            # each block's piece of the stretch
+            j = (a - b0) // bl
+            e = min(t, b0 + (j + 1) * bl)
+            ra = a - c0
+            re = e - c0
+            bsum[j, c] += (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
+            bsq[j, c] += (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
+            a = e
+        n += kk
+        exposed += kk
+        # min and max of V[side] over the stretch (rmq_minmax, written out)
+        lev = LG[kk]
+        if lev <= _SP_TOP:
+            jj = lb - (1 << lev)
+            mn = min(SP[side, 0, lev, la], SP[side, 0, lev, jj])
+            mx = max(SP[side, 1, lev, la], SP[side, 1, lev, jj])
+        else:
+            jj = lb - (1 << _SP_TOP)
+            mn = SP[side, 0, _SP_TOP, jj]
+            mx = SP[side, 1, _SP_TOP, jj]
+            for tt in range(la, jj, 1 << _SP_TOP):
+                mn = min(mn, SP[side, 0, _SP_TOP, tt])
+                mx = max(mx, SP[side, 1, _SP_TOP, tt])
+        if side == 0:
+            # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
+            # unchanged, as the per-bar product of 1.0s is
+            cu = close[u - 1]
+            if mn < mx * (1.0 - maxdd):
+                # the stretch's own drop could beat the drawdown so far: replay its equity
+                for tt in range(u, t):
+                    et = eq * (close[tt] / cu)
+                    peak, maxdd = _drawdown(et, peak, maxdd)
+            else:
+                # the trough's equity eq · mn / cu only where it may be below the floor
+                # (the test without a division, with a margin far above its rounding)
+                floor = peak * (1.0 - maxdd)
+                if eq * mn < floor * cu * (1.0 + 1e-9):
+                    lo = eq * (mn / cu)
+                    if lo < floor:
+                        maxdd = max(maxdd, 1.0 - lo / peak)
+                peak = max(peak, eq * (mx / cu))
+            eq = eq * (close[t - 1] / cu)
+        else:
+            l0 = T[la, _LOG] + T[la, _LOG + 1]  # V's value before the stretch
+            if math.exp(mn - mx) < 1.0 - maxdd:
+                et = eq
+                for tt in range(u, t):
+                    et = et * (1.0 - T[tt - c0, _RET])
+                    peak, maxdd = _drawdown(et, peak, maxdd)
+                eq = et
+            else:
+                lo = eq * math.exp(mn - l0)
+                if lo < peak * (1.0 - maxdd):
+                    maxdd = max(maxdd, 1.0 - lo / peak)
+                peak = max(peak, eq * math.exp(mx - l0))
+                eq = eq * math.exp((T[lb, _LOG] - T[la, _LOG])
+                                   + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
+    return (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
+@njit(cache=True, inline="always")
+def _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev, pos, t):
+    """Book the change bar ``t`` (the position moves from ``prev`` to ``pos`` at its close):
+    the exact per-bar step (fees, entries, exits, wins)."""
+    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = st
+    rt = T[t - c0, _RET]
+    if prev == 0.0 and (pos == 1.0 or pos == -1.0):
+        # an entry from flat: acc_step's expressions for this case (the bar earns
+        # nothing: eq * (1 + 0) is eq, the growth 1 * cost is cost)
+        entry_eq = eq
+        entries += 1.0
+        cost = 1.0 - fee_rate * 1.0
+        eq = eq * cost
+        turn += 1.0
+        rb = cost - 1.0
+        n += 1.0
+        s1 += rb
+        s2 += rb * rb
+        down2 = down2 + rb * rb if rb < 0.0 else down2
+        peak, maxdd = _drawdown(eq, peak, maxdd)
+        exposed += 1.0
+    elif pos == 0.0 and (prev == 1.0 or prev == -1.0):
+        # an exit to flat: likewise
+        growth = 1.0 + prev * rt
+        eq = eq * growth
+        after_exit = eq * (1.0 - fee_rate * 1.0)
+        closed += 1.0
+        wins = wins + 1.0 if after_exit > entry_eq else wins
+        cost = 1.0 - fee_rate * 1.0
+        eq = eq * cost
+        growth = growth * cost
+        turn += 1.0
+        rb = growth - 1.0
+        n += 1.0
+        s1 += rb
+        s2 += rb * rb
+        down2 = down2 + rb * rb if rb < 0.0 else down2
+        peak, maxdd = _drawdown(eq, peak, maxdd)
+    else:
+        st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
+              turn)
+        if abs(pos - prev) != 0.0 and not (prev == 0.0 and pos == 0.0):
+            st = _fill_step(st, prev, pos, rt, fee_rate)
+        else:
+            st = acc_step(st, prev, pos, rt, fee_rate)
+        eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
+            turn = st
+    if ns > 0 and b0 <= t < bend:
+        x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
+        jb = (t - b0) // bl
+        bsum[jb, c] += x
+        bsq[jb, c] += x * x
+    return (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+
+
 @njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
@@ -372,16 +539,15 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
         strategy returns (blk = (b0, B, S): block ``j`` is bars ``[b0 + j·B, b0 + (j+1)·B)``;
         S = 0: no blocks)
 
-    One function body on purpose: numba counts references on every array handed to an inlined
-    helper, once per call, which would cost more than the booking itself. ``error_model="numpy"``
-    for the same reason: without division-by-zero raise paths (no divisor here is 0: closes and
-    peaks are > 0, blocks are >= 1 bar) numba can drop most of the reference counting of the
-    argument arrays on entry and exit, a per-call cost paid once per combo and chunk; the
-    results are the same bits. ``_nrt=False`` drops the rest: the function neither allocates
-    nor keeps an array, every array it is handed stays referenced by its caller for the call,
-    so the reference counts (atomic operations on each array of ``fp``, ``state``, ``out``...)
-    are not needed. The same for :func:`fp_word_changes` and :func:`fp_next_event`, called as
-    often.
+    The stretches and changes are booked by :func:`_book_held` and :func:`_book_change`,
+    inlined. ``error_model="numpy"``: without division-by-zero raise paths (no divisor here is
+    0: closes and peaks are > 0, blocks are >= 1 bar) numba drops most of the reference
+    counting of the argument arrays on entry and exit, a per-call cost paid once per combo and
+    chunk; the results are the same bits. ``_nrt=False`` drops the rest: the function neither
+    allocates nor keeps an array, every array it is handed stays referenced by its caller for
+    the call, so the reference counts (atomic operations on each array of ``fp``, ``state``,
+    ``out``...) are not needed. The same for :func:`fp_book_words` and
+    :func:`fp_next_event`, called as often.
     """
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
@@ -389,216 +555,82 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     short_ok = info[2] == 1.0
     b0, bl, ns = blk
     bend = b0 + bl * ns
-    eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn = \
-        _load(state, c)
+    st = _load(state, c)
     prev = state[c, 13]
     u = int(state[c, 14])
-    for i in range(k + 1):
-        t = ct[i] if i < k else c1
-        # -- the held stretch [u, t) (t - u >= 0 bars): position prev before and after every
-        # bar, no fill. An empty stretch needs no test of its own: it adds 0 bars (n >= +0, so
-        # n + 0.0 is n) or runs no bar-by-bar step, which keeps a hard-to-predict branch out.
-        p = prev
-        kk = t - u
-        if p == 0.0:
-            n += kk
-        elif kk == 0 or not (p == 1.0 or (p == -1.0 and short_ok)) or not eq > 0.0:
-            # empty stretches, fractional positions, a short that can lose more than all of
-            # its equity in a bar, equity already <= 0: bar by bar
-            if p == 1.0 or p == -1.0:
-                # acc_step of a held bar with only what it changes: the same expressions
-                for tt in range(u, t):
-                    rt = T[tt - c0, _RET]
-                    eq, peak, maxdd, s1, s2, down2 = _hold_step(eq, peak, maxdd, s1, s2, down2,
-                                                                p, rt)
-                    if ns > 0 and b0 <= tt < bend:
-                        x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
-                        jb = (tt - b0) // bl
-                        bsum[jb, c] += x
-                        bsq[jb, c] += x * x
-                n += kk
-                exposed += kk
-            else:
-                st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq,
-                      exposed, turn)
-                for tt in range(u, t):
-                    rt = T[tt - c0, _RET]
-                    st = acc_step(st, p, p, rt, fee_rate)
-                    if ns > 0 and b0 <= tt < bend:
-                        x = (1.0 + p * rt) * (1.0 - fee_rate * 0.0) - 1.0
-                        jb = (tt - b0) // bl
-                        bsum[jb, c] += x
-                        bsq[jb, c] += x * x
-                eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
-                    turn = st
-        else:
-            side = 0 if p == 1.0 else 1
-            col = side * _SIDE + _SUMS
-            la = u - c0
-            lb = t - c0
-            # the metric sums over the whole stretch (the same bits with or without blocks)
-            s1 += (T[lb, col] - T[la, col]) + (T[lb, col + 1] - T[la, col + 1])
-            s2 += (T[lb, col + 2] - T[la, col + 2]) + (T[lb, col + 3] - T[la, col + 3])
-            down2 += (T[lb, col + 4] - T[la, col + 4]) + (T[lb, col + 5] - T[la, col + 5])
-            a = max(u, b0)
-            while ns > 0 and a < min(t, bend):
-                # each block's piece of the stretch
-                j = (a - b0) // bl
-                e = min(t, b0 + (j + 1) * bl)
-                ra = a - c0
-                re = e - c0
-                bsum[j, c] += (T[re, col] - T[ra, col]) + (T[re, col + 1] - T[ra, col + 1])
-                bsq[j, c] += (T[re, col + 2] - T[ra, col + 2]) + (T[re, col + 3] - T[ra, col + 3])
-                a = e
-            n += kk
-            exposed += kk
-            # min and max of V[side] over the stretch (rmq_minmax, written out)
-            lev = LG[kk]
-            if lev <= _SP_TOP:
-                jj = lb - (1 << lev)
-                mn = min(SP[side, 0, lev, la], SP[side, 0, lev, jj])
-                mx = max(SP[side, 1, lev, la], SP[side, 1, lev, jj])
-            else:
-                jj = lb - (1 << _SP_TOP)
-                mn = SP[side, 0, _SP_TOP, jj]
-                mx = SP[side, 1, _SP_TOP, jj]
-                for tt in range(la, jj, 1 << _SP_TOP):
-                    mn = min(mn, SP[side, 0, _SP_TOP, tt])
-                    mx = max(mx, SP[side, 1, _SP_TOP, tt])
-            if side == 0:
-                # equity at bar tt = eq · close[tt] / close[u-1]: exactly eq where the close is
-                # unchanged, as the per-bar product of 1.0s is
-                cu = close[u - 1]
-                if mn < mx * (1.0 - maxdd):
-                    # the stretch's own drop could beat the drawdown so far: replay its equity
-                    for tt in range(u, t):
-                        et = eq * (close[tt] / cu)
-                        peak, maxdd = _drawdown(et, peak, maxdd)
-                else:
-                    # the trough's equity eq · mn / cu only where it may be below the floor
-                    # (the test without a division, with a margin far above its rounding)
-                    floor = peak * (1.0 - maxdd)
-                    if eq * mn < floor * cu * (1.0 + 1e-9):
-                        lo = eq * (mn / cu)
-                        if lo < floor:
-                            maxdd = max(maxdd, 1.0 - lo / peak)
-                    peak = max(peak, eq * (mx / cu))
-                eq = eq * (close[t - 1] / cu)
-            else:
-                l0 = T[la, _LOG] + T[la, _LOG + 1]  # V's value before the stretch
-                if math.exp(mn - mx) < 1.0 - maxdd:
-                    et = eq
-                    for tt in range(u, t):
-                        et = et * (1.0 - T[tt - c0, _RET])
-                        peak, maxdd = _drawdown(et, peak, maxdd)
-                    eq = et
-                else:
-                    lo = eq * math.exp(mn - l0)
-                    if lo < peak * (1.0 - maxdd):
-                        maxdd = max(maxdd, 1.0 - lo / peak)
-                    peak = max(peak, eq * math.exp(mx - l0))
-                    eq = eq * math.exp((T[lb, _LOG] - T[la, _LOG])
-                                       + (T[lb, _LOG + 1] - T[la, _LOG + 1]))
-        u = t
-        if i == k:
-            break
-        # -- the change bar t: the exact per-bar step (fees, entries, exits, wins)
+    for i in range(k):
+        t = ct[i]
         pos = cp[i]
-        rt = T[t - c0, _RET]
-        if prev == 0.0 and (pos == 1.0 or pos == -1.0):
-            # an entry from flat: acc_step's expressions for this case (the bar earns
-            # nothing: eq * (1 + 0) is eq, the growth 1 * cost is cost)
-            entry_eq = eq
-            entries += 1.0
-            cost = 1.0 - fee_rate * 1.0
-            eq = eq * cost
-            turn += 1.0
-            rb = cost - 1.0
-            n += 1.0
-            s1 += rb
-            s2 += rb * rb
-            down2 = down2 + rb * rb if rb < 0.0 else down2
-            peak, maxdd = _drawdown(eq, peak, maxdd)
-            exposed += 1.0
-        elif pos == 0.0 and (prev == 1.0 or prev == -1.0):
-            # an exit to flat: likewise
-            growth = 1.0 + prev * rt
-            eq = eq * growth
-            after_exit = eq * (1.0 - fee_rate * 1.0)
-            closed += 1.0
-            wins = wins + 1.0 if after_exit > entry_eq else wins
-            cost = 1.0 - fee_rate * 1.0
-            eq = eq * cost
-            growth = growth * cost
-            turn += 1.0
-            rb = growth - 1.0
-            n += 1.0
-            s1 += rb
-            s2 += rb * rb
-            down2 = down2 + rb * rb if rb < 0.0 else down2
-            peak, maxdd = _drawdown(eq, peak, maxdd)
-        else:
-            st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed,
-                  turn)
-            if abs(pos - prev) != 0.0 and not (prev == 0.0 and pos == 0.0):
-                st = _fill_step(st, prev, pos, rt, fee_rate)
-            else:
-                st = acc_step(st, prev, pos, rt, fee_rate)
-            eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, \
-                turn = st
-        if ns > 0 and b0 <= t < bend:
-            x = (1.0 + prev * rt) * (1.0 - fee_rate * abs(pos - prev)) - 1.0
-            jb = (t - b0) // bl
-            bsum[jb, c] += x
-            bsq[jb, c] += x * x
+        st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c,
+                        fee_rate, st, prev, u, t)
+        st = _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev, pos, t)
         prev = pos
         u = t + 1
-    st = (eq, peak, maxdd, n, s1, s2, down2, entries, wins, closed, entry_eq, exposed, turn)
+    st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c, fee_rate,
+                    st, prev, u, c1)
     if final:
         acc_finish(st, ppy, out)
     _store(state, c, st)
     state[c, 13] = prev
-    state[c, 14] = u
+    state[c, 14] = c1
 
 
-@njit(cache=True, _nrt=False)
-def fp_word_changes(words, m, t0, prev, pos1, pos0, ct, cp):
-    """The position changes of a stateless two-valued rule over bars ``[t0, t0 + m)`` whose
-    result is packed 64 bars to a word: bit ``i`` of ``words[j]`` is 1 where bar
-    ``t0 + 64 j + i`` takes position ``pos1``, 0 where it takes ``pos0`` (``pos1 != pos0``;
-    bits from ``m`` on are ignored); ``prev`` is the position before ``t0``. Writes the change
-    bars / new positions into ``ct`` / ``cp`` (at least ``m`` long) and returns how many.
-
-    The change bars of a word ``x`` are the set bits of ``x ^ (x << 1 | the bar before's bit)``,
-    taken lowest first (a trailing-zero count): the work after the rule is per change, not per
-    bar.
-    """
-    if m <= 0:
-        return 0
-    k = 0
+@njit(cache=True, error_model="numpy", _nrt=False)
+def fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, blk, final,
+                  ppy, out):
+    """:func:`fp_book` for a stateless two-valued rule packed 64 bars to a word: bit ``i`` of
+    ``words[j]`` is 1 where bar ``t0 + 64 j + i`` takes position ``pos1``, 0 where it takes
+    ``pos0`` (``pos1 != pos0``; bits from ``m`` on are ignored; bars ``[t0, t0 + m)`` end the
+    chunk, bars before ``t0`` keep the position booked so far). The change bars are the set
+    bits of ``x ^ (x << 1 | the bar before's bit)``, taken lowest first (a trailing-zero
+    count) and booked as they are found: the work after the rule is per change, not per bar,
+    and no list of changes is written."""
+    close, T, V, SP, LG, info = fp
+    c0 = int(info[0])
+    c1 = int(info[1])
+    short_ok = info[2] == 1.0
+    b0, bl, ns = blk
+    bend = b0 + bl * ns
+    st = _load(state, c)
+    prev = state[c, 13]
+    u = int(state[c, 14])
     one = np.uint64(1)
-    carry = words[0] & one
-    p = pos1 if carry else pos0
-    if p != prev:
-        ct[0] = t0
-        cp[0] = p
-        k = 1
     s63 = np.uint64(63)
-    nw = (m + 63) >> 6
-    for j in range(nw):
-        x = words[j]
-        d = x ^ ((x << one) | carry)
-        carry = x >> s63
-        r = m - (j << 6)
-        if r < 64:  # the last, partial word: bits from r on are not bars
-            d &= (one << np.uint64(r)) - one
-        while d:
-            b = np.int64(trailing_zeros(d))
-            ct[k] = t0 + (j << 6) + b
-            cp[k] = pos1 if (x >> np.uint64(b)) & one else pos0
-            k += 1
-            d &= d - one
-    return k
+    if m > 0:
+        carry = words[0] & one
+        pos = pos1 if carry else pos0
+        if pos != prev:
+            st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c,
+                            fee_rate, st, prev, u, t0)
+            st = _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev, pos,
+                              t0)
+            prev = pos
+            u = t0 + 1
+        for j in range((m + 63) >> 6):
+            x = words[j]
+            d = x ^ ((x << one) | carry)
+            carry = x >> s63
+            r = m - (j << 6)
+            if r < 64:  # the last, partial word: bits from r on are not bars
+                d &= (one << np.uint64(r)) - one
+            while d:
+                b = np.int64(trailing_zeros(d))
+                t = t0 + (j << 6) + b
+                pos = pos1 if (x >> np.uint64(b)) & one else pos0
+                st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c,
+                                fee_rate, st, prev, u, t)
+                st = _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev,
+                                  pos, t)
+                prev = pos
+                u = t + 1
+                d &= d - one
+    st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c, fee_rate,
+                    st, prev, u, c1)
+    if final:
+        acc_finish(st, ppy, out)
+    _store(state, c, st)
+    state[c, 13] = prev
+    state[c, 14] = c1
 
 
 EV_FLAT = np.uint8(1)

@@ -9,11 +9,10 @@ from numba.extending import intrinsic
 
 from quantfleet.kernels.fastpath import (
     FP_CHUNK,
-    fp_book,
+    fp_book_words,
     fp_chunk,
     fp_prepare,
     fp_state,
-    fp_word_changes,
 )
 from quantfleet.kernels.indicators import ema, unique_windows
 from quantfleet.kernels.metrics import bar_returns, tail_finish, tail_flat, tail_init, tail_step
@@ -121,19 +120,12 @@ _ema_word = _rule_word(lambda bd, f, sl, _c, _p, _q: bd.fcmp_ordered(">", f, sl)
 
 
 @njit(cache=True)
-def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
-    """The bars of ``[t0, c1)`` where an ``sma_cross`` combo (windows ``fw``, ``sw``; ``t0`` >=
-    ``max(fw, sw) - 1``) changes position, the position before ``t0`` being ``prev``: writes
-    them to ``ct`` and the positions taken (1.0 / ``low_pos``) to ``cp``, returns how many.
-    ``cs``: the prefix sums of close (``cs[0] = 0``, ``cs[t + 1] = cs[t] + close[t]``);
-    ``ct`` / ``cp`` hold ``c1 - t0`` entries, ``words`` (uint64, scratch) ``(c1 - t0) / 64``
-    rounded up.
-
-    The rule is :func:`sma_cross_kernel`'s expression, evaluated 64 bars to a word's bits (word
-    ``wi``, bit ``i``: bar ``t0 + 64 wi + i``) for the whole stretch first (no data-dependent
-    branch in that loop); :func:`fp_word_changes` then takes the change bars from the words,
-    at a cost per change rather than per bar.
-    """
+def _sma_cross_words(cs, fw, sw, t0, c1, words):
+    """:func:`sma_cross_kernel`'s rule over bars ``[t0, c1)`` (windows ``fw``, ``sw``; ``t0``
+    >= ``max(fw, sw) - 1``), 64 bars to a word's bits (word ``wi``, bit ``i``: bar
+    ``t0 + 64 wi + i``), the same expression; returns the number of bars. ``cs``: the prefix
+    sums of close (``cs[0] = 0``, ``cs[t + 1] = cs[t] + close[t]``); ``words`` holds
+    ``(c1 - t0) / 64`` rounded up."""
     ff = float(fw)
     sf = float(sw)
     mm = max(c1 - t0, 0)  # (an early return here costs the rule loop its vectorisation)
@@ -152,15 +144,15 @@ def _sma_cross_changes(cs, fw, sw, t0, c1, prev, low_pos, ct, cp, words):
             x |= np.uint64((hs[base + i] - fs[base + i]) * sf
                            > (hs[base + i] - ss[base + i]) * ff) << np.uint64(i)
         words[full] = x
-    return fp_word_changes(words, mm, t0, prev, 1.0, low_pos, ct, cp)
+    return mm
 
 
 @njit(cache=True)
 def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
     """The fast path of :func:`sma_cross_kernel` (``Strategy.fast``; kernels/fastpath.py): the
-    same rule, same expressions, scanned into change bars (:func:`_sma_cross_changes`) and
-    booked by ``fp_book``."""
+    same rule, same expressions, packed 64 bars to a word (:func:`_sma_cross_words`) and
+    booked change by change from the words by ``fp_book_words``."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     cs = np.empty(n + 1)
@@ -170,8 +162,6 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     low_pos = -1.0 if long_short else 0.0
     m = params.shape[0]
     state = fp_state(m, start)
-    ct = np.empty(FP_CHUNK, dtype=np.int64)
-    cp = np.empty(FP_CHUNK)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
@@ -180,8 +170,9 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             fw = int(params[c, 0])
             sw = int(params[c, 1])
             t0 = max(c0, max(fw, sw) - 1)
-            k = _sma_cross_changes(cs, fw, sw, t0, c1, state[c, 13], low_pos, ct, cp, words)
-            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+            mm = _sma_cross_words(cs, fw, sw, t0, c1, words)
+            fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
+                          c1 == n, ppy, out[c])
 
 
 SMA_CROSS = register(Strategy(
@@ -418,8 +409,6 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
         _ema_chunk_all(close, em, c0, min(min(start, n), c0 + FP_CHUNK))
     low_pos = -1.0 if long_short else 0.0
     state = fp_state(m, start)
-    ct = np.empty(FP_CHUNK, dtype=np.int64)
-    cp = np.empty(FP_CHUNK)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
@@ -449,8 +438,8 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                     for i in range(r):
                         x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
                 words[wi] = x
-            k = fp_word_changes(words, mm, t0, state[c, 13], 1.0, low_pos, ct, cp)
-            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+            fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
+                          c1 == n, ppy, out[c])
 
 
 EMA_CROSS = register(Strategy(
@@ -530,16 +519,14 @@ def _sma_trend_words(close, cs, w, t0, c1, words):
 def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
     """The fast path of :func:`sma_trend_kernel` (kernels/fastpath.py): the rule packed 64 bars
-    to a word (:func:`_sma_trend_words`), the change bars taken from the words
-    (``fp_word_changes``) and booked by ``fp_book``."""
+    to a word (:func:`_sma_trend_words`), booked change by change from the words
+    (``fp_book_words``)."""
     n = close.shape[0]
     fp = fp_prepare(close, long_short)
     cs = _close_prefix(close)
     low_pos = -1.0 if long_short else 0.0
     m = params.shape[0]
     state = fp_state(m, start)
-    ct = np.empty(FP_CHUNK, dtype=np.int64)
-    cp = np.empty(FP_CHUNK)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
@@ -548,8 +535,8 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             w = int(params[c, 0])
             t0 = max(c0, w - 1)
             mm = _sma_trend_words(close, cs, w, t0, c1, words)
-            k = fp_word_changes(words, mm, t0, state[c, 13], 1.0, low_pos, ct, cp)
-            fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, c1 == n, ppy, out[c])
+            fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
+                          c1 == n, ppy, out[c])
 
 
 SMA_TREND = register(Strategy(
