@@ -165,7 +165,7 @@ def test_book_words_is_book_of_the_change_bars(seed, n, p_change, prev, low, fee
             fp_book(fp, ct, cp, ct.size, state, 0, fee, bsum, bsq, blk, True, 252.0, out[0])
         else:
             fp_book_words(fp, _pack(bits, rng), m, t0, 1.0, low, state, 0, fee, bsum, bsq, blk,
-                          True, 252.0, out[0])
+                          True, 252.0, out[0], np.full(m + 64, -1, dtype=np.int64))
         got.append((state, out, bsum, bsq))
     for a, b in zip(*got, strict=True):
         assert _same(a, b)

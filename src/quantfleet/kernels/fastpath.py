@@ -33,8 +33,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 from quantfleet.kernels.metrics import acc_finish, acc_init, acc_step
 
@@ -66,6 +67,18 @@ _RET = 0  # the bar's close-to-close return (metrics.bar_returns' expression)
 _SIDE = 6
 _SUMS = 1  # Σg, Σg², Σg² over g < 0, g = (1 + side·r) - 1: columns 1..6 (long), 7..12 (short)
 _LOG = 13  # short side: the prefix of log1p(-r) (columns 13, 14)
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """Set bits of a uint64 (llvm.ctpop)."""
+    if x != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
 
 
 _SP_TOP = 6
@@ -577,14 +590,17 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, blk, final,
-                  ppy, out):
+                  ppy, out, ct):
     """:func:`fp_book` for a stateless two-valued rule packed 64 bars to a word: bit ``i`` of
     ``words[j]`` is 1 where bar ``t0 + 64 j + i`` takes position ``pos1``, 0 where it takes
     ``pos0`` (``pos1 != pos0``; bits from ``m`` on are ignored; bars ``[t0, t0 + m)`` end the
-    chunk, bars before ``t0`` keep the position booked so far). The change bars are the set
-    bits of ``x ^ (x << 1 | the bar before's bit)``, taken lowest first (a trailing-zero
-    count) and booked as they are found: the work after the rule is per change, not per bar,
-    and no list of changes is written."""
+    chunk, bars before ``t0`` keep the position booked so far); ``ct`` (int64, at least
+    ``m + 64``) is scratch. The change bars are the set bits of
+    ``x ^ (x << 1 | the bar before's bit)``, taken lowest first (a trailing-zero count): the
+    work after the rule is per change, not per bar. They are gathered first, eight a word
+    written whatever the word's count (its popcount says how many are real), so no loop exit
+    depends on how many changes a word holds; then booked in one loop, the position
+    alternating between ``pos1`` and ``pos0``."""
     close, T, V, SP, LG, info = fp
     c0 = int(info[0])
     c1 = int(info[1])
@@ -606,24 +622,38 @@ def fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, b
                               t0)
             prev = pos
             u = t0 + 1
+        # every change bar of the words into ct, eight per word unconditionally (no branch on
+        # a word's count: the count is popcount), the rest of a word with more by a loop
+        k = 0
         for j in range((m + 63) >> 6):
             x = words[j]
             d = x ^ ((x << one) | carry)
             carry = x >> s63
             r = m - (j << 6)
-            if r < 64:  # the last, partial word: bits from r on are not bars
+            if r < 64:
                 d &= (one << np.uint64(r)) - one
-            while d:
-                b = np.int64(trailing_zeros(d))
-                t = t0 + (j << 6) + b
-                pos = pos1 if (x >> np.uint64(b)) & one else pos0
-                st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c,
-                                fee_rate, st, prev, u, t)
-                st = _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev,
-                                  pos, t)
-                prev = pos
-                u = t + 1
+            cnt = np.int64(_popcount(d))
+            base = t0 + (j << 6)
+            q = k
+            for _ in range(8):
+                ct[q] = base + (np.int64(trailing_zeros(d)) & 63)
+                q += 1
                 d &= d - one
+            while d:
+                ct[q] = base + np.int64(trailing_zeros(d))
+                q += 1
+                d &= d - one
+            k += cnt
+        # the changes alternate between the two positions
+        for i in range(k):
+            t = ct[i]
+            pos = pos0 if prev == pos1 else pos1
+            st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c,
+                            fee_rate, st, prev, u, t)
+            st = _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev, pos,
+                              t)
+            prev = pos
+            u = t + 1
     st = _book_held(close, T, SP, LG, c0, short_ok, b0, bl, ns, bend, bsum, bsq, c, fee_rate,
                     st, prev, u, c1)
     if final:

@@ -163,6 +163,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     m = params.shape[0]
     state = fp_state(m, start)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
+    ct = np.empty(FP_CHUNK + 64, dtype=np.int64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -172,7 +173,7 @@ def sma_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             t0 = max(c0, max(fw, sw) - 1)
             mm = _sma_cross_words(cs, fw, sw, t0, c1, words)
             fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
-                          c1 == n, ppy, out[c])
+                          c1 == n, ppy, out[c], ct)
 
 
 SMA_CROSS = register(Strategy(
@@ -410,6 +411,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     low_pos = -1.0 if long_short else 0.0
     state = fp_state(m, start)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
+    ct = np.empty(FP_CHUNK + 64, dtype=np.int64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -439,7 +441,7 @@ def ema_cross_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                         x |= np.uint64(fa[base + i] > sa[base + i]) << np.uint64(i)
                 words[wi] = x
             fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
-                          c1 == n, ppy, out[c])
+                          c1 == n, ppy, out[c], ct)
 
 
 EMA_CROSS = register(Strategy(
@@ -528,6 +530,7 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     m = params.shape[0]
     state = fp_state(m, start)
     words = np.empty(FP_CHUNK >> 6, dtype=np.uint64)
+    ct = np.empty(FP_CHUNK + 64, dtype=np.int64)
     for c0 in range(start, max(n, start + 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
         fp_chunk(fp, c0, c1)
@@ -536,7 +539,7 @@ def sma_trend_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             t0 = max(c0, w - 1)
             mm = _sma_trend_words(close, cs, w, t0, c1, words)
             fp_book_words(fp, words, mm, t0, 1.0, low_pos, state, c, fee_rate, bsum, bsq, blk,
-                          c1 == n, ppy, out[c])
+                          c1 == n, ppy, out[c], ct)
 
 
 SMA_TREND = register(Strategy(
