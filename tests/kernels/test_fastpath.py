@@ -112,7 +112,7 @@ def _assert_agree(fast: np.ndarray, ref: np.ndarray, rets: np.ndarray, ppy: floa
     close(7, 1.0)
     close(0, 1.0 + abs(ref[0]))
     close(1, 1.0 + abs(ref[1]))
-    close(4, 1.0)
+    close(4, 1.0 + abs(ref[4]))  # 1 - eq/peak: to 1e-12 of the equity's scale, as total return
     close(5, (1.0 + abs(ref[1])) / ref[4] if ref[4] > 0 else 1.0)
     n = rets.size
     if n:
