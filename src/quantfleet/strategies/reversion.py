@@ -632,16 +632,17 @@ squares are checked as they go)."""
 @njit(cache=True)
 def _boll_inputs(close, wins):
     """What :func:`_boll_lanes` reads besides close, for windows up to ``max(wins)``:
-    ``(pad, closep, bad)``: ``pad`` zeros then close in ``closep`` (a bar before bar w reads a
-    zero as the close leaving the SMA's sum), and ``bad[t]``: how many of ``close[:t]`` are
+    ``(pad, closep, bad)``: ``pad`` zeros, close, then ``8 * pad + 16`` zeros in ``closep`` (a
+    bar before bar w reads a zero as the close leaving the SMA's sum; eight-wide two-pass
+    sums read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
     outside ``[2**-200, 2**200]`` (or NaN)."""
     n = close.shape[0]
     wmax = 0.0
     for i in range(wins.shape[0]):
         wmax = max(wmax, wins[i])
     pad = int(min(wmax, float(n))) + 1
-    closep = np.zeros(pad + n)
-    closep[pad:] = close
+    closep = np.zeros(pad + n + 8 * pad + 16)
+    closep[pad:pad + n] = close
     bad = np.zeros(n + 1, dtype=np.int64)
     for t in range(n):
         x = close[t]
@@ -665,7 +666,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     kfin : every k finite
     rm, rs : float64 (>= 8 * (c1 - c0)) scratch: the two-pass mean / sum of squares of a lane's
         recomputation bars
-    scr : float64 (2, >= c1 - c0) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
+    scr : float64 (2, >= c1 - c0 + 8) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
         rows and scratch for len(wins) windows (the path for other closes or windows)
 
     Vector path (every close up to bar ``c1`` within ``[2**-200, 2**200]``, windows >= 1): the
@@ -742,6 +743,7 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
     wfl = np.empty(_LANES)
     yl = np.empty(_LANES)
     off = np.empty(_LANES, dtype=np.int64)
+    toff = np.empty(_LANES, dtype=np.int64)
     s0 = np.zeros(_LANES)
     m0 = np.zeros(_LANES)
     q0 = np.zeros(_LANES)
@@ -762,26 +764,27 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         m0[g] = st[g, 1]
         q0[g] = st[g, 2]
         a = min(max(w - 1 - c0, 0), nc)  # the lane's first row with a value
+        wv = _vsplat(float(w))
+        yv = _vsplat(1.0 / float(w))
         if w < _WELFORD_MIN:
             # two passes on every bar from the first: rows a.. of the chunk, term j of bar
             # c0 + a + i is close[c0 + a + i - w + 1 + j]
             cnt0[g] = a
             per[g] = 1.0
-            b = c0 + a - w + 1
+            # eight rows at a time per vector: term j of row a + i is closep[ta + i + j]
             k = nc - a
-            for i in range(k):
-                acc[i] = 0.0
-                so[i] = 0.0
-            for j in range(w):
-                xs = close[b + j:b + j + k]
-                for i in range(k):
-                    acc[i] += xs[i]
-            _divide(acc[:k], w, False)
-            for j in range(w):
-                xs = close[b + j:b + j + k]
-                for i in range(k):
-                    d = xs[i] - acc[i]
-                    so[i] += d * d
+            ta = pad + c0 + a - w + 1
+            for i0 in range(0, k, _LANES):
+                av = _vsplat(0.0)
+                for j in range(w):
+                    av = _vadd(av, _vload(closep, ta + i0 + j))
+                av = _vdiv(av, yv, wv)
+                sv = _vsplat(0.0)
+                for j in range(w):
+                    dv = _vsub(_vload(closep, ta + i0 + j), av)
+                    sv = _vadd(sv, _vmul(dv, dv))
+                _vstore(acc, i0, av)
+                _vstore(so, i0, sv)
             for i in range(k):
                 rm[8 * (a + i) + g] = acc[i]
                 rs[8 * (a + i) + g] = so[i]
@@ -795,19 +798,23 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         cnt0[g] = first - c0
         per[g] = float(w)
         npt = (c1 - 1 - first) // w + 1 if first < c1 else 0
-        for p in range(npt):
-            acc[p] = 0.0
-            so[p] = 0.0
-        xw = close[first - w + 1:first - w + 1 + npt * w].reshape((npt, w))
-        for j in range(w):
-            for p in range(npt):
-                acc[p] += xw[p, j]
-        for p in range(npt):
-            acc[p] /= w
-        for j in range(w):
-            for p in range(npt):
-                d = xw[p, j] - acc[p]
-                so[p] += d * d
+        # eight recomputation bars at a time per vector (their w-bar spans are adjacent):
+        # term j of bar first + p * w is closep[tb + p * w + j]
+        tb = pad + first - w + 1
+        for p in range(_LANES):
+            toff[p] = p * w
+        tv = _vload(toff, 0)
+        for p0 in range(0, npt, _LANES):
+            av = _vsplat(0.0)
+            for j in range(w):
+                av = _vadd(av, _vgather(closep, tb + p0 * w + j, tv))
+            av = _vdiv(av, yv, wv)
+            sv = _vsplat(0.0)
+            for j in range(w):
+                dv = _vsub(_vgather(closep, tb + p0 * w + j, tv), av)
+                sv = _vadd(sv, _vmul(dv, dv))
+            _vstore(acc, p0, av)
+            _vstore(so, p0, sv)
         for p in range(npt):
             r = first - c0 + p * w
             rm[8 * r + g] = acc[p]
