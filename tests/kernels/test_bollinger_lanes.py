@@ -167,3 +167,30 @@ def test_fast_path_on_a_grid_of_consecutive_windows(seed, n, long_short, start, 
     params = np.array([(float(w), k) for w in range(lo, lo + 19)
                        for k in (1.0, 1.5, 2.0, 2.5, 3.0)])
     _check("bollinger", market, params, 0.0005, long_short, start, 16)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3000), long_short=st.booleans(),
+       start=st.integers(0, 300), case=st.sampled_from(["huge", "tiny", "spike", "negative_k",
+                                                        "inf_k"]))
+def test_fast_path_off_the_vector_lanes(seed, n, long_short, start, case):
+    """Closes the vector lanes leave to the window-by-window rows (all above 2**200 or below
+    2**-200, or one spike above, from which on every chunk), a negative or an infinite k (bit
+    rows that are not the rule: the exact band_step on every marked bar): the same decisions
+    as the per-bar kernel."""
+    rng = np.random.default_rng(seed)
+    close = _close(rng, n, 0.02, False, True)
+    if case == "huge":
+        close = close * 1e250
+    elif case == "tiny":
+        close = close * 1e-250
+    elif case == "spike":
+        close[int(rng.integers(0, n))] = 2.0 ** 210
+    market = _market(close, rng)
+    rows = [(float(w), float(k)) for w in rng.choice([2, 5, 16, 17, 40, n + 3], size=4)
+            for k in rng.choice([0.0, 0.5, 2.0, 3.0], size=2)]
+    if case == "negative_k":
+        rows += [(10.0, -0.5), (30.0, -2.0)]
+    elif case == "inf_k":
+        rows += [(10.0, np.inf), (30.0, 1.0)]
+    _check("bollinger", market, np.array(rows), 0.0005, long_short, start, 4)

@@ -675,12 +675,13 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     squares (a lane takes its two-pass values on its recomputation bars), divides
     (:func:`_vdiv`), takes the square root and marks the bit rows. If a sum of squares leaves
     :func:`_vdiv`'s range the chunk is redone by :func:`_bollinger_chunk_tables` from the same
-    state.
+    state. Returns whether the vector path built the chunk (then no row has a NaN or an
+    infinity from a lane's first value on).
     """
     g_n = min(wins.shape[0], _LANES)
     nc = c1 - c0
     if nc <= 0:
-        return
+        return False
     n = close.shape[0]
     wl = np.empty(_LANES, dtype=np.int64)
     wmax = 0
@@ -698,7 +699,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
                                kfin, mid, sd, bits, rm, rs, scr):
         if not kfin:
             _boll_bits(close, c0, 0, nc, mid, sd, ks, 0, nk, long_short, True, bits)
-        return
+        return True
     # other closes, windows under 1 bar, or a sum of squares out of range: window by window
     _bollinger_chunk_tables(close, wins[:g_n], st, c0, c1, fmid, fsd, fscr)
     odd = not kfin
@@ -710,6 +711,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
             sd[8 * i + g] = fs[i]
             odd |= (abs(fm[i]) == np.inf) | (abs(fs[i]) == np.inf)
     _boll_bits(close, c0, 0, nc, mid, sd, ks, 0, nk, long_short, odd, bits)
+    return False
 
 
 @njit(cache=True, inline="always")
@@ -1001,6 +1003,61 @@ def _boll_bits(close, c0, r0, r1, mid, sd, ks, j0, nk, long_short, odd, bits):
             _vstore(bits, 8 * ((nk + 1) * _BOLL_WORDS + wd), es)
 
 
+@njit(cache=True, inline="always")
+def _fill(seed, block, cin):
+    """The bits (bars) where a state set by ``seed`` and cleared by ``block`` (disjoint) is
+    set, entering the word set if ``cin``: from each seed up to the next blocker. A carry
+    runs from a seed through the bits of neither (``~block``) and stops at a blocker."""
+    pe = ~block
+    return (((pe + seed + cin) ^ pe) & pe) | seed
+
+
+@njit(cache=True)
+def _boll_scan_exact(bits, re, rx, c0, c1, start, long_short, rule, prev, ct, cp):
+    """A combo's position changes over bars ``[c0, c1)`` from its bit rows alone (entry row at
+    ``bits[re + 8 * word]``, long exit at ``rx``, short exit at ``rx + 8 * _BOLL_WORDS``) when
+    they are exact (:func:`_boll_lanes`'s vector path, finite k >= 0, so lo <= mid <= up):
+    ``band_step`` is long from an entry below the mid (x < lo) until an exit (x >= mid), short
+    from an entry above it (x > up) until x <= mid, each state set by its seeds and cleared by
+    its blockers (:func:`_fill`, disjoint: x < lo is not x >= mid, x > up is not x <= mid; an
+    exit on an entry bar of the other side is that entry). A word of 64 bars at a time; the
+    changes are its set bits of ``x ^ (x << 1 | previous bit)``. Bars before ``start`` move
+    the state only; bar ``start`` books it. Writes ``ct``/``cp``; returns ``(count, rule,
+    prev)``."""
+    one = np.uint64(1)
+    lc = one if rule > 0.0 else np.uint64(0)
+    sc = one if rule < 0.0 else np.uint64(0)
+    rs = rx + 8 * _BOLL_WORDS
+    j = 0
+    for wd in range((c1 - c0 + 63) >> 6):
+        b0 = c0 + (wd << 6)
+        en = bits[re + 8 * wd]
+        xl = bits[rx + 8 * wd]
+        lw = _fill(en & ~xl, xl, lc)
+        chg = lw ^ ((lw << one) | lc)
+        sw = np.uint64(0)
+        if long_short:
+            sw = _fill(en & xl, bits[rs + 8 * wd], sc)
+            chg |= sw ^ ((sw << one) | sc)
+        lc = lw >> np.uint64(63)
+        sc = sw >> np.uint64(63)
+        if start >= c1 or b0 + 64 <= start:
+            continue
+        if b0 <= start:
+            sb = np.uint64(start - b0)
+            chg = ((chg >> sb) << sb) | (one << sb)
+        while chg:
+            b = _cttz(chg)
+            pos = float((lw >> b) & one) - float((sw >> b) & one)
+            if pos != prev:
+                ct[j] = b0 + np.int64(b)
+                cp[j] = pos
+                j += 1
+                prev = pos
+            chg &= chg - one
+    return j, float(lc) - float(sc), prev
+
+
 @njit(cache=True)
 def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy, long_short,
                    start, out, bsum, bsq, blk):
@@ -1053,8 +1110,10 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     ks = np.zeros(_LANES * nk)
     bits = np.zeros(_LANES * _BOLL_WORDS * (nk + 2), dtype=np.uint64)
     kfin = True
+    kpos = True
     for c in range(m):
         kfin &= abs(params[c, 1]) < np.inf
+        kpos &= params[c, 1] >= 0.0
     one = np.uint64(1)
     for c0 in range(0, max(n, 1), FP_CHUNK):
         c1 = min(n, c0 + FP_CHUNK)
@@ -1067,8 +1126,11 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                 u = lu[q, min(g, gn[q] - 1)]
                 for j in range(nk):
                     ks[8 * j + g] = params[order[min(first[u] + j, first[u + 1] - 1)], 1]
-            _boll_lanes(close, closep, pad, bad, lw[q, :gn[q]], st[q], c0, c1, ks, nk,
-                        long_short, kfin, mid, sd, bits, rm, rs, scr, fmid, fsd, fscr)
+            # rows from the vector path (no NaN, no infinity from a lane's first value; before
+            # it the state is flat) and finite k >= 0 (lo <= mid <= up): the bits are the rule
+            exact = _boll_lanes(close, closep, pad, bad, lw[q, :gn[q]], st[q], c0, c1, ks, nk,
+                                long_short, kfin, mid, sd, bits, rm, rs, scr, fmid,
+                                fsd, fscr) and kfin and kpos
             for g in range(gn[q]):
                 u = lu[q, g]
                 for p in range(first[u], first[u + 1]):
@@ -1078,7 +1140,11 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                     prev = state[c, 13]
                     j = 0
                     t = c0
-                    while t < c1:
+                    if exact:
+                        j, rule, prev = _boll_scan_exact(
+                            bits, 8 * (p - first[u]) * _BOLL_WORDS + g, 8 * nk * _BOLL_WORDS + g,
+                            c0, c1, start, long_short, rule, prev, ct, cp)
+                    while t < c1 and not exact:
                         # the row of the current state: entry (slot p - first[u]) / exits
                         r = p - first[u] if rule == 0.0 else (nk if rule > 0.0 else nk + 1)
                         row = 8 * r * _BOLL_WORDS + g
@@ -1100,7 +1166,9 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
                         elif e >= c1:
                             break
                         ie = e - c0
-                        if (bits[row + 8 * (ie >> 6)] >> np.uint64(ie & 63)) & one:
+                        sh = np.uint64(ie & 63)
+                        wi = 8 * (ie >> 6)
+                        if (bits[row + wi] >> sh) & one:
                             mi = mid[8 * ie + g]
                             sv = sd[8 * ie + g]
                             rule = band_step(rule, close[e], mi - k * sv, mi, mi + k * sv,
