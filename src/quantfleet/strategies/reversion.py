@@ -417,20 +417,27 @@ def _vstore(typingctx, a, i, v):
 
 @intrinsic
 def _vgather(typingctx, a, base, off):
-    """``a[base + off[g]]`` in lane g (``off``: eight int64 offsets; no bounds check)."""
+    """``a[base + off[g]]`` in lane g (``off``: eight int64 offsets; no bounds check): one
+    gather instruction (``llvm.masked.gather``, every lane on)."""
     if _lane_type(a) is not _F8 or not isinstance(base, types.Integer) or off is not _U8:
         return None
 
     def codegen(context, builder, sig, args):
         ary = context.make_array(sig.args[0])(context, builder, args[0])
         b = context.cast(builder, args[1], sig.args[1], types.intp)
-        v = ir.Constant(_D8, None)
-        for g in range(8):
-            lane = ir.Constant(ir.IntType(32), g)
-            o = builder.extract_element(args[2], lane)
-            x = builder.load(builder.gep(ary.data, [builder.add(b, o)]), align=8)
-            v = builder.insert_element(v, x, lane)
-        return v
+        ptr = builder.gep(ary.data, [b])
+        i64 = ir.IntType(64)
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8)
+        pv = builder.insert_element(ir.Constant(_Q8, None), builder.ptrtoint(ptr, i64),
+                                    ir.Constant(ir.IntType(32), 0))
+        pv = builder.shuffle_vector(pv, ir.Constant(_Q8, None), lanes)
+        pv = builder.add(pv, builder.shl(args[2], ir.Constant(_Q8, [3] * 8)))
+        ps = builder.inttoptr(pv, ir.VectorType(ptr.type, 8))
+        fnty = ir.FunctionType(_D8, [ps.type, ir.IntType(32), _B8, _D8])
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            "llvm.masked.gather.v8f64.v8p0f64")
+        return builder.call(fn, [ps, ir.Constant(ir.IntType(32), 8),
+                                 ir.Constant(_B8, [1] * 8), ir.Constant(_D8, None)])
 
     return _F8(a, base, off), codegen
 
@@ -632,16 +639,16 @@ squares are checked as they go)."""
 @njit(cache=True)
 def _boll_inputs(close, wins):
     """What :func:`_boll_lanes` reads besides close, for windows up to ``max(wins)``:
-    ``(pad, closep, bad)``: ``pad`` zeros, close, then ``8 * pad + 16`` zeros in ``closep`` (a
-    bar before bar w reads a zero as the close leaving the SMA's sum; eight-wide two-pass
-    sums read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
+    ``(pad, closep, bad)``: ``pad`` zeros, close, then ``16 * pad + 16`` zeros in ``closep`` (a
+    bar before bar w reads a zero as the close leaving the SMA's sum; the two-pass sums, eight
+    or sixteen at a time, read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
     outside ``[2**-200, 2**200]`` (or NaN)."""
     n = close.shape[0]
     wmax = 0.0
     for i in range(wins.shape[0]):
         wmax = max(wmax, wins[i])
     pad = int(min(wmax, float(n))) + 1
-    closep = np.zeros(pad + n + 8 * pad + 16)
+    closep = np.zeros(pad + n + 16 * pad + 16)
     closep[pad:pad + n] = close
     bad = np.zeros(n + 1, dtype=np.int64)
     for t in range(n):
@@ -666,7 +673,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     kfin : every k finite
     rm, rs : float64 (>= 8 * (c1 - c0)) scratch: the two-pass mean / sum of squares of a lane's
         recomputation bars
-    scr : float64 (2, >= c1 - c0 + 8) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
+    scr : float64 (2, >= c1 - c0 + 16) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
         rows and scratch for len(wins) windows (the path for other closes or windows)
 
     Vector path (every close up to bar ``c1`` within ``[2**-200, 2**200]``, windows >= 1): the
@@ -806,17 +813,27 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         for p in range(_LANES):
             toff[p] = p * w
         tv = _vload(toff, 0)
-        for p0 in range(0, npt, _LANES):
+        for p0 in range(0, npt, 2 * _LANES):
+            # sixteen bars, two independent sums per term
+            t1 = tb + (p0 + _LANES) * w
             av = _vsplat(0.0)
+            bv = av
             for j in range(w):
                 av = _vadd(av, _vgather(closep, tb + p0 * w + j, tv))
+                bv = _vadd(bv, _vgather(closep, t1 + j, tv))
             av = _vdiv(av, yv, wv)
+            bv = _vdiv(bv, yv, wv)
             sv = _vsplat(0.0)
+            qv = sv
             for j in range(w):
                 dv = _vsub(_vgather(closep, tb + p0 * w + j, tv), av)
                 sv = _vadd(sv, _vmul(dv, dv))
+                ev = _vsub(_vgather(closep, t1 + j, tv), bv)
+                qv = _vadd(qv, _vmul(ev, ev))
             _vstore(acc, p0, av)
             _vstore(so, p0, sv)
+            _vstore(acc, p0 + _LANES, bv)
+            _vstore(so, p0 + _LANES, qv)
         for p in range(npt):
             r = first - c0 + p * w
             rm[8 * r + g] = acc[p]
@@ -1103,7 +1120,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     sd = np.empty(_LANES * FP_CHUNK + 8)
     rm = np.empty(_LANES * FP_CHUNK + 8)
     rs = np.empty(_LANES * FP_CHUNK + 8)
-    scr = np.empty((2, FP_CHUNK + 8))
+    scr = np.empty((2, FP_CHUNK + 16))
     fmid = np.empty((_LANES, FP_CHUNK + 24))
     fsd = np.empty((_LANES, FP_CHUNK + 24))
     fscr = np.empty((3, _LANES, FP_CHUNK + 24))
