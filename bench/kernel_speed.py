@@ -132,7 +132,7 @@ def _bollinger_chunked(close: np.ndarray, wins: np.ndarray) -> None:
             sd = np.empty(_LANES * FP_CHUNK + 8)
             rm = np.empty(_LANES * FP_CHUNK + 8)
             rs = np.empty(_LANES * FP_CHUNK + 8)
-            scr = np.empty((2, FP_CHUNK + 16))
+            scr = np.empty((2, FP_CHUNK + 32))
             fmid = np.empty((_LANES, FP_CHUNK + 24))
             fsd = np.empty((_LANES, FP_CHUNK + 24))
             fscr = np.empty((3, _LANES, FP_CHUNK + 24))

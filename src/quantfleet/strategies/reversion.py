@@ -593,6 +593,18 @@ def _uor(typingctx, a, b):
 
 
 @intrinsic
+def _udbl(typingctx, a):
+    """``a + a`` per uint64 lane (each bit one up)."""
+    if a is not _U8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[0])
+
+    return _U8(a), codegen
+
+
+@intrinsic
 def _mbits(typingctx, m):
     """The lane flags as bits 0-7 of an int64."""
     if m is not _M8:
@@ -639,16 +651,16 @@ squares are checked as they go)."""
 @njit(cache=True)
 def _boll_inputs(close, wins):
     """What :func:`_boll_lanes` reads besides close, for windows up to ``max(wins)``:
-    ``(pad, closep, bad)``: ``pad`` zeros, close, then ``16 * pad + 16`` zeros in ``closep`` (a
-    bar before bar w reads a zero as the close leaving the SMA's sum; the two-pass sums, eight
-    or sixteen at a time, read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
+    ``(pad, closep, bad)``: ``pad`` zeros, close, then ``16 * pad + 32`` zeros in ``closep`` (a
+    bar before bar w reads a zero as the close leaving the SMA's sum; the two-pass sums, 16 or
+    32 at a time, read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
     outside ``[2**-200, 2**200]`` (or NaN)."""
     n = close.shape[0]
     wmax = 0.0
     for i in range(wins.shape[0]):
         wmax = max(wmax, wins[i])
     pad = int(min(wmax, float(n))) + 1
-    closep = np.zeros(pad + n + 16 * pad + 16)
+    closep = np.zeros(pad + n + 16 * pad + 32)
     closep[pad:pad + n] = close
     bad = np.zeros(n + 1, dtype=np.int64)
     for t in range(n):
@@ -673,7 +685,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     kfin : every k finite
     rm, rs : float64 (>= 8 * (c1 - c0)) scratch: the two-pass mean / sum of squares of a lane's
         recomputation bars
-    scr : float64 (2, >= c1 - c0 + 16) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
+    scr : float64 (2, >= c1 - c0 + 32) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
         rows and scratch for len(wins) windows (the path for other closes or windows)
 
     Vector path (every close up to bar ``c1`` within ``[2**-200, 2**200]``, windows >= 1): the
@@ -780,20 +792,46 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
             # c0 + a + i is close[c0 + a + i - w + 1 + j]
             cnt0[g] = a
             per[g] = 1.0
-            # eight rows at a time per vector: term j of row a + i is closep[ta + i + j]
+            # 32 rows at a time, eight per vector (four independent sums per term): term j of
+            # row a + i is closep[ta + i + j]
             k = nc - a
             ta = pad + c0 + a - w + 1
-            for i0 in range(0, k, _LANES):
-                av = _vsplat(0.0)
+            for i0 in range(0, k, 4 * _LANES):
+                t0 = ta + i0
+                a0v = _vsplat(0.0)
+                a1v = a0v
+                a2v = a0v
+                a3v = a0v
                 for j in range(w):
-                    av = _vadd(av, _vload(closep, ta + i0 + j))
-                av = _vdiv(av, yv, wv)
-                sv = _vsplat(0.0)
+                    a0v = _vadd(a0v, _vload(closep, t0 + j))
+                    a1v = _vadd(a1v, _vload(closep, t0 + 8 + j))
+                    a2v = _vadd(a2v, _vload(closep, t0 + 16 + j))
+                    a3v = _vadd(a3v, _vload(closep, t0 + 24 + j))
+                a0v = _vdiv(a0v, yv, wv)
+                a1v = _vdiv(a1v, yv, wv)
+                a2v = _vdiv(a2v, yv, wv)
+                a3v = _vdiv(a3v, yv, wv)
+                s0v = _vsplat(0.0)
+                s1v = s0v
+                s2v = s0v
+                s3v = s0v
                 for j in range(w):
-                    dv = _vsub(_vload(closep, ta + i0 + j), av)
-                    sv = _vadd(sv, _vmul(dv, dv))
-                _vstore(acc, i0, av)
-                _vstore(so, i0, sv)
+                    d0 = _vsub(_vload(closep, t0 + j), a0v)
+                    d1 = _vsub(_vload(closep, t0 + 8 + j), a1v)
+                    d2 = _vsub(_vload(closep, t0 + 16 + j), a2v)
+                    d3 = _vsub(_vload(closep, t0 + 24 + j), a3v)
+                    s0v = _vadd(s0v, _vmul(d0, d0))
+                    s1v = _vadd(s1v, _vmul(d1, d1))
+                    s2v = _vadd(s2v, _vmul(d2, d2))
+                    s3v = _vadd(s3v, _vmul(d3, d3))
+                _vstore(acc, i0, a0v)
+                _vstore(acc, i0 + 8, a1v)
+                _vstore(acc, i0 + 16, a2v)
+                _vstore(acc, i0 + 24, a3v)
+                _vstore(so, i0, s0v)
+                _vstore(so, i0 + 8, s1v)
+                _vstore(so, i0 + 16, s2v)
+                _vstore(so, i0 + 24, s3v)
             for i in range(k):
                 rm[8 * (a + i) + g] = acc[i]
                 rs[8 * (a + i) + g] = so[i]
@@ -887,6 +925,7 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         e5 = e0
         el = e0
         es = e0
+        bit = _vsplat(one)  # bar i's bit: doubled from row to row
         for i in range(wd << 6, min(nc, (wd << 6) + 64)):
             x = close[c0 + i]
             xv = _vsplat(x)
@@ -895,23 +934,34 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
                                                     oob)
             _vstore(mid, 8 * i, mi)
             _vstore(sd, 8 * i, sv)
-            bit = _vsplat(one << np.uint64(i & 63))
             el = _vorbit(el, _vnlt(xv, mi), bit)
-            es = _vorbit(es, _vngt(xv, mi), bit)
             if long_short:
+                es = _vorbit(es, _vngt(xv, mi), bit)
                 e0 = _vorbit(e0, _boll_enter2(xv, mi, sv, k0), bit)
-                e1 = _vorbit(e1, _boll_enter2(xv, mi, sv, k1), bit)
-                e2 = _vorbit(e2, _boll_enter2(xv, mi, sv, k2), bit)
-                e3 = _vorbit(e3, _boll_enter2(xv, mi, sv, k3), bit)
-                e4 = _vorbit(e4, _boll_enter2(xv, mi, sv, k4), bit)
-                e5 = _vorbit(e5, _boll_enter2(xv, mi, sv, k5), bit)
+                if nk > 1:
+                    e1 = _vorbit(e1, _boll_enter2(xv, mi, sv, k1), bit)
+                if nk > 2:
+                    e2 = _vorbit(e2, _boll_enter2(xv, mi, sv, k2), bit)
+                if nk > 3:
+                    e3 = _vorbit(e3, _boll_enter2(xv, mi, sv, k3), bit)
+                if nk > 4:
+                    e4 = _vorbit(e4, _boll_enter2(xv, mi, sv, k4), bit)
+                if nk > 5:
+                    e5 = _vorbit(e5, _boll_enter2(xv, mi, sv, k5), bit)
             else:
+                # no short: its exit row stays empty (never read)
                 e0 = _vorbit(e0, _vlt(xv, _vsub(mi, _vmul(k0, sv))), bit)
-                e1 = _vorbit(e1, _vlt(xv, _vsub(mi, _vmul(k1, sv))), bit)
-                e2 = _vorbit(e2, _vlt(xv, _vsub(mi, _vmul(k2, sv))), bit)
-                e3 = _vorbit(e3, _vlt(xv, _vsub(mi, _vmul(k3, sv))), bit)
-                e4 = _vorbit(e4, _vlt(xv, _vsub(mi, _vmul(k4, sv))), bit)
-                e5 = _vorbit(e5, _vlt(xv, _vsub(mi, _vmul(k5, sv))), bit)
+                if nk > 1:
+                    e1 = _vorbit(e1, _vlt(xv, _vsub(mi, _vmul(k1, sv))), bit)
+                if nk > 2:
+                    e2 = _vorbit(e2, _vlt(xv, _vsub(mi, _vmul(k2, sv))), bit)
+                if nk > 3:
+                    e3 = _vorbit(e3, _vlt(xv, _vsub(mi, _vmul(k3, sv))), bit)
+                if nk > 4:
+                    e4 = _vorbit(e4, _vlt(xv, _vsub(mi, _vmul(k4, sv))), bit)
+                if nk > 5:
+                    e5 = _vorbit(e5, _vlt(xv, _vsub(mi, _vmul(k5, sv))), bit)
+            bit = _udbl(bit)
         _vstore(bits, 8 * (nk * _BOLL_WORDS + wd), el)
         _vstore(bits, 8 * ((nk + 1) * _BOLL_WORDS + wd), es)
         _vstore(bits, 8 * wd, e0)
@@ -1120,7 +1170,7 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
     sd = np.empty(_LANES * FP_CHUNK + 8)
     rm = np.empty(_LANES * FP_CHUNK + 8)
     rs = np.empty(_LANES * FP_CHUNK + 8)
-    scr = np.empty((2, FP_CHUNK + 16))
+    scr = np.empty((2, FP_CHUNK + 32))
     fmid = np.empty((_LANES, FP_CHUNK + 24))
     fsd = np.empty((_LANES, FP_CHUNK + 24))
     fscr = np.empty((3, _LANES, FP_CHUNK + 24))
