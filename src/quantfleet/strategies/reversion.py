@@ -653,8 +653,8 @@ def _boll_inputs(close, wins):
     """What :func:`_boll_lanes` reads besides close, for windows up to ``max(wins)``:
     ``(pad, closep, bad)``: ``pad`` zeros, close, then ``16 * pad + 32`` zeros in ``closep`` (a
     bar before bar w reads a zero as the close leaving the SMA's sum; the two-pass sums, 16 or
-    32 at a time, read past the last bar into results they drop), and ``bad[t]``: how many of ``close[:t]`` are
-    outside ``[2**-200, 2**200]`` (or NaN)."""
+    32 at a time, read past the last bar into results they drop), and ``bad[t]``: how many of
+    ``close[:t]`` are outside ``[2**-200, 2**200]`` (or NaN)."""
     n = close.shape[0]
     wmax = 0.0
     for i in range(wins.shape[0]):
@@ -685,8 +685,9 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     kfin : every k finite
     rm, rs : float64 (>= 8 * (c1 - c0)) scratch: the two-pass mean / sum of squares of a lane's
         recomputation bars
-    scr : float64 (2, >= c1 - c0 + 32) scratch; fmid, fsd, fscr: :func:`_bollinger_chunk_tables`'s
-        rows and scratch for len(wins) windows (the path for other closes or windows)
+    scr : float64 (2, >= c1 - c0 + 32) scratch
+    fmid, fsd, fscr : :func:`_bollinger_chunk_tables`'s rows and scratch for len(wins) windows
+        (the path for other closes or windows)
 
     Vector path (every close up to bar ``c1`` within ``[2**-200, 2**200]``, windows >= 1): the
     two-pass values of each lane's recomputation bars (every bar for windows under 17 bars)
