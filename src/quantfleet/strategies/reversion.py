@@ -640,6 +640,10 @@ def _vdiv(a, y, wf):
 _LANES = 8
 """Windows whose per-chunk rows :func:`_boll_lanes` builds together, one per vector lane."""
 
+_BOLL_KEEP = 256
+"""Windows up to this many bars keep the terms of their two-pass sums between the passes
+(:func:`_boll_lanes_vec`; longer ones gather them twice)."""
+
 _LANE_LO = 2.0 ** -200
 _LANE_HI = 2.0 ** 200
 """:func:`_boll_lanes` takes its vector path on closes within ``[2**-200, 2**200]``: every
@@ -766,6 +770,7 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
     yl = np.empty(_LANES)
     off = np.empty(_LANES, dtype=np.int64)
     toff = np.empty(_LANES, dtype=np.int64)
+    held = np.empty(16 * _BOLL_KEEP)
     s0 = np.zeros(_LANES)
     m0 = np.zeros(_LANES)
     q0 = np.zeros(_LANES)
@@ -852,22 +857,34 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         for p in range(_LANES):
             toff[p] = p * w
         tv = _vload(toff, 0)
+        keep = w <= _BOLL_KEEP  # pass one's gathered terms kept for pass two
         for p0 in range(0, npt, 2 * _LANES):
             # sixteen bars, two independent sums per term
             t1 = tb + (p0 + _LANES) * w
             av = _vsplat(0.0)
             bv = av
             for j in range(w):
-                av = _vadd(av, _vgather(closep, tb + p0 * w + j, tv))
-                bv = _vadd(bv, _vgather(closep, t1 + j, tv))
+                xa = _vgather(closep, tb + p0 * w + j, tv)
+                xb = _vgather(closep, t1 + j, tv)
+                if keep:
+                    _vstore(held, 16 * j, xa)
+                    _vstore(held, 16 * j + 8, xb)
+                av = _vadd(av, xa)
+                bv = _vadd(bv, xb)
             av = _vdiv(av, yv, wv)
             bv = _vdiv(bv, yv, wv)
             sv = _vsplat(0.0)
             qv = sv
             for j in range(w):
-                dv = _vsub(_vgather(closep, tb + p0 * w + j, tv), av)
+                if keep:
+                    xa = _vload(held, 16 * j)
+                    xb = _vload(held, 16 * j + 8)
+                else:
+                    xa = _vgather(closep, tb + p0 * w + j, tv)
+                    xb = _vgather(closep, t1 + j, tv)
+                dv = _vsub(xa, av)
                 sv = _vadd(sv, _vmul(dv, dv))
-                ev = _vsub(_vgather(closep, t1 + j, tv), bv)
+                ev = _vsub(xb, bv)
                 qv = _vadd(qv, _vmul(ev, ev))
             _vstore(acc, p0, av)
             _vstore(so, p0, sv)
