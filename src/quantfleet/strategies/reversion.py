@@ -739,6 +739,49 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
 
 
 @njit(cache=True, inline="always")
+def _boll_rows32(closep, t0, w, acc, so):
+    """The two-pass mean and sum of squares of 32 consecutive bars (term j of the i-th:
+    ``closep[t0 + i + j]``, j < w) into ``acc[:32]`` and ``so[:32]``: eight bars per vector,
+    four independent sums per term."""
+    wv = _vsplat(float(w))
+    yv = _vsplat(1.0 / float(w))
+    a0v = _vsplat(0.0)
+    a1v = a0v
+    a2v = a0v
+    a3v = a0v
+    for j in range(w):
+        a0v = _vadd(a0v, _vload(closep, t0 + j))
+        a1v = _vadd(a1v, _vload(closep, t0 + 8 + j))
+        a2v = _vadd(a2v, _vload(closep, t0 + 16 + j))
+        a3v = _vadd(a3v, _vload(closep, t0 + 24 + j))
+    a0v = _vdiv(a0v, yv, wv)
+    a1v = _vdiv(a1v, yv, wv)
+    a2v = _vdiv(a2v, yv, wv)
+    a3v = _vdiv(a3v, yv, wv)
+    s0v = _vsplat(0.0)
+    s1v = s0v
+    s2v = s0v
+    s3v = s0v
+    for j in range(w):
+        d0 = _vsub(_vload(closep, t0 + j), a0v)
+        d1 = _vsub(_vload(closep, t0 + 8 + j), a1v)
+        d2 = _vsub(_vload(closep, t0 + 16 + j), a2v)
+        d3 = _vsub(_vload(closep, t0 + 24 + j), a3v)
+        s0v = _vadd(s0v, _vmul(d0, d0))
+        s1v = _vadd(s1v, _vmul(d1, d1))
+        s2v = _vadd(s2v, _vmul(d2, d2))
+        s3v = _vadd(s3v, _vmul(d3, d3))
+    _vstore(acc, 0, a0v)
+    _vstore(acc, 8, a1v)
+    _vstore(acc, 16, a2v)
+    _vstore(acc, 24, a3v)
+    _vstore(so, 0, s0v)
+    _vstore(so, 8, s1v)
+    _vstore(so, 16, s2v)
+    _vstore(so, 24, s3v)
+
+
+@njit(cache=True, inline="always")
 def _boll_step(xv, ov, s, m, ss, cnt, pv, rm, rs, i, y, wf, oob):
     """One bar of every lane (:func:`_boll_lanes_vec`): the SMA's sum, the Welford mean and
     sum of squares (the two-pass values ``rm``/``rs`` on a recomputation bar: ``cnt`` 0), the
@@ -794,53 +837,9 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
         wv = _vsplat(float(w))
         yv = _vsplat(1.0 / float(w))
         if w < _WELFORD_MIN:
-            # two passes on every bar from the first: rows a.. of the chunk, term j of bar
-            # c0 + a + i is close[c0 + a + i - w + 1 + j]
+            # two passes on every bar from the first (below)
             cnt0[g] = a
             per[g] = 1.0
-            # 32 rows at a time, eight per vector (four independent sums per term): term j of
-            # row a + i is closep[ta + i + j]
-            k = nc - a
-            ta = pad + c0 + a - w + 1
-            for i0 in range(0, k, 4 * _LANES):
-                t0 = ta + i0
-                a0v = _vsplat(0.0)
-                a1v = a0v
-                a2v = a0v
-                a3v = a0v
-                for j in range(w):
-                    a0v = _vadd(a0v, _vload(closep, t0 + j))
-                    a1v = _vadd(a1v, _vload(closep, t0 + 8 + j))
-                    a2v = _vadd(a2v, _vload(closep, t0 + 16 + j))
-                    a3v = _vadd(a3v, _vload(closep, t0 + 24 + j))
-                a0v = _vdiv(a0v, yv, wv)
-                a1v = _vdiv(a1v, yv, wv)
-                a2v = _vdiv(a2v, yv, wv)
-                a3v = _vdiv(a3v, yv, wv)
-                s0v = _vsplat(0.0)
-                s1v = s0v
-                s2v = s0v
-                s3v = s0v
-                for j in range(w):
-                    d0 = _vsub(_vload(closep, t0 + j), a0v)
-                    d1 = _vsub(_vload(closep, t0 + 8 + j), a1v)
-                    d2 = _vsub(_vload(closep, t0 + 16 + j), a2v)
-                    d3 = _vsub(_vload(closep, t0 + 24 + j), a3v)
-                    s0v = _vadd(s0v, _vmul(d0, d0))
-                    s1v = _vadd(s1v, _vmul(d1, d1))
-                    s2v = _vadd(s2v, _vmul(d2, d2))
-                    s3v = _vadd(s3v, _vmul(d3, d3))
-                _vstore(acc, i0, a0v)
-                _vstore(acc, i0 + 8, a1v)
-                _vstore(acc, i0 + 16, a2v)
-                _vstore(acc, i0 + 24, a3v)
-                _vstore(so, i0, s0v)
-                _vstore(so, i0 + 8, s1v)
-                _vstore(so, i0 + 16, s2v)
-                _vstore(so, i0 + 24, s3v)
-            for i in range(k):
-                rm[8 * (a + i) + g] = acc[i]
-                rs[8 * (a + i) + g] = so[i]
             continue
         if w > c1:
             continue
@@ -894,6 +893,17 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
             r = first - c0 + p * w
             rm[8 * r + g] = acc[p]
             rs[8 * r + g] = so[p]
+    # windows under 17 bars: 32 rows of each such lane at a time, lane after lane, so that those
+    # rows of rm / rs stay in cache (rows before a lane's first value: never read)
+    for i0 in range(0, nc, 4 * _LANES):
+        for g in range(g_n):
+            w = wl[g]
+            if w >= _WELFORD_MIN or w > c1:
+                continue
+            _boll_rows32(closep, pad + c0 + i0 - w + 1, w, acc, so)
+            for r in range(min(4 * _LANES, nc - i0)):
+                rm[8 * (i0 + r) + g] = acc[r]
+                rs[8 * (i0 + r) + g] = so[r]
     s = _vload(s0, 0)
     m = _vload(m0, 0)
     ss = _vload(q0, 0)
