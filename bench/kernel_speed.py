@@ -140,7 +140,8 @@ def _bollinger_chunked(close: np.ndarray, wins: np.ndarray) -> None:
                 c1 = min(n, c0 + FP_CHUNK)
                 for q in range(ng):
                     _boll_lanes(close, closep, pad, bad, lw[q, :gn[q]], st[q], c0, c1, ks, nk,
-                                False, True, mid, sd, bits, rm, rs, scr, fmid, fsd, fscr)
+                                False, True, False, mid, sd, bits, rm, rs, scr, fmid, fsd,
+                                fscr)
 
         _BOLL_DRIVER = drive
     _BOLL_DRIVER(close, wins)

@@ -48,7 +48,7 @@ def _lanes(close, wins, ks, long_short, chunk):
                 kl[g::_LANES] = ks[min(g0 + g, g1 - 1)]
             bits = np.full(_LANES * _BOLL_WORDS * (nk + 2), 0xA5A5A5A5A5A5A5A5, dtype=np.uint64)
             _boll_lanes(close, closep, pad, bad, wins[g0:g1], states[q], c0, c1, kl, nk,
-                        long_short, kfin, m, s, bits, np.full(_LANES * FP_CHUNK + 8, -3.0),
+                        long_short, kfin, True, m, s, bits, np.full(_LANES * FP_CHUNK + 8, -3.0),
                         np.full(_LANES * FP_CHUNK + 8, -3.0), np.full((2, FP_CHUNK + 32), -3.0),
                         np.full((_LANES, FP_CHUNK + 24), -3.0),
                         np.full((_LANES, FP_CHUNK + 24), -3.0),
@@ -151,7 +151,7 @@ def test_vector_path_is_taken_on_in_range_closes(seed, n, windows):
     for c0 in range(0, n, 128):
         c1 = min(n, c0 + 128)
         assert _boll_lanes_vec(close, closep, pad, wl, wins.size, state, c0, c1,
-                               np.ones(_LANES), 1, False, True, m, m.copy(), bits, m.copy(),
+                               np.ones(_LANES), 1, False, True, True, m, m.copy(), bits, m.copy(),
                                m.copy(), np.empty((2, FP_CHUNK + 32)))
         for g, w in enumerate(windows):
             np.testing.assert_array_equal(m[g:_LANES * (c1 - c0):_LANES], sma(close, w)[c0:c1])

@@ -674,8 +674,8 @@ def _boll_inputs(close, wins):
 
 
 @njit(cache=True)
-def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, kfin, mid, sd,
-                bits, rm, rs, scr, fmid, fsd, fscr):
+def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, kfin, rows, mid,
+                sd, bits, rm, rs, scr, fmid, fsd, fscr):
     """Bars ``[c0, c1)`` of ``sma(close, w)`` and ``rolling_pstd(close, w)`` for up to eight
     windows ``w = int(wins[g])`` (lane g), lane-interleaved: bar ``c0 + i`` of lane g in
     ``mid[8 * i + g]`` and ``sd[8 * i + g]`` (lanes past ``len(wins)``: garbage), and their bit
@@ -687,6 +687,8 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
         sum of squares) after bar ``c0 - 1``: zeros before bar 0, then carried from the call
         for the previous chunk (chunks in order from bar 0, none skipped)
     kfin : every k finite
+    rows : store every row of ``mid``/``sd`` (else, on the vector path with finite k and at
+        most six slots, only those the bit rows of the first 64-bar words read)
     rm, rs : float64 (>= 8 * (c1 - c0)) scratch: the two-pass mean / sum of squares of a lane's
         recomputation bars
     scr : float64 (2, >= c1 - c0 + 32) scratch
@@ -720,7 +722,7 @@ def _boll_lanes(close, closep, pad, bad, wins, st, c0, c1, ks, nk, long_short, k
     # every close so far in range: the running sums carried in ``st`` hold no other values
     vec = vec and bad[c1] == 0 and min(wmax, n) < pad
     if vec and _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
-                               kfin, mid, sd, bits, rm, rs, scr):
+                               kfin, rows or nk > 6, mid, sd, bits, rm, rs, scr):
         if not kfin:
             _boll_bits(close, c0, 0, nc, mid, sd, ks, 0, nk, long_short, True, bits)
         return True
@@ -802,10 +804,12 @@ def _boll_step(xv, ov, s, m, ss, cnt, pv, rm, rs, i, y, wf, oob):
 
 
 @njit(cache=True)
-def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short, fuse, mid, sd,
-                    bits, rm, rs, scr):
-    """:func:`_boll_lanes`'s vector path (``fuse``: with the bit rows); False (``st``
-    untouched) if a sum of squares is out of :func:`_vdiv`'s range."""
+def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short, fuse, rows, mid,
+                    sd, bits, rm, rs, scr):
+    """:func:`_boll_lanes`'s vector path (``fuse``: with the bit rows; without ``rows`` the
+    rows of ``mid``/``sd`` from the first 64-bar word in which every lane has a value on are
+    not stored); False (``st`` untouched) if a sum of squares is out of :func:`_vdiv`'s
+    range."""
     nc = c1 - c0
     cnt0 = np.empty(_LANES)
     per = np.empty(_LANES)
@@ -960,8 +964,9 @@ def _boll_lanes_vec(close, closep, pad, wl, g_n, st, c0, c1, ks, nk, long_short,
             ov = _vload(closep, base + i) if contig else _vgather(closep, base + wl[0] + i, offs)
             s, m, ss, cnt, mi, sv, oob = _boll_step(xv, ov, s, m, ss, cnt, pv, rm, rs, i, y, wf,
                                                     oob)
-            _vstore(mid, 8 * i, mi)
-            _vstore(sd, 8 * i, sv)
+            if rows:
+                _vstore(mid, 8 * i, mi)
+                _vstore(sd, 8 * i, sv)
             el = _vorbit(el, _vnlt(xv, mi), bit)
             if long_short:
                 es = _vorbit(es, _vngt(xv, mi), bit)
@@ -1224,8 +1229,8 @@ def bollinger_fast(open_, high, low, close, volume, extra, params, fee_rate, ppy
             # rows from the vector path (no NaN, no infinity from a lane's first value; before
             # it the state is flat) and finite k >= 0 (lo <= mid <= up): the bits are the rule
             exact = _boll_lanes(close, closep, pad, bad, lw[q, :gn[q]], st[q], c0, c1, ks, nk,
-                                long_short, kfin, mid, sd, bits, rm, rs, scr, fmid,
-                                fsd, fscr) and kfin and kpos
+                                long_short, kfin, not (kfin and kpos), mid, sd, bits, rm, rs,
+                                scr, fmid, fsd, fscr) and kfin and kpos
             for g in range(gn[q]):
                 u = lu[q, g]
                 for p in range(first[u], first[u + 1]):
