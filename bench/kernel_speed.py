@@ -49,7 +49,8 @@ def _donchian_bits(market, params) -> None:
 def _tables(name: str):
     """A callable building ``name``'s indicator tables for ``params`` as its fast path does (the
     per-bar kernel's table function on a source tree from before the fast-path tables;
-    donchian: the channel ages and per-chunk bit rows of :func:`_donchian_bits`)."""
+    donchian: the channel ages and per-chunk bit rows of :func:`_donchian_bits`; bollinger: its
+    per-chunk rows with the bit rows the same loop marks, :func:`_bollinger_chunked`)."""
     from quantfleet.kernels.indicators import unique_windows
 
     if name == "ema_cross":
@@ -61,7 +62,7 @@ def _tables(name: str):
             np.concatenate((p[:, 0], p[:, 1])))[0])
     if name == "bollinger":
         from quantfleet.strategies import reversion
-        if hasattr(reversion, "_bollinger_chunk_tables"):
+        if hasattr(reversion, "_boll_lanes"):
             return lambda m, p: _bollinger_chunked(_f(m, 'close'),
                                                    unique_windows(p[:, 0].copy())[0])
         _bollinger_tables = getattr(reversion, "_bollinger_tables_fused",
@@ -93,29 +94,54 @@ def _ema_chunked(market, params) -> None:
 
 
 def _bollinger_chunked(close: np.ndarray, wins: np.ndarray) -> None:
-    """bollinger's rows as its fast path builds them: every chunk of bars, a group of windows
-    at a time (the compiled driver is built on first use)."""
+    """bollinger's rows as its fast path builds them: every chunk of bars, eight windows (vector
+    lanes, descending) at a time, with the bit rows of five k values that the same loop marks
+    (the compiled driver is built on first use)."""
     global _BOLL_DRIVER
     if _BOLL_DRIVER is None:
         from numba import njit
 
         from quantfleet.kernels.fastpath import FP_CHUNK
-        from quantfleet.strategies.reversion import _BOLL_GROUP, _bollinger_chunk_tables
+        from quantfleet.strategies.reversion import (
+            _BOLL_WORDS,
+            _LANES,
+            _boll_inputs,
+            _boll_lanes,
+        )
 
         @njit
         def drive(close, wins):
             n = close.shape[0]
-            g = min(wins.shape[0], _BOLL_GROUP)
-            st = np.zeros((wins.shape[0], 3))
-            mid = np.empty((g, FP_CHUNK + 24))
-            sd = np.empty((g, FP_CHUNK + 24))
-            scratch = np.empty((3, g, FP_CHUNK + 24))
+            nw = wins.shape[0]
+            pad, closep, bad = _boll_inputs(close, wins)
+            ng = (nw + _LANES - 1) // _LANES
+            lw = np.zeros((ng, _LANES))
+            gn = np.zeros(ng, dtype=np.int64)
+            for q in range(ng):
+                g1 = min(nw, (q + 1) * _LANES)
+                gn[q] = g1 - q * _LANES
+                for g in range(gn[q]):
+                    lw[q, g] = wins[g1 - 1 - g]
+            st = np.zeros((ng, _LANES, 3))
+            nk = 5
+            ks = np.empty(_LANES * nk)
+            for j in range(nk):
+                ks[_LANES * j:_LANES * (j + 1)] = 1.0 + 0.5 * j
+            bits = np.zeros(_LANES * _BOLL_WORDS * (nk + 2), dtype=np.uint64)
+            mid = np.empty(_LANES * FP_CHUNK + 8)
+            sd = np.empty(_LANES * FP_CHUNK + 8)
+            rm = np.empty(_LANES * FP_CHUNK + 8)
+            rs = np.empty(_LANES * FP_CHUNK + 8)
+            scr = np.empty((2, FP_CHUNK + 32))
+            fmid = np.empty((_LANES, FP_CHUNK + 24))
+            fsd = np.empty((_LANES, FP_CHUNK + 24))
+            fscr = np.empty((3, _LANES, FP_CHUNK + 24))
             for c0 in range(0, n, FP_CHUNK):
                 c1 = min(n, c0 + FP_CHUNK)
-                for g0 in range(0, wins.shape[0], _BOLL_GROUP):
-                    g1 = min(wins.shape[0], g0 + _BOLL_GROUP)
-                    _bollinger_chunk_tables(close, wins[g0:g1], st[g0:g1], c0, c1, mid, sd,
-                                            scratch)
+                for q in range(ng):
+                    _boll_lanes(close, closep, pad, bad, lw[q, :gn[q]], st[q], c0, c1, ks, nk,
+                                False, True, False, mid, sd, bits, rm, rs, scr, fmid, fsd,
+                                fscr)
 
         _BOLL_DRIVER = drive
     _BOLL_DRIVER(close, wins)

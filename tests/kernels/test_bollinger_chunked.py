@@ -1,6 +1,8 @@
-"""bollinger's fast path: its per-chunk SMA / population-std rows against the whole-series
-``sma`` / ``rolling_pstd`` bit for bit (and against their definition), and the fast path against
-the per-bar kernel when one window has many k values (several flag passes per window)."""
+"""bollinger's fast path: the window-by-window per-chunk SMA / population-std rows (the path for
+closes the vector lanes do not take) against the whole-series ``sma`` / ``rolling_pstd`` bit
+for bit (and against their definition), the exact division, and the fast path against the
+per-bar kernel when one window has many k values (bit rows of slots past the first six).
+The vector lanes: tests/kernels/test_bollinger_lanes.py."""
 
 from __future__ import annotations
 
@@ -120,42 +122,3 @@ def test_divide_is_the_division_bit_for_bit(seed, w, root, kind):
     np.testing.assert_array_equal(got.view(np.int64)[~np.isnan(ref)],
                                   ref.view(np.int64)[~np.isnan(ref)])
     assert np.isnan(got[np.isnan(ref)]).all()
-
-
-@settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 200), long_short=st.booleans(),
-       specials=st.booleans(), kinf=st.booleans())
-def test_band_flags_mark_every_state_change(seed, n, long_short, specials, kinf):
-    """Flag bits against band_step itself, bar by bar: entry bit j exactly where a flat state
-    with k_j enters; the exit bits wherever a long / short would change (NaN, inf in the
-    mid, the std or k included)."""
-    from quantfleet.strategies.reversion import _band_flags, band_step
-
-    rng = np.random.default_rng(seed)
-    x = 100.0 + rng.normal(0.0, 2.0, n)
-    mi = 100.0 + rng.normal(0.0, 1.0, n)
-    sv = np.abs(rng.normal(0.0, 1.0, n))
-    sv[rng.random(n) < 0.1] = 0.0
-    tie = rng.random(n) < 0.1  # x exactly at the mid
-    mi[tie] = x[tie]
-    if specials:
-        for arr in (x, mi, sv):
-            at = rng.integers(0, n, 3)
-            arr[at] = rng.choice([np.nan, np.inf, -np.inf], 3) if arr is not sv else \
-                rng.choice([np.nan, np.inf], 3)
-    ks = rng.choice([0.0, 0.5, 1.0, 2.0, 3.0], 6)
-    if kinf:
-        ks[int(rng.integers(0, 6))] = np.inf
-    words = np.zeros((n + 7) // 8 + 1, dtype=np.uint64)
-    flags = words.view(np.uint8)
-    with np.errstate(invalid="ignore"):
-        _band_flags(x, mi, sv, ks, flags, np.uint8(long_short), n)
-        for i in range(n):
-            for j in range(6):
-                lo, up = mi[i] - ks[j] * sv[i], mi[i] + ks[j] * sv[i]
-                enters = band_step(0.0, x[i], lo, mi[i], up, long_short) != 0.0
-                assert bool(flags[i] >> j & 1) == enters, (i, j)
-                if band_step(1.0, x[i], lo, mi[i], up, long_short) != 1.0:
-                    assert flags[i] >> 6 & 1, (i, j)
-                if band_step(-1.0, x[i], lo, mi[i], up, long_short) != -1.0:
-                    assert flags[i] >> 7 & 1, (i, j)
