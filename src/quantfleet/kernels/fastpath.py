@@ -541,6 +541,16 @@ def _book_change(T, c0, b0, bl, ns, bend, bsum, bsq, c, fee_rate, st, prev, pos,
 
 @njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
+    """:func:`_fp_book`, compiled apart for the calls without blocks (``blk[2] == 0``, metrics
+    only: a constant ``(0, 1, 0)``, so the block bookkeeping is compiled out)."""
+    if blk[2] == 0:
+        _fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, (0, 1, 0), final, ppy, out)
+    else:
+        _fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
     """Book combo ``c``'s position changes ``ct[:k]`` (bars of the current chunk, increasing,
     each later than every bar booked so far) / ``cp[:k]`` (the new positions), with the held
     stretch before each and the one from the last change to the chunk's end, updating its row of
@@ -591,6 +601,19 @@ def fp_book(fp, ct, cp, k, state, c, fee_rate, bsum, bsq, blk, final, ppy, out):
 @njit(cache=True, error_model="numpy", _nrt=False)
 def fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, blk, final,
                   ppy, out, ct):
+    """:func:`_fp_book_words`, compiled apart for the calls without blocks, as
+    :func:`fp_book`."""
+    if blk[2] == 0:
+        _fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, (0, 1, 0),
+                       final, ppy, out, ct)
+    else:
+        _fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, blk,
+                       final, ppy, out, ct)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _fp_book_words(fp, words, m, t0, pos1, pos0, state, c, fee_rate, bsum, bsq, blk, final,
+                   ppy, out, ct):
     """:func:`fp_book` for a stateless two-valued rule packed 64 bars to a word: bit ``i`` of
     ``words[j]`` is 1 where bar ``t0 + 64 j + i`` takes position ``pos1``, 0 where it takes
     ``pos0`` (``pos1 != pos0``; bits from ``m`` on are ignored; bars ``[t0, t0 + m)`` end the
