@@ -116,7 +116,11 @@ def render(r: dict) -> str:
     fc = r["first_calls"]
     a("First call of each tool in the benchmark process (S&P 500, wall / CPU): "
       + "; ".join(f"{k} {x['wall_s']:.2f} s / {x['cpu_s']:.2f} s ({x['what']})" for k, x in fc.items())
-      + ". quantfleet loads its kernel from the numba cache; vectorbt compiles its simulator.")
+      + ". " + (f"quantfleet compiled {fc['quantfleet']['compiled']} numba functions (its "
+                "cache was cold: a first run after an install or a kernel change)"
+                if fc["quantfleet"].get("compiled") else
+                "quantfleet loads its kernels from the numba cache")
+      + "; vectorbt compiles its simulator.")
     a("")
     a("## Correctness, checked from outside")
     a("")

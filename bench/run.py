@@ -64,10 +64,18 @@ def rel_equity_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- 1. throughput --------------------------------------------------------------------------
 
 def first_calls(s, combos) -> dict:
-    """First call of each tool in this process (numba cache loads / peer JIT compiles)."""
+    """First call of each tool in this process (numba cache loads / peer JIT compiles).
+    quantfleet's ``compiled``: how many numba functions its first call compiled (numba's
+    "numba:compile" event fires only on a cache miss): 0 when every kernel came from the
+    cache."""
+    from numba.core import event
+
     out = {}
-    w, c, _ = wall_cpu(lambda: peers.quantfleet_total_returns(s.market, combos, 0.0))
-    out["quantfleet"] = {"wall_s": w, "cpu_s": c, "what": f"{len(combos)} combos"}
+    with event.install_recorder("numba:compile") as rec:
+        w, c, _ = wall_cpu(lambda: peers.quantfleet_total_returns(s.market, combos, 0.0))
+    compiled = sum(1 for _, e in rec.buffer if e.is_start)
+    out["quantfleet"] = {"wall_s": w, "cpu_s": c, "what": f"{len(combos)} combos",
+                         "compiled": compiled}
     w, c, _ = wall_cpu(lambda: peers.vectorbt_total_returns(s.frame["Close"], combos, 0.0))
     out["vectorbt"] = {"wall_s": w, "cpu_s": c, "what": f"{len(combos)} combos"}
     w, c, _ = wall_cpu(lambda: peers.backtesting_total_returns(s.frame, combos[:1], 0.0))
